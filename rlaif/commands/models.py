@@ -1,0 +1,125 @@
+"""``rlaif tiny-model`` and ``rlaif generate``: build a local test model, sample from any model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from rlaif.errors import ConfigError, RlaifError
+
+
+def tiny_model(
+    out_dir: Path = typer.Argument(..., help="Directory to write the model into."),
+    seed: int = typer.Option(0, help="Same seed, same tokenizer and weights."),
+    corpus: Path | None = typer.Option(None, help="Text file to train the tokenizer (and pre-train) on."),
+    steps: int = typer.Option(0, help="Pre-training steps on the corpus (0: random weights)."),
+    layers: int = typer.Option(2, help="Transformer layers."),
+    hidden: int = typer.Option(128, help="Hidden size (heads = hidden/64)."),
+    vocab: int = typer.Option(512, help="Tokenizer vocabulary size."),
+) -> None:
+    """Build a tiny Llama model directory locally (no downloads) for smoke tests."""
+    from rlaif.tiny_model import TinyModelSpec, build_tiny_model
+
+    if hidden % 64:
+        raise ConfigError(f"--hidden must be a multiple of 64 (head_dim 64), got {hidden}")
+    spec = TinyModelSpec(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=hidden // 64,
+        num_kv_heads=hidden // 64,
+        intermediate_size=2 * hidden,
+    )
+    path = build_tiny_model(out_dir, seed=seed, spec=spec, corpus=corpus, steps=steps, progress=steps > 0)
+    print(str(path))
+
+
+def _read_prompts(prompts_file: Path | None, prompt: list[str]) -> list:
+    from rlaif.records import iter_json_lines
+
+    items: list = list(prompt)
+    if prompts_file is not None:
+        for lineno, obj in iter_json_lines(prompts_file):
+            if "messages" in obj:
+                items.append(obj["messages"])
+            elif isinstance(obj.get("prompt"), str):
+                items.append(obj["prompt"])
+            elif isinstance(obj.get("turns"), list) and obj["turns"]:  # MT-Bench question format
+                items.append([{"role": "user", "content": obj["turns"][0]}])
+            else:
+                raise RlaifError(f"{prompts_file}:{lineno}: needs a 'prompt', 'messages' or 'turns' field")
+    if not items:
+        raise ConfigError("no prompts: pass --prompt TEXT or --prompts FILE")
+    return items
+
+
+def generate(
+    model: str = typer.Option(..., help="Model directory (or server model name with --server)."),
+    prompts_file: Path | None = typer.Option(None, "--prompts", help="JSONL with prompt/messages/turns."),
+    prompt: list[str] = typer.Option([], "--prompt", help="A plain prompt (repeatable)."),
+    chat: bool = typer.Option(True, help="Wrap plain prompts as one user turn and use the chat template."),
+    server: str | None = typer.Option(None, help="OpenAI-compatible base URL instead of in-process vLLM."),
+    adapter: str | None = typer.Option(None, help="LoRA adapter directory to serve on top of the model."),
+    n: int = typer.Option(1, help="Samples per prompt."),
+    temperature: float = typer.Option(1.0),
+    top_p: float = typer.Option(1.0),
+    max_tokens: int = typer.Option(64),
+    seed: int | None = typer.Option(None),
+    limit: int | None = typer.Option(None, help="Use only the first N prompts."),
+    max_model_len: int | None = typer.Option(None),
+    kv_cache_gb: float | None = typer.Option(None, help="KV cache size in GiB (CPU)."),
+    out: Path | None = typer.Option(None, help="Write completions JSONL here (atomically)."),
+) -> None:
+    """Sample completions from a model (in-process vLLM or an OpenAI-compatible server)."""
+    from pydantic import ValidationError
+
+    from rlaif.engines.base import Sampling
+    from rlaif.records import as_conversation, write_jsonl
+
+    try:
+        sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(
+            f"invalid sampling option --{'-'.join(map(str, err['loc']))}: {err['msg']}"
+        ) from None
+    items = _read_prompts(prompts_file, prompt)[:limit]
+    if chat:
+        items = [as_conversation(p) for p in items]
+    if server:
+        from rlaif.engines.openai import OpenAIEngine
+
+        engine = OpenAIEngine(server, model=model)
+    else:
+        from rlaif.engines.vllm import VLLMEngine
+
+        kv = int(kv_cache_gb * (1 << 30)) if kv_cache_gb else None
+        engine = VLLMEngine(
+            model, max_model_len=max_model_len, kv_cache_memory_bytes=kv, enable_lora=adapter is not None
+        )
+    try:
+        results = engine.generate(items, sampling, adapter=adapter)
+    finally:
+        engine.close()
+    rows = []
+    for i, (item, comps) in enumerate(zip(items, results, strict=True)):
+        shown = item if isinstance(item, str) else [m.model_dump() for m in item]
+        rows.append({"prompt_index": i, "prompt": shown, "completions": [c.model_dump() for c in comps]})
+    if out:
+        write_jsonl(out, rows)
+        print(f"wrote {len(rows)} prompts x {n} samples to {out}", file=sys.stderr)
+    else:
+        for row in rows:
+            print(
+                json.dumps(
+                    {"prompt_index": row["prompt_index"], "texts": [c["text"] for c in row["completions"]]}
+                )
+            )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tiny-model")(tiny_model)
+    app.command("generate")(generate)

@@ -1,0 +1,59 @@
+"""The one interface every generator and judge talks to.
+
+An engine turns a batch of prompts (plain strings or chat conversations) into ``n`` completions per
+prompt, in input order. Callers hand the whole batch to one ``generate`` call so the backend (vLLM)
+can schedule it as one batch; engines never reorder, drop or duplicate prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlaif.records import Completion, Message
+
+PromptInput = str | list[Message] | list[dict]
+
+
+class Sampling(BaseModel):
+    """Sampling settings shared by all engines (validated before any request is sent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(1, ge=1, description="Samples per prompt.")
+    temperature: float = Field(1.0, ge=0.0, description="0 means greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(128, ge=1, description="Maximum new tokens per sample.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings (not included in the text).")
+    seed: int | None = Field(None, description="Per-request seed; same seed, same prompt, same text.")
+    logprobs: int | None = Field(
+        None, ge=0, le=20, description="Return the sampled token's logprob plus this many top-k alternatives."
+    )
+    json_schema: dict[str, Any] | None = Field(
+        None, description="Constrain output to this JSON schema where the engine supports guided decoding."
+    )
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Anything that can sample completions.
+
+    ``adapter`` names a LoRA adapter directory to apply for this call (None: the base model).
+    Returns one list of ``sampling.n`` completions per prompt, in input order.
+    """
+
+    model_name: str
+
+    def generate(
+        self,
+        prompts: Sequence[PromptInput],
+        sampling: Sampling,
+        adapter: str | None = None,
+    ) -> list[list[Completion]]: ...
+
+    @property
+    def supports_guided_json(self) -> bool: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,53 @@
+"""A deterministic engine for logic tests: answers come from a user function, not a model.
+
+It honours the Engine contract (n completions per prompt, input order) and records every call, so
+tests can check batching ("one generate call per stage") and hand-compute expected labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rlaif.engines.base import PromptInput, Sampling
+from rlaif.records import Completion, Message, as_conversation
+
+Responder = Callable[[list[Message], int, Sampling], "str | Completion"]
+
+
+def prompt_text(prompt: PromptInput) -> str:
+    """The prompt as one string (the last user turn for conversations), for matching in responders."""
+    if isinstance(prompt, str):
+        return prompt
+    return as_conversation(prompt)[-1].content
+
+
+class ScriptedEngine:
+    """``responder(conversation, sample_index, sampling)`` returns the text (or a full Completion)."""
+
+    def __init__(self, responder: Responder, model_name: str = "scripted", guided_json: bool = False):
+        self.responder = responder
+        self.model_name = model_name
+        self._guided_json = guided_json
+        self.calls: list[tuple[int, Sampling, str | None]] = []
+
+    @property
+    def supports_guided_json(self) -> bool:
+        return self._guided_json
+
+    def generate(
+        self, prompts: Sequence[PromptInput], sampling: Sampling, adapter: str | None = None
+    ) -> list[list[Completion]]:
+        self.calls.append((len(prompts), sampling, adapter))
+        out = []
+        for prompt in prompts:
+            conv = as_conversation(prompt)
+            samples = []
+            for i in range(sampling.n):
+                res = self.responder(conv, i, sampling)
+                comp = res if isinstance(res, Completion) else Completion(text=res, finish_reason="stop")
+                samples.append(comp.model_copy(update={"index": i}))
+            out.append(samples)
+        return out
+
+    def close(self) -> None:
+        pass

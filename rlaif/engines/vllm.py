@@ -1,0 +1,259 @@
+"""In-process vLLM engine: the only module that imports vllm.
+
+Why in-process: generation and judging are batch jobs; ``vllm.LLM`` schedules a whole batch at once and
+keeps the prefix cache warm across a stage (judge prompts share long rubric prefixes).
+
+Guarantees:
+- one ``generate`` call is one ``LLM.generate`` call: the whole batch reaches vLLM's scheduler together;
+- results come back in input order, ``sampling.n`` completions per prompt, none dropped or duplicated;
+- chat conversations are rendered with the model's own chat template and tokenised without adding a
+  second BOS; plain strings are passed as they are;
+- a LoRA adapter directory is served per request without merging; an adapter rewritten in place (same
+  path, new files) gets a new adapter id so vLLM does not serve a stale cached copy;
+- start-up failures become :class:`EngineError` with the cause and what to change (missing model
+  directory, out of memory, anything else).
+
+Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
+or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
+``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlaif.engines.base import PromptInput, Sampling
+from rlaif.errors import EngineError
+from rlaif.records import Completion, TokenLogprob, TopLogprob, as_conversation
+
+DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
+
+
+def _on_cpu() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch always present with vllm
+        return True
+
+
+def _explain_start_failure(model: str, exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if "memory" in lowered or "oom" in lowered:
+        hint = (
+            "out of memory: lower kv_cache_memory_bytes (CPU) or gpu_memory_utilization / max_model_len, "
+            "or free memory used by other processes"
+        )
+    else:
+        hint = "see the vLLM log above for the root cause"
+    return f"vLLM engine failed to start for model '{model}': {hint} ({text.splitlines()[0][:300]})"
+
+
+class VLLMEngine:
+    """``vllm.LLM`` behind the :class:`rlaif.engines.Engine` interface.
+
+    ``kv_cache_memory_bytes`` matters on CPU, where vLLM's memory fraction applies to host RAM; when
+    neither it nor ``gpu_memory_utilization`` is given on a CPU machine, 1 GiB is reserved.
+    ``extra_engine_args`` passes anything else straight to ``vllm.LLM``.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        tokenizer: str | None = None,
+        dtype: str = "auto",
+        seed: int = 0,
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        gpu_memory_utilization: float | None = None,
+        kv_cache_memory_bytes: int | None = None,
+        enable_lora: bool = False,
+        max_lora_rank: int = 16,
+        max_loras: int = 2,
+        enable_prefix_caching: bool = True,
+        enforce_eager: bool | None = None,
+        progress: bool | None = None,
+        extra_engine_args: dict[str, Any] | None = None,
+    ):
+        model = str(model)
+        looks_local = model.startswith((".", "/", "~")) or os.path.exists(model)
+        if looks_local and not Path(model).expanduser().is_dir():
+            raise EngineError(f"model directory not found: {model}")
+        if looks_local and not (Path(model).expanduser() / "config.json").is_file():
+            raise EngineError(f"not a model directory (no config.json): {model}")
+        if gpu_memory_utilization is not None and not 0.0 < gpu_memory_utilization <= 1.0:
+            raise EngineError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+
+        self.model_name = model
+        self.enable_lora = enable_lora
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        on_cpu = _on_cpu()
+        if on_cpu and kv_cache_memory_bytes is None and gpu_memory_utilization is None:
+            kv_cache_memory_bytes = DEFAULT_CPU_KV_CACHE_BYTES
+        args: dict[str, Any] = dict(
+            model=model,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            data_parallel_size=data_parallel_size,
+            enable_prefix_caching=enable_prefix_caching,
+            enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
+        )
+        if gpu_memory_utilization is not None:
+            args["gpu_memory_utilization"] = gpu_memory_utilization
+        if kv_cache_memory_bytes is not None:
+            args["kv_cache_memory_bytes"] = int(kv_cache_memory_bytes)
+        if enable_lora:
+            args.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
+        args.update(extra_engine_args or {})
+        self.engine_args = {k: v for k, v in args.items() if v is not None}
+
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise EngineError(
+                "vllm is not installed: pip install -e '.[cpu]' (CPU) or '.[gpu]' (CUDA)"
+            ) from exc
+        try:
+            self.llm = LLM(**self.engine_args)
+        except Exception as exc:
+            raise EngineError(_explain_start_failure(model, exc)) from exc
+        self.tokenizer = self.llm.get_tokenizer()
+        self._lora_ids: dict[tuple[str, float], int] = {}
+
+    @property
+    def supports_guided_json(self) -> bool:
+        return True
+
+    # -- request building -------------------------------------------------------------------------
+    def _to_vllm_prompt(self, prompt: PromptInput) -> Any:
+        if isinstance(prompt, str):
+            return prompt
+        conv = [m.model_dump() for m in as_conversation(prompt)]
+        text = self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return {"prompt_token_ids": ids}
+
+    @staticmethod
+    def _to_sampling_params(s: Sampling):
+        from vllm import SamplingParams
+
+        kwargs: dict[str, Any] = dict(
+            n=s.n,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=s.max_tokens,
+            stop=list(s.stop) or None,
+            seed=s.seed,
+            logprobs=s.logprobs,
+        )
+        if s.json_schema is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            kwargs["structured_outputs"] = StructuredOutputsParams(json=s.json_schema)
+        return SamplingParams(**kwargs)
+
+    def _lora_request(self, adapter: str | None):
+        if adapter is None:
+            return None
+        if not self.enable_lora:
+            raise EngineError("a LoRA adapter was requested but the engine was started without enable_lora")
+        path = Path(adapter)
+        weights = path / "adapter_model.safetensors"
+        if not (path / "adapter_config.json").is_file():
+            raise EngineError(f"not a LoRA adapter directory (no adapter_config.json): {adapter}")
+        key = (str(path.resolve()), weights.stat().st_mtime if weights.exists() else 0.0)
+        if key not in self._lora_ids:
+            self._lora_ids[key] = len(self._lora_ids) + 1
+        from vllm.lora.request import LoRARequest
+
+        lora_id = self._lora_ids[key]
+        return LoRARequest(f"adapter-{lora_id}", lora_id, key[0])
+
+    # -- generation -------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[PromptInput],
+        sampling: Sampling | Sequence[Sampling],
+        adapter: str | None = None,
+    ) -> list[list[Completion]]:
+        """Sample completions for the batch; ``sampling`` may be one setting or one per prompt."""
+        if not prompts:
+            return []
+        if isinstance(sampling, Sampling):
+            params: Any = self._to_sampling_params(sampling)
+            ks = [sampling.logprobs] * len(prompts)
+        else:
+            if len(sampling) != len(prompts):
+                raise EngineError(f"got {len(sampling)} sampling settings for {len(prompts)} prompts")
+            params = [self._to_sampling_params(s) for s in sampling]
+            ks = [s.logprobs for s in sampling]
+        outputs = self.llm.generate(
+            [self._to_vllm_prompt(p) for p in prompts],
+            params,
+            use_tqdm=self.progress,
+            lora_request=self._lora_request(adapter),
+        )
+        if len(outputs) != len(prompts):  # pragma: no cover - vLLM contract
+            raise EngineError(f"vLLM returned {len(outputs)} results for {len(prompts)} prompts")
+        return [[self._completion(o, k) for o in out.outputs] for out, k in zip(outputs, ks, strict=True)]
+
+    def _completion(self, out: Any, k: int | None) -> Completion:
+        logprobs = None
+        if k is not None and out.logprobs is not None:
+            logprobs = []
+            for token_id, step in zip(out.token_ids, out.logprobs, strict=False):
+                chosen = step.get(token_id)
+                top = sorted(
+                    (
+                        TopLogprob(token=lp.decoded_token or "", token_id=tid, logprob=lp.logprob)
+                        for tid, lp in step.items()
+                        if lp.rank is not None and lp.rank <= k
+                    ),
+                    key=lambda t: -t.logprob,
+                )
+                logprobs.append(
+                    TokenLogprob(
+                        token=(chosen.decoded_token or "") if chosen else "",
+                        token_id=token_id,
+                        logprob=chosen.logprob if chosen else float("-inf"),
+                        top=top,
+                    )
+                )
+        return Completion(
+            index=out.index,
+            text=out.text,
+            token_ids=list(out.token_ids),
+            finish_reason=out.finish_reason,
+            logprobs=logprobs,
+            cumulative_logprob=out.cumulative_logprob,
+        )
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception:
+            pass
+        self.llm = None
+        import gc
+
+        gc.collect()
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,335 @@
+"""Typed records that flow between stages, and their JSONL storage.
+
+Guarantees:
+- every record is a pydantic model with ``extra="forbid"``: a misspelt field in a data file is an error
+  naming the file and line, never silently ignored;
+- :func:`write_jsonl` is atomic (temp file in the same directory, fsync, rename), so a reader never sees
+  a half-written file;
+- :class:`JsonlAppender` flushes and fsyncs every record, and on open it cuts a torn last line left by a
+  crash (reporting how many bytes it cut), so an interrupted stage resumes without losing or duplicating
+  complete records;
+- :func:`pairs_to_dataset` produces TRL's conversational ``prompt``/``chosen``/``rejected`` columns.
+
+Non-guarantees: appends are not safe against two processes writing the same file at once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rlaif.errors import RecordError
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(Record):
+    role: Role
+    content: str
+
+
+Conversation = list[Message]
+
+
+def as_conversation(prompt: str | list[Message] | list[dict]) -> list[Message]:
+    """A plain string becomes one user turn; dicts are validated into messages."""
+    if isinstance(prompt, str):
+        return [Message(role="user", content=prompt)]
+    return [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+
+
+class PromptRecord(Record):
+    """One input prompt for generation (a conversation ending with a user turn)."""
+
+    id: str
+    messages: list[Message]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TopLogprob(Record):
+    token: str
+    token_id: int | None = None
+    logprob: float
+
+
+class TokenLogprob(Record):
+    """The sampled token's log-probability, plus the top-k alternatives when requested."""
+
+    token: str
+    token_id: int | None = None
+    logprob: float
+    top: list[TopLogprob] = Field(default_factory=list)
+
+
+class Completion(Record):
+    """One sampled continuation. ``index`` is the sample number within its prompt (0..n-1)."""
+
+    index: int = 0
+    text: str
+    token_ids: list[int] | None = None
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    cumulative_logprob: float | None = None
+
+
+class Judgment(Record):
+    """One judge decision with everything needed to audit it later.
+
+    ``status`` is ``invalid`` when the judge's output could not be parsed; an invalid judgment carries
+    no score/choice and is never turned into a label.
+    """
+
+    id: str
+    kind: Literal["pointwise", "pairwise", "principle", "custom"]
+    judge_model: str
+    template: str
+    template_hash: str
+    prompt_hash: str | None = None
+    raw_output: str | list[str]
+    status: Literal["ok", "invalid"]
+    invalid_reason: str | None = None
+    score: float | None = None
+    choice: str | None = None
+    probabilities: dict[str, float] | None = None
+    orders: list[str] = Field(default_factory=list)
+    consistent: bool | None = None
+    principle: str | None = None
+    subject_ids: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreferencePair(Record):
+    """A chosen/rejected pair with provenance.
+
+    ``soft_label`` is P(chosen is better) where the feedback gives a probability; ``margin`` is the
+    score difference (judge points, tests passed, ...) that justified the order.
+    """
+
+    id: str
+    prompt: list[Message]
+    chosen: str
+    rejected: str
+    soft_label: float | None = None
+    margin: float | None = None
+    source: str
+    round: int = 0
+    judgment_ids: list[str] = Field(default_factory=list)
+    execution_ids: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CodeProblem(Record):
+    """A programming task with its tests, normalised from HumanEval / MBPP / MBPP+ formats."""
+
+    task_id: str
+    prompt: str
+    entry_point: str | None = None
+    tests: list[str] = Field(default_factory=list)
+    test_code: str | None = None
+    setup_code: str = ""
+    reference_solution: str | None = None
+    inputs: list[Any] | None = None
+    atol: float = 0.0
+    source_format: Literal["humaneval", "mbpp", "mbppplus", "native"] = "native"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+ExecutionStatus = Literal[
+    "passed",
+    "failed",
+    "runtime_error",
+    "syntax_error",
+    "timeout",
+    "memory_exceeded",
+    "killed",
+    "sandbox_error",
+]
+
+
+class ExecutionResult(Record):
+    """The outcome of running one program against its tests in the sandbox."""
+
+    id: str
+    task_id: str
+    status: ExecutionStatus
+    passed: bool
+    tests_passed: int = 0
+    tests_total: int = 0
+    per_test: list[str] = Field(default_factory=list)
+    duration_s: float = 0.0
+    diagnostics: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    network_isolated: bool | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def stable_hash(*parts: str | bytes, length: int = 16) -> str:
+    """Content hash used for ids and manifests (sha256, hex, truncated)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()[:length]
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) from a .jsonl or .jsonl.gz file; blank lines are skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"{path}: file not found")
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in err["loc"]) or "(record)"
+        parts.append(f"field '{loc}': {err['msg']}")
+    more = len(exc.errors()) - 3
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
+    """Read and validate every record; the first malformed one raises naming file and line."""
+    out = []
+    for lineno, obj in iter_json_lines(path):
+        try:
+            out.append(model.model_validate(obj))
+        except ValidationError as exc:
+            raise RecordError(f"{path}:{lineno}: invalid {model.__name__}: {_describe(exc)}") from None
+    return out
+
+
+def _dump(record: BaseModel | dict) -> str:
+    if isinstance(record, BaseModel):
+        return record.model_dump_json(exclude_none=False)
+    return json.dumps(record, ensure_ascii=False)
+
+
+def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
+    """Atomically replace ``path`` with the records; returns the count written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(_dump(rec) + "\n")
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+class JsonlAppender:
+    """Append records one at a time, durably, to a file that may already hold some.
+
+    On open, a torn last line (from a crash mid-write) is cut off, so what remains is exactly the
+    records that were completely written; ``existing_lines`` says how many that is, so a resuming
+    stage can skip the work already done.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.torn_bytes = self._repair()
+        self.existing_lines = self._count_lines()
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def _repair(self) -> int:
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        with open(self.path, "r+b") as fh:
+            fh.truncate(keep)
+        return len(data) - keep
+
+    def _count_lines(self) -> int:
+        if not self.path.exists():
+            return 0
+        with open(self.path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+
+    def append(self, record: BaseModel | dict) -> None:
+        self._fh.write(_dump(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pair_to_trl_row(pair: PreferencePair) -> dict[str, Any]:
+    """TRL conversational preference format: prompt messages, chosen/rejected assistant turns."""
+    row: dict[str, Any] = {
+        "prompt": [m.model_dump() for m in pair.prompt],
+        "chosen": [{"role": "assistant", "content": pair.chosen}],
+        "rejected": [{"role": "assistant", "content": pair.rejected}],
+    }
+    return row
+
+
+def pairs_to_dataset(pairs: Iterable[PreferencePair]):
+    """A ``datasets.Dataset`` ready for TRL's DPOTrainer / RewardTrainer."""
+    from datasets import Dataset
+
+    rows = [pair_to_trl_row(p) for p in pairs]
+    if not rows:
+        raise RecordError("no preference pairs to train on (the pair file is empty)")
+    return Dataset.from_list(rows)
+
+
+def load_pairs(paths: str | Path | Iterable[str | Path]) -> list[PreferencePair]:
+    """Read one or several pair files."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[PreferencePair] = []
+    for p in paths:
+        out.extend(read_jsonl(p, PreferencePair))
+    return out
