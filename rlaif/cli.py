@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "rlaif.commands.code",
     "rlaif.commands.train",
     "rlaif.commands.run",
+    "rlaif.commands.demo",
 ]
 
 
