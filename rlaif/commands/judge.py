@@ -1,0 +1,109 @@
+"""``rlaif judge-eval``: measure a judge against human-labelled pairs and print a JSON summary.
+
+The pairs file is read and the judge spec checked before the engine starts, so a bad file or a typo
+in ``--judge`` fails in a second, not after vLLM's start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from rlaif.errors import ConfigError
+
+
+def _default_out(judge: str) -> Path:
+    stem = Path(judge).stem if "/" in judge or judge.endswith(".j2") else judge.replace(":", "_")
+    return Path("judge_eval") / f"{stem}.judgments.jsonl"
+
+
+def _precheck_judge(judge: str) -> bool:
+    """Validate the spec without an engine; returns whether the judge needs a model."""
+    from rlaif.judges.custom import ALIASES, CALLABLE_SPEC, CallableJudge
+    from rlaif.prompts import load_template
+
+    if not Path(judge).expanduser().is_file() and CALLABLE_SPEC.fullmatch(judge):
+        fn = CallableJudge(judge, engine=None)
+        return fn._pass_engine
+    load_template(ALIASES.get(judge, judge))
+    return True
+
+
+def judge_eval(
+    model: str | None = typer.Option(None, help="Judge model directory (needed by template judges)."),
+    pairs: Path = typer.Option(..., help="HH transcripts or {prompt, chosen, rejected} JSONL (.gz ok)."),
+    judge: str = typer.Option("pairwise", help="Built-in name, template file, or package.module:function."),
+    limit: int | None = typer.Option(None, min=1, help="Judge only the first N usable pairs."),
+    out: Path | None = typer.Option(None, help="Where to write every judgment (JSONL)."),
+    summary_out: Path | None = typer.Option(None, help="Also write the summary JSON here."),
+    chain_of_thought: bool = typer.Option(False, help="Pairwise/principle judges: reason, then answer."),
+    single_order: bool = typer.Option(False, help="Pairwise judges: show only one order (no swap)."),
+    samples: int | None = typer.Option(None, min=1, help="Pointwise judges: sampled judgments each."),
+    seed: int = typer.Option(0, help="Seed for the engine and for placing the chosen reply."),
+    adapter: str | None = typer.Option(None, help="LoRA adapter directory to judge with."),
+    max_model_len: int | None = typer.Option(None, help="Context length for vLLM."),
+    kv_cache_gb: float | None = typer.Option(None, help="KV cache size in GiB (CPU)."),
+    tensor_parallel_size: int = typer.Option(1, help="vLLM tensor parallelism."),
+) -> None:
+    """Judge human-labelled pairs; print n, valid, invalid_rate, agreement, position consistency, ..."""
+    from rlaif.judges import load_judge
+    from rlaif.judges.eval import load_eval_pairs, run_judge_eval
+
+    eval_pairs, skipped = load_eval_pairs(pairs, limit=limit)
+    if not eval_pairs:
+        raise ConfigError(f"{pairs}: no usable pairs (skipped: {skipped or 'none'})")
+    needs_model = _precheck_judge(judge)
+    options: dict[str, object] = {}
+    if chain_of_thought:
+        options["chain_of_thought"] = True
+    if single_order:
+        options["both_orders"] = False
+    if samples is not None:
+        options["samples"] = samples
+    if adapter is not None:
+        options["adapter"] = adapter
+
+    engine = None
+    if model is not None:
+        from rlaif.engines.vllm import VLLMEngine
+
+        kv = int(kv_cache_gb * (1 << 30)) if kv_cache_gb else None
+        engine = VLLMEngine(
+            model,
+            seed=seed,
+            max_model_len=max_model_len,
+            kv_cache_memory_bytes=kv,
+            tensor_parallel_size=tensor_parallel_size,
+            enable_lora=adapter is not None,
+        )
+    elif needs_model:
+        raise ConfigError(f"judge '{judge}' needs a model: pass --model PATH")
+    try:
+        judge_obj = load_judge(judge, engine, **options)
+        out_path = out or _default_out(judge)
+        summary = run_judge_eval(judge_obj, eval_pairs, out=out_path, seed=seed)
+    finally:
+        if engine is not None:
+            engine.close()
+    summary = {
+        **summary,
+        "judge": judge,
+        "pairs_file": str(pairs),
+        "skipped": skipped,
+        "judgments_file": str(out_path),
+    }
+    text = json.dumps(summary, indent=2)
+    if summary_out is not None:
+        summary_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = summary_out.with_suffix(summary_out.suffix + ".tmp")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(summary_out)
+    print(text)
+    print(f"wrote {summary['judgments']} judgments to {out_path}", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("judge-eval")(judge_eval)

@@ -1,0 +1,82 @@
+"""``rlaif prompts list|show|render``: see, inspect and try out prompt templates.
+
+``render`` takes ``--var name=value``; a value that starts with ``[`` or ``{`` and is valid JSON is
+passed as JSON (so ``--var conversation='[{"role": "user", "content": "hi"}]'`` works), anything else
+as text. ``--var name=@file`` reads the value from a file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from rlaif.errors import ConfigError
+
+prompts_app = typer.Typer(help="List, show and render prompt templates.", no_args_is_help=True)
+
+
+@prompts_app.command("list")
+def list_cmd() -> None:
+    """Every template on the search path (name, variables, parser) and the prompt data files."""
+    from rlaif.prompts import list_data_files, list_templates, search_path
+
+    print("search path: " + ", ".join(str(d) for d in search_path()))
+    for tpl in list_templates():
+        parser = tpl.parser.type if tpl.parser else "-"
+        print(f"{tpl.name:28s} vars=[{', '.join(tpl.variables)}] parser={parser}  {tpl.description}")
+    files = list_data_files()
+    if files:
+        print("data files:")
+        for path in files:
+            print(f"  {path.stem:26s} {path}")
+
+
+@prompts_app.command("show")
+def show_cmd(name: str = typer.Argument(..., help="Template name or file path.")) -> None:
+    """Print a template's header (path, hash, variables, parser) and its full text."""
+    from rlaif.prompts import load_template
+
+    tpl = load_template(name)
+    print(f"# path: {tpl.path}")
+    print(f"# content_hash: {tpl.content_hash}")
+    print(f"# variables: {', '.join(tpl.variables) or '(none)'}")
+    print(f"# parser: {tpl.parser.model_dump(by_alias=True) if tpl.parser else None}")
+    print(tpl.text, end="" if tpl.text.endswith("\n") else "\n")
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--var expects name=value, got {item!r}")
+        if value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise ConfigError(f"--var {key}: file not found: {path}")
+            value = path.read_text(encoding="utf-8")
+        parsed: object = value
+        if value[:1] in "[{":
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = value
+        out[key] = parsed
+    return out
+
+
+@prompts_app.command("render")
+def render_cmd(
+    name: str = typer.Argument(..., help="Template name or file path."),
+    var: list[str] = typer.Option([], "--var", help="name=value (repeatable; @file reads a file)."),
+) -> None:
+    """Render a template with the given variables (missing ones are an error)."""
+    from rlaif.prompts import load_template
+
+    print(load_template(name).render(**_parse_vars(var)), end="")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(prompts_app, name="prompts")

@@ -1,0 +1,34 @@
+"""AI judges: turn responses into scores and preference labels, with every judgment recorded.
+
+- :class:`PointwiseJudge` - rubric scores, K sampled judgments per response, averaged, re-asked on
+  parse failure;
+- :class:`PairwiseJudge` - A/B in both orders, soft labels from choice-token probabilities, position
+  consistency flag, optional chain-of-thought;
+- :class:`PrincipleJudge` - the pairwise judge conditioned on a principle sampled per comparison;
+- :func:`load_judge` - a built-in name, a template file, or ``"package.module:function"``.
+
+Every judge sends one ``engine.generate`` call per round (first round, each retry round), so vLLM
+batches the whole stage. A judgment that cannot be parsed is recorded as invalid with its reason and
+never turned into a label.
+"""
+
+from rlaif.judges.custom import CallableJudge, load_judge
+from rlaif.judges.pairwise import PairwiseJudge, PairwiseResult, combine_orders
+from rlaif.judges.parsers import Parsed, parse_completion
+from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult
+from rlaif.judges.principle import Principle, PrincipleJudge, load_principles
+
+__all__ = [
+    "CallableJudge",
+    "PairwiseJudge",
+    "PairwiseResult",
+    "Parsed",
+    "PointwiseJudge",
+    "PointwiseResult",
+    "Principle",
+    "PrincipleJudge",
+    "combine_orders",
+    "load_judge",
+    "load_principles",
+    "parse_completion",
+]

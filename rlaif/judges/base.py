@@ -1,0 +1,166 @@
+"""Plumbing shared by the judges: templates, request rendering, context checks, judgment records.
+
+Why a context check here: a judge prompt that is longer than the model's context makes vLLM reject
+the whole batch. Judges therefore count prompt tokens first (where the engine can) and record an
+over-long request as an invalid judgment with the reason, instead of failing every other request or
+silently truncating the text being judged.
+
+Non-guarantee: engines that cannot count tokens (test doubles, remote servers) get every request
+sent as is; a server's own length error then surfaces as an :class:`EngineError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from rlaif.engines.base import Sampling
+from rlaif.prompts import Template, load_template
+from rlaif.records import Completion, Judgment, Message, as_conversation, stable_hash
+
+TRANSCRIPT_TEMPLATE = "conversation_transcript"
+
+
+def resolve_template(template: str | os.PathLike | Template) -> Template:
+    return template if isinstance(template, Template) else load_template(template)
+
+
+@lru_cache(maxsize=4)
+def _transcript_template(name: str) -> Template:
+    return load_template(name)
+
+
+def conversation_text(conversation: Sequence[Message] | str) -> str:
+    """The conversation as judges show it (see ``prompts/conversation_transcript.j2``)."""
+    conv = as_conversation(conversation if isinstance(conversation, str) else list(conversation))
+    tpl = _transcript_template(TRANSCRIPT_TEMPLATE)
+    return tpl.render(conversation=[m.model_dump() for m in conv]).strip()
+
+
+@dataclass
+class Request:
+    """One rendered judge prompt and the identity it is recorded under."""
+
+    text: str
+    prompt_hash: str
+    payload: str | list[Message]
+
+
+def render_request(template: Template, **variables: Any) -> Request:
+    text = template.render(**variables)
+    payload: str | list[Message] = text if template.format == "text" else [Message(role="user", content=text)]
+    return Request(text=text, prompt_hash=stable_hash(text), payload=payload)
+
+
+# -- context-length check --------------------------------------------------------------------------
+def _token_counter(engine: Any) -> tuple[Callable[[list], list[int]] | None, int | None]:
+    """A function counting prompt tokens, and the context length, where the engine reveals them.
+
+    Prefers ``engine.count_prompt_tokens(prompts)`` / ``engine.max_model_len``; otherwise uses the
+    tokenizer and model config of an in-process vLLM engine.
+    """
+    counter = getattr(engine, "count_prompt_tokens", None)
+    max_len = getattr(engine, "max_model_len", None)
+    if counter is not None and max_len is not None:
+        return counter, int(max_len)
+    tokenizer = getattr(engine, "tokenizer", None)
+    llm = getattr(engine, "llm", None)
+    config = getattr(llm, "model_config", None)
+    if tokenizer is None or config is None or getattr(config, "max_model_len", None) is None:
+        return None, None
+
+    def count(prompts: list) -> list[int]:
+        out = []
+        for p in prompts:
+            if isinstance(p, str):
+                out.append(len(tokenizer.encode(p)))
+            else:
+                conv = [m.model_dump() for m in as_conversation(p)]
+                text = tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+                out.append(len(tokenizer.encode(text, add_special_tokens=False)))
+        return out
+
+    return count, int(config.max_model_len)
+
+
+def generate_checked(
+    engine: Any, payloads: list, sampling: Sampling, adapter: str | None
+) -> list[list[Completion] | str]:
+    """One ``engine.generate`` call for every request that fits the context; a reason for the rest."""
+    counter, max_len = _token_counter(engine)
+    results: list[list[Completion] | str | None] = [None] * len(payloads)
+    send = list(range(len(payloads)))
+    if counter is not None and max_len is not None and payloads:
+        lengths = counter(payloads)
+        send = []
+        for i, n in enumerate(lengths):
+            if n >= max_len:
+                results[i] = f"prompt is {n} tokens; the model's context is {max_len} (request not sent)"
+            else:
+                send.append(i)
+    if send:
+        outputs = engine.generate([payloads[i] for i in send], sampling, adapter=adapter)
+        if len(outputs) != len(send):
+            raise RuntimeError(f"engine returned {len(outputs)} results for {len(send)} prompts")
+        for i, out in zip(send, outputs, strict=True):
+            results[i] = out
+    return results  # type: ignore[return-value]
+
+
+# -- judgments -------------------------------------------------------------------------------------
+def make_judgment(
+    *,
+    kind: str,
+    engine: Any,
+    adapter: str | None,
+    template: Template,
+    request: Request,
+    key: Sequence[str],
+    raw_output: str,
+    parsed: Any | None = None,
+    invalid_reason: str | None = None,
+    orders: list[str] | None = None,
+    principle: str | None = None,
+    subject_ids: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Judgment:
+    """A Judgment with full provenance; ``key`` (item id, order, sample, attempt) makes the id unique."""
+    ok = parsed is not None and parsed.ok and invalid_reason is None
+    meta = {"template_path": str(template.path)}
+    if adapter:
+        meta["adapter"] = adapter
+    if parsed is not None and parsed.details:
+        meta["parse"] = parsed.details
+    if parsed is not None and parsed.parsed is not None:
+        meta["parsed"] = parsed.parsed
+    meta.update(metadata or {})
+    return Judgment(
+        id=stable_hash(kind, template.content_hash, request.prompt_hash, *key),
+        kind=kind,  # type: ignore[arg-type]
+        judge_model=getattr(engine, "model_name", type(engine).__name__),
+        template=template.name,
+        template_hash=template.content_hash,
+        prompt_hash=request.prompt_hash,
+        raw_output=raw_output,
+        status="ok" if ok else "invalid",
+        invalid_reason=None if ok else (invalid_reason or (parsed.reason if parsed else "no output")),
+        score=parsed.score if ok else None,
+        choice=parsed.choice if ok else None,
+        probabilities=parsed.probabilities if ok else None,
+        orders=orders or [],
+        principle=principle,
+        subject_ids=subject_ids or [],
+        metadata=meta,
+    )
+
+
+def item_ids(ids: Sequence[str] | None, n: int, prefix: str, content_keys: Sequence[str]) -> list[str]:
+    """Caller's ids, or ids from the item's content and position (unique within one call)."""
+    if ids is None:
+        return [stable_hash(prefix, str(i), k) for i, k in enumerate(content_keys)]
+    if len(ids) != n:
+        raise ValueError(f"got {len(ids)} ids for {n} items")
+    return [str(x) for x in ids]

@@ -1,0 +1,294 @@
+"""Custom judges: your own template file, or your own Python function, usable wherever a built-in is.
+
+1. A template file (``my_judge.j2``) with front matter declaring its variables and parser; the judge
+   type comes from ``judge:`` or, if absent, from the variables (``principle`` -> principle judge,
+   ``response_a``/``response_b`` -> pairwise, ``response`` -> pointwise). See :mod:`rlaif.prompts`.
+
+2. A Python callable named ``"package.module:function"``. Its parameter names say what it judges:
+
+   - pairwise::
+
+         def my_judge(prompts: list[list[Message]], responses_a: list[str], responses_b: list[str],
+                      *, engine=None) -> list[float | None | dict]
+
+     each value is P(response_a is better than response_b), in [0, 1];
+   - pointwise::
+
+         def my_judge(prompts: list[list[Message]], responses: list[str], *, engine=None)
+             -> list[float | None | dict]
+
+     each value is a score.
+
+   ``engine`` (passed only if the function declares it or ``**kwargs``) is the judge engine, so the
+   function can make its own batched ``engine.generate`` call. ``None`` means "could not judge" and
+   becomes an invalid judgment. A dict may carry ``value``, ``raw_output`` and ``invalid_reason`` for
+   fuller records. A pairwise callable is asked in both orders by default (``both_orders``), exactly
+   like the built-in pairwise judge, so position consistency is measured for it too.
+
+Guarantees: the function is called once per order with the whole batch; a wrong-length result or
+a non-numeric value is an :class:`RlaifError` naming the function; an out-of-range probability is an
+invalid judgment with the reason, never clipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlaif.errors import ConfigError, RlaifError, TemplateError
+from rlaif.judges.base import conversation_text, item_ids
+from rlaif.judges.pairwise import ORDER_AB, ORDER_BA, PairwiseJudge, PairwiseResult, combine_orders
+from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult
+from rlaif.judges.principle import PrincipleJudge
+from rlaif.prompts import PACKAGED_PROMPTS_DIR, REPO_PROMPTS_DIR, Template, load_template
+from rlaif.records import Judgment, Message, stable_hash
+
+CALLABLE_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+ALIASES = {
+    "pointwise": "self_rewarding_rubric",
+    "rubric": "self_rewarding_rubric",
+    "self_rewarding": "self_rewarding_rubric",
+    "principle": "cai_principle_choice",
+    "cai": "cai_principle_choice",
+}
+
+
+def import_callable(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except ImportError as exc:
+        raise ConfigError(f"judge '{spec}': cannot import module '{module_name}' ({exc})") from None
+    except AttributeError:
+        raise ConfigError(f"judge '{spec}': module '{module_name}' has no attribute '{attr}'") from None
+    if not callable(obj):
+        raise ConfigError(f"judge '{spec}' is not callable")
+    return obj
+
+
+class CallableJudge:
+    """Wraps a user function (see the module docstring) behind ``.compare`` or ``.score``."""
+
+    kind = "custom"
+
+    def __init__(self, spec: str, engine: Any = None, both_orders: bool = True):
+        self.spec = spec
+        self.fn = import_callable(spec)
+        self.engine = engine
+        self.both_orders = both_orders
+        params = inspect.signature(self.fn).parameters
+        if "responses_a" in params and "responses_b" in params:
+            self.judge_type = "pairwise"
+        elif "responses" in params:
+            self.judge_type = "pointwise"
+        else:
+            raise ConfigError(
+                f"judge '{spec}': a judge function needs parameters (prompts, responses_a, responses_b) "
+                "for pairwise or (prompts, responses) for pointwise judging"
+            )
+        self._pass_engine = "engine" in params or any(
+            p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+        try:
+            source = inspect.getsource(self.fn)
+        except (OSError, TypeError):
+            source = spec
+        self.template_hash = stable_hash(source)
+        self.model_name = getattr(engine, "model_name", None) or spec
+
+    # Only the method matching the function's kind exists, so callers can test with hasattr.
+    def __getattr__(self, name: str):
+        judge_type = self.__dict__.get("judge_type")
+        if name == "compare" and judge_type == "pairwise":
+            return self._compare
+        if name == "score" and judge_type == "pointwise":
+            return self._score
+        raise AttributeError(name)
+
+    def _call(self, *args: list) -> list[Any]:
+        kwargs = {"engine": self.engine} if self._pass_engine else {}
+        values = self.fn(*args, **kwargs)
+        try:
+            values = list(values)
+        except TypeError:
+            raise RlaifError(f"judge '{self.spec}' must return a list, got {type(values).__name__}") from None
+        if len(values) != len(args[0]):
+            raise RlaifError(f"judge '{self.spec}' returned {len(values)} values for {len(args[0])} items")
+        return values
+
+    def _unpack(self, value: Any, index: int) -> tuple[float | None, str, str | None]:
+        raw, reason = "", None
+        if isinstance(value, dict):
+            unknown = set(value) - {"value", "raw_output", "invalid_reason"}
+            if unknown:
+                raise RlaifError(f"judge '{self.spec}': item {index}: unknown key(s) {sorted(unknown)}")
+            raw, reason, value = (
+                str(value.get("raw_output", "")),
+                value.get("invalid_reason"),
+                value.get("value"),
+            )
+        if value is None:
+            return None, raw, reason or "the judge function returned None"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RlaifError(f"judge '{self.spec}': item {index}: expected a number or None, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            return None, raw or repr(value), f"not a finite number: {value!r}"
+        return value, raw or repr(value), reason
+
+    def _judgment(
+        self,
+        key: str,
+        order: str | None,
+        value: float | None,
+        raw: str,
+        reason: str | None,
+        content: str,
+        metadata: dict[str, Any],
+    ) -> Judgment:
+        ok = value is not None and reason is None
+        return Judgment(
+            id=stable_hash("custom", self.template_hash, key, order or ""),
+            kind="custom",
+            judge_model=self.model_name,
+            template=self.spec,
+            template_hash=self.template_hash,
+            prompt_hash=stable_hash(content),
+            raw_output=raw,
+            status="ok" if ok else "invalid",
+            invalid_reason=None if ok else reason,
+            score=value if ok and self.judge_type == "pointwise" else None,
+            probabilities={"a": value, "b": 1.0 - value} if ok and self.judge_type == "pairwise" else None,
+            orders=[order] if order else [],
+            subject_ids=[key],
+            metadata=metadata,
+        )
+
+    def _compare(
+        self, items: Sequence[tuple[Sequence[Message], str, str]], ids: Sequence[str] | None = None
+    ) -> list[PairwiseResult]:
+        items = list(items)
+        prompts = [list(conv) for conv, _, _ in items]
+        contents = [
+            conversation_text(c) + "\x00" + a + "\x00" + b
+            for c, (_, a, b) in zip(prompts, items, strict=True)
+        ]
+        keys = item_ids(ids, len(items), "custom", contents)
+        orders = [ORDER_AB, ORDER_BA] if self.both_orders else [ORDER_AB]
+        per_item: list[list[tuple[Judgment, float | None]]] = [[] for _ in items]
+        for order in orders:
+            firsts = [a if order == ORDER_AB else b for _, a, b in items]
+            seconds = [b if order == ORDER_AB else a for _, a, b in items]
+            values = self._call(prompts, firsts, seconds)
+            for i, v in enumerate(values):
+                p, raw, reason = self._unpack(v, i)
+                if p is not None and reason is None and not 0.0 <= p <= 1.0:
+                    reason = f"probability {p:g} is outside [0, 1]"
+                ok = p is not None and reason is None
+                p_a = (p if order == ORDER_AB else 1.0 - p) if ok else None
+                j = self._judgment(
+                    keys[i],
+                    order,
+                    p if ok else None,
+                    raw,
+                    reason,
+                    contents[i] + order,
+                    {"item_index": i, "p_response_a": p_a, "p_first_shown": p if ok else None},
+                )
+                per_item[i].append((j, p_a))
+        results = []
+        for pairs in per_item:
+            prob, consistent = combine_orders([p for _, p in pairs])
+            judgments = [j.model_copy(update={"consistent": consistent}) for j, _ in pairs]
+            results.append(
+                PairwiseResult(
+                    prob_a=prob,
+                    consistent=consistent,
+                    judgments=judgments,
+                    valid=prob is not None,
+                    prob_a_unclamped=prob,
+                )
+            )
+        return results
+
+    def _score(
+        self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None
+    ) -> list[PointwiseResult]:
+        items = list(items)
+        prompts = [list(conv) for conv, _ in items]
+        contents = [conversation_text(c) + "\x00" + r for c, (_, r) in zip(prompts, items, strict=True)]
+        keys = item_ids(ids, len(items), "custom", contents)
+        values = self._call(prompts, [r for _, r in items])
+        results = []
+        for i, v in enumerate(values):
+            score, raw, reason = self._unpack(v, i)
+            j = self._judgment(keys[i], None, score, raw, reason, contents[i], {"item_index": i})
+            ok = j.status == "ok"
+            results.append(
+                PointwiseResult(mean_score=j.score if ok else None, judgments=[j], n_valid=int(ok))
+            )
+        return results
+
+
+# -- one entry point for every kind of judge -------------------------------------------------------
+def _kind_of(template: Template) -> str:
+    if template.judge_kind:
+        return template.judge_kind
+    variables = set(template.variables)
+    if {"response_a", "response_b", "principle"} <= variables:
+        return "principle"
+    if {"response_a", "response_b"} <= variables:
+        return "pairwise"
+    if "response" in variables:
+        return "pointwise"
+    raise TemplateError(
+        f"template '{template.name}' ({template.path}): cannot tell what it judges; declare 'judge:' "
+        "(pointwise | pairwise | principle) or the variables response / response_a, response_b"
+    )
+
+
+def _is_shipped(template: Template) -> bool:
+    path = template.path.resolve()
+    return any(d.resolve() in path.parents for d in (REPO_PROMPTS_DIR, PACKAGED_PROMPTS_DIR) if d.exists())
+
+
+def _construct(factory: Callable[..., Any], spec: str, kwargs: dict[str, Any], *args: Any) -> Any:
+    target = factory.__init__ if isinstance(factory, type) else factory
+    accepted = set(inspect.signature(target).parameters) - {"self", "engine", "spec"}
+    unknown = set(kwargs) - accepted
+    if unknown:
+        raise ConfigError(
+            f"judge '{spec}' does not take option(s) {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(sorted(accepted))}"
+        )
+    return factory(*args, **kwargs)
+
+
+def load_judge(spec: str | os.PathLike | Template, engine: Any, **kwargs: Any) -> Any:
+    """A judge from a built-in name, a template file path, or ``"package.module:function"``.
+
+    The result has ``.compare(items)`` (pairwise kinds) or ``.score(items)`` (pointwise kinds) with
+    the same signatures and result types as the built-in judges. ``kwargs`` go to the judge's
+    constructor; an option the judge does not take is a :class:`ConfigError`.
+    """
+    if isinstance(spec, Template):
+        template, name = spec, spec.name
+    else:
+        name = str(spec)
+        if not Path(name).expanduser().is_file() and CALLABLE_SPEC.fullmatch(name):
+            return _construct(CallableJudge, name, kwargs, name, engine)
+        template = load_template(ALIASES.get(name, name))
+    kind = _kind_of(template)
+    cls = {"pointwise": PointwiseJudge, "pairwise": PairwiseJudge, "principle": PrincipleJudge}[kind]
+    kwargs = dict(kwargs)
+    if not _is_shipped(template):
+        kwargs.setdefault("kind", "custom")
+    return _construct(cls, name, {"template": template, **kwargs}, engine)

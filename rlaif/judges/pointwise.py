@@ -1,0 +1,185 @@
+"""Pointwise rubric judge: K sampled judgments per response, averaged; invalid ones re-asked.
+
+Why sampled and averaged: a single judgment from a small judge is noisy; Self-Rewarding averages
+three sampled judgments per response before picking best vs worst.
+
+Guarantees:
+- one ``engine.generate`` call for the first round (``n=K`` for every response), and at most one
+  per retry round, covering only the responses that still lack valid judgments;
+- never more than K valid judgments per response: a retry only fills slots that were invalid;
+- every judgment made is returned (valid or not, with its attempt number and reason); the mean is
+  over valid scores only and is ``None`` when none is valid.
+
+Non-guarantee: in a retry round every response that needs answers gets as many samples as the
+neediest one (one Sampling per call); the surplus samples are not read and not recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlaif.engines.base import Sampling
+from rlaif.errors import TemplateError
+from rlaif.judges.base import (
+    conversation_text,
+    generate_checked,
+    item_ids,
+    make_judgment,
+    render_request,
+    resolve_template,
+)
+from rlaif.judges.parsers import (
+    JsonParserSpec,
+    Parsed,
+    ScoreParserSpec,
+    json_schema_of,
+    parse_completion,
+)
+from rlaif.prompts import Template
+from rlaif.records import Judgment, Message
+
+
+@dataclass
+class PointwiseResult:
+    """All judgments for one response; ``mean_score`` over the valid ones (None if there are none)."""
+
+    mean_score: float | None
+    judgments: list[Judgment] = field(default_factory=list)
+    n_valid: int = 0
+
+    @property
+    def scores(self) -> list[float]:
+        return [j.score for j in self.judgments if j.status == "ok" and j.score is not None]
+
+
+class PointwiseJudge:
+    """Scores ``(conversation, response)`` items with a rubric template whose parser yields a score."""
+
+    kind = "pointwise"
+
+    def __init__(
+        self,
+        engine: Any,
+        template: str | os.PathLike | Template = "self_rewarding_rubric",
+        samples: int = 3,
+        max_retries: int = 2,
+        sampling: Sampling | None = None,
+        adapter: str | None = None,
+        kind: str | None = None,
+    ):
+        if samples < 1:
+            raise ValueError("samples must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.engine = engine
+        self.template = resolve_template(template)
+        spec = self.template.parser
+        if not (isinstance(spec, ScoreParserSpec) or (isinstance(spec, JsonParserSpec) and spec.score_field)):
+            raise TemplateError(
+                f"template '{self.template.name}' ({self.template.path}): a pointwise judge needs a "
+                "'score' parser or a 'json' parser with score_field"
+            )
+        missing = {"prompt", "response"} - set(self.template.variables)
+        if missing:
+            raise TemplateError(
+                f"template '{self.template.name}' ({self.template.path}): a pointwise template must "
+                f"declare the variables prompt and response (missing: {', '.join(sorted(missing))})"
+            )
+        self.spec = spec
+        self.samples = samples
+        self.max_retries = max_retries
+        self.adapter = adapter
+        self.record_kind = kind or self.kind
+        base = sampling or Sampling(temperature=0.7, top_p=0.9, max_tokens=256)
+        update: dict[str, Any] = {"n": samples}
+        if isinstance(spec, JsonParserSpec) and engine.supports_guided_json:
+            update["json_schema"] = json_schema_of(spec)
+        self.sampling = base.model_copy(update=update)
+
+    def score(
+        self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None
+    ) -> list[PointwiseResult]:
+        """Judge every (conversation, response); results in input order."""
+        items = list(items)
+        requests = [
+            render_request(
+                self.template,
+                prompt=conversation_text(conv),
+                response=response,
+                conversation=[m.model_dump() for m in conv],
+            )
+            for conv, response in items
+        ]
+        keys = item_ids(ids, len(items), "pointwise", [r.prompt_hash for r in requests])
+        judgments: list[list[Judgment]] = [[] for _ in items]
+        need = [self.samples] * len(items)  # valid judgments still missing per item
+        sample_counter = [0] * len(items)
+
+        for attempt in range(self.max_retries + 1):
+            todo = [i for i, k in enumerate(need) if k > 0]
+            if not todo:
+                break
+            n = max(need[i] for i in todo)
+            sampling = self.sampling.model_copy(update={"n": n})
+            if attempt and sampling.seed is not None:
+                sampling = sampling.model_copy(update={"seed": sampling.seed + attempt})
+            outputs = generate_checked(
+                self.engine, [requests[i].payload for i in todo], sampling, self.adapter
+            )
+            for i, out in zip(todo, outputs, strict=True):
+                if isinstance(out, str):  # not sent (too long): retrying cannot help
+                    judgments[i].append(self._judgment(i, requests[i], keys[i], attempt, -1, "", None, out))
+                    need[i] = 0
+                    continue
+                fresh = []
+                for completion in out[: need[i]]:
+                    parsed = parse_completion(completion, self.spec)
+                    fresh.append(
+                        self._judgment(
+                            i, requests[i], keys[i], attempt, sample_counter[i], completion.text, parsed
+                        )
+                    )
+                    sample_counter[i] += 1
+                judgments[i].extend(fresh)
+                need[i] -= sum(1 for j in fresh if j.status == "ok")
+
+        results = []
+        for js in judgments:
+            scores = [j.score for j in js if j.status == "ok" and j.score is not None]
+            results.append(
+                PointwiseResult(
+                    mean_score=sum(scores) / len(scores) if scores else None,
+                    judgments=js,
+                    n_valid=len(scores),
+                )
+            )
+        return results
+
+    def _judgment(
+        self,
+        index: int,
+        request,
+        key: str,
+        attempt: int,
+        sample: int,
+        raw: str,
+        parsed: Parsed | None,
+        invalid_reason: str | None = None,
+    ) -> Judgment:
+        return make_judgment(
+            kind=self.record_kind,
+            engine=self.engine,
+            adapter=self.adapter,
+            template=self.template,
+            request=request,
+            key=(key, str(sample), str(attempt)),
+            raw_output=raw,
+            parsed=parsed,
+            invalid_reason=invalid_reason,
+            orders=[],
+            subject_ids=[key],
+            metadata={"sample": sample, "attempt": attempt, "item_index": index},
+        )
