@@ -1,0 +1,155 @@
+"""``rlaif train dpo|reward-model|ppo|grpo|rloo|options``: run one training stage from a YAML config.
+
+Each stage reads one YAML mapping validated against its pydantic config (unknown keys are errors),
+then ``--set key.sub=value`` overrides (parsed as YAML scalars). Relative paths are taken from the
+current directory. Several processes or GPUs: ``accelerate launch -m rlaif.cli train dpo --config ...``
+(DeepSpeed / FSDP through the config's ``deepspeed`` / ``fsdp`` fields or accelerate's own config).
+
+Heavy imports (torch, trl, vllm) happen inside the command bodies so ``rlaif --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rlaif.errors import ConfigError
+
+STAGES = {
+    "dpo": "DPOConfig",
+    "reward-model": "RewardModelConfig",
+    "ppo": "PPOConfig",
+    "grpo": "GRPOConfig",
+    "rloo": "RLOOConfig",
+}
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML file with the stage's settings.")
+SetOpt = typer.Option([], "--set", "-s", help="Override: key.sub=value (repeatable).")
+
+
+def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
+    """YAML file + overrides -> the stage's validated config (errors name the file and key)."""
+    import yaml
+
+    from rlaif import config as run_config
+    from rlaif.train import configs
+
+    data: dict[str, Any] = {}
+    source = "command line"
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"config file not found: {config}")
+        try:
+            loaded = yaml.safe_load(config.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config}: not valid YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config}: expected a mapping at the top level")
+        data = loaded or {}
+        source = str(config)
+    data = run_config.apply_overrides(data, list(overrides), source)
+    return configs.validate_config(getattr(configs, STAGES[stage]), data, source)
+
+
+def _report(result) -> None:
+    """Print the result once, from the main process (every rank of an accelerate launch returns it)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result.to_json(), indent=2))
+
+
+def dpo(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
+    """One DPO round (TRL DPOTrainer) on PreferencePair files; writes an adapter or model directory."""
+    from rlaif.train.dpo import run_dpo
+
+    _report(run_dpo(load_stage_config("dpo", config, set_)))
+
+
+def reward_model(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
+    """Train a Bradley-Terry reward model on pair files and report held-out accuracy."""
+    from rlaif.train.reward_model import train_reward_model
+
+    _report(train_reward_model(load_stage_config("reward-model", config, set_)))
+
+
+def ppo(
+    config: Path | None = ConfigOpt,
+    set_: list[str] = SetOpt,
+    kv_cache_gb: float | None = typer.Option(None, help="vLLM KV cache in GiB for rollout=engine (CPU)."),
+    max_model_len: int | None = typer.Option(None, help="vLLM context length for rollout=engine."),
+) -> None:
+    """PPO with a critic (our trainer); rewards from a reward model or a 'module:function' callable."""
+    from rlaif.train.ppo import run_ppo
+
+    cfg = load_stage_config("ppo", config, set_)
+    factory = None
+    if cfg.rollout == "engine":
+
+        def factory(base: Path):
+            from rlaif.engines.vllm import VLLMEngine
+
+            return VLLMEngine(
+                base,
+                seed=cfg.seed,
+                enable_lora=True,
+                max_lora_rank=max(16, cfg.lora.r),
+                max_model_len=max_model_len,
+                kv_cache_memory_bytes=int(kv_cache_gb * (1 << 30)) if kv_cache_gb else None,
+            )
+
+    _report(run_ppo(cfg, engine_factory=factory))
+
+
+def grpo(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
+    """GRPO (TRL GRPOTrainer) with our reward functions."""
+    from rlaif.train.grpo import run_grpo
+
+    _report(run_grpo(load_stage_config("grpo", config, set_)))
+
+
+def rloo(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
+    """RLOO (TRL RLOOTrainer) with our reward functions."""
+    from rlaif.train.grpo import run_rloo
+
+    _report(run_rloo(load_stage_config("rloo", config, set_)))
+
+
+def options(stage: str = typer.Argument(..., help="dpo, reward-model, ppo, grpo or rloo.")) -> None:
+    """List a stage's config keys with their defaults and help texts."""
+    from pydantic import BaseModel
+
+    from rlaif.train import configs
+
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            nested = [
+                a
+                for a in getattr(ann, "__args__", (ann,))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
+            default = (
+                "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            )
+            print(f"{prefix}{name} [{default}]: {field.description}")
+            if nested:
+                walk(nested[0], f"{prefix}{name}.")
+
+    walk(getattr(configs, STAGES[stage]), "")
+
+
+def register(app: typer.Typer) -> None:
+    train_app = typer.Typer(help="Training stages: DPO, reward model, PPO, GRPO, RLOO.", no_args_is_help=True)
+    train_app.command("dpo")(dpo)
+    train_app.command("reward-model")(reward_model)
+    train_app.command("ppo")(ppo)
+    train_app.command("grpo")(grpo)
+    train_app.command("rloo")(rloo)
+    train_app.command("options")(options)
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,185 @@
+"""Plumbing shared by the training stages: TRL argument mapping, metrics files, result records.
+
+Why one place: every stage must log the same way (``metrics.jsonl``: one JSON object per logging
+step, written by the main process only, flushed per line so a crashed run keeps its curve) and map
+our settings onto transformers' TrainingArguments identically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlaif.errors import ConfigError
+from rlaif.train.configs import PolicySpec, TrainerSettings
+
+
+def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
+    """Our shared settings as TrainingArguments keywords; ``cfg.trainer_args`` overrides last."""
+    import torch
+
+    from rlaif.train.models import mixed_precision_flags
+
+    kw: dict[str, Any] = dict(
+        output_dir=str(Path(cfg.output_dir) / "trainer"),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_eval_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps" if cfg.save_steps else "no",
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+        **mixed_precision_flags(cfg.precision),
+    )
+    if cfg.save_steps:
+        kw["save_steps"] = cfg.save_steps
+    if cfg.deepspeed is not None:
+        kw["deepspeed"] = str(cfg.deepspeed)
+    if cfg.fsdp is not None:
+        kw["fsdp"] = cfg.fsdp
+    if cfg.fsdp_config is not None:
+        kw["fsdp_config"] = cfg.fsdp_config if isinstance(cfg.fsdp_config, dict) else str(cfg.fsdp_config)
+    kw.update(cfg.trainer_args)
+    return kw
+
+
+def make_trl_config(cls, kwargs: dict[str, Any], stage: str):
+    """Build a TRL config; its own validation errors become ConfigError naming the stage."""
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # unknown keyword from trainer_args
+        raise ConfigError(f"{stage}: trainer_args: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{stage}: {exc}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+class MetricsWriter:
+    """Append-only ``metrics.jsonl``; a fresh run truncates it. Writes nothing off the main process."""
+
+    def __init__(self, path: str | Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        self._fh = None
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            return
+        self._fh.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def metrics_callback(writer: MetricsWriter, stage: str):
+    """A transformers TrainerCallback that copies every log line into ``writer``."""
+    from transformers import TrainerCallback
+
+    class _Callback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                writer.write({"stage": stage, "step": state.global_step, **logs})
+
+    return _Callback()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@dataclass
+class StageResult:
+    """What a training stage produced. ``policy`` is the next stage's starting point."""
+
+    stage: str
+    output_dir: Path
+    base_model: Path
+    adapter: Path | None = None
+    merged_model: Path | None = None
+    metrics_path: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def policy(self) -> PolicySpec:
+        if self.merged_model is not None:
+            return PolicySpec(path=self.merged_model)
+        return PolicySpec(path=self.base_model, adapter=self.adapter)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return json.loads(json.dumps(data, default=_jsonable))
+
+    def write(self) -> Path:
+        path = Path(self.output_dir) / "result.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, default=_jsonable), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def last_values(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latest value of every key TRL logged (the final summary overrides the step lines)."""
+    out: dict[str, Any] = {}
+    for entry in log_history:
+        out.update({k: _jsonable(v) for k, v in entry.items()})
+    return out
+
+
+def prompt_rows(records) -> list[dict[str, Any]]:
+    """PromptRecords as rows: ``prompt`` messages plus each metadata key as a column for reward functions."""
+    rows = []
+    for rec in records:
+        row = {"prompt": [m.model_dump() for m in rec.messages], "prompt_id": rec.id}
+        for key, value in rec.metadata.items():
+            if key in ("prompt", "completion", "completions", "prompts", "completion_ids"):
+                raise ConfigError(
+                    f"prompt {rec.id}: metadata key {key!r} clashes with a reward-function argument"
+                )
+            row[key] = value
+        rows.append(row)
+    return rows
+
+
+def load_prompt_records(paths: list[Path]):
+    from rlaif.records import PromptRecord, read_jsonl
+
+    records = []
+    for p in paths:
+        records.extend(read_jsonl(p, PromptRecord))
+    if not records:
+        raise ConfigError(f"no prompts in {', '.join(str(p) for p in paths)}")
+    return records

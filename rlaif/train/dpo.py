@@ -1,0 +1,213 @@
+"""One DPO round with TRL's DPOTrainer: pair files + starting policy -> a policy vLLM can serve.
+
+What we add around TRL (and nothing more, so the overhead stays small): pair files validated through
+:mod:`rlaif.records`, the reference choice (starting policy or a fixed SFT model), the LoRA round modes
+(see :class:`rlaif.train.configs.DPOConfig`), an NLL-on-chosen term (TRL's ``sft`` loss added with
+weight ``nll_weight``, as in Llama 3's +0.2), a ``metrics.jsonl`` (loss, rewards/margins,
+rewards/accuracies, logps/chosen, logps/rejected per logging step) and a ``result.json``.
+
+Outputs under ``output_dir``: ``adapter/`` (LoRA) or ``model/`` (full fine-tuning or ``save: merged``),
+``base/`` when a previous adapter had to be merged first, ``metrics.jsonl``, ``result.json``.
+
+Works under ``accelerate launch`` (DDP, DeepSpeed, FSDP through ``deepspeed``/``fsdp`` fields): only
+the main process writes files. Non-guarantee: ``save: merged`` re-loads the saved adapter on the main
+process, so the merged model must fit in one process's memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rlaif.records import PreferencePair, load_pairs, pairs_to_dataset
+from rlaif.train.common import (
+    MetricsWriter,
+    StageResult,
+    last_values,
+    make_trl_config,
+    metrics_callback,
+    trainer_kwargs,
+)
+from rlaif.train.configs import DPOConfig, PolicySpec
+from rlaif.train.models import (
+    check_adapter_dir,
+    check_model_dir,
+    load_causal_lm,
+    load_policy,
+    load_tokenizer,
+    merge_policy,
+    peft_lora_config,
+    torch_dtype,
+)
+
+
+def trl_dpo_args(cfg: DPOConfig):
+    """Our DPO settings as TRL's DPOConfig (NLL term = TRL's ``sft`` loss with weight nll_weight)."""
+    from trl import DPOConfig as TRLDPOConfig
+
+    loss_type = list(cfg.loss_type)
+    weights = list(cfg.loss_weights) if cfg.loss_weights is not None else [1.0] * len(loss_type)
+    if cfg.nll_weight > 0:
+        loss_type.append("sft")
+        weights.append(cfg.nll_weight)
+    kw = trainer_kwargs(cfg)
+    kw.update(
+        beta=cfg.beta,
+        loss_type=loss_type,
+        loss_weights=weights if len(loss_type) > 1 or cfg.loss_weights is not None else None,
+        label_smoothing=cfg.label_smoothing,
+        max_length=cfg.max_length,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        disable_dropout=True,
+    )
+    kw.update(cfg.trainer_args)
+    return make_trl_config(TRLDPOConfig, kw, "dpo")
+
+
+def _check_inputs(cfg: DPOConfig) -> None:
+    check_model_dir(cfg.policy.path, "policy.path")
+    if cfg.policy.adapter is not None:
+        check_adapter_dir(cfg.policy.adapter, "policy.adapter")
+    if cfg.reference == "sft" and cfg.sft_model is not None:
+        check_model_dir(cfg.sft_model, "sft_model")
+
+
+def _starting_base(cfg: DPOConfig) -> Path:
+    """The model directory the new adapter applies to; merges a previous adapter for adapter_mode=new."""
+    if cfg.lora is None or cfg.policy.adapter is None or cfg.adapter_mode == "continue":
+        return Path(cfg.policy.path)
+    from accelerate import PartialState
+
+    state = PartialState()
+    base = Path(cfg.output_dir) / "base"
+    with state.local_main_process_first():
+        if state.is_local_main_process:
+            merge_policy(cfg.policy, base, dtype=torch_dtype(cfg.precision))
+    return base
+
+
+def run_dpo(
+    cfg: DPOConfig, *, pairs: list[PreferencePair] | None = None, callbacks: list | None = None
+) -> StageResult:
+    """Train one DPO round and save it; ``pairs`` (already loaded) replaces ``cfg.pairs`` when given."""
+    from trl import DPOTrainer
+
+    _check_inputs(cfg)
+    train_pairs = pairs if pairs is not None else load_pairs(cfg.pairs)
+    eval_pairs = load_pairs(cfg.eval_pairs) if cfg.eval_pairs else []
+    train_ds = pairs_to_dataset(train_pairs)
+    eval_ds = pairs_to_dataset(eval_pairs) if eval_pairs else None
+
+    args = trl_dpo_args(cfg)
+    dtype = torch_dtype(cfg.precision)
+    tokenizer = load_tokenizer(cfg.policy.path)
+    base = _starting_base(cfg)
+    peft_config = None
+    if cfg.lora is None:
+        model = load_causal_lm(base, dtype)
+    elif cfg.adapter_mode == "continue" and cfg.policy.adapter is not None:
+        model = load_policy(cfg.policy, trainable=True, dtype=dtype)
+    else:
+        model = load_causal_lm(base, dtype)
+        peft_config = peft_lora_config(cfg.lora)
+    ref_model = load_causal_lm(cfg.sft_model, dtype) if cfg.reference == "sft" else None
+
+    out = Path(cfg.output_dir)
+    writer = MetricsWriter(out / "metrics.jsonl", enabled=args.process_index == 0)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[metrics_callback(writer, "dpo"), *(callbacks or [])],
+    )
+    trainer.train()
+    if eval_ds is not None:
+        trainer.evaluate()
+    writer.close()
+
+    lora = cfg.lora is not None
+    target = out / ("adapter" if lora else "model")
+    trainer.save_model(str(target))  # handles DeepSpeed/FSDP gathering; writes on the main process
+    trainer.accelerator.wait_for_everyone()
+    result = StageResult(
+        stage="dpo",
+        output_dir=out,
+        base_model=base if lora else target,
+        adapter=target if lora else None,
+        metrics_path=out / "metrics.jsonl",
+        metrics=last_values(trainer.state.log_history),
+        counts={
+            "pairs": len(train_pairs),
+            "eval_pairs": len(eval_pairs),
+            "steps": trainer.state.global_step,
+            "world_size": args.world_size,
+        },
+        extra={"loss_type": args.loss_type, "beta": cfg.beta, "reference": cfg.reference},
+    )
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(target))
+        (target / "training_args.bin").unlink(missing_ok=True)
+        if lora and cfg.save == "merged":
+            result.merged_model = merge_policy(
+                PolicySpec(path=base, adapter=target), out / "model", dtype=dtype
+            )
+        if not cfg.save_steps:  # nothing resumable was written; drop TRL's scratch directory
+            shutil.rmtree(out / "trainer", ignore_errors=True)
+        if (target / "ref" / "adapter_config.json").is_file():  # TRL's frozen reference copy (continue mode)
+            shutil.rmtree(target / "ref")
+        result.write()
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def pair_logps(
+    model, tokenizer, pairs: list[PreferencePair], batch_size: int = 8
+) -> list[tuple[float, float]]:
+    """Summed log-probs of (chosen, rejected) under ``model``, tokenised exactly as TRL does for DPO.
+
+    Why: the DPO objective raises log pi(chosen) - log pi(rejected) relative to the reference; this
+    measures that margin directly, before and after a round, independent of TRL's own logging.
+    """
+    import torch
+
+    def completion_ids(pair: PreferencePair, text: str) -> tuple[list[int], int]:
+        prompt = [m.model_dump() for m in pair.prompt]
+        p_ids = tokenizer.apply_chat_template(
+            prompt, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        full = tokenizer.apply_chat_template(
+            prompt + [{"role": "assistant", "content": text}], tokenize=True, return_dict=False
+        )
+        n = 0
+        while n < min(len(p_ids), len(full)) and p_ids[n] == full[n]:
+            n += 1
+        return list(full), n
+
+    seqs = []
+    for pair in pairs:
+        seqs.append(completion_ids(pair, pair.chosen))
+        seqs.append(completion_ids(pair, pair.rejected))
+    device = next(model.parameters()).device
+    sums: list[float] = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(seqs), batch_size):
+            chunk = seqs[start : start + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+            attn = torch.zeros_like(ids)
+            for i, (row, _) in enumerate(chunk):
+                ids[i, : len(row)] = torch.tensor(row)
+                attn[i, : len(row)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1))
+            logp = logp.squeeze(-1).cpu()
+            for i, (row, n_prompt) in enumerate(chunk):
+                sums.append(float(logp[i, n_prompt - 1 : len(row) - 1].sum()))
+    model.train(was_training)
+    return [(sums[2 * i], sums[2 * i + 1]) for i in range(len(pairs))]

@@ -1,0 +1,89 @@
+"""Reward sources shared by PPO, GRPO and RLOO.
+
+One calling convention everywhere, TRL's: ``fn(prompts=..., completions=..., **columns) -> list[float |
+None]``, where for chat prompts each prompt is a list of message dicts and each completion is
+``[{"role": "assistant", "content": text}]``; extra columns (a prompt record's metadata, e.g. a code
+problem's tests) arrive as lists aligned with the completions. ``None`` means "no reward for this
+sample": TRL turns it into NaN and skips it; our PPO leaves that sample out of the update and counts it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rlaif.errors import ConfigError, RlaifError
+from rlaif.train.configs import RewardSpec
+
+RewardFn = Callable[..., Sequence[float | None]]
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion in either TRL form (plain string or a list with one assistant message)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    raise RlaifError(f"unexpected completion format: {type(completion).__name__}")
+
+
+def import_callable(ref: str, what: str = "reward function") -> Callable:
+    """Resolve 'package.module:function' (dots after the colon walk attributes)."""
+    if ":" not in ref:
+        raise ConfigError(f"{what}: expected 'package.module:function', got {ref!r}")
+    module_name, attr = ref.split(":", 1)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{what}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{what}: {ref!r} is not callable")
+    return obj
+
+
+def load_reward(spec: RewardSpec, *, device: str | None = None) -> RewardFn:
+    """A callable for a reward spec: an imported function (kwargs bound) or a reward-model scorer."""
+    if spec.reward_model is not None:
+        from rlaif.train.reward_model import RewardModelScorer
+
+        return RewardModelScorer(spec.reward_model, device=device)
+    fn = import_callable(spec.function or "")
+    if spec.kwargs:
+        bound = functools.partial(fn, **spec.kwargs)
+        functools.update_wrapper(bound, fn)
+        return bound
+    return fn
+
+
+def reward_name(fn: Any) -> str:
+    if isinstance(fn, functools.partial):
+        fn = fn.func
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def call_reward(fn: RewardFn, prompts: list, completions: list, **columns: Any) -> list[float | None]:
+    """Call a reward function and check its answer: one finite float (or None) per completion."""
+    out = list(fn(prompts=prompts, completions=completions, **columns))
+    if len(out) != len(completions):
+        raise RlaifError(
+            f"reward function {reward_name(fn)} returned {len(out)} rewards for {len(completions)} completions"
+        )
+    checked: list[float | None] = []
+    for i, r in enumerate(out):
+        if r is None:
+            checked.append(None)
+            continue
+        value = float(r)
+        if not math.isfinite(value):
+            raise RlaifError(
+                f"reward function {reward_name(fn)} returned a non-finite reward {r!r} at index {i}"
+            )
+        checked.append(value)
+    return checked

@@ -1,0 +1,100 @@
+"""Fixtures for the training tests: toy pair/prompt files on the session's tiny model.
+
+The tiny model is random, so the data are built to be learnable in seconds: DPO pairs whose chosen and
+rejected answers differ in a fixed way, reward-model pairs separable by their last words, and a PPO
+reward that is verifiable from token ids alone.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from rlaif.records import Message, PreferencePair, PromptRecord, write_jsonl
+
+WORDS = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "paper", "sound"]
+
+
+def make_dpo_pairs(n: int = 16, seed: int = 0) -> list[PreferencePair]:
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        topic = rng.choice(WORDS)
+        pairs.append(
+            PreferencePair(
+                id=f"dpo-{i}",
+                prompt=[Message(role="user", content=f"Tell me about the {topic} number {i}.")],
+                chosen=f"The {topic} is good, thank you.",
+                rejected=f"No. Go away about {topic}!",
+                source="test",
+            )
+        )
+    return pairs
+
+
+def make_rm_pairs(n: int = 64, seed: int = 0) -> list[PreferencePair]:
+    """Separable: chosen always ends 'thank you', rejected 'go away'; the rest is shared noise."""
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        body = " ".join(rng.sample(WORDS, 3))
+        pairs.append(
+            PreferencePair(
+                id=f"rm-{i}",
+                prompt=[Message(role="user", content=f"Describe {rng.choice(WORDS)}.")],
+                chosen=f"{body} thank you",
+                rejected=f"{body} go away",
+                soft_label=0.9 if i % 2 else None,
+                source="test",
+            )
+        )
+    return pairs
+
+
+def make_prompts(n: int = 32) -> list[PromptRecord]:
+    return [
+        PromptRecord(id=f"q{i}", messages=[Message(role="user", content=f"Write about {WORDS[i % len(WORDS)]} {i}.")])
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="session")
+def dpo_pairs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("train_data") / "dpo_pairs.jsonl"
+    write_jsonl(path, make_dpo_pairs())
+    return path
+
+
+@pytest.fixture(scope="session")
+def rm_pairs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("train_data") / "rm_pairs.jsonl"
+    write_jsonl(path, make_rm_pairs())
+    return path
+
+
+@pytest.fixture(scope="session")
+def prompts_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("train_data") / "prompts.jsonl"
+    write_jsonl(path, make_prompts())
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_reward_model(tiny_model_dir, rm_pairs_file, tmp_path_factory):
+    """One reward model for the session (RM tests and PPO's critic initialisation share it)."""
+    from rlaif.train.configs import RewardModelConfig
+    from rlaif.train.reward_model import train_reward_model
+
+    cfg = RewardModelConfig(
+        output_dir=tmp_path_factory.mktemp("rm"),
+        model=tiny_model_dir,
+        pairs=[rm_pairs_file],
+        eval_fraction=0.25,
+        freeze_fraction=0.7,
+        learning_rate=3e-3,
+        epochs=3,
+        per_device_batch_size=8,
+    )
+    return cfg, train_reward_model(cfg)
