@@ -190,7 +190,12 @@ class Template:
             raise TemplateError(f"{self.path}:{line}: template syntax error: {exc.message}") from None
 
     def render(self, **variables: Any) -> str:
-        """Render with the given variables; every declared variable must be given."""
+        """Render with the given variables; every declared variable must be given.
+
+        The text is returned exactly as rendered (a single newline at the end of the file is
+        dropped, as Jinja does), because for ``format: text`` prompts the last characters decide
+        what the model writes next.
+        """
         import jinja2
 
         missing = [v for v in self.variables if v not in variables]
@@ -199,7 +204,7 @@ class Template:
                 f"template '{self.name}' ({self.path}): missing variable(s) {', '.join(missing)}"
             )
         try:
-            return self._compiled.render(**variables).strip() + "\n"
+            return self._compiled.render(**variables)
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template '{self.name}' ({self.path}): {exc.message}") from None
 

@@ -75,7 +75,7 @@ def render_cmd(
     """Render a template with the given variables (missing ones are an error)."""
     from rlaif.prompts import load_template
 
-    print(load_template(name).render(**_parse_vars(var)), end="")
+    print(load_template(name).render(**_parse_vars(var)))
 
 
 def register(app: typer.Typer) -> None:

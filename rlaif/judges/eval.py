@@ -150,7 +150,9 @@ def _rate(values: list[float]) -> float | None:
 
 
 def _reason_class(reason: str | None) -> str:
-    return re.sub(r"\d+(\.\d+)?", "N", reason or "unknown")[:160]
+    """Group reasons that differ only in numbers or in the token the model happened to sample."""
+    text = re.sub(r" \(sampled .*?\)", "", reason or "unknown")
+    return re.sub(r"\d+(\.\d+)?", "N", text)[:160]
 
 
 def run_judge_eval(
