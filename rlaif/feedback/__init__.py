@@ -1,0 +1,112 @@
+"""Feedback sources: functions that turn prompts into AI preference pairs with provenance and stats.
+
+Built-in sources (:data:`FEEDBACK_SOURCES`):
+
+- ``rlcd``: contrastive prompts, positive output chosen by construction (:mod:`.rlcd`);
+- ``sl_cai``: critique -> revision chains, final revision > initial response (:mod:`.constitutional`);
+- ``rl_cai``: two samples labelled by the principle-conditioned judge (:mod:`.constitutional`);
+- ``self_rewarding``: the policy judges its own N samples, best vs worst (:mod:`.self_rewarding`).
+
+User sources plug in as ``"package.module:function"`` with the same signature (see
+:class:`rlaif.feedback.base.FeedbackSource`)::
+
+    def my_source(prompts: list[PromptRecord], engine: Engine, config: dict | None = None, *,
+                  judge_engine: Engine | None = None) -> FeedbackResult
+
+The function may declare its config model as ``my_source.config_model`` (a pydantic model); without
+one the config is passed through as a dict.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from rlaif.errors import ConfigError
+from rlaif.feedback.base import FeedbackResult, FeedbackSource, FeedbackStats, SFTRecord
+from rlaif.feedback.constitutional import RLCAIConfig, SLCAIConfig, rl_cai, sl_cai
+from rlaif.feedback.prompts_io import load_prompts, read_prompt_file
+from rlaif.feedback.rlcd import RLCDConfig, rlcd
+from rlaif.feedback.self_rewarding import SelfRewardingConfig, self_rewarding
+
+FEEDBACK_SOURCES: dict[str, FeedbackSource] = {
+    "rlcd": rlcd,
+    "sl_cai": sl_cai,
+    "rl_cai": rl_cai,
+    "self_rewarding": self_rewarding,
+}
+
+FEEDBACK_CONFIGS: dict[str, type] = {
+    "rlcd": RLCDConfig,
+    "sl_cai": SLCAIConfig,
+    "rl_cai": RLCAIConfig,
+    "self_rewarding": SelfRewardingConfig,
+}
+
+
+def resolve_source(spec: str) -> FeedbackSource:
+    """A built-in source by name, or a user's ``"package.module:function"``."""
+    if spec in FEEDBACK_SOURCES:
+        return FEEDBACK_SOURCES[spec]
+    if ":" not in spec:
+        known = ", ".join(sorted(FEEDBACK_SOURCES))
+        raise ConfigError(
+            f"unknown feedback source '{spec}' (built-in: {known}; or 'package.module:function')"
+        )
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"feedback source '{spec}': cannot import module '{module_name}' ({exc})") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise ConfigError(f"feedback source '{spec}': module '{module_name}' has no attribute '{attr}'")
+    if not callable(fn):
+        raise ConfigError(f"feedback source '{spec}': '{attr}' is not callable")
+    return fn
+
+
+def source_config_model(spec: str) -> type | None:
+    """The config model of a source (None: a plug-in without ``config_model`` takes a plain dict)."""
+    if spec in FEEDBACK_CONFIGS:
+        return FEEDBACK_CONFIGS[spec]
+    return getattr(resolve_source(spec), "config_model", None)
+
+
+def run_source(
+    spec: str, prompts: list, engine: Any, config: Any = None, *, judge_engine: Any = None
+) -> FeedbackResult:
+    """Resolve and call a source, checking it returned a :class:`FeedbackResult` whose counts add up."""
+    fn = resolve_source(spec)
+    out = fn(prompts, engine, config, judge_engine=judge_engine)
+    if not isinstance(out, FeedbackResult):
+        raise ConfigError(f"feedback source '{spec}' returned {type(out).__name__}, expected FeedbackResult")
+    if not out.stats.balanced:
+        raise ConfigError(
+            f"feedback source '{spec}': counts do not add up (prompts_in={out.stats.prompts_in}, "
+            f"pairs_out={out.stats.pairs_out}, dropped={out.stats.dropped})"
+        )
+    return out
+
+
+__all__ = [
+    "FEEDBACK_CONFIGS",
+    "FEEDBACK_SOURCES",
+    "FeedbackResult",
+    "FeedbackSource",
+    "FeedbackStats",
+    "RLCAIConfig",
+    "RLCDConfig",
+    "SFTRecord",
+    "SLCAIConfig",
+    "SelfRewardingConfig",
+    "load_prompts",
+    "read_prompt_file",
+    "resolve_source",
+    "rl_cai",
+    "rlcd",
+    "run_source",
+    "self_rewarding",
+    "sl_cai",
+    "source_config_model",
+]

@@ -1,0 +1,225 @@
+"""Pair building and filtering shared by every feedback source.
+
+Why length control matters: a judge that likes long answers teaches the policy to ramble (Self-Rewarding
+answers grew ~2x longer over three rounds). So every run reports the chosen/rejected length ratio, and
+offers two remedies: a ``max_length_ratio`` filter (drop pairs whose chosen answer is more than that many
+times longer than the rejected one), and ``length_matched`` pairing (pick the best/worst pair whose
+lengths are closest, instead of plain max vs min).
+
+Guarantees:
+- nothing is dropped without a reason: :func:`filter_pairs` returns the kept pairs and the dropped ones
+  with their reason, and :class:`PairStats` counts drops by reason;
+- selection is deterministic: ties in score are broken by candidate index (lowest first);
+- a tie between best and worst (no score difference) never becomes a pair.
+
+Lengths are measured in characters (tokenizer-free, so identical across models).
+Non-guarantee: de-duplication is exact (same prompt, chosen and rejected text), not fuzzy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlaif.records import PreferencePair, stable_hash
+
+
+class PairStats(BaseModel):
+    """Counts for one source run.
+
+    ``drops`` are per-prompt outcomes (they add up with ``pairs_out`` to ``prompts_in``); ``counters``
+    are everything else worth reporting (retries, invalid judgments, excluded candidates, ...).
+    ``length`` is :func:`length_summary` of the pairs kept.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    prompts_in: int = 0
+    pairs_out: int = 0
+    drops: dict[str, int] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(default_factory=dict)
+    length: dict[str, float | None] = Field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def add_drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    @property
+    def balanced(self) -> bool:
+        """True when every prompt is accounted for (one pair or one drop)."""
+        return self.pairs_out + self.dropped == self.prompts_in
+
+
+class PairFilterConfig(BaseModel):
+    """Filters applied to a source's pairs before they are written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_margin: float | None = Field(
+        None,
+        description="Drop pairs whose margin (score difference that ordered them) is below this. Pairs "
+        "without a margin (e.g. RLCD without rescoring, ordered by construction) are not affected.",
+    )
+    dedup: bool = Field(True, description="Drop exact duplicates (same prompt, chosen and rejected).")
+    drop_identical: bool = Field(True, description="Drop pairs whose chosen and rejected texts are equal.")
+    max_length_ratio: float | None = Field(
+        None,
+        gt=1.0,
+        description="Drop pairs whose chosen text is more than this many times longer (characters) than "
+        "the rejected one; counters a judge's preference for long answers.",
+    )
+
+
+def length_ratio(chosen: str, rejected: str) -> float:
+    """len(chosen) / len(rejected) in characters (an empty rejected text counts as one character)."""
+    return len(chosen) / max(len(rejected), 1)
+
+
+def length_summary(pairs: Sequence[PreferencePair]) -> dict[str, float | None]:
+    """How much longer the chosen answers are than the rejected ones."""
+    if not pairs:
+        return {"n": 0, "mean_chosen_chars": None, "mean_rejected_chars": None, "mean_ratio": None,
+                "ratio_of_means": None, "frac_chosen_longer": None}  # fmt: skip
+    chosen = [len(p.chosen) for p in pairs]
+    rejected = [len(p.rejected) for p in pairs]
+    ratios = [length_ratio(p.chosen, p.rejected) for p in pairs]
+    return {
+        "n": len(pairs),
+        "mean_chosen_chars": sum(chosen) / len(pairs),
+        "mean_rejected_chars": sum(rejected) / len(pairs),
+        "mean_ratio": sum(ratios) / len(ratios),
+        "ratio_of_means": (sum(chosen) / len(pairs)) / max(sum(rejected) / len(pairs), 1.0),
+        "frac_chosen_longer": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(pairs),
+    }
+
+
+def pair_key(pair: PreferencePair) -> str:
+    """Identity for de-duplication: the prompt conversation and both texts."""
+    prompt = json.dumps([m.model_dump() for m in pair.prompt], ensure_ascii=False, sort_keys=True)
+    return stable_hash(prompt, pair.chosen, pair.rejected)
+
+
+def filter_pairs(
+    pairs: Iterable[PreferencePair], config: PairFilterConfig
+) -> tuple[list[PreferencePair], list[tuple[PreferencePair, str]]]:
+    """Apply the filters in a fixed order (identical, margin, length ratio, duplicate); returns the kept
+    pairs and each dropped pair with its reason."""
+    kept: list[PreferencePair] = []
+    dropped: list[tuple[PreferencePair, str]] = []
+    seen: set[str] = set()
+    for pair in pairs:
+        reason = None
+        if config.drop_identical and pair.chosen.strip() == pair.rejected.strip():
+            reason = "identical"
+        elif config.min_margin is not None and pair.margin is not None and pair.margin < config.min_margin:
+            reason = "below_min_margin"
+        elif (
+            config.max_length_ratio is not None
+            and length_ratio(pair.chosen, pair.rejected) > config.max_length_ratio
+        ):
+            reason = "length_ratio"
+        elif config.dedup:
+            key = pair_key(pair)
+            if key in seen:
+                reason = "duplicate"
+            seen.add(key)
+        if reason is None:
+            kept.append(pair)
+        else:
+            dropped.append((pair, reason))
+    return kept, dropped
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of picking a pair among scored candidates: indices (or None) and the reason."""
+
+    chosen: int | None
+    rejected: int | None
+    margin: float | None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.chosen is not None
+
+
+Pairing = Literal["max_min", "length_matched"]
+
+
+def select_pair(
+    texts: Sequence[str],
+    scores: Sequence[float | None],
+    *,
+    min_margin: float = 0.0,
+    max_length_ratio: float | None = None,
+    pairing: Pairing = "max_min",
+) -> Selection:
+    """Pick chosen/rejected among candidates scored by a judge (None = no valid score: excluded).
+
+    ``max_min``: the highest against the lowest score (lowest index among equal scores); a tie or a
+    margin below ``min_margin`` drops the prompt; so does a length ratio above ``max_length_ratio``.
+    ``length_matched``: among all pairs with a positive margin >= ``min_margin`` (and within
+    ``max_length_ratio``), the one whose lengths are closest (|log ratio|), then the larger margin.
+    Drop reasons: ``too_few_scored``, ``tie``, ``below_min_margin``, ``length_ratio``.
+    """
+    valid = [i for i, s in enumerate(scores) if s is not None]
+    if len(valid) < 2:
+        return Selection(None, None, None, "too_few_scored")
+    best = max(valid, key=lambda i: (scores[i], -i))
+    worst = min(valid, key=lambda i: (scores[i], i))
+    if scores[best] == scores[worst]:
+        return Selection(None, None, 0.0, "tie")
+    top_margin = scores[best] - scores[worst]
+    if top_margin < min_margin:
+        return Selection(None, None, top_margin, "below_min_margin")
+
+    def ratio_ok(i: int, j: int) -> bool:
+        return max_length_ratio is None or length_ratio(texts[i], texts[j]) <= max_length_ratio
+
+    if pairing == "max_min":
+        if not ratio_ok(best, worst):
+            return Selection(None, None, top_margin, "length_ratio")
+        return Selection(best, worst, top_margin)
+
+    options = []
+    for i in valid:
+        for j in valid:
+            margin = scores[i] - scores[j]
+            if margin > 0 and margin >= min_margin and ratio_ok(i, j):
+                closeness = abs(math.log(max(len(texts[i]), 1) / max(len(texts[j]), 1)))
+                options.append((closeness, -margin, i, j))
+    if not options:
+        return Selection(None, None, top_margin, "length_ratio")
+    _, neg_margin, i, j = min(options)
+    return Selection(i, j, -neg_margin)
+
+
+def per_source_stats(pairs: Iterable[PreferencePair]) -> dict[str, dict[str, float | None]]:
+    """Pair counts, margins and length bias per source, for a file that mixes sources."""
+    by_source: dict[str, list[PreferencePair]] = {}
+    for p in pairs:
+        by_source.setdefault(p.source, []).append(p)
+    out = {}
+    for source, group in sorted(by_source.items()):
+        margins = [p.margin for p in group if p.margin is not None]
+        labels = [p.soft_label for p in group if p.soft_label is not None]
+        out[source] = {
+            "pairs": len(group),
+            "mean_margin": sum(margins) / len(margins) if margins else None,
+            "mean_soft_label": sum(labels) / len(labels) if labels else None,
+            **{f"length_{k}": v for k, v in length_summary(group).items() if k != "n"},
+        }
+    return out

@@ -1,0 +1,46 @@
+"""A user feedback source used by the registry tests (plugged in as ``fb_plugin:echo_source``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from rlaif.engines.base import Sampling
+from rlaif.feedback.base import FeedbackResult, FeedbackStats, pair_id
+from rlaif.records import PreferencePair
+
+
+class EchoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    suffix: str = "!"
+
+
+def echo_source(prompts, engine, config=None, *, judge_engine=None) -> FeedbackResult:
+    """Chosen: the engine's answer plus a suffix; rejected: the bare answer."""
+    cfg = EchoConfig.model_validate(config or {})
+    result = FeedbackResult(pairs=[], stats=FeedbackStats(source="echo", prompts_in=len(prompts)))
+    outs = engine.generate([p.messages for p in prompts], Sampling(seed=0))
+    for rec, out in zip(prompts, outs, strict=True):
+        text = out[0].text
+        chosen = text + cfg.suffix
+        result.pairs.append(
+            PreferencePair(
+                id=pair_id("echo", 0, rec.id, chosen, text),
+                prompt=rec.messages,
+                chosen=chosen,
+                rejected=text,
+                source="echo",
+                metadata={"prompt_id": rec.id},
+            )  # fmt: skip
+        )
+    result.stats.pairs_out = len(result.pairs)
+    return result
+
+
+echo_source.config_model = EchoConfig
+
+
+def unbalanced_source(prompts, engine, config=None, *, judge_engine=None) -> FeedbackResult:
+    return FeedbackResult(pairs=[], stats=FeedbackStats(source="broken", prompts_in=len(prompts)))
+
+
+not_a_function = 42

@@ -1,0 +1,37 @@
+"""A ScriptedEngine that also takes one Sampling per prompt, as VLLMEngine and OpenAIEngine do.
+
+Why: the feedback sources give every request its own seed (derived from the global seed and the
+prompt's position) and so pass a list of Sampling settings in one ``generate`` call.
+``rlaif.engines.scripted.ScriptedEngine`` takes a single Sampling; this subclass gives each prompt's
+responder call that prompt's own settings and records the per-prompt settings of every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rlaif.engines.base import PromptInput, Sampling
+from rlaif.engines.scripted import ScriptedEngine
+from rlaif.records import Completion
+
+
+class PerRequestScriptedEngine(ScriptedEngine):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.requests: list[list[tuple[PromptInput, Sampling]]] = []
+
+    def generate(
+        self,
+        prompts: Sequence[PromptInput],
+        sampling: Sampling | Sequence[Sampling],
+        adapter: str | None = None,
+    ) -> list[list[Completion]]:
+        settings = [sampling] * len(prompts) if isinstance(sampling, Sampling) else list(sampling)
+        assert len(settings) == len(prompts), "one Sampling per prompt"
+        self.requests.append(list(zip(prompts, settings, strict=True)))
+        out = []
+        for prompt, s in zip(prompts, settings, strict=True):
+            out.extend(super().generate([prompt], s, adapter))
+            self.calls.pop()  # recorded once below, as one call
+        self.calls.append((len(prompts), settings[0] if settings else sampling, adapter))
+        return out
