@@ -56,7 +56,7 @@ def render_request(template: Template, **variables: Any) -> Request:
 
 
 # -- context-length check --------------------------------------------------------------------------
-def _token_counter(engine: Any) -> tuple[Callable[[list], list[int]] | None, int | None]:
+def token_counter(engine: Any) -> tuple[Callable[[list], list[int]] | None, int | None]:
     """A function counting prompt tokens, and the context length, where the engine reveals them.
 
     Prefers ``engine.count_prompt_tokens(prompts)`` / ``engine.max_model_len``; otherwise uses the
@@ -86,11 +86,14 @@ def _token_counter(engine: Any) -> tuple[Callable[[list], list[int]] | None, int
     return count, int(config.max_model_len)
 
 
+_token_counter = token_counter  # earlier private name, still imported by rlaif.feedback.base
+
+
 def generate_checked(
     engine: Any, payloads: list, sampling: Sampling, adapter: str | None
 ) -> list[list[Completion] | str]:
     """One ``engine.generate`` call for every request that fits the context; a reason for the rest."""
-    counter, max_len = _token_counter(engine)
+    counter, max_len = token_counter(engine)
     results: list[list[Completion] | str | None] = [None] * len(payloads)
     send = list(range(len(payloads)))
     if counter is not None and max_len is not None and payloads:

@@ -110,7 +110,7 @@ def parse_score(text: str, spec: ScoreParserSpec) -> Parsed:
         except (TypeError, ValueError):
             return Parsed.invalid(f"captured {m.group(1)!r}, which is not a number")
     if not values:
-        return Parsed.invalid(f"no score found (pattern {spec.pattern!r})")
+        return Parsed.invalid(f"no score found (pattern: {spec.pattern})")
     distinct = list(dict.fromkeys(values))
     if len(distinct) > 1 and spec.multiple == "reject":
         shown = ", ".join(_fmt(v) for v in distinct)

@@ -10,7 +10,9 @@ Guarantees:
 - every judgment made is returned (valid or not, with its attempt number and reason); the mean is
   over valid scores only and is ``None`` when none is valid.
 
-Non-guarantee: in a retry round every response that needs answers gets as many samples as the
+Non-guarantees: with ``sampling.seed`` set, vLLM seeds every request of a call with that same seed,
+so different responses' judgments draw from one random stream (wrap the engine to derive a seed per
+request if that matters; unseeded sampling is independent). In a retry round every response that needs answers gets as many samples as the
 neediest one (one Sampling per call); the surplus samples are not read and not recorded.
 """
 
