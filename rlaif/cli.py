@@ -29,7 +29,6 @@ _COMMAND_MODULES = [
     "rlaif.commands.code",
     "rlaif.commands.train",
     "rlaif.commands.run",
-    "rlaif.commands.demo",
 ]
 
 

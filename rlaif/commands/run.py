@@ -1,0 +1,149 @@
+"""``rlaif run``, ``rlaif validate``, ``rlaif report`` and ``rlaif demo``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from rlaif.errors import ConfigError, RlaifError
+
+PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+def check_config(file: Path, overrides: list[str]):
+    """Validate a run config and every stage option block without loading any model."""
+    from rlaif.config import load_run_config, validate_stage_options
+    from rlaif.pairs import PairFilterConfig
+
+    cfg = load_run_config(file, overrides)
+    where = str(file)
+    if cfg.feedback.source != "rlcf":
+        from rlaif.feedback import resolve_source, source_config_model
+
+        try:
+            resolve_source(cfg.feedback.source)
+        except RlaifError as exc:
+            raise ConfigError(f"{where}: 'feedback.source': {exc}") from None
+        model = source_config_model(cfg.feedback.source)
+        if model is not None:
+            validate_stage_options(model, cfg.feedback.options, "feedback.options", where)
+    else:
+        from rlaif.code.pairs import CodePairConfig
+
+        validate_stage_options(CodePairConfig, cfg.feedback.options, "feedback.options", where)
+    validate_stage_options(PairFilterConfig, cfg.pairs.options, "pairs.options", where)
+    from rlaif.train.configs import DPOConfig, GRPOConfig, PPOConfig, RLOOConfig
+
+    placeholder = {"output_dir": "/tmp/x", "policy": {"path": cfg.policy.path}}
+    validate_stage_options(DPOConfig, {**cfg.dpo, **placeholder, "pairs": ["x"]}, "dpo", where)
+    if cfg.final.kind != "none":
+        model = {"ppo": PPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig}[cfg.final.kind]
+        validate_stage_options(model, {**cfg.final.options, **placeholder}, "final.options", where)
+    for name, src in (
+        ("prompts", cfg.prompts),
+        ("eval.code_problems", cfg.eval.code_problems),
+        ("eval.win_rate_prompts", cfg.eval.win_rate_prompts),
+    ):
+        if src is not None and src.kind != "demo_code":
+            if not src.path:
+                raise ConfigError(f"{where}: '{name}.path' is required for kind={src.kind}")
+            if not Path(src.path).exists():
+                raise ConfigError(f"{where}: '{name}.path': file not found: {src.path}")
+    local = cfg.policy.path.startswith(("/", ".", "~"))  # otherwise a hub name, resolved by vLLM/HF
+    if local and not cfg.policy.build_tiny and not Path(cfg.policy.path).expanduser().exists():
+        raise ConfigError(f"{where}: 'policy.path': model directory not found: {cfg.policy.path}")
+    if cfg.judge.template:
+        from rlaif.engines.scripted import ScriptedEngine
+        from rlaif.judges import load_judge
+
+        # building the judge resolves the template/callable and its parser; nothing is generated
+        try:
+            load_judge(cfg.judge.template, ScriptedEngine(lambda *_: ""))
+        except RlaifError as exc:
+            raise ConfigError(f"{where}: 'judge.template': {exc}") from None
+    return cfg
+
+
+def validate(
+    file: Path = typer.Argument(..., help="Run config YAML."),
+    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
+) -> None:
+    """Check a run config (and every stage's options) without loading any model."""
+    cfg = check_config(file, overrides or [])
+    print(f"ok: {file} (run '{cfg.name}', {cfg.rounds} DPO round(s), final={cfg.final.kind})")
+
+
+def run(
+    file: Path = typer.Argument(..., help="Run config YAML."),
+    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. rounds=2 dpo.beta=0.2"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan (stages, skipped or to run) and exit."
+    ),
+) -> None:
+    """Run (or resume) a self-improvement pipeline."""
+    cfg = check_config(file, overrides or [])
+    _execute(cfg, dry_run)
+
+
+def _execute(cfg, dry_run: bool) -> None:
+    from rlaif.pipeline.manifest import read_manifest
+    from rlaif.pipeline.runner import Runner
+
+    runner = Runner(cfg)
+    if dry_run:
+        for step in runner.plan():
+            done = step != "report" and read_manifest(runner.run_dir / step) is not None
+            print(f"{step:24s} {'done (will be checked and skipped if unchanged)' if done else 'to run'}")
+        return
+    metrics = runner.run()
+    print(
+        json.dumps(
+            {
+                "run_dir": str(runner.run_dir),
+                "executed": runner.executed,
+                "skipped": runner.skipped,
+                "rounds": metrics["rounds"],
+            },
+            indent=2,
+            default=str,
+        )
+    )
+
+
+def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name>).")) -> None:
+    """Re-render metrics.json, the plots and report.html of a finished or partial run."""
+    import yaml
+
+    from rlaif.config import RunConfig
+    from rlaif.pipeline.report import collect_metrics, write_report
+    from rlaif.pipeline.runner import Runner
+
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    cfg = RunConfig.model_validate(yaml.safe_load(cfg_file.read_text()))
+    metrics = collect_metrics(run_dir, Runner(cfg).plan())
+    print(write_report(run_dir, metrics))
+
+
+def demo(
+    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides of pipelines/demo.yaml."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit."),
+) -> None:
+    """The CPU demo: a from-scratch code model improved by RLCF rounds (DPO) and a final PPO round."""
+    file = PIPELINES_DIR / "demo.yaml"
+    if not file.is_file():
+        raise ConfigError(f"demo pipeline not found at {file}")
+    cfg = check_config(file, overrides or [])
+    print(f"demo: {file} -> {cfg.run_dir()}", file=sys.stderr)
+    _execute(cfg, dry_run)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("validate")(validate)
+    app.command("report")(report)
+    app.command("demo")(demo)

@@ -1,0 +1,241 @@
+"""Run configuration: one YAML file per self-improvement run, validated by pydantic.
+
+Guarantees:
+- every model forbids unknown keys: a typo is an error naming the key path and the file;
+- ``key.sub=value`` overrides from the command line are applied before validation and parsed as YAML
+  scalars (``rounds=3``, ``dpo.beta=0.2``, ``final.kind=none``);
+- relative paths in the file are resolved against the file's directory, so a pipeline runs the same
+  from any working directory; ``${SHARED_DATA}`` expands to the shared data folder;
+- validation never imports torch, vllm or trl and never loads a model (``rlaif validate`` is fast).
+
+Stage option blocks (``feedback.options``, ``dpo``, ``final.options`` ...) are validated against the
+stage's own config model, so the YAML and the Python API cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rlaif.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TinyModelBuild(Strict):
+    """Build the policy locally before the run (demo and smoke tests; no downloads)."""
+
+    seed: int = Field(0, description="Seed for tokenizer/weights.")
+    hidden_size: int = Field(128, description="Hidden size; heads = hidden/64.")
+    num_layers: int = Field(2, description="Transformer layers.")
+    vocab_size: int = Field(512, description="BPE vocabulary size.")
+    corpus: str | None = Field(
+        None, description="Text file to train tokenizer and weights on; 'demo:code' = synthetic code tasks."
+    )
+    steps: int = Field(0, description="Pre-training steps on the corpus.")
+    learning_rate: float = Field(3e-3, description="Pre-training peak learning rate.")
+
+
+class ModelConfig(Strict):
+    """The policy: a local model directory (or hub name on machines that have one), optional adapter."""
+
+    path: str = Field(..., description="Model directory (or, with build_tiny, where to build it).")
+    adapter: str | None = Field(None, description="LoRA adapter to start from.")
+    build_tiny: TinyModelBuild | None = Field(None, description="Build a tiny model at `path` first.")
+
+
+class EngineConfig(Strict):
+    """How to serve a model for generation and judging."""
+
+    kind: Literal["vllm", "openai"] = Field(
+        "vllm", description="In-process vLLM or an OpenAI-compatible server."
+    )
+    url: str | None = Field(None, description="Base URL for kind=openai, e.g. http://127.0.0.1:8000/v1.")
+    model: str | None = Field(None, description="Served model name (openai) or model path override.")
+    max_model_len: int | None = Field(1024, description="Context length to reserve.")
+    kv_cache_gb: float | None = Field(None, description="KV cache size in GiB (CPU); default 1.")
+    gpu_memory_utilization: float | None = Field(None, description="GPU memory fraction for vLLM.")
+    tensor_parallel_size: int = Field(1, description="vLLM tensor parallelism.")
+    data_parallel_size: int = Field(1, description="vLLM data parallelism.")
+    concurrency: int = Field(16, description="Requests in flight for kind=openai.")
+
+    @model_validator(mode="after")
+    def _url_for_openai(self) -> EngineConfig:
+        if self.kind == "openai" and not self.url:
+            raise ValueError("engine.kind=openai needs engine.url")
+        return self
+
+
+class JudgeConfig(Strict):
+    """Who judges: the policy itself (self-rewarding), a separate model, or a server."""
+
+    model: str = Field("policy", description="'policy', a model directory, or 'openai'.")
+    engine: EngineConfig | None = Field(None, description="Engine for a separate judge model.")
+    template: str | None = Field(
+        None, description="Judge spec: built-in name, template file, or module:function."
+    )
+
+
+class PromptSource(Strict):
+    """Where prompts or problems come from."""
+
+    kind: Literal["jsonl", "hh", "mtbench", "code", "hf_dataset", "demo_code"] = Field(
+        ...,
+        description="File format: JSONL prompts, HH transcripts, MT-Bench questions, code problems, "
+        "a local HF datasets directory, or the demo's synthetic code tasks.",
+    )
+    path: str | None = Field(None, description="File or directory (not needed for demo_code).")
+    limit: int | None = Field(None, description="Use only the first N records.")
+    split: Literal["train", "heldout", "all"] = Field("all", description="For demo_code: which split.")
+
+
+class FeedbackConfig(Strict):
+    source: str = Field(
+        ..., description="Built-in source (rlcd, sl_cai, rl_cai, self_rewarding, rlcf) or module:function."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The source's own config (validated against it)."
+    )
+    chunk_size: int = Field(
+        16, ge=1, description="Prompts per resumable chunk (each chunk is written atomically)."
+    )
+
+
+class PairFilterConfig(Strict):
+    options: dict[str, Any] = Field(default_factory=dict, description="Pair filtering options (rlaif.pairs).")
+
+
+class FinalRoundConfig(Strict):
+    kind: Literal["none", "ppo", "grpo", "rloo"] = Field("none", description="Final RL round.")
+    reward: Literal["sandbox", "reward_model", "judge"] = Field(
+        "sandbox", description="What scores rollouts."
+    )
+    reward_kind: str = Field("fraction", description="Sandbox reward map: binary, fraction, coderl, rltf.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The trainer's own config.")
+
+
+class EvalConfig(Strict):
+    code_problems: PromptSource | None = Field(None, description="Held-out code problems for pass@k.")
+    code_samples: int = Field(4, description="Samples per held-out problem for pass@1 (unbiased estimator).")
+    code_temperature: float = Field(1.0, description="Sampling temperature for pass@k.")
+    win_rate_prompts: PromptSource | None = Field(None, description="Prompts for round k vs k-1 win rate.")
+    win_rate_limit: int = Field(32, description="Prompts used for the win rate.")
+    max_tokens: int = Field(128, description="Max tokens for evaluation samples.")
+
+
+class RunConfig(Strict):
+    """One self-improvement run: rounds of feedback → pairs → DPO → evaluate, then an optional RL round."""
+
+    name: str = Field(..., description="Run name; outputs go to <output_dir>/<name>/.")
+    seed: int = Field(0, description="Global seed; every sample's seed derives from it and the record id.")
+    output_dir: str = Field("runs", description="Parent directory of the run directory.")
+    policy: ModelConfig
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    prompts: PromptSource
+    feedback: FeedbackConfig
+    pairs: PairFilterConfig = Field(default_factory=PairFilterConfig)
+    rounds: int = Field(1, ge=0, description="Number of DPO rounds.")
+    dpo: dict[str, Any] = Field(default_factory=dict, description="DPO round config (rlaif.train).")
+    final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    # set by the loader, not by users
+    source_file: str | None = Field(None, exclude=True, description="(internal) the YAML file.")
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("RLAIF_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _set_dotted(data: dict, dotted: str, value: Any, file: str) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        if node.get(key) is None:
+            node[key] = {}
+        if not isinstance(node[key], dict):
+            raise ConfigError(f"{file}: override '{dotted}': '{key}' is not a mapping")
+        node = node[key]
+    node[keys[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str], file: str) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': value is not valid YAML ({exc})") from None
+        _set_dotted(data, key.strip(), value, file)
+    return data
+
+
+def _expand(value: Any, base: Path) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, base) for v in value]
+    if isinstance(value, str) and "${SHARED_DATA}" in value:
+        return value.replace("${SHARED_DATA}", str(shared_data_dir()))
+    return value
+
+
+def _describe(exc: ValidationError, file: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        msg = f"{file}: unknown key '{loc}'"
+    elif err["type"] == "missing":
+        msg = f"{file}: missing required key '{loc}'"
+    else:
+        msg = f"{file}: field '{loc}': {err['msg']}"
+    more = len(exc.errors()) - 1
+    return msg + (f" (+{more} more problems)" if more else "")
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override, validate; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = apply_overrides(data, overrides or [], str(path))
+    data = _expand(data, path.parent)
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from None
+    return cfg.model_copy(update={"source_file": str(path)})
+
+
+def validate_stage_options(model: type[BaseModel], options: dict, where: str, file: str) -> BaseModel:
+    """Validate a stage's option block against the stage's own config model."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        kind = "unknown key" if err["type"] == "extra_forbidden" else "field"
+        detail = "" if err["type"] == "extra_forbidden" else f": {err['msg']}"
+        raise ConfigError(f"{file}: {kind} '{where}.{loc}'{detail}") from None

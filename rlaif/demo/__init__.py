@@ -1,0 +1,1 @@
+"""The CPU demo: a from-scratch code model improved by test-gated feedback (RLCF) and DPO/PPO."""

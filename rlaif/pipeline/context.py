@@ -1,0 +1,151 @@
+"""Shared state of one run: paths, engines (started lazily, reused across rounds), the current policy.
+
+Why one place: starting vLLM costs ~20 s on CPU and minutes on big GPUs; the policy engine is started
+once on the base model with LoRA enabled and every round's adapter is served per request. Only when a
+stage produces a new base model (full fine-tuning or a merged adapter) is the engine restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlaif.config import EngineConfig, RunConfig
+from rlaif.errors import ConfigError
+
+
+@dataclass
+class Policy:
+    """The model the run is improving, as served: base directory + optional LoRA adapter."""
+
+    path: Path
+    adapter: Path | None = None
+
+    def describe(self) -> dict[str, str | None]:
+        return {"path": str(self.path), "adapter": str(self.adapter) if self.adapter else None}
+
+
+class AdapterBoundEngine:
+    """An engine view that always serves one adapter, so sources written for plain engines serve the
+    current round's policy without knowing about adapters."""
+
+    def __init__(self, engine: Any, adapter: str | None):
+        self.engine = engine
+        self.adapter = adapter
+        self.model_name = engine.model_name + (f"+{Path(adapter).name}" if adapter else "")
+        self.tokenizer = getattr(engine, "tokenizer", None)
+
+    @property
+    def supports_guided_json(self) -> bool:
+        return self.engine.supports_guided_json
+
+    def generate(self, prompts, sampling, adapter=None):
+        return self.engine.generate(prompts, sampling, adapter=adapter or self.adapter)
+
+    def close(self) -> None:  # the underlying engine is owned by the run
+        pass
+
+
+def make_engine(cfg: EngineConfig, model_path: Path | str, enable_lora: bool) -> Any:
+    if cfg.kind == "openai":
+        from rlaif.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(cfg.url, model=cfg.model, concurrency=cfg.concurrency)
+    from rlaif.engines.vllm import VLLMEngine
+
+    kv = int(cfg.kv_cache_gb * (1 << 30)) if cfg.kv_cache_gb else None
+    return VLLMEngine(
+        model_path,
+        max_model_len=cfg.max_model_len,
+        kv_cache_memory_bytes=kv,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        data_parallel_size=cfg.data_parallel_size,
+        enable_lora=enable_lora,
+        progress=False,
+    )
+
+
+@dataclass
+class RunContext:
+    cfg: RunConfig
+    run_dir: Path
+    policy: Policy
+    events_path: Path = field(init=False)
+    _engine: Any = None
+    _engine_model: Path | None = None
+    _judge_engine: Any = None
+    _sandbox: Any = None
+    _external_engine: Any = None
+
+    def __post_init__(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.events_path = self.run_dir / "metrics.jsonl"
+
+    # -- engines ----------------------------------------------------------------------------------
+    def policy_engine(self) -> Any:
+        """The policy as an engine (current adapter bound)."""
+        if self.cfg.engine.kind == "openai":
+            if self._engine is None:
+                self._engine = make_engine(self.cfg.engine, self.policy.path, enable_lora=False)
+            if self.policy.adapter is not None:
+                raise ConfigError(
+                    "engine.kind=openai cannot serve a freshly trained adapter; use engine.kind=vllm for "
+                    "multi-round runs (or serve each round's adapter yourself)"
+                )
+            return self._engine
+        if self._engine is None or self._engine_model != self.policy.path:
+            if self._engine is not None and self._engine is not self._external_engine:
+                self._engine.close()
+            self._engine = None
+            self.log_event("engine_start", model=str(self.policy.path))
+            self._engine = make_engine(self.cfg.engine, self.policy.path, enable_lora=True)
+            self._engine_model = self.policy.path
+        return AdapterBoundEngine(self._engine, str(self.policy.adapter) if self.policy.adapter else None)
+
+    def judge_engine(self) -> Any:
+        """The judge: the policy itself, or a separate model/server."""
+        judge = self.cfg.judge
+        if judge.model == "policy":
+            return self.policy_engine()
+        if self._judge_engine is None:
+            engine_cfg = judge.engine or self.cfg.engine
+            self._judge_engine = make_engine(engine_cfg, judge.model, enable_lora=False)
+        return self._judge_engine
+
+    def sandbox(self) -> Any:
+        """One pre-forked sandbox pool for the whole run (code feedback, rewards, pass@k)."""
+        if self._sandbox is None:
+            from rlaif.sandbox import SandboxPool
+
+            self._sandbox = SandboxPool()
+        return self._sandbox
+
+    def adopt_engine(self, engine: Any, model_path: Path) -> None:
+        """Use an engine someone else started (and will close) for the policy at ``model_path``."""
+        self._engine = self._external_engine = engine
+        self._engine_model = model_path
+
+    def close_engines(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+        for eng in (self._engine, self._judge_engine):
+            if eng is not None and eng is not self._external_engine:
+                eng.close()
+        self._engine = None
+        self._engine_model = None
+        self._judge_engine = None
+
+    # -- events -----------------------------------------------------------------------------------
+    def log_event(self, event: str, **data: Any) -> None:
+        record = {"time": round(time.time(), 3), "event": event, **data}
+        with open(self.events_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+
+    def say(self, msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)

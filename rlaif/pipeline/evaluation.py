@@ -1,0 +1,140 @@
+"""Per-round evaluation of the current policy.
+
+What is measured (each only where the config asks for it):
+- ``pass@1`` on held-out code problems: ``code_samples`` samples per problem at ``code_temperature``,
+  each executed in the sandbox; pass@1 is the unbiased estimator (the mean of c/n);
+- ``win_rate_vs_previous``: the judge compares this round's answer with the previous round's on the
+  same prompts, in both orders; the soft label P(this round better) is averaged over valid judgments;
+- judge health for that comparison: invalid rate and position consistency;
+- ``mean_response_tokens``: reward hacking by length must be visible round over round.
+
+Sampling seeds derive from the run seed and the record id only, so a re-run gives the same samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlaif.engines.base import Sampling
+from rlaif.feedback.base import derive_seed
+from rlaif.pipeline.context import RunContext
+from rlaif.records import as_conversation, iter_json_lines, write_jsonl
+
+
+def code_prompt(problem) -> list:
+    """The chat prompt a policy sees for a code problem."""
+    return as_conversation(problem.prompt)
+
+
+def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
+    from rlaif.code.jobs import build_job
+    from rlaif.pipeline.stages import load_prompt_source
+
+    ev = ctx.cfg.eval
+    problems = load_prompt_source(ev.code_problems, "eval.code_problems")
+    sampling = [
+        Sampling(
+            n=ev.code_samples,
+            temperature=ev.code_temperature,
+            max_tokens=ev.max_tokens,
+            seed=derive_seed(ctx.cfg.seed, "eval_code", p.task_id),
+        )
+        for p in problems
+    ]
+    outputs = engine.generate([code_prompt(p) for p in problems], sampling)
+    jobs, owners = [], []
+    for p, comps in zip(problems, outputs, strict=True):
+        for c in comps:
+            jobs.append(build_job(p, c.text, sample_index=c.index))
+            owners.append((p, c))
+    results = ctx.sandbox().run(jobs)
+    per_problem: dict[str, list[bool]] = {}
+    statuses: dict[str, int] = {}
+    for (p, c), res in zip(owners, results, strict=True):
+        per_problem.setdefault(p.task_id, []).append(res.passed)
+        statuses[res.status] = statuses.get(res.status, 0) + 1
+        rows.append(
+            {
+                "kind": "code",
+                "id": p.task_id,
+                "sample": c.index,
+                "text": c.text,
+                "tokens": len(c.token_ids or []),
+                "status": res.status,
+                "passed": res.passed,
+            }
+        )
+    pass1 = sum(sum(v) / len(v) for v in per_problem.values()) / max(1, len(per_problem))
+    solved = sum(1 for v in per_problem.values() if any(v))
+    return {
+        "pass@1": round(pass1, 4),
+        f"pass@{ev.code_samples}": round(solved / max(1, len(per_problem)), 4),
+        "code_problems": len(per_problem),
+        "code_status": statuses,
+    }
+
+
+def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) -> dict:
+    from rlaif.judges import load_judge
+    from rlaif.pipeline.stages import load_prompt_source
+
+    ev = ctx.cfg.eval
+    prompts = load_prompt_source(ev.win_rate_prompts, "eval.win_rate_prompts")[: ev.win_rate_limit]
+    sampling = [
+        Sampling(
+            max_tokens=ev.max_tokens,
+            temperature=0.7,
+            top_p=0.9,
+            seed=derive_seed(ctx.cfg.seed, "eval_answer", p.id),
+        )
+        for p in prompts
+    ]
+    answers = engine.generate([p.messages for p in prompts], sampling)
+    mine = {}
+    for p, comps in zip(prompts, answers, strict=True):
+        c = comps[0]
+        mine[p.id] = (p, c.text)
+        rows.append(
+            {"kind": "answer", "id": p.id, "sample": 0, "text": c.text, "tokens": len(c.token_ids or [])}
+        )
+    out: dict = {}
+    if previous is None or not previous.is_file():
+        return out
+    before = {r["id"]: r["text"] for _, r in iter_json_lines(previous) if r.get("kind") == "answer"}
+    items = [(p.messages, text, before[pid]) for pid, (p, text) in mine.items() if pid in before]
+    if not items:
+        return out
+    judge = load_judge(ctx.cfg.judge.template or "pairwise", ctx.judge_engine())
+    results = judge.compare(items)
+    valid = [r for r in results if r.valid and r.prob_a is not None]
+    consistent = [r.consistent for r in results if r.consistent is not None]
+    n_judgments = sum(len(r.judgments) for r in results)
+    invalid = sum(1 for r in results for j in r.judgments if j.status == "invalid")
+    out["win_rate_vs_previous"] = round(sum(r.prob_a for r in valid) / len(valid), 4) if valid else None
+    out["win_rate_valid"] = len(valid)
+    out["judge_invalid_rate"] = round(invalid / n_judgments, 4) if n_judgments else None
+    out["judge_position_consistency"] = round(sum(consistent) / len(consistent), 4) if consistent else None
+    return out
+
+
+def evaluate_policy(
+    ctx: RunContext, stage_dir: Path, round_index: int, previous: Path | None, label: str
+) -> dict:
+    ev = ctx.cfg.eval
+    engine = ctx.policy_engine()
+    rows: list[dict] = []
+    metrics: dict = {"round": round_index, "label": label}
+    if ev.code_problems is not None:
+        metrics.update(_code_eval(ctx, engine, rows))
+    if ev.win_rate_prompts is not None:
+        prev_samples = previous / "samples.jsonl" if previous is not None else None
+        metrics.update(_win_rate(ctx, engine, rows, prev_samples))
+    tokens = [r["tokens"] for r in rows]
+    metrics["mean_response_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else None
+    write_jsonl(stage_dir / "samples.jsonl", rows)
+    ctx.say("  " + ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict)))
+    return {
+        "outputs": {"samples": str(stage_dir / "samples.jsonl")},
+        "counts": {"samples": len(rows)},
+        "metrics": metrics,
+    }

@@ -1,0 +1,119 @@
+"""The final RL round of a run: PPO (ours), GRPO or RLOO (TRL), rewarded by tests, an RM or a judge.
+
+Rewards:
+- ``sandbox``: the run's code problems; each rollout is executed against its problem's tests in the
+  run's sandbox pool and mapped by ``final.reward_kind`` (binary, fraction, coderl, rltf);
+- ``reward_model``: a Bradley-Terry reward model is first trained on every pair the run collected
+  (``final/reward_model``), then scores rollouts;
+- ``judge``: the run's pointwise judge scores each rollout (mean of its valid judgments; a rollout
+  the judge could not score gets ``None``, which the trainers exclude rather than invent a value).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlaif.config import validate_stage_options
+from rlaif.errors import ConfigError
+from rlaif.pipeline.context import RunContext
+from rlaif.records import Message, PromptRecord
+
+
+def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
+    from rlaif.pipeline.evaluation import code_prompt
+    from rlaif.pipeline.stages import CODE_SOURCES, load_prompt_source
+
+    items = load_prompt_source(ctx.cfg.prompts, "prompts")
+    if ctx.cfg.feedback.source in CODE_SOURCES or ctx.cfg.prompts.kind in ("code", "demo_code"):
+        problems = {p.task_id: p for p in items}
+        records = [
+            PromptRecord(id=p.task_id, messages=code_prompt(p), metadata={"task_id": p.task_id})
+            for p in items
+        ]
+        return records, problems
+    return items, {}
+
+
+def sandbox_reward(ctx: RunContext, problems: dict, kind: str):
+    """A TRL-style reward function that executes each completion against its problem's tests."""
+    from rlaif.code.jobs import build_job
+    from rlaif.code.rewards import reward_for_result
+    from rlaif.train.rewards import completion_text
+
+    if not problems:
+        raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
+
+    def sandbox_tests(prompts, completions, task_id, **_):
+        jobs = [build_job(problems[t], completion_text(c)) for t, c in zip(task_id, completions, strict=True)]
+        results = ctx.sandbox().run(jobs)
+        return [reward_for_result(kind, r) for r in results]
+
+    return sandbox_tests
+
+
+def judge_reward(ctx: RunContext):
+    from rlaif.judges import PointwiseJudge
+    from rlaif.train.rewards import completion_text
+
+    judge = PointwiseJudge(ctx.judge_engine(), template=ctx.cfg.judge.template or "self_rewarding_rubric")
+
+    def judge_score(prompts, completions, **_):
+        items = [
+            ([Message.model_validate(m) for m in p], completion_text(c))
+            for p, c in zip(prompts, completions, strict=True)
+        ]
+        return [r.mean_score for r in judge.score(items)]
+
+    return judge_score
+
+
+def _reward_model(ctx: RunContext, stage_dir: Path) -> Path:
+    from rlaif.train.configs import RewardModelConfig
+    from rlaif.train.reward_model import run_reward_model
+
+    pair_files = sorted(ctx.run_dir.glob("round_*/pairs/pairs.jsonl"))
+    if not pair_files:
+        raise ConfigError("final.reward=reward_model needs pairs from at least one DPO round (rounds >= 1)")
+    rm_cfg = RewardModelConfig(output_dir=stage_dir / "reward_model", model=ctx.policy.path, pairs=pair_files)
+    result = run_reward_model(rm_cfg)
+    return Path(result.merged_model or result.base_model)
+
+
+def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
+    from rlaif.pipeline.stages import _train_summary
+    from rlaif.train.configs import GRPOConfig, PolicySpec, PPOConfig, RLOOConfig
+
+    fin = ctx.cfg.final
+    file = ctx.cfg.source_file or "config"
+    records, problems = _prompt_records(ctx)
+    policy = {
+        "path": str(ctx.policy.path),
+        "adapter": str(ctx.policy.adapter) if ctx.policy.adapter else None,
+    }
+    reward_fn = None
+    rm_path = None
+    if fin.reward == "sandbox":
+        reward_fn = sandbox_reward(ctx, problems, fin.reward_kind)
+    elif fin.reward == "judge":
+        reward_fn = judge_reward(ctx)
+    else:
+        rm_path = _reward_model(ctx, stage_dir)
+    options = {"output_dir": str(stage_dir), "seed": ctx.cfg.seed, **fin.options, "policy": policy}
+    if fin.kind == "ppo":
+        from rlaif.train.ppo import PPOTrainer
+
+        if rm_path is not None:
+            options["reward"] = {"reward_model": str(rm_path)}
+        ppo_cfg = validate_stage_options(PPOConfig, options, "final.options", file)
+        result = PPOTrainer(ppo_cfg, prompts=records, reward_fn=reward_fn).train()
+    else:
+        from rlaif.train.grpo import run_grpo, run_rloo
+
+        if rm_path is not None:
+            options["rewards"] = [{"reward_model": str(rm_path)}]
+        model = GRPOConfig if fin.kind == "grpo" else RLOOConfig
+        group_cfg = validate_stage_options(model, options, "final.options", file)
+        runner = run_grpo if fin.kind == "grpo" else run_rloo
+        result = runner(group_cfg, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+    _ = PolicySpec  # the result's policy is read back by the runner from the summary
+    return _train_summary(result)

@@ -1,0 +1,339 @@
+"""The bodies of the pipeline's stages; each takes its stage directory and returns a JSON summary.
+
+A summary has ``outputs`` (paths other stages read), ``counts`` (shown in the event log and report)
+and optionally ``metrics``. Stages call the components (feedback sources, pair filters, trainers,
+sandbox) and own nothing but the wiring: seeds, chunking, file names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlaif.config import PromptSource, RunConfig, validate_stage_options
+from rlaif.errors import ConfigError
+from rlaif.pipeline.context import Policy, RunContext
+from rlaif.pipeline.manifest import run_chunks
+from rlaif.records import PreferencePair, read_jsonl, write_jsonl
+
+CODE_SOURCES = {"rlcf"}
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+
+
+def load_prompt_source(src: PromptSource, where: str) -> list:
+    """PromptRecords (text sources) or CodeProblems (code sources), in file order."""
+    if src.kind == "demo_code":
+        from rlaif.demo.tasks import demo_problems
+
+        train, held = demo_problems()
+        items = {"train": train, "heldout": held, "all": train + held}[src.split]
+        return items[: src.limit] if src.limit else items
+    if not src.path:
+        raise ConfigError(f"{where}.path is required for kind={src.kind}")
+    if src.kind == "code":
+        from rlaif.code.problems import load_problems
+
+        items = load_problems(src.path)
+        return items[: src.limit] if src.limit else items
+    if src.kind == "hf_dataset":
+        from datasets import load_from_disk
+
+        from rlaif.records import PromptRecord, as_conversation
+
+        ds = load_from_disk(src.path)
+        out = []
+        for i, row in enumerate(ds):
+            if "messages" in row:
+                msgs = as_conversation(row["messages"])
+            elif "prompt" in row:
+                msgs = as_conversation(row["prompt"])
+            else:
+                raise ConfigError(f"{src.path}: row {i} has neither 'prompt' nor 'messages'")
+            out.append(PromptRecord(id=str(row.get("id", f"row-{i}")), messages=msgs))
+        return out[: src.limit] if src.limit else out
+    from rlaif.feedback.prompts_io import load_prompts
+
+    fmt = {"jsonl": "jsonl", "hh": "hh", "mtbench": "mt_bench"}[src.kind]
+    return load_prompts(src.path, format=fmt, limit=src.limit)
+
+
+def build_policy(cfg: RunConfig, stage_dir: Path) -> dict:
+    """Build the tiny policy (demo/smoke runs); 'demo:code' pre-trains on the demo's training tasks."""
+    from rlaif.tiny_model import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model
+
+    b = cfg.policy.build_tiny
+    corpus = b.corpus
+    if corpus == "demo:code":
+        import jinja2
+
+        from rlaif.demo.tasks import demo_problems, sft_corpus
+
+        template = jinja2.Template(CHAT_TEMPLATE)
+        train, _ = demo_problems()
+        text = sft_corpus(train, lambda conv: template.render(messages=conv, bos_token="<|bos|>"))
+        corpus = stage_dir / "corpus.txt"
+        corpus.write_text(text, encoding="utf-8")
+    heads = b.hidden_size // 64
+    spec = TinyModelSpec(
+        vocab_size=b.vocab_size,
+        hidden_size=b.hidden_size,
+        num_layers=b.num_layers,
+        num_heads=heads,
+        num_kv_heads=heads,
+        intermediate_size=2 * b.hidden_size,
+    )
+    path = build_tiny_model(
+        cfg.policy.path,
+        seed=b.seed,
+        spec=spec,
+        corpus=corpus,
+        steps=b.steps,
+        learning_rate=b.learning_rate,
+        progress=b.steps > 0,
+    )
+    return {"outputs": {"model": str(path)}, "counts": {"pretrain_steps": b.steps}}
+
+
+# -- feedback ---------------------------------------------------------------------------------------
+
+
+def _source_options(
+    cfg: RunConfig, model: type | None, round_index: int, chunk: int, adapter: Path | None
+) -> Any:
+    from rlaif.feedback.base import derive_seed
+
+    options = dict(cfg.feedback.options)
+    if model is None:
+        return options
+    fields = getattr(model, "model_fields", {})
+    injected = {
+        "seed": derive_seed(cfg.seed, "chunk", chunk),
+        "round": round_index,
+        "adapter": str(adapter) if adapter else None,
+    }
+    for key, value in injected.items():
+        if key in fields and key not in options:
+            options[key] = value
+    return validate_stage_options(model, options, "feedback.options", cfg.source_file or "config")
+
+
+def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
+    """Run the configured source over the prompts in resumable chunks, then merge the chunk outputs."""
+    cfg = ctx.cfg
+    items = load_prompt_source(cfg.prompts, "prompts")
+    if cfg.feedback.source in CODE_SOURCES:
+        return _code_feedback(ctx, stage_dir, items, round_index)
+    from rlaif.feedback import resolve_source, run_source, source_config_model
+    from rlaif.pairs import PairStats
+
+    resolve_source(cfg.feedback.source)  # fail fast on a bad plug-in spec
+    model = source_config_model(cfg.feedback.source)
+    engine = ctx.policy_engine()
+    judge = ctx.judge_engine()
+
+    def work(chunk: int, prompts: list) -> dict:
+        options = _source_options(cfg, model, round_index, chunk, None)  # adapter is bound in the engine
+        res = run_source(cfg.feedback.source, prompts, engine, options, judge_engine=judge)
+        return {
+            "pairs": [p.model_dump(mode="json") for p in res.pairs],
+            "judgments": [j.model_dump(mode="json") for j in res.judgments],
+            "dropped": [d.model_dump(mode="json") for d in res.dropped],
+            "sft": [s.model_dump(mode="json") for s in res.sft_records],
+            "stats": res.stats.model_dump(mode="json"),
+        }
+
+    chunks = run_chunks(
+        items, cfg.feedback.chunk_size, stage_dir / "chunks", work, _progress(ctx, "feedback")
+    )
+    stats = PairStats(source=cfg.feedback.source)
+    for c in chunks:
+        s = c["stats"]
+        stats.prompts_in += s["prompts_in"]
+        stats.pairs_out += s["pairs_out"]
+        for reason, n in s["drops"].items():
+            stats.add_drop(reason, n)
+        for name, n in s.get("counters", {}).items():
+            stats.count(name, n)
+    pairs = [PreferencePair.model_validate(p) for c in chunks for p in c["pairs"]]
+    for p in pairs:
+        p.round = round_index
+    from rlaif.pairs import length_summary
+
+    stats.length = length_summary(pairs)
+    outputs = {
+        "pairs": stage_dir / "pairs.jsonl",
+        "judgments": stage_dir / "judgments.jsonl",
+        "dropped": stage_dir / "dropped.jsonl",
+    }
+    write_jsonl(outputs["pairs"], pairs)
+    write_jsonl(outputs["judgments"], [j for c in chunks for j in c["judgments"]])
+    write_jsonl(outputs["dropped"], [d for c in chunks for d in c["dropped"]])
+    sft = [s for c in chunks for s in c["sft"]]
+    if sft:
+        outputs["sft"] = stage_dir / "sft.jsonl"
+        write_jsonl(outputs["sft"], sft)
+    judgments = [j for c in chunks for j in c["judgments"]]
+    counts = {
+        "prompts_in": stats.prompts_in,
+        "pairs_out": stats.pairs_out,
+        "dropped": stats.dropped,
+        "judgments": len(judgments),
+        "judgments_invalid": sum(1 for j in judgments if j["status"] == "invalid"),
+    }
+    consistent = [j["consistent"] for j in judgments if j.get("consistent") is not None]
+    if consistent:
+        counts["position_consistency"] = round(sum(consistent) / len(consistent), 4)
+    (stage_dir / "stats.json").write_text(stats.model_dump_json(indent=2))
+    return {
+        "outputs": {k: str(v) for k, v in outputs.items()},
+        "counts": counts,
+        "drops": stats.drops,
+        "length": stats.length,
+    }
+
+
+def _code_feedback(ctx: RunContext, stage_dir: Path, problems: list, round_index: int) -> dict:
+    from rlaif.code.pairs import CodePairConfig, build_code_pairs
+
+    cfg = ctx.cfg
+    engine = ctx.policy_engine()
+    pool = ctx.sandbox()
+
+    def work(chunk: int, chunk_problems: list) -> dict:
+        from rlaif.feedback.base import derive_seed
+
+        options = dict(cfg.feedback.options)
+        options.setdefault("seed", derive_seed(cfg.seed, "rlcf", round_index, chunk))
+        code_cfg = validate_stage_options(
+            CodePairConfig, options, "feedback.options", cfg.source_file or "config"
+        )
+        res = build_code_pairs(chunk_problems, engine, code_cfg, pool=pool, round_index=round_index)
+        return {
+            "pairs": [p.model_dump(mode="json") for p in res.pairs],
+            "executions": [e.model_dump(mode="json") for e in res.executions],
+            "stats": res.stats.model_dump(mode="json")
+            if hasattr(res.stats, "model_dump")
+            else dict(res.stats),
+        }
+
+    chunks = run_chunks(problems, cfg.feedback.chunk_size, stage_dir / "chunks", work, _progress(ctx, "rlcf"))
+    pairs = [PreferencePair.model_validate(p) for c in chunks for p in c["pairs"]]
+    executions = [e for c in chunks for e in c["executions"]]
+    outputs = {"pairs": stage_dir / "pairs.jsonl", "executions": stage_dir / "executions.jsonl"}
+    write_jsonl(outputs["pairs"], pairs)
+    write_jsonl(outputs["executions"], executions)
+    merged: dict[str, Any] = {}
+    for c in chunks:
+        for key, value in c["stats"].items():
+            if isinstance(value, (int, float)):
+                merged[key] = merged.get(key, 0) + value
+            elif isinstance(value, dict):
+                slot = merged.setdefault(key, {})
+                for k2, v2 in value.items():
+                    if isinstance(v2, (int, float)):
+                        slot[k2] = slot.get(k2, 0) + v2
+    passed = sum(1 for e in executions if e["passed"])
+    counts = {
+        "problems_in": len(problems),
+        "pairs_out": len(pairs),
+        "executions": len(executions),
+        "executions_passed": passed,
+    }
+    (stage_dir / "stats.json").write_text(json.dumps(merged, indent=2))
+    return {"outputs": {k: str(v) for k, v in outputs.items()}, "counts": counts, "stats": merged}
+
+
+# -- pairs ------------------------------------------------------------------------------------------
+
+
+def filter_pairs(ctx: RunContext, stage_dir: Path, pairs_file: Path) -> dict:
+    from rlaif.pairs import PairFilterConfig, length_summary
+    from rlaif.pairs import filter_pairs as apply_filter
+
+    options = validate_stage_options(
+        PairFilterConfig, ctx.cfg.pairs.options, "pairs.options", ctx.cfg.source_file or "config"
+    )
+    pairs = read_jsonl(pairs_file, PreferencePair)
+    kept, dropped = apply_filter(pairs, options)
+    out = stage_dir / "pairs.jsonl"
+    write_jsonl(out, kept)
+    drops: dict[str, int] = {}
+    for _, reason in dropped:
+        drops[reason] = drops.get(reason, 0) + 1
+    write_jsonl(stage_dir / "dropped.jsonl", [{"id": p.id, "reason": r} for p, r in dropped])
+    examples = [p.model_dump(mode="json") for p in kept[:3]]
+    return {
+        "outputs": {"pairs": str(out)},
+        "counts": {"pairs_in": len(pairs), "pairs_kept": len(kept), "pairs_dropped": len(dropped)},
+        "drops": drops,
+        "length": length_summary(kept),
+        "examples": examples,
+    }
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+
+def train_dpo(ctx: RunContext, stage_dir: Path, pairs_file: Path, round_index: int) -> dict:
+    from rlaif.train.configs import DPOConfig
+
+    pairs = read_jsonl(pairs_file, PreferencePair)
+    if not pairs:
+        ctx.say(f"[round_{round_index}/train] no pairs survived filtering: the policy is kept as it is")
+        return {"outputs": {}, "counts": {"pairs": 0, "steps": 0}, "skipped": "no pairs"}
+    options = {"output_dir": str(stage_dir), "seed": ctx.cfg.seed + round_index, **ctx.cfg.dpo}
+    options["policy"] = {
+        "path": str(ctx.policy.path),
+        "adapter": str(ctx.policy.adapter) if ctx.policy.adapter else None,
+    }
+    options["pairs"] = [str(pairs_file)]
+    dpo_cfg = validate_stage_options(DPOConfig, options, "dpo", ctx.cfg.source_file or "config")
+    from rlaif.train.dpo import run_dpo
+
+    result = run_dpo(dpo_cfg, pairs=pairs)
+    return _train_summary(result)
+
+
+def _train_summary(result) -> dict:
+    data = result.to_json()
+    return {
+        "outputs": {k: data.get(k) for k in ("base_model", "adapter", "merged_model", "metrics_path")},
+        "counts": {k: v for k, v in data.get("counts", {}).items()},
+        "metrics": {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float))},
+    }
+
+
+def policy_from_summary(summary: dict, current: Policy) -> Policy:
+    out = summary.get("outputs", {})
+    if out.get("merged_model"):
+        return Policy(Path(out["merged_model"]))
+    if out.get("base_model"):
+        return Policy(Path(out["base_model"]), Path(out["adapter"]) if out.get("adapter") else None)
+    return current
+
+
+def train_final(ctx: RunContext, stage_dir: Path) -> dict:
+    from rlaif.pipeline.final_round import run_final_round
+
+    return run_final_round(ctx, stage_dir)
+
+
+# -- evaluation -------------------------------------------------------------------------------------
+
+
+def evaluate(
+    ctx: RunContext, stage_dir: Path, round_index: int, previous: Path | None, label: str | None = None
+) -> dict:
+    from rlaif.pipeline.evaluation import evaluate_policy
+
+    return evaluate_policy(ctx, stage_dir, round_index, previous, label or f"round {round_index}")
+
+
+def _progress(ctx: RunContext, what: str):
+    def report(done: int, total: int) -> None:
+        ctx.say(f"  {what}: chunk {done}/{total}")
+
+    return report

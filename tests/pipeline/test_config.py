@@ -1,0 +1,103 @@
+"""Run config loading, overrides and error messages; every shipped pipeline validates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlaif.config import load_run_config
+from rlaif.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
+
+MINIMAL = """
+name: t
+policy: {path: /tmp/model}
+prompts: {kind: jsonl, path: prompts.jsonl}
+feedback: {source: rlcd}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def rlaif(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_shipped_pipelines_exist():
+    names = {p.stem for p in PIPELINES}
+    assert {"self_rewarding", "rlcd_harmless", "constitutional", "code_rlcf", "demo"} <= names
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
+def test_every_shipped_pipeline_validates_and_names_its_command(path, shared_data):
+    text = path.read_text()
+    assert text.startswith("#") and "rlaif " in text.split("\nname:")[0], (
+        "header comment must give the command"
+    )
+    res = rlaif("validate", str(path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("ok:")
+
+
+def test_overrides_are_applied_as_yaml_scalars(tmp_path):
+    cfg = load_run_config(
+        write(tmp_path, MINIMAL), ["rounds=3", "dpo.beta=0.25", "final.kind=ppo", "name=other"]
+    )
+    assert cfg.rounds == 3 and cfg.dpo == {"beta": 0.25} and cfg.final.kind == "ppo" and cfg.name == "other"
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        (MINIMAL + "bogus: 1\n", [], "unknown key 'bogus'"),
+        (MINIMAL, ["engine.kind=openai"], "engine.kind=openai needs engine.url"),
+        (MINIMAL, ["rounds=many"], "field 'rounds'"),
+        (MINIMAL, ["policy.nope=1"], "unknown key 'policy.nope'"),
+        ("name: t\n", [], "missing required key"),
+        ("- a\n- b\n", [], "expected a mapping"),
+        ("name: [\n", [], "not valid YAML"),
+        (MINIMAL, ["rounds"], "must look like key.sub=value"),
+    ],
+)
+def test_bad_configs_name_the_file_and_key(tmp_path, text, overrides, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path, overrides)
+    assert message in str(err.value)
+    if "override" not in message and "key.sub" not in message:
+        assert str(path) in str(err.value)
+
+
+def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    ok = write(tmp_path, MINIMAL.replace("/tmp/model", str(tmp_path)).replace("prompts.jsonl", str(prompts)))
+    assert rlaif("validate", str(ok)).returncode == 0
+    cases = [
+        (["feedback.options.bogus=1"], "unknown key 'feedback.options.bogus'"),
+        (["feedback.options.max_tokens=0"], "feedback.options"),
+        (["prompts.path=/nonexistent.jsonl"], "file not found"),
+        (["policy.path=/nonexistent/model"], "model directory not found"),
+        (["feedback.source=nope"], "unknown feedback source 'nope'"),
+        (["dpo.loss_type=nope"], "dpo.loss_type"),
+        (["judge.template=missing_template"], "'judge.template'"),
+        (["final.kind=ppo", "final.options.steps=0"], "final.options.steps"),
+    ]
+    for overrides, message in cases:
+        res = rlaif("validate", str(ok), *overrides)
+        assert res.returncode == 2, (overrides, res.stdout, res.stderr)
+        assert message in res.stderr and str(ok) in res.stderr, (overrides, res.stderr)
+        assert "Traceback" not in res.stderr
+    missing = rlaif("validate", str(tmp_path / "none.yaml"))
+    assert missing.returncode == 2 and "config file not found" in missing.stderr
