@@ -199,6 +199,16 @@ def test_self_instruct_on_the_real_engine(vllm_engine, real_prompts):
         assert set(prompt.metadata["example_ids"]) <= {p.id for p in real_prompts}
 
 
+def test_prompt_longer_than_the_context_is_dropped_not_fatal(vllm_engine, real_prompts):
+    from rlaif.records import Message, PromptRecord
+
+    huge = PromptRecord(id="huge", messages=[Message(role="user", content="tell me more " * 800)])
+    result = rlcd([*real_prompts[:2], huge], vllm_engine, CONFIGS["rlcd"])
+    assert result.stats.drops.get("prompt_too_long") == 1 and result.stats.balanced
+    (dropped,) = [d for d in result.dropped if d.reason == "prompt_too_long"]
+    assert dropped.prompt_id == "huge" and "context is 1024" in dropped.detail
+
+
 def test_pair_files_train_one_dpo_step(runs, tiny_model_dir, tmp_path):
     """Done-when: the pair files the sources wrote load into a Dataset and drive a real TRL DPO step."""
     import torch

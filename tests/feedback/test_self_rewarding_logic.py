@@ -151,3 +151,20 @@ def test_rouge_l_hand_computed():
     assert rouge_l("a b c d", "a x c y") == pytest.approx(0.5)  # LCS 2, P = R = 0.5
     assert rouge_l("", "a") == 0.0
     assert SelfInstructConfig().max_similarity == 0.7
+
+
+def test_per_request_seeds_make_judgments_of_different_items_independent():
+    from rlaif.engines.base import Sampling
+    from rlaif.feedback.base import PerRequestSeeds
+
+    inner = PerRequestScriptedEngine(lambda conv, i, s: f"{s.seed}")
+    engine = PerRequestSeeds(inner)
+    assert engine.model_name == "scripted"  # everything else is the wrapped engine's
+    out = engine.generate(["judge x", "judge y", "judge x"], Sampling(seed=5))
+    seeds = [o[0].text for o in out]
+    assert seeds[0] != seeds[1] and seeds[0] == seeds[2]  # per content, not per position
+    again = engine.generate(["judge y"], Sampling(seed=5))  # a single request keeps the call's seed
+    assert again[0][0].text == "5"
+    unseeded = engine.generate(["a", "b"], Sampling())
+    assert [o[0].text for o in unseeded] == ["None", "None"]
+    assert len(inner.requests[0]) == 3  # still one generate call
