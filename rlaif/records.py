@@ -159,10 +159,15 @@ ExecutionStatus = Literal[
 
 
 class ExecutionResult(Record):
-    """The outcome of running one program against its tests in the sandbox."""
+    """The outcome of running one program against its tests in the sandbox.
+
+    ``per_test`` holds one status per test (same vocabulary as ``status``); ``network_isolated`` is
+    False where the sandbox could not create a network namespace (never silently assumed).
+    """
 
     id: str
     task_id: str
+    sample_index: int | None = None
     status: ExecutionStatus
     passed: bool
     tests_passed: int = 0

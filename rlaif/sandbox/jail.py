@@ -1,0 +1,182 @@
+"""Worker set-up: namespaces and the filesystem jail, done once per worker (standard library only).
+
+The pool starts each worker as ``python -I -c BOOT`` with a scrubbed environment. The worker (root,
+in the host PID namespace) creates, where the kernel allows:
+
+- a network namespace (only a loopback device, left down: no connection anywhere, 127.0.0.1 included),
+- IPC and UTS namespaces,
+- a private mount namespace holding the jail: a read-only tmpfs root with read-only, nosuid, nodev
+  bind mounts of the system directories and the standard library, ``/dev/{null,zero,random,urandom}``,
+  and a size-limited tmpfs at ``/tmp`` where each run gets a fresh work dir. ``ctypes`` and the C-API
+  test modules are masked (bound over with ``/dev/null``), so code in the jail cannot load them;
+- a PID namespace, whose first process is the test driver (:mod:`rlaif.sandbox.runner`).
+
+The driver is a fresh interpreter (``execv``), so the sandboxed processes it forks never have
+``ctypes`` in memory either: the only thing in this module that needs it is this set-up.
+What could not be set up is reported, never papered over.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import json
+import os
+import signal
+import sys
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+MASKED_MODULES = ("_ctypes", "_ctypes_test", "_testcapi", "_testinternalcapi", "_testmultiphase")
+
+
+def masked_files() -> list[str]:
+    """The extension-module files of :data:`MASKED_MODULES` for this interpreter."""
+    import _ctypes
+
+    dynload = os.path.dirname(os.path.realpath(_ctypes.__file__))
+    return sorted(p for name in MASKED_MODULES for p in glob.glob(os.path.join(dynload, f"{name}.*so")))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    if hasattr(os, "unshare"):  # Python 3.12+
+        os.unshare(flags)
+    else:
+        _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def b(s):
+        return s.encode() if s is not None else None
+
+    _check(_libc.mount(b(source), b(target), b(fstype), ctypes.c_ulong(flags), b(data)), f"mount {target}")
+
+
+def prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl {option}")
+
+
+def _bind_readonly(src: str, dst: str) -> None:
+    mount(src, dst, None, MS_BIND | MS_REC)
+    mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tmp_mb: float) -> None:
+    """A tmpfs root with only read-only system directories, the standard library and ``/tmp``.
+
+    Everything else (home directories, the project, data sets, /proc, the host's /tmp) is simply not
+    there for the code under test.
+    """
+    mount("tmpfs", jail, "tmpfs", MS_NOSUID, "size=4m,mode=0755")
+    for path in readonly_paths:
+        if not os.path.lexists(path):
+            continue
+        dst = jail + path
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), dst)
+            continue
+        if os.path.isdir(path):
+            os.makedirs(dst, exist_ok=True)
+        else:
+            open(dst, "w").close()
+        _bind_readonly(path, dst)
+    for path in masked_files:  # ctypes and the C-API test modules: no raw memory access in the jail
+        if os.path.exists(jail + path):
+            mount("/dev/null", jail + path, None, MS_BIND)
+    os.makedirs(jail + "/dev", exist_ok=True)
+    for dev in ("null", "zero", "urandom", "random"):
+        open(f"{jail}/dev/{dev}", "w").close()
+        mount(f"/dev/{dev}", f"{jail}/dev/{dev}", None, MS_BIND)
+    os.makedirs(jail + "/tmp", exist_ok=True)
+    size_kb = max(1024, int(tmp_mb * 1024))
+    mount("tmpfs", jail + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_kb}k,nr_inodes=16384,mode=0755")
+    mount(None, jail, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+
+def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
+    """Create the per-worker namespaces and jail; report exactly what is and is not in place."""
+    iso = {"uid_drop": False, "network": False, "pid_namespace": False, "filesystem": False, "ipc": False}
+    iso["uid"] = None
+    warnings: list[str] = []
+    if os.geteuid() == 0 and cfg.get("uid") is not None:
+        iso["uid_drop"], iso["uid"] = True, cfg["uid"]
+    else:
+        warnings.append(
+            "not running as root: sandboxed code runs as your own user (it can signal your processes, "
+            "and read your files where no jail applies; the process limit counts all your processes)"
+        )
+    if not cfg.get("namespaces", True):
+        warnings.append("namespaces disabled by configuration: no network, PID or filesystem isolation")
+        return iso, warnings
+    try:
+        unshare(CLONE_NEWNET)
+        iso["network"] = True
+    except OSError as exc:
+        warnings.append(
+            f"no network isolation (unshare(CLONE_NEWNET) failed: {exc}): sandboxed code CAN use the network"
+        )
+    try:
+        unshare(CLONE_NEWIPC | CLONE_NEWUTS)
+        iso["ipc"] = True
+        import socket
+
+        socket.sethostname("sandbox")
+    except OSError as exc:
+        warnings.append(f"no IPC/UTS namespace ({exc})")
+    if cfg.get("jail_dir"):
+        try:
+            unshare(CLONE_NEWNS)
+            mount(None, "/", None, MS_REC | MS_PRIVATE)
+            build_jail(
+                cfg["jail_dir"], cfg.get("readonly_paths", []), cfg.get("masked_files", []), cfg["tmp_mb"]
+            )
+            iso["filesystem"] = True
+        except OSError as exc:
+            warnings.append(f"no filesystem jail ({exc}): sandboxed code sees the host filesystem")
+    try:
+        unshare(CLONE_NEWPID)
+        iso["pid_namespace"] = True
+    except OSError as exc:
+        warnings.append(f"no PID namespace ({exc}): background processes are killed by group and uid only")
+    return iso, warnings
+
+
+DRIVER_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from rlaif.sandbox.runner import driver_main; sys.exit(driver_main(sys.argv))"
+)
+
+
+def worker_main(argv: list[str]) -> int:
+    """Set up isolation, then exec the test driver as the first process of the new PID namespace."""
+    package_root, cfg = argv[1], json.loads(argv[2])
+    devnull = os.open(os.devnull, os.O_RDWR)
+    iso, warnings = setup_isolation(cfg)
+    state = json.dumps({**cfg, "isolation": iso, "warnings": warnings})
+    pid = os.fork()
+    if pid == 0:
+        try:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # survives execv; the driver dies with us
+            os.execv(sys.executable, [sys.executable, "-I", "-c", DRIVER_BOOT, package_root, state])
+        finally:
+            os._exit(70)
+    os.dup2(devnull, 0)  # the driver alone holds the protocol pipes, so its death is seen as EOF
+    os.dup2(devnull, 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) & 0xFF
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv))

@@ -1,0 +1,25 @@
+"""One sandbox pool for the sandbox tests (starting workers costs well under a second)."""
+
+from __future__ import annotations
+
+import pytest
+from sandbox_testlib import assert_healthy
+
+from rlaif.sandbox import Limits, SandboxPool
+
+
+@pytest.fixture(scope="session")
+def pool():
+    with SandboxPool(workers=2, limits=Limits(timeout_s=3.0)) as p:
+        yield p
+
+
+@pytest.fixture
+def isolated(pool):
+    """For adversarial tests that rely on the uid drop and the namespaces; skips (loudly) where missing.
+    After the test, the harness must still work and no sandboxed process may be left."""
+    missing = [k for k in ("uid_drop", "network", "pid_namespace", "filesystem") if not pool.isolation.get(k)]
+    if missing:
+        pytest.skip(f"this machine cannot provide: {', '.join(missing)} (needs root and namespaces)")
+    yield pool
+    assert_healthy(pool)
