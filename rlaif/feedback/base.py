@@ -175,7 +175,7 @@ class OutputRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cut_markers: list[str] = Field(
-        default_factory=lambda: ["\n\nHuman:", "\n\nAssistant:", "\nHuman:", "\nUser:"],
+        default_factory=lambda: ["\n\nHuman:", "\n\nAssistant", "\nHuman:", "\nUser:"],
         description="The text is cut at the first occurrence of any of these (the next turn's marker).",
     )
     min_chars: int = Field(1, ge=1, description="Minimum length (characters, after stripping) to accept.")
@@ -238,9 +238,9 @@ def context_overflow(engine: Engine, requests: Sequence[PromptInput]) -> dict[in
     Why: vLLM rejects the whole batch when one prompt is too long; such a prompt is dropped and counted
     instead (retrying cannot help). Engines that cannot count tokens get every request as is.
     """
-    from rlaif.judges.base import _token_counter
+    from rlaif.judges.base import token_counter
 
-    counter, max_len = _token_counter(engine)
+    counter, max_len = token_counter(engine)
     if counter is None or max_len is None or not requests:
         return {}
     return {
