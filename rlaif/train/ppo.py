@@ -342,7 +342,7 @@ class PPOTrainer:
                 if self.ptx_texts is not None:
                     ptx = self._ptx_loss()
                     loss = loss + cfg.ptx_coef * ptx
-                    stats["ptx"].append(float(ptx))
+                    stats["ptx"].append(float(ptx.detach()))
                 acc.backward(loss)
                 acc.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
                 self.actor_opt.step()

@@ -55,9 +55,17 @@ def make_rm_pairs(n: int = 64, seed: int = 0) -> list[PreferencePair]:
 
 def make_prompts(n: int = 32) -> list[PromptRecord]:
     return [
-        PromptRecord(id=f"q{i}", messages=[Message(role="user", content=f"Write about {WORDS[i % len(WORDS)]} {i}.")])
+        PromptRecord(
+            id=f"q{i}", messages=[Message(role="user", content=f"Write about {WORDS[i % len(WORDS)]} {i}.")]
+        )
         for i in range(n)
     ]
+
+
+@pytest.fixture(scope="session")
+def toy_prompts():
+    """A factory: ``toy_prompts(n)`` -> n PromptRecords."""
+    return make_prompts
 
 
 @pytest.fixture(scope="session")
