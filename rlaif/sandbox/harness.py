@@ -174,9 +174,15 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
     _BaseException, _Unencodable, _SyntaxError = BaseException, Unencodable, SyntaxError
     _stdout, _stderr = sys.stdout, sys.stderr
 
+    max_value = job["limits"]["max_value_bytes"]
+
     def send(msg: dict) -> None:
         msg["k"] = nonce
         data = (_dumps(msg) + "\n").encode()
+        if _len(data) > max_value and msg["e"] == "val":
+            data = (
+                _dumps({"e": "unenc", "i": msg["i"], "msg": "value too large", "k": nonce}) + "\n"
+            ).encode()
         while data:
             n = _write(report_fd, data)
             data = data[n:]
@@ -230,11 +236,13 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
         kind = test["kind"]
         outcome = None
         value = None
+        fn = namespace.get(test["fn"]) if kind == "call" else None
         try:
             if kind == "value":
                 value = _eval(compiled[i], namespace)
             elif kind == "call":
-                fn = namespace[test["fn"]]
+                if fn is None:
+                    raise NameError(f"name {test['fn']!r} is not defined")
                 value = fn(*decode(test["args"]))
                 if test.get("not_none") and _type(value) is not bool:
                     value = value is not None
@@ -242,8 +250,7 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
                 _exec(compiled[i], namespace)
         except _BaseException as exc:
             outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _short(exc)}
-            if _type(exc) is KeyError and kind == "call":
-                outcome["msg"] = f"function {test['fn']!r} is not defined"
+        fn = None
         if outcome is None:
             if kind == "stmt":
                 outcome = {"e": "ok", "i": i}

@@ -28,7 +28,7 @@ import sys
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 MASKED_MODULES = ("_ctypes", "_ctypes_test", "_testcapi", "_testinternalcapi", "_testmultiphase")
 
 
@@ -169,6 +169,7 @@ def worker_main(argv: list[str]) -> int:
     if pid == 0:
         try:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # survives execv; the driver dies with us
+            prctl(PR_SET_CHILD_SUBREAPER, 1)  # without a PID namespace, orphans come back to be reaped
             os.execv(sys.executable, [sys.executable, "-I", "-c", DRIVER_BOOT, package_root, state])
         finally:
             os._exit(70)

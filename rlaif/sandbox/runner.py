@@ -98,14 +98,19 @@ def run_job(job: dict, cfg: dict, iso: dict) -> dict:
         shutil.rmtree(host_dir, ignore_errors=True)  # fd-based: symlinks planted by the code are not followed
 
 
-def _reap_orphans() -> None:
+def _reap_orphans(wait_s: float = 0.0) -> None:
+    """Reap finished children (orphans come to us as subreaper), waiting up to ``wait_s`` for the
+    ones just killed: an unreaped zombie would still count against the sandbox uid's process limit."""
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
-            return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)
 
 
 def _sweep_without_pid_namespace(iso: dict) -> None:
@@ -318,7 +323,7 @@ class TestDriver:
                     break
         else:
             _sweep_without_pid_namespace(self.iso)
-            _reap_orphans()
+            _reap_orphans(wait_s=1.0)
 
 
 class _AttemptState:

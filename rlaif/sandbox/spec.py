@@ -29,7 +29,11 @@ _MISSING: Any = object()
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for one run. ``total_timeout_s`` defaults to four per-test timeouts."""
+    """Resource limits for one run. ``total_timeout_s`` defaults to four per-test timeouts.
+
+    ``tmp_mb`` (the work dir's tmpfs size) is fixed when the pool starts; the other limits may be
+    changed per call of :meth:`SandboxPool.run`.
+    """
 
     timeout_s: float = 3.0
     total_timeout_s: float | None = None

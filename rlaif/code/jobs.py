@@ -1,0 +1,170 @@
+"""Turn a problem and a completion into a sandbox job (program + tests).
+
+Where the program comes from: HumanEval completions continue the prompt (program = prompt +
+completion); MBPP, MBPP+ and native completions are whole programs. A completion that contains a
+fenced code block (chat models) contributes the first such block only.
+
+Where the tests come from: MBPP asserts become value tests where their shape allows (see
+:func:`rlaif.sandbox.spec.assert_test`); a HumanEval ``check(candidate)`` made only of asserts is split
+into one test per assert (so partial credit is real), anything else runs as one statement test; MBPP+
+inputs become calls compared with the reference solution's outputs, which :func:`prepare_expected`
+computes once in the sandbox and stores in ``problem.metadata["expected"]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Sequence
+
+from rlaif.errors import RlaifError
+from rlaif.records import CodeProblem, stable_hash
+from rlaif.sandbox.spec import Job, TestCase, assert_test, call_test, statement_test
+
+from .problems import MBPP_PLUS_NOT_NONE, MBPP_PLUS_ORACLES, mbppplus_args
+
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def extract_code(text: str) -> str:
+    """The first fenced code block of a chat answer, or the text itself when it has none."""
+    m = _FENCE.search(text)
+    return m.group(1) if m else text
+
+
+def program_for(problem: CodeProblem, completion: str) -> str:
+    code = extract_code(completion)
+    if problem.source_format == "humaneval":
+        code = problem.prompt + code
+    return code.replace("\r\n", "\n")
+
+
+def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
+    """One value test per assert of ``check(candidate)`` when that is all it contains."""
+    code = problem.test_code or ""
+    entry = problem.entry_point
+    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})")]
+    tree = ast.parse(code)
+    checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
+    if len(checks) != 1 or len(checks[0].args.args) != 1:
+        return whole, ""
+    check = checks[0]
+    param = check.args.args[0].arg
+    asserts = []
+    for stmt in check.body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # docstring
+        if isinstance(stmt, ast.Pass):
+            continue
+        if not isinstance(stmt, ast.Assert):
+            return whole, ""
+        if isinstance(stmt.test, ast.Constant) and stmt.test.value is True:
+            continue  # "assert True" placeholders
+        asserts.append(ast.unparse(ast.Assert(test=stmt.test, msg=None)))
+    if not asserts:
+        return whole, ""
+    preamble = [ast.unparse(n) for n in tree.body if n is not check]
+    setup = "\n".join(preamble + [f"{param} = {entry}"])
+    return [assert_test(a) for a in asserts], setup
+
+
+def problem_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
+    """(tests, setup code) for a problem; MBPP+ needs :func:`prepare_expected` first."""
+    tests: list[TestCase] = [assert_test(t) for t in problem.tests]
+    setup = problem.setup_code
+    if problem.source_format == "humaneval" and problem.test_code:
+        he_tests, he_setup = _humaneval_tests(problem)
+        tests += he_tests
+        setup = "\n".join(s for s in (setup, he_setup) if s)
+    elif problem.test_code:
+        tests.append(statement_test(problem.test_code))
+    if problem.inputs:
+        expected = problem.metadata.get("expected")
+        if expected is None:
+            raise RlaifError(
+                f"problem {problem.task_id}: expected outputs for its inputs are not computed yet "
+                "(run rlaif.code.jobs.prepare_expected first)"
+            )
+        tests += _call_tests(problem, expected)
+    if not tests:
+        raise RlaifError(f"problem {problem.task_id} has no tests")
+    return tests, setup
+
+
+def _call_tests(problem: CodeProblem, expected: list | None) -> list[TestCase]:
+    from rlaif.sandbox.harness import decode
+
+    entry = problem.entry_point or ""
+    oracle = MBPP_PLUS_ORACLES.get(entry, "eq")
+    skip = set(problem.metadata.get("reference_failed", []))
+    out = []
+    for i, inp in enumerate(problem.inputs or []):
+        kwargs = {"atol": problem.atol, "label": f"{entry}(input #{i})", "oracle": oracle,
+                  "not_none": entry in MBPP_PLUS_NOT_NONE}  # fmt: skip
+        if expected is None:
+            out.append(call_test(entry, mbppplus_args(problem.task_id, inp), **kwargs))
+        elif i not in skip:  # the reference itself failed on this input: counted, not tested
+            out.append(call_test(entry, mbppplus_args(problem.task_id, inp), decode(expected[i]), **kwargs))
+    return out
+
+
+def build_job(problem: CodeProblem, completion: str, *, sample_index: int | None = None) -> Job:
+    tests, setup = problem_tests(problem)
+    program = program_for(problem, completion)
+    meta = {} if sample_index is None else {"sample_index": sample_index}
+    return Job(
+        program=program,
+        tests=tests,
+        setup=setup,
+        task_id=problem.task_id,
+        id=stable_hash(problem.task_id, str(sample_index), program),
+        metadata=meta,
+    )
+
+
+def reference_job(problem: CodeProblem) -> Job:
+    if not problem.reference_solution:
+        raise RlaifError(f"problem {problem.task_id} has no reference solution")
+    return build_job(problem, problem.reference_solution)
+
+
+def prepare_expected(problems: Sequence[CodeProblem], pool) -> dict[str, list[str]]:
+    """Run each MBPP+-style problem's reference solution on its inputs (in the sandbox: reference code
+    is data too) and store the encoded outputs in ``metadata["expected"]``.
+
+    Inputs on which the reference itself fails (an exception, or an output beyond the sandbox's value
+    limits) are listed in ``metadata["reference_failed"]`` and not tested; the returned dict gives,
+    per task with such inputs, one reason per failed input.
+    """
+    todo = [p for p in problems if p.inputs and p.metadata.get("expected") is None]
+    jobs = []
+    for p in todo:
+        if not p.reference_solution:
+            raise RlaifError(f"problem {p.task_id}: MBPP+-style inputs need a reference solution")
+        jobs.append(Job(program=program_for(p, p.reference_solution), tests=_call_tests(p, None),
+                        task_id=p.task_id, id=stable_hash("reference", p.task_id)))  # fmt: skip
+    failures: dict[str, list[str]] = {}
+    for p, raw in zip(todo, pool.run_raw(jobs) if jobs else [], strict=True):
+        if not (raw.get("load") or {}).get("ok"):
+            raise RlaifError(
+                f"problem {p.task_id}: the reference solution does not run "
+                f"({raw.get('sandbox_error') or raw.get('load')})"
+            )
+        outcomes = raw.get("tests") or []
+        expected, failed, reasons = [], [], []
+        for i in range(len(p.inputs or [])):
+            o = outcomes[i] if i < len(outcomes) else None
+            if o and o.get("e") == "val":
+                expected.append(o["v"])
+                continue
+            expected.append(None)
+            failed.append(i)
+            reasons.append(
+                f"input #{i}: "
+                + (f"{o.get('type', o.get('e'))} {o.get('msg', '')}".strip() if o else "not run")
+            )
+        p.metadata["expected"] = expected
+        p.metadata["reference_failed"] = failed
+        if failed:
+            failures[p.task_id] = reasons
+    return failures
