@@ -153,6 +153,7 @@ def build_code_pairs(
 ) -> CodePairRun:
     """Sample ``config.k`` candidates per problem, execute them in ``pool``, and pair them.
 
+    ``sampling`` sets temperature, length and seed; its ``n`` is replaced by ``config.k``.
     ``render`` turns a problem into the engine prompt (default: ``problem.prompt`` as the user turn;
     use a prompt template file for chat models, e.g. ``lambda p: tpl.render(problem=p.prompt)``).
     """

@@ -22,7 +22,9 @@ What it protects against (as root on Linux, where every mechanism below is avail
   namespace, whose PID 1 (the test driver) kills every other process in it after each attempt, daemons
   included; ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_NPROC`` (fork bombs, threads),
   ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, no core dumps; per-test and total wall-clock timeouts;
-  stdout/stderr captured and capped (a flood is read and dropped, never buffered);
+  stdout/stderr captured and capped (a flood is read and dropped, never buffered); a memory cgroup
+  per worker bounds a run's total memory (all its processes and its work dir; ``total_memory_mb``),
+  and an out-of-memory kill inside it is reported as ``memory_exceeded``;
 - **the host and this process** -- the code runs as a uid of its own (one per worker, from a random
   block no account uses; not root, no supplementary groups), so it cannot signal or ptrace the parent,
   the workers, or other runs, and ``RLIMIT_NPROC`` (per uid) stops a fork bomb although we are root;
@@ -47,7 +49,9 @@ What it does NOT protect against:
   expressions, never expected values); freed memory of earlier runs in the same worker is not wiped
   (without ``ctypes`` or ``/proc`` there is no way to read it from Python, short of an interpreter bug);
 - kernel exploits, side channels, and the CPU and memory bandwidth a run takes from its neighbours;
-  one run's total memory is bounded by ``max_processes x memory_mb`` (rlimits are per process);
+  without a memory cgroup (``isolation["memory_cgroup"]`` False: cgroup v2 without delegation, not
+  root), one run's total memory is bounded only by ``max_processes x memory_mb``;
+- there is no ``/proc`` and no ``/dev/shm`` in the jail: ``multiprocessing`` locks and pools fail;
 - where namespaces are unavailable (not root, restrictive containers): a warning
   (:class:`SandboxIsolationWarning`) and the result metadata say what is missing; without a PID
   namespace, daemons are killed by process group and by uid (only with a private uid, i.e. as root);

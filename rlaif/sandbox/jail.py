@@ -9,7 +9,9 @@ in the host PID namespace) creates, where the kernel allows:
   bind mounts of the system directories and the standard library, ``/dev/{null,zero,random,urandom}``,
   and a size-limited tmpfs at ``/tmp`` where each run gets a fresh work dir. ``ctypes`` and the C-API
   test modules are masked (bound over with ``/dev/null``), so code in the jail cannot load them;
-- a PID namespace, whose first process is the test driver (:mod:`rlaif.sandbox.runner`).
+- a PID namespace, whose first process is the test driver (:mod:`rlaif.sandbox.runner`);
+- a memory cgroup bounding the memory of everything the worker runs (cgroup v1, or v2 where the
+  memory controller is delegated to us).
 
 The driver is a fresh interpreter (``execv``), so the sandboxed processes it forks never have
 ``ctypes`` in memory either: the only thing in this module that needs it is this set-up.
@@ -153,6 +155,59 @@ def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
     return iso, warnings
 
 
+def setup_memory_cgroup(name: str, limit_bytes: int) -> tuple[str | None, str | None]:
+    """Move this process into a new memory cgroup of its own, limited to ``limit_bytes``.
+
+    Why: rlimits are per process, so without a cgroup one run may use ``max_processes x memory_mb``.
+    Everything the worker starts inherits the cgroup, so the limit bounds a whole run; the kernel's
+    OOM killer acts inside the cgroup only. Returns (the file with the ``oom_kill`` counter, None),
+    or (None, the reason it is unavailable).
+    """
+    path = None
+    try:
+        v1 = v2 = None
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                hid, controllers, rel = line.rstrip("\n").split(":", 2)
+                if "memory" in controllers.split(","):
+                    v1 = "/sys/fs/cgroup/memory" + rel
+                elif hid == "0":
+                    v2 = rel
+        if v1 and os.path.exists(v1 + "/memory.limit_in_bytes"):
+            path = f"{v1.rstrip('/')}/{name}"
+            limit_file, events = "memory.limit_in_bytes", "memory.oom_control"
+        elif v2 is not None:
+            root = (
+                "/sys/fs/cgroup"
+                if os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+                else "/sys/fs/cgroup/unified"
+            )
+            base = root + v2.rstrip("/")
+            with open(base + "/cgroup.subtree_control") as fh:
+                if "memory" not in fh.read().split():
+                    raise OSError("the memory controller is not delegated to our cgroup")
+            path = f"{base}/{name}"
+            limit_file, events = "memory.max", "memory.events"
+        else:
+            raise OSError("no memory cgroup hierarchy")
+        os.mkdir(path)
+        with open(f"{path}/{limit_file}", "w") as fh:
+            fh.write(str(limit_bytes))
+        with open(f"{path}/cgroup.procs", "w") as fh:
+            fh.write(str(os.getpid()))
+        return f"{path}/{events}", None
+    except OSError as exc:
+        if path is not None and os.path.isdir(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        return (
+            None,
+            f"no memory cgroup ({exc}): a run's total memory is bounded only by max_processes x memory_mb",
+        )
+
+
 DRIVER_BOOT = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); "
     "from rlaif.sandbox.runner import driver_main; sys.exit(driver_main(sys.argv))"
@@ -164,6 +219,15 @@ def worker_main(argv: list[str]) -> int:
     package_root, cfg = argv[1], json.loads(argv[2])
     devnull = os.open(os.devnull, os.O_RDWR)
     iso, warnings = setup_isolation(cfg)
+    iso["memory_cgroup"] = False
+    if cfg.get("total_memory_mb") and iso["uid_drop"]:
+        events, problem = setup_memory_cgroup(
+            f"rlaif-sandbox-{cfg['uid']}", int(cfg["total_memory_mb"] * 2**20)
+        )
+        cfg["cgroup_events"] = events
+        iso["memory_cgroup"] = events is not None
+        if problem:
+            warnings.append(problem)
     state = json.dumps({**cfg, "isolation": iso, "warnings": warnings})
     pid = os.fork()
     if pid == 0:

@@ -64,6 +64,14 @@ def default_readonly_paths() -> list[str]:
     return out
 
 
+def _cores() -> int:
+    """CPU cores this process may use (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class _Worker:
     def __init__(self, slot: int, uid: int, config: dict, python: str):
         self.slot, self.uid = slot, uid
@@ -116,10 +124,12 @@ class _Worker:
                 stream.close()
             except OSError:
                 pass
-        try:
-            os.rmdir(self.jail)
-        except OSError:
-            pass
+        for path in (self.jail, (self.ready or {}).get("cgroup")):
+            if path:
+                try:
+                    os.rmdir(path)  # the cgroup is empty once the worker and its driver have exited
+                except OSError:
+                    pass
 
 
 class SandboxPool:
@@ -128,6 +138,8 @@ class SandboxPool:
     ``namespaces=False`` turns off network/PID/filesystem isolation (rlimits, a separate uid where
     running as root, process groups and timeouts remain); ``require_isolation=True`` refuses to start
     where the network namespace, PID namespace or jail is unavailable instead of only warning.
+    ``total_memory_mb`` bounds one run as a whole (default: twice the per-process limit plus the
+    work dir's tmpfs and 128 MiB for the worker), where a memory cgroup can be created.
     """
 
     def __init__(
@@ -140,9 +152,10 @@ class SandboxPool:
         require_isolation: bool = False,
         python: str | None = None,
         start_timeout_s: float = 120.0,
+        total_memory_mb: int | None = None,
     ):
         self.limits = limits or Limits()
-        self.size = max(1, workers or os.cpu_count() or 1)
+        self.size = max(1, workers or _cores())
         from rlaif.sandbox.jail import masked_files
 
         self._config = {
@@ -152,6 +165,8 @@ class SandboxPool:
             else default_readonly_paths(),
             "masked_files": masked_files(),
             "tmp_mb": self.limits.tmp_mb,
+            # one run, all its processes and its work dir together (the worker's own memory included)
+            "total_memory_mb": total_memory_mb or 2 * self.limits.memory_mb + self.limits.tmp_mb + 128,
         }
         self._python = python or sys.executable
         self.uid_base = random.randrange(1 << 30, (1 << 31) - (1 << 16), 1 << 10)

@@ -130,6 +130,20 @@ def _sweep_without_pid_namespace(iso: dict) -> None:
     os.waitpid(pid, 0)
 
 
+def _oom_kills(events_file: str | None) -> int:
+    """The memory cgroup's count of out-of-memory kills (0 without a cgroup)."""
+    if not events_file:
+        return 0
+    try:
+        with open(events_file) as fh:
+            for line in fh:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class _Capture:
     """The first ``cap`` bytes of a stream, plus the total size (the rest is read and dropped)."""
 
@@ -147,7 +161,8 @@ class _Capture:
 
 
 class TestDriver:
-    """G: runs attempts of the test process until every test has an outcome or time is up."""
+    """The driver's side of one job: attempts of the test process until every test has an outcome
+    or the time is up."""
 
     def __init__(self, job: dict, cfg: dict, iso: dict, workdir: str | None):
         self.job, self.cfg, self.iso, self.workdir = job, cfg, iso, workdir
@@ -208,7 +223,10 @@ class TestDriver:
             os.close(fd)
         state = _AttemptState(start, nonce, self.limits)
         loaded_before = self.load is not None and self.load.get("ok")
+        oom_before = _oom_kills(self.cfg.get("cgroup_events"))
         ended = self._follow(pid, state, rep_r, out_r, err_r, conf_r)
+        if ended.get("sig") == signal.SIGKILL and _oom_kills(self.cfg.get("cgroup_events")) > oom_before:
+            ended["oom"] = True
         for fd in (rep_r, out_r, err_r, conf_r):
             os.close(fd)
         if not state.confined:
@@ -408,6 +426,11 @@ def confine(cfg, iso, limits, workdir, out_w, err_w, rep_w, conf_w) -> None:
     for target, fd in enumerate(high):  # via high numbers, so no dup2 clobbers a source
         os.dup2(fd, target)
     os.closerange(5, 1 << 16)
+    try:  # when the run's memory cgroup is full, the kernel kills the test processes, not the driver
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write("1000")
+    except OSError:
+        pass
     if iso["filesystem"]:
         os.chroot(cfg["jail_dir"])
     os.chdir(workdir)
@@ -484,7 +507,8 @@ def driver_main(argv: list[str]) -> int:
     gc.collect()
     gc.freeze()
     gc.disable()
-    send_frame(proto_out, {"ready": True, "isolation": iso, "warnings": warnings, "pid": os.getpid()})
+    cgroup = os.path.dirname(cfg["cgroup_events"]) if cfg.get("cgroup_events") else None
+    send_frame(proto_out, {"ready": True, "isolation": iso, "warnings": warnings, "cgroup": cgroup})
     while True:
         job = recv_frame(proto_in)
         if job is None:

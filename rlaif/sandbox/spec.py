@@ -262,11 +262,13 @@ def compare(test: TestCase, value: Any) -> tuple[str, str]:
     return "failed", f"expected {test.op} {_show(test.expected)}, got {_show(value)}"
 
 
-def _signal_status(sig: int) -> tuple[str, str]:
+def _signal_status(sig: int, oom: bool = False) -> tuple[str, str]:
     try:
         name = signal.Signals(sig).name
     except ValueError:
         name = f"signal {sig}"
+    if oom:
+        return "memory_exceeded", "killed by the out-of-memory killer (the run's total memory limit)"
     if sig == signal.SIGXCPU:
         return "timeout", "CPU time limit exceeded (SIGXCPU)"
     if sig == signal.SIGKILL:
@@ -306,7 +308,7 @@ def classify_outcome(test: TestCase, raw: dict | None) -> tuple[str, str]:
     if event == "timeout":
         return "timeout", "test exceeded its time limit"
     if event == "signal":
-        return _signal_status(int(raw.get("sig", 0)))
+        return _signal_status(int(raw.get("sig", 0)), bool(raw.get("oom")))
     if event == "exit":
         return "runtime_error", f"the program exited (status {raw.get('code')}) before the test finished"
     if event == "violation":
@@ -326,7 +328,7 @@ def classify_load(load: dict) -> tuple[str, str]:
     if event == "timeout":
         return "timeout", "the program did not finish loading within the time limit"
     if event == "signal":
-        return _signal_status(int(load.get("sig", 0)))
+        return _signal_status(int(load.get("sig", 0)), bool(load.get("oom")))
     if event == "exit":
         return "runtime_error", f"the program exited (status {load.get('code')}) before any test ran"
     if event == "violation":

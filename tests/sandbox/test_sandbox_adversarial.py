@@ -64,6 +64,43 @@ def test_memory_bomb_is_memory_exceeded(isolated):
     assert "MemoryError" in res.diagnostics
 
 
+SPREAD_MEMORY = """
+import os, time
+def hog():
+    for _ in range(3):
+        if os.fork() == 0:
+            block = bytearray(100 * 2**20)
+            time.sleep(60)
+            os._exit(0)
+    chunks = []
+    while True:
+        chunks.append(bytearray(10 * 2**20))
+"""
+
+
+def _oom_kills(cgroup: str) -> int:
+    for name in ("memory.oom_control", "memory.events"):
+        path = os.path.join(cgroup, name)
+        if os.path.exists(path):
+            with open(path) as fh:
+                return next(int(x.split()[1]) for x in fh if x.startswith("oom_kill "))
+    raise AssertionError(f"no oom_kill counter in {cgroup}")
+
+
+def test_memory_spread_over_processes_is_bounded_by_the_cgroup():
+    # per process 300 MiB would allow 4 x 300; the run as a whole gets 400 MiB
+    with SandboxPool(workers=1, total_memory_mb=400, limits=Limits(memory_mb=300, timeout_s=10)) as own:
+        if not own.isolation.get("memory_cgroup"):
+            pytest.skip("no memory cgroup on this machine: " + "; ".join(own.warnings))
+        cgroup = own._workers[0].ready["cgroup"]
+        before = _oom_kills(cgroup)
+        res = run(own, SPREAD_MEMORY, "assert hog() == 1")
+        assert res.status == "memory_exceeded", res.diagnostics
+        assert _oom_kills(cgroup) > before  # the kernel enforced the run's total, inside its cgroup
+        assert sandbox_processes(own) == []
+        assert run(own, "x = 1\n", "assert x == 1").status == "passed"
+
+
 def test_infinite_loop_times_out_and_later_tests_still_run(isolated):
     program = "def f(x):\n    if x == 0:\n        while True:\n            pass\n    return x\n"
     res = run(isolated, program, "assert f(0) == 0", "assert f(2) == 2", timeout_s=1.0)
