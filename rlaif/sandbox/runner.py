@@ -24,12 +24,9 @@ group and every process of the sandbox uid; the job results say which isolation 
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import json
-import math
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -39,10 +36,9 @@ import tempfile
 import time
 
 from rlaif.sandbox import harness
+from rlaif.sandbox.confine import CONFINED_OK, confine
 
-CONFINED_OK = b"confined"
 _DRAIN_GRACE_S = 0.5
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
 
 # -- framing on the worker's pipes ----------------------------------------------------------------
@@ -415,61 +411,6 @@ def _clean(msg: dict) -> dict:
     if isinstance(out.get("type"), str):
         out["type"] = out["type"][:100]
     return out
-
-
-# -- the test process's confinement -----------------------------------------------------------------
-def confine(cfg, iso, limits, workdir, out_w, err_w, rep_w, conf_w) -> None:
-    """T, before any candidate code: own session, fds 0-3 only, jail, rlimits, unprivileged uid."""
-    os.setsid()
-    devnull = os.open("/dev/null", os.O_RDWR)
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (devnull, out_w, err_w, rep_w, conf_w)]
-    for target, fd in enumerate(high):  # via high numbers, so no dup2 clobbers a source
-        os.dup2(fd, target)
-    os.closerange(5, 1 << 16)
-    try:  # when the run's memory cgroup is full, the kernel kills the test processes, not the driver
-        with open("/proc/self/oom_score_adj", "w") as fh:
-            fh.write("1000")
-    except OSError:
-        pass
-    if iso["filesystem"]:
-        os.chroot(cfg["jail_dir"])
-    os.chdir(workdir)
-    mem = int(limits["memory_mb"] * 1024 * 1024)
-    cpu = int(math.ceil(limits["total_timeout"])) + 1
-    for res, value in (
-        (resource.RLIMIT_AS, (mem, mem)),
-        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-        (resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"])),
-        (resource.RLIMIT_NOFILE, (limits["max_open_files"], limits["max_open_files"])),
-        (resource.RLIMIT_NPROC, (limits["max_processes"], limits["max_processes"])),
-        (resource.RLIMIT_CORE, (0, 0)),
-    ):
-        resource.setrlimit(res, value)
-    libc = None
-    if not iso["filesystem"]:
-        # Without the jail, setuid binaries are reachable and no PID namespace may tie T to the
-        # driver: use prctl (ctypes is only ever loaded on this path; the jail masks it). Imported
-        # while still root: the sandbox uid may not be allowed to read the Python installation.
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0)
-    if iso["uid_drop"]:
-        uid = iso["uid"]
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    if libc is not None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it
-    os.environ.clear()
-    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
-    tempfile.tempdir = None
-    gc.enable()
-    sys.stdin = open(0, closefd=False)
-    sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")
-    sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")
-    os.write(4, CONFINED_OK)
-    os.close(4)  # the confinement channel is gone before candidate code can see it
 
 
 # -- entry point ------------------------------------------------------------------------------------
