@@ -170,8 +170,13 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
     module's globals does not change what the harness calls.
     """
     _exec, _eval, _compile, _write, _exit = builtins.exec, builtins.eval, builtins.compile, os.write, os._exit
-    _type, _isinstance, _len, _encode, _dumps = type, isinstance, len, encode, dumps
-    _BaseException, _Unencodable, _SyntaxError = BaseException, Unencodable, SyntaxError
+    _type, _len, _encode, _decode, _dumps, _brief = type, len, encode, decode, dumps, _short
+    _BaseException, _Unencodable, _SyntaxError, _NameError = (
+        BaseException,
+        Unencodable,
+        SyntaxError,
+        NameError,
+    )
     _stdout, _stderr = sys.stdout, sys.stderr
 
     max_value = job["limits"]["max_value_bytes"]
@@ -210,7 +215,7 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
     try:
         program = _compile(job["program"], "<candidate>", "exec")
     except (_SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
-        info = {"e": "load_err", "syntax": True, "type": _type(exc).__name__, "msg": _short(exc)}
+        info = {"e": "load_err", "syntax": True, "type": _type(exc).__name__, "msg": _brief(exc)}
         info["line"] = getattr(exc, "lineno", None)
         send(info)
         finish()
@@ -223,7 +228,7 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
         if setup is not None:
             _exec(setup, namespace)
     except _BaseException as exc:
-        failure = {"e": "load_err", "syntax": False, "type": _type(exc).__name__, "msg": _short(exc)}
+        failure = {"e": "load_err", "syntax": False, "type": _type(exc).__name__, "msg": _brief(exc)}
         failure["line"] = _candidate_line(exc.__traceback__)
     if failure is not None:  # sent outside the except block: the traceback (and its memory) is gone
         send(failure)
@@ -242,14 +247,14 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
                 value = _eval(compiled[i], namespace)
             elif kind == "call":
                 if fn is None:
-                    raise NameError(f"name {test['fn']!r} is not defined")
-                value = fn(*decode(test["args"]))
+                    raise _NameError(f"name {test['fn']!r} is not defined")
+                value = fn(*_decode(test["args"]))
                 if test.get("not_none") and _type(value) is not bool:
                     value = value is not None
             else:
                 _exec(compiled[i], namespace)
         except _BaseException as exc:
-            outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _short(exc)}
+            outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _brief(exc)}
         fn = None
         if outcome is None:
             if kind == "stmt":
@@ -258,9 +263,9 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
                 try:
                     outcome = {"e": "val", "i": i, "v": _encode(value)}
                 except _Unencodable as exc:
-                    outcome = {"e": "unenc", "i": i, "msg": _short(exc)}
+                    outcome = {"e": "unenc", "i": i, "msg": _brief(exc)}
                 except _BaseException as exc:
-                    outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _short(exc)}
+                    outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _brief(exc)}
         value = None
         send(outcome)
     send({"e": "done"})
