@@ -38,6 +38,9 @@ What it protects against (as root on Linux, where every mechanism below is avail
   exec'd with a scrubbed environment, so no secret is even in their memory); a new network namespace
   has only a loopback device that is down: no connection anywhere, 127.0.0.1 included.
 
+Determinism: every sandboxed interpreter uses string-hash seed 0, so the order of a set of strings
+is the same in every worker (reference outputs and candidates' outputs are compared across workers).
+
 What it does NOT protect against:
 
 - **statement tests** (test code that is not a simple assert, e.g. a HumanEval ``check`` with loops)

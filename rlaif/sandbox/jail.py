@@ -209,9 +209,14 @@ def setup_memory_cgroup(name: str, limit_bytes: int) -> tuple[str | None, str | 
 
 
 DRIVER_BOOT = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "import sys; sys.path[:] = [p for p in sys.path if p]; sys.path.insert(0, sys.argv.pop(1)); "
     "from rlaif.sandbox.runner import driver_main; sys.exit(driver_main(sys.argv))"
 )
+# Every driver (so every sandboxed process) gets the same string-hash seed: the iteration order of a
+# set of strings is then the same in every worker, so a reference output computed in one worker
+# compares equal to a correct candidate's output computed in another (e.g. ``tuple(set(...))``).
+# The environment is entirely ours, so -s plus an explicit env replaces -I (which would ignore it).
+DRIVER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
 def worker_main(argv: list[str]) -> int:
@@ -234,7 +239,8 @@ def worker_main(argv: list[str]) -> int:
         try:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # survives execv; the driver dies with us
             prctl(PR_SET_CHILD_SUBREAPER, 1)  # without a PID namespace, orphans come back to be reaped
-            os.execv(sys.executable, [sys.executable, "-I", "-c", DRIVER_BOOT, package_root, state])
+            argv = [sys.executable, "-s", "-c", DRIVER_BOOT, package_root, state]
+            os.execve(sys.executable, argv, DRIVER_ENV)
         finally:
             os._exit(70)
     os.dup2(devnull, 0)  # the driver alone holds the protocol pipes, so its death is seen as EOF

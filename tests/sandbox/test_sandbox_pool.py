@@ -113,6 +113,13 @@ def test_many_jobs_in_parallel_keep_their_order(pool):
     assert [r.id for r in results] == [j.id for j in jobs]
 
 
+def test_set_order_of_strings_is_the_same_in_every_worker(pool):
+    # a reference output computed in one worker must equal a correct candidate's from another
+    program = "def order():\n    return tuple({'kiwi', 'fig', 'plum', 'lime', 'pear', 'date', 'yuzu'})\n"
+    raws = pool.run_raw([Job(program=program, tests=[call_test("order", [])]) for _ in range(8)])
+    assert len({str(r["tests"][0]["v"]) for r in raws}) == 1
+
+
 def test_dead_worker_gives_a_sandbox_error_and_is_replaced():
     with SandboxPool(workers=1) as own:
         os.kill(own._workers[0].proc.pid, signal.SIGKILL)
