@@ -20,6 +20,7 @@ _EXPORTS = {
     "run_dpo": "rlaif.train.dpo",
     "pair_logps": "rlaif.train.dpo",
     "train_reward_model": "rlaif.train.reward_model",
+    "run_reward_model": "rlaif.train.reward_model",
     "RewardModelScorer": "rlaif.train.reward_model",
     "score": "rlaif.train.reward_model",
     "run_ppo": "rlaif.train.ppo",

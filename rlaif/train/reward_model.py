@@ -276,3 +276,6 @@ class RewardModelScorer:
 def score(model_dir: str | Path, conversations: Sequence[Sequence[Message | dict]]) -> list[float]:
     """One-shot scoring with the reward model in ``model_dir`` (loads it each call; keep a scorer for loops)."""
     return RewardModelScorer(model_dir).score(conversations)
+
+
+run_reward_model = train_reward_model  # the name the other stages use (run_dpo, run_ppo, run_grpo)
