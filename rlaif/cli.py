@@ -7,9 +7,13 @@ status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
+
+# vLLM logs to stdout by default, which would corrupt the JSON some commands print there.
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
 from rlaif.errors import RlaifError
 

@@ -4,8 +4,8 @@ Guarantees:
 - every model forbids unknown keys: a typo is an error naming the key path and the file;
 - ``key.sub=value`` overrides from the command line are applied before validation and parsed as YAML
   scalars (``rounds=3``, ``dpo.beta=0.2``, ``final.kind=none``);
-- relative paths in the file are resolved against the file's directory, so a pipeline runs the same
-  from any working directory; ``${SHARED_DATA}`` expands to the shared data folder;
+- relative paths are relative to the working directory (runs are started from the project root);
+  ``${SHARED_DATA}`` expands to the shared data folder (``$RLAIF_SHARED_DATA`` or ``../shared/data``);
 - validation never imports torch, vllm or trl and never loads a model (``rlaif validate`` is fast).
 
 Stage option blocks (``feedback.options``, ``dpo``, ``final.options`` ...) are validated against the
@@ -93,6 +93,10 @@ class PromptSource(Strict):
     path: str | None = Field(None, description="File or directory (not needed for demo_code).")
     limit: int | None = Field(None, description="Use only the first N records.")
     split: Literal["train", "heldout", "all"] = Field("all", description="For demo_code: which split.")
+    id_range: tuple[int, int] | None = Field(
+        None,
+        description="Keep records whose id ends in a number within [lo, hi] (e.g. MBPP train = [601, 974]).",
+    )
 
 
 class FeedbackConfig(Strict):

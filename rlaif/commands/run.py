@@ -31,14 +31,15 @@ def check_config(file: Path, overrides: list[str]):
         if model is not None:
             validate_stage_options(model, cfg.feedback.options, "feedback.options", where)
     else:
-        from rlaif.code.pairs import CodePairConfig
+        from rlaif.pipeline.stages import rlcf_options_model
 
-        validate_stage_options(CodePairConfig, cfg.feedback.options, "feedback.options", where)
+        validate_stage_options(rlcf_options_model(), cfg.feedback.options, "feedback.options", where)
     validate_stage_options(PairFilterConfig, cfg.pairs.options, "pairs.options", where)
     from rlaif.train.configs import DPOConfig, GRPOConfig, PPOConfig, RLOOConfig
 
-    placeholder = {"output_dir": "/tmp/x", "policy": {"path": cfg.policy.path}}
-    validate_stage_options(DPOConfig, {**cfg.dpo, **placeholder, "pairs": ["x"]}, "dpo", where)
+    placeholder = {"output_dir": "/tmp/x", "policy": {"path": cfg.policy.path}, "prompts": ["x"]}
+    dpo_placeholder = {k: v for k, v in placeholder.items() if k != "prompts"}
+    validate_stage_options(DPOConfig, {**cfg.dpo, **dpo_placeholder, "pairs": ["x"]}, "dpo", where)
     if cfg.final.kind != "none":
         model = {"ppo": PPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig}[cfg.final.kind]
         validate_stage_options(model, {**cfg.final.options, **placeholder}, "final.options", where)

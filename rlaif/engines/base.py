@@ -41,7 +41,9 @@ class Engine(Protocol):
     """Anything that can sample completions.
 
     ``adapter`` names a LoRA adapter directory to apply for this call (None: the base model).
-    Returns one list of ``sampling.n`` completions per prompt, in input order.
+    ``sampling`` is one setting for the whole batch or one per prompt (per-prompt seeds keep a
+    prompt's samples independent of its batch neighbours). Returns one list of ``n`` completions per
+    prompt, in input order.
     """
 
     model_name: str
@@ -49,7 +51,7 @@ class Engine(Protocol):
     def generate(
         self,
         prompts: Sequence[PromptInput],
-        sampling: Sampling,
+        sampling: Sampling | Sequence[Sampling],
         adapter: str | None = None,
     ) -> list[list[Completion]]: ...
 

@@ -28,18 +28,24 @@ class ScriptedEngine:
         self.responder = responder
         self.model_name = model_name
         self._guided_json = guided_json
-        self.calls: list[tuple[int, Sampling, str | None]] = []
+        self.calls: list[tuple[int, Sampling | Sequence[Sampling], str | None]] = []
 
     @property
     def supports_guided_json(self) -> bool:
         return self._guided_json
 
     def generate(
-        self, prompts: Sequence[PromptInput], sampling: Sampling, adapter: str | None = None
+        self,
+        prompts: Sequence[PromptInput],
+        sampling: Sampling | Sequence[Sampling],
+        adapter: str | None = None,
     ) -> list[list[Completion]]:
+        settings = [sampling] * len(prompts) if isinstance(sampling, Sampling) else list(sampling)
+        if len(settings) != len(prompts):
+            raise ValueError(f"got {len(settings)} sampling settings for {len(prompts)} prompts")
         self.calls.append((len(prompts), sampling, adapter))
         out = []
-        for prompt in prompts:
+        for prompt, sampling in zip(prompts, settings, strict=True):
             conv = as_conversation(prompt)
             samples = []
             for i in range(sampling.n):

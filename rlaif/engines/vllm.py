@@ -139,6 +139,21 @@ class VLLMEngine:
     def supports_guided_json(self) -> bool:
         return True
 
+    @property
+    def max_model_len(self) -> int:
+        return int(self.llm.model_config.max_model_len)
+
+    def count_prompt_tokens(self, prompts: Sequence[PromptInput]) -> list[int]:
+        """Prompt lengths exactly as they will be sent (chat template applied), so callers can drop an
+        over-long prompt instead of letting vLLM reject the whole batch."""
+        out = []
+        for p in prompts:
+            vp = self._to_vllm_prompt(p)
+            out.append(
+                len(vp["prompt_token_ids"]) if isinstance(vp, dict) else len(self.tokenizer.encode(vp))
+            )
+        return out
+
     # -- request building -------------------------------------------------------------------------
     def _to_vllm_prompt(self, prompt: PromptInput) -> Any:
         if isinstance(prompt, str):

@@ -8,6 +8,8 @@ stage produces a new base model (full fine-tuning or a merged adapter) is the en
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,20 @@ class Policy:
         return {"path": str(self.path), "adapter": str(self.adapter) if self.adapter else None}
 
 
+FAULT_ENV = "RLAIF_FAULT_KILL_AT_GENERATE"
+_generate_calls = 0
+
+
+def _maybe_inject_fault() -> None:
+    """Fault injection for resume tests: SIGKILL this process at the start of the N-th engine call
+    (``RLAIF_FAULT_KILL_AT_GENERATE=N``), i.e. at an exact point inside generation or judging."""
+    global _generate_calls
+    _generate_calls += 1
+    target = os.environ.get(FAULT_ENV)
+    if target and _generate_calls == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class AdapterBoundEngine:
     """An engine view that always serves one adapter, so sources written for plain engines serve the
     current round's policy without knowing about adapters."""
@@ -44,7 +60,11 @@ class AdapterBoundEngine:
         return self.engine.supports_guided_json
 
     def generate(self, prompts, sampling, adapter=None):
+        _maybe_inject_fault()
         return self.engine.generate(prompts, sampling, adapter=adapter or self.adapter)
+
+    def __getattr__(self, name: str) -> Any:  # count_prompt_tokens, max_model_len, llm, ...
+        return getattr(self.engine, name)
 
     def close(self) -> None:  # the underlying engine is owned by the run
         pass

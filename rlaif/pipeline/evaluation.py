@@ -27,11 +27,12 @@ def code_prompt(problem) -> list:
 
 
 def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
-    from rlaif.code.jobs import build_job
+    from rlaif.code.jobs import build_job, prepare_expected
     from rlaif.pipeline.stages import load_prompt_source
 
     ev = ctx.cfg.eval
     problems = load_prompt_source(ev.code_problems, "eval.code_problems")
+    prepare_expected(problems, ctx.sandbox())
     sampling = [
         Sampling(
             n=ev.code_samples,

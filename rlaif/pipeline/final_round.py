@@ -16,7 +16,7 @@ from pathlib import Path
 from rlaif.config import validate_stage_options
 from rlaif.errors import ConfigError
 from rlaif.pipeline.context import RunContext
-from rlaif.records import Message, PromptRecord
+from rlaif.records import Message, PromptRecord, write_jsonl
 
 
 def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
@@ -32,23 +32,6 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
         ]
         return records, problems
     return items, {}
-
-
-def sandbox_reward(ctx: RunContext, problems: dict, kind: str):
-    """A TRL-style reward function that executes each completion against its problem's tests."""
-    from rlaif.code.jobs import build_job
-    from rlaif.code.rewards import reward_for_result
-    from rlaif.train.rewards import completion_text
-
-    if not problems:
-        raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
-
-    def sandbox_tests(prompts, completions, task_id, **_):
-        jobs = [build_job(problems[t], completion_text(c)) for t, c in zip(task_id, completions, strict=True)]
-        results = ctx.sandbox().run(jobs)
-        return [reward_for_result(kind, r) for r in results]
-
-    return sandbox_tests
 
 
 def judge_reward(ctx: RunContext):
@@ -81,7 +64,7 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> Path:
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
     from rlaif.pipeline.stages import _train_summary
-    from rlaif.train.configs import GRPOConfig, PolicySpec, PPOConfig, RLOOConfig
+    from rlaif.train.configs import GRPOConfig, PPOConfig, RLOOConfig
 
     fin = ctx.cfg.final
     file = ctx.cfg.source_file or "config"
@@ -93,12 +76,29 @@ def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
     reward_fn = None
     rm_path = None
     if fin.reward == "sandbox":
-        reward_fn = sandbox_reward(ctx, problems, fin.reward_kind)
+        from rlaif.code.rewards import CodeReward
+
+        if not problems:
+            raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
+        from rlaif.code.jobs import prepare_expected
+
+        prepare_expected(
+            list(problems.values()), ctx.sandbox()
+        )  # MBPP+ outputs (CodeReward skips it for a given pool)
+        reward_fn = CodeReward(problems, fin.reward_kind, pool=ctx.sandbox())
     elif fin.reward == "judge":
         reward_fn = judge_reward(ctx)
     else:
         rm_path = _reward_model(ctx, stage_dir)
-    options = {"output_dir": str(stage_dir), "seed": ctx.cfg.seed, **fin.options, "policy": policy}
+    prompts_file = stage_dir / "prompts.jsonl"  # the exact prompts trained on, kept with the stage
+    write_jsonl(prompts_file, records)
+    options = {
+        "output_dir": str(stage_dir),
+        "seed": ctx.cfg.seed,
+        **fin.options,
+        "policy": policy,
+        "prompts": [str(prompts_file)],
+    }
     if fin.kind == "ppo":
         from rlaif.train.ppo import PPOTrainer
 
@@ -115,5 +115,4 @@ def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
         group_cfg = validate_stage_options(model, options, "final.options", file)
         runner = run_grpo if fin.kind == "grpo" else run_rloo
         result = runner(group_cfg, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
-    _ = PolicySpec  # the result's policy is read back by the runner from the summary
     return _train_summary(result)

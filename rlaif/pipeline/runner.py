@@ -80,7 +80,9 @@ class Runner:
         input_hashes = {
             k: v if isinstance(v, str) else hash_path(v) for k, v in sorted(inputs.items()) if v is not None
         }
-        if manifest_matches(stage_dir, config_hash, input_hashes):
+        if manifest_matches(stage_dir, config_hash, input_hashes) and _outputs_exist(
+            read_manifest(stage_dir)
+        ):
             summary = read_manifest(stage_dir)["summary"]
             ctx.say(f"[{name}] up to date, skipped")
             ctx.log_event("stage_skipped", stage=name)
@@ -216,6 +218,12 @@ class Runner:
         # The base model is fingerprinted (names, sizes, mtimes: hashing GBs of weights per stage would
         # cost minutes); adapters are small and hashed by content.
         return {"policy": fingerprint_dir(ctx.policy.path), "adapter": ctx.policy.adapter}
+
+
+def _outputs_exist(manifest: dict) -> bool:
+    """A finished stage whose outputs were deleted since is re-run rather than trusted."""
+    outputs = manifest.get("summary", {}).get("outputs", {})
+    return all(Path(p).exists() for p in outputs.values() if isinstance(p, str))
 
 
 def _scalars(summary: dict) -> dict:

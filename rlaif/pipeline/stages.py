@@ -7,7 +7,6 @@ sandbox) and own nothing but the wiring: seeds, chunking, file names.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,34 @@ CODE_SOURCES = {"rlcf"}
 
 def load_prompt_source(src: PromptSource, where: str) -> list:
     """PromptRecords (text sources) or CodeProblems (code sources), in file order."""
+    items = _load_items(src, where)
+    if src.id_range is not None:
+        import re
+
+        lo, hi = src.id_range
+
+        def number(item) -> int | None:
+            m = re.search(r"(\d+)$", str(getattr(item, "task_id", None) or getattr(item, "id", "")))
+            return int(m.group(1)) if m else None
+
+        items = [it for it in items if (n := number(it)) is not None and lo <= n <= hi]
+        if not items:
+            raise ConfigError(f"{where}.id_range {list(src.id_range)} selects no records from {src.path}")
+    return items[: src.limit] if src.limit else items
+
+
+def _load_items(src: PromptSource, where: str) -> list:
     if src.kind == "demo_code":
         from rlaif.demo.tasks import demo_problems
 
         train, held = demo_problems()
-        items = {"train": train, "heldout": held, "all": train + held}[src.split]
-        return items[: src.limit] if src.limit else items
+        return {"train": train, "heldout": held, "all": train + held}[src.split]
     if not src.path:
         raise ConfigError(f"{where}.path is required for kind={src.kind}")
     if src.kind == "code":
         from rlaif.code.problems import load_problems
 
-        items = load_problems(src.path)
-        return items[: src.limit] if src.limit else items
+        return load_problems(src.path)
     if src.kind == "hf_dataset":
         from datasets import load_from_disk
 
@@ -53,11 +67,11 @@ def load_prompt_source(src: PromptSource, where: str) -> list:
             else:
                 raise ConfigError(f"{src.path}: row {i} has neither 'prompt' nor 'messages'")
             out.append(PromptRecord(id=str(row.get("id", f"row-{i}")), messages=msgs))
-        return out[: src.limit] if src.limit else out
+        return out
     from rlaif.feedback.prompts_io import load_prompts
 
     fmt = {"jsonl": "jsonl", "hh": "hh", "mtbench": "mt_bench"}[src.kind]
-    return load_prompts(src.path, format=fmt, limit=src.limit)
+    return load_prompts(src.path, format=fmt, limit=None if src.id_range else src.limit)
 
 
 def build_policy(cfg: RunConfig, stage_dir: Path) -> dict:
@@ -142,6 +156,7 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
             "judgments": [j.model_dump(mode="json") for j in res.judgments],
             "dropped": [d.model_dump(mode="json") for d in res.dropped],
             "sft": [s.model_dump(mode="json") for s in res.sft_records],
+            "new_prompts": [p.model_dump(mode="json") for p in res.new_prompts],
             "stats": res.stats.model_dump(mode="json"),
         }
 
@@ -175,6 +190,10 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
     if sft:
         outputs["sft"] = stage_dir / "sft.jsonl"
         write_jsonl(outputs["sft"], sft)
+    new_prompts = [p for c in chunks for p in c.get("new_prompts", [])]
+    if new_prompts:
+        outputs["new_prompts"] = stage_dir / "new_prompts.jsonl"
+        write_jsonl(outputs["new_prompts"], new_prompts)
     judgments = [j for c in chunks for j in c["judgments"]]
     counts = {
         "prompts_in": stats.prompts_in,
@@ -195,55 +214,98 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
     }
 
 
+def rlcf_options_model():
+    """Test-gated pair options plus the sampling settings of the candidates (one config block)."""
+    from pydantic import Field
+
+    from rlaif.code.pairs import CodePairConfig
+
+    class RLCFOptions(CodePairConfig):
+        temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of the candidates.")
+        top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass of the candidates.")
+        max_tokens: int = Field(256, ge=1, description="Maximum tokens per candidate program.")
+
+    return RLCFOptions
+
+
 def _code_feedback(ctx: RunContext, stage_dir: Path, problems: list, round_index: int) -> dict:
-    from rlaif.code.pairs import CodePairConfig, build_code_pairs
+    """RLCF: sample k programs per problem, run them against the tests, pair passing with failing."""
+    from rlaif.code.pairs import CodePairConfig, CodePairStats, build_code_pairs
+    from rlaif.engines.base import Sampling
+    from rlaif.feedback.base import derive_seed
+    from rlaif.pipeline.evaluation import code_prompt
 
     cfg = ctx.cfg
+    opts = validate_stage_options(
+        rlcf_options_model(), cfg.feedback.options, "feedback.options", cfg.source_file or "config"
+    )
+    pair_cfg = CodePairConfig(**opts.model_dump(include=set(CodePairConfig.model_fields)))
     engine = ctx.policy_engine()
-    pool = ctx.sandbox()
 
     def work(chunk: int, chunk_problems: list) -> dict:
-        from rlaif.feedback.base import derive_seed
-
-        options = dict(cfg.feedback.options)
-        options.setdefault("seed", derive_seed(cfg.seed, "rlcf", round_index, chunk))
-        code_cfg = validate_stage_options(
-            CodePairConfig, options, "feedback.options", cfg.source_file or "config"
+        sampling = Sampling(
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            max_tokens=opts.max_tokens,
+            seed=derive_seed(cfg.seed, "rlcf", round_index, chunk),
         )
-        res = build_code_pairs(chunk_problems, engine, code_cfg, pool=pool, round_index=round_index)
+        res = build_code_pairs(
+            chunk_problems,
+            engine,
+            ctx.sandbox(),
+            config=pair_cfg,
+            sampling=sampling,
+            render=code_prompt,
+            round=round_index,
+        )
         return {
             "pairs": [p.model_dump(mode="json") for p in res.pairs],
             "executions": [e.model_dump(mode="json") for e in res.executions],
-            "stats": res.stats.model_dump(mode="json")
-            if hasattr(res.stats, "model_dump")
-            else dict(res.stats),
+            "stats": res.stats.model_dump(mode="json"),
         }
 
     chunks = run_chunks(problems, cfg.feedback.chunk_size, stage_dir / "chunks", work, _progress(ctx, "rlcf"))
+    stats = CodePairStats(problems=0)
+    for c in chunks:
+        part = CodePairStats.model_validate(c["stats"])
+        for name in (
+            "problems",
+            "problems_with_pass",
+            "problems_with_pair",
+            "pairs",
+            "candidates",
+            "executions",
+            "duplicates_removed",
+            "sandbox_errors",
+        ):
+            setattr(stats, name, getattr(stats, name) + getattr(part, name))
+        for field in ("status_counts", "no_pair"):
+            merged = getattr(stats, field)
+            for key, n in getattr(part, field).items():
+                merged[key] = merged.get(key, 0) + n
     pairs = [PreferencePair.model_validate(p) for c in chunks for p in c["pairs"]]
-    executions = [e for c in chunks for e in c["executions"]]
+    from rlaif.pairs import length_summary
+
+    stats.length = length_summary(pairs)
     outputs = {"pairs": stage_dir / "pairs.jsonl", "executions": stage_dir / "executions.jsonl"}
     write_jsonl(outputs["pairs"], pairs)
-    write_jsonl(outputs["executions"], executions)
-    merged: dict[str, Any] = {}
-    for c in chunks:
-        for key, value in c["stats"].items():
-            if isinstance(value, (int, float)):
-                merged[key] = merged.get(key, 0) + value
-            elif isinstance(value, dict):
-                slot = merged.setdefault(key, {})
-                for k2, v2 in value.items():
-                    if isinstance(v2, (int, float)):
-                        slot[k2] = slot.get(k2, 0) + v2
-    passed = sum(1 for e in executions if e["passed"])
+    write_jsonl(outputs["executions"], [e for c in chunks for e in c["executions"]])
+    (stage_dir / "stats.json").write_text(stats.model_dump_json(indent=2))
     counts = {
-        "problems_in": len(problems),
+        "prompts_in": stats.problems,
         "pairs_out": len(pairs),
-        "executions": len(executions),
-        "executions_passed": passed,
+        "dropped": sum(stats.no_pair.values()),
+        "problems_with_pass": stats.problems_with_pass,
+        "executions": stats.executions,
+        "sandbox_errors": stats.sandbox_errors,
     }
-    (stage_dir / "stats.json").write_text(json.dumps(merged, indent=2))
-    return {"outputs": {k: str(v) for k, v in outputs.items()}, "counts": counts, "stats": merged}
+    return {
+        "outputs": {k: str(v) for k, v in outputs.items()},
+        "counts": counts,
+        "drops": stats.no_pair,
+        "length": stats.length,
+        "stats": stats.model_dump(mode="json"),
+    }
 
 
 # -- pairs ------------------------------------------------------------------------------------------

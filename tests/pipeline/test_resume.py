@@ -1,0 +1,109 @@
+"""Resume after SIGKILL: the final records equal an uninterrupted run's, with no loss or duplicate.
+
+The feedback stage (self-rewarding: one engine call generates a chunk's candidates, the next ones
+judge them) is killed twice at exact points with the runner's fault hook, which SIGKILLs the process
+at the start of its N-th engine call: first while chunk 1 is generating, then (in the resumed run)
+while chunk 1 is being judged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from rlaif.config import load_run_config
+from rlaif.pipeline.context import FAULT_ENV
+from rlaif.pipeline.runner import Runner
+
+OUTPUTS = ("pairs.jsonl", "judgments.jsonl", "dropped.jsonl")
+
+
+def config(tmp_path: Path, out: str, model: Path, shared: Path) -> Path:
+    cfg = {
+        "name": "resume",
+        "seed": 11,
+        "output_dir": str(tmp_path / out),
+        "policy": {"path": str(model)},
+        "prompts": {"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 10},
+        "feedback": {
+            "source": "self_rewarding",
+            "chunk_size": 2,
+            "options": {"n_candidates": 3, "max_tokens": 24, "judge_samples": 2, "judge_max_tokens": 24},
+        },
+        "rounds": 1,
+        "dpo": {
+            "max_steps": 1,
+            "per_device_batch_size": 2,
+            "adapter_mode": "continue",
+            "lora": {"r": 8, "alpha": 16},
+        },
+        "engine": {"kv_cache_gb": 0.25, "max_model_len": 1024},
+    }
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_killed_at(path: Path, call: int, log: Path) -> None:
+    env = {**os.environ, FAULT_ENV: str(call)}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rlaif.cli", "run", str(path)],
+            stdout=fh,
+            stderr=fh,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            code = proc.wait(timeout=600)
+        finally:
+            # the SIGKILLed runner leaves vLLM's engine processes orphaned in its session: reap them
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert code == -signal.SIGKILL, log.read_text()[-2000:]
+
+
+def test_sigkill_mid_feedback_resumes_to_identical_records(
+    tmp_path, tiny_model_dir, vllm_engine, shared_data
+):
+    reference = load_run_config(config(tmp_path, "uninterrupted", tiny_model_dir, shared_data))
+    Runner(reference, engine=vllm_engine).run()
+    ref_dir = reference.run_dir() / "round_1" / "feedback"
+
+    path = config(tmp_path, "killed", tiny_model_dir, shared_data)
+    fb_dir = load_run_config(path).run_dir() / "round_1" / "feedback"
+    chunks = fb_dir / "chunks"
+    calls_per_chunk = _engine_calls_per_chunk(ref_dir)
+    run_killed_at(path, calls_per_chunk + 1, tmp_path / "kill1.log")  # chunk 0 done, chunk 1 generating
+    assert sorted(p.name for p in chunks.glob("chunk_*.json")) == ["chunk_00000.json"]
+    run_killed_at(
+        path, 2, tmp_path / "kill2.log"
+    )  # resumed at chunk 1: its candidates generated, judging starts
+    assert sorted(p.name for p in chunks.glob("chunk_*.json")) == ["chunk_00000.json"]
+    assert not (fb_dir / "manifest.json").exists()
+
+    final = subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "run", str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert final.returncode == 0, final.stderr[-3000:]
+    for name in OUTPUTS:
+        ours = (fb_dir / name).read_text().splitlines()
+        theirs = (ref_dir / name).read_text().splitlines()
+        assert len(ours) == len(set(ours)), f"duplicates in {name}"
+        assert ours == theirs, f"{name} differs from the uninterrupted run"
+    stats = yaml.safe_load((fb_dir / "stats.json").read_text())
+    assert stats["prompts_in"] == 10 and stats["pairs_out"] + sum(stats["drops"].values()) == 10
+
+
+def _engine_calls_per_chunk(feedback_dir: Path) -> int:
+    """1 generation call + 1 judging call + one per judge retry round that chunk 0 needed."""
+    chunk = json.loads((feedback_dir / "chunks" / "chunk_00000.json").read_text())
+    return 2 + max((j["metadata"].get("attempt", 0) for j in chunk["judgments"]), default=0)
