@@ -11,7 +11,9 @@ from rlaif.train import ppo_math as pm
 
 
 def close(a, b, tol=1e-5):
-    return torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64), atol=tol)
+    return torch.allclose(
+        torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64), atol=tol
+    )
 
 
 def test_gae_gamma_one():
@@ -71,7 +73,9 @@ def test_clipped_policy_loss():
 def test_policy_loss_masks_padding():
     logp = torch.log(torch.tensor([[1.5, 50.0]]))
     adv = torch.tensor([[1.0, 100.0]])
-    loss, clipfrac, _ = pm.policy_loss(logp, torch.zeros(1, 2), adv, torch.tensor([[1.0, 0.0]]), cliprange=0.2)
+    loss, clipfrac, _ = pm.policy_loss(
+        logp, torch.zeros(1, 2), adv, torch.tensor([[1.0, 0.0]]), cliprange=0.2
+    )
     assert close(loss, -1.2) and close(clipfrac, 1.0)
 
 

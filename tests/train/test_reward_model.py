@@ -105,3 +105,39 @@ def test_lora_reward_model_with_margins_runs(tiny_model_dir, rm_pairs_file, tmp_
     # saved merged: a plain classification model, no adapter files
     assert not (result.base_model / "adapter_config.json").exists()
     assert len(RewardModelScorer(result.base_model).score([[{"role": "user", "content": "x"}]])) == 1
+
+
+def test_soft_label_loss_is_soft_bradley_terry(tiny_model_dir, tmp_path):
+    """One pair with P(chosen better) = 0.3: the logged loss is -(0.3 log s(d) + 0.7 log s(-d)) at the logged margin d."""
+    import math
+
+    from rlaif.records import Message, PreferencePair, write_jsonl
+    from rlaif.train.common import read_metrics
+
+    pair = PreferencePair(
+        id="soft",
+        prompt=[Message(role="user", content="Pick one.")],
+        chosen="this one",
+        rejected="that one",
+        soft_label=0.3,
+        source="test",
+    )
+    write_jsonl(tmp_path / "soft.jsonl", [pair])
+    cfg = RewardModelConfig(
+        output_dir=tmp_path / "rm_soft",
+        model=tiny_model_dir,
+        pairs=[tmp_path / "soft.jsonl"],
+        eval_fraction=0.0,
+        max_steps=1,
+        per_device_batch_size=1,
+    )
+    train_reward_model(cfg)
+    (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "margin" in m]
+    d = line["margin"]
+
+    def log_sigmoid(x):
+        return -math.log1p(math.exp(-x))
+
+    assert line["loss"] == pytest.approx(-(0.3 * log_sigmoid(d) + 0.7 * log_sigmoid(-d)), rel=1e-4)
+    # and it is not the hard-label loss -log s(d) (they differ by 0.7 d; d is ~0.007 here)
+    assert abs(-log_sigmoid(d) - line["loss"]) > 1e-3
