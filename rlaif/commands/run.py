@@ -63,9 +63,40 @@ def check_config(file: Path, overrides: list[str]):
         # building the judge resolves the template/callable and its parser; nothing is generated
         try:
             load_judge(cfg.judge.template, ScriptedEngine(lambda *_: ""))
+            check_judge_template(cfg.judge.template)
         except RlaifError as exc:
             raise ConfigError(f"{where}: 'judge.template': {exc}") from None
     return cfg
+
+
+# What each judge kind passes to its template (rlaif.judges renders with exactly these).
+JUDGE_VARIABLES = {
+    "pairwise": {"prompt", "response_a", "response_b", "conversation"},
+    "principle": {"prompt", "response_a", "response_b", "principle", "conversation"},
+    "pointwise": {"prompt", "response", "conversation"},
+}
+
+
+def check_judge_template(spec: str) -> None:
+    """Render a judge template with dummy values for what its judge supplies, so a variable the judge
+    never provides, or one the body uses without declaring it, fails now instead of mid-run."""
+    if ":" in spec and not Path(spec).exists():
+        return  # a Python callable judge
+    from rlaif.errors import TemplateError
+    from rlaif.prompts import load_template
+
+    tpl = load_template(spec)
+    supplied = JUDGE_VARIABLES.get(tpl.judge_kind or "")
+    if supplied is None:
+        return
+    unknown = sorted(set(tpl.variables) - supplied)
+    if unknown:
+        raise TemplateError(
+            f"template '{tpl.name}' ({tpl.path}) declares variable(s) {', '.join(unknown)} that a "
+            f"{tpl.judge_kind} judge does not supply (it supplies {', '.join(sorted(supplied))})"
+        )
+    dummy = {v: "x" for v in supplied} | {"conversation": [{"role": "user", "content": "x"}]}
+    tpl.render(**{v: dummy[v] for v in tpl.variables})
 
 
 def validate(

@@ -31,18 +31,25 @@ class Policy:
         return {"path": str(self.path), "adapter": str(self.adapter) if self.adapter else None}
 
 
-FAULT_ENV = "RLAIF_FAULT_KILL_AT_GENERATE"
-_generate_calls = 0
+FAULT_ENV = "RLAIF_FAULT_KILL_AT"
+_fault_state = {"chunk": -1, "calls": 0}
+
+
+def start_chunk(chunk: int) -> None:
+    """Called by chunked stages at the start of each chunk (for the fault hook below)."""
+    _fault_state.update(chunk=chunk, calls=0)
 
 
 def _maybe_inject_fault() -> None:
-    """Fault injection for resume tests: SIGKILL this process at the start of the N-th engine call
-    (``RLAIF_FAULT_KILL_AT_GENERATE=N``), i.e. at an exact point inside generation or judging."""
-    global _generate_calls
-    _generate_calls += 1
+    """Fault injection for resume tests: ``RLAIF_FAULT_KILL_AT=C:N`` SIGKILLs this process at the start
+    of the N-th engine call made while chunk C is processed (for self-rewarding, call 1 generates the
+    chunk's candidates and call 2 starts judging them), i.e. at an exact point mid-stage."""
+    _fault_state["calls"] += 1
     target = os.environ.get(FAULT_ENV)
-    if target and _generate_calls == int(target):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if target:
+        chunk, call = (int(x) for x in target.split(":"))
+        if _fault_state["chunk"] == chunk and _fault_state["calls"] == call:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class AdapterBoundEngine:

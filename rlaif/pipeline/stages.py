@@ -12,7 +12,7 @@ from typing import Any
 
 from rlaif.config import PromptSource, RunConfig, validate_stage_options
 from rlaif.errors import ConfigError
-from rlaif.pipeline.context import Policy, RunContext
+from rlaif.pipeline.context import Policy, RunContext, start_chunk
 from rlaif.pipeline.manifest import run_chunks
 from rlaif.records import PreferencePair, read_jsonl, write_jsonl
 
@@ -149,6 +149,7 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
     judge = ctx.judge_engine()
 
     def work(chunk: int, prompts: list) -> dict:
+        start_chunk(chunk)
         options = _source_options(cfg, model, round_index, chunk, None)  # adapter is bound in the engine
         res = run_source(cfg.feedback.source, prompts, engine, options, judge_engine=judge)
         return {
@@ -243,6 +244,7 @@ def _code_feedback(ctx: RunContext, stage_dir: Path, problems: list, round_index
     engine = ctx.policy_engine()
 
     def work(chunk: int, chunk_problems: list) -> dict:
+        start_chunk(chunk)
         sampling = Sampling(
             temperature=opts.temperature,
             top_p=opts.top_p,

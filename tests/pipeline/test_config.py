@@ -99,5 +99,23 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
         assert res.returncode == 2, (overrides, res.stdout, res.stderr)
         assert message in res.stderr and str(ok) in res.stderr, (overrides, res.stderr)
         assert "Traceback" not in res.stderr
+    # judge templates: a variable the judge never supplies, and one used without being declared
+    pairwise = (REPO / "prompts" / "pairwise.j2").read_text()
+    extra = tmp_path / "extra_var.j2"
+    extra.write_text(
+        pairwise.replace(
+            "variables: [prompt, response_a, response_b]",
+            "variables: [prompt, response_a, response_b, house_style]",
+        )
+    )
+    undeclared = tmp_path / "undeclared.j2"
+    undeclared.write_text(pairwise.rstrip() + "\n{{ house_style }}\n")
+    for template, message in (
+        (extra, "declares variable(s) house_style"),
+        (undeclared, "'house_style' is undefined"),
+    ):
+        res = rlaif("validate", str(ok), f"judge.template={template}")
+        assert res.returncode == 2 and message in res.stderr and str(ok) in res.stderr, res.stderr
+        assert "'judge.template'" in res.stderr and "Traceback" not in res.stderr
     missing = rlaif("validate", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "config file not found" in missing.stderr
