@@ -62,6 +62,18 @@ def make_prompts(n: int = 32) -> list[PromptRecord]:
     ]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny model gains nothing from intra-op threads, and on a loaded 2-core machine OpenMP's
+    spinning threads make small matmuls ~4x slower; restored afterwards for other areas' tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def toy_prompts():
     """A factory: ``toy_prompts(n)`` -> n PromptRecords."""
