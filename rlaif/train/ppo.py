@@ -12,7 +12,8 @@ copy. A starting adapter is merged into the base first (written to ``<output_dir
 reference is exactly the starting policy.
 
 Guarantees: dropout is off in every model; log-probs are of ``softmax(logits / temperature)`` - the
-distribution the tokens were sampled from (HF sampling uses no top-k/top-p filtering here); tokens
+distribution the tokens were sampled from (no top-k/top-p filtering; with HF rollouts the rollout's
+log-probs are recorded while sampling, engine rollouts are re-scored by the actor in HF); tokens
 after the first EOS carry no reward and no gradient; a missing EOS is penalised; a reward of ``None``
 removes that sample from the update (counted as ``reward_none``); ``metrics.jsonl`` gets one line per
 iteration: score, KL, clip fraction, value loss, explained variance, response length, EOS rate, ...
@@ -57,6 +58,34 @@ def _read_ptx_texts(path: Path) -> list[str]:
     if not texts:
         raise ConfigError(f"ptx_data: no text in {path}")
     return texts
+
+
+class SampledLogprobs:
+    """A logits processor that samples from softmax(logits / T) and records each sampled token's log-prob.
+
+    Why: the rollout's "old" log-probs must be those of the distribution the tokens were drawn from;
+    recording them while sampling saves the actor's no-grad forward pass over the batch (TRL did the
+    same) and keeps one ``[batch, vocab]`` buffer instead of every step's logits. It must be the only
+    processor (sampling runs with temperature 1, no top-k/top-p), so it sees the raw logits.
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.prev: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.prev is not None:  # the token sampled at the previous step is now input_ids[:, -1]
+            self.steps.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
+        scores = scores / self.temperature
+        self.prev = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """``[batch, generated]`` log-probs (entries after a response's EOS are meaningless: masked)."""
+        if self.prev is not None:
+            self.steps.append(self.prev.gather(1, sequences[:, -1:]).squeeze(1))
+        return torch.stack(self.steps, dim=1)
 
 
 class PPOTrainer:
@@ -197,8 +226,11 @@ class PPOTrainer:
         return ids
 
     # -- rollout -----------------------------------------------------------------------------------
-    def _generate(self, rows: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
-        """Returns (query ids, raw response ids) with each prompt repeated samples_per_prompt times."""
+    def _generate(
+        self, rows: list[dict[str, Any]]
+    ) -> tuple[list[list[int]], list[list[int]], torch.Tensor | None]:
+        """(query ids, raw response ids, sampling log-probs or None) with each prompt repeated
+        samples_per_prompt times; engine rollouts have no log-probs here (HF re-scores them)."""
         n = self.cfg.samples_per_prompt
         queries = [self._query_ids(r["prompt"]) for r in rows for _ in range(n)]
         if self.cfg.rollout == "engine":
@@ -213,24 +245,29 @@ class PPOTrainer:
             )
             outs = self.engine.generate([r["prompt"] for r in rows], sampling, adapter=str(adapter))
             responses = [list(c.token_ids or []) for per_prompt in outs for c in per_prompt]
-            return queries, responses
-        from transformers import GenerationConfig
+            return queries, responses, None
+        from transformers import GenerationConfig, LogitsProcessorList
 
         gen_cfg = GenerationConfig(
             do_sample=True,
-            temperature=self.cfg.temperature,
+            temperature=1.0,  # the temperature is applied by SampledLogprobs
             top_k=0,
             top_p=1.0,
             max_new_tokens=self.cfg.max_new_tokens,
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
         )
+        recorder = SampledLogprobs(self.cfg.temperature)
         ids, attn = self._left_pad(queries)
         with torch.no_grad():
             seqs = self._unwrapped_actor().generate(
-                input_ids=ids, attention_mask=attn, generation_config=gen_cfg
+                input_ids=ids,
+                attention_mask=attn,
+                generation_config=gen_cfg,
+                logits_processor=LogitsProcessorList([recorder]),
             )
-        return queries, [row.tolist() for row in seqs[:, ids.shape[1] :].cpu()]
+        responses = seqs[:, ids.shape[1] :]
+        return queries, [row.tolist() for row in responses.cpu()], recorder.finish(responses)
 
     def _left_pad(self, queries: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(q) for q in queries)
@@ -272,7 +309,7 @@ class PPOTrainer:
         cfg, acc, dev = self.cfg, self.accelerator, self.accelerator.device
         t0 = time.perf_counter()
         rows = self._next_rows()
-        queries, raw = self._generate(rows)
+        queries, raw, sampled_logp = self._generate(rows)
         width = max(1, max(len(r) for r in raw))
         padded = torch.full((len(raw), width), self.tokenizer.pad_token_id, dtype=torch.long)
         for i, r in enumerate(raw):
@@ -314,10 +351,12 @@ class PPOTrainer:
             for s in range(0, len(raw), cfg.minibatch_size):
                 sl = slice(s, s + cfg.minibatch_size)
                 mb = {k: v[sl] for k, v in inputs.items()}
-                old_logp.append(self._logprobs(self.actor, mb, context, r_ids[sl])[0])
+                if sampled_logp is None:  # engine rollouts: score the tokens under the current actor
+                    old_logp.append(self._logprobs(self.actor, mb, context, r_ids[sl])[0])
                 ref_logp.append(self._ref_logprobs(mb, context, r_ids[sl]))
                 old_values.append(self.critic(**mb)[:, context - 1 : -1])
-        old_logp, ref_logp, old_values = torch.cat(old_logp), torch.cat(ref_logp), torch.cat(old_values)
+        old_logp = torch.cat(old_logp) if sampled_logp is None else sampled_logp.to(dev) * r_mask
+        ref_logp, old_values = torch.cat(ref_logp), torch.cat(old_values)
         kl_coef = self.kl_ctl.value
         rewards, kl = pm.kl_penalised_rewards(old_logp, ref_logp, scores_in, mask, kl_coef)
         advantages, returns = pm.gae_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)

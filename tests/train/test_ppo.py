@@ -179,6 +179,32 @@ def test_rollouts_from_the_vllm_engine_serving_the_adapter(
     assert out[0][0].token_ids
 
 
+def test_sampling_logprobs_match_a_forward_pass(tiny_model_dir, tmp_path, toy_prompts):
+    """The log-probs recorded while sampling are those of softmax(logits / T) for the sampled tokens."""
+    from rlaif.train import ppo_math as pm
+
+    cfg = PPOConfig(
+        output_dir=tmp_path / "ppo_lp",
+        policy=PolicySpec(path=tiny_model_dir),
+        steps=1,
+        batch_size=4,
+        max_new_tokens=10,
+        temperature=0.7,
+    )
+    trainer = PPOTrainer(cfg, prompts=toy_prompts(4), reward_fn=lambda prompts, completions, **kw: [0.0] * 4)
+    queries, raw, sampled = trainer._generate(trainer._next_rows())
+    r_ids, r_mask, _ = pm.truncate_at_eos(torch.tensor(raw), trainer.eos_ids, trainer.tokenizer.pad_token_id)
+    q_ids, q_attn = trainer._left_pad(queries)
+    inputs = trainer._forward_inputs(q_ids, q_attn, r_ids, r_mask)
+    with torch.no_grad():
+        recomputed, _ = trainer._logprobs(trainer.actor, inputs, q_ids.shape[1], r_ids)
+    assert sampled.shape == recomputed.shape == (4, 10)
+    assert torch.allclose(sampled * r_mask, recomputed * r_mask, atol=1e-4)
+    # and at T=0.7 they differ from the untempered log-probs
+    logits = trainer.actor(**inputs).logits[:, q_ids.shape[1] - 1 : -1]
+    assert not torch.allclose(pm.logprobs_from_logits(logits, r_ids) * r_mask, sampled * r_mask, atol=1e-2)
+
+
 def test_none_rewards_are_left_out_and_missing_eos_is_penalised(tiny_model_dir, tmp_path, toy_prompts):
     calls = []
 
