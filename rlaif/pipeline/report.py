@@ -137,7 +137,7 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
     tr = metrics["training"]
     curves = {g: t["curve"] for g, t in tr.items() if t["curve"]}
     if curves:
-        wanted = ["loss", "rewards/margins", "reward", "score", "kl"]
+        wanted = ["loss", "rewards/margins", "reward", "kl"]
         keys = [k for k in wanted if any(k in row for c in curves.values() for row in c)]
         fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.4), squeeze=False)
         for ax, key in zip(axes[0], keys, strict=False):
