@@ -148,11 +148,12 @@ class PPOTrainer:
         critic_path = cfg.critic_model or (cfg.reward.reward_model if cfg.reward else None) or self.base
         critic = load_critic(critic_path, cfg.critic_lora, self.tokenizer.pad_token_id, torch.float32)
         actor_opt = torch.optim.AdamW(
-            [p for p in actor.parameters() if p.requires_grad], lr=cfg.learning_rate
+            [p for p in actor.parameters() if p.requires_grad], lr=cfg.learning_rate, foreach=True
         )
         critic_opt = torch.optim.AdamW(
             [p for p in critic.parameters() if p.requires_grad],
             lr=cfg.critic_learning_rate or cfg.learning_rate,
+            foreach=True,
         )
         self.actor, self.critic, self.actor_opt, self.critic_opt = acc.prepare(
             actor, critic, actor_opt, critic_opt
@@ -284,17 +285,22 @@ class PPOTrainer:
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
 
-    def _logprobs(self, model, inputs, context: int, r_ids, with_entropy: bool = False):
-        logits = model(**inputs, use_cache=False).logits[:, context - 1 : -1]
+    def _logprobs(self, model, inputs, r_ids, with_entropy: bool = False):
+        # only the positions that predict response tokens: the LM head over a 100k+ vocabulary is costly
+        keep = r_ids.shape[1] + 1
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits[:, :-1]
         logp = pm.logprobs_from_logits(logits, r_ids, self.cfg.temperature)
-        ent = pm.entropy_from_logits(logits, self.cfg.temperature) if with_entropy else None
+        ent = None
+        if with_entropy:  # logged only: no autograd graph over [batch, len, vocab]
+            with torch.no_grad():
+                ent = pm.entropy_from_logits(logits, self.cfg.temperature)
         return logp, ent
 
-    def _ref_logprobs(self, inputs, context: int, r_ids):
+    def _ref_logprobs(self, inputs, r_ids):
         if self.ref_model is not None:
-            return self._logprobs(self.ref_model, inputs, context, r_ids)[0]
+            return self._logprobs(self.ref_model, inputs, r_ids)[0]
         with self._unwrapped_actor().disable_adapter():
-            return self._logprobs(self.actor, inputs, context, r_ids)[0]
+            return self._logprobs(self.actor, inputs, r_ids)[0]
 
     def _ptx_loss(self) -> torch.Tensor:
         texts = self.rng.sample(self.ptx_texts, min(self.cfg.ptx_batch_size, len(self.ptx_texts)))
@@ -352,8 +358,8 @@ class PPOTrainer:
                 sl = slice(s, s + cfg.minibatch_size)
                 mb = {k: v[sl] for k, v in inputs.items()}
                 if sampled_logp is None:  # engine rollouts: score the tokens under the current actor
-                    old_logp.append(self._logprobs(self.actor, mb, context, r_ids[sl])[0])
-                ref_logp.append(self._ref_logprobs(mb, context, r_ids[sl]))
+                    old_logp.append(self._logprobs(self.actor, mb, r_ids[sl])[0])
+                ref_logp.append(self._ref_logprobs(mb, r_ids[sl]))
                 old_values.append(self.critic(**mb)[:, context - 1 : -1])
         old_logp = torch.cat(old_logp) if sampled_logp is None else sampled_logp.to(dev) * r_mask
         ref_logp, old_values = torch.cat(ref_logp), torch.cat(old_values)
@@ -373,7 +379,7 @@ class PPOTrainer:
                 idx = perm[s : s + cfg.minibatch_size].to(dev)
                 mb = {k: v[idx] for k, v in inputs.items()}
                 m = mask[idx]
-                logp, ent = self._logprobs(self.actor, mb, context, r_ids[idx], with_entropy=True)
+                logp, ent = self._logprobs(self.actor, mb, r_ids[idx], with_entropy=True)
                 pg_loss, clipfrac, approx_kl = pm.policy_loss(
                     logp, old_logp[idx], advantages[idx], m, cfg.cliprange
                 )

@@ -197,7 +197,7 @@ def test_sampling_logprobs_match_a_forward_pass(tiny_model_dir, tmp_path, toy_pr
     q_ids, q_attn = trainer._left_pad(queries)
     inputs = trainer._forward_inputs(q_ids, q_attn, r_ids, r_mask)
     with torch.no_grad():
-        recomputed, _ = trainer._logprobs(trainer.actor, inputs, q_ids.shape[1], r_ids)
+        recomputed, _ = trainer._logprobs(trainer.actor, inputs, r_ids)
     assert sampled.shape == recomputed.shape == (4, 10)
     assert torch.allclose(sampled * r_mask, recomputed * r_mask, atol=1e-4)
     # and at T=0.7 they differ from the untempered log-probs
