@@ -261,26 +261,38 @@ def test_starting_adapter_is_merged_and_engine_mismatch_is_refused(
 
 
 @pytest.mark.slow
-def test_lora_ppo_learning_curve(tiny_model_dir, tmp_path, toy_prompts):
-    """Longer run with a LoRA actor (reference = adapter disabled); prints the curve for the notes."""
+def test_lora_ppo_learning_curve(tmp_path, toy_prompts):
+    """LoRA actor (reference = adapter disabled) on a briefly pre-trained tiny model; prints the curve.
+
+    Why pre-trained: the random model's LM head (std 0.02) caps how far hidden-state changes can move
+    the output distribution (supervised LoRA plateaus at ~0.17 target mass there), so only full
+    fine-tuning, which trains the head, can learn this reward on the random model.
+    """
+    from rlaif.tiny_model import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "pretrained", seed=0, steps=300)
     cfg = PPOConfig(
         output_dir=tmp_path / "ppo_lora_long",
-        policy=PolicySpec(path=tiny_model_dir),
-        lora={"r": 16, "alpha": 64},
-        steps=40,
+        policy=PolicySpec(path=model_dir),
+        lora={"r": 16, "alpha": 32},
+        steps=30,
         batch_size=16,
         minibatch_size=16,
-        max_new_tokens=16,
-        learning_rate=1e-2,
+        ppo_epochs=2,
+        max_new_tokens=12,
+        learning_rate=3e-3,
         critic_learning_rate=1e-3,
-        kl_coef=0.1,
+        kl_coef=0.2,
         normalize_rewards=True,
         missing_eos_penalty=None,
         save_critic=False,
     )
-    run_ppo(cfg, prompts=toy_prompts(), reward_fn=target_token_reward(eos_id(tiny_model_dir)))
+    run_ppo(cfg, prompts=toy_prompts(), reward_fn=target_token_reward(eos_id(model_dir)))
     lines = read_metrics(cfg.output_dir / "metrics.jsonl")
+    print("LoRA PPO curve (step, mean score, KL):")
     for m in lines:
         print(f"  {m['step']:2d} score={m['score']:.3f} kl={m['kl']:.2f}")
     scores = [m["score"] for m in lines]
-    assert statistics.mean(scores[-5:]) > statistics.mean(scores[:5]) + 0.05
+    # step 1 scores the untouched policy (~0.14); the rise comes within a few steps, then KL holds it
+    assert statistics.mean(scores[-5:]) > scores[0] + 0.07
+    assert max(m["kl"] for m in lines) < 20.0
