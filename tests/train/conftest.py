@@ -104,9 +104,13 @@ def prompts_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_reward_model(tiny_model_dir, rm_pairs_file, tmp_path_factory):
     """One reward model for the session (RM tests and PPO's critic initialisation share it)."""
+    import torch
+
     from rlaif.train.configs import RewardModelConfig
     from rlaif.train.reward_model import train_reward_model
 
+    threads = torch.get_num_threads()  # session fixtures run before the autouse one-thread fixture
+    torch.set_num_threads(1)
     cfg = RewardModelConfig(
         output_dir=tmp_path_factory.mktemp("rm"),
         model=tiny_model_dir,
@@ -117,4 +121,7 @@ def trained_reward_model(tiny_model_dir, rm_pairs_file, tmp_path_factory):
         epochs=3,
         per_device_batch_size=8,
     )
-    return cfg, train_reward_model(cfg)
+    try:
+        return cfg, train_reward_model(cfg)
+    finally:
+        torch.set_num_threads(threads)
