@@ -60,34 +60,6 @@ def _read_ptx_texts(path: Path) -> list[str]:
     return texts
 
 
-class SampledLogprobs:
-    """A logits processor that samples from softmax(logits / T) and records each sampled token's log-prob.
-
-    Why: the rollout's "old" log-probs must be those of the distribution the tokens were drawn from;
-    recording them while sampling saves the actor's no-grad forward pass over the batch (TRL did the
-    same) and keeps one ``[batch, vocab]`` buffer instead of every step's logits. It must be the only
-    processor (sampling runs with temperature 1, no top-k/top-p), so it sees the raw logits.
-    """
-
-    def __init__(self, temperature: float):
-        self.temperature = temperature
-        self.prev: torch.Tensor | None = None
-        self.steps: list[torch.Tensor] = []
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.prev is not None:  # the token sampled at the previous step is now input_ids[:, -1]
-            self.steps.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
-        scores = scores / self.temperature
-        self.prev = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
-        """``[batch, generated]`` log-probs (entries after a response's EOS are meaningless: masked)."""
-        if self.prev is not None:
-            self.steps.append(self.prev.gather(1, sequences[:, -1:]).squeeze(1))
-        return torch.stack(self.steps, dim=1)
-
-
 class PPOTrainer:
     """Build with a config (and optionally prompts, a reward callable, an engine); call :meth:`train`."""
 
@@ -251,14 +223,14 @@ class PPOTrainer:
 
         gen_cfg = GenerationConfig(
             do_sample=True,
-            temperature=1.0,  # the temperature is applied by SampledLogprobs
+            temperature=1.0,  # the temperature is applied by pm.SampledLogprobs
             top_k=0,
             top_p=1.0,
             max_new_tokens=self.cfg.max_new_tokens,
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        recorder = SampledLogprobs(self.cfg.temperature)
+        recorder = pm.SampledLogprobs(self.cfg.temperature)
         ids, attn = self._left_pad(queries)
         with torch.no_grad():
             seqs = self._unwrapped_actor().generate(

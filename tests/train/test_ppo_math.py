@@ -150,3 +150,13 @@ def test_logprobs_divide_logits_by_temperature():
 
 def test_masked_mean_of_empty_mask_is_zero():
     assert float(pm.masked_mean(torch.tensor([1.0, 2.0]), torch.zeros(2))) == 0.0
+
+
+def test_sampled_logprobs_recorder():
+    # step 1 logits [0, ln 9] at T=2 -> [0, ln 3] -> p = [0.25, 0.75]; token 1 is sampled
+    # step 2 logits [ln 9, 0] at T=2 -> [ln 3, 0] -> p = [0.75, 0.25]; token 0 is sampled
+    rec = pm.SampledLogprobs(temperature=2.0)
+    scaled = rec(torch.tensor([[5]]), torch.tensor([[0.0, math.log(9.0)]]))
+    assert close(scaled, [[0.0, math.log(3.0)]])  # sampling sees logits / T
+    rec(torch.tensor([[5, 1]]), torch.tensor([[math.log(9.0), 0.0]]))
+    assert close(rec.finish(torch.tensor([[1, 0]])), [[math.log(0.75), math.log(0.75)]])
