@@ -7,7 +7,6 @@ in ``--judge`` fails in a second, not after vLLM's start-up.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -69,8 +68,6 @@ def judge_eval(
 
     engine = None
     if model is not None:
-        # vLLM logs to stdout by default; keep stdout for the JSON summary (unless the user chose)
-        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         from rlaif.engines.vllm import VLLMEngine
 
         kv = int(kv_cache_gb * (1 << 30)) if kv_cache_gb else None

@@ -15,19 +15,11 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rlaif.code.rewards import completion_text  # noqa: F401  (re-exported: one implementation)
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.train.configs import RewardSpec
 
 RewardFn = Callable[..., Sequence[float | None]]
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion in either TRL form (plain string or a list with one assistant message)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    raise RlaifError(f"unexpected completion format: {type(completion).__name__}")
 
 
 def import_callable(ref: str, what: str = "reward function") -> Callable:
