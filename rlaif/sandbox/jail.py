@@ -25,21 +25,61 @@ import glob
 import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MNT_DETACH, IPC_RMID = 2, 0
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
-MASKED_MODULES = ("_ctypes", "_ctypes_test", "_testcapi", "_testinternalcapi", "_testmultiphase")
+MASKED_MODULES = (
+    "_ctypes", "_ctypes_test", "_cffi_backend", "_testcapi", "_testinternalcapi", "_testmultiphase",
+    "_testbuffer", "_testimportmultiple", "_testsinglephase", "_testclinic", "_xxtestfuzz",
+)  # fmt: skip
+# Where shared objects may be mapped executable inside the jail: the system's binaries and libraries
+# (what an exec'd binary needs) and this interpreter's own extension modules. Every other bound path
+# (other Pythons' lib-dynload, site-/dist-packages, anything a caller adds) is mounted noexec, so no
+# extension module of any other copy can be loaded from it, whatever its name.
+EXEC_DIRS = ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/usr/bin", "/usr/sbin",
+             "/usr/lib64", "/usr/lib32", "/usr/libexec"]  # fmt: skip
 
 
-def masked_files() -> list[str]:
-    """The extension-module files of :data:`MASKED_MODULES` for this interpreter."""
-    import _ctypes
+def own_dynload() -> str:
+    """This interpreter's directory of extension modules (lib-dynload)."""
+    import _json  # an extension module on every CPython build that ships lib-dynload
 
-    dynload = os.path.dirname(os.path.realpath(_ctypes.__file__))
-    return sorted(p for name in MASKED_MODULES for p in glob.glob(os.path.join(dynload, f"{name}.*so")))
+    path = getattr(_json, "__file__", None)
+    if path:
+        return os.path.dirname(os.path.realpath(path))
+    import sysconfig
+
+    return os.path.realpath(sysconfig.get_config_var("DESTSHARED") or "")
+
+
+def exec_dirs() -> list[str]:
+    """The directories mapped executable in the jail (those that exist on this machine)."""
+    multiarch = glob.glob("/usr/lib/*-linux-gnu") + glob.glob("/lib/*-linux-gnu")
+    plain = [p for p in EXEC_DIRS if not os.path.islink(p)]  # merged /usr: /lib is a link to /usr/lib
+    out = [os.path.realpath(p) for p in plain + multiarch + [own_dynload()] if os.path.isdir(p)]
+    return sorted(set(out))
+
+
+def _is_masked_name(filename: str) -> bool:
+    stem = filename.split(".", 1)[0]
+    return stem in MASKED_MODULES and ".so" in filename
+
+
+def masked_files(dirs: list[str] | None = None) -> list[str]:
+    """Extension modules that give raw memory access (:data:`MASKED_MODULES`), wherever they lie in
+    the directories that stay executable in the jail (they are bound over with ``/dev/null``)."""
+    found = []
+    for top in dirs if dirs is not None else exec_dirs():
+        for root, _dirs, files in os.walk(top):
+            found += [os.path.join(root, f) for f in files if _is_masked_name(f)]
+    return sorted(set(found))
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -69,18 +109,27 @@ def prctl(option: int, arg: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl {option}")
 
 
-def _bind_readonly(src: str, dst: str) -> None:
+def _bind_readonly(src: str, dst: str, executable: bool) -> None:
     mount(src, dst, None, MS_BIND | MS_REC)
-    mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | (0 if executable else MS_NOEXEC)
+    mount(None, dst, None, flags)
 
 
-def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tmp_mb: float) -> None:
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tmp_mb: float,
+               exec_paths: list[str] | None = None) -> None:  # fmt: skip
     """A tmpfs root with only read-only system directories, the standard library and ``/tmp``.
 
     Everything else (home directories, the project, data sets, /proc, the host's /tmp) is simply not
-    there for the code under test.
+    there for the code under test. Only ``exec_paths`` may map code executable; ``/tmp`` is noexec,
+    so a shared object the code writes itself cannot be loaded either.
     """
+    exec_paths = exec_dirs() if exec_paths is None else exec_paths
     mount("tmpfs", jail, "tmpfs", MS_NOSUID, "size=4m,mode=0755")
+    bound = []
     for path in readonly_paths:
         if not os.path.lexists(path):
             continue
@@ -93,8 +142,12 @@ def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tm
             os.makedirs(dst, exist_ok=True)
         else:
             open(dst, "w").close()
-        _bind_readonly(path, dst)
-    for path in masked_files:  # ctypes and the C-API test modules: no raw memory access in the jail
+        _bind_readonly(path, dst, executable=False)
+        bound.append(os.path.realpath(path))
+    for path in exec_paths:  # bound again on top, executable this time
+        if any(_under(path, top) for top in bound) and os.path.isdir(jail + path):
+            _bind_readonly(path, jail + path, executable=True)
+    for path in masked_files:  # ctypes, cffi, the C-API test modules: no raw memory access in the jail
         if os.path.exists(jail + path):
             mount("/dev/null", jail + path, None, MS_BIND)
     os.makedirs(jail + "/dev", exist_ok=True)
@@ -102,9 +155,55 @@ def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tm
         open(f"{jail}/dev/{dev}", "w").close()
         mount(f"/dev/{dev}", f"{jail}/dev/{dev}", None, MS_BIND)
     os.makedirs(jail + "/tmp", exist_ok=True)
-    size_kb = max(1024, int(tmp_mb * 1024))
-    mount("tmpfs", jail + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_kb}k,nr_inodes=16384,mode=0755")
+    mount_work_tmpfs(jail, tmp_mb)
     mount(None, jail, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+
+def mount_work_tmpfs(jail: str, tmp_mb: float) -> None:
+    size_kb = max(1024, int(tmp_mb * 1024))
+    mount("tmpfs", jail + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+          f"size={size_kb}k,nr_inodes=16384,mode=0755")  # fmt: skip
+
+
+def fresh_work_dir(cfg: dict, iso: dict) -> str:
+    """A new, empty work dir for the next run: in the jail the whole tmpfs is replaced (detached, so
+    whatever the last run left, 3000 nested directories included, is freed by the kernel at once);
+    without it, the old dir is removed with ``rm -rf`` (no recursion limit) and a new one made."""
+    if iso["filesystem"]:
+        jail = cfg["jail_dir"]
+        _check(_libc.umount2((jail + "/tmp").encode(), ctypes.c_int(MNT_DETACH)), "umount /tmp")
+        mount_work_tmpfs(jail, cfg["tmp_mb"])
+        host_dir, inner_dir = jail + "/tmp/run", "/tmp/run"
+        os.mkdir(host_dir, 0o700)
+    else:
+        old = cfg.get("_host_dir")
+        if old:
+            subprocess.run(
+                ["rm", "-rf", "--one-file-system", "--", old], check=False, env={"PATH": "/usr/bin:/bin"}
+            )
+        host_dir = inner_dir = tempfile.mkdtemp(prefix="rlaif-run-")
+        cfg["_host_dir"] = host_dir
+    if iso["uid_drop"]:
+        os.chown(host_dir, iso["uid"], iso["uid"])
+    return inner_dir
+
+
+def remove_ipc_objects() -> int:
+    """Remove every SysV shared memory segment, semaphore set and message queue of this IPC namespace
+    (the worker's own: only its runs use it), so no run inherits or stays charged for another's."""
+    removed = 0
+    for kind, call, args in (("shm", "shmctl", (IPC_RMID, None)), ("sem", "semctl", (0, IPC_RMID)),
+                             ("msg", "msgctl", (IPC_RMID, None))):  # fmt: skip
+        try:
+            with open(f"/proc/sysvipc/{kind}") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                removed += getattr(_libc, call)(ctypes.c_int(int(fields[1])), *args) == 0
+    return removed
 
 
 def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
@@ -141,9 +240,8 @@ def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
         try:
             unshare(CLONE_NEWNS)
             mount(None, "/", None, MS_REC | MS_PRIVATE)
-            build_jail(
-                cfg["jail_dir"], cfg.get("readonly_paths", []), cfg.get("masked_files", []), cfg["tmp_mb"]
-            )
+            build_jail(cfg["jail_dir"], cfg.get("readonly_paths", []), cfg.get("masked_files", []),
+                       cfg["tmp_mb"], cfg.get("exec_paths"))  # fmt: skip
             iso["filesystem"] = True
         except OSError as exc:
             warnings.append(f"no filesystem jail ({exc}): sandboxed code sees the host filesystem")
@@ -208,21 +306,27 @@ def setup_memory_cgroup(name: str, limit_bytes: int) -> tuple[str | None, str | 
         )
 
 
-DRIVER_BOOT = (
+ZYGOTE_BOOT = (
     "import sys; sys.path[:] = [p for p in sys.path if p]; sys.path.insert(0, sys.argv.pop(1)); "
-    "from rlaif.sandbox.runner import driver_main; sys.exit(driver_main(sys.argv))"
+    "from rlaif.sandbox.zygote import zygote_main; sys.exit(zygote_main(sys.argv))"
 )
-# Every driver (so every sandboxed process) gets the same string-hash seed: the iteration order of a
+# Every zygote (so every sandboxed process) gets the same string-hash seed: the iteration order of a
 # set of strings is then the same in every worker, so a reference output computed in one worker
 # compares equal to a correct candidate's output computed in another (e.g. ``tuple(set(...))``).
 # The environment is entirely ours, so -s plus an explicit env replaces -I (which would ignore it).
-DRIVER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+ZYGOTE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
 def worker_main(argv: list[str]) -> int:
-    """Set up isolation, then exec the test driver as the first process of the new PID namespace."""
+    """Set up isolation, exec the zygote as the first process of the new PID namespace, then serve
+    the pool's jobs (see :mod:`rlaif.sandbox.runner`)."""
     package_root, cfg = argv[1], json.loads(argv[2])
+    proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # a stray print can never corrupt the protocol
+    for fd in (proto_in, proto_out):
+        os.set_inheritable(fd, False)
     iso, warnings = setup_isolation(cfg)
     iso["memory_cgroup"] = False
     if cfg.get("total_memory_mb") and iso["uid_drop"]:
@@ -233,20 +337,46 @@ def worker_main(argv: list[str]) -> int:
         iso["memory_cgroup"] = events is not None
         if problem:
             warnings.append(problem)
-    state = json.dumps({**cfg, "isolation": iso, "warnings": warnings})
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    state = json.dumps({**cfg, "isolation": iso})
     pid = os.fork()
     if pid == 0:
         try:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # survives execv; the driver dies with us
+            ours.close()
+            os.set_inheritable(theirs.fileno(), True)
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # survives execv; the zygote dies with us
             prctl(PR_SET_CHILD_SUBREAPER, 1)  # without a PID namespace, orphans come back to be reaped
-            argv = [sys.executable, "-s", "-c", DRIVER_BOOT, package_root, state]
-            os.execve(sys.executable, argv, DRIVER_ENV)
+            argv = [sys.executable, "-s", "-c", ZYGOTE_BOOT, package_root, state, str(theirs.fileno())]
+            os.execve(sys.executable, argv, ZYGOTE_ENV)
         finally:
             os._exit(70)
-    os.dup2(devnull, 0)  # the driver alone holds the protocol pipes, so its death is seen as EOF
-    os.dup2(devnull, 1)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) & 0xFF
+    theirs.close()
+    from rlaif.sandbox import runner
+
+    try:
+        hello = runner.read_line(ours, timeout=120.0)
+    except runner.ZygoteGone:
+        return 70
+    if hello[:1] != b"R":
+        return 70
+    ready = json.loads(hello[1:])
+    iso["pid_namespace"] = ready["pid_namespace"]
+    warnings += ready["warnings"]
+    cgroup = os.path.dirname(cfg["cgroup_events"]) if cfg.get("cgroup_events") else None
+    runner.send_frame(proto_out, {"ready": True, "isolation": iso, "warnings": warnings, "cgroup": cgroup})
+
+    def cleanup() -> str:
+        if iso["ipc"]:
+            remove_ipc_objects()
+        return fresh_work_dir(cfg, iso)
+
+    try:
+        return runner.serve_jobs(proto_in, proto_out, ours, cfg, iso, cleanup)
+    finally:
+        ours.close()
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

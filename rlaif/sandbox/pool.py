@@ -11,6 +11,7 @@ run can never signal another's, the workers, or this process.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import selectors
@@ -62,6 +63,18 @@ def default_readonly_paths() -> list[str]:
         if not any(p == q or p.startswith(q.rstrip("/") + "/") for q in out):
             out.append(p)
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _masked_files_cached() -> tuple[str, ...]:
+    from rlaif.sandbox.jail import masked_files
+
+    return tuple(masked_files())
+
+
+def _masked_files() -> list[str]:
+    """The raw-memory extension modules to mask (the directory scan is done once per process)."""
+    return list(_masked_files_cached())
 
 
 def _cores() -> int:
@@ -140,6 +153,8 @@ class SandboxPool:
     where the network namespace, PID namespace or jail is unavailable instead of only warning.
     ``total_memory_mb`` bounds one run as a whole (default: twice the per-process limit plus the
     work dir's tmpfs and 128 MiB for the worker), where a memory cgroup can be created.
+    ``mask_extensions=False`` leaves ``ctypes`` and the other raw-memory extension modules loadable
+    in the jail: only for testing the defences behind that mask, never for untrusted code.
     """
 
     def __init__(
@@ -153,17 +168,19 @@ class SandboxPool:
         python: str | None = None,
         start_timeout_s: float = 120.0,
         total_memory_mb: int | None = None,
+        mask_extensions: bool = True,
     ):
         self.limits = limits or Limits()
         self.size = max(1, workers or _cores())
-        from rlaif.sandbox.jail import masked_files
+        from rlaif.sandbox.jail import exec_dirs
 
         self._config = {
             "namespaces": namespaces,
             "readonly_paths": list(readonly_paths)
             if readonly_paths is not None
             else default_readonly_paths(),
-            "masked_files": masked_files(),
+            "masked_files": _masked_files() if mask_extensions else [],
+            "exec_paths": exec_dirs(),
             "tmp_mb": self.limits.tmp_mb,
             # one run, all its processes and its work dir together (the worker's own memory included)
             "total_memory_mb": total_memory_mb or 2 * self.limits.memory_mb + self.limits.tmp_mb + 128,
@@ -268,21 +285,36 @@ class SandboxPool:
         try:
             worker.send(job.wire(limits))
             raw = worker.recv(limits.total + 30.0)
-        except OSError:
+        except (OSError, ValueError):
             raw = None
-        if raw is None or raw.get("id") != job.id:
-            self._replace(slot)
-            raw = {"sandbox_error": "the sandbox worker died or stopped answering; it was restarted"}
+        if raw is None or raw.get("id") != job.id or raw.get("sandbox_error"):
+            # a worker that failed once is not trusted with the next job: start a fresh one
+            problem = self._replace(slot)
+            if raw is None or raw.get("id") != job.id:
+                raw = {"sandbox_error": "the sandbox worker died or stopped answering; it was restarted"}
+            if problem:
+                raw["sandbox_error"] += f" ({problem})"
         return raw
 
-    def _replace(self, slot: int) -> None:
+    def _replace(self, slot: int) -> str | None:
+        """Replace the worker in ``slot``; returns why that failed (the next job tries again)."""
         old = self._workers[slot]
         old.close(kill=True)
-        new = self._spawn(slot)
-        new.wait_ready(self._start_timeout)
+        try:
+            new = self._spawn(slot)
+            new.wait_ready(self._start_timeout)
+        except (OSError, SandboxUnavailable) as exc:
+            return f"restarting the worker failed: {exc}"
         self._workers[slot] = new
+        return None
 
     def _result(self, job: Job, raw: dict, elapsed: float) -> ExecutionResult:
+        try:
+            return self._build_result(job, raw, elapsed)
+        except Exception as exc:  # one odd report must never cost the other samples their results
+            return self._build_result(job, {"sandbox_error": f"judging the run failed: {exc!r}"}, elapsed)
+
+    def _build_result(self, job: Job, raw: dict, elapsed: float) -> ExecutionResult:
         verdict = judge(job, raw)
         failures = [
             {"test": i, "status": s, "detail": d[:300]}

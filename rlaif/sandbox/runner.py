@@ -1,44 +1,42 @@
-"""The test driver: runs one job at a time in confined test processes (standard library only).
+"""The worker's job loop: runs one job at a time through test processes the zygote forks.
 
-The driver is started by :mod:`rlaif.sandbox.jail` as a fresh interpreter and, where the kernel
-allows, as PID 1 of the worker's own PID namespace, inside its network namespace and jail. It imports
-the common standard-library modules, freezes them (so forked children share those pages untouched),
-and serves jobs from its stdin. Paying interpreter start-up once per worker instead of once per
-program is what makes the sandbox faster than a fork-per-sample harness.
+Process layout per worker (see :mod:`rlaif.sandbox.jail` for how it is set up)::
 
-Per job: a fresh work dir on the jail's size-limited tmpfs, then a test process T per attempt:
+    worker W (root; host PID namespace; namespaces, jail and cgroup set up; serves the pool)
+      └─ zygote Z (fresh interpreter, PID 1 of the worker's PID namespace; never sees job data)
+           └─ T per attempt: own session, chroot jail, rlimits, unprivileged uid; runs the program,
+              then the tests (harness.run_in_child), reporting through a pipe only it and W hold
 
-    driver (root; never runs candidate code)
-      └─ T: own session, chroot jail, rlimits, unprivileged uid; runs the program, then the tests
-            (harness.run_in_child), reporting through a pipe only it and the driver hold
+W reads T's messages, stdout and stderr (capped), enforces the per-test and total timeouts, and
+after every attempt (in a ``finally``) has Z kill every other process in the namespace and reap it,
+so nothing started by the candidate outlives the attempt. When T dies or times out in the middle of a
+test, that test is recorded and a fresh T continues with the remaining ones, so per-test results
+survive a crash. After the job (again in a ``finally``) the work dir's tmpfs is replaced and the
+IPC objects of the namespace are removed (``cleanup``, from the jail module).
 
-The driver reads T's messages, stdout and stderr (capped), enforces the per-test and total
-timeouts, and after every attempt kills every other process in the namespace (``kill(-1)`` as its
-PID 1), so nothing started by the candidate outlives the attempt. When T dies or times out in the
-middle of a test, that test is recorded and a fresh T continues with the remaining ones, so per-test
-results survive a crash. After the job the work dir is removed.
-
-Without a PID namespace the driver runs in the worker itself and falls back to killing T's process
-group and every process of the sandbox uid; the job results say which isolation was in place.
+Every job ends as exactly one report: any error of the machinery becomes ``sandbox_error`` (and the
+worker exits afterwards if its zygote is gone, so the pool replaces it). Standard library only.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import selectors
-import shutil
 import signal
+import socket
 import struct
-import sys
-import tempfile
 import time
+from collections.abc import Callable
 
-from rlaif.sandbox import harness
-from rlaif.sandbox.confine import CONFINED_OK, confine
+from rlaif.sandbox.confine import CONFINED_OK
 
 _DRAIN_GRACE_S = 0.5
+_ZYGOTE_ANSWER_S = 30.0
+
+
+class ZygoteGone(RuntimeError):
+    """The zygote stopped answering: this worker cannot run anything any more."""
 
 
 # -- framing on the worker's pipes ----------------------------------------------------------------
@@ -75,55 +73,40 @@ def _read_exact(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-# -- one job ----------------------------------------------------------------------------------------
-def run_job(job: dict, cfg: dict, iso: dict) -> dict:
-    """Run one job in a fresh work dir; returns the raw report (never raises for bad code)."""
-    if iso["filesystem"]:
-        host_dir, inner_dir = cfg["jail_dir"] + "/tmp/run", "/tmp/run"
-        shutil.rmtree(host_dir, ignore_errors=True)
-        os.mkdir(host_dir, 0o700)
-    else:
-        host_dir = inner_dir = tempfile.mkdtemp(prefix="rlaif-run-")
+def read_line(sock: socket.socket, timeout: float = _ZYGOTE_ANSWER_S) -> bytes:
+    """One newline-terminated answer of the zygote (it writes nothing else on the socket)."""
+    sock.settimeout(timeout)
+    data = b""
     try:
-        if iso["uid_drop"]:
-            os.chown(host_dir, iso["uid"], iso["uid"])
-        return TestDriver(job, cfg, iso, inner_dir).run()
-    except Exception as exc:
-        return {"sandbox_error": f"test driver: {exc!r}"}
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ZygoteGone("the zygote closed its socket")
+            data += chunk
+    except (TimeoutError, OSError) as exc:
+        raise ZygoteGone(f"the zygote did not answer ({exc!r})") from None
     finally:
-        shutil.rmtree(host_dir, ignore_errors=True)  # fd-based: symlinks planted by the code are not followed
+        sock.settimeout(None)
+    return data
 
 
-def _reap_orphans(wait_s: float = 0.0) -> None:
-    """Reap finished children (orphans come to us as subreaper), waiting up to ``wait_s`` for the
-    ones just killed: an unreaped zombie would still count against the sandbox uid's process limit."""
-    deadline = time.monotonic() + wait_s
-    while True:
+# -- one job ----------------------------------------------------------------------------------------
+def run_job(job: dict, cfg: dict, iso: dict, zygote: socket.socket, cleanup: Callable[[], str]) -> dict:
+    """Run one job in a fresh work dir; returns the raw report (never raises for bad code)."""
+    report = None
+    try:
+        workdir = cleanup()
+        report = TestDriver(job, cfg, iso, workdir, zygote).run()
+    except ZygoteGone:
+        raise
+    except Exception as exc:
+        report = {"sandbox_error": f"test driver: {exc!r}"}
+    finally:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.001)
-
-
-def _sweep_without_pid_namespace(iso: dict) -> None:
-    """Kill every process of the sandbox uid (only possible where the uid is ours alone)."""
-    if not iso["uid_drop"]:
-        return
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setresuid(iso["uid"], iso["uid"], iso["uid"])
-            for _ in range(3):  # as that uid, kill(-1) reaches only that uid's processes
-                os.kill(-1, signal.SIGKILL)
-                time.sleep(0.001)
-        except (ProcessLookupError, PermissionError):
-            pass
-        os._exit(0)
-    os.waitpid(pid, 0)
+            cleanup()  # no file or IPC object of this run is left for the next one
+        except Exception as exc:
+            report = {"sandbox_error": f"cleaning up after the run failed: {exc!r}"}
+    return report
 
 
 def _oom_kills(events_file: str | None) -> int:
@@ -157,11 +140,11 @@ class _Capture:
 
 
 class TestDriver:
-    """The driver's side of one job: attempts of the test process until every test has an outcome
+    """The worker's side of one job: attempts of the test process until every test has an outcome
     or the time is up."""
 
-    def __init__(self, job: dict, cfg: dict, iso: dict, workdir: str | None):
-        self.job, self.cfg, self.iso, self.workdir = job, cfg, iso, workdir
+    def __init__(self, job: dict, cfg: dict, iso: dict, workdir: str, zygote: socket.socket):
+        self.job, self.cfg, self.iso, self.workdir, self.zygote = job, cfg, iso, workdir, zygote
         self.limits = job["limits"]
         self.n = len(job["tests"])
         self.outcomes: list[dict | None] = [None] * self.n
@@ -192,39 +175,51 @@ class TestDriver:
             "violation": self.violation,
         }
 
+    def _spawn(self, job_r: int, out_w: int, err_w: int, rep_w: int, conf_w: int) -> int:
+        """Have the zygote fork T with these pipe ends; returns T's pidfd."""
+        try:
+            socket.send_fds(self.zygote, [b"F"], [job_r, out_w, err_w, rep_w, conf_w])
+            self.zygote.settimeout(_ZYGOTE_ANSWER_S)
+            msg, fds, _, _ = socket.recv_fds(self.zygote, 16, 1)
+        except OSError as exc:
+            raise ZygoteGone(f"the zygote did not fork ({exc!r})") from None
+        finally:
+            self.zygote.settimeout(None)
+        if msg != b"P" or len(fds) != 1:
+            raise ZygoteGone("the zygote did not fork")
+        return fds[0]
+
     # one attempt: fork T, follow it, record how the current test ended
     def _attempt(self, start: int) -> int:
         nonce = os.urandom(12).hex()
+        job_r, job_w = os.pipe()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         conf_r, conf_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                confine(self.cfg, self.iso, self.limits, self.workdir, out_w, err_w, rep_w, conf_w)
-            except BaseException as exc:
-                for fd in (4, conf_w):  # wherever the confinement channel is at this point
-                    try:
-                        os.write(fd, f"error: {exc!r}".encode())
-                        break
-                    except OSError:
-                        pass
-                os._exit(71)
-            try:
-                harness.run_in_child(self.job, start, 3, nonce)
-            finally:
-                os._exit(71)
-        for fd in (rep_w, out_w, err_w, conf_w):
-            os.close(fd)
+        try:
+            pidfd = self._spawn(job_r, out_w, err_w, rep_w, conf_w)
+        finally:
+            for fd in (job_r, rep_w, out_w, err_w, conf_w):
+                os.close(fd)
         state = _AttemptState(start, nonce, self.limits)
         loaded_before = self.load is not None and self.load.get("ok")
         oom_before = _oom_kills(self.cfg.get("cgroup_events"))
-        ended = self._follow(pid, state, rep_r, out_r, err_r, conf_r)
+        try:
+            request = {"job": self.job, "start": start, "nonce": nonce, "workdir": self.workdir}
+            try:
+                _write_all(job_w, json.dumps(request, separators=(",", ":")).encode())
+            except OSError:
+                pass  # T died before reading its job: seen below as an early exit
+            os.close(job_w)
+            job_w = -1
+            ended = self._follow(pidfd, state, rep_r, out_r, err_r, conf_r)
+        finally:
+            for fd in (job_w, pidfd, rep_r, out_r, err_r, conf_r):
+                if fd >= 0:
+                    os.close(fd)
         if ended.get("sig") == signal.SIGKILL and _oom_kills(self.cfg.get("cgroup_events")) > oom_before:
             ended["oom"] = True
-        for fd in (rep_r, out_r, err_r, conf_r):
-            os.close(fd)
         if not state.confined:
             raise RuntimeError(
                 f"the test process could not be confined ({state.confine_error or 'no answer'})"
@@ -257,17 +252,21 @@ class TestDriver:
             return state.current + 1
         return self.n
 
-    def _follow(self, pid: int, st: _AttemptState, rep_r: int, out_r: int, err_r: int, conf_r: int) -> dict:
-        """Read T's channels until it exits or its time runs out; returns how it ended."""
-        pidfd = os.pidfd_open(pid)
+    def _follow(self, pidfd: int, st: _AttemptState, rep_r: int, out_r: int, err_r: int, conf_r: int) -> dict:
+        """Read T's channels until it exits or its time runs out; returns how it ended.
+
+        Whatever happens while reading (a malformed report included), the ``finally`` has the
+        zygote kill and reap every process of the attempt before anything else."""
         sel = selectors.DefaultSelector()
-        for fd in (rep_r, out_r, err_r, conf_r):
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
-        sel.register(pidfd, selectors.EVENT_READ)
-        timed_out = exited = False
-        test_deadline = time.monotonic() + self.limits["timeout"]
+        timed_out = False
+        status = None
         try:
+            for fd in (rep_r, out_r, err_r, conf_r):
+                os.set_blocking(fd, False)
+                sel.register(fd, selectors.EVENT_READ)
+            sel.register(pidfd, selectors.EVENT_READ)
+            exited = False
+            test_deadline = time.monotonic() + self.limits["timeout"]
             while not exited and st.violation is None:
                 now = time.monotonic()
                 deadline = min(test_deadline, self.total_deadline)
@@ -282,22 +281,28 @@ class TestDriver:
                         continue
                     if self._read(key.fd, st, rep_r, out_r, err_r, conf_r, sel):
                         test_deadline = time.monotonic() + self.limits["timeout"]
+        finally:
             try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            _, status = os.waitpid(pid, 0)
-            self._sweep()
-            sel.unregister(pidfd)
+                self.zygote.sendall(b"K")
+            except OSError as exc:
+                sel.close()
+                raise ZygoteGone(f"the zygote is gone ({exc!r})") from None
+            try:
+                status = json.loads(read_line(self.zygote)[1:])
+            finally:
+                if pidfd in sel.get_map():
+                    sel.unregister(pidfd)
+        try:
             drain_until = time.monotonic() + _DRAIN_GRACE_S  # every writer is dead: EOF comes at once
             while sel.get_map() and time.monotonic() < drain_until:
                 for key, _ in sel.select(max(0.0, drain_until - time.monotonic())):
                     self._read(key.fd, st, rep_r, out_r, err_r, conf_r, sel)
         finally:
             sel.close()
-            os.close(pidfd)
         if timed_out:
             return {"e": "timeout"}
+        if status is None:
+            return {"e": "exit", "code": None}
         if os.WIFSIGNALED(status):
             return {"e": "signal", "sig": os.WTERMSIG(status)}
         return {"e": "exit", "code": os.waitstatus_to_exitcode(status)}
@@ -322,22 +327,6 @@ class TestDriver:
         elif fd == rep_r:
             return st.feed(chunk, self.n)
         return False
-
-    def _sweep(self) -> None:
-        """Nothing started by the candidate survives an attempt."""
-        if self.iso["pid_namespace"] and os.getpid() == 1:
-            try:
-                os.kill(-1, signal.SIGKILL)  # PID 1 of our own namespace: reaches only its members
-            except ProcessLookupError:
-                pass
-            while True:
-                try:
-                    os.waitpid(-1, 0)
-                except ChildProcessError:
-                    break
-        else:
-            _sweep_without_pid_namespace(self.iso)
-            _reap_orphans(wait_s=1.0)
 
 
 class _AttemptState:
@@ -373,7 +362,7 @@ class _AttemptState:
     def _message(self, line: bytes, n: int) -> bool:
         try:
             msg = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError, MemoryError):  # deep nesting raises RecursionError
             self.violation = "malformed report message"
             return False
         if type(msg) is not dict or msg.get("k") != self.nonce:
@@ -414,55 +403,24 @@ def _clean(msg: dict) -> dict:
 
 
 # -- entry point ------------------------------------------------------------------------------------
-PRELOAD = (
-    "array bisect cmath collections copy datetime decimal fractions functools hashlib heapq itertools "
-    "json math operator random re statistics string sys textwrap typing unicodedata"
-).split()
-
-
-def driver_main(argv: list[str]) -> int:
-    """Serve jobs from stdin until it closes (started by :func:`rlaif.sandbox.jail.worker_main`)."""
-    state = json.loads(argv[1])
-    iso, warnings = state.pop("isolation"), state.pop("warnings")
-    cfg = state
-    if iso["pid_namespace"] and os.getpid() != 1:
-        iso["pid_namespace"] = False
-        warnings.append("the test driver is not PID 1 of its namespace; falling back to uid sweeps")
-    proto_in, proto_out = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)  # a stray print can never corrupt the protocol
-    os.close(devnull)
-    for fd in (proto_in, proto_out):
-        os.set_inheritable(fd, False)
-    import importlib
-
-    for name in PRELOAD + list(cfg.get("preload", [])):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            warnings.append(f"could not preload module {name!r}")
-    # Everything loaded so far is shared with every forked test process; freezing it keeps their
-    # garbage collector from walking (and so copying) those pages, and the driver itself makes no
-    # garbage cycles worth collecting.
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    cgroup = os.path.dirname(cfg["cgroup_events"]) if cfg.get("cgroup_events") else None
-    send_frame(proto_out, {"ready": True, "isolation": iso, "warnings": warnings, "cgroup": cgroup})
+def serve_jobs(proto_in: int, proto_out: int, zygote: socket.socket, cfg: dict, iso: dict,
+               cleanup: Callable[[], str]) -> int:  # fmt: skip
+    """Serve jobs from the pool until it closes the pipe (or the zygote is gone: then exit, and the
+    pool, seeing the worker die, replaces it)."""
     while True:
         job = recv_frame(proto_in)
         if job is None:
             return 0
         started = time.monotonic()
+        gone = None
         try:
-            result = run_job(job, cfg, iso)
+            result = run_job(job, cfg, iso, zygote, cleanup)
+        except ZygoteGone as exc:
+            result, gone = {"sandbox_error": f"worker: {exc}"}, exc
         except Exception as exc:
-            result = {"sandbox_error": f"driver: {exc!r}"}
+            result = {"sandbox_error": f"worker: {exc!r}"}
         result["id"] = job.get("id")
         result["duration_s"] = time.monotonic() - started
         send_frame(proto_out, result)
-
-
-if __name__ == "__main__":
-    sys.exit(driver_main(sys.argv))
+        if gone is not None:
+            return 75
