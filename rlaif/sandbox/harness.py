@@ -2,23 +2,25 @@
 values out of it.
 
 Why values and not verdicts: the harness shares its process with the code under test, and that code
-can do anything the harness can (monkeypatch it, read its memory, write to its reporting pipe, exit).
-So for value tests (``expr`` compared with an expected value, and MBPP+-style calls) the harness never
-decides pass or fail: it evaluates the expression, encodes the result as plain data (only builtin
-types, exact types, no user ``__eq__``) and sends it out. The comparison happens in the parent, and
-the expected value never enters the sandbox at all. A program can therefore make such a test pass only
-by producing the expected value.
-
-Statement tests (arbitrary test code, e.g. a HumanEval ``check`` that is not a list of asserts) can
-only be decided in-process: their "ok" message is a weaker signal (see the package docstring).
+can do anything the harness can (monkeypatch it, read its frames, write to its reporting pipe, exit).
+So the harness never decides pass or fail. For value tests it evaluates only the *holes* of the test
+expression (the candidate's calls, see :mod:`rlaif.sandbox.expr`), encodes each result as plain data
+(builtin types only, read with the base types' own methods, no user ``__eq__``) and sends it out; the
+parent evaluates the rest of the expression and compares -- the expected value and the wrapper around
+the call never enter the sandbox. For statement tests every ``assert`` was rewritten (in the parent)
+into a report of its holes' values, so the parent judges each assert from plain values too; only the
+test's control flow (loops, which asserts run) happens in here.
 
 Message protocol (one JSON object per line on fd 3, each carrying the attempt's nonce ``k``):
-``load_ok`` | ``load_err`` (program failed to compile or run) | ``val`` (test ``i`` produced value ``v``)
-| ``exc`` (test ``i`` raised) | ``unenc`` (value of an unsupported type) | ``ok`` (statement test ``i``
-finished) | ``done``. Anything else, or a message for the wrong test, is a protocol violation.
+``load_ok`` | ``load_err`` (program failed to compile or run) | ``val`` (test ``i`` produced the
+values ``v``) | ``exc`` (test ``i`` raised) | ``unenc`` (a value of an unsupported type) | ``chk``
+(assert site ``s`` of statement test ``i`` saw values ``v``, or ``u``: unencodable) | ``ok``
+(statement test ``i`` finished) | ``done``. Anything else, or a message for the wrong test, is a
+protocol violation; the parent accepts ``val`` only for value/call tests and ``chk``/``ok`` only for
+statement tests.
 
-This module imports only the standard library: it is loaded by the sandbox worker, which stays small so
-that forking it is cheap.
+This module imports only the standard library: it is loaded by the sandbox zygote, which stays small
+so that forking it is cheap.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import sys
 
 MAX_DEPTH = 100
 MAX_ITEMS = 200_000
-_BIG_INT_BITS = 12_000  # above ~3600 decimal digits json would hit int/str conversion limits
+_BIG_INT_BITS = 2_000  # below 640 decimal digits: no int/str limit a program can set applies
 
 
 class Unencodable(Exception):
@@ -39,67 +41,102 @@ class Unencodable(Exception):
 
 
 # -- codec ----------------------------------------------------------------------------------------
-def encode(value, *, max_items: int = MAX_ITEMS):
-    """A JSON-able form of ``value`` that :func:`decode` turns back into builtins only.
+def _make_encode():
+    """:func:`encode`, with every builtin it uses bound now (at import, before any candidate code)."""
+    _type, _isinstance, _isfinite, _format, _repr = type, isinstance, math.isfinite, format, repr
+    _int, _float, _str, _list, _tuple, _dict, _set, _frozenset = (
+        int,
+        float,
+        str,
+        list,
+        tuple,
+        dict,
+        set,
+        frozenset,
+    )
+    _complex, _bytes, _bytearray, _bool = complex, bytes, bytearray, bool
+    int_value, float_value, str_value = int.__int__, float.__float__, str.__str__
+    tuple_iter, list_iter, set_iter, frozenset_iter = (
+        tuple.__iter__,
+        list.__iter__,
+        set.__iter__,
+        frozenset.__iter__,
+    )
+    dict_items, complex_value, bytes_hex, bytearray_hex = (
+        dict.items,
+        complex.__complex__,
+        bytes.hex,
+        bytearray.hex,
+    )
+    bit_length, type_name, _Unencodable = int.bit_length, type.__dict__["__name__"].__get__, Unencodable
 
-    Subclasses of builtin types are converted through the base type's own methods, so a value whose
-    class overrides ``__eq__``/``__iter__`` is compared by its real contents, never by its own logic.
-    """
-    budget = [max_items]
+    def encode(value, *, max_items: int = MAX_ITEMS):
+        """A JSON-able form of ``value`` that :func:`decode` turns back into builtins only.
 
-    def enc(v, depth):
-        if depth > MAX_DEPTH:
-            raise Unencodable("value nested too deeply")
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise Unencodable("value has too many elements")
-        t = type(v)
-        if v is None or t is bool or t is str:
-            return v
-        if t is int:
-            return v if v.bit_length() < _BIG_INT_BITS else {"I": format(v, "x")}
-        if t is float:
-            return v if math.isfinite(v) else {"F": repr(v)}
-        if t is list:
-            return [enc(x, depth + 1) for x in v]
-        if t is tuple:
-            return {"t": [enc(x, depth + 1) for x in v]}
-        if t is dict:
-            return {"d": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]}
-        if t is set:
-            return {"s": [enc(x, depth + 1) for x in v]}
-        if t is frozenset:
-            return {"f": [enc(x, depth + 1) for x in v]}
-        if t is complex:
-            return {"c": [enc(v.real, depth + 1), enc(v.imag, depth + 1)]}
-        if t is bytes:
-            return {"b": v.hex()}
-        if t is bytearray:
-            return {"y": v.hex()}
-        # subclasses: read the contents with the base type's methods (never the subclass's own)
-        if isinstance(v, int):
-            return enc(int.__int__(v), depth)
-        if isinstance(v, float):
-            return enc(float.__float__(v), depth)
-        if isinstance(v, str):
-            return str.__str__(v)
-        if isinstance(v, tuple):
-            return {"t": [enc(x, depth + 1) for x in tuple.__iter__(v)]}
-        if isinstance(v, list):
-            return [enc(x, depth + 1) for x in list.__iter__(v)]
-        if isinstance(v, dict):
-            return {"d": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in dict.items(v)]}
-        if isinstance(v, frozenset):
-            return {"f": [enc(x, depth + 1) for x in frozenset.__iter__(v)]}
-        if isinstance(v, set):
-            return {"s": [enc(x, depth + 1) for x in set.__iter__(v)]}
-        if isinstance(v, complex):
-            return enc(complex(complex.__complex__(v)), depth)
-        if isinstance(v, bytes):
-            return {"b": bytes.hex(v)}
-        raise Unencodable(f"value of type {type.__getattribute__(t, '__name__')!s}")
+        Subclasses of builtin types are converted through the base type's own methods, so a value
+        whose class overrides ``__eq__``/``__iter__`` is compared by its real contents, never by its
+        own logic.
+        """
+        budget = [max_items]
 
-    return enc(value, 0)
+        def enc(v, depth):
+            if depth > MAX_DEPTH:
+                raise _Unencodable("value nested too deeply")
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _Unencodable("value has too many elements")
+            t = _type(v)
+            if v is None or t is _bool or t is _str:
+                return v
+            if t is _int:
+                return v if bit_length(v) < _BIG_INT_BITS else {"I": _format(v, "x")}
+            if t is _float:
+                return v if _isfinite(v) else {"F": _repr(v)}
+            if t is _list:
+                return [enc(x, depth + 1) for x in list_iter(v)]
+            if t is _tuple:
+                return {"t": [enc(x, depth + 1) for x in tuple_iter(v)]}
+            if t is _dict:
+                return {"d": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in dict_items(v)]}
+            if t is _set:
+                return {"s": [enc(x, depth + 1) for x in set_iter(v)]}
+            if t is _frozenset:
+                return {"f": [enc(x, depth + 1) for x in frozenset_iter(v)]}
+            if t is _complex:
+                return {"c": [enc(v.real, depth + 1), enc(v.imag, depth + 1)]}
+            if t is _bytes:
+                return {"b": bytes_hex(v)}
+            if t is _bytearray:
+                return {"y": bytearray_hex(v)}
+            # subclasses: read the contents with the base type's methods (never the subclass's own)
+            if _isinstance(v, _int):
+                return enc(int_value(v), depth)
+            if _isinstance(v, _float):
+                return enc(float_value(v), depth)
+            if _isinstance(v, _str):
+                return str_value(v)
+            if _isinstance(v, _tuple):
+                return {"t": [enc(x, depth + 1) for x in tuple_iter(v)]}
+            if _isinstance(v, _list):
+                return [enc(x, depth + 1) for x in list_iter(v)]
+            if _isinstance(v, _dict):
+                return {"d": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in dict_items(v)]}
+            if _isinstance(v, _frozenset):
+                return {"f": [enc(x, depth + 1) for x in frozenset_iter(v)]}
+            if _isinstance(v, _set):
+                return {"s": [enc(x, depth + 1) for x in set_iter(v)]}
+            if _isinstance(v, _complex):
+                return enc(_complex(complex_value(v)), depth)
+            if _isinstance(v, _bytes):
+                return {"b": bytes_hex(v)}
+            raise _Unencodable(f"value of type {type_name(t)!s}")
+
+        return enc(value, 0)
+
+    return encode
+
+
+encode = _make_encode()
 
 
 def decode(obj):
@@ -140,8 +177,38 @@ def decode(obj):
     raise ValueError(f"malformed encoded value (tag {tag!r})")
 
 
-def dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+def _make_dumps():
+    """A JSON writer for the harness's own messages that calls nothing the candidate can replace:
+    the C string escaper and the base types' ``__repr__`` are bound at import (``json.dumps`` looks
+    up module globals at call time, so a program could patch it)."""
+    escape = getattr(json.encoder, "c_encode_basestring_ascii", None) or json.encoder.encode_basestring_ascii
+    _type, int_repr, float_repr, join, dict_items = type, int.__repr__, float.__repr__, str.join, dict.items
+    _str, _int, _float, _list, _dict, _TypeError = str, int, float, list, dict, TypeError
+
+    def dumps(obj) -> str:
+        t = _type(obj)
+        if obj is None:
+            return "null"
+        if obj is True:
+            return "true"
+        if obj is False:
+            return "false"
+        if t is _str:
+            return escape(obj)
+        if t is _int:
+            return int_repr(obj)
+        if t is _float:
+            return float_repr(obj)
+        if t is _list:
+            return "[" + join(",", [dumps(x) for x in obj]) + "]"
+        if t is _dict:
+            return "{" + join(",", [escape(k) + ":" + dumps(v) for k, v in dict_items(obj)]) + "}"
+        raise _TypeError("not a message value")
+
+    return dumps
+
+
+dumps = _make_dumps()
 
 
 # -- in-child runner --------------------------------------------------------------------------------
@@ -166,28 +233,41 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
     """Run the program, then tests ``start..n-1``, reporting each through ``report_fd``; never returns.
 
     Called in the freshly forked, already confined test process. Every name the harness needs after
-    the program has run is bound to a local here first, so a program that rebinds builtins or this
-    module's globals does not change what the harness calls.
+    the program has run is bound to a local here first (and the codec's own names were bound at
+    import), so a program that rebinds builtins, ``json`` or this module's globals does not change
+    what the harness calls. A program that deliberately reaches into the harness's frames can still
+    write any message it likes: that is why the parent judges value tests only from values, and
+    accepts "ok" only for statement tests (see :mod:`rlaif.sandbox.spec`).
     """
     _exec, _eval, _compile, _write, _exit = builtins.exec, builtins.eval, builtins.compile, os.write, os._exit
     _type, _len, _encode, _decode, _dumps, _brief = type, len, encode, decode, dumps, _short
+    _list, _enumerate, _range, _isinstance, _str_encode = list, enumerate, range, isinstance, str.encode
+    _bool = bool
     _BaseException, _Unencodable, _SyntaxError, _NameError = (
         BaseException,
         Unencodable,
         SyntaxError,
         NameError,
     )
+    _settrace, _setprofile = sys.settrace, sys.setprofile
     _stdout, _stderr = sys.stdout, sys.stderr
+    plain_types = (str, bytes, bytearray, list, tuple, dict, set, frozenset, int, float, complex, bool)
 
     max_value = job["limits"]["max_value_bytes"]
 
     def send(msg: dict) -> None:
         msg["k"] = nonce
-        data = (_dumps(msg) + "\n").encode()
-        if _len(data) > max_value and msg["e"] == "val":
-            data = (
-                _dumps({"e": "unenc", "i": msg["i"], "msg": "value too large", "k": nonce}) + "\n"
-            ).encode()
+        try:
+            data = _str_encode(_dumps(msg) + "\n")
+        except _BaseException:
+            data = _str_encode(
+                _dumps({"e": "unenc", "i": msg.get("i"), "msg": "unreportable", "k": nonce}) + "\n"
+            )
+        if _len(data) > max_value and msg["e"] in ("val", "chk"):
+            small = {"e": "unenc", "i": msg["i"], "msg": "value too large", "k": nonce}
+            if msg["e"] == "chk":
+                small = {"e": "chk", "i": msg["i"], "s": msg["s"], "u": "value too large", "k": nonce}
+            data = _str_encode(_dumps(small) + "\n")
         while data:
             n = _write(report_fd, data)
             data = data[n:]
@@ -200,14 +280,26 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
                 pass
         _exit(code)
 
+    def plain(value, consumed: bool = False):
+        """Encoded plain data for a value; an iterator a test consumes is materialised first."""
+        try:
+            return _encode(value)
+        except _Unencodable:
+            if not consumed or _isinstance(value, plain_types):
+                raise
+        return _encode(_list(value))
+
+    def launder(value):  # __rlaif_plain__: comparisons inside holes see what the parent would see
+        return _decode(_encode(value))
+
     tests = job["tests"]
     # test code is trusted; compile it before any candidate code runs
     compiled = []
     for t in tests:
         if t["kind"] == "value":
-            compiled.append(_compile(t["expr"], "<test>", "eval"))
+            compiled.append([_compile(h, "<test>", "eval") for h in t["holes"]])
         elif t["kind"] == "stmt":
-            compiled.append(_compile(t["code"], "<test>", "exec"))
+            compiled.append(_compile_statement(t["code"], _compile))
         else:
             compiled.append(None)
     setup = _compile(job["setup"], "<setup>", "exec") if job.get("setup") else None
@@ -236,7 +328,21 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
         return
     send({"e": "load_ok"})
 
-    for i in range(start, _len(tests)):
+    current = [start]
+
+    def report_assert(site, *values):  # __rlaif_assert__: one rewritten assert of a statement test
+        i = current[0]
+        iters = tests[i]["sites"][site]
+        try:
+            msg = {"e": "chk", "i": i, "s": site, "v": [plain(v, iters[j]) for j, v in _enumerate(values)]}
+        except _BaseException as exc:
+            msg = {"e": "chk", "i": i, "s": site, "u": _brief(exc)}
+        send(msg)
+
+    for i in _range(start, _len(tests)):
+        current[0] = i
+        _settrace(None)  # a trace or profile hook the program left behind does not follow the harness
+        _setprofile(None)
         test = tests[i]
         kind = test["kind"]
         outcome = None
@@ -244,29 +350,50 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
         fn = namespace.get(test["fn"]) if kind == "call" else None
         try:
             if kind == "value":
-                value = _eval(compiled[i], namespace)
+                namespace[PLAIN_NAME] = launder
+                holes, iters = compiled[i], test["iters"]
+                value = [plain(_eval(holes[j], namespace), iters[j]) for j in _range(_len(holes))]
             elif kind == "call":
                 if fn is None:
                     raise _NameError(f"name {test['fn']!r} is not defined")
                 value = fn(*_decode(test["args"]))
-                if test.get("not_none") and _type(value) is not bool:
+                if test.get("not_none") and _type(value) is not _bool:
                     value = value is not None
+                value = _encode(value)
             else:
-                _exec(compiled[i], namespace)
+                namespace[PLAIN_NAME] = launder
+                code, wrapped = compiled[i]
+                if wrapped:
+                    scope: dict = {}
+                    _exec(code, namespace, scope)
+                    scope[STMT_NAME](report_assert)
+                else:
+                    namespace[ASSERT_NAME] = report_assert
+                    _exec(code, namespace)
+        except _Unencodable as exc:
+            outcome = {"e": "unenc", "i": i, "msg": _brief(exc)}
         except _BaseException as exc:
             outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _brief(exc)}
         fn = None
         if outcome is None:
-            if kind == "stmt":
-                outcome = {"e": "ok", "i": i}
-            else:
-                try:
-                    outcome = {"e": "val", "i": i, "v": _encode(value)}
-                except _Unencodable as exc:
-                    outcome = {"e": "unenc", "i": i, "msg": _brief(exc)}
-                except _BaseException as exc:
-                    outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _brief(exc)}
+            outcome = {"e": "ok", "i": i} if kind == "stmt" else {"e": "val", "i": i, "v": value}
         value = None
+        _settrace(None)
+        _setprofile(None)
         send(outcome)
     send({"e": "done"})
     finish()
+
+
+PLAIN_NAME, ASSERT_NAME, STMT_NAME = "__rlaif_plain__", "__rlaif_assert__", "__rlaif_statement_test__"
+
+
+def _compile_statement(code: str, _compile):
+    """The rewritten test code inside a function whose parameter is the assert reporter, so the
+    program cannot swap the reporter through the namespace; code that cannot live in a function
+    (``global`` statements, star imports) runs at module level instead. Returns (code, wrapped)."""
+    body = "\n".join("    " + line for line in code.splitlines()) or "    pass"
+    try:
+        return _compile(f"def {STMT_NAME}({ASSERT_NAME}):\n{body}\n", "<test>", "exec"), True
+    except SyntaxError:
+        return _compile(code, "<test>", "exec"), False

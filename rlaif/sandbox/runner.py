@@ -202,7 +202,7 @@ class TestDriver:
         finally:
             for fd in (job_r, rep_w, out_w, err_w, conf_w):
                 os.close(fd)
-        state = _AttemptState(start, nonce, self.limits)
+        state = _AttemptState(start, nonce, self.limits, [t["kind"] for t in self.job["tests"]])
         loaded_before = self.load is not None and self.load.get("ok")
         oom_before = _oom_kills(self.cfg.get("cgroup_events"))
         try:
@@ -248,7 +248,8 @@ class TestDriver:
             return self.n
         self.load = {"ok": True}
         if state.phase == "tests" and state.current < self.n:
-            self.outcomes[state.current] = ended
+            checks = state.checks.get(state.current)  # asserts judged before the test died count
+            self.outcomes[state.current] = {**ended, "chk": checks} if checks else ended
             return state.current + 1
         return self.n
 
@@ -332,8 +333,9 @@ class TestDriver:
 class _AttemptState:
     """Parses T's report stream for one attempt, enforcing order and the nonce."""
 
-    def __init__(self, start: int, nonce: str, limits: dict):
-        self.current, self.nonce = start, nonce
+    def __init__(self, start: int, nonce: str, limits: dict, kinds: list[str]):
+        self.current, self.nonce, self.kinds = start, nonce, kinds
+        self.checks: dict[int, list[dict]] = {}  # reported asserts of the running statement test
         self.phase = "load"  # load -> tests -> done | over (load failed)
         self.results: dict[int, dict] = {}
         self.load_msg: dict | None = None
@@ -374,11 +376,20 @@ class _AttemptState:
             self.phase = "tests" if event == "load_ok" else "over"
             self.over_at = time.monotonic()
             return True
-        if self.phase == "tests" and event in ("val", "exc", "unenc", "ok"):
-            if msg.get("i") != self.current:
+        if self.phase == "tests" and event in ("val", "exc", "unenc", "ok", "chk"):
+            if msg.get("i") != self.current or self.current >= len(self.kinds):
                 self.violation = f"report for test {msg.get('i')!r} while test {self.current} was running"
                 return False
+            stmt = self.kinds[self.current] == "stmt"
+            if (event in ("ok", "chk") and not stmt) or (event in ("val", "unenc") and stmt):
+                self.violation = f"report message {event!r} for a {self.kinds[self.current]} test"
+                return False
+            if event == "chk":
+                self.checks.setdefault(self.current, []).append(_clean(msg))
+                return False
             self.results[self.current] = _clean(msg)
+            if stmt:
+                self.results[self.current]["chk"] = self.checks.pop(self.current, [])
             self.current += 1
             return True
         if self.phase == "tests" and event == "done" and self.current == n:
@@ -392,7 +403,7 @@ class _AttemptState:
 
 def _clean(msg: dict) -> dict:
     out = {"e": msg.get("e")}
-    for key in ("type", "msg", "line", "v", "syntax"):
+    for key in ("type", "msg", "line", "v", "syntax", "s", "u"):
         if key in msg:
             out[key] = msg[key]
     if isinstance(out.get("msg"), str):

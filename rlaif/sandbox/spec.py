@@ -18,10 +18,12 @@ from __future__ import annotations
 import ast
 import operator
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Literal
 
 from rlaif.errors import RlaifError
+from rlaif.sandbox.expr import WrapperError, compile_wrapper, evaluate, plan, rewrite_asserts
 from rlaif.sandbox.harness import decode, encode
 
 _MISSING: Any = object()
@@ -92,22 +94,35 @@ class TestCase:
     not_none: bool = False
     oracle: Literal["eq", "any", "eq_or_zero"] = "eq"
     code: str | None = None
+    # value tests: the parts run in the sandbox, and the rest, evaluated here (rlaif.sandbox.expr)
+    holes: tuple[str, ...] = ()
+    iters: tuple[bool, ...] = ()
+    wrapper: str | None = None
+    # statement tests: the code with its asserts rewritten, and per assert (wrapper, iters, condition)
+    wire_code: str | None = None
+    sites: tuple[tuple[str, tuple[bool, ...], str], ...] = ()
 
     @property
     def has_expected(self) -> bool:
         return self.expected is not _MISSING
 
     def wire(self) -> dict:
-        """What the sandbox sees: never the expected value."""
+        """What the sandbox sees: never the expected value, nor the wrapper around the holes."""
         if self.kind == "value":
-            return {"kind": "value", "expr": self.expr}
+            return {"kind": "value", "holes": list(self.holes), "iters": list(self.iters)}
         if self.kind == "call":
             return {"kind": "call", "fn": self.fn, "args": self.args, "not_none": self.not_none}
-        return {"kind": "stmt", "code": self.code}
+        return {"kind": "stmt", "code": self.wire_code, "sites": [list(s[1]) for s in self.sites]}
 
 
 def statement_test(code: str, label: str | None = None) -> TestCase:
-    return TestCase(kind="stmt", label=label or code.strip().splitlines()[-1][:200], code=code)
+    """Arbitrary test code; its asserts are rewritten so the parent judges their operands."""
+    try:
+        wire_code, sites = rewrite_asserts(code)
+    except SyntaxError as exc:
+        raise RlaifError(f"test code {code.strip()[:80]!r} is not valid Python ({exc.msg})") from None
+    return TestCase(kind="stmt", label=label or code.strip().splitlines()[-1][:200], code=code,
+                    wire_code=wire_code, sites=tuple((w, tuple(i), c) for w, i, c in sites))  # fmt: skip
 
 
 def call_test(fn: str, args: list, expected: Any = _MISSING, *, atol: float = 0.0, label: str = "",
@@ -153,6 +168,14 @@ def assert_test(source: str) -> TestCase:
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return statement_test(source)
     test = tree.body[0].test
+    wrapper, holes, iters = plan(test)
+    shape = _describe(source, test)
+    return replace(shape, wrapper=wrapper, holes=tuple(holes), iters=tuple(iters))
+
+
+def _describe(source: str, test: ast.expr) -> TestCase:
+    """expr/op/expected for diagnostics (``f(x)``, ``==``, ``8``) where the assert has that shape."""
+    whole = TestCase(kind="value", label=source, expr=ast.unparse(test), op="truthy", expected=None)
     if isinstance(test, ast.Compare) and len(test.ops) == 1:
         op = _OPS[type(test.ops[0])]
         left, right = test.left, test.comparators[0]
@@ -166,14 +189,12 @@ def assert_test(source: str) -> TestCase:
             if the_op in ("is", "is not") and not any(expected is s for s in (None, True, False)):
                 break
             if _is_literal(side):
-                break  # both sides constant: nothing from the candidate is being tested
+                break  # both sides constant
             return TestCase(kind="value", label=source, expr=ast.unparse(side), op=the_op, expected=expected)
-        return statement_test(source)
+        return whole
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         return TestCase(kind="value", label=source, expr=ast.unparse(test.operand), op="falsy", expected=None)
-    if isinstance(test, (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
-        return TestCase(kind="value", label=source, expr=ast.unparse(test), op="truthy", expected=None)
-    return statement_test(source)
+    return whole
 
 
 def _is_literal(node: ast.expr) -> bool:
@@ -234,32 +255,79 @@ def outputs_match(out: Any, exp: Any, atol: float) -> bool:
 
 
 def _show(value: Any, limit: int = 120) -> str:
-    text = repr(value)
+    """A short repr that never raises (an int beyond the int/str digit limit is shown by its size)."""
+    if type(value) is int and value.bit_length() > 4000:
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception as exc:  # e.g. a nested huge int: ValueError from the digit limit
+        text = f"<{type(value).__name__}: {type(exc).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+@lru_cache(maxsize=4096)
+def _wrapper_ast(source: str) -> ast.expr:
+    return compile_wrapper(source)
+
+
+def _judge_wrapper(wrapper: str, values: list) -> tuple[str, str]:
+    """Evaluate a wrapper here, on plain values: (status, detail)."""
+    try:
+        ok = bool(evaluate(_wrapper_ast(wrapper), values))
+    except WrapperError as exc:
+        return "runtime_error", f"cannot evaluate the test on this value ({exc})"
+    except Exception as exc:  # e.g. '<' between str and int: the assert itself would have raised
+        return "runtime_error", f"{type(exc).__name__}: {_brief_exc(exc)}"
+    return ("passed", "") if ok else ("failed", "")
+
+
+def _brief_exc(exc: BaseException) -> str:
+    try:
+        return str(exc)[:300]
+    except Exception:
+        return "<unprintable>"
+
+
 def compare(test: TestCase, value: Any) -> tuple[str, str]:
-    """(status, detail) for a value the sandbox reported for ``test``."""
+    """(status, detail) for what the sandbox reported for ``test``: one value for a call test, the
+    list of hole values for a value test."""
     if test.kind == "call":
         if test.oracle == "any":
             return "passed", ""
         if outputs_match(value, test.expected, test.atol) or (test.oracle == "eq_or_zero" and value == 0):
             return "passed", ""
         return "failed", f"expected {_show(test.expected)}, got {_show(value)}"
-    try:
-        if test.op == "truthy":
-            ok = bool(value)
-        elif test.op == "falsy":
-            ok = not value
-        else:
-            ok = bool(_APPLY[test.op](value, test.expected))
-    except Exception as exc:  # e.g. '<' between str and int: the assert itself would have raised
-        return "runtime_error", f"{type(exc).__name__}: {exc}"
-    if ok:
-        return "passed", ""
-    if test.op in ("truthy", "falsy"):
-        return "failed", f"got {_show(value)}"
-    return "failed", f"expected {test.op} {_show(test.expected)}, got {_show(value)}"
+    if type(value) is not list or len(value) != len(test.holes):
+        return "runtime_error", "harness protocol violated: wrong number of values"
+    status, detail = _judge_wrapper(test.wrapper or "False", value)
+    if status != "failed":
+        return status, detail
+    got = ", ".join(f"{h} = {_show(v)}" for h, v in zip(test.holes, value, strict=True))
+    if test.op in ("truthy", "falsy") or len(test.holes) != 1 or test.holes[0] != test.expr:
+        return "failed", f"got {got}" if got else "failed"
+    return "failed", f"expected {test.op} {_show(test.expected)}, got {_show(value[0])}"
+
+
+def _judge_checks(test: TestCase, checks: list) -> tuple[str, str] | None:
+    """The first failing rewritten assert of a statement test, judged here; None when all held."""
+    for chk in checks:
+        site = chk.get("s") if isinstance(chk, dict) else None
+        if type(site) is not int or not 0 <= site < len(test.sites):
+            return "runtime_error", "harness protocol violated: report for an unknown assert"
+        wrapper, _iters, condition = test.sites[site]
+        if "u" in chk:
+            return "failed", f"assert {condition}: a value cannot be compared safely ({chk.get('u')})"
+        try:
+            values = decode(chk.get("v"))
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+            return "runtime_error", f"harness protocol violated: undecodable value ({exc})"
+        if type(values) is not list or len(values) != len(_iters):
+            return "runtime_error", "harness protocol violated: wrong number of values"
+        status, detail = _judge_wrapper(wrapper, values)
+        if status != "passed":
+            shown = ", ".join(_show(v) for v in values)
+            return status, f"assert {condition}: {detail or 'failed'} (values: {shown})"
+    return None
 
 
 def _signal_status(sig: int, oom: bool = False) -> tuple[str, str]:
@@ -289,12 +357,20 @@ def classify_outcome(test: TestCase, raw: dict | None) -> tuple[str, str]:
     if raw is None:
         return "timeout", "not run: the total time limit was reached first"
     event = raw.get("e")
+    if test.kind == "stmt":
+        if event in ("val", "unenc"):
+            return "runtime_error", "harness protocol violated: a value for a statement test"
+        checked = _judge_checks(test, list(raw.get("chk") or []))
+        if checked is not None:
+            return checked
+    elif event in ("ok", "chk") or raw.get("chk"):
+        return "runtime_error", f"harness protocol violated: {event!r} for a {test.kind} test"
     if event == "val":
         try:
             value = decode(raw.get("v"))
         except (ValueError, TypeError, RecursionError, OverflowError) as exc:
             return "runtime_error", f"harness protocol violated: undecodable value ({exc})"
-        if not test.has_expected:
+        if test.kind == "call" and not test.has_expected:
             return "passed", ""
         return compare(test, value)
     if event == "ok":

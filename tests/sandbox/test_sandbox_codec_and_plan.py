@@ -119,9 +119,52 @@ def test_truthiness_and_negation_and_identity():
     assert (t.kind, t.op, t.expected) == ("value", "is", None)
 
 
-def test_other_shapes_are_statement_tests():
-    for src in ("assert f(1) == g(2)", "assert f(1) is 3", "assert 1 < f(1) < 3", "x = 1", "assert 1 == 1"):
-        assert assert_test(src).kind == "stmt", src
+def test_any_assert_is_a_value_test_with_only_the_candidates_parts_in_the_sandbox():
+    cases = {
+        "assert f(1) == g(2)": ("_h0 == _h1", ("f(1)", "g(2)")),
+        "assert 1 < f(1) < 3": ("1 < _h0 < 3", ("f(1)",)),
+        "assert abs(f(x) - 0.5) < 1e-6": ("abs(_h0 - 0.5) < 1e-06", ("f(x)",)),
+        "assert math.isclose(f(2), 1.5)": ("math.isclose(_h0, 1.5)", ("f(2)",)),
+        "assert sorted(f(3)) == [1, 2]": ("sorted(_h0) == [1, 2]", ("f(3)",)),
+        "assert f(4)[:1] == 'x'": ("_h0 == 'x'", ("f(4)[:1]",)),
+        "assert 1 == 1": ("1 == 1", ()),
+    }
+    for src, (wrapper, holes) in cases.items():
+        t = assert_test(src)
+        assert (t.kind, t.wrapper, t.holes) == ("value", wrapper, holes), src
+        wire = str(t.wire())
+        assert "0.5" not in wire and "1.5" not in wire and "[1, 2]" not in wire  # never in the sandbox
+    assert assert_test("x = 1").kind == "stmt"
+
+
+def test_statement_asserts_are_rewritten_and_judged_in_the_parent():
+    t = statement_test("for x, y in [(1, 2), (3, 4)]:\n    assert f(x) == y\nassert abs(g() - 0.25) < 1e-9\n")
+    assert "__rlaif_assert__(0, f(x), y)" in t.wire()["code"]
+    assert "0.25" not in str(t.wire())
+    assert [s[0] for s in t.sites] == ["_h0 == _h1", "abs(_h0 - 0.25) < 1e-09"]
+    ok = {"e": "ok", "chk": [{"s": 0, "v": [2, 2]}, {"s": 0, "v": [4, 4]}, {"s": 1, "v": [0.25]}]}
+    assert judge(_job(t), {"load": {"ok": True}, "tests": [ok]}).status == "passed"
+    bad = {"e": "ok", "chk": [{"s": 0, "v": [2, 2]}, {"s": 0, "v": [[1], 4]}, {"s": 1, "v": [0.25]}]}
+    v = judge(_job(t), {"load": {"ok": True}, "tests": [bad]})
+    assert v.status == "failed" and "assert f(x) == y" in v.diagnostics
+    unknown = {"e": "ok", "chk": [{"s": 7, "v": []}]}
+    assert judge(_job(t), {"load": {"ok": True}, "tests": [unknown]}).status == "runtime_error"
+
+
+def test_ok_is_accepted_only_for_statement_tests_and_values_only_for_value_tests():
+    value, stmt = assert_test("assert f(1) == 2"), statement_test("check(f)")
+    forged_ok = judge(_job(value), {"load": {"ok": True}, "tests": [{"e": "ok"}]})
+    assert forged_ok.status == "runtime_error" and "protocol violated" in forged_ok.diagnostics
+    forged_val = judge(_job(stmt), {"load": {"ok": True}, "tests": [{"e": "val", "v": [2]}]})
+    assert forged_val.status == "runtime_error"
+
+
+def test_parent_refuses_wrappers_that_would_stall_it():
+    for src in ("assert 2 ** f(1) == 4", "assert f(1) << f(2) == 0", "assert 'x' * f(1) == ''"):
+        t = assert_test(src)
+        raw = {"load": {"ok": True}, "tests": [{"e": "val", "v": [10**9] * len(t.holes)}]}
+        v = judge(_job(t), raw)
+        assert v.status == "runtime_error" and "cannot evaluate" in v.diagnostics, src
 
 
 def test_invalid_test_is_an_error():
@@ -144,7 +187,10 @@ def _job(*tests):
 
 def test_judge_compares_values_in_the_parent():
     job = _job(assert_test("assert f(1) == 2"), assert_test("assert f(2) == 4"), assert_test("assert g()"))
-    raw = {"load": {"ok": True}, "tests": [{"e": "val", "v": 2}, {"e": "val", "v": 3}, {"e": "val", "v": []}]}
+    raw = {
+        "load": {"ok": True},
+        "tests": [{"e": "val", "v": [2]}, {"e": "val", "v": [3]}, {"e": "val", "v": [[]]}],
+    }
     v = judge(job, raw)
     assert v.per_test == ["passed", "failed", "failed"]
     assert v.status == "failed" and v.tests_passed == 1
