@@ -254,6 +254,8 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
     plain_types = (str, bytes, bytearray, list, tuple, dict, set, frozenset, int, float, complex, bool)
 
     max_value = job["limits"]["max_value_bytes"]
+    # the builtins as they are before the program runs: test code sees these, whatever it rebinds
+    clean_builtins, _dict = dict(builtins.__dict__), dict
 
     def send(msg: dict) -> None:
         msg["k"] = nonce
@@ -348,11 +350,14 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
         outcome = None
         value = None
         fn = namespace.get(test["fn"]) if kind == "call" else None
+        # test code runs on a copy of the program's namespace with the builtins of before the program
+        scope_globals = _dict(namespace)
+        scope_globals["__builtins__"] = clean_builtins
+        scope_globals[PLAIN_NAME] = launder
         try:
             if kind == "value":
-                namespace[PLAIN_NAME] = launder
                 holes, iters = compiled[i], test["iters"]
-                value = [plain(_eval(holes[j], namespace), iters[j]) for j in _range(_len(holes))]
+                value = [plain(_eval(holes[j], scope_globals), iters[j]) for j in _range(_len(holes))]
             elif kind == "call":
                 if fn is None:
                     raise _NameError(f"name {test['fn']!r} is not defined")
@@ -361,20 +366,19 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
                     value = value is not None
                 value = _encode(value)
             else:
-                namespace[PLAIN_NAME] = launder
                 code, wrapped = compiled[i]
                 if wrapped:
                     scope: dict = {}
-                    _exec(code, namespace, scope)
+                    _exec(code, scope_globals, scope)
                     scope[STMT_NAME](report_assert)
                 else:
-                    namespace[ASSERT_NAME] = report_assert
-                    _exec(code, namespace)
+                    scope_globals[ASSERT_NAME] = report_assert
+                    _exec(code, scope_globals)
         except _Unencodable as exc:
             outcome = {"e": "unenc", "i": i, "msg": _brief(exc)}
         except _BaseException as exc:
             outcome = {"e": "exc", "i": i, "type": _type(exc).__name__, "msg": _brief(exc)}
-        fn = None
+        fn = scope_globals = None
         if outcome is None:
             outcome = {"e": "ok", "i": i} if kind == "stmt" else {"e": "val", "i": i, "v": value}
         value = None
