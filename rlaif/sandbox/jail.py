@@ -24,6 +24,7 @@ import ctypes
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,24 +166,46 @@ def mount_work_tmpfs(jail: str, tmp_mb: float) -> None:
           f"size={size_kb}k,nr_inodes=16384,mode=0755")  # fmt: skip
 
 
-def fresh_work_dir(cfg: dict, iso: dict) -> str:
-    """A new, empty work dir for the next run: in the jail the whole tmpfs is replaced (detached, so
-    whatever the last run left, 3000 nested directories included, is freed by the kernel at once);
-    without it, the old dir is removed with ``rm -rf`` (no recursion limit) and a new one made."""
+def _work_dirs(cfg: dict, iso: dict) -> tuple[str, str]:
+    """(the run's work dir as the worker sees it, as the test process sees it)."""
+    if iso["filesystem"]:
+        return cfg["jail_dir"] + "/tmp/run", "/tmp/run"
+    if "_host_dir" not in cfg:  # one private parent per worker; the run dir inside it is renewed
+        parent = tempfile.mkdtemp(prefix="rlaif-run-")
+        os.chmod(parent, 0o711)  # the sandbox uid may pass through, not list it
+        cfg["_host_dir"] = parent + "/run"
+    return cfg["_host_dir"], cfg["_host_dir"]
+
+
+def clear_work_dir(cfg: dict, iso: dict) -> None:
+    """Remove what the last run left in its work dir. The usual case is ``shutil.rmtree`` (fd-based:
+    planted symlinks are not followed); where that fails (3000 nested directories exhaust its
+    recursion) the jail's whole tmpfs is replaced instead (detached: the kernel frees it at once),
+    and without the jail ``rm -rf`` (no recursion limit) removes it."""
+    host_dir, _ = _work_dirs(cfg, iso)
+    if not os.path.lexists(host_dir):
+        return
+    try:
+        shutil.rmtree(host_dir)
+        return
+    except (OSError, RecursionError):
+        pass
     if iso["filesystem"]:
         jail = cfg["jail_dir"]
         _check(_libc.umount2((jail + "/tmp").encode(), ctypes.c_int(MNT_DETACH)), "umount /tmp")
         mount_work_tmpfs(jail, cfg["tmp_mb"])
-        host_dir, inner_dir = jail + "/tmp/run", "/tmp/run"
-        os.mkdir(host_dir, 0o700)
     else:
-        old = cfg.get("_host_dir")
-        if old:
-            subprocess.run(
-                ["rm", "-rf", "--one-file-system", "--", old], check=False, env={"PATH": "/usr/bin:/bin"}
-            )
-        host_dir = inner_dir = tempfile.mkdtemp(prefix="rlaif-run-")
-        cfg["_host_dir"] = host_dir
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", host_dir], check=False,
+                       env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    if os.path.lexists(host_dir):
+        raise OSError(f"could not remove the work dir {host_dir}")
+
+
+def fresh_work_dir(cfg: dict, iso: dict) -> str:
+    """A new, empty work dir for the next run (owned by the sandbox uid); returns its inner path."""
+    clear_work_dir(cfg, iso)
+    host_dir, inner_dir = _work_dirs(cfg, iso)
+    os.mkdir(host_dir, 0o700)
     if iso["uid_drop"]:
         os.chown(host_dir, iso["uid"], iso["uid"])
     return inner_dir
@@ -367,16 +390,21 @@ def worker_main(argv: list[str]) -> int:
     cgroup = os.path.dirname(cfg["cgroup_events"]) if cfg.get("cgroup_events") else None
     runner.send_frame(proto_out, {"ready": True, "isolation": iso, "warnings": warnings, "cgroup": cgroup})
 
-    def cleanup() -> str:
+    def cleanup() -> None:
+        clear_work_dir(cfg, iso)
         if iso["ipc"]:
             remove_ipc_objects()
-        return fresh_work_dir(cfg, iso)
 
     try:
-        return runner.serve_jobs(proto_in, proto_out, ours, cfg, iso, cleanup)
+        return runner.serve_jobs(
+            proto_in, proto_out, ours, cfg, iso, lambda: fresh_work_dir(cfg, iso), cleanup
+        )
     finally:
         ours.close()
         os.waitpid(pid, 0)
+        if cfg.get("_host_dir"):  # without the jail, the work dir's parent on the host's temp dir
+            subprocess.run(["rm", "-rf", "--one-file-system", "--", os.path.dirname(cfg["_host_dir"])],
+                           check=False, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
 
 
 if __name__ == "__main__":

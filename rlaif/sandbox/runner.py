@@ -11,8 +11,8 @@ W reads T's messages, stdout and stderr (capped), enforces the per-test and tota
 after every attempt (in a ``finally``) has Z kill every other process in the namespace and reap it,
 so nothing started by the candidate outlives the attempt. When T dies or times out in the middle of a
 test, that test is recorded and a fresh T continues with the remaining ones, so per-test results
-survive a crash. After the job (again in a ``finally``) the work dir's tmpfs is replaced and the
-IPC objects of the namespace are removed (``cleanup``, from the jail module).
+survive a crash. After the job (again in a ``finally``) the work dir is removed and the IPC objects
+of the namespace are deleted (``cleanup``, from the jail module).
 
 Every job ends as exactly one report: any error of the machinery becomes ``sandbox_error`` (and the
 worker exits afterwards if its zygote is gone, so the pool replaces it). Standard library only.
@@ -91,11 +91,12 @@ def read_line(sock: socket.socket, timeout: float = _ZYGOTE_ANSWER_S) -> bytes:
 
 
 # -- one job ----------------------------------------------------------------------------------------
-def run_job(job: dict, cfg: dict, iso: dict, zygote: socket.socket, cleanup: Callable[[], str]) -> dict:
+def run_job(job: dict, cfg: dict, iso: dict, zygote: socket.socket, prepare: Callable[[], str],
+            cleanup: Callable[[], None]) -> dict:  # fmt: skip
     """Run one job in a fresh work dir; returns the raw report (never raises for bad code)."""
     report = None
     try:
-        workdir = cleanup()
+        workdir = prepare()
         report = TestDriver(job, cfg, iso, workdir, zygote).run()
     except ZygoteGone:
         raise
@@ -415,7 +416,7 @@ def _clean(msg: dict) -> dict:
 
 # -- entry point ------------------------------------------------------------------------------------
 def serve_jobs(proto_in: int, proto_out: int, zygote: socket.socket, cfg: dict, iso: dict,
-               cleanup: Callable[[], str]) -> int:  # fmt: skip
+               prepare: Callable[[], str], cleanup: Callable[[], None]) -> int:  # fmt: skip
     """Serve jobs from the pool until it closes the pipe (or the zygote is gone: then exit, and the
     pool, seeing the worker die, replaces it)."""
     while True:
@@ -425,7 +426,7 @@ def serve_jobs(proto_in: int, proto_out: int, zygote: socket.socket, cfg: dict, 
         started = time.monotonic()
         gone = None
         try:
-            result = run_job(job, cfg, iso, zygote, cleanup)
+            result = run_job(job, cfg, iso, zygote, prepare, cleanup)
         except ZygoteGone as exc:
             result, gone = {"sandbox_error": f"worker: {exc}"}, exc
         except Exception as exc:
