@@ -5,9 +5,10 @@ index is the order of appearance within its task). For HumanEval problems the pr
 completion + tests; for MBPP/MBPP+ the completion is the whole program.
 
 Guarantees: a sample whose ``task_id`` is not in the problems file, or that lacks ``completion``, is
-an error naming the file and line, before anything runs; every sample gets exactly one result line
-(a sandbox failure is recorded as ``sandbox_error``, never dropped); problems without any sample are
-counted in the summary, not silently left out of it.
+an error naming the file and line, before anything runs; every sample gets exactly one result line,
+whatever it does (huge values, malformed reports, a crashed worker: a failure of the machinery is
+recorded as ``sandbox_error`` for that sample and its worker replaced, never dropped, never fatal to
+the run); problems without any sample are counted in the summary, not silently left out of it.
 """
 
 from __future__ import annotations

@@ -4,18 +4,22 @@ The pool starts each worker as ``python -I -c BOOT`` with a scrubbed environment
 in the host PID namespace) creates, where the kernel allows:
 
 - a network namespace (only a loopback device, left down: no connection anywhere, 127.0.0.1 included),
-- IPC and UTS namespaces,
-- a private mount namespace holding the jail: a read-only tmpfs root with read-only, nosuid, nodev
-  bind mounts of the system directories and the standard library, ``/dev/{null,zero,random,urandom}``,
-  and a size-limited tmpfs at ``/tmp`` where each run gets a fresh work dir. ``ctypes`` and the C-API
-  test modules are masked (bound over with ``/dev/null``), so code in the jail cannot load them;
-- a PID namespace, whose first process is the test driver (:mod:`rlaif.sandbox.runner`);
+- IPC and UTS namespaces (the IPC objects in it are deleted after every run),
+- a private mount namespace holding the jail: a read-only tmpfs root with read-only, nosuid, nodev,
+  noexec bind mounts of the system directories and the standard library, bound again executable only
+  for the system's binary and library directories and this interpreter's lib-dynload
+  (:func:`exec_dirs`), ``/dev/{null,zero,random,urandom}``, and a size-limited noexec tmpfs at
+  ``/tmp`` where each run gets a fresh work dir. The raw-memory extension modules
+  (:data:`MASKED_MODULES`) found in the executable directories are bound over with ``/dev/null``;
+- a PID namespace, whose first process is the zygote (:mod:`rlaif.sandbox.zygote`), the clean
+  parent of every test process;
 - a memory cgroup bounding the memory of everything the worker runs (cgroup v1, or v2 where the
   memory controller is delegated to us).
 
-The driver is a fresh interpreter (``execv``), so the sandboxed processes it forks never have
-``ctypes`` in memory either: the only thing in this module that needs it is this set-up.
-What could not be set up is reported, never papered over.
+The worker then serves the pool's jobs itself (:mod:`rlaif.sandbox.runner`). The zygote is a fresh
+interpreter (``execv``), so the sandboxed processes it forks never have ``ctypes`` in memory: only
+the worker, which never runs candidate code and is never forked from, uses it (mounts, ``prctl``,
+IPC removal). What could not be set up is reported, never papered over.
 """
 
 from __future__ import annotations
