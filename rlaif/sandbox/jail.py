@@ -366,7 +366,7 @@ def worker_main(argv: list[str]) -> int:
             warnings.append(problem)
     import socket
 
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     state = json.dumps({**cfg, "isolation": iso})
     pid = os.fork()
     if pid == 0:
@@ -383,7 +383,7 @@ def worker_main(argv: list[str]) -> int:
     from rlaif.sandbox import runner
 
     try:
-        hello = runner.read_line(ours, timeout=120.0)
+        hello = runner.read_message(ours, timeout=120.0)
     except runner.ZygoteGone:
         return 70
     if hello[:1] != b"R":

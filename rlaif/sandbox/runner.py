@@ -33,6 +33,7 @@ from rlaif.sandbox.confine import CONFINED_OK
 
 _DRAIN_GRACE_S = 0.5
 _ZYGOTE_ANSWER_S = 30.0
+_PIPE_BUFFER = 65536  # Linux's default pipe capacity
 
 
 class ZygoteGone(RuntimeError):
@@ -73,20 +74,17 @@ def _read_exact(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_line(sock: socket.socket, timeout: float = _ZYGOTE_ANSWER_S) -> bytes:
-    """One newline-terminated answer of the zygote (it writes nothing else on the socket)."""
+def read_message(sock: socket.socket, timeout: float = _ZYGOTE_ANSWER_S) -> bytes:
+    """One message of the zygote (a SOCK_SEQPACKET socket keeps message boundaries)."""
     sock.settimeout(timeout)
-    data = b""
     try:
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise ZygoteGone("the zygote closed its socket")
-            data += chunk
-    except (TimeoutError, OSError) as exc:
+        data = sock.recv(1 << 16)
+    except OSError as exc:  # TimeoutError included
         raise ZygoteGone(f"the zygote did not answer ({exc!r})") from None
     finally:
         sock.settimeout(None)
+    if not data:
+        raise ZygoteGone("the zygote closed its socket")
     return data
 
 
@@ -176,47 +174,42 @@ class TestDriver:
             "violation": self.violation,
         }
 
-    def _spawn(self, job_r: int, out_w: int, err_w: int, rep_w: int, conf_w: int) -> int:
-        """Have the zygote fork T with these pipe ends; returns T's pidfd."""
-        try:
-            socket.send_fds(self.zygote, [b"F"], [job_r, out_w, err_w, rep_w, conf_w])
-            self.zygote.settimeout(_ZYGOTE_ANSWER_S)
-            msg, fds, _, _ = socket.recv_fds(self.zygote, 16, 1)
-        except OSError as exc:
-            raise ZygoteGone(f"the zygote did not fork ({exc!r})") from None
-        finally:
-            self.zygote.settimeout(None)
-        if msg != b"P" or len(fds) != 1:
-            raise ZygoteGone("the zygote did not fork")
-        return fds[0]
-
     # one attempt: fork T, follow it, record how the current test ended
     def _attempt(self, start: int) -> int:
         nonce = os.urandom(12).hex()
+        request = {"job": self.job, "start": start, "nonce": nonce, "workdir": self.workdir}
+        data = json.dumps(request, separators=(",", ":")).encode()
         job_r, job_w = os.pipe()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         conf_r, conf_w = os.pipe()
-        try:
-            pidfd = self._spawn(job_r, out_w, err_w, rep_w, conf_w)
-        finally:
-            for fd in (job_r, rep_w, out_w, err_w, conf_w):
-                os.close(fd)
         state = _AttemptState(start, nonce, self.limits, [t["kind"] for t in self.job["tests"]])
         loaded_before = self.load is not None and self.load.get("ok")
         oom_before = _oom_kills(self.cfg.get("cgroup_events"))
         try:
-            request = {"job": self.job, "start": start, "nonce": nonce, "workdir": self.workdir}
+            early = len(data) <= _PIPE_BUFFER  # fits in the pipe: T finds its job the moment it starts
+            if early:
+                _write_all(job_w, data)
+                os.close(job_w)
+                job_w = -1
             try:
-                _write_all(job_w, json.dumps(request, separators=(",", ":")).encode())
-            except OSError:
-                pass  # T died before reading its job: seen below as an early exit
-            os.close(job_w)
-            job_w = -1
-            ended = self._follow(pidfd, state, rep_r, out_r, err_r, conf_r)
+                socket.send_fds(self.zygote, [b"F"], [job_r, out_w, err_w, rep_w, conf_w])
+            except OSError as exc:
+                raise ZygoteGone(f"the zygote is gone ({exc!r})") from None
+            for fd in (job_r, rep_w, out_w, err_w, conf_w):
+                os.close(fd)
+            job_r = rep_w = out_w = err_w = conf_w = -1
+            if not early:
+                try:
+                    _write_all(job_w, data)
+                except OSError:
+                    pass  # T died before reading its job: seen below as an early exit
+                os.close(job_w)
+                job_w = -1
+            ended = self._follow(state, rep_r, out_r, err_r, conf_r)
         finally:
-            for fd in (job_w, pidfd, rep_r, out_r, err_r, conf_r):
+            for fd in (job_r, job_w, rep_w, out_w, err_w, conf_w, rep_r, out_r, err_r, conf_r):
                 if fd >= 0:
                     os.close(fd)
         if ended.get("sig") == signal.SIGKILL and _oom_kills(self.cfg.get("cgroup_events")) > oom_before:
@@ -254,22 +247,22 @@ class TestDriver:
             return state.current + 1
         return self.n
 
-    def _follow(self, pidfd: int, st: _AttemptState, rep_r: int, out_r: int, err_r: int, conf_r: int) -> dict:
-        """Read T's channels until it exits or its time runs out; returns how it ended.
+    def _follow(self, st: _AttemptState, rep_r: int, out_r: int, err_r: int, conf_r: int) -> dict:
+        """Read T's channels until it exits (the zygote then reports its status) or its time runs out.
 
-        Whatever happens while reading (a malformed report included), the ``finally`` has the
-        zygote kill and reap every process of the attempt before anything else."""
+        Whatever happens while reading (a malformed report included), the ``finally`` makes sure the
+        zygote has killed and reaped every process of the attempt before anything else."""
         sel = selectors.DefaultSelector()
         timed_out = False
-        status = None
+        status: bytes | None = None
+        zfd = self.zygote.fileno()
         try:
             for fd in (rep_r, out_r, err_r, conf_r):
                 os.set_blocking(fd, False)
                 sel.register(fd, selectors.EVENT_READ)
-            sel.register(pidfd, selectors.EVENT_READ)
-            exited = False
+            sel.register(zfd, selectors.EVENT_READ)
             test_deadline = time.monotonic() + self.limits["timeout"]
-            while not exited and st.violation is None:
+            while status is None and st.violation is None:
                 now = time.monotonic()
                 deadline = min(test_deadline, self.total_deadline)
                 if st.phase in ("done", "over"):
@@ -278,22 +271,20 @@ class TestDriver:
                     timed_out = st.phase not in ("done", "over")
                     break
                 for key, _ in sel.select(deadline - now):
-                    if key.fd == pidfd:
-                        exited = True
-                        continue
-                    if self._read(key.fd, st, rep_r, out_r, err_r, conf_r, sel):
+                    if key.fd == zfd:
+                        status = read_message(self.zygote)  # T exited; everything is swept
+                    elif self._read(key.fd, st, rep_r, out_r, err_r, conf_r, sel):
                         test_deadline = time.monotonic() + self.limits["timeout"]
         finally:
-            try:
-                self.zygote.sendall(b"K")
-            except OSError as exc:
-                sel.close()
-                raise ZygoteGone(f"the zygote is gone ({exc!r})") from None
-            try:
-                status = json.loads(read_line(self.zygote)[1:])
-            finally:
-                if pidfd in sel.get_map():
-                    sel.unregister(pidfd)
+            if zfd in sel.get_map():
+                sel.unregister(zfd)
+            if status is None:
+                try:
+                    self.zygote.send(b"K")
+                except OSError as exc:
+                    sel.close()
+                    raise ZygoteGone(f"the zygote is gone ({exc!r})") from None
+                status = read_message(self.zygote)
         try:
             drain_until = time.monotonic() + _DRAIN_GRACE_S  # every writer is dead: EOF comes at once
             while sel.get_map() and time.monotonic() < drain_until:
@@ -301,13 +292,16 @@ class TestDriver:
                     self._read(key.fd, st, rep_r, out_r, err_r, conf_r, sel)
         finally:
             sel.close()
+        if status[:1] != b"S":
+            raise ZygoteGone(f"unexpected answer of the zygote {status[:20]!r}")
+        code = json.loads(status[1:])
         if timed_out:
             return {"e": "timeout"}
-        if status is None:
+        if code is None:
             return {"e": "exit", "code": None}
-        if os.WIFSIGNALED(status):
-            return {"e": "signal", "sig": os.WTERMSIG(status)}
-        return {"e": "exit", "code": os.waitstatus_to_exitcode(status)}
+        if os.WIFSIGNALED(code):
+            return {"e": "signal", "sig": os.WTERMSIG(code)}
+        return {"e": "exit", "code": os.waitstatus_to_exitcode(code)}
 
     def _read(self, fd, st, rep_r, out_r, err_r, conf_r, sel) -> bool:
         """Consume what is readable on ``fd``; True when a test (or the load) just finished."""

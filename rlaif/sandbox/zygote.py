@@ -13,9 +13,10 @@ Where the kernel allows, the zygote is PID 1 of the worker's PID namespace: afte
 ``finally``: whatever happened, nothing outlives the attempt). Without a PID namespace it kills the
 test process's group and every process of the sandbox uid instead, and reaps orphans as subreaper.
 
-Protocol on the socket to the worker (one byte, then data): worker ``F`` + 5 fds (job pipe read end,
-stdout, stderr, report and confinement write ends) -> zygote ``P`` + the test process's pidfd; worker
-``K`` (the attempt is over) -> zygote kills, reaps and answers ``S`` + the test process's wait status.
+Protocol on the (SOCK_SEQPACKET) socket to the worker: worker ``F`` + 5 fds (job pipe read end,
+stdout, stderr, report and confinement write ends) -> the zygote forks T; when T exits, or the worker
+sends ``K`` (time is up, or a protocol violation), the zygote kills and reaps everything and answers
+``S`` + T's wait status. One message each way per attempt, so the handoff costs little.
 Standard library only.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -114,13 +116,13 @@ def _sweep(iso: dict, pid: int) -> int | None:
 def serve(sock: socket.socket, cfg: dict, iso: dict) -> int:
     """Fork one test process per ``F`` request until the worker closes the socket."""
     while True:
-        msg, fds, _, _ = socket.recv_fds(sock, 16, 8)
-        if not msg:
-            return 0
-        if msg[:1] != b"F" or len(fds) != 5:
+        msg, fds, _, _ = socket.recv_fds(sock, 64, 8)
+        if msg == b"K" and not fds:
+            continue  # a stop request that crossed our report of an attempt already over
+        if msg != b"F" or len(fds) != 5:
             for fd in fds:
                 os.close(fd)
-            return 3
+            return 0 if not msg else 3
         pid = os.fork()
         if pid == 0:
             sock.close()
@@ -130,17 +132,20 @@ def serve(sock: socket.socket, cfg: dict, iso: dict) -> int:
         status = None
         try:
             pidfd = os.pidfd_open(pid)
-            try:
-                socket.send_fds(sock, [b"P"], [pidfd])
+            try:  # until T exits or the worker says the attempt is over (or is gone)
+                with selectors.DefaultSelector() as sel:
+                    sel.register(sock, selectors.EVENT_READ)
+                    sel.register(pidfd, selectors.EVENT_READ)
+                    done = False
+                    while not done:
+                        for key, _ in sel.select():
+                            if key.fd == pidfd or sock.recv(64) in (b"K", b""):
+                                done = True
             finally:
                 os.close(pidfd)
-            while True:  # until the worker says the attempt is over (or is gone)
-                cmd = sock.recv(1)
-                if cmd in (b"K", b""):
-                    break
         finally:
             status = _sweep(iso, pid)
-        sock.sendall(b"S" + json.dumps(status).encode() + b"\n")
+        sock.send(b"S" + json.dumps(status).encode())
 
 
 def zygote_main(argv: list[str]) -> int:
@@ -163,8 +168,7 @@ def zygote_main(argv: list[str]) -> int:
     gc.collect()
     gc.freeze()
     gc.disable()
-    sock.sendall(b"R" + json.dumps({"pid_namespace": iso["pid_namespace"], "warnings": warnings}).encode())
-    sock.sendall(b"\n")
+    sock.send(b"R" + json.dumps({"pid_namespace": iso["pid_namespace"], "warnings": warnings}).encode())
     return serve(sock, state, iso)
 
 
