@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Sequence
 
 from rlaif.errors import RlaifError
@@ -43,7 +44,8 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
     """One value test per assert of ``check(candidate)`` when that is all it contains."""
     code = problem.test_code or ""
     entry = problem.entry_point
-    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})")]
+    user = defined_names(problem)
+    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user)]
     tree = ast.parse(code)
     checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if len(checks) != 1 or len(checks[0].args.args) != 1:
@@ -65,19 +67,42 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
         return whole, ""
     preamble = [ast.unparse(n) for n in tree.body if n is not check]
     setup = "\n".join(preamble + [f"{param} = {entry}"])
-    return [assert_test(a) for a in asserts], setup
+    return [assert_test(a, user_names=user) for a in asserts], setup
+
+
+def defined_names(problem: CodeProblem) -> frozenset[str]:
+    """Names the problem's own (trusted) reference solution defines at top level, plus its entry
+    point: a test calling one of them calls the candidate, even where a builtin has the same name
+    (MBPP task 126 defines ``sum``). Never taken from the candidate's program."""
+    names = {problem.entry_point} if problem.entry_point else set()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # some references have invalid escapes
+            source = problem.reference_solution or ""
+            if problem.source_format == "humaneval":
+                source = problem.prompt + source  # the prompt defines the helpers the tests use
+            tree = ast.parse(source)
+    except SyntaxError:
+        return frozenset(names)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return frozenset(names)
 
 
 def problem_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
     """(tests, setup code) for a problem; MBPP+ needs :func:`prepare_expected` first."""
-    tests: list[TestCase] = [assert_test(t) for t in problem.tests]
+    user = defined_names(problem)
+    tests: list[TestCase] = [assert_test(t, user_names=user) for t in problem.tests]
     setup = problem.setup_code
     if problem.source_format == "humaneval" and problem.test_code:
         he_tests, he_setup = _humaneval_tests(problem)
         tests += he_tests
         setup = "\n".join(s for s in (setup, he_setup) if s)
     elif problem.test_code:
-        tests.append(statement_test(problem.test_code))
+        tests.append(statement_test(problem.test_code, user_names=user))
     if problem.inputs:
         expected = problem.metadata.get("expected")
         if expected is None:

@@ -34,6 +34,19 @@ SAFE_FUNCS = {
 # materialised as a list in the sandbox (``list(f(x))`` keeps working for generator functions)
 CONSUMERS = {"all", "any", "dict", "enumerate", "frozenset", "len", "list", "max", "min", "reversed",
              "set", "sorted", "sum", "tuple", "zip"}  # fmt: skip
+CONSTRUCTORS = {
+    "bool",
+    "bytes",
+    "complex",
+    "dict",
+    "float",
+    "frozenset",
+    "int",
+    "list",
+    "set",
+    "str",
+    "tuple",
+}
 SAFE_MATH = {
     "isclose", "fabs", "sqrt", "floor", "ceil", "trunc", "isnan", "isinf", "isfinite", "log", "log2",
     "log10", "exp", "pi", "e", "inf", "nan", "tau", "fsum", "hypot", "sin", "cos", "tan", "atan",
@@ -54,7 +67,8 @@ class WrapperError(Exception):
 
 
 class _Planner:
-    def __init__(self) -> None:
+    def __init__(self, user_names: frozenset[str] = frozenset()) -> None:
+        self.user_names = user_names  # names the problem itself defines (MBPP has a ``def sum(a, b)``)
         self.holes: list[str] = []
         self.hole_nodes: list[ast.expr] = []
         self.iters: list[bool] = []
@@ -67,7 +81,7 @@ class _Planner:
 
     def pure(self, node: ast.expr) -> bool:
         """Whether ``node`` needs nothing from the sandbox."""
-        probe = _Planner()
+        probe = _Planner(self.user_names)
         probe.visit(node)
         return not probe.holes
 
@@ -76,7 +90,7 @@ class _Planner:
         if isinstance(node, ast.Constant):
             return node
         if isinstance(node, ast.Name):
-            return node if node.id in SAFE_FUNCS else self.hole(node, consumed)
+            return node if self._builtin(node.id) else self.hole(node, consumed)
         if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
             if any(isinstance(e, ast.Starred) for e in node.elts):
                 return self.hole(node, consumed)
@@ -112,7 +126,7 @@ class _Planner:
             return ast.Slice(*(None if p is None else v(p) for p in (node.lower, node.upper, node.step)))
         if isinstance(node, ast.Attribute) and _is_math(node):
             return node
-        if isinstance(node, ast.Call) and self._safe_call(node):
+        if isinstance(node, ast.Call) and self._safe_call(node) and not self._constant_call(node):
             consume = isinstance(node.func, ast.Name) and node.func.id in CONSUMERS and len(node.args) == 1
             func = node.func
             if isinstance(func, ast.Attribute) and not _is_math(func):
@@ -124,13 +138,29 @@ class _Planner:
             )
         return self.hole(node, consumed)
 
-    @staticmethod
-    def _safe_call(node: ast.Call) -> bool:
+    def _builtin(self, name: str) -> bool:
+        return name in SAFE_FUNCS and name not in self.user_names
+
+    def _constant_call(self, node: ast.Call) -> bool:
+        """A builtin applied to constants only (``sum(10, 15)``) tests nothing of the candidate: it
+        is the candidate's own function of that name, so it is a hole."""
+        if not (isinstance(node.func, ast.Name) and node.args) or node.func.id in CONSTRUCTORS:
+            return False  # float('inf'), set([1, 2]): how literals are written, evaluated here
+        for sub in ast.walk(
+            ast.Module(body=[ast.Expr(a) for a in node.args + [k.value for k in node.keywords]])
+        ):
+            if isinstance(sub, ast.Name) and not self._builtin(sub.id):
+                return False
+            if isinstance(sub, (ast.Attribute, ast.Lambda, ast.comprehension, ast.NamedExpr)):
+                return False
+        return True
+
+    def _safe_call(self, node: ast.Call) -> bool:
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             return False
         func = node.func
         if isinstance(func, ast.Name):
-            return func.id in SAFE_FUNCS
+            return self._builtin(func.id)
         if isinstance(func, ast.Attribute):
             return _is_math(func) or func.attr in SAFE_METHODS
         return False
@@ -164,26 +194,30 @@ def _is_math(node: ast.expr) -> bool:
     )
 
 
-def plan(expr: ast.expr | str) -> tuple[str, list[str], list[bool]]:
-    """(wrapper source, hole sources, which holes are consumed as iterables) for an expression."""
-    wrapper, _nodes, holes, iters = plan_nodes(expr)
+def plan(expr: ast.expr | str, user_names=frozenset()) -> tuple[str, list[str], list[bool]]:
+    """(wrapper source, hole sources, which holes are consumed as iterables) for an expression;
+    ``user_names``: names the problem defines itself, never taken for the builtins."""
+    wrapper, _nodes, holes, iters = plan_nodes(expr, user_names)
     return wrapper, holes, iters
 
 
-def plan_nodes(expr: ast.expr | str) -> tuple[str, list[ast.expr], list[str], list[bool]]:
+def plan_nodes(
+    expr: ast.expr | str, user_names=frozenset()
+) -> tuple[str, list[ast.expr], list[str], list[bool]]:
     """:func:`plan`, also returning the holes as (laundered) AST nodes."""
     node = ast.parse(expr, mode="eval").body if isinstance(expr, str) else expr
-    planner = _Planner()
+    planner = _Planner(frozenset(user_names))
     wrapper = ast.fix_missing_locations(ast.Expression(body=planner.visit(node)))
     return ast.unparse(wrapper), planner.hole_nodes, planner.holes, planner.iters
 
 
 class _AssertRewriter(ast.NodeTransformer):
-    def __init__(self) -> None:
+    def __init__(self, user_names: frozenset[str]) -> None:
         self.sites: list[tuple[str, list[bool], str]] = []
+        self.user_names = user_names
 
     def visit_Assert(self, node: ast.Assert) -> ast.stmt:
-        wrapper, nodes, _holes, iters = plan_nodes(node.test)
+        wrapper, nodes, _holes, iters = plan_nodes(node.test, self.user_names)
         site = len(self.sites)
         self.sites.append((wrapper, iters, ast.unparse(node.test)[:200]))
         call = ast.Call(func=ast.Name(id=ASSERT_NAME, ctx=ast.Load()),
@@ -194,12 +228,15 @@ class _AssertRewriter(ast.NodeTransformer):
 ASSERT_NAME = "__rlaif_assert__"
 
 
-def rewrite_asserts(code: str) -> tuple[str, list[tuple[str, list[bool], str]]]:
+def rewrite_asserts(code: str, user_names=frozenset()) -> tuple[str, list[tuple[str, list[bool], str]]]:
     """Test code with every ``assert`` replaced by a report of its holes' values; returns the new
     code and, per assert site, (wrapper, iterable flags, the original condition for diagnostics).
     The wrappers (and so the literals they compare with) stay in the parent."""
     tree = ast.parse(code)
-    rewriter = _AssertRewriter()
+    # names the test code binds itself (``for sum in ...``, ``def check``) are never the builtins
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    rewriter = _AssertRewriter(frozenset(user_names) | bound)
     tree = ast.fix_missing_locations(rewriter.visit(tree))
     return ast.unparse(tree), rewriter.sites
 

@@ -115,10 +115,11 @@ class TestCase:
         return {"kind": "stmt", "code": self.wire_code, "sites": [list(s[1]) for s in self.sites]}
 
 
-def statement_test(code: str, label: str | None = None) -> TestCase:
-    """Arbitrary test code; its asserts are rewritten so the parent judges their operands."""
+def statement_test(code: str, label: str | None = None, *, user_names=frozenset()) -> TestCase:
+    """Arbitrary test code; its asserts are rewritten so the parent judges their operands.
+    ``user_names``: functions the problem defines whose names are also builtins' (see assert_test)."""
     try:
-        wire_code, sites = rewrite_asserts(code)
+        wire_code, sites = rewrite_asserts(code, user_names)
     except SyntaxError as exc:
         raise RlaifError(f"test code {code.strip()[:80]!r} is not valid Python ({exc.msg})") from None
     return TestCase(kind="stmt", label=label or code.strip().splitlines()[-1][:200], code=code,
@@ -158,17 +159,20 @@ def safe_literal(node: ast.expr) -> Any:
     raise ValueError("not a literal")
 
 
-def assert_test(source: str) -> TestCase:
-    """Plan one ``assert`` statement: a value test when its shape allows, else a statement test."""
+def assert_test(source: str, *, user_names=frozenset()) -> TestCase:
+    """Plan one ``assert`` line: a value test (holes for the sandbox, the rest judged here), or a
+    statement test for anything else. ``user_names``: names the problem defines (from its trusted
+    reference solution, never the candidate's program), so ``sum(10, 15)`` of an MBPP task that
+    defines ``sum`` is the candidate's call, not the builtin."""
     source = source.strip()
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise RlaifError(f"test {source[:80]!r} is not valid Python ({exc.msg})") from None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
-        return statement_test(source)
+        return statement_test(source, user_names=user_names)
     test = tree.body[0].test
-    wrapper, holes, iters = plan(test)
+    wrapper, holes, iters = plan(test, user_names)
     shape = _describe(source, test)
     return replace(shape, wrapper=wrapper, holes=tuple(holes), iters=tuple(iters))
 

@@ -244,3 +244,13 @@ def test_judge_rejects_undecodable_values_and_honours_oracles():
 def test_statement_test_ok_is_a_pass():
     v = judge(_job(statement_test("check(f)")), {"load": {"ok": True}, "tests": [{"e": "ok"}]})
     assert v.status == "passed"
+
+
+def test_functions_named_like_builtins_are_the_candidates():
+    # MBPP task 126 defines ``sum(a, b)``: its test must call the candidate, not the builtin
+    assert assert_test("assert sum(10, 15) == 6").holes == ("sum(10, 15)",)
+    t = assert_test("assert sum([x, 1]) == 6", user_names={"sum"})
+    assert (t.wrapper, t.holes) == ("_h0 == 6", ("sum([x, 1])",))
+    # a literal written with a constructor stays here, out of the sandbox's reach
+    t = assert_test("assert f(1) == float('inf')")
+    assert (t.wrapper, t.holes) == ("_h0 == float('inf')", ("f(1)",))
