@@ -2,29 +2,29 @@
 
 A test is one of three kinds:
 
-- ``value``: an expression evaluated in the sandbox and compared here with an expected value
-  (``assert f(x) == 8`` becomes expression ``f(x)``, operator ``==``, expected ``8``);
+- ``value``: one ``assert``, split (:mod:`rlaif.sandbox.expr`) into holes evaluated in the sandbox
+  (the candidate's calls) and a wrapper evaluated here on their plain values
+  (``assert abs(f(x) - 0.5) < 1e-6``: hole ``f(x)``, wrapper ``abs(_h0 - 0.5) < 1e-06``);
 - ``call``: ``fn(*args)`` compared with an expected output, optionally within ``atol`` (MBPP+);
-- ``stmt``: arbitrary test code whose normal completion is the pass signal (decided in-process).
+- ``stmt``: arbitrary test code (a HumanEval ``check`` with loops). Its control flow runs in the
+  sandbox, but each ``assert`` in it is rewritten to report its holes' values, and every one of
+  those conditions is judged here; normal completion ("ok") counts only if all of them held.
 
-:func:`assert_test` turns an ``assert`` line into a value test whenever its shape allows (a single
-comparison against a literal, ``assert x``, ``assert not x``), so nearly every MBPP and HumanEval assert
-is judged here, out of reach of the code under test. Expected values stay in this process: only
-:meth:`TestCase.wire` crosses into the sandbox, and it carries no expected value.
+Every assert line becomes a value test (any single ``assert``); only other statements become
+statement tests. Expected values and wrappers stay in this process: only :meth:`TestCase.wire`
+crosses into the sandbox, and it carries neither. A report that does not fit the test's kind ("ok"
+for a value test, a value for a statement test) is a protocol violation, never a pass.
 """
 
 from __future__ import annotations
 
 import ast
-import operator
-import signal
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any, Literal
 
 from rlaif.errors import RlaifError
-from rlaif.sandbox.expr import WrapperError, compile_wrapper, evaluate, plan, rewrite_asserts
-from rlaif.sandbox.harness import decode, encode
+from rlaif.sandbox.expr import plan, rewrite_asserts
+from rlaif.sandbox.harness import encode
 
 _MISSING: Any = object()
 
@@ -72,11 +72,6 @@ _OPS = {
     ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not",
 }  # fmt: skip
 _MIRROR = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_APPLY = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-    ">=": operator.ge, "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
-    "is": operator.is_, "is not": operator.is_not,
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -231,228 +226,14 @@ class Job:
         }
 
 
-# -- verdicts --------------------------------------------------------------------------------------
-_SEVERITY = ["failed", "runtime_error", "timeout", "memory_exceeded", "killed"]
+from rlaif.sandbox.verdict import (  # noqa: E402  (re-exported: the verdict lives in its own module)
+    Verdict,
+    classify_load,
+    classify_outcome,
+    compare,
+    judge,
+    outputs_match,
+)
 
-
-def _is_floats(x: Any) -> bool:
-    if type(x) is float:
-        return True
-    return type(x) in (list, tuple) and len(x) > 0 and all(type(i) is float for i in x)
-
-
-def outputs_match(out: Any, exp: Any, atol: float) -> bool:
-    """EvalPlus's rule: exact equality, else (for float outputs) numpy-allclose with rtol 1e-7."""
-    if out == exp:
-        return True
-    if atol == 0 and _is_floats(exp):
-        atol = 1e-6
-    if atol == 0 or type(out) is not type(exp):
-        return False
-    outs, exps = (list(out), list(exp)) if isinstance(exp, (list, tuple)) else ([out], [exp])
-    if len(outs) != len(exps):
-        return False
-    try:
-        return all(abs(o - e) <= atol + 1e-7 * abs(e) for o, e in zip(outs, exps, strict=True))
-    except TypeError:
-        return False
-
-
-def _show(value: Any, limit: int = 120) -> str:
-    """A short repr that never raises (an int beyond the int/str digit limit is shown by its size)."""
-    if type(value) is int and value.bit_length() > 4000:
-        return f"<int of {value.bit_length()} bits>"
-    try:
-        text = repr(value)
-    except Exception as exc:  # e.g. a nested huge int: ValueError from the digit limit
-        text = f"<{type(value).__name__}: {type(exc).__name__}>"
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-@lru_cache(maxsize=4096)
-def _wrapper_ast(source: str) -> ast.expr:
-    return compile_wrapper(source)
-
-
-def _judge_wrapper(wrapper: str, values: list) -> tuple[str, str]:
-    """Evaluate a wrapper here, on plain values: (status, detail)."""
-    try:
-        ok = bool(evaluate(_wrapper_ast(wrapper), values))
-    except WrapperError as exc:
-        return "runtime_error", f"cannot evaluate the test on this value ({exc})"
-    except Exception as exc:  # e.g. '<' between str and int: the assert itself would have raised
-        return "runtime_error", f"{type(exc).__name__}: {_brief_exc(exc)}"
-    return ("passed", "") if ok else ("failed", "")
-
-
-def _brief_exc(exc: BaseException) -> str:
-    try:
-        return str(exc)[:300]
-    except Exception:
-        return "<unprintable>"
-
-
-def compare(test: TestCase, value: Any) -> tuple[str, str]:
-    """(status, detail) for what the sandbox reported for ``test``: one value for a call test, the
-    list of hole values for a value test."""
-    if test.kind == "call":
-        if test.oracle == "any":
-            return "passed", ""
-        if outputs_match(value, test.expected, test.atol) or (test.oracle == "eq_or_zero" and value == 0):
-            return "passed", ""
-        return "failed", f"expected {_show(test.expected)}, got {_show(value)}"
-    if type(value) is not list or len(value) != len(test.holes):
-        return "runtime_error", "harness protocol violated: wrong number of values"
-    status, detail = _judge_wrapper(test.wrapper or "False", value)
-    if status != "failed":
-        return status, detail
-    got = ", ".join(f"{h} = {_show(v)}" for h, v in zip(test.holes, value, strict=True))
-    if test.op in ("truthy", "falsy") or len(test.holes) != 1 or test.holes[0] != test.expr:
-        return "failed", f"got {got}" if got else "failed"
-    return "failed", f"expected {test.op} {_show(test.expected)}, got {_show(value[0])}"
-
-
-def _judge_checks(test: TestCase, checks: list) -> tuple[str, str] | None:
-    """The first failing rewritten assert of a statement test, judged here; None when all held."""
-    for chk in checks:
-        site = chk.get("s") if isinstance(chk, dict) else None
-        if type(site) is not int or not 0 <= site < len(test.sites):
-            return "runtime_error", "harness protocol violated: report for an unknown assert"
-        wrapper, _iters, condition = test.sites[site]
-        if "u" in chk:
-            return "failed", f"assert {condition}: a value cannot be compared safely ({chk.get('u')})"
-        try:
-            values = decode(chk.get("v"))
-        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-            return "runtime_error", f"harness protocol violated: undecodable value ({exc})"
-        if type(values) is not list or len(values) != len(_iters):
-            return "runtime_error", "harness protocol violated: wrong number of values"
-        status, detail = _judge_wrapper(wrapper, values)
-        if status != "passed":
-            shown = ", ".join(_show(v) for v in values)
-            return status, f"assert {condition}: {detail or 'failed'} (values: {shown})"
-    return None
-
-
-def _signal_status(sig: int, oom: bool = False) -> tuple[str, str]:
-    try:
-        name = signal.Signals(sig).name
-    except ValueError:
-        name = f"signal {sig}"
-    if oom:
-        return "memory_exceeded", "killed by the out-of-memory killer (the run's total memory limit)"
-    if sig == signal.SIGXCPU:
-        return "timeout", "CPU time limit exceeded (SIGXCPU)"
-    if sig == signal.SIGKILL:
-        return "killed", "killed (SIGKILL)"
-    return "runtime_error", f"crashed ({name})"
-
-
-def _exception_status(etype: str) -> str:
-    if etype == "AssertionError":
-        return "failed"
-    if etype == "MemoryError":
-        return "memory_exceeded"
-    return "runtime_error"
-
-
-def classify_outcome(test: TestCase, raw: dict | None) -> tuple[str, str]:
-    """(status, detail) for one test's raw outcome from the test driver."""
-    if raw is None:
-        return "timeout", "not run: the total time limit was reached first"
-    event = raw.get("e")
-    if test.kind == "stmt":
-        if event in ("val", "unenc"):
-            return "runtime_error", "harness protocol violated: a value for a statement test"
-        checked = _judge_checks(test, list(raw.get("chk") or []))
-        if checked is not None:
-            return checked
-    elif event in ("ok", "chk") or raw.get("chk"):
-        return "runtime_error", f"harness protocol violated: {event!r} for a {test.kind} test"
-    if event == "val":
-        try:
-            value = decode(raw.get("v"))
-        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-            return "runtime_error", f"harness protocol violated: undecodable value ({exc})"
-        if test.kind == "call" and not test.has_expected:
-            return "passed", ""
-        return compare(test, value)
-    if event == "ok":
-        return "passed", ""
-    if event in ("exc", "load_err"):
-        etype = str(raw.get("type", "Exception"))
-        prefix = "on reload: " if raw.get("reload") else ""
-        return _exception_status(etype), f"{prefix}{etype}: {raw.get('msg', '')}".rstrip(": ")
-    if event == "unenc":
-        return "failed", f"returned a value that cannot be compared safely ({raw.get('msg', '')})"
-    if event == "timeout":
-        return "timeout", "test exceeded its time limit"
-    if event == "signal":
-        return _signal_status(int(raw.get("sig", 0)), bool(raw.get("oom")))
-    if event == "exit":
-        return "runtime_error", f"the program exited (status {raw.get('code')}) before the test finished"
-    if event == "violation":
-        return "runtime_error", f"harness protocol violated: {raw.get('msg')}"
-    return "sandbox_error", f"unknown outcome {event!r}"
-
-
-def classify_load(load: dict) -> tuple[str, str]:
-    """(status, detail) for a program that failed before its first test."""
-    event = load.get("e")
-    if event == "load_err":
-        where = f"line {load['line']}: " if load.get("line") else ""
-        detail = f"{where}{load.get('type')}: {load.get('msg', '')}"
-        if load.get("syntax"):
-            return "syntax_error", detail
-        return _exception_status(str(load.get("type"))), detail
-    if event == "timeout":
-        return "timeout", "the program did not finish loading within the time limit"
-    if event == "signal":
-        return _signal_status(int(load.get("sig", 0)), bool(load.get("oom")))
-    if event == "exit":
-        return "runtime_error", f"the program exited (status {load.get('code')}) before any test ran"
-    if event == "violation":
-        return "runtime_error", f"harness protocol violated: {load.get('msg')}"
-    return "sandbox_error", f"unknown load outcome {event!r}"
-
-
-@dataclass
-class Verdict:
-    status: str
-    per_test: list[str]
-    details: list[str]
-    diagnostics: str
-
-    @property
-    def tests_passed(self) -> int:
-        return sum(s == "passed" for s in self.per_test)
-
-
-def judge(job: Job, raw: dict) -> Verdict:
-    """The overall status: syntax error, else a load failure, else passed when every test passed,
-    else the most severe test status (killed > memory > timeout > runtime error > failed)."""
-    n = len(job.tests)
-    if raw.get("sandbox_error"):
-        return Verdict("sandbox_error", ["sandbox_error"] * n, [""] * n, str(raw["sandbox_error"]))
-    load = raw.get("load") or {"ok": False, "e": "timeout"}
-    if not load.get("ok"):
-        status, detail = classify_load(load)
-        return Verdict(status, [status] * n, [detail] * n, detail)
-    outcomes = list(raw.get("tests") or [])
-    outcomes += [None] * (n - len(outcomes))
-    per_test, details = [], []
-    for test, outcome in zip(job.tests, outcomes[:n], strict=True):
-        status, detail = classify_outcome(test, outcome)
-        per_test.append(status)
-        details.append(detail)
-    bad = [i for i, s in enumerate(per_test) if s != "passed"]
-    if not bad:
-        return Verdict("passed", per_test, details, "")
-    if any(per_test[i] == "sandbox_error" for i in bad):
-        worst = "sandbox_error"
-    else:
-        worst = max((per_test[i] for i in bad), key=_SEVERITY.index)
-    first = next(i for i in bad if per_test[i] == worst)
-    label = job.tests[first].label
-    diagnostics = f"test {first + 1}/{n} [{label[:120]}]: {details[first]}"
-    return Verdict(worst, per_test, details, diagnostics)
+__all__ = ["Job", "Limits", "TestCase", "Verdict", "assert_test", "call_test", "classify_load",
+           "classify_outcome", "compare", "judge", "outputs_match", "safe_literal", "statement_test"]  # fmt: skip
