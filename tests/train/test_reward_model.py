@@ -35,7 +35,7 @@ def test_heldout_accuracy_well_above_chance(trained_reward_model, rm_pairs_file)
     assert own_acc == pytest.approx(acc, abs=1e-6)
 
 
-def test_counts_freezing_and_outputs(trained_reward_model, tiny_model_dir):
+def test_counts_freezing_and_outputs(trained_reward_model, tiny_model_dir, assert_changed_in_fp32):
     cfg, result = trained_reward_model
     assert result.counts["frozen_layers"] == 1  # 70% of 2 layers, rounded down
     assert result.counts["soft_labelled_pairs"] > 0
@@ -50,7 +50,7 @@ def test_counts_freezing_and_outputs(trained_reward_model, tiny_model_dir):
     first = [k for k in s if ".layers.0." in k]
     last = [k for k in s if ".layers.1." in k]
     assert first and all(torch.equal(s[k], t[k]) for k in first)
-    assert any(not torch.equal(s[k], t[k]) for k in last)
+    assert_changed_in_fp32(s, t, last)
     assert torch.equal(s["model.embed_tokens.weight"], t["model.embed_tokens.weight"])
 
 
