@@ -174,6 +174,10 @@ def run_trl(python: str, policy: Path, rm: Path, prompts, args, workdir: Path) -
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _rate(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
@@ -214,12 +218,12 @@ def main() -> None:
         for rep in range(args.repeats):  # alternate, so load from other processes hits both sides alike
             ours = run_ours(policy, rm, prompts, args, workdir / f"r{rep}")
             ours_runs.append(ours["steps"] * sampled_per_step / ours["seconds"])
-            print(f"  run {rep + 1}: ours {ours_runs[-1]:.0f} sampled tok/s "
-                  f"({ours['actual_response_tokens'] / ours['seconds']:.0f} tok/s up to EOS)", end="")  # fmt: skip
+            print(f"  run {rep + 1}: ours {_rate(ours_runs[-1])} sampled tok/s "
+                  f"({_rate(ours['actual_response_tokens'] / ours['seconds'])} tok/s up to EOS)", end="")  # fmt: skip
             if args.trl_python:
                 trl = run_trl(args.trl_python, policy, rm, prompts, args, workdir / f"r{rep}")
                 trl_runs.append(trl["steps"] * sampled_per_step / trl["seconds"])
-                print(f", TRL {trl['trl']} {trl_runs[-1]:.0f} sampled tok/s", end="")
+                print(f", TRL {trl['trl']} {_rate(trl_runs[-1])} sampled tok/s", end="")
             print()
         ours_tps = statistics.median(ours_runs)
         setting = (
@@ -227,12 +231,12 @@ def main() -> None:
             f"batch={args.batch_size}, minibatch={args.minibatch_size}, epochs={args.ppo_epochs}, "
             f"new tokens={args.max_new_tokens}, {args.steps - 1} timed iterations x {args.repeats} runs"
         )
-        print(f"ours      : median {ours_tps:.0f} sampled tok/s ({setting})")
+        print(f"ours      : median {_rate(ours_tps)} sampled tok/s ({setting})")
         if not args.trl_python:
             print("TRL 1.12  : not measured (pass --trl-python; see the module docstring)")
             return
         trl_tps = statistics.median(trl_runs)
-        print(f"TRL 1.12  : median {trl_tps:.0f} sampled tok/s")
+        print(f"TRL 1.12  : median {_rate(trl_tps)} sampled tok/s")
         target = "1.5 on a GPU at 100m" if args.device == "cuda" else "1.0 on CPU"
         print(f"ratio ours/TRL = {ours_tps / trl_tps:.2f} (target >= {target})")
 
