@@ -12,9 +12,11 @@ copy. A starting adapter is merged into the base first (written to ``<output_dir
 reference is exactly the starting policy.
 
 Precision (:mod:`rlaif.train.precision`): actor, critic and reference hold fp32 weights; ``bf16``
-(``auto`` on a GPU) runs every forward - sampling, reference, critic, update - under one autocast, and
-then takes the old log-probs from a forward pass like the reference's, so the KL is exactly 0 while the
-actor equals the reference. Guarantees: dropout is off in every model; log-probs are of ``softmax(logits / temperature)`` - the
+(``auto`` on a GPU) runs every forward - sampling, reference, critic, update - under one autocast and
+takes the old log-probs from a forward pass like the reference's, so the KL is exactly 0 while the
+actor equals the reference.
+
+Guarantees: dropout is off in every model; log-probs are of ``softmax(logits / temperature)`` - the
 distribution the tokens were sampled from (no top-k/top-p filtering; with HF rollouts the rollout's
 log-probs are recorded while sampling, engine rollouts are re-scored by the actor in HF); tokens
 after the first EOS carry no reward and no gradient; a missing EOS is penalised; a reward of ``None``

@@ -8,6 +8,7 @@ reward that is verifiable from token ids alone.
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 from pathlib import Path
 
@@ -96,6 +97,18 @@ def assert_changed_in_fp32():
     cannot pass by a dtype change alone - the trained tensors must be fp32 (fp32 master weights) and
     at least one must differ from its start in value."""
     return _assert_changed_in_fp32
+
+
+@pytest.fixture(autouse=True)
+def auto_precision_as_on_a_gpu(monkeypatch):
+    """``RLAIF_TEST_AUTO_PRECISION=bf16`` makes ``precision: auto`` resolve as on a bf16 GPU, so the
+    whole suite runs the GPU's mixed-precision path on a CPU (through CPU autocast). Unset: no effect."""
+    forced = os.environ.get("RLAIF_TEST_AUTO_PRECISION")
+    if forced:
+        from rlaif.train import precision
+
+        real = precision.resolve_precision
+        monkeypatch.setattr(precision, "resolve_precision", lambda p: forced if p == "auto" else real(p))
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,9 @@ from rlaif.train.precision import (
 
 
 def test_auto_takes_the_gpu_path_only_on_a_bf16_gpu(monkeypatch):
+    from rlaif.train import precision
+
+    monkeypatch.setattr(precision, "resolve_precision", resolve_precision)  # the real one, always
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert resolve_precision("auto") == "bf16"
