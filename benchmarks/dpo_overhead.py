@@ -8,6 +8,10 @@ other processes hits both alike); medians and best runs are reported. Target: ov
 
     .venv/bin/python benchmarks/dpo_overhead.py                 # ~25M-parameter model, 64 pairs
     .venv/bin/python benchmarks/dpo_overhead.py --size tiny     # fixed costs dominate there
+    .venv/bin/python benchmarks/dpo_overhead.py --size 100m --device cuda   # 32k vocabulary, bf16 autocast
+
+``--device`` and ``--precision`` apply to both sides (the raw side uses the TRL config ours builds, and
+loads the model in fp32 like ours: bf16 comes from autocast on both).
 """
 
 from __future__ import annotations
@@ -19,10 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SIZES = {
-    "tiny": dict(hidden_size=128, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=256),
-    "25m": dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=8, intermediate_size=1408),
-}
+from bench_models import SIZES, add_device_args, build_policy, describe, resolve_device, resolve_precision
 
 
 def write_pairs(path: Path, n: int) -> None:
@@ -97,14 +98,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    add_device_args(parser)
     args = parser.parse_args()
+    args.device = resolve_device(args.device)
+    args.precision = resolve_precision(args.precision, args.device)
 
-    from rlaif.tiny_model import TinyModelSpec, build_tiny_model
     from rlaif.train.configs import DPOConfig
 
     with tempfile.TemporaryDirectory(prefix="dpo_bench_") as tmp:
         tmp = Path(tmp)
-        policy = build_tiny_model(tmp / "policy", seed=0, spec=TinyModelSpec(**SIZES[args.size]))
+        policy = build_policy(args.size, tmp / "model")
         pairs = tmp / "pairs.jsonl"
         write_pairs(pairs, args.pairs)
 
@@ -116,6 +119,7 @@ def main() -> None:
                 per_device_batch_size=args.batch_size,
                 learning_rate=1e-4,
                 logging_steps=1,
+                precision=args.precision,
             )
 
         ours(cfg("warmup_ours"))  # imports, dataset caches and allocator warm-up, not timed
@@ -128,7 +132,8 @@ def main() -> None:
         o, r = statistics.median(ours_t), statistics.median(raw_t)
         steps = -(-args.pairs // args.batch_size)
         print(
-            f"ours    : median {o:.2f} s, best {min(ours_t):.2f} s ({args.pairs} pairs, {steps} steps, size={args.size})"
+            f"ours    : median {o:.2f} s, best {min(ours_t):.2f} s ({args.pairs} pairs, {steps} steps, "
+            f"size={args.size} ({describe(policy)}), device={args.device}, precision={args.precision})"
         )
         print(f"raw TRL : median {r:.2f} s, best {min(raw_t):.2f} s")
         print(f"overhead = {100 * (o / r - 1):+.1f}% on medians, {100 * (min(ours_t) / min(raw_t) - 1):+.1f}% on best runs "

@@ -14,8 +14,10 @@ TRL removed PPOTrainer after 1.12, so the baseline runs in a separate virtual en
     echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/trl112/lib/python3.11/site-packages/zz_project.pth
     .venv/bin/python benchmarks/ppo_throughput.py --trl-python /tmp/trl112/bin/python
 
-Without ``--trl-python`` only our side is measured. ``--size 25m`` builds a ~25M-parameter model.
-Prints one line per side and the ratio ours / TRL (target >= 1.0).
+Without ``--trl-python`` only our side is measured. ``--size 25m`` builds a ~25M-parameter model,
+``--size 100m`` a ~136M one with a 32k vocabulary (see ``bench_models.py``). ``--device`` (auto, cpu,
+cuda) and ``--precision`` (auto = bf16 autocast on a GPU, fp32 on CPU) apply to both sides alike.
+Prints one line per side and the ratio ours / TRL (targets: >= 1.5 at 100m on a GPU, >= 1.0 on CPU).
 """
 
 from __future__ import annotations
@@ -29,10 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SIZES = {
-    "tiny": dict(hidden_size=128, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=256),
-    "25m": dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=8, intermediate_size=1408),
-}
+from bench_models import SIZES, add_device_args, build_policy, describe, resolve_device, resolve_precision
 
 
 def trl_worker(spec_path: str) -> None:
@@ -58,10 +57,11 @@ def trl_worker(spec_path: str) -> None:
         for p in spec["prompts"]
     ]
     dataset = Dataset.from_dict({"input_ids": ids})
-    policy = AutoModelForCausalLM.from_pretrained(spec["policy"])
-    ref = AutoModelForCausalLM.from_pretrained(spec["policy"])
-    value = AutoModelForSequenceClassification.from_pretrained(spec["reward_model"], num_labels=1)
-    reward = AutoModelForSequenceClassification.from_pretrained(spec["reward_model"], num_labels=1)
+    fp32 = {"dtype": torch.float32}  # weights fp32 as on our side; bf16 only through autocast
+    policy = AutoModelForCausalLM.from_pretrained(spec["policy"], **fp32)
+    ref = AutoModelForCausalLM.from_pretrained(spec["policy"], **fp32)
+    value = AutoModelForSequenceClassification.from_pretrained(spec["reward_model"], num_labels=1, **fp32)
+    reward = AutoModelForSequenceClassification.from_pretrained(spec["reward_model"], num_labels=1, **fp32)
     batch, mini = spec["batch_size"], spec["minibatch_size"]
     args = PPOConfig(
         output_dir=spec["output_dir"],
@@ -81,8 +81,8 @@ def trl_worker(spec_path: str) -> None:
         report_to=[],
         save_strategy="no",
         logging_steps=1000,
-        bf16=False,
-        use_cpu=True,
+        bf16=spec["precision"] == "bf16",
+        use_cpu=spec["device"] == "cpu",
         seed=spec["seed"],
         disable_tqdm=True,
     )
@@ -105,10 +105,9 @@ def trl_worker(spec_path: str) -> None:
 def build_models(size: str, workdir: Path) -> tuple[Path, Path]:
     from transformers import AutoModelForSequenceClassification
 
-    from rlaif.tiny_model import TinyModelSpec, build_tiny_model
     from rlaif.train.models import load_tokenizer
 
-    policy = build_tiny_model(workdir / f"policy_{size}", seed=0, spec=TinyModelSpec(**SIZES[size]))
+    policy = build_policy(size, workdir)
     rm_dir = workdir / f"rm_{size}"
     rm = AutoModelForSequenceClassification.from_pretrained(str(policy), num_labels=1)
     rm.config.pad_token_id = load_tokenizer(policy).pad_token_id
@@ -139,8 +138,11 @@ def run_ours(policy: Path, rm: Path, prompts, args, workdir: Path) -> dict:
         missing_eos_penalty=None,
         save_critic=False,
         seed=args.seed,
+        precision=args.precision,
     )
     trainer = PPOTrainer(cfg, prompts=prompts)
+    if trainer.accelerator.device.type != args.device:
+        raise SystemExit(f"ours ran on {trainer.accelerator.device}, not {args.device}")
     trainer.step()  # warm-up, not timed
     start = time.perf_counter()
     lengths = [trainer.step()["response_tokens"] for _ in range(args.steps - 1)]
@@ -154,12 +156,12 @@ def run_trl(python: str, policy: Path, rm: Path, prompts, args, workdir: Path) -
         "prompts": [[m.model_dump() for m in p.messages] for p in prompts], "steps": args.steps,
         "batch_size": args.batch_size, "minibatch_size": args.minibatch_size, "ppo_epochs": args.ppo_epochs,
         "max_new_tokens": args.max_new_tokens, "kl_coef": args.kl_coef, "learning_rate": args.learning_rate,
-        "seed": args.seed,
+        "seed": args.seed, "device": args.device, "precision": args.precision,
     }  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / "trl_spec.json"
     spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env = dict(os.environ)  # --device cpu already hid CUDA in os.environ
     proc = subprocess.run(
         [python, __file__, "--trl-worker", str(spec_path)],
         capture_output=True,
@@ -170,6 +172,10 @@ def run_trl(python: str, policy: Path, rm: Path, prompts, args, workdir: Path) -
     if proc.returncode != 0:
         raise SystemExit(f"TRL 1.12 worker failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _rate(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.2f}"
 
 
 def main() -> None:
@@ -188,10 +194,13 @@ def main() -> None:
     )
     parser.add_argument("--trl-python", help="Interpreter of a venv with trl==1.12.* (the baseline).")
     parser.add_argument("--trl-worker", help=argparse.SUPPRESS)
+    add_device_args(parser)
     args = parser.parse_args()
     if args.trl_worker:
         trl_worker(args.trl_worker)
         return
+    args.device = resolve_device(args.device)
+    args.precision = resolve_precision(args.precision, args.device)
 
     from rlaif.records import Message, PromptRecord
 
@@ -209,25 +218,27 @@ def main() -> None:
         for rep in range(args.repeats):  # alternate, so load from other processes hits both sides alike
             ours = run_ours(policy, rm, prompts, args, workdir / f"r{rep}")
             ours_runs.append(ours["steps"] * sampled_per_step / ours["seconds"])
-            print(f"  run {rep + 1}: ours {ours_runs[-1]:.0f} sampled tok/s "
-                  f"({ours['actual_response_tokens'] / ours['seconds']:.0f} tok/s up to EOS)", end="")  # fmt: skip
+            print(f"  run {rep + 1}: ours {_rate(ours_runs[-1])} sampled tok/s "
+                  f"({_rate(ours['actual_response_tokens'] / ours['seconds'])} tok/s up to EOS)", end="")  # fmt: skip
             if args.trl_python:
                 trl = run_trl(args.trl_python, policy, rm, prompts, args, workdir / f"r{rep}")
                 trl_runs.append(trl["steps"] * sampled_per_step / trl["seconds"])
-                print(f", TRL {trl['trl']} {trl_runs[-1]:.0f} sampled tok/s", end="")
+                print(f", TRL {trl['trl']} {_rate(trl_runs[-1])} sampled tok/s", end="")
             print()
         ours_tps = statistics.median(ours_runs)
         setting = (
-            f"size={args.size}, batch={args.batch_size}, minibatch={args.minibatch_size}, epochs={args.ppo_epochs}, "
+            f"size={args.size} ({describe(policy)}), device={args.device}, precision={args.precision}, "
+            f"batch={args.batch_size}, minibatch={args.minibatch_size}, epochs={args.ppo_epochs}, "
             f"new tokens={args.max_new_tokens}, {args.steps - 1} timed iterations x {args.repeats} runs"
         )
-        print(f"ours      : median {ours_tps:.0f} sampled tok/s ({setting})")
+        print(f"ours      : median {_rate(ours_tps)} sampled tok/s ({setting})")
         if not args.trl_python:
             print("TRL 1.12  : not measured (pass --trl-python; see the module docstring)")
             return
         trl_tps = statistics.median(trl_runs)
-        print(f"TRL 1.12  : median {trl_tps:.0f} sampled tok/s")
-        print(f"ratio ours/TRL = {ours_tps / trl_tps:.2f} (target >= 1.0)")
+        print(f"TRL 1.12  : median {_rate(trl_tps)} sampled tok/s")
+        target = "1.5 on a GPU at 100m" if args.device == "cuda" else "1.0 on CPU"
+        print(f"ratio ours/TRL = {ours_tps / trl_tps:.2f} (target >= {target})")
 
 
 if __name__ == "__main__":

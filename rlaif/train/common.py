@@ -22,7 +22,7 @@ def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
     """Our shared settings as TrainingArguments keywords; ``cfg.trainer_args`` overrides last."""
     import torch
 
-    from rlaif.train.models import mixed_precision_flags
+    from rlaif.train.precision import mixed_precision_flags
 
     kw: dict[str, Any] = dict(
         output_dir=str(Path(cfg.output_dir) / "trainer"),

@@ -37,8 +37,8 @@ from rlaif.train.models import (
     load_tokenizer,
     merge_policy,
     peft_lora_config,
-    torch_dtype,
 )
+from rlaif.train.precision import frozen_dtype, trainable_dtype
 
 
 def trl_dpo_args(cfg: DPOConfig):
@@ -82,7 +82,7 @@ def _starting_base(cfg: DPOConfig) -> Path:
     base = Path(cfg.output_dir) / "base"
     with state.local_main_process_first():
         if state.is_local_main_process:
-            merge_policy(cfg.policy, base, dtype=torch_dtype(cfg.precision))
+            merge_policy(cfg.policy, base)  # fp32: the trainable starting point
     return base
 
 
@@ -99,7 +99,7 @@ def run_dpo(
     eval_ds = pairs_to_dataset(eval_pairs) if eval_pairs else None
 
     args = trl_dpo_args(cfg)
-    dtype = torch_dtype(cfg.precision)
+    dtype = trainable_dtype(cfg.precision)  # fp32 master weights; bf16 comes from autocast (args.bf16)
     tokenizer = load_tokenizer(cfg.policy.path)
     base = _starting_base(cfg)
     peft_config = None
@@ -110,7 +110,8 @@ def run_dpo(
     else:
         model = load_causal_lm(base, dtype)
         peft_config = peft_lora_config(cfg.lora)
-    ref_model = load_causal_lm(cfg.sft_model, dtype) if cfg.reference == "sft" else None
+    # a fixed SFT reference is never updated: half precision under a mixed-precision run
+    ref_model = load_causal_lm(cfg.sft_model, frozen_dtype(cfg.precision)) if cfg.reference == "sft" else None
 
     out = Path(cfg.output_dir)
     writer = MetricsWriter(out / "metrics.jsonl", enabled=args.process_index == 0)
@@ -152,9 +153,7 @@ def run_dpo(
         tokenizer.save_pretrained(str(target))
         (target / "training_args.bin").unlink(missing_ok=True)
         if lora and cfg.save == "merged":
-            result.merged_model = merge_policy(
-                PolicySpec(path=base, adapter=target), out / "model", dtype=dtype
-            )
+            result.merged_model = merge_policy(PolicySpec(path=base, adapter=target), out / "model")
         if not cfg.save_steps:  # nothing resumable was written; drop TRL's scratch directory
             shutil.rmtree(out / "trainer", ignore_errors=True)
         if (target / "ref" / "adapter_config.json").is_file():  # TRL's frozen reference copy (continue mode)

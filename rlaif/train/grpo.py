@@ -38,8 +38,8 @@ from rlaif.train.models import (
     load_tokenizer,
     merge_policy,
     peft_lora_config,
-    torch_dtype,
 )
+from rlaif.train.precision import trainable_dtype
 from rlaif.train.rewards import RewardFn, load_reward, reward_name
 
 
@@ -62,7 +62,7 @@ def _starting_base(cfg, out: Path) -> Path:
     base = out / "base"
     with state.local_main_process_first():
         if state.is_local_main_process:
-            merge_policy(cfg.policy, base, dtype=torch_dtype(cfg.precision))
+            merge_policy(cfg.policy, base)  # fp32: the trainable starting point
     return base
 
 
@@ -89,7 +89,7 @@ def _run_group_rl(
     out = Path(cfg.output_dir)
     base = _starting_base(cfg, out)
     tokenizer = load_tokenizer(cfg.policy.path)
-    model = load_causal_lm(base, torch_dtype(cfg.precision))
+    model = load_causal_lm(base, trainable_dtype(cfg.precision))  # bf16 only via autocast
     peft_config = peft_lora_config(cfg.lora) if cfg.lora is not None else None
 
     kw: dict[str, Any] = trainer_kwargs(cfg)
@@ -145,10 +145,7 @@ def _run_group_rl(
         tokenizer.save_pretrained(str(target))
         (target / "training_args.bin").unlink(missing_ok=True)
         if lora and cfg.save == "merged":
-            dtype = torch_dtype(cfg.precision)
-            result.merged_model = merge_policy(
-                PolicySpec(path=base, adapter=target), out / "model", dtype=dtype
-            )
+            result.merged_model = merge_policy(PolicySpec(path=base, adapter=target), out / "model")
         if not cfg.save_steps:
             shutil.rmtree(out / "trainer", ignore_errors=True)
         result.write()

@@ -36,27 +36,6 @@ def check_adapter_dir(path: str | Path, what: str = "adapter") -> Path:
     return path
 
 
-def torch_dtype(precision: str):
-    """fp32 on CPU: bf16 matmuls on CPU are slow and the tiny test models gain nothing from them."""
-    import torch
-
-    if precision == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def mixed_precision_flags(precision: str) -> dict[str, bool]:
-    """TrainingArguments flags; set explicitly because TRL defaults bf16=True even on CPU."""
-    import torch
-
-    if precision == "auto":
-        bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-        return {"bf16": bf16, "fp16": False}
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
@@ -104,9 +83,15 @@ def peft_lora_config(
 
 
 def merge_policy(spec: PolicySpec, out_dir: str | Path, dtype=None) -> Path:
-    """Fold ``spec.adapter`` into its base and write a standalone model directory (with tokenizer)."""
+    """Fold ``spec.adapter`` into its base and write a standalone model directory (with tokenizer).
+
+    fp32 by default: the merged model is usually the next stage's trainable starting point, and a
+    bf16 merge would round the adapter's delta (and the base) before training even starts.
+    """
+    import torch
+
     out = Path(out_dir)
-    model = load_policy(spec, dtype=dtype)
+    model = load_policy(spec, dtype=dtype or torch.float32)
     if spec.adapter is not None:
         model = model.merge_and_unload()
     save_full_model(model, load_tokenizer(spec.path), out)

@@ -11,6 +11,11 @@ LoRA it is the same weights with the adapter disabled (no second copy); with ful
 copy. A starting adapter is merged into the base first (written to ``<output_dir>/base``), so the
 reference is exactly the starting policy.
 
+Precision (:mod:`rlaif.train.precision`): actor, critic and reference hold fp32 weights; ``bf16``
+(``auto`` on a GPU) runs every forward - sampling, reference, critic, update - under one autocast and
+takes the old log-probs from a forward pass like the reference's, so the KL is exactly 0 while the
+actor equals the reference.
+
 Guarantees: dropout is off in every model; log-probs are of ``softmax(logits / temperature)`` - the
 distribution the tokens were sampled from (no top-k/top-p filtering; with HF rollouts the rollout's
 log-probs are recorded while sampling, engine rollouts are re-scored by the actor in HF); tokens
@@ -72,18 +77,18 @@ class PPOTrainer:
         engine: Engine | None = None,
         engine_factory: Callable[[Path], Engine] | None = None,
     ):
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         from rlaif.train.critic import load_critic
         from rlaif.train.models import check_model_dir, disable_dropout, load_causal_lm, load_tokenizer
+        from rlaif.train.precision import fresh_accelerator
 
         self.cfg = cfg
-        bf16 = cfg.precision == "bf16" or (
-            cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        )
-        self.accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+        self.accelerator = fresh_accelerator(cfg.precision)
         acc = self.accelerator
+        # under autocast the KV-cached sampling logits differ from a full forward by bf16 rounding:
+        # the old log-probs are then recomputed exactly as the reference's and the update's
+        self.mixed = acc.mixed_precision != "no"
         set_seed(cfg.seed + acc.process_index)
         self.out = Path(cfg.output_dir)
         check_model_dir(cfg.policy.path, "policy.path")
@@ -114,6 +119,7 @@ class PPOTrainer:
 
             actor = get_peft_model(actor, peft_lora_config(cfg.lora.model_copy(update={"dropout": 0.0})))
         else:
+            # fp32 like the actor and run under its autocast: at step 0 both compute the same numbers
             self.ref_model = load_causal_lm(self.base, torch.float32).to(acc.device).eval()
             self.ref_model.requires_grad_(False)
         disable_dropout(actor)
@@ -232,7 +238,7 @@ class PPOTrainer:
         )
         recorder = pm.SampledLogprobs(self.cfg.temperature)
         ids, attn = self._left_pad(queries)
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():
             seqs = self._unwrapped_actor().generate(
                 input_ids=ids,
                 attention_mask=attn,
@@ -269,8 +275,9 @@ class PPOTrainer:
         return logp, ent
 
     def _ref_logprobs(self, inputs, r_ids):
-        if self.ref_model is not None:
-            return self._logprobs(self.ref_model, inputs, r_ids)[0]
+        if self.ref_model is not None:  # not prepared: the actor's autocast is applied here
+            with self.accelerator.autocast():
+                return self._logprobs(self.ref_model, inputs, r_ids)[0]
         with self._unwrapped_actor().disable_adapter():
             return self._logprobs(self.actor, inputs, r_ids)[0]
 
@@ -329,11 +336,11 @@ class PPOTrainer:
             for s in range(0, len(raw), cfg.minibatch_size):
                 sl = slice(s, s + cfg.minibatch_size)
                 mb = {k: v[sl] for k, v in inputs.items()}
-                if sampled_logp is None:  # engine rollouts: score the tokens under the current actor
+                if sampled_logp is None or self.mixed:  # engine rollouts / autocast: forward pass
                     old_logp.append(self._logprobs(self.actor, mb, r_ids[sl])[0])
                 ref_logp.append(self._ref_logprobs(mb, r_ids[sl]))
                 old_values.append(self.critic(**mb)[:, context - 1 : -1])
-        old_logp = torch.cat(old_logp) if sampled_logp is None else sampled_logp.to(dev) * r_mask
+        old_logp = torch.cat(old_logp) if old_logp else sampled_logp.to(dev) * r_mask
         ref_logp, old_values = torch.cat(ref_logp), torch.cat(old_values)
         kl_coef = self.kl_ctl.value
         rewards, kl = pm.kl_penalised_rewards(old_logp, ref_logp, scores_in, mask, kl_coef)

@@ -39,8 +39,8 @@ from rlaif.train.models import (
     load_tokenizer,
     peft_lora_config,
     save_full_model,
-    torch_dtype,
 )
+from rlaif.train.precision import trainable_dtype
 
 
 def split_heldout(
@@ -93,9 +93,28 @@ def load_reward_backbone(path: str | Path, dtype=None):
     return model, tok
 
 
+def soft_bradley_terry_loss(chosen, rejected, soft, center_coefficient: float | None = None):
+    """-(p log s(d) + (1-p) log s(-d)), d = r(chosen) - r(rejected), p = P(chosen better); in fp32.
+
+    Why fp32: under bf16 autocast the score head returns bf16 rewards, and a bf16 difference of two
+    nearby rewards (and its log-sigmoid) loses most of its digits; the upcast happens before the
+    subtraction and the loss is computed outside autocast.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    with torch.autocast(device_type=chosen.device.type, enabled=False):
+        chosen, rejected = chosen.float(), rejected.float()
+        d = chosen - rejected
+        p = soft.to(device=d.device, dtype=torch.float32)
+        loss = -(p * F.logsigmoid(d) + (1 - p) * F.logsigmoid(-d)).mean()
+        if center_coefficient is not None:
+            loss = loss + center_coefficient * ((chosen + rejected) ** 2).mean()
+    return loss
+
+
 def _soft_label_trainer_class():
     """RewardTrainer whose loss is soft Bradley-Terry when a ``soft_label`` column is present."""
-    import torch.nn.functional as F
     from trl import RewardTrainer
 
     class SoftLabelRewardTrainer(RewardTrainer):
@@ -108,11 +127,7 @@ def _soft_label_trainer_class():
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
             if soft is not None:
                 chosen, rejected = outputs.logits.squeeze(-1).chunk(2)
-                d = chosen - rejected
-                p = soft.to(d.dtype)
-                loss = -(p * F.logsigmoid(d) + (1 - p) * F.logsigmoid(-d)).mean()
-                if self.args.center_rewards_coefficient is not None:
-                    loss = loss + self.args.center_rewards_coefficient * ((chosen + rejected) ** 2).mean()
+                loss = soft_bradley_terry_loss(chosen, rejected, soft, self.args.center_rewards_coefficient)
             return (loss, outputs) if return_outputs else loss
 
     return SoftLabelRewardTrainer
@@ -158,7 +173,7 @@ def train_reward_model(cfg: RewardModelConfig, *, callbacks: list | None = None)
         raise ConfigError(f"reward model: no training pairs left after holding out {len(held)}")
     soft_count = sum(p.soft_label is not None for p in train_pairs)
 
-    dtype = torch_dtype(cfg.precision)
+    dtype = trainable_dtype(cfg.precision)  # fp32 master weights; frozen blocks stay bit-identical
     model, tokenizer = load_reward_backbone(cfg.model, dtype)
     frozen = freeze_layers(model, cfg.freeze_fraction)
     peft_config = None

@@ -7,6 +7,8 @@ reward that is verifiable from token ids alone.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import random
 from pathlib import Path
 
@@ -60,6 +62,53 @@ def make_prompts(n: int = 32) -> list[PromptRecord]:
         )
         for i in range(n)
     ]
+
+
+def pytest_runtest_setup(item):
+    """Machines without vLLM (a GPU box with only torch/transformers/peft/accelerate): the tests that
+    need the engine are skipped with a reason instead of erroring in the session fixture."""
+    if "vllm_engine" in getattr(item, "fixturenames", ()) and importlib.util.find_spec("vllm") is None:
+        pytest.skip("needs vLLM (not installed in this environment)")
+
+
+@pytest.fixture(scope="session")
+def device():
+    """Where the stages put their models: CUDA when there is one (accelerate's choice), else CPU.
+
+    Tests move their own tensors here before comparing, so the same suite is meaningful on both.
+    """
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _assert_changed_in_fp32(start: dict, after: dict, keys=None) -> None:
+    import torch
+
+    keys = list(start) if keys is None else list(keys)
+    assert keys
+    assert {after[k].dtype for k in keys} == {torch.float32}, {after[k].dtype for k in keys}
+    assert any(not torch.equal(start[k].float().cpu(), after[k].cpu()) for k in keys)
+
+
+@pytest.fixture(scope="session")
+def assert_changed_in_fp32():
+    """``assert_changed_in_fp32(start, after, keys=None)`` on two state dicts: "weights changed" that
+    cannot pass by a dtype change alone - the trained tensors must be fp32 (fp32 master weights) and
+    at least one must differ from its start in value."""
+    return _assert_changed_in_fp32
+
+
+@pytest.fixture(autouse=True)
+def auto_precision_as_on_a_gpu(monkeypatch):
+    """``RLAIF_TEST_AUTO_PRECISION=bf16`` makes ``precision: auto`` resolve as on a bf16 GPU, so the
+    whole suite runs the GPU's mixed-precision path on a CPU (through CPU autocast). Unset: no effect."""
+    forced = os.environ.get("RLAIF_TEST_AUTO_PRECISION")
+    if forced:
+        from rlaif.train import precision
+
+        real = precision.resolve_precision
+        monkeypatch.setattr(precision, "resolve_precision", lambda p: forced if p == "auto" else real(p))
 
 
 @pytest.fixture(autouse=True)

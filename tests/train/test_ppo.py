@@ -89,7 +89,9 @@ def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tiny_model_dir, tmp_path
     ).is_file()
 
 
-def test_lora_ppo_roles_rm_critic_reference_ptx(trained_reward_model, tiny_model_dir, tmp_path, toy_prompts):
+def test_lora_ppo_roles_rm_critic_reference_ptx(
+    trained_reward_model, tiny_model_dir, tmp_path, toy_prompts, device
+):
     from rlaif.train.models import load_causal_lm
     from rlaif.train.reward_model import load_reward_backbone
 
@@ -117,9 +119,10 @@ def test_lora_ppo_roles_rm_critic_reference_ptx(trained_reward_model, tiny_model
     trainer = PPOTrainer(cfg, prompts=toy_prompts(8))
     # critic initialised from the reward model: same value head and backbone weights
     rm_model, _ = load_reward_backbone(rm.base_model)
-    assert torch.equal(trainer.critic.head.weight, rm_model.score.weight)
+    assert torch.equal(trainer.critic.head.weight.cpu(), rm_model.score.weight)
     assert torch.equal(
-        trainer.critic.backbone.layers[1].mlp.down_proj.weight, rm_model.model.layers[1].mlp.down_proj.weight
+        trainer.critic.backbone.layers[1].mlp.down_proj.weight.cpu(),
+        rm_model.model.layers[1].mlp.down_proj.weight,
     )
     result = trainer.train()
 
@@ -128,14 +131,14 @@ def test_lora_ppo_roles_rm_critic_reference_ptx(trained_reward_model, tiny_model
     assert all(m["ptx_loss"] is not None and m["ptx_loss"] > 0 for m in lines)
     assert lines[1]["kl_coef"] != lines[0]["kl_coef"]  # adaptive controller moved beta
     # reference = the same model with the adapter disabled, equal to the untouched base
-    ids = torch.tensor([[1, 10, 20, 30, 40]])
-    base = load_causal_lm(tiny_model_dir).eval()
+    ids = torch.tensor([[1, 10, 20, 30, 40]], device=device)
+    base = load_causal_lm(tiny_model_dir, torch.float32).to(device).eval()
     actor = trainer._unwrapped_actor()
     with torch.no_grad(), actor.disable_adapter():
-        ref_logits = actor(input_ids=ids).logits
-    with torch.no_grad():
-        assert torch.allclose(ref_logits, base(input_ids=ids).logits, atol=1e-5)
-        assert not torch.allclose(actor(input_ids=ids).logits, ref_logits, atol=1e-5)
+        ref_logits = actor(input_ids=ids).logits.float()
+    with torch.no_grad(), trainer.accelerator.autocast():  # the actor's precision (bf16 under auto on a GPU)
+        assert torch.allclose(ref_logits, base(input_ids=ids).logits.float(), atol=1e-5)
+        assert not torch.allclose(actor(input_ids=ids).logits.float(), ref_logits, atol=1e-5)
     assert all(not m.training or m.p == 0 for m in actor.modules() if isinstance(m, torch.nn.Dropout))
     # outputs: adapter with tokenizer, critic as a classification model, result.json
     assert (result.adapter / "adapter_config.json").is_file() and (
@@ -179,8 +182,11 @@ def test_rollouts_from_the_vllm_engine_serving_the_adapter(
     assert out[0][0].token_ids
 
 
-def test_sampling_logprobs_match_a_forward_pass(tiny_model_dir, tmp_path, toy_prompts):
-    """The log-probs recorded while sampling are those of softmax(logits / T) for the sampled tokens."""
+def test_sampling_logprobs_match_a_forward_pass(tiny_model_dir, tmp_path, toy_prompts, device):
+    """The log-probs recorded while sampling are those of softmax(logits / T) for the sampled tokens.
+
+    fp32 on every device: this checks the arithmetic, not bf16 rounding (KV-cached sampling vs a full
+    forward differ by ~1e-2 under bf16, which is why bf16 runs re-score rollouts with a forward)."""
     from rlaif.train import ppo_math as pm
 
     cfg = PPOConfig(
@@ -190,10 +196,12 @@ def test_sampling_logprobs_match_a_forward_pass(tiny_model_dir, tmp_path, toy_pr
         batch_size=4,
         max_new_tokens=10,
         temperature=0.7,
+        precision="fp32",
     )
     trainer = PPOTrainer(cfg, prompts=toy_prompts(4), reward_fn=lambda prompts, completions, **kw: [0.0] * 4)
     queries, raw, sampled = trainer._generate(trainer._next_rows())
     r_ids, r_mask, _ = pm.truncate_at_eos(torch.tensor(raw), trainer.eos_ids, trainer.tokenizer.pad_token_id)
+    r_ids, r_mask, sampled = r_ids.to(device), r_mask.to(device), sampled.to(device)
     q_ids, q_attn = trainer._left_pad(queries)
     inputs = trainer._forward_inputs(q_ids, q_attn, r_ids, r_mask)
     with torch.no_grad():
