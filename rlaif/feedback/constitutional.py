@@ -346,6 +346,10 @@ class RLCAIConfig(BaseModel):
     judge_adapter: str | None = Field(
         None, description="LoRA adapter for the feedback model (None: its base model)."
     )
+    judge_template: str = Field(
+        "cai_principle_choice",
+        description="Principle judge template (name in prompts/ or path; in a run: set judge.template).",
+    )
     judge_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for PrincipleJudge."
     )
@@ -402,9 +406,9 @@ def rl_cai(
             todo.append((rec, a, b))
 
     judge = PrincipleJudge(
-        PerRequestSeeds(judge_engine or engine), principles=cfg.principles, chain_of_thought=cfg.chain_of_thought, clamp=clamp,
-        seed=cfg.seed, adapter=cfg.judge_adapter,
-        **judge_kwargs(cfg.judge_options, ("principles", "chain_of_thought", "clamp", "seed", "adapter"), "rl_cai"),
+        PerRequestSeeds(judge_engine or engine), template=cfg.judge_template, principles=cfg.principles,
+        chain_of_thought=cfg.chain_of_thought, clamp=clamp, seed=cfg.seed, adapter=cfg.judge_adapter,
+        **judge_kwargs(cfg.judge_options, ("template", "principles", "chain_of_thought", "clamp", "seed", "adapter"), "rl_cai"),
     )  # fmt: skip
     verdicts = (
         judge.compare(

@@ -21,7 +21,8 @@ from rlaif.records import Message, PromptRecord, write_jsonl
 
 def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
     from rlaif.pipeline.evaluation import code_prompt
-    from rlaif.pipeline.stages import CODE_SOURCES, load_prompt_source
+    from rlaif.pipeline.inputs import load_prompt_source
+    from rlaif.pipeline.stages import CODE_SOURCES
 
     items = load_prompt_source(ctx.cfg.prompts, "prompts")
     if ctx.cfg.feedback.source in CODE_SOURCES or ctx.cfg.prompts.kind in ("code", "demo_code"):
@@ -35,10 +36,11 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
 
 
 def judge_reward(ctx: RunContext):
-    from rlaif.judges import PointwiseJudge
+    from rlaif.judges import load_judge
     from rlaif.train.rewards import completion_text
 
-    judge = PointwiseJudge(ctx.judge_engine(), template=ctx.cfg.judge.template or "self_rewarding_rubric")
+    # the run's one judge setting; rlaif validate has checked that it is a pointwise judge
+    judge = load_judge(ctx.cfg.judge.template or "self_rewarding_rubric", ctx.judge_engine())
 
     def judge_score(prompts, completions, **_):
         items = [
