@@ -102,8 +102,22 @@ def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
             )
 
 
-def write_status(run_dir: Path, status: str, stage: str | None = None, reason: str | None = None) -> None:
-    record = {"status": status, "stage": stage, "reason": reason, "time": round(time.time(), 3)}
+def write_status(
+    run_dir: Path,
+    status: str,
+    stage: str | None = None,
+    reason: str | None = None,
+    config_file: str | None = None,
+) -> None:
+    """Record the run's state; ``config_file`` (the YAML the run was started from) is kept across calls."""
+    config_file = config_file or read_status(run_dir).get("config_file")
+    record = {
+        "status": status,
+        "stage": stage,
+        "reason": reason,
+        "config_file": config_file,
+        "time": round(time.time(), 3),
+    }
     atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(record, indent=2) + "\n")
 
 

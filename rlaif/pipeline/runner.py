@@ -131,7 +131,7 @@ class Runner:
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(self.cfg.model_dump(mode="json", exclude={"source_file"}), sort_keys=False)
         )
-        write_status(self.run_dir, "running")
+        write_status(self.run_dir, "running", config_file=self.cfg.source_file)
         try:
             self._run_stages()
         except RlaifError as exc:  # StageFailed, HealthCheckFailed, or a setup error
@@ -147,7 +147,7 @@ class Runner:
 
     def _write_report(self, report) -> dict:
         metrics = report.collect_metrics(self.run_dir, self.plan())
-        report.write_report(self.run_dir, metrics, self.cfg)
+        report.write_report(self.run_dir, metrics)
         return metrics
 
     def _run_stages(self) -> None:
