@@ -95,6 +95,7 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     made = []
     rounds = metrics["rounds"]
@@ -158,6 +159,7 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
                     ax.plot(range(1, len(ys) + 1), ys, label=group, marker=marker, markersize=4)
             ax.set_title(key)
             ax.set_xlabel("logged step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
