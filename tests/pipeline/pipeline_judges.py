@@ -19,4 +19,6 @@ def length_score(prompts, responses):
 
 def prefer_shorter(prompts, responses_a, responses_b):
     """Pairwise: P(response_a is better) is higher the shorter response_a is."""
-    return [1.0 if len(a) < len(b) else 0.0 if len(a) > len(b) else 0.5 for a, b in zip(responses_a, responses_b)]
+    return [
+        1.0 if len(a) < len(b) else 0.0 if len(a) > len(b) else 0.5 for a, b in zip(responses_a, responses_b)
+    ]

@@ -34,7 +34,9 @@ CONFIG = {
 def stage(run_dir: Path, name: str, summary: dict, wall_s: float = 1.5) -> Path:
     d = run_dir / name
     d.mkdir(parents=True, exist_ok=True)
-    write_manifest(d, {"stage": name, "config_hash": "x", "input_hashes": {}, "wall_s": wall_s, "summary": summary})
+    write_manifest(
+        d, {"stage": name, "config_hash": "x", "input_hashes": {}, "wall_s": wall_s, "summary": summary}
+    )
     return d
 
 
@@ -44,13 +46,21 @@ def make_run(tmp_path: Path, status: str, reason: str | None = None) -> Path:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     write_status(run_dir, "running", config_file="pipelines/my_run.yaml")
     write_status(run_dir, status, "round_1/feedback" if reason else None, reason)
-    stage(run_dir, "round_0/eval", {"metrics": {"round": 0, "label": "round 0", "mean_response_tokens": 41.25}})
+    stage(
+        run_dir, "round_0/eval", {"metrics": {"round": 0, "label": "round 0", "mean_response_tokens": 41.25}}
+    )
     stage(
         run_dir,
         "round_1/feedback",
         {
-            "counts": {"prompts_in": 1234, "pairs_out": 1000, "dropped": 234, "judgments": 3702,
-                       "judgments_invalid": 40, "prompts_skipped_malformed": 2},
+            "counts": {
+                "prompts_in": 1234,
+                "pairs_out": 1000,
+                "dropped": 234,
+                "judgments": 3702,
+                "judgments_invalid": 40,
+                "prompts_skipped_malformed": 2,
+            },
             "drops": {"tie": 200, "too_few_scored": 34},
             "invalid_reasons": {"no score found (pattern: Score:)": 40},
             "inputs": {"skipped_malformed": 2, "skipped_examples": ["hh.jsonl:668: turns must alternate"]},
@@ -61,7 +71,9 @@ def make_run(tmp_path: Path, status: str, reason: str | None = None) -> Path:
                                      "drops": {"length_ratio": 50}, "length": {"mean_ratio": 1.234567}})  # fmt: skip
     train = stage(run_dir, "round_1/train", {"counts": {"steps": 3, "pairs": 950},
                                             "metrics": {"train_loss": 0.693147, "rewards/accuracies": 0.75}})  # fmt: skip
-    (train / "metrics.jsonl").write_text("".join(json.dumps({"loss": 0.7 - 0.01 * i}) + "\n" for i in range(3)))
+    (train / "metrics.jsonl").write_text(
+        "".join(json.dumps({"loss": 0.7 - 0.01 * i}) + "\n" for i in range(3))
+    )
     stage(
         run_dir,
         "round_1/eval",
@@ -76,7 +88,10 @@ def make_run(tmp_path: Path, status: str, reason: str | None = None) -> Path:
 
 def render(run_dir: Path) -> Report:
     res = subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "report", str(run_dir)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "rlaif.cli", "report", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith("report.html")
@@ -96,7 +111,10 @@ def test_report_has_header_status_and_formatted_tables(tmp_path):
     assert page.column("rounds", "win-rate prompts (n)") == ["\u2013", "80"]
     assert page.column("rounds", "judge invalid rate") == ["\u2013", "1.2%"]
     note = " ".join(html.split())
-    assert "judged by pairwise (pairwise, pairwise.j2) on my-policy+adapter" in note and "n=80 (78 valid)" in note
+    assert (
+        "judged by pairwise (pairwise, pairwise.j2) on my-policy+adapter" in note
+        and "n=80 (78 valid)" in note
+    )
     fb = page.tables["feedback"]
     assert page.column("feedback", "prompts in") == ["1,234"]
     assert page.column("feedback", "drops by reason") == ["tie: 200 too_few_scored: 34"]
@@ -111,7 +129,10 @@ def test_report_has_header_status_and_formatted_tables(tmp_path):
     assert ["round_1/feedback", "12 min 34 s"] in page.tables["timings"]
     # tables, not raw dicts
     assert "{'" not in html and '{"' not in html
-    assert "training.png" in page.images and (tmp_path / "runs" / "reported" / "training.png").stat().st_size > 5000
+    assert (
+        "training.png" in page.images
+        and (tmp_path / "runs" / "reported" / "training.png").stat().st_size > 5000
+    )
     assert not page.title.startswith("FAILED")
 
 

@@ -44,13 +44,25 @@ def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(tmp_
         "engine": {"max_model_len": 1024, "kv_cache_gb": 0.25},
         "judge": {"template": "pipeline_judges:length_score"},
         "prompts": {"kind": "hh", "path": str(HH), "limit": 8},
-        "feedback": {"source": "self_rewarding", "chunk_size": 8,
-                     "options": {"n_candidates": 3, "max_tokens": 12}},  # fmt: skip
+        "feedback": {
+            "source": "self_rewarding",
+            "chunk_size": 8,
+            "options": {"n_candidates": 3, "max_tokens": 12},
+        },  # fmt: skip
         "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "adapter_mode": "continue",
-                "lora": {"r": 8, "alpha": 16}, "max_length": 256},  # fmt: skip
-        "eval": {"win_rate_prompts": {"kind": "hh", "path": str(HH), "limit": 4}, "win_rate_limit": 4,
-                 "max_tokens": 8, "win_rate_judge": "pipeline_judges:prefer_shorter"},  # fmt: skip
+        "dpo": {
+            "max_steps": 1,
+            "per_device_batch_size": 2,
+            "adapter_mode": "continue",
+            "lora": {"r": 8, "alpha": 16},
+            "max_length": 256,
+        },  # fmt: skip
+        "eval": {
+            "win_rate_prompts": {"kind": "hh", "path": str(HH), "limit": 4},
+            "win_rate_limit": 4,
+            "max_tokens": 8,
+            "win_rate_judge": "pipeline_judges:prefer_shorter",
+        },  # fmt: skip
         "health": {"max_judge_invalid_rate": 0.5, "min_pairs": 1},
     }
     path = tmp_path / "run.yaml"

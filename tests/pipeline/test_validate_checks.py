@@ -79,11 +79,16 @@ def test_data_errors_come_before_any_engine(config, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     fails(rlaif("validate", str(config), f"prompts.path={empty}"), "'prompts'", "no prompts to use")
-    fails(rlaif("validate", str(config), "eval.win_rate_prompts.path=/nope.jsonl"), "'eval.win_rate_prompts.path'")
+    fails(
+        rlaif("validate", str(config), "eval.win_rate_prompts.path=/nope.jsonl"),
+        "'eval.win_rate_prompts.path'",
+    )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"nothing": 1}\n')
     fails(
-        rlaif("validate", str(config), f"prompts.path={bad}", "prompts.kind=jsonl", "prompts.malformed=error"),
+        rlaif(
+            "validate", str(config), f"prompts.path={bad}", "prompts.kind=jsonl", "prompts.malformed=error"
+        ),
         f"{bad}:2",
     )
 
@@ -160,7 +165,13 @@ def test_one_judge_setting_checked_for_every_use(config, tmp_path):
     )
     # a judge nothing uses is a mistake, not a silent no-op
     fails(
-        rlaif("validate", str(config), "feedback.source=rlcd", "eval.win_rate_prompts=null", "judge.template=pairwise"),
+        rlaif(
+            "validate",
+            str(config),
+            "feedback.source=rlcd",
+            "eval.win_rate_prompts=null",
+            "judge.template=pairwise",
+        ),
         "'judge.template' is set but no stage of this run uses a judge",
     )
 
