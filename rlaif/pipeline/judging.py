@@ -97,13 +97,17 @@ def feedback_options(cfg: RunConfig) -> dict:
         if spec:
             rescore["judge"] = spec
         options["rescore"] = rescore
-    elif spec and ":" in source:
-        from rlaif.feedback import source_config_model
-
-        model = source_config_model(source)
-        if model is not None and "judge_template" in getattr(model, "model_fields", {}):
-            options.setdefault("judge_template", spec)
+    elif spec and ":" in source and _plugin_takes_judge(source):
+        options.setdefault("judge_template", spec)
     return options
+
+
+def _plugin_takes_judge(source: str) -> bool:
+    """A plug-in source receives judge.template when its config model declares ``judge_template``."""
+    from rlaif.feedback import source_config_model
+
+    model = source_config_model(source)
+    return model is not None and "judge_template" in getattr(model, "model_fields", {})
 
 
 def judge_uses(cfg: RunConfig) -> list[JudgeUse]:
@@ -116,6 +120,8 @@ def judge_uses(cfg: RunConfig) -> list[JudgeUse]:
         uses.append(JudgeUse("judge.template", f"feedback.source={source}", kinds, spec or default))
     elif source == "rlcd" and isinstance(cfg.feedback.options.get("rescore"), dict):
         uses.append(JudgeUse("judge.template", "rlcd rescore", COMPARES, spec or "pairwise"))
+    elif spec and ":" in source and _plugin_takes_judge(source):
+        uses.append(JudgeUse("judge.template", f"feedback.source={source}", (POINTWISE, *COMPARES), spec))
     if cfg.eval.win_rate_prompts is not None:
         key = "eval.win_rate_judge" if cfg.eval.win_rate_judge else "judge.template"
         uses.append(

@@ -186,3 +186,21 @@ def test_template_judge_with_parser_shorthand(config, tmp_path):
     assert ok.returncode == 0, ok.stderr
     # the same template as the win-rate judge: the kind is inferred from its variables (pointwise)
     fails(rlaif("validate", str(config), f"eval.win_rate_judge={tpl}"), "'eval.win_rate_judge'", "pointwise")
+
+
+def test_max_model_len_of_a_model_built_during_the_run_is_checked_before_the_engine_starts(tmp_path):
+    cfg = {
+        "name": "built",
+        "output_dir": str(tmp_path / "runs"),
+        "policy": {"path": str(tmp_path / "runs" / "built" / "model"), "build_tiny": {"vocab_size": 300}},
+        "engine": {"max_model_len": 4096},
+        "prompts": {"kind": "hh", "path": str(HH)},
+        "feedback": {"source": "self_rewarding"},
+    }
+    path = tmp_path / "built.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert rlaif("validate", str(path)).returncode == 0  # the model does not exist yet
+    res = rlaif("run", str(path))
+    fails(res, "round_0/eval", "'engine.max_model_len' is 4096", "context length 1024", str(path))
+    assert "vllm" not in res.stderr.lower()  # refused before vLLM was imported, let alone started
+    assert '"stage_failed"' in (tmp_path / "runs" / "built" / "metrics.jsonl").read_text()
