@@ -12,12 +12,15 @@ Layout of a run directory::
       final/train, final/eval the final RL round
       metrics.json            every number of the report, for machines
       metrics.jsonl           the event log (stage start/skip/finish with timings)
+      status.json             running / ok / failed (stage, reason), for the report's banner
       report.html + *.png     the report
 
 Guarantees: each stage directory gets its ``manifest.json`` last; a stage whose manifest matches (same
 config hash, same input hashes) is skipped; a stage without one is re-run, resuming from its finished
 chunks (see :mod:`rlaif.pipeline.manifest`). Errors are re-raised as :class:`RlaifError` naming the
-round and stage.
+round and stage. After every stage, run or skipped, the health checks (:mod:`rlaif.pipeline.health`)
+look at its summary; a failed check stops the run like a stage error. Either way the report is written,
+with a failed banner, before the error reaches the CLI.
 """
 
 from __future__ import annotations
