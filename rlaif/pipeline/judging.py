@@ -80,7 +80,8 @@ def feedback_options(cfg: RunConfig) -> dict:
     source = cfg.feedback.source
     if source in SOURCE_JUDGES:
         key = SOURCE_JUDGES[source][0]
-        if key in options:
+        if key in options or "template" in (options.get("judge_options") or {}):
+            key = key if key in options else "judge_options.template"
             raise ConfigError(
                 f"{where}: 'feedback.options.{key}': the run's judge is set by 'judge.template' "
                 "(one setting for feedback, evaluation and the final round); move it there"

@@ -194,3 +194,9 @@ def test_rl_cai_uses_the_given_judge_template(tmp_path):
                     {"seed": 2, "judge_template": str(mine)}, judge_engine=judge_engine)  # fmt: skip
     assert len(result.pairs) == 2
     assert {j.template for j in result.judgments} == {"my_principle_judge"}
+
+
+def test_rl_cai_judge_template_given_twice_is_an_error():
+    with pytest.raises(ConfigError, match="set the judge template once"):
+        rl_cai(prompts("first"), PerRequestScriptedEngine(policy),
+               {"judge_template": "a.j2", "judge_options": {"template": "b.j2"}})  # fmt: skip

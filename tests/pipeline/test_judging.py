@@ -80,3 +80,9 @@ def test_a_plugin_source_that_declares_a_judge_is_a_judge_use():
     assert [(u.purpose, u.spec) for u in judge_uses(cfg)] == [
         (f"feedback.source={__name__}:judged_source", "pairwise")
     ]
+
+
+def test_rl_cai_judge_options_template_in_a_run_points_to_judge_template():
+    cfg = config(feedback={"source": "rl_cai", "options": {"judge_options": {"template": "mine.j2"}}})
+    with pytest.raises(ConfigError, match=r"'feedback.options.judge_options.template'.*judge.template"):
+        feedback_options(cfg)
