@@ -97,6 +97,12 @@ class PromptSource(Strict):
         None,
         description="Keep records whose id ends in a number within [lo, hi] (e.g. MBPP train = [601, 974]).",
     )
+    malformed: Literal["skip", "error"] = Field(
+        "skip",
+        description="A malformed record (HH turns not alternating, a missing field): skip it and count it "
+        "(shown by validate, in stats and in the report) or stop with an error naming file and line. "
+        "Applies to jsonl, hh and mtbench files; code problems are always strict.",
+    )
 
 
 class FeedbackConfig(Strict):
@@ -130,7 +136,26 @@ class EvalConfig(Strict):
     code_temperature: float = Field(1.0, description="Sampling temperature for pass@k.")
     win_rate_prompts: PromptSource | None = Field(None, description="Prompts for round k vs k-1 win rate.")
     win_rate_limit: int = Field(32, description="Prompts used for the win rate.")
+    win_rate_judge: str | None = Field(
+        None,
+        description="Pairwise judge for the win rate when judge.template is not one (built-in name, "
+        "template file, or module:function); default: judge.template, else the built-in 'pairwise'.",
+    )
     max_tokens: int = Field(128, description="Max tokens for evaluation samples.")
+
+
+class HealthConfig(Strict):
+    """Checks that stop a run whose numbers say it is not working, instead of ending with exit 0."""
+
+    max_judge_invalid_rate: float | None = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Stop when more than this fraction of a stage's judgments are invalid (null: never).",
+    )
+    min_pairs: int = Field(
+        1, ge=0, description="Stop when a round has fewer preference pairs than this (after filtering)."
+    )
 
 
 class RunConfig(Strict):
@@ -149,6 +174,7 @@ class RunConfig(Strict):
     dpo: dict[str, Any] = Field(default_factory=dict, description="DPO round config (rlaif.train).")
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
     # set by the loader, not by users
     source_file: str | None = Field(None, exclude=True, description="(internal) the YAML file.")

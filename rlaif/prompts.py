@@ -7,6 +7,7 @@ A template file looks like::
     description: One line saying what the prompt is for.
     variables: [prompt, response_a, response_b]     # required; rendering without one is an error
     parser: {type: choice, labels: [A, B]}          # optional: how a judge reads the model's answer
+                                                    # (``parser: choice`` / ``parser: score``: defaults)
     judge: pairwise                                 # optional: pointwise | pairwise | principle
     format: chat                                    # optional: chat (one user turn, default) | text
     ---
@@ -135,6 +136,20 @@ class FrontMatter(_Spec):
     judge: Literal["pointwise", "pairwise", "principle"] | None = None
     format: Literal["chat", "text"] = "chat"
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("parser", mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        """``parser: score`` / ``parser: choice`` mean that parser with its defaults."""
+        if isinstance(v, str):
+            if v == "json":
+                raise ValueError(
+                    "'parser: json' needs a schema: write parser: {type: json, schema: pkg.mod:Model}"
+                )
+            if v not in ("score", "choice"):
+                raise ValueError(f"unknown parser '{v}' (use score, choice, or a mapping with 'type')")
+            return {"type": v}
+        return v
 
 
 # -- templates -------------------------------------------------------------------------------------

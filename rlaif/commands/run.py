@@ -14,9 +14,12 @@ PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 
 
 def check_config(file: Path, overrides: list[str]):
-    """Validate a run config and every stage option block without loading any model."""
+    """Validate a run config, every stage option block, the judges, the data files and the context
+    lengths, without loading any model. Notes (skipped malformed records) go to stderr."""
     from rlaif.config import load_run_config, validate_stage_options
     from rlaif.pairs import PairFilterConfig
+    from rlaif.pipeline.judging import check_judges, feedback_options
+    from rlaif.pipeline.preflight import check_context_lengths, read_inputs
 
     cfg = load_run_config(file, overrides)
     where = str(file)
@@ -28,8 +31,9 @@ def check_config(file: Path, overrides: list[str]):
         except RlaifError as exc:
             raise ConfigError(f"{where}: 'feedback.source': {exc}") from None
         model = source_config_model(cfg.feedback.source)
+        options = feedback_options(cfg)
         if model is not None:
-            validate_stage_options(model, cfg.feedback.options, "feedback.options", where)
+            validate_stage_options(model, options, "feedback.options", where)
     else:
         from rlaif.pipeline.stages import rlcf_options_model
 
@@ -43,60 +47,20 @@ def check_config(file: Path, overrides: list[str]):
     if cfg.final.kind != "none":
         model = {"ppo": PPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig}[cfg.final.kind]
         validate_stage_options(model, {**cfg.final.options, **placeholder}, "final.options", where)
-    for name, src in (
-        ("prompts", cfg.prompts),
-        ("eval.code_problems", cfg.eval.code_problems),
-        ("eval.win_rate_prompts", cfg.eval.win_rate_prompts),
-    ):
-        if src is not None and src.kind != "demo_code":
-            if not src.path:
-                raise ConfigError(f"{where}: '{name}.path' is required for kind={src.kind}")
-            if not Path(src.path).exists():
-                raise ConfigError(f"{where}: '{name}.path': file not found: {src.path}")
     local = cfg.policy.path.startswith(("/", ".", "~"))  # otherwise a hub name, resolved by vLLM/HF
     if local and not cfg.policy.build_tiny and not Path(cfg.policy.path).expanduser().exists():
         raise ConfigError(f"{where}: 'policy.path': model directory not found: {cfg.policy.path}")
-    if cfg.judge.template:
-        from rlaif.engines.scripted import ScriptedEngine
-        from rlaif.judges import load_judge
-
-        # building the judge resolves the template/callable and its parser; nothing is generated
-        try:
-            load_judge(cfg.judge.template, ScriptedEngine(lambda *_: ""))
-            check_judge_template(cfg.judge.template)
-        except RlaifError as exc:
-            raise ConfigError(f"{where}: 'judge.template': {exc}") from None
+    check_context_lengths(cfg)
+    check_judges(cfg)
+    for key, info in read_inputs(cfg).items():
+        if info["skipped_malformed"]:
+            print(
+                f"note: '{key}': skipped {info['skipped_malformed']} malformed record(s), using "
+                f"{info['records']} (first: {info['skipped_examples'][0]}); set {key}.malformed=error "
+                "to stop on them instead",
+                file=sys.stderr,
+            )
     return cfg
-
-
-# What each judge kind passes to its template (rlaif.judges renders with exactly these).
-JUDGE_VARIABLES = {
-    "pairwise": {"prompt", "response_a", "response_b", "conversation"},
-    "principle": {"prompt", "response_a", "response_b", "principle", "conversation"},
-    "pointwise": {"prompt", "response", "conversation"},
-}
-
-
-def check_judge_template(spec: str) -> None:
-    """Render a judge template with dummy values for what its judge supplies, so a variable the judge
-    never provides, or one the body uses without declaring it, fails now instead of mid-run."""
-    if ":" in spec and not Path(spec).exists():
-        return  # a Python callable judge
-    from rlaif.errors import TemplateError
-    from rlaif.prompts import load_template
-
-    tpl = load_template(spec)
-    supplied = JUDGE_VARIABLES.get(tpl.judge_kind or "")
-    if supplied is None:
-        return
-    unknown = sorted(set(tpl.variables) - supplied)
-    if unknown:
-        raise TemplateError(
-            f"template '{tpl.name}' ({tpl.path}) declares variable(s) {', '.join(unknown)} that a "
-            f"{tpl.judge_kind} judge does not supply (it supplies {', '.join(sorted(supplied))})"
-        )
-    dummy = {v: "x" for v in supplied} | {"conversation": [{"role": "user", "content": "x"}]}
-    tpl.render(**{v: dummy[v] for v in tpl.variables})
 
 
 def validate(

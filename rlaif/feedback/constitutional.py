@@ -346,6 +346,9 @@ class RLCAIConfig(BaseModel):
     judge_adapter: str | None = Field(
         None, description="LoRA adapter for the feedback model (None: its base model)."
     )
+    judge_template: str = Field(
+        "cai_principle_choice", description="Principle judge template (run: judge.template)."
+    )
     judge_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for PrincipleJudge."
     )
@@ -401,10 +404,14 @@ def rl_cai(
         else:
             todo.append((rec, a, b))
 
+    judge_opts = dict(cfg.judge_options)  # judge_options.template: the older spelling of judge_template
+    if "template" in judge_opts and "judge_template" in cfg.model_fields_set:
+        raise ConfigError("rl_cai: set the judge template once (judge_template or judge_options.template)")
+    judge_opts.setdefault("template", cfg.judge_template)
     judge = PrincipleJudge(
-        PerRequestSeeds(judge_engine or engine), principles=cfg.principles, chain_of_thought=cfg.chain_of_thought, clamp=clamp,
-        seed=cfg.seed, adapter=cfg.judge_adapter,
-        **judge_kwargs(cfg.judge_options, ("principles", "chain_of_thought", "clamp", "seed", "adapter"), "rl_cai"),
+        PerRequestSeeds(judge_engine or engine), principles=cfg.principles, chain_of_thought=cfg.chain_of_thought,
+        clamp=clamp, seed=cfg.seed, adapter=cfg.judge_adapter,
+        **judge_kwargs(judge_opts, ("principles", "chain_of_thought", "clamp", "seed", "adapter"), "rl_cai"),
     )  # fmt: skip
     verdicts = (
         judge.compare(

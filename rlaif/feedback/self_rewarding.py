@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlaif.engines.base import Engine, Sampling
-from rlaif.errors import RecordError
+from rlaif.errors import ConfigError, RecordError
 from rlaif.feedback.base import (
     FeedbackResult,
     FeedbackStats,
@@ -58,7 +58,9 @@ class SelfRewardingConfig(BaseModel):
         default_factory=OutputRules, description="Cut markers and length limits for candidates."
     )
     judge_template: str = Field(
-        "self_rewarding_rubric", description="Rubric template (name in prompts/ or path) with a score parser."
+        "self_rewarding_rubric",
+        description="Pointwise judge: a rubric template (name in prompts/ or path) with a score parser, or "
+        "a Python judge 'package.module:function' (in a run: set judge.template instead).",
     )
     judge_samples: int = Field(3, ge=1, description="Judgments per candidate (K); valid scores are averaged.")
     judge_max_retries: int = Field(
@@ -100,8 +102,6 @@ def self_rewarding(
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
     """Best-vs-worst pairs judged by the policy itself (``judge_engine`` overrides that, for ablations)."""
-    from rlaif.judges import PointwiseJudge
-
     cfg = coerce_config(config, SelfRewardingConfig, "self_rewarding")
     if not prompts:
         raise RecordError("self_rewarding: no prompts given")
@@ -151,19 +151,7 @@ def self_rewarding(
     stats.count("candidates", sum(len(r) for r in texts))
 
     judge_seed = derive_seed(cfg.seed, "self_rewarding_judge", cfg.round)
-    judge = PointwiseJudge(
-        PerRequestSeeds(judge_engine or engine),
-        template=cfg.judge_template,
-        samples=cfg.judge_samples,
-        max_retries=cfg.judge_max_retries,
-        sampling=Sampling(
-            temperature=cfg.judge_temperature,
-            top_p=cfg.judge_top_p,
-            max_tokens=cfg.judge_max_tokens,
-            seed=judge_seed,
-        ),
-        adapter=cfg.adapter,
-    )
+    judge = _judge(cfg, PerRequestSeeds(judge_engine or engine), judge_seed)
     ids = [f"{prompts[pi].id}#c{ci}" for pi, ci in owners]
     verdicts = judge.score(items, ids=ids) if items else []
     scores: list[list[float | None]] = [[None] * len(row) for row in texts]
@@ -197,7 +185,7 @@ def self_rewarding(
             "model": engine.model_name,
             "judge_model": (judge_engine or engine).model_name,
             "adapter": cfg.adapter,
-            "judge_template": {"name": judge.template.name, "hash": judge.template.content_hash},
+            "judge_template": _judge_ref(judge, cfg.judge_template),
             "candidate_scores": scores[pi],
             "chosen_index": sel.chosen,
             "rejected_index": sel.rejected,
@@ -222,3 +210,35 @@ def self_rewarding(
             )
         )  # fmt: skip
     return finish(result, pairs, cfg.filter)
+
+
+def _judge(cfg: SelfRewardingConfig, engine: Engine, seed: int) -> Any:
+    """The rubric judge (K sampled judgments, retries), or the user's pointwise Python judge."""
+    from pathlib import Path
+
+    from rlaif.judges import PointwiseJudge, load_judge
+    from rlaif.judges.custom import CALLABLE_SPEC
+
+    spec = cfg.judge_template
+    if CALLABLE_SPEC.fullmatch(spec) and not Path(spec).expanduser().is_file():
+        judge = load_judge(spec, engine)
+        if not hasattr(judge, "score"):
+            raise ConfigError(
+                f"self_rewarding: judge '{spec}' is a pairwise function; self-rewarding scores each "
+                "candidate and needs a pointwise one (parameters prompts, responses)"
+            )
+        return judge
+    sampling = Sampling(
+        temperature=cfg.judge_temperature, top_p=cfg.judge_top_p, max_tokens=cfg.judge_max_tokens, seed=seed
+    )
+    return PointwiseJudge(
+        engine, template=spec, samples=cfg.judge_samples, max_retries=cfg.judge_max_retries,
+        sampling=sampling, adapter=cfg.adapter,
+    )  # fmt: skip
+
+
+def _judge_ref(judge: Any, spec: str) -> dict[str, str]:
+    tpl = getattr(judge, "template", None)
+    if tpl is not None:
+        return {"name": tpl.name, "hash": tpl.content_hash}
+    return {"name": spec, "hash": judge.template_hash}

@@ -77,11 +77,18 @@ class AdapterBoundEngine:
         pass
 
 
-def make_engine(cfg: EngineConfig, model_path: Path | str, enable_lora: bool) -> Any:
+def make_engine(
+    cfg: EngineConfig, model_path: Path | str, enable_lora: bool, key: str = "engine", where: str = "config"
+) -> Any:
+    """Start an engine; ``key`` names the config block in errors (``engine`` or ``judge.engine``)."""
     if cfg.kind == "openai":
         from rlaif.engines.openai import OpenAIEngine
 
         return OpenAIEngine(cfg.url, model=cfg.model, concurrency=cfg.concurrency)
+    from rlaif.pipeline.preflight import check_context_length
+
+    # models built during the run (build_tiny) could not be checked by rlaif validate
+    check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
     from rlaif.engines.vllm import VLLMEngine
 
     kv = int(cfg.kv_cache_gb * (1 << 30)) if cfg.kv_cache_gb else None
@@ -130,7 +137,9 @@ class RunContext:
                 self._engine.close()
             self._engine = None
             self.log_event("engine_start", model=str(self.policy.path))
-            self._engine = make_engine(self.cfg.engine, self.policy.path, enable_lora=True)
+            self._engine = make_engine(
+                self.cfg.engine, self.policy.path, enable_lora=True, where=self.cfg.source_file or "config"
+            )
             self._engine_model = self.policy.path
         return AdapterBoundEngine(self._engine, str(self.policy.adapter) if self.policy.adapter else None)
 
@@ -141,7 +150,10 @@ class RunContext:
             return self.policy_engine()
         if self._judge_engine is None:
             engine_cfg = judge.engine or self.cfg.engine
-            self._judge_engine = make_engine(engine_cfg, judge.model, enable_lora=False)
+            key = "judge.engine" if judge.engine else "engine"
+            self._judge_engine = make_engine(
+                engine_cfg, judge.model, enable_lora=False, key=key, where=self.cfg.source_file or "config"
+            )
         return self._judge_engine
 
     def sandbox(self) -> Any:

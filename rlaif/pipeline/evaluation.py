@@ -28,7 +28,7 @@ def code_prompt(problem) -> list:
 
 def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
     from rlaif.code.jobs import build_job, prepare_expected
-    from rlaif.pipeline.stages import load_prompt_source
+    from rlaif.pipeline.inputs import load_prompt_source
 
     ev = ctx.cfg.eval
     problems = load_prompt_source(ev.code_problems, "eval.code_problems")
@@ -77,10 +77,13 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
 
 def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) -> dict:
     from rlaif.judges import load_judge
-    from rlaif.pipeline.stages import load_prompt_source
+    from rlaif.pipeline.health import invalid_reasons
+    from rlaif.pipeline.inputs import read_prompt_source
+    from rlaif.pipeline.judging import judge_label
 
     ev = ctx.cfg.eval
-    prompts = load_prompt_source(ev.win_rate_prompts, "eval.win_rate_prompts")[: ev.win_rate_limit]
+    data = read_prompt_source(ev.win_rate_prompts, "eval.win_rate_prompts")
+    prompts = data.items[: ev.win_rate_limit]
     sampling = [
         Sampling(
             max_tokens=ev.max_tokens,
@@ -98,21 +101,29 @@ def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) 
         rows.append(
             {"kind": "answer", "id": p.id, "sample": 0, "text": c.text, "tokens": len(c.token_ids or [])}
         )
-    out: dict = {}
+    out: dict = {"win_rate_prompts_skipped_malformed": len(data.skipped)}
     if previous is None or not previous.is_file():
         return out
     before = {r["id"]: r["text"] for _, r in iter_json_lines(previous) if r.get("kind") == "answer"}
     items = [(p.messages, text, before[pid]) for pid, (p, text) in mine.items() if pid in before]
     if not items:
         return out
-    judge = load_judge(ctx.cfg.judge.template or "pairwise", ctx.judge_engine())
+    spec = ctx.cfg.eval.win_rate_judge or ctx.cfg.judge.template or "pairwise"
+    judge_engine = ctx.judge_engine()
+    judge = load_judge(spec, judge_engine)
     results = judge.compare(items)
     valid = [r for r in results if r.valid and r.prob_a is not None]
     consistent = [r.consistent for r in results if r.consistent is not None]
     n_judgments = sum(len(r.judgments) for r in results)
     invalid = sum(1 for r in results for j in r.judgments if j.status == "invalid")
     out["win_rate_vs_previous"] = round(sum(r.prob_a for r in valid) / len(valid), 4) if valid else None
+    out["win_rate_n"] = len(items)
     out["win_rate_valid"] = len(valid)
+    out["win_rate_judge"] = judge_label(judge, spec)
+    out["win_rate_judge_model"] = getattr(judge_engine, "model_name", None)
+    out["judge_invalid_reasons"] = invalid_reasons(
+        [j.model_dump(mode="json") for r in results for j in r.judgments]
+    )
     out["judge_invalid_rate"] = round(invalid / n_judgments, 4) if n_judgments else None
     out["judge_position_consistency"] = round(sum(consistent) / len(consistent), 4) if consistent else None
     return out

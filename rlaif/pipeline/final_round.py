@@ -21,7 +21,8 @@ from rlaif.records import Message, PromptRecord, write_jsonl
 
 def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
     from rlaif.pipeline.evaluation import code_prompt
-    from rlaif.pipeline.stages import CODE_SOURCES, load_prompt_source
+    from rlaif.pipeline.inputs import load_prompt_source
+    from rlaif.pipeline.stages import CODE_SOURCES
 
     items = load_prompt_source(ctx.cfg.prompts, "prompts")
     if ctx.cfg.feedback.source in CODE_SOURCES or ctx.cfg.prompts.kind in ("code", "demo_code"):
@@ -35,10 +36,11 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
 
 
 def judge_reward(ctx: RunContext):
-    from rlaif.judges import PointwiseJudge
+    from rlaif.judges import load_judge
     from rlaif.train.rewards import completion_text
 
-    judge = PointwiseJudge(ctx.judge_engine(), template=ctx.cfg.judge.template or "self_rewarding_rubric")
+    # the run's one judge setting; rlaif validate has checked that it is a pointwise judge
+    judge = load_judge(ctx.cfg.judge.template or "self_rewarding_rubric", ctx.judge_engine())
 
     def judge_score(prompts, completions, **_):
         items = [
@@ -50,7 +52,8 @@ def judge_reward(ctx: RunContext):
     return judge_score
 
 
-def _reward_model(ctx: RunContext, stage_dir: Path) -> Path:
+def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
+    """Train the Bradley-Terry reward model on the run's pairs; its path and held-out numbers."""
     from rlaif.train.configs import RewardModelConfig
     from rlaif.train.reward_model import run_reward_model
 
@@ -59,7 +62,12 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> Path:
         raise ConfigError("final.reward=reward_model needs pairs from at least one DPO round (rounds >= 1)")
     rm_cfg = RewardModelConfig(output_dir=stage_dir / "reward_model", model=ctx.policy.path, pairs=pair_files)
     result = run_reward_model(rm_cfg)
-    return Path(result.merged_model or result.base_model)
+    info = {
+        "heldout_accuracy": result.extra.get("heldout_accuracy"),
+        "heldout_pairs": result.counts.get("heldout_pairs"),
+        "train_pairs": result.counts.get("train_pairs"),
+    }
+    return Path(result.merged_model or result.base_model), info
 
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
@@ -75,6 +83,7 @@ def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
     }
     reward_fn = None
     rm_path = None
+    rm_info: dict | None = None
     if fin.reward == "sandbox":
         from rlaif.code.rewards import CodeReward
 
@@ -89,7 +98,7 @@ def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
     elif fin.reward == "judge":
         reward_fn = judge_reward(ctx)
     else:
-        rm_path = _reward_model(ctx, stage_dir)
+        rm_path, rm_info = _reward_model(ctx, stage_dir)
     prompts_file = stage_dir / "prompts.jsonl"  # the exact prompts trained on, kept with the stage
     write_jsonl(prompts_file, records)
     options = {
@@ -115,4 +124,7 @@ def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
         group_cfg = validate_stage_options(model, options, "final.options", file)
         runner = run_grpo if fin.kind == "grpo" else run_rloo
         result = runner(group_cfg, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
-    return _train_summary(result)
+    summary = _train_summary(result)
+    if rm_info is not None:
+        summary["reward_model"] = rm_info
+    return summary

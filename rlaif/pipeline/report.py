@@ -1,16 +1,21 @@
 """Run report: ``metrics.json`` for machines, PNG plots and ``report.html`` for people.
 
-The plots are drawn from ``metrics.json`` alone (never from in-memory state), so the report can be
-re-rendered for any finished or partial run with ``rlaif report RUN_DIR``.
+The plots and the page are drawn from ``metrics.json`` alone (never from in-memory state), so the report
+can be re-rendered for any finished, failed or partial run with ``rlaif report RUN_DIR``. The page is
+the Jinja2 template ``rlaif/assets/report.html.j2`` (autoescaped: model output in example pairs cannot
+inject markup); :mod:`rlaif.pipeline.report_view` turns the metrics into its header, status banner and
+formatted tables.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
+from rlaif.pipeline.health import read_status
 from rlaif.pipeline.manifest import atomic_write_text, read_manifest
+
+SHORT_CURVE = 25  # logged points up to which a training curve gets markers
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -48,6 +53,8 @@ def collect_metrics(run_dir: Path, plan: list[str]) -> dict:
                 "drops": summary.get("drops", {}),
                 "length": summary.get("length", {}),
                 "stats": summary.get("stats", {}),
+                "inputs": summary.get("inputs", {}),
+                "invalid_reasons": summary.get("invalid_reasons", {}),
             }
         elif stage == "pairs":
             pairs[group] = {
@@ -66,9 +73,12 @@ def collect_metrics(run_dir: Path, plan: list[str]) -> dict:
                 "counts": summary.get("counts", {}),
                 "curve": curve,
                 "skipped": summary.get("skipped"),
+                "reward_model": summary.get("reward_model"),
             }
     metrics = {
         "run": run_dir.name,
+        "status": read_status(run_dir),
+        "config": _run_config(run_dir),
         "rounds": rounds,
         "feedback": feedback,
         "pairs": pairs,
@@ -85,6 +95,7 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     made = []
     rounds = metrics["rounds"]
@@ -143,10 +154,12 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
         for ax, key in zip(axes[0], keys, strict=False):
             for group, curve in curves.items():
                 ys = [row[key] for row in curve if key in row]
-                if ys:
-                    ax.plot(range(1, len(ys) + 1), ys, label=group)
+                if ys:  # a curve of a few logged steps is drawn with markers, so every point shows
+                    marker = "o" if len(ys) <= SHORT_CURVE else None
+                    ax.plot(range(1, len(ys) + 1), ys, label=group, marker=marker, markersize=4)
             ax.set_title(key)
             ax.set_xlabel("logged step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
@@ -156,84 +169,34 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
     return made
 
 
-def _table(rows: list[dict], keys: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r.get(k, '')))}</td>" for k in keys) + "</tr>" for r in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _run_config(run_dir: Path) -> dict:
+    """The run's validated config as saved in ``config.yaml`` (for the report's header)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_report(run_dir: Path, metrics: dict) -> Path:
+    """Draw the plots and render ``report.html`` from the template; returns its path."""
+    import jinja2
+
+    from rlaif.pipeline.report_view import build_view
+
     run_dir = Path(run_dir)
     images = _plots(run_dir, metrics)
-    round_keys = sorted(
-        {k for r in metrics["rounds"] for k, v in r.items() if not isinstance(v, dict)},
-        key=lambda k: (k not in ("label", "round"), k),
+    template_dir = Path(__file__).resolve().parents[1] / "assets"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>rlaif run {html.escape(metrics['run'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-        "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}"
-        "pre{white-space:pre-wrap;margin:0;font-size:12px}</style></head><body>",
-        f"<h1>rlaif run: {html.escape(metrics['run'])}</h1>",
-        "<h2>Per-round evaluation</h2>",
-        _table(metrics["rounds"], round_keys),
-    ]
-    parts += [f"<img src='{name}' alt='{name}' style='max-width:100%'>" for name in images]
-    fb_rows = [{"round": g, **v["counts"], "drops": v["drops"]} for g, v in metrics["feedback"].items()]
-    if fb_rows:
-        keys = sorted({k for r in fb_rows for k in r}, key=lambda k: (k != "round", k))
-        parts += ["<h2>Feedback</h2>", _table(fb_rows, keys)]
-    pr_rows = [
-        {
-            "round": g,
-            **v["counts"],
-            "drops": v["drops"],
-            "chosen/rejected length": v["length"].get("mean_ratio") if v.get("length") else None,
-        }
-        for g, v in metrics["pairs"].items()
-    ]
-    if pr_rows:
-        keys = sorted({k for r in pr_rows for k in r}, key=lambda k: (k != "round", k))
-        parts += ["<h2>Pairs after filtering</h2>", _table(pr_rows, keys)]
-    tr_rows = [
-        {
-            "stage": g,
-            **t["counts"],
-            **{
-                k: round(v, 4)
-                for k, v in t["summary"].items()
-                if k in ("train_loss", "rewards/margins", "rewards/accuracies", "reward", "kl")
-            },
-            "skipped": t.get("skipped") or "",
-        }
-        for g, t in metrics["training"].items()
-    ]
-    if tr_rows:
-        keys = sorted({k for r in tr_rows for k in r}, key=lambda k: (k != "stage", k))
-        parts += ["<h2>Training</h2>", _table(tr_rows, keys)]
-    if metrics["examples"]:
-        parts.append(
-            "<h2>Example pairs</h2><table><tr><th>round</th><th>prompt</th><th>chosen</th><th>rejected</th></tr>"
-        )
-        for e in metrics["examples"]:
-            prompt = e["prompt"][-1]["content"] if e.get("prompt") else ""
-            parts.append(
-                "<tr>"
-                + "".join(
-                    f"<td><pre>{html.escape(str(x))}</pre></td>"
-                    for x in (e["round"], prompt, e["chosen"], e["rejected"])
-                )
-                + "</tr>"
-            )
-        parts.append("</table>")
-    parts += [
-        "<h2>Stage wall time (s)</h2>",
-        _table([metrics["timings_s"]], list(metrics["timings_s"])),
-        "</body></html>",
-    ]
+    page = env.get_template("report.html.j2").render(**build_view(metrics), images=images)
     out = run_dir / "report.html"
-    atomic_write_text(out, "\n".join(parts))
+    atomic_write_text(out, page)
     return out

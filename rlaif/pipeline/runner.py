@@ -12,16 +12,20 @@ Layout of a run directory::
       final/train, final/eval the final RL round
       metrics.json            every number of the report, for machines
       metrics.jsonl           the event log (stage start/skip/finish with timings)
+      status.json             running / ok / failed (stage, reason), for the report's banner
       report.html + *.png     the report
 
 Guarantees: each stage directory gets its ``manifest.json`` last; a stage whose manifest matches (same
 config hash, same input hashes) is skipped; a stage without one is re-run, resuming from its finished
 chunks (see :mod:`rlaif.pipeline.manifest`). Errors are re-raised as :class:`RlaifError` naming the
-round and stage.
+round and stage. After every stage, run or skipped, the health checks (:mod:`rlaif.pipeline.health`)
+look at its summary; a failed check stops the run like a stage error. Either way the report is written,
+with a failed banner, before the error reaches the CLI.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ import yaml
 from rlaif.config import RunConfig
 from rlaif.errors import RlaifError
 from rlaif.pipeline.context import Policy, RunContext
+from rlaif.pipeline.health import check_stage, write_status
 from rlaif.pipeline.manifest import (
     StageTimer,
     claim_stage_dir,
@@ -44,7 +49,10 @@ from rlaif.pipeline.manifest import (
 
 
 class StageFailed(RlaifError):
-    pass
+    def __init__(self, stage: str, message: str):
+        super().__init__(f"{stage}: {message}")
+        self.stage = stage
+        self.reason = message
 
 
 class Runner:
@@ -88,6 +96,7 @@ class Runner:
             ctx.log_event("stage_skipped", stage=name)
             self.skipped.append(name)
             self.summaries[name] = summary
+            check_stage(name, summary, self.cfg.health)
             return summary
         ctx.say(f"[{name}] running")
         ctx.log_event("stage_start", stage=name)
@@ -97,7 +106,7 @@ class Runner:
             summary = body(stage_dir)
         except RlaifError as exc:
             ctx.log_event("stage_failed", stage=name, error=str(exc))
-            raise StageFailed(f"{name}: {exc}") from None
+            raise StageFailed(name, str(exc)) from None
         write_manifest(
             stage_dir,
             {
@@ -112,17 +121,42 @@ class Runner:
         ctx.say(f"[{name}] done in {timer.elapsed():.1f}s")
         self.executed.append(name)
         self.summaries[name] = summary
+        check_stage(name, summary, self.cfg.health)
         return summary
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> dict:
-        from rlaif.pipeline import report, stages
+        """Run every stage; on a stage failure or a failed health check the report is still written,
+        with a failed status banner, before the error is raised."""
+        from rlaif.pipeline import report
 
-        cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(
-            yaml.safe_dump(cfg.model_dump(mode="json", exclude={"source_file"}), sort_keys=False)
+            yaml.safe_dump(self.cfg.model_dump(mode="json", exclude={"source_file"}), sort_keys=False)
         )
+        write_status(self.run_dir, "running", config_file=self.cfg.source_file)
+        try:
+            self._run_stages()
+        except RlaifError as exc:  # StageFailed, HealthCheckFailed, or a setup error
+            write_status(
+                self.run_dir, "failed", getattr(exc, "stage", None), getattr(exc, "reason", str(exc))
+            )
+            self._write_report(report)
+            raise
+        write_status(self.run_dir, "ok")
+        metrics = self._write_report(report)
+        print(f"report: {self.run_dir / 'report.html'}", file=sys.stderr, flush=True)
+        return metrics
+
+    def _write_report(self, report) -> dict:
+        metrics = report.collect_metrics(self.run_dir, self.plan())
+        report.write_report(self.run_dir, metrics)
+        return metrics
+
+    def _run_stages(self) -> None:
+        from rlaif.pipeline import stages
+
+        cfg = self.cfg
         base = Path(cfg.policy.path)
         if cfg.policy.build_tiny:
             ctx0 = RunContext(cfg=cfg, run_dir=self.run_dir, policy=Policy(base))
@@ -208,10 +242,6 @@ class Runner:
                 )
         finally:
             ctx.close_engines()
-        metrics = report.collect_metrics(self.run_dir, self.plan())
-        report.write_report(self.run_dir, metrics)
-        ctx.say(f"report: {self.run_dir / 'report.html'}")
-        return metrics
 
     @staticmethod
     def _policy_inputs(ctx: RunContext) -> dict[str, Path | str | None]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import PromptSource, RunConfig, validate_stage_options
-from rlaif.errors import ConfigError
+from rlaif.config import RunConfig, validate_stage_options
 from rlaif.pipeline.context import Policy, RunContext, start_chunk
+from rlaif.pipeline.health import invalid_reasons
+from rlaif.pipeline.inputs import read_prompt_source
 from rlaif.pipeline.manifest import run_chunks
 from rlaif.records import PreferencePair, read_jsonl, write_jsonl
 
@@ -20,58 +21,6 @@ CODE_SOURCES = {"rlcf"}
 
 
 # -- inputs -----------------------------------------------------------------------------------------
-
-
-def load_prompt_source(src: PromptSource, where: str) -> list:
-    """PromptRecords (text sources) or CodeProblems (code sources), in file order."""
-    items = _load_items(src, where)
-    if src.id_range is not None:
-        import re
-
-        lo, hi = src.id_range
-
-        def number(item) -> int | None:
-            m = re.search(r"(\d+)$", str(getattr(item, "task_id", None) or getattr(item, "id", "")))
-            return int(m.group(1)) if m else None
-
-        items = [it for it in items if (n := number(it)) is not None and lo <= n <= hi]
-        if not items:
-            raise ConfigError(f"{where}.id_range {list(src.id_range)} selects no records from {src.path}")
-    return items[: src.limit] if src.limit else items
-
-
-def _load_items(src: PromptSource, where: str) -> list:
-    if src.kind == "demo_code":
-        from rlaif.demo.tasks import demo_problems
-
-        train, held = demo_problems()
-        return {"train": train, "heldout": held, "all": train + held}[src.split]
-    if not src.path:
-        raise ConfigError(f"{where}.path is required for kind={src.kind}")
-    if src.kind == "code":
-        from rlaif.code.problems import load_problems
-
-        return load_problems(src.path)
-    if src.kind == "hf_dataset":
-        from datasets import load_from_disk
-
-        from rlaif.records import PromptRecord, as_conversation
-
-        ds = load_from_disk(src.path)
-        out = []
-        for i, row in enumerate(ds):
-            if "messages" in row:
-                msgs = as_conversation(row["messages"])
-            elif "prompt" in row:
-                msgs = as_conversation(row["prompt"])
-            else:
-                raise ConfigError(f"{src.path}: row {i} has neither 'prompt' nor 'messages'")
-            out.append(PromptRecord(id=str(row.get("id", f"row-{i}")), messages=msgs))
-        return out
-    from rlaif.feedback.prompts_io import load_prompts
-
-    fmt = {"jsonl": "jsonl", "hh": "hh", "mtbench": "mt_bench"}[src.kind]
-    return load_prompts(src.path, format=fmt, limit=None if src.id_range else src.limit)
 
 
 def build_policy(cfg: RunConfig, stage_dir: Path) -> dict:
@@ -118,8 +67,9 @@ def _source_options(
     cfg: RunConfig, model: type | None, round_index: int, chunk: int, adapter: Path | None
 ) -> Any:
     from rlaif.feedback.base import derive_seed
+    from rlaif.pipeline.judging import feedback_options
 
-    options = dict(cfg.feedback.options)
+    options = feedback_options(cfg)  # judge.template handed to the source's judge key
     if model is None:
         return options
     fields = getattr(model, "model_fields", {})
@@ -137,7 +87,8 @@ def _source_options(
 def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
     """Run the configured source over the prompts in resumable chunks, then merge the chunk outputs."""
     cfg = ctx.cfg
-    items = load_prompt_source(cfg.prompts, "prompts")
+    data = read_prompt_source(cfg.prompts, "prompts")
+    items = data.items
     if cfg.feedback.source in CODE_SOURCES:
         return _code_feedback(ctx, stage_dir, items, round_index)
     from rlaif.feedback import resolve_source, run_source, source_config_model
@@ -202,6 +153,7 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
         "dropped": stats.dropped,
         "judgments": len(judgments),
         "judgments_invalid": sum(1 for j in judgments if j["status"] == "invalid"),
+        "prompts_skipped_malformed": len(data.skipped),
     }
     consistent = [j["consistent"] for j in judgments if j.get("consistent") is not None]
     if consistent:
@@ -212,6 +164,8 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
         "counts": counts,
         "drops": stats.drops,
         "length": stats.length,
+        "inputs": data.skipped_summary(),
+        "invalid_reasons": invalid_reasons(judgments),
     }
 
 

@@ -178,3 +178,25 @@ def test_chain_of_thought_clamps_by_default():
 def test_rl_cai_judge_options_may_not_override_own_fields():
     with pytest.raises(ConfigError, match=r"judge_options may not set \['seed'\]"):
         rl_cai(prompts("first"), PerRequestScriptedEngine(policy), {"judge_options": {"seed": 1}})
+
+
+def test_rl_cai_uses_the_given_judge_template(tmp_path):
+    """judge.template reaches rl_cai as ``judge_template`` (here a user copy with ``parser: choice``)."""
+    from rlaif.prompts import REPO_PROMPTS_DIR
+
+    text = (REPO_PROMPTS_DIR / "cai_principle_choice.j2").read_text()
+    text = text.replace("name: cai_principle_choice", "name: my_principle_judge")
+    text = text.replace("parser: {type: choice, labels: [A, B], source: logprobs}", "parser: choice")
+    mine = tmp_path / "my_principle_judge.j2"
+    mine.write_text(text)
+    judge_engine = ScriptedEngine(principle_judge, model_name="feedback-model")
+    result = rl_cai(prompts("first", "second"), PerRequestScriptedEngine(policy),
+                    {"seed": 2, "judge_template": str(mine)}, judge_engine=judge_engine)  # fmt: skip
+    assert len(result.pairs) == 2
+    assert {j.template for j in result.judgments} == {"my_principle_judge"}
+
+
+def test_rl_cai_judge_template_given_twice_is_an_error():
+    with pytest.raises(ConfigError, match="set the judge template once"):
+        rl_cai(prompts("first"), PerRequestScriptedEngine(policy),
+               {"judge_template": "a.j2", "judge_options": {"template": "b.j2"}})  # fmt: skip

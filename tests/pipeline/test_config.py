@@ -84,6 +84,7 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
     prompts.write_text('{"prompt": "hi"}\n')
     ok = write(tmp_path, MINIMAL.replace("/tmp/model", str(tmp_path)).replace("prompts.jsonl", str(prompts)))
     assert rlaif("validate", str(ok)).returncode == 0
+    win_rate = ["eval.win_rate_prompts.kind=jsonl", f"eval.win_rate_prompts.path={prompts}"]
     cases = [
         (["feedback.options.bogus=1"], "unknown key 'feedback.options.bogus'"),
         (["feedback.options.max_tokens=0"], "feedback.options"),
@@ -91,7 +92,7 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
         (["policy.path=/nonexistent/model"], "model directory not found"),
         (["feedback.source=nope"], "unknown feedback source 'nope'"),
         (["dpo.loss_type=nope"], "dpo.loss_type"),
-        (["judge.template=missing_template"], "'judge.template'"),
+        (["judge.template=missing_template", *win_rate], "'judge.template': no template named"),
         (["final.kind=ppo", "final.options.steps=0"], "final.options.steps"),
     ]
     for overrides, message in cases:
@@ -114,7 +115,7 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
         (extra, "declares variable(s) house_style"),
         (undeclared, "'house_style' is undefined"),
     ):
-        res = rlaif("validate", str(ok), f"judge.template={template}")
+        res = rlaif("validate", str(ok), f"judge.template={template}", *win_rate)
         assert res.returncode == 2 and message in res.stderr and str(ok) in res.stderr, res.stderr
         assert "'judge.template'" in res.stderr and "Traceback" not in res.stderr
     missing = rlaif("validate", str(tmp_path / "none.yaml"))

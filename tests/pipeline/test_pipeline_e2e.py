@@ -35,6 +35,9 @@ def rlcd_config(tmp_path: Path, model: Path, shared: Path, rounds: int = 2) -> P
             "lora": {"r": 8, "alpha": 16},
             "max_length": 256,
         },
+        # the random tiny model's pairwise judgments are mostly unparseable: this test is about stages,
+        # skips and resume, so the health checks are off (tests/pipeline/test_run_health.py covers them)
+        "health": {"max_judge_invalid_rate": None, "min_pairs": 0},
         "eval": {
             "win_rate_prompts": {
                 "kind": "mtbench",

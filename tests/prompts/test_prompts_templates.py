@@ -203,3 +203,24 @@ def test_cli_render_errors_are_one_line(capsys):
     assert err.startswith("error: template 'pairwise'") and "response_a, response_b" in err
     assert main(["prompts", "render", "pairwise", "--var", "novalue"]) == 2
     assert "--var expects name=value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("short", "spec_type"), [("score", ScoreParserSpec), ("choice", ChoiceParserSpec)])
+def test_parser_shorthand_means_the_parser_with_its_defaults(tmp_path, short, spec_type):
+    variables = "[prompt, response]" if short == "score" else "[prompt, response_a, response_b]"
+    path = tmp_path / "mine.j2"
+    path.write_text(f"---\nname: mine\nvariables: {variables}\nparser: {short}\n---\n{{{{ prompt }}}}\n")
+    tpl = load_template(path)
+    assert isinstance(tpl.parser, spec_type) and tpl.parser == spec_type()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("json", "'parser: json' needs a schema"), ("scores", "unknown parser 'scores'")],
+)
+def test_parser_shorthand_errors_name_the_field(tmp_path, value, message):
+    path = tmp_path / "bad.j2"
+    path.write_text(f"---\nname: bad\nvariables: [prompt]\nparser: {value}\n---\nx\n")
+    with pytest.raises(TemplateError) as err:
+        load_template(path)
+    assert str(path) in str(err.value) and "'parser'" in str(err.value) and message in str(err.value)

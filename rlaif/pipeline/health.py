@@ -1,0 +1,130 @@
+"""Health checks and the run's status: a run whose numbers say it is not working stops, loudly.
+
+Why: a judge that never parses, or a round that makes no pairs, used to end with exit 0 and a report
+that looked like any other. The checks (``health.max_judge_invalid_rate``, ``health.min_pairs``) run on
+each stage's summary right after the stage, and again when a finished stage is skipped on re-run, so a
+failed run keeps failing until the cause (or the threshold) changes. Changing a threshold never re-runs
+a stage: the thresholds are not part of any stage's config hash.
+
+``status.json`` in the run directory says ``running``, ``ok`` or ``failed`` (with the stage and the
+reason); the report's banner is drawn from it. A run killed without a chance to write it stays
+``running``, which the report shows as incomplete.
+
+Non-guarantee: the checks see counts, not quality; a judge that parses but answers at random passes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+from rlaif.config import HealthConfig
+from rlaif.errors import RlaifError
+from rlaif.pipeline.manifest import atomic_write_text
+
+STATUS_FILE = "status.json"
+
+
+class HealthCheckFailed(RlaifError):
+    """A stage finished, but its numbers fail one of the run's health checks."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(f"{stage}: health check failed: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def invalid_reasons(judgments: list[dict], top: int = 5) -> dict[str, int]:
+    """The commonest reasons judgments were invalid, quoted values folded so similar reasons group."""
+    counts = Counter(
+        _QUOTED.sub("'…'", str(j.get("invalid_reason") or "unknown"))[:120]
+        for j in judgments
+        if j.get("status") == "invalid"
+    )
+    return dict(counts.most_common(top))
+
+
+def _commonest(reasons: dict[str, int]) -> str:
+    if not reasons:
+        return ""
+    reason, n = max(reasons.items(), key=lambda kv: kv[1])
+    return f"; commonest invalid reason ({n}x): {reason}"
+
+
+def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
+    """Raise :class:`HealthCheckFailed` naming ``stage`` when its summary fails a check."""
+    _, _, kind = stage.partition("/")
+    counts = summary.get("counts", {})
+    limit = health.max_judge_invalid_rate
+    if kind == "feedback":
+        n, bad = counts.get("judgments", 0), counts.get("judgments_invalid", 0)
+        if limit is not None and n and bad / n > limit:
+            raise HealthCheckFailed(
+                stage,
+                f"{bad} of {n} judgments invalid ({bad / n:.0%} > health.max_judge_invalid_rate "
+                f"{limit:g}){_commonest(summary.get('invalid_reasons', {}))}",
+            )
+        pairs = counts.get("pairs_out", 0)
+        if pairs < health.min_pairs:
+            drops = summary.get("drops") or {}
+            top = max(drops.items(), key=lambda kv: kv[1]) if drops else None
+            why = f"; commonest drop reason ({top[1]}x): {top[0]}" if top else ""
+            raise HealthCheckFailed(
+                stage,
+                f"{pairs} pairs made from {counts.get('prompts_in', 0)} prompts "
+                f"(< health.min_pairs {health.min_pairs}){why}",
+            )
+    elif kind == "pairs":
+        kept = counts.get("pairs_kept", 0)
+        if kept < health.min_pairs:
+            drops = summary.get("drops") or {}
+            top = max(drops.items(), key=lambda kv: kv[1]) if drops else None
+            why = f"; commonest filter reason ({top[1]}x): {top[0]}" if top else ""
+            raise HealthCheckFailed(
+                stage,
+                f"{kept} of {counts.get('pairs_in', 0)} pairs kept after filtering "
+                f"(< health.min_pairs {health.min_pairs}){why}",
+            )
+    elif kind == "eval":
+        metrics = summary.get("metrics", {})
+        rate = metrics.get("judge_invalid_rate")
+        if limit is not None and isinstance(rate, (int, float)) and rate > limit:
+            raise HealthCheckFailed(
+                stage,
+                f"win-rate judge: {rate:.0%} of judgments invalid (> health.max_judge_invalid_rate "
+                f"{limit:g}){_commonest(metrics.get('judge_invalid_reasons', {}))}",
+            )
+
+
+def write_status(
+    run_dir: Path,
+    status: str,
+    stage: str | None = None,
+    reason: str | None = None,
+    config_file: str | None = None,
+) -> None:
+    """Record the run's state; ``config_file`` (the YAML the run was started from) is kept across calls."""
+    config_file = config_file or read_status(run_dir).get("config_file")
+    record = {
+        "status": status,
+        "stage": stage,
+        "reason": reason,
+        "config_file": config_file,
+        "time": round(time.time(), 3),
+    }
+    atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def read_status(run_dir: Path) -> dict:
+    """The run's status record; a run directory without one (older runs) reads as unknown."""
+    path = Path(run_dir) / STATUS_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {"status": "unknown", "stage": None, "reason": None}
