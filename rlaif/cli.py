@@ -39,6 +39,7 @@ _COMMAND_MODULES = [
     "rlaif.commands.code",
     "rlaif.commands.train",
     "rlaif.commands.run",
+    "rlaif.commands.init",
 ]
 
 

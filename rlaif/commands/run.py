@@ -9,9 +9,8 @@ from pathlib import Path
 import typer
 
 from rlaif.commands.output import emit
+from rlaif.commands.resources import resolve_pipeline, shipped_dir
 from rlaif.errors import ConfigError, RlaifError
-
-PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 
 
 def check_config(file: Path, overrides: list[str]):
@@ -105,6 +104,7 @@ def validate(
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
 ) -> None:
     """Check a run config (and every stage's options) without loading any model."""
+    file = resolve_pipeline(file)
     cfg = check_config(file, overrides or [])
     emit(f"ok: {file} (run '{cfg.name}', {cfg.rounds} DPO round(s), final={cfg.final.kind})")
 
@@ -117,6 +117,7 @@ def run(
     ),
 ) -> None:
     """Run (or resume) a self-improvement pipeline."""
+    file = resolve_pipeline(file)
     cfg = check_config(file, overrides or [])
     _execute(cfg, dry_run, ["rlaif", "run", str(file), *(overrides or [])])
 
@@ -173,7 +174,7 @@ def demo(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit."),
 ) -> None:
     """The CPU demo: a from-scratch code model improved by RLCF rounds (DPO) and a final PPO round."""
-    file = PIPELINES_DIR / "demo.yaml"
+    file = shipped_dir("pipelines") / "demo.yaml"
     if not file.is_file():
         raise ConfigError(f"demo pipeline not found at {file}")
     cfg = check_config(file, overrides or [])
