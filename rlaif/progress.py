@@ -131,3 +131,27 @@ class StepProgress:
             self.stream.flush()
         except Exception:
             pass
+
+
+class TqdmLike:
+    """The part of tqdm's interface vLLM's ``LLM.generate(use_tqdm=callable)`` uses, drawn by
+    :class:`StepProgress`, so engine progress looks like every other progress display."""
+
+    def __init__(self, description: str = "generating", *, total: int = 0, desc: str | None = None, **_):
+        self._progress = StepProgress(description, total=total or 0, unit="requests").__enter__()
+        self.n = 0
+        self.postfix = ""
+
+    @property
+    def format_dict(self) -> dict:
+        return {"elapsed": max(time.monotonic() - self._progress.start, 1e-9), "n": self.n}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._progress.advance(n)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._progress.__exit__(None, None, None)

@@ -24,15 +24,20 @@ or versions kernels differ. vLLM spawns worker processes, so scripts that create
 
 from __future__ import annotations
 
+import _thread
 import atexit
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rlaif.engines.base import PromptInput, Sampling
 from rlaif.errors import EngineError
+from rlaif.progress import TqdmLike
 from rlaif.records import Completion, TokenLogprob, TopLogprob, as_conversation
 
 DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
@@ -94,6 +99,34 @@ def _stop_processes(procs: list, timeout: float = 5.0) -> None:
     for p in procs:
         if p in _LIVE_ENGINE_PROCESSES:
             _LIVE_ENGINE_PROCESSES.remove(p)
+
+
+@contextlib.contextmanager
+def _engine_processes_ignore_ctrl_c():
+    """Start vLLM's processes with SIGINT blocked, so a terminal's Ctrl-C (sent to the whole process
+    group) reaches only this process, which then shuts the engine down cleanly, instead of killing
+    vLLM's workers mid-step (a crash dump on stderr). A signal mask survives fork and exec and Python
+    does not unblock it. Meanwhile a helper thread takes a Ctrl-C meant for us and re-raises it in the
+    main thread, so Ctrl-C still works while the engine starts."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    stop = threading.Event()
+
+    def forward() -> None:
+        while not stop.is_set():
+            if signal.sigtimedwait({signal.SIGINT}, 0.2) is not None:
+                _thread.interrupt_main(signal.SIGINT)
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    helper = threading.Thread(target=forward, name="rlaif-ctrl-c", daemon=True)  # inherits the mask
+    helper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        helper.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @atexit.register
@@ -179,7 +212,8 @@ class VLLMEngine:
         before = _descendants()
         try:
             try:
-                self.llm = LLM(**self.engine_args)
+                with _engine_processes_ignore_ctrl_c():
+                    self.llm = LLM(**self.engine_args)
             finally:
                 self._processes = [p for p in _descendants().values() if p.pid not in before]
                 _LIVE_ENGINE_PROCESSES.extend(self._processes)
@@ -274,7 +308,7 @@ class VLLMEngine:
         outputs = self.llm.generate(
             [self._to_vllm_prompt(p) for p in prompts],
             params,
-            use_tqdm=self.progress,
+            use_tqdm=TqdmLike if self.progress else False,
             lora_request=self._lora_request(adapter),
         )
         if len(outputs) != len(prompts):  # pragma: no cover - vLLM contract
