@@ -45,7 +45,8 @@ def test_tiny_model_pretraining_interrupted_then_rebuilt(tmp_path, sig):
         cli.cleanup()
     again = CliProcess(["tiny-model", str(out), "--steps", "2"], tmp_path, "again")
     assert again.finish(timeout=300) == 0, again.stderr()
-    assert again.stdout() == f"{out}\n"
+    assert again.stdout() == f"{out}\n"  # the result only; progress went to stderr
+    assert "pre-training: 2/2 steps" in again.stderr() and "Writing model shards" not in again.stderr()
     assert (out / "model.safetensors").is_file()
 
 
@@ -157,6 +158,7 @@ def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, tiny_model_dir
         assert _last_line(second.stderr()) == f"interrupted (SIGINT): {hint}"
         assert second.survivors() == []
         assert "(cached)" in second.stderr()  # the chunks from run 1 were read back, not redone
+        assert "Traceback" not in second.stderr()  # vLLM's processes did not see the Ctrl-C themselves
     finally:
         second.cleanup()
 
