@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 
 PLAIN_INTERVAL_S = 10.0
+_now = time.monotonic  # the clock (a seam for tests)
 
 
 def _clock(seconds: float) -> str:
@@ -33,7 +34,7 @@ class StepProgress:
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
         self.cached = 0
-        self.start = time.monotonic()
+        self.start = _now()
         self._last_plain = 0.0
         self._bar = None
         self._task = None
@@ -99,10 +100,10 @@ class StepProgress:
         fresh = self.done - self.cached
         if fresh <= 0 or self.total <= self.done:
             return None if fresh <= 0 else 0.0
-        return (time.monotonic() - self.start) / fresh * (self.total - self.done)
+        return (_now() - self.start) / fresh * (self.total - self.done)
 
     def line(self, note: str = "", cached_now: bool = False) -> str:
-        elapsed = time.monotonic() - self.start
+        elapsed = _now() - self.start
         parts = [f"{self.description}: {self.done}/{self.total} {self.unit}"]
         if cached_now:
             parts[0] += " (cached)"
@@ -122,7 +123,7 @@ class StepProgress:
             return False
 
     def _plain(self, force: bool = False, note: str = "", cached_now: bool = False) -> None:
-        now = time.monotonic()
+        now = _now()
         if not force and now - self._last_plain < PLAIN_INTERVAL_S and self.done > 1:
             return
         self._last_plain = now
@@ -144,7 +145,7 @@ class TqdmLike:
 
     @property
     def format_dict(self) -> dict:
-        return {"elapsed": max(time.monotonic() - self._progress.start, 1e-9), "n": self.n}
+        return {"elapsed": max(_now() - self._progress.start, 1e-9), "n": self.n}
 
     def update(self, n: int = 1) -> None:
         self.n += n
