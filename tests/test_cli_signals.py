@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cli_process import CliProcess
 
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
