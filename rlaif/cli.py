@@ -101,16 +101,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: list[str]) -> int:
+    """Run the command; once SIGINT/SIGTERM arrived, whatever the command ended with (our
+    Interrupted, or an error a library raised while being interrupted) is reported as the interrupt."""
+    try:
+        code = _run_command(args)
+    except BaseException:
+        if interrupts.received_signal() is None:
+            raise
+        code = 1
+    signum = interrupts.received_signal()
+    if signum is not None:
+        interrupts.kill_children()
+        print(interrupts.message(signum), file=sys.stderr)
+        return interrupts.EXIT_CODES.get(signum, 128 + signum)
+    return code
+
+
+def _run_command(args: list[str]) -> int:
     try:
         code = app(args=args, standalone_mode=False)
     except RlaifError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if interrupts.received_signal() is None:  # else a consequence of the interrupt, reported as one
+            print(f"error: {exc}", file=sys.stderr)
         return 2
-    except interrupts.Interrupted as exc:
-        interrupts.kill_children()
-        print(interrupts.message(exc.signum), file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:  # raised outside our handler (in-process use)
+    except KeyboardInterrupt:  # in-process use, where our handlers are not installed
         print(interrupts.message(2), file=sys.stderr)
         return 130
     except SystemExit as exc:  # typer/click exit codes

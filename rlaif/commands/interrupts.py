@@ -5,7 +5,8 @@ standalone mode, vLLM's engine processes outlive a SIGTERM'd parent (holding GBs
 GPU), and a KeyboardInterrupt raised inside a library can be swallowed. The handlers raise
 :class:`Interrupted`, a ``BaseException`` that no ``except Exception`` catches, so ``finally`` blocks
 run (engines close, stage manifests stay unwritten) and :func:`rlaif.cli.main` prints the command's
-resume hint. A second signal, or a shutdown stuck for :data:`GRACE_S` seconds, kills every child
+resume hint; an exception a library raises while being interrupted is reported the same way. A
+second signal, or a shutdown stuck for :data:`GRACE_S` seconds, kills every child
 process and exits at once.
 
 Guarantees: on a normal exit, an error, SIGINT or SIGTERM, every descendant process of the CLI
@@ -46,6 +47,11 @@ def set_resume_hint(text: str) -> None:
     """What was kept and how to resume, printed after ``interrupted (SIGINT):``."""
     global _hint
     _hint = text
+
+
+def received_signal() -> int | None:
+    """The first SIGINT/SIGTERM our handler received in this process, if any."""
+    return _received[0] if _received else None
 
 
 def message(signum: int) -> str:
