@@ -8,7 +8,8 @@ stderr; every other write, from Python, C or a child process, lands on stderr.
 
 :func:`quiet_third_party` sets the environment variables and logger levels that silence vLLM,
 transformers, datasets, accelerate, torch's C++ warnings and tqdm bars, in this process and in the
-processes it spawns (they inherit the environment). ``rlaif -v`` skips it.
+processes it spawns (they inherit the environment), when the CLI runs as its own process. ``rlaif -v``
+skips it.
 
 Guarantees: after :func:`route_stdout`, only :func:`emit` writes to the original stdout.
 Non-guarantees: a library that opens ``/dev/tty`` itself is not redirected; warnings a library prints
@@ -24,6 +25,7 @@ import warnings
 from typing import TextIO
 
 _results: TextIO | None = None
+_own_process = False  # set by route_stdout: the CLI owns this process and may change its settings
 
 # Environment seen by vLLM's engine processes and by the libraries at import time.
 QUIET_ENV = {
@@ -59,9 +61,10 @@ def route_stdout() -> None:
 
     Only for a CLI process of its own: it changes process-wide file descriptors.
     """
-    global _results
+    global _results, _own_process
     if _results is not None:
         return
+    _own_process = True
     sys.stdout.flush()
     _results = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace")
     os.dup2(2, 1)
@@ -79,7 +82,7 @@ def quiet_third_party(verbose: bool) -> None:
     vLLM always logs to stderr (its default is stdout). Values a user already set are kept.
     """
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-    if verbose:
+    if verbose or not _own_process:  # in-process callers (tests) keep their own logging settings
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
