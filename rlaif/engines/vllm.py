@@ -11,15 +11,16 @@ Guarantees:
 - a LoRA adapter directory is served per request without merging; an adapter rewritten in place (same
   path, new files) gets a new adapter id so vLLM does not serve a stale cached copy;
 - start-up failures become :class:`EngineError` with the cause and what to change (missing model
-  directory, out of memory, anything else).
-
+  directory, out of memory, anything else);
 - the engine's processes (vLLM's EngineCore and workers, found as the new descendants of this process
   while the engine starts) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
-  start-up fails, so none outlives the process that made the engine.
+  start-up fails, so none outlives the process that made the engine; they start with SIGINT blocked,
+  so a terminal's Ctrl-C reaches only the process that owns the engine.
 
 Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
 or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
-``if __name__ == "__main__":`` guard.
+``if __name__ == "__main__":`` guard. A SIGKILLed owner cannot stop its engine processes (the
+``rlaif`` CLI handles SIGINT/SIGTERM itself; see :mod:`rlaif.commands.interrupts`).
 """
 
 from __future__ import annotations
