@@ -41,6 +41,7 @@ QUIET_ENV = {
     "PYTHONWARNINGS": "ignore",
     "TOKENIZERS_PARALLELISM": "false",
 }
+QUIET_FLAG = "RLAIF_QUIET"
 QUIET_LOGGERS = ("vllm", "transformers", "datasets", "accelerate", "trl", "peft", "torch", "httpx")
 
 
@@ -86,6 +87,7 @@ def quiet_third_party(verbose: bool) -> None:
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    os.environ[QUIET_FLAG] = "1"  # read by rlaif.train.progress (transformers' per-step log dicts)
     warnings.filterwarnings("ignore")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -4,19 +4,33 @@ Why: transformers' own bar is off (``disable_tqdm`` keeps logs clean) and its pe
 not a progress display. This callback drives :class:`rlaif.progress.StepProgress` from the trainer's
 state, on the main process only, and shows the latest loss next to the count.
 
+Under the quiet ``rlaif`` CLI (``RLAIF_QUIET=1``, set unless ``-v``) it also mutes transformers'
+PrinterCallback, which prints every log dict (the values are in ``metrics.jsonl``, and the progress
+line shows the loss); it is muted for the rest of that process, for every trainer.
+
 Guarantees: never changes training (it only reads ``state``). Non-guarantees: the total is the
 trainer's ``max_steps`` as known at ``on_train_begin``.
 """
 
 from __future__ import annotations
 
+import os
+
 from transformers import TrainerCallback
 
 from rlaif.progress import StepProgress
 
 
+def _mute_log_dict_printer() -> None:
+    from transformers import trainer_callback
+
+    trainer_callback.PrinterCallback.on_log = lambda self, args, state, control, logs=None, **kw: None
+
+
 class TrainingProgress(TrainerCallback):
     def __init__(self, description: str = "training"):
+        if os.environ.get("RLAIF_QUIET") == "1":
+            _mute_log_dict_printer()
         self.description = description
         self._progress: StepProgress | None = None
         self._seen = 0
