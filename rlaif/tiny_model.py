@@ -148,11 +148,9 @@ def _pretrain(model, tokenizer, text: str, steps: int, lr: float, seed: int, pro
     model.train()
     bar = None
     if progress:
-        from rich.progress import Progress
+        from rlaif.progress import StepProgress
 
-        bar = Progress()
-        bar.start()
-        task = bar.add_task("pre-training", total=steps)
+        bar = StepProgress("pre-training", total=steps, unit="steps").__enter__()
     for step in range(steps):
         starts = torch.randint(0, len(ids) - block - 1, (8,), generator=gen)
         batch = torch.stack([ids[s : s + block] for s in starts.tolist()])
@@ -164,7 +162,7 @@ def _pretrain(model, tokenizer, text: str, steps: int, lr: float, seed: int, pro
         opt.step()
         opt.zero_grad()
         if bar is not None:
-            bar.update(task, advance=1, description=f"pre-training loss {loss.item():.3f}")
+            bar.advance(note=f"loss {loss.item():.3f}")
     if bar is not None:
-        bar.stop()
+        bar.__exit__(None, None, None)
     model.eval()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from rlaif.commands.output import emit
 from rlaif.errors import ConfigError
 
 
@@ -41,7 +42,7 @@ def eval_code(
     summary = run_eval_code(
         problems, samples, ks=_parse_ks(k), timeout_s=timeout, workers=workers, out=out, progress=progress
     )
-    typer.echo(json.dumps(summary, indent=2))
+    emit(json.dumps(summary, indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from rlaif.commands.output import emit
 from rlaif.errors import ConfigError
 
 
@@ -101,7 +102,7 @@ def judge_eval(
         tmp = summary_out.with_suffix(summary_out.suffix + ".tmp")
         tmp.write_text(text + "\n", encoding="utf-8")
         tmp.replace(summary_out)
-    print(text)
+    emit(text)
     print(f"wrote {summary['judgments']} judgments to {out_path}", file=sys.stderr)
 
 

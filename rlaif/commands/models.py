@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from rlaif.commands.output import emit
 from rlaif.errors import ConfigError, RlaifError
 
 
@@ -33,8 +34,14 @@ def tiny_model(
         num_kv_heads=hidden // 64,
         intermediate_size=2 * hidden,
     )
+    from rlaif.commands import interrupts
+
+    interrupts.set_resume_hint(
+        f"no model weights were written to {out_dir} (they are saved after the last step); "
+        "run the same command again to build it from the start"
+    )
     path = build_tiny_model(out_dir, seed=seed, spec=spec, corpus=corpus, steps=steps, progress=steps > 0)
-    print(str(path))
+    emit(str(path))
 
 
 def _read_prompts(prompts_file: Path | None, prompt: list[str]) -> list:
@@ -113,7 +120,7 @@ def generate(
         print(f"wrote {len(rows)} prompts x {n} samples to {out}", file=sys.stderr)
     else:
         for row in rows:
-            print(
+            emit(
                 json.dumps(
                     {"prompt_index": row["prompt_index"], "texts": [c["text"] for c in row["completions"]]}
                 )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from rlaif.commands.output import emit
 from rlaif.errors import ConfigError
 
 prompts_app = typer.Typer(help="List, show and render prompt templates.", no_args_is_help=True)
@@ -22,15 +23,15 @@ def list_cmd() -> None:
     """Every template on the search path (name, variables, parser) and the prompt data files."""
     from rlaif.prompts import list_data_files, list_templates, search_path
 
-    print("search path: " + ", ".join(str(d) for d in search_path()))
+    emit("search path: " + ", ".join(str(d) for d in search_path()))
     for tpl in list_templates():
         parser = tpl.parser.type if tpl.parser else "-"
-        print(f"{tpl.name:28s} vars=[{', '.join(tpl.variables)}] parser={parser}  {tpl.description}")
+        emit(f"{tpl.name:28s} vars=[{', '.join(tpl.variables)}] parser={parser}  {tpl.description}")
     files = list_data_files()
     if files:
-        print("data files:")
+        emit("data files:")
         for path in files:
-            print(f"  {path.stem:26s} {path}")
+            emit(f"  {path.stem:26s} {path}")
 
 
 @prompts_app.command("show")
@@ -39,11 +40,11 @@ def show_cmd(name: str = typer.Argument(..., help="Template name or file path.")
     from rlaif.prompts import load_template
 
     tpl = load_template(name)
-    print(f"# path: {tpl.path}")
-    print(f"# content_hash: {tpl.content_hash}")
-    print(f"# variables: {', '.join(tpl.variables) or '(none)'}")
-    print(f"# parser: {tpl.parser.model_dump(by_alias=True) if tpl.parser else None}")
-    print(tpl.text, end="" if tpl.text.endswith("\n") else "\n")
+    emit(f"# path: {tpl.path}")
+    emit(f"# content_hash: {tpl.content_hash}")
+    emit(f"# variables: {', '.join(tpl.variables) or '(none)'}")
+    emit(f"# parser: {tpl.parser.model_dump(by_alias=True) if tpl.parser else None}")
+    emit(tpl.text)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, object]:
@@ -75,7 +76,7 @@ def render_cmd(
     """Render a template with the given variables (missing ones are an error)."""
     from rlaif.prompts import load_template
 
-    print(load_template(name).render(**_parse_vars(var)))
+    emit(load_template(name).render(**_parse_vars(var)))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
+from rlaif.commands.output import emit
+from rlaif.commands.resources import resolve_pipeline, shipped_dir
 from rlaif.errors import ConfigError, RlaifError
-
-PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 
 
 def check_config(file: Path, overrides: list[str]):
@@ -68,8 +68,9 @@ def validate(
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
 ) -> None:
     """Check a run config (and every stage's options) without loading any model."""
+    file = resolve_pipeline(file)
     cfg = check_config(file, overrides or [])
-    print(f"ok: {file} (run '{cfg.name}', {cfg.rounds} DPO round(s), final={cfg.final.kind})")
+    emit(f"ok: {file} (run '{cfg.name}', {cfg.rounds} DPO round(s), final={cfg.final.kind})")
 
 
 def run(
@@ -80,22 +81,29 @@ def run(
     ),
 ) -> None:
     """Run (or resume) a self-improvement pipeline."""
+    file = resolve_pipeline(file)
     cfg = check_config(file, overrides or [])
-    _execute(cfg, dry_run)
+    _execute(cfg, dry_run, ["rlaif", "run", str(file), *(overrides or [])])
 
 
-def _execute(cfg, dry_run: bool) -> None:
+def _execute(cfg, dry_run: bool, command: list[str]) -> None:
+    import shlex
+
+    from rlaif.commands import interrupts
     from rlaif.pipeline.manifest import read_manifest
     from rlaif.pipeline.runner import Runner
 
     runner = Runner(cfg)
+    interrupts.set_resume_hint(
+        f"finished stages and chunks are kept in {runner.run_dir}; resume with: {shlex.join(command)}"
+    )
     if dry_run:
         for step in runner.plan():
             done = step != "report" and read_manifest(runner.run_dir / step) is not None
-            print(f"{step:24s} {'done (will be checked and skipped if unchanged)' if done else 'to run'}")
+            emit(f"{step:24s} {'done (will be checked and skipped if unchanged)' if done else 'to run'}")
         return
     metrics = runner.run()
-    print(
+    emit(
         json.dumps(
             {
                 "run_dir": str(runner.run_dir),
@@ -122,7 +130,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     cfg = RunConfig.model_validate(yaml.safe_load(cfg_file.read_text()))
     metrics = collect_metrics(run_dir, Runner(cfg).plan())
-    print(write_report(run_dir, metrics))
+    emit(write_report(run_dir, metrics))
 
 
 def demo(
@@ -130,12 +138,12 @@ def demo(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit."),
 ) -> None:
     """The CPU demo: a from-scratch code model improved by RLCF rounds (DPO) and a final PPO round."""
-    file = PIPELINES_DIR / "demo.yaml"
+    file = shipped_dir("pipelines") / "demo.yaml"
     if not file.is_file():
         raise ConfigError(f"demo pipeline not found at {file}")
     cfg = check_config(file, overrides or [])
     print(f"demo: {file} -> {cfg.run_dir()}", file=sys.stderr)
-    _execute(cfg, dry_run)
+    _execute(cfg, dry_run, ["rlaif", "demo", *(overrides or [])])
 
 
 def register(app: typer.Typer) -> None:

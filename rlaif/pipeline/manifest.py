@@ -123,25 +123,27 @@ def run_chunks(
     chunk_size: int,
     chunk_dir: Path,
     work: Callable[[int, list[Any]], dict],
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, bool], None] | None = None,
 ) -> list[dict]:
     """Run ``work(chunk_index, chunk_items) -> JSON-able dict`` for every chunk not yet on disk.
 
     Returns every chunk's result in order (finished ones are read back from disk).
+    ``progress(done, total, cached)`` is called after each chunk; ``cached``: read back, not run now.
     """
     chunk_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(items) + chunk_size - 1) // chunk_size
     results = []
     for c in range(n_chunks):
         path = chunk_dir / f"chunk_{c:05d}.json"
-        if path.is_file():
+        cached = path.is_file()
+        if cached:
             results.append(json.loads(path.read_text()))
         else:
             result = work(c, list(items[c * chunk_size : (c + 1) * chunk_size]))
             atomic_write_text(path, json.dumps(result, default=str))
             results.append(result)
         if progress:
-            progress(c + 1, n_chunks)
+            progress(c + 1, n_chunks, cached)
     return results
 
 

@@ -310,8 +310,9 @@ def train_dpo(ctx: RunContext, stage_dir: Path, pairs_file: Path, round_index: i
     options["pairs"] = [str(pairs_file)]
     dpo_cfg = validate_stage_options(DPOConfig, options, "dpo", ctx.cfg.source_file or "config")
     from rlaif.train.dpo import run_dpo
+    from rlaif.train.progress import TrainingProgress
 
-    result = run_dpo(dpo_cfg, pairs=pairs)
+    result = run_dpo(dpo_cfg, pairs=pairs, callbacks=[TrainingProgress(f"  round_{round_index}/train")])
     return _train_summary(result)
 
 
@@ -351,7 +352,17 @@ def evaluate(
 
 
 def _progress(ctx: RunContext, what: str):
-    def report(done: int, total: int) -> None:
-        ctx.say(f"  {what}: chunk {done}/{total}")
+    """Chunk progress with ETA on stderr (rlaif.progress); chunks read back from disk say "(cached)"."""
+    from rlaif.progress import StepProgress
+
+    bar = StepProgress(f"  {what}", total=0, unit="chunks")  # the clock starts before chunk 1
+
+    def report(done: int, total: int, cached: bool = False) -> None:
+        if done == 1:
+            bar.total = total
+            bar.__enter__()
+        bar.advance(cached=cached)
+        if done >= total:
+            bar.__exit__(None, None, None)
 
     return report

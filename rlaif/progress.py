@@ -1,0 +1,158 @@
+"""Progress with step counts and ETA for long loops (generation and judging chunks, training steps).
+
+Why one helper: every long stage should look the same to a user. On a terminal it is a rich bar
+(description, bar, ``done/total``, elapsed, remaining time); when stderr is a file or a pipe (logs, CI)
+it is plain lines, ``feedback: 3/20 chunks, 0:00:12 elapsed, ETA 0:00:58``, at most one per
+:data:`PLAIN_INTERVAL_S` seconds plus the last one, so a log stays readable. Steps that were not done
+now but read back from an earlier run are counted as ``(cached)`` and left out of the ETA.
+
+Guarantees: writes only to stderr; never raises from a display problem into the caller's loop.
+Non-guarantees: the ETA assumes the remaining steps take as long as the ones done so far in this run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+
+PLAIN_INTERVAL_S = 10.0
+_now = time.monotonic  # the clock (a seam for tests)
+
+
+def _clock(seconds: float) -> str:
+    return str(timedelta(seconds=int(max(0.0, seconds))))
+
+
+class StepProgress:
+    """``with StepProgress("feedback", total=20, unit="chunks") as p: ... p.advance(cached=False)``."""
+
+    def __init__(self, description: str, total: int, unit: str = "steps", stream=None):
+        self.description = description
+        self.total = max(0, int(total))
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self.cached = 0
+        self.start = _now()
+        self._last_plain = 0.0
+        self._bar = None
+        self._task = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> StepProgress:
+        if self._is_terminal():
+            try:
+                from rich.console import Console
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                    TimeRemainingColumn,
+                )
+
+                self._bar = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn(self.unit),
+                    TimeElapsedColumn(),
+                    TextColumn("ETA"),
+                    TimeRemainingColumn(),
+                    console=Console(file=self.stream),
+                    transient=False,
+                )
+                self._bar.start()
+                self._task = self._bar.add_task(self.description, total=self.total or None)
+            except Exception:  # a display problem must never stop the work
+                self._bar = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            try:
+                self._bar.stop()
+            except Exception:
+                pass
+            self._bar = None
+        elif self.done and self.done != self.total:  # stopped early: say where
+            self._plain(force=True)
+
+    # -- updates ----------------------------------------------------------------------------------
+    def advance(self, n: int = 1, cached: bool = False, note: str = "") -> None:
+        """Count ``n`` steps done; ``cached``: read back from an earlier run rather than done now."""
+        self.done += n
+        if cached:
+            self.cached += n
+        if self._bar is not None:
+            try:
+                desc = self.description + (f" ({self.cached} cached)" if self.cached else "")
+                self._bar.update(self._task, advance=n, description=desc + (f" {note}" if note else ""))
+            except Exception:
+                pass
+            return
+        self._plain(force=cached or self.done >= self.total, note=note, cached_now=cached)
+
+    def eta_seconds(self) -> float | None:
+        """Remaining time from the pace of the steps done in this run (cached ones excluded)."""
+        fresh = self.done - self.cached
+        if fresh <= 0 or self.total <= self.done:
+            return None if fresh <= 0 else 0.0
+        return (_now() - self.start) / fresh * (self.total - self.done)
+
+    def line(self, note: str = "", cached_now: bool = False) -> str:
+        elapsed = _now() - self.start
+        parts = [f"{self.description}: {self.done}/{self.total} {self.unit}"]
+        if cached_now:
+            parts[0] += " (cached)"
+        parts.append(f"{_clock(elapsed)} elapsed")
+        eta = self.eta_seconds()
+        if eta is not None and self.done < self.total:
+            parts.append(f"ETA {_clock(eta)}")
+        if note:
+            parts.append(note)
+        return ", ".join(parts)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _is_terminal(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except Exception:
+            return False
+
+    def _plain(self, force: bool = False, note: str = "", cached_now: bool = False) -> None:
+        now = _now()
+        if not force and now - self._last_plain < PLAIN_INTERVAL_S and self.done > 1:
+            return
+        self._last_plain = now
+        try:
+            self.stream.write(self.line(note, cached_now) + "\n")
+            self.stream.flush()
+        except Exception:
+            pass
+
+
+class TqdmLike:
+    """The part of tqdm's interface vLLM's ``LLM.generate(use_tqdm=callable)`` uses, drawn by
+    :class:`StepProgress`, so engine progress looks like every other progress display."""
+
+    def __init__(self, description: str = "generating", *, total: int = 0, desc: str | None = None, **_):
+        self._progress = StepProgress(description, total=total or 0, unit="requests").__enter__()
+        self.n = 0
+        self.postfix = ""
+
+    @property
+    def format_dict(self) -> dict:
+        return {"elapsed": max(_now() - self._progress.start, 1e-9), "n": self.n}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._progress.advance(n)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._progress.__exit__(None, None, None)
