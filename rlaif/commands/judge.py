@@ -47,12 +47,33 @@ def judge_eval(
     max_model_len: int | None = typer.Option(None, help="Context length for vLLM."),
     kv_cache_gb: float | None = typer.Option(None, help="KV cache size in GiB (CPU)."),
     tensor_parallel_size: int = typer.Option(1, help="vLLM tensor parallelism."),
+    split: str | None = typer.Option(
+        None, help="Judge only a seeded half of the pairs: 'tune' or 'eval' (see --split-seed)."
+    ),
+    split_seed: int = typer.Option(13, help="Seed of the tune/eval split."),
+    calibrate: bool | None = typer.Option(
+        None,
+        "--calibrate/--no-calibrate",
+        help="Pairwise: remove the batch's first-position bias (logit space).",
+    ),
+    self_check: str | None = typer.Option(
+        None, help="Pairwise: off | refuse | error when order agreement is at chance."
+    ),
+    guided: bool | None = typer.Option(
+        None, "--guided/--no-guided", help="Pairwise: constrain the answer to a label."
+    ),
 ) -> None:
     """Judge human-labelled pairs; print n, valid, invalid_rate, agreement, position consistency, ..."""
     from rlaif.judges import load_judge
-    from rlaif.judges.eval import load_eval_pairs, run_judge_eval
+    from rlaif.judges.eval import SPLITS, load_eval_pairs, run_judge_eval, split_pairs
 
-    eval_pairs, skipped = load_eval_pairs(pairs, limit=limit)
+    if split is not None and split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if self_check is not None and self_check not in ("off", "refuse", "error"):
+        raise ConfigError(f"--self-check must be off, refuse or error, got {self_check!r}")
+    eval_pairs, skipped = load_eval_pairs(pairs, limit=None if split else limit)
+    if split is not None:
+        eval_pairs = split_pairs(eval_pairs, split, split_seed)[:limit]
     if not eval_pairs:
         raise ConfigError(f"{pairs}: no usable pairs (skipped: {skipped or 'none'})")
     needs_model = _precheck_judge(judge)
@@ -65,6 +86,9 @@ def judge_eval(
         options["samples"] = samples
     if adapter is not None:
         options["adapter"] = adapter
+    for key, value in (("calibrate", calibrate), ("self_check", self_check), ("guided", guided)):
+        if value is not None:
+            options[key] = value
 
     engine = None
     if model is not None:
@@ -92,6 +116,7 @@ def judge_eval(
         **summary,
         "judge": judge,
         "pairs_file": str(pairs),
+        "split": None if split is None else {"half": split, "seed": split_seed},
         "skipped": skipped,
         "judgments_file": str(out_path),
     }
