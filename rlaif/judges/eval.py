@@ -246,6 +246,65 @@ def run_judge_eval(
     }
 
 
+# -- pointwise validity on unlabelled responses (e.g. MT-Bench answers from `rlaif generate`) ------
+def load_responses(path: str | Path, limit: int | None = None) -> list[tuple[list[Message], str]]:
+    """(conversation, response) items from ``rlaif generate --out`` rows (every completion of a row)."""
+    path = Path(path)
+    items: list[tuple[list[Message], str]] = []
+    for lineno, obj in iter_json_lines(path):
+        where = f"{path}:{lineno}"
+        prompt, completions = obj.get("prompt"), obj.get("completions")
+        if not isinstance(completions, list) or not completions:
+            raise RecordError(
+                f"{where}: needs a non-empty 'completions' list (the output of rlaif generate --out)"
+            )
+        try:
+            messages = (
+                [Message(role="user", content=prompt)]
+                if isinstance(prompt, str)
+                else [Message.model_validate(m) for m in prompt]
+            )
+        except Exception:
+            raise RecordError(f"{where}: field 'prompt' must be text or a list of messages") from None
+        for k, comp in enumerate(completions):
+            text = comp.get("text") if isinstance(comp, dict) else None
+            if not isinstance(text, str):
+                raise RecordError(f"{where}: completion {k} has no 'text'")
+            items.append((messages, text))
+        if limit is not None and len(items) >= limit:
+            return items[:limit]
+    return items
+
+
+def run_pointwise_validity(
+    judge: Any, items: list[tuple[list[Message], str]], out: str | Path | None = None
+) -> dict[str, Any]:
+    """Score every response once per judge sample; report how many judgments could be read."""
+    if not hasattr(judge, "score"):
+        raise TypeError("pointwise validity needs a pointwise judge (one with .score)")
+    results = judge.score(items, ids=[f"response-{k}" for k in range(len(items))])
+    records = [j for r in results for j in r.judgments]
+    if out is not None:
+        write_jsonl(out, records)
+    scores = [r.mean_score for r in results if r.mean_score is not None]
+    ok = sum(1 for j in records if j.status == "ok")
+    return {
+        "mode": "pointwise_validity",
+        "responses": len(items),
+        "responses_scored": len(scores),
+        "judgments": len(records),
+        "judgments_valid": ok,
+        "valid_rate": round(ok / len(records), 6) if records else None,
+        "valid_rate_ci95": _interval(ok, len(records)),
+        "mean_score": _rate(scores),
+        "score_histogram": dict(sorted(Counter(str(round(s)) for s in scores).items())),
+        "invalid_reasons": dict(
+            Counter(_reason_class(j.invalid_reason) for j in records if j.status != "ok").most_common()
+        ),
+        "template": records[0].template if records else None,
+    }
+
+
 def _interval(successes: float, n: int) -> list[float] | None:
     from rlaif.judges.calibration import wilson_interval
 

@@ -199,3 +199,104 @@ def test_fewshot_judges_are_always_readable_on_the_real_model(vllm_engine):
     assert all(s.n_valid == 1 and 0.0 <= s.mean_score <= 5.0 for s in scores)
     assert all(re.fullmatch(r"Score: [0-5]", s.judgments[0].raw_output) for s in scores)
     assert load_template("rubric_fewshot").metadata["judge_options"]["expected_score"] is True
+
+
+SCORERS = """
+def length_score(prompts, responses):
+    return [None if r == "skip" else float(min(len(r), 5)) for r in responses]
+
+
+def longer(prompts, responses_a, responses_b):
+    return [1.0 if len(a) > len(b) else 0.0 for a, b in zip(responses_a, responses_b)]
+"""
+
+
+def test_cli_responses_validity_and_split(tmp_path, monkeypatch, capsys):
+    import json
+
+    from rlaif.cli import main
+
+    (tmp_path / "small_scorers.py").write_text(SCORERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = [
+        {
+            "prompt_index": 0,
+            "prompt": [{"role": "user", "content": "hi"}],
+            "completions": [{"text": "hello"}, {"text": "skip"}],
+        },
+        {"prompt_index": 1, "prompt": "plain", "completions": [{"text": "abc"}]},
+    ]
+    responses = tmp_path / "answers.jsonl"
+    responses.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "v.jsonl"
+    assert (
+        main(
+            [
+                "judge-eval",
+                "--responses",
+                str(responses),
+                "--judge",
+                "small_scorers:length_score",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["responses"], summary["judgments_valid"], summary["valid_rate"]) == (
+        3,
+        2,
+        round(2 / 3, 6),
+    )
+    assert summary["mean_score"] == 4.0 and summary["invalid_reasons"] == {
+        "the judge function returned None": 1
+    }
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": "q", "chosen": "long " * (k + 2), "rejected": "s"}) + "\n"
+            for k in range(30)
+        )
+    )
+    assert (
+        main(
+            [
+                "judge-eval",
+                "--pairs",
+                str(pairs),
+                "--judge",
+                "small_scorers:longer",
+                "--split",
+                "eval",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    held = json.loads(capsys.readouterr().out)
+    assert (
+        main(
+            [
+                "judge-eval",
+                "--pairs",
+                str(pairs),
+                "--judge",
+                "small_scorers:longer",
+                "--split",
+                "tune",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    tune = json.loads(capsys.readouterr().out)
+    assert held["n"] + tune["n"] == 30 and held["split"] == {"half": "eval", "seed": 13}
+    assert held["agreement"] == 1.0 and held["agreement_ci95"][1] == 1.0
+    assert main(["judge-eval", "--pairs", str(pairs), "--responses", str(responses), "--judge", "x:y"]) == 2
+    assert (
+        main(["judge-eval", "--pairs", str(pairs), "--judge", "small_scorers:longer", "--split", "half"]) == 2
+    )
+    assert "--split must be one of" in capsys.readouterr().err
