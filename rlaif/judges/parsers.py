@@ -264,7 +264,7 @@ def expected_score(completion: Completion, parsed: Parsed, spec: ScoreParserSpec
     ...     T(token="x", logprob=math.log(0.2))])
     >>> c = Completion(text="Score: 4", logprobs=[TokenLogprob(token="Score: ", logprob=0.0), step])
     >>> spec = ScoreParserSpec(min=0, max=5)
-    >>> expected_score(c, parse_score(c.text, spec), spec).score
+    >>> round(expected_score(c, parse_score(c.text, spec), spec).score, 6)
     3.75
     """
     if not parsed.ok or parsed.score is None:
