@@ -303,15 +303,15 @@ class PairwiseJudge:
 
     def _apply_self_check(self, results: list[PairwiseResult]) -> list[PairwiseResult]:
         """Refuse (or raise) when the batch's order agreement is not above chance; see calibration."""
-        if self.self_check_mode == "off":
+        if self.self_check_mode == "off" and not self.calibrate:
             return results
         bias = None
         for r in results:
             for j in r.judgments:
                 bias = j.metadata.get("first_position_bias_logit", bias)
         check = self_check([r.consistent for r in results], bias)
-        self.last_self_check = check
-        if check.passed is not False:
+        self.last_self_check = check  # measured with calibration even when not acted on
+        if check.passed is not False or self.self_check_mode == "off":
             return results
         if self.self_check_mode == "error":
             raise JudgeUnreliableError(f"judge '{self.template.name}': {check.reason}")

@@ -110,6 +110,10 @@ def test_self_check_refuses_or_raises_when_order_agreement_is_at_chance():
         PairwiseJudge(
             biased_judge(0.0, 0.0, noise_seed=1), template="pairwise_fewshot", self_check="error"
         ).compare(data)
+    measured = PairwiseJudge(
+        biased_judge(0.0, 0.0, noise_seed=1), template="pairwise_fewshot", self_check="off"
+    )
+    assert all(r.valid for r in measured.compare(data)) and measured.last_self_check.passed is False
     small = PairwiseJudge(biased_judge(0.0, 0.0, noise_seed=1), template="pairwise_fewshot").compare(data[:8])
     assert all(r.valid for r in small)  # too few pairs to tell: labels kept, check says None
 
