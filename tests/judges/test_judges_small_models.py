@@ -304,3 +304,16 @@ def test_cli_responses_validity_and_split(tmp_path, monkeypatch, capsys):
         main(["judge-eval", "--pairs", str(pairs), "--judge", "small_scorers:longer", "--split", "half"]) == 2
     )
     assert "--split must be one of" in capsys.readouterr().err
+
+
+def test_openai_engine_sends_choice_and_regex_as_vllm_structured_outputs():
+    from rlaif.engines.openai import OpenAIEngine
+
+    engine = OpenAIEngine.__new__(OpenAIEngine)  # request building only: no server needed
+    engine.model_name, engine.vllm_extensions = "m", True
+    _, body = engine._body("hi", Sampling(choice=["A", "B"]))
+    assert body["structured_outputs"] == {"choice": ["A", "B"]}
+    _, body = engine._body([{"role": "user", "content": "x"}], Sampling(regex="Score: [0-5]"))
+    assert body["structured_outputs"] == {"regex": "Score: [0-5]"}
+    _, body = engine._body("hi", Sampling())
+    assert "structured_outputs" not in body
