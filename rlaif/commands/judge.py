@@ -35,7 +35,12 @@ def _precheck_judge(judge: str) -> bool:
 
 def judge_eval(
     model: str | None = typer.Option(None, help="Judge model directory (needed by template judges)."),
-    pairs: Path = typer.Option(..., help="HH transcripts or {prompt, chosen, rejected} JSONL (.gz ok)."),
+    pairs: Path | None = typer.Option(
+        None, help="HH transcripts or {prompt, chosen, rejected} JSONL (.gz ok)."
+    ),
+    responses: Path | None = typer.Option(
+        None, help="Instead of --pairs: `rlaif generate --out` rows; reports a pointwise judge's valid rate."
+    ),
     judge: str = typer.Option("pairwise", help="Built-in name, template file, or package.module:function."),
     limit: int | None = typer.Option(None, min=1, help="Judge only the first N usable pairs."),
     out: Path | None = typer.Option(None, help="Where to write every judgment (JSONL)."),
@@ -48,13 +53,44 @@ def judge_eval(
     max_model_len: int | None = typer.Option(None, help="Context length for vLLM."),
     kv_cache_gb: float | None = typer.Option(None, help="KV cache size in GiB (CPU)."),
     tensor_parallel_size: int = typer.Option(1, help="vLLM tensor parallelism."),
+    split: str | None = typer.Option(
+        None, help="Judge only a seeded half of the pairs: 'tune' or 'eval' (see --split-seed)."
+    ),
+    split_seed: int = typer.Option(13, help="Seed of the tune/eval split."),
+    calibrate: bool | None = typer.Option(
+        None,
+        "--calibrate/--no-calibrate",
+        help="Pairwise: remove the batch's first-position bias (logit space).",
+    ),
+    self_check: str | None = typer.Option(
+        None, help="Pairwise: off | refuse | error when order agreement is at chance."
+    ),
+    guided: bool | None = typer.Option(
+        None, "--guided/--no-guided", help="Pairwise: constrain the answer to a label."
+    ),
 ) -> None:
     """Judge human-labelled pairs; print n, valid, invalid_rate, agreement, position consistency, ..."""
     from rlaif.judges import load_judge
-    from rlaif.judges.eval import load_eval_pairs, run_judge_eval
+    from rlaif.judges.eval import SPLITS, load_eval_pairs, run_judge_eval, split_pairs
 
-    eval_pairs, skipped = load_eval_pairs(pairs, limit=limit)
-    if not eval_pairs:
+    if split is not None and split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if self_check is not None and self_check not in ("off", "refuse", "error"):
+        raise ConfigError(f"--self-check must be off, refuse or error, got {self_check!r}")
+    if (pairs is None) == (responses is None):
+        raise ConfigError("pass exactly one of --pairs FILE and --responses FILE")
+    if responses is not None:
+        from rlaif.judges.eval import load_responses
+
+        response_items = load_responses(responses, limit=limit)
+        if not response_items:
+            raise ConfigError(f"{responses}: no responses")
+        eval_pairs, skipped = [], {}
+    else:
+        eval_pairs, skipped = load_eval_pairs(pairs, limit=None if split else limit)
+        if split is not None:
+            eval_pairs = split_pairs(eval_pairs, split, split_seed)[:limit]
+    if pairs is not None and not eval_pairs:
         raise ConfigError(f"{pairs}: no usable pairs (skipped: {skipped or 'none'})")
     needs_model = _precheck_judge(judge)
     options: dict[str, object] = {}
@@ -66,6 +102,9 @@ def judge_eval(
         options["samples"] = samples
     if adapter is not None:
         options["adapter"] = adapter
+    for key, value in (("calibrate", calibrate), ("self_check", self_check), ("guided", guided)):
+        if value is not None:
+            options[key] = value
 
     engine = None
     if model is not None:
@@ -85,14 +124,23 @@ def judge_eval(
     try:
         judge_obj = load_judge(judge, engine, **options)
         out_path = out or _default_out(judge)
-        summary = run_judge_eval(judge_obj, eval_pairs, out=out_path, seed=seed)
+        if responses is not None:
+            from rlaif.judges.eval import run_pointwise_validity
+
+            if not hasattr(judge_obj, "score"):
+                raise ConfigError(f"--responses needs a pointwise judge; '{judge}' compares pairs")
+            summary = run_pointwise_validity(judge_obj, response_items, out=out_path)
+        else:
+            summary = run_judge_eval(judge_obj, eval_pairs, out=out_path, seed=seed)
     finally:
         if engine is not None:
             engine.close()
     summary = {
         **summary,
         "judge": judge,
-        "pairs_file": str(pairs),
+        "pairs_file": None if pairs is None else str(pairs),
+        "responses_file": None if responses is None else str(responses),
+        "split": None if split is None else {"half": split, "seed": split_seed},
         "skipped": skipped,
         "judgments_file": str(out_path),
     }

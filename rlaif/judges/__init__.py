@@ -5,6 +5,9 @@
 - :class:`PairwiseJudge` - A/B in both orders, soft labels from choice-token probabilities, position
   consistency flag, optional chain-of-thought;
 - :class:`PrincipleJudge` - the pairwise judge conditioned on a principle sampled per comparison;
+- small-model aids (:mod:`rlaif.judges.calibration`): guided answers, logit-space position-bias
+  calibration and a self-check that refuses a batch whose order agreement is at chance; the
+  ``pairwise_fewshot`` and ``rubric_fewshot`` templates switch them on;
 - :func:`load_judge` - a built-in name, a template file, or ``"package.module:function"``.
 
 Every judge sends one ``engine.generate`` call per round (first round, each retry round), so vLLM
@@ -13,13 +16,14 @@ never turned into a label.
 """
 
 from rlaif.judges.custom import CallableJudge, load_judge
-from rlaif.judges.pairwise import PairwiseJudge, PairwiseResult, combine_orders
+from rlaif.judges.pairwise import JudgeUnreliableError, PairwiseJudge, PairwiseResult, combine_orders
 from rlaif.judges.parsers import Parsed, parse_completion
 from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult
 from rlaif.judges.principle import Principle, PrincipleJudge, load_principles
 
 __all__ = [
     "CallableJudge",
+    "JudgeUnreliableError",
     "PairwiseJudge",
     "PairwiseResult",
     "Parsed",

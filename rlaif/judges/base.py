@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from rlaif.engines.base import Sampling
+from rlaif.errors import TemplateError
 from rlaif.prompts import Template, load_template
 from rlaif.records import Completion, Judgment, Message, as_conversation, stable_hash
 
@@ -26,6 +27,26 @@ TRANSCRIPT_TEMPLATE = "conversation_transcript"
 
 def resolve_template(template: str | os.PathLike | Template) -> Template:
     return template if isinstance(template, Template) else load_template(template)
+
+
+def template_judge_options(template: Template, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The judge's option defaults, overridden by the template's ``metadata: {judge_options: ...}``.
+
+    Lets a template ship the settings it was written for (guided decoding, calibration) so that
+    every caller, the pipelines included, gets them; an unknown option is a TemplateError.
+    """
+    opts = template.metadata.get("judge_options") or {}
+    if not isinstance(opts, dict):
+        raise TemplateError(
+            f"template '{template.name}' ({template.path}): metadata.judge_options must be a mapping"
+        )
+    unknown = set(opts) - set(defaults)
+    if unknown:
+        raise TemplateError(
+            f"template '{template.name}' ({template.path}): unknown judge_options {', '.join(sorted(unknown))} "
+            f"(this judge takes {', '.join(sorted(defaults))})"
+        )
+    return {**defaults, **opts}
 
 
 @lru_cache(maxsize=4)

@@ -17,7 +17,12 @@ Summary fields (all rates over the stated denominators; ``None`` where the denom
 - ``first_position_win_rate``: share of readable single-order judgments preferring the response
   shown first (0.5 = no position bias; ties count one half);
 - ``invalid_reasons``: counts of invalid judgments by reason (numbers replaced by N);
-- ``skipped``: input records not judged and why (identical responses, unsplittable transcripts).
+- ``skipped``: input records not judged and why (identical responses, unsplittable transcripts);
+- ``agreement_ci95``: 95% Wilson interval of ``agreement`` over the valid pairs;
+- ``self_check``: the judge's consistency self-check on the batch, where it ran one.
+
+``split_pairs`` keeps a seeded half of the pairs (``tune`` or ``eval``) so a judge can be tuned on
+one half and reported on the other.
 
 Pointwise judges are evaluated by scoring both responses; position fields are then ``None``.
 """
@@ -141,6 +146,17 @@ def load_eval_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Ev
     return pairs, {reason: {"count": len(lines), "lines": lines[:20]} for reason, lines in skipped.items()}
 
 
+SPLITS = ("tune", "eval")
+
+
+def split_pairs(pairs: list[EvalPair], split: str, seed: int) -> list[EvalPair]:
+    """The seeded half ``split`` of ``pairs``: a pair is in ``tune`` when hash(seed, id) is even."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    want = 0 if split == "tune" else 1
+    return [p for p in pairs if int(stable_hash("judge-split", str(seed), p.id), 16) % 2 == want]
+
+
 def _credit(p: float) -> float:
     return 1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0
 
@@ -204,12 +220,14 @@ def run_judge_eval(
     if out is not None:
         write_jsonl(out, records)
     valid = [p for p in p_chosen if p is not None]
+    check = getattr(judge, "last_self_check", None)
     first_record = records[0] if records else None
     return {
         "n": len(pairs),
         "valid": len(valid),
         "invalid_rate": round(1 - len(valid) / len(pairs), 6) if pairs else None,
         "agreement": _rate([_credit(p) for p in valid]),
+        "agreement_ci95": _interval(sum(_credit(p) for p in valid), len(valid)),
         "position_consistency": _rate(consistency) if mode == "pairwise" else None,
         "first_position_win_rate": _rate(first_wins) if mode == "pairwise" else None,
         "ties": sum(1 for p in valid if p == 0.5),
@@ -221,10 +239,77 @@ def run_judge_eval(
             Counter(_reason_class(j.invalid_reason) for j in records if j.status != "ok").most_common()
         ),
         "mode": mode,
+        "self_check": check.as_dict() if check is not None else None,
         "judge_model": first_record.judge_model if first_record else None,
         "template": first_record.template if first_record else None,
         "template_hash": first_record.template_hash if first_record else None,
     }
+
+
+# -- pointwise validity on unlabelled responses (e.g. MT-Bench answers from `rlaif generate`) ------
+def load_responses(path: str | Path, limit: int | None = None) -> list[tuple[list[Message], str]]:
+    """(conversation, response) items from ``rlaif generate --out`` rows (every completion of a row)."""
+    path = Path(path)
+    items: list[tuple[list[Message], str]] = []
+    for lineno, obj in iter_json_lines(path):
+        where = f"{path}:{lineno}"
+        prompt, completions = obj.get("prompt"), obj.get("completions")
+        if not isinstance(completions, list) or not completions:
+            raise RecordError(
+                f"{where}: needs a non-empty 'completions' list (the output of rlaif generate --out)"
+            )
+        try:
+            messages = (
+                [Message(role="user", content=prompt)]
+                if isinstance(prompt, str)
+                else [Message.model_validate(m) for m in prompt]
+            )
+        except Exception:
+            raise RecordError(f"{where}: field 'prompt' must be text or a list of messages") from None
+        for k, comp in enumerate(completions):
+            text = comp.get("text") if isinstance(comp, dict) else None
+            if not isinstance(text, str):
+                raise RecordError(f"{where}: completion {k} has no 'text'")
+            items.append((messages, text))
+        if limit is not None and len(items) >= limit:
+            return items[:limit]
+    return items
+
+
+def run_pointwise_validity(
+    judge: Any, items: list[tuple[list[Message], str]], out: str | Path | None = None
+) -> dict[str, Any]:
+    """Score every response once per judge sample; report how many judgments could be read."""
+    if not hasattr(judge, "score"):
+        raise TypeError("pointwise validity needs a pointwise judge (one with .score)")
+    results = judge.score(items, ids=[f"response-{k}" for k in range(len(items))])
+    records = [j for r in results for j in r.judgments]
+    if out is not None:
+        write_jsonl(out, records)
+    scores = [r.mean_score for r in results if r.mean_score is not None]
+    ok = sum(1 for j in records if j.status == "ok")
+    return {
+        "mode": "pointwise_validity",
+        "responses": len(items),
+        "responses_scored": len(scores),
+        "judgments": len(records),
+        "judgments_valid": ok,
+        "valid_rate": round(ok / len(records), 6) if records else None,
+        "valid_rate_ci95": _interval(ok, len(records)),
+        "mean_score": _rate(scores),
+        "score_histogram": dict(sorted(Counter(str(round(s)) for s in scores).items())),
+        "invalid_reasons": dict(
+            Counter(_reason_class(j.invalid_reason) for j in records if j.status != "ok").most_common()
+        ),
+        "template": records[0].template if records else None,
+    }
+
+
+def _interval(successes: float, n: int) -> list[float] | None:
+    from rlaif.judges.calibration import wilson_interval
+
+    ci = wilson_interval(successes, n)
+    return None if ci is None else [round(x, 6) for x in ci]
 
 
 def _tag(j: Judgment, pair: EvalPair, position: str) -> Judgment:

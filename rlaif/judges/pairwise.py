@@ -11,6 +11,16 @@ Guarantees:
   the mean; an item with no readable order has ``prob_a=None`` and ``valid=False`` - never 0.5;
 - one Judgment per order shown, in the order [AB, BA].
 
+Options for small judges (see :mod:`rlaif.judges.calibration`):
+- ``guided``: the answer is constrained to exactly one of the labels (vLLM guided choice), so every
+  answer is readable; the label probabilities still come from the model's own top-k, renormalised
+  over the labels;
+- ``calibrate``: combine the orders in logit space and subtract the batch's first-position bias;
+  ``consistent`` then means the two orders agree after that subtraction;
+- ``self_check``: ``refuse`` marks every judgment of a batch invalid (with the reason) and ``error``
+  raises :class:`JudgeUnreliableError` when calibrated order agreement is not above chance.
+Templates may set these defaults in their front matter (``metadata: {judge_options: {...}}``).
+
 Non-guarantee: with ``source: text`` (or a json parser) a readable order counts as probability 1 or
 0 for the label it names; only ``source: logprobs`` gives graded soft labels.
 """
@@ -23,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlaif.engines.base import Sampling
-from rlaif.errors import TemplateError
+from rlaif.errors import RlaifError, TemplateError
 from rlaif.judges.base import (
     Request,
     conversation_text,
@@ -32,6 +42,14 @@ from rlaif.judges.base import (
     make_judgment,
     render_request,
     resolve_template,
+    template_judge_options,
+)
+from rlaif.judges.calibration import (
+    SELF_CHECK_MODES,
+    SelfCheck,
+    calibrate_pair,
+    first_position_bias,
+    self_check,
 )
 from rlaif.judges.parsers import (
     ChoiceParserSpec,
@@ -45,6 +63,10 @@ from rlaif.records import Judgment, Message
 
 ORDER_AB, ORDER_BA = "AB", "BA"
 DEFAULT_TOP_LOGPROBS = 20
+
+
+class JudgeUnreliableError(RlaifError):
+    """A batch's calibrated position consistency is at chance (``self_check="error"``)."""
 
 
 @dataclass
@@ -142,11 +164,21 @@ class PairwiseJudge:
         adapter: str | None = None,
         clamp: tuple[float, float] | None = None,
         kind: str | None = None,
+        guided: bool | None = None,
+        calibrate: bool | None = None,
+        self_check: str | None = None,
     ):
         self.engine = engine
         tpl = resolve_template(template)
         if chain_of_thought:
             tpl = cot_template_for(tpl)
+        defaults = template_judge_options(tpl, {"guided": False, "calibrate": False, "self_check": "off"})
+        self.guided = bool(defaults["guided"] if guided is None else guided)
+        self.calibrate = bool(defaults["calibrate"] if calibrate is None else calibrate)
+        self.self_check_mode = defaults["self_check"] if self_check is None else self_check
+        if self.self_check_mode not in SELF_CHECK_MODES:
+            raise ValueError(f"self_check must be one of {', '.join(SELF_CHECK_MODES)}, got {self_check!r}")
+        self.last_self_check: SelfCheck | None = None
         self.template = tpl
         spec = tpl.parser
         labels = self._labels(spec)
@@ -183,6 +215,9 @@ class PairwiseJudge:
         s = Sampling(temperature=0.0, max_tokens=384 if self.chain_of_thought else 8)
         if isinstance(spec, ChoiceParserSpec) and spec.source == "logprobs":
             s = s.model_copy(update={"logprobs": DEFAULT_TOP_LOGPROBS})
+        if self.guided and isinstance(spec, ChoiceParserSpec) and spec.marker is None:
+            if self.engine is not None and self.engine.supports_guided_json:
+                s = s.model_copy(update={"choice": list(spec.labels), "max_tokens": 4})
         if isinstance(spec, JsonParserSpec):
             s = s.model_copy(update={"max_tokens": 256})
             if self.engine.supports_guided_json:
@@ -223,7 +258,80 @@ class PairwiseJudge:
         per_item: list[list[tuple[Judgment, float | None]]] = [[] for _ in items]
         for (i, order, request), out in zip(jobs, outputs, strict=True):
             per_item[i].append(self._judge_one(i, order, request, out, keys[i], extras[i]))
-        return [self._combine(js) for js in per_item]
+        if not self.calibrate:
+            results = [self._combine(js) for js in per_item]
+        else:
+            results = self._combine_calibrated(per_item)
+        return self._apply_self_check(results)
+
+    def _combine_calibrated(
+        self, per_item: list[list[tuple[Judgment, float | None]]]
+    ) -> list[PairwiseResult]:
+        """Orders combined in logit space with the batch's first-position bias removed."""
+
+        def p_first_of(j: Judgment) -> float | None:
+            return j.metadata.get("p_first_shown") if j.status == "ok" else None
+
+        bias = first_position_bias([[p_first_of(j) for j, _ in js] for js in per_item])
+        results = []
+        for js in per_item:
+            cal = calibrate_pair([p_first_of(j) for j, _ in js], [j.orders[0] for j, _ in js], bias)
+            judgments = [
+                j.model_copy(
+                    update={
+                        "consistent": cal.consistent,
+                        "metadata": {
+                            **j.metadata,
+                            "p_response_a_calibrated": p,
+                            "first_position_bias_logit": bias,
+                        },
+                    }
+                )
+                for (j, _), p in zip(js, cal.per_order_prob_a, strict=True)
+            ]
+            results.append(
+                PairwiseResult(
+                    prob_a=clamp_prob(cal.prob_a, self.clamp),
+                    consistent=cal.consistent,
+                    judgments=judgments,
+                    valid=cal.prob_a is not None,
+                    prob_a_unclamped=cal.prob_a,
+                    principle=judgments[0].principle if judgments else None,
+                )
+            )
+        return results
+
+    def _apply_self_check(self, results: list[PairwiseResult]) -> list[PairwiseResult]:
+        """Refuse (or raise) when the batch's order agreement is not above chance; see calibration."""
+        if self.self_check_mode == "off" and not self.calibrate:
+            return results
+        bias = None
+        for r in results:
+            for j in r.judgments:
+                bias = j.metadata.get("first_position_bias_logit", bias)
+        check = self_check([r.consistent for r in results], bias)
+        self.last_self_check = check  # measured with calibration even when not acted on
+        if check.passed is not False or self.self_check_mode == "off":
+            return results
+        if self.self_check_mode == "error":
+            raise JudgeUnreliableError(f"judge '{self.template.name}': {check.reason}")
+        refused = []
+        for r in results:
+            judgments = [
+                j.model_copy(
+                    update={
+                        "status": "invalid",
+                        "invalid_reason": check.reason,
+                        "score": None,
+                        "choice": None,
+                        "probabilities": None,
+                        "metadata": {**j.metadata, "refused_label": j.choice, "refused_prob_a": r.prob_a},
+                    }
+                )
+                for j in r.judgments
+            ]
+            refused.append(PairwiseResult(None, r.consistent, judgments, False, None, r.principle))
+        return refused
 
     def _judge_one(
         self, index: int, order: str, request: Request, out: list | str, key: str, extra: dict[str, Any]

@@ -59,6 +59,7 @@ __all__ = [
     "Parsed",
     "ScoreParserSpec",
     "choice_probabilities",
+    "expected_score",
     "json_schema_of",
     "parse_choice_text",
     "parse_completion",
@@ -245,6 +246,56 @@ def _with_finish(reason: str, completion: Completion) -> str:
     if completion.finish_reason == "length":
         return reason + " (generation hit max_tokens / the context limit)"
     return reason
+
+
+# -- expected score from the score token's probabilities -------------------------------------------
+def expected_score(completion: Completion, parsed: Parsed, spec: ScoreParserSpec) -> Parsed:
+    """Replace a readable integer score by its expectation under the score token's top-k.
+
+    The score token is the last generated token whose text is the number that was read. Its
+    alternatives that are whole numbers within [min, max] are renormalised over those values; the
+    score becomes sum(p * value). A graded score separates two replies the greedy text scores alike.
+    Without log-probabilities, or when the number spans several tokens, the parsed score is kept
+    and ``details['expected']`` says why.
+
+    >>> from rlaif.records import TopLogprob as T
+    >>> step = TokenLogprob(token="4", logprob=math.log(0.6), top=[
+    ...     T(token="4", logprob=math.log(0.6)), T(token="3", logprob=math.log(0.2)),
+    ...     T(token="x", logprob=math.log(0.2))])
+    >>> c = Completion(text="Score: 4", logprobs=[TokenLogprob(token="Score: ", logprob=0.0), step])
+    >>> spec = ScoreParserSpec(min=0, max=5)
+    >>> round(expected_score(c, parse_score(c.text, spec), spec).score, 6)
+    3.75
+    """
+    if not parsed.ok or parsed.score is None:
+        return parsed
+    steps = completion.logprobs or []
+    target = _fmt(parsed.score)
+    index = next((i for i in range(len(steps) - 1, -1, -1) if steps[i].token.strip() == target), None)
+    if index is None:
+        parsed.details["expected"] = "no single token carries the score; kept the parsed score"
+        return parsed
+    step = steps[index]
+    mass: dict[int, float] = {}
+    seen: set[Any] = set()
+    for tok, tid, lp in [(t.token, t.token_id, t.logprob) for t in step.top] + [
+        (step.token, step.token_id, step.logprob)
+    ]:
+        key = tid if tid is not None else tok
+        if key in seen or lp is None or not math.isfinite(lp) or not tok.strip().isdigit():
+            continue
+        seen.add(key)
+        value = int(tok.strip())
+        if _in_range(float(value), spec.min, spec.max) is None:
+            mass[value] = mass.get(value, 0.0) + math.exp(lp)
+    total = sum(mass.values())
+    if total <= 0:
+        return parsed
+    dist = {str(v): m / total for v, m in sorted(mass.items())}
+    parsed.details["score_distribution"] = dist
+    parsed.details["greedy_score"] = parsed.score
+    parsed.score = sum(int(v) * p for v, p in dist.items())
+    return parsed
 
 
 # -- json ------------------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ Guarantees:
 - every judgment made is returned (valid or not, with its attempt number and reason); the mean is
   over valid scores only and is ``None`` when none is valid.
 
+Options for small judges (also settable by a template's ``metadata: {judge_options: ...}``):
+``guided_regex`` constrains the output to a regex (vLLM guided decoding), e.g. ``Score: [0-5]``, so
+the judge cannot wander off instead of scoring; ``expected_score`` replaces the integer read from
+the text by its expectation under the score token's top-20 probabilities (see
+:func:`rlaif.judges.parsers.expected_score`).
+
 Non-guarantees: with ``sampling.seed`` set, vLLM seeds every request of a call with that same seed,
 so different responses' judgments draw from one random stream (wrap the engine to derive a seed per
 request if that matters; unseeded sampling is independent). In a retry round every response that needs answers gets as many samples as the
@@ -32,11 +38,13 @@ from rlaif.judges.base import (
     make_judgment,
     render_request,
     resolve_template,
+    template_judge_options,
 )
 from rlaif.judges.parsers import (
     JsonParserSpec,
     Parsed,
     ScoreParserSpec,
+    expected_score,
     json_schema_of,
     parse_completion,
 )
@@ -71,6 +79,8 @@ class PointwiseJudge:
         sampling: Sampling | None = None,
         adapter: str | None = None,
         kind: str | None = None,
+        guided_regex: str | None = None,
+        expected_score: bool | None = None,
     ):
         if samples < 1:
             raise ValueError("samples must be at least 1")
@@ -90,6 +100,11 @@ class PointwiseJudge:
                 f"template '{self.template.name}' ({self.template.path}): a pointwise template must "
                 f"declare the variables prompt and response (missing: {', '.join(sorted(missing))})"
             )
+        defaults = template_judge_options(self.template, {"guided_regex": None, "expected_score": False})
+        self.guided_regex = defaults["guided_regex"] if guided_regex is None else guided_regex
+        self.expected_score = bool(defaults["expected_score"] if expected_score is None else expected_score)
+        if self.expected_score and not isinstance(spec, ScoreParserSpec):
+            raise TemplateError(f"template '{self.template.name}': expected_score needs a 'score' parser")
         self.spec = spec
         self.samples = samples
         self.max_retries = max_retries
@@ -99,6 +114,10 @@ class PointwiseJudge:
         update: dict[str, Any] = {"n": samples}
         if isinstance(spec, JsonParserSpec) and engine.supports_guided_json:
             update["json_schema"] = json_schema_of(spec)
+        elif self.guided_regex and engine is not None and engine.supports_guided_json:
+            update["regex"] = self.guided_regex
+        if self.expected_score and base.logprobs is None:
+            update["logprobs"] = 20
         self.sampling = base.model_copy(update=update)
 
     def score(
@@ -139,6 +158,8 @@ class PointwiseJudge:
                 fresh = []
                 for completion in out[: need[i]]:
                     parsed = parse_completion(completion, self.spec)
+                    if self.expected_score:
+                        parsed = expected_score(completion, parsed, self.spec)
                     fresh.append(
                         self._judgment(
                             i, requests[i], keys[i], attempt, sample_counter[i], completion.text, parsed

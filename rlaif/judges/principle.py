@@ -84,6 +84,9 @@ class PrincipleJudge(PairwiseJudge):
         sampling: Sampling | None = None,
         adapter: str | None = None,
         kind: str | None = None,
+        guided: bool | None = None,
+        calibrate: bool | None = None,
+        self_check: str | None = None,
     ):
         self.principles = load_principles(principles)
         self.principles_source = str(principles)
@@ -97,6 +100,9 @@ class PrincipleJudge(PairwiseJudge):
             adapter=adapter,
             clamp=clamp,
             kind=kind,
+            guided=guided,
+            calibrate=calibrate,
+            self_check=self_check,
         )
         if clamp is None and self.chain_of_thought:
             self.clamp = DEFAULT_COT_CLAMP

@@ -19,6 +19,8 @@ def test_help_does_not_import_heavy_libraries():
     assert out.stdout.strip() == "[]"
     res = run("--help")
     assert res.returncode == 0 and "generate" in res.stdout
+    res = run("models", "--help")
+    assert res.returncode == 0 and "import-gguf" in res.stdout and "smollm2" in res.stdout
 
 
 def test_missing_model_dir_is_one_line_error(tmp_path):
