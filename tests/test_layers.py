@@ -15,6 +15,7 @@ LAYERS = {
     "rlaif.config": 0,
     "rlaif.prompts": 0,
     "rlaif.tiny_model": 0,
+    "rlaif.instructions": 0,
     "rlaif.engines": 1,
     "rlaif.sandbox": 1,
     "rlaif.judges": 2,
