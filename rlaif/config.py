@@ -130,6 +130,14 @@ class FinalRoundConfig(Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="The trainer's own config.")
 
 
+class InstructionEvalConfig(Strict):
+    """Held-out verifiable instructions (rlaif.instructions): pass rate checked by code, not a judge."""
+
+    prompts: PromptSource = Field(..., description="Prompts whose records list their 'instructions'.")
+    samples: int = Field(1, ge=1, description="Replies per prompt.")
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy replies.")
+
+
 class EvalConfig(Strict):
     code_problems: PromptSource | None = Field(None, description="Held-out code problems for pass@k.")
     code_samples: int = Field(4, description="Samples per held-out problem for pass@1 (unbiased estimator).")
@@ -142,6 +150,9 @@ class EvalConfig(Strict):
         "template file, or module:function); default: judge.template, else the built-in 'pairwise'.",
     )
     max_tokens: int = Field(128, description="Max tokens for evaluation samples.")
+    instructions: InstructionEvalConfig | None = Field(
+        None, description="Held-out verifiable-instruction prompts: pass rate per round."
+    )
 
 
 class HealthConfig(Strict):

@@ -17,6 +17,7 @@ LAYERS = {
     "rlaif.tiny_model": 0,
     "rlaif.progress": 0,
     "rlaif.model_import": 0,
+    "rlaif.instructions": 0,
     "rlaif.engines": 1,
     "rlaif.sandbox": 1,
     "rlaif.judges": 2,

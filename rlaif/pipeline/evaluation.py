@@ -6,6 +6,7 @@ What is measured (each only where the config asks for it):
 - ``win_rate_vs_previous``: the judge compares this round's answer with the previous round's on the
   same prompts, in both orders; the soft label P(this round better) is averaged over valid judgments;
 - judge health for that comparison: invalid rate and position consistency;
+- ``instruction_pass_rate``: held-out verifiable instructions checked by code (instruction_eval);
 - ``mean_response_tokens``: reward hacking by length must be visible round over round.
 
 Sampling seeds derive from the run seed and the record id only, so a re-run gives the same samples.
@@ -141,6 +142,10 @@ def evaluate_policy(
     if ev.win_rate_prompts is not None:
         prev_samples = previous / "samples.jsonl" if previous is not None else None
         metrics.update(_win_rate(ctx, engine, rows, prev_samples))
+    if ev.instructions is not None:
+        from rlaif.pipeline.instruction_eval import instruction_eval
+
+        metrics.update(instruction_eval(ctx, engine, rows))
     tokens = [r["tokens"] for r in rows]
     metrics["mean_response_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else None
     write_jsonl(stage_dir / "samples.jsonl", rows)

@@ -1,0 +1,99 @@
+"""The shipped instruction-following loop (pipelines/rlcd_instructions.yaml) end to end on the tiny
+model: instruction-contrast RLCD pairs, a DPO round, and the held-out pass rate per round
+checked by code. The SmolLM2 run itself (about 20 minutes) is the slow test at the bottom."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rlaif.config import load_run_config
+from rlaif.feedback.prompts_io import load_prompts
+from rlaif.instructions import check_all
+from rlaif.pipeline.runner import Runner, StageFailed
+from rlaif.records import PreferencePair, read_jsonl
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE = REPO / "pipelines" / "rlcd_instructions.yaml"
+
+
+def small_overrides(tmp_path: Path, model: Path) -> list[str]:
+    return [
+        f"output_dir={tmp_path / 'runs'}",
+        f"policy.path={model}",
+        "prompts.limit=6",
+        "feedback.chunk_size=4",
+        "feedback.options.max_tokens=12",
+        "eval.instructions.prompts.limit=10",
+        "eval.max_tokens=12",
+        "rounds=1",
+        "dpo.max_steps=2",
+        "dpo.per_device_batch_size=2",
+        "dpo.lora={r: 8, alpha: 16}",  # the shared test engine serves adapters; no second engine
+        "dpo.adapter_mode=continue",
+    ]
+
+
+def test_instruction_loop_runs_on_the_tiny_model(tmp_path, tiny_model_dir, vllm_engine):
+    cfg = load_run_config(PIPELINE, small_overrides(tmp_path, tiny_model_dir))
+    runner = Runner(cfg, engine=vllm_engine)
+    metrics = runner.run()
+    run_dir = cfg.run_dir()
+    assert runner.executed == [s for s in runner.plan() if s != "report"]
+
+    # instruction-contrast RLCD: every prompt gave a pair or a counted drop
+    fb = json.loads((run_dir / "round_1" / "feedback" / "manifest.json").read_text())["summary"]
+    assert fb["counts"]["pairs_out"] + fb["counts"]["dropped"] == fb["counts"]["prompts_in"] == 6
+    pairs = read_jsonl(run_dir / "round_1" / "feedback" / "pairs.jsonl", PreferencePair)
+    assert all(p.source == "instruction_contrast" and p.round == 1 for p in pairs)
+    # the pair's prompt is the request + instruction, without the reminder the positive side saw
+    train = {r.id: r for r in load_prompts(cfg.prompts.path, format="jsonl")}
+    assert all(p.prompt == train[p.metadata["prompt_id"]].messages for p in pairs)
+
+    # held-out pass rate in every round's metrics, and it is what the checker says about the samples
+    rounds = metrics["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1]
+    for k, r in enumerate(rounds):
+        assert r["instruction_samples"] == 10 and r["instruction_unscored"] == 0
+        lo, hi = r["instruction_pass_ci95"]
+        assert 0 <= lo <= r["instruction_pass_rate"] <= hi <= 1
+        rows = [
+            json.loads(line)
+            for line in (run_dir / f"round_{k}" / "eval" / "samples.jsonl").read_text().splitlines()
+        ]
+        rows = [x for x in rows if x["kind"] == "instructions"]
+        assert len(rows) == 10
+        assert all(x["passed"] == check_all(x["text"], x["instructions"]) for x in rows)
+        assert sum(x["passed"] for x in rows) / 10 == pytest.approx(r["instruction_pass_rate"])
+
+    # a re-run skips every stage
+    again = Runner(load_run_config(PIPELINE, small_overrides(tmp_path, tiny_model_dir)), engine=vllm_engine)
+    again.run()
+    assert again.executed == []
+
+
+def test_eval_prompts_without_instructions_are_an_error(tmp_path, tiny_model_dir, vllm_engine):
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"id": "a", "prompt": "Hi"}\n')
+    overrides = small_overrides(tmp_path, tiny_model_dir) + [f"eval.instructions.prompts.path={plain}"]
+    with pytest.raises(
+        StageFailed, match="round_0/eval: eval.instructions.prompts: no prompt in .* has 'instructions'"
+    ):
+        Runner(load_run_config(PIPELINE, overrides), engine=vllm_engine).run()
+
+
+SMOLLM2 = Path(os.environ.get("RLAIF_SMOLLM2", REPO / "models" / "smollm2-135m-instruct"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SMOLLM2 / "config.json").is_file(), reason="SmolLM2 not converted (make real-model)")
+def test_smollm2_instruction_loop_improves_the_heldout_pass_rate(tmp_path):
+    """The full shipped run (~20 min on 2 cores); the README reports its figures."""
+    cfg = load_run_config(PIPELINE, [f"output_dir={tmp_path / 'runs'}", f"policy.path={SMOLLM2}"])
+    metrics = Runner(cfg).run()
+    before, after = metrics["rounds"][0], metrics["rounds"][-1]
+    print(before["instruction_pass_rate"], after["instruction_pass_rate"])
+    assert after["instruction_pass_rate"] > before["instruction_pass_rate"]
