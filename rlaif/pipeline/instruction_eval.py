@@ -21,7 +21,7 @@ from rlaif.instructions import check_all, pass_summary
 
 def instruction_eval(ctx, engine, rows: list[dict]) -> dict:
     """Generate one reply per sample for every held-out prompt, check it, append rows, return metrics."""
-    from rlaif.pipeline.stages import load_prompt_source
+    from rlaif.pipeline.inputs import load_prompt_source
 
     ev = ctx.cfg.eval
     opts = ev.instructions
