@@ -16,6 +16,7 @@ LAYERS = {
     "rlaif.prompts": 0,
     "rlaif.tiny_model": 0,
     "rlaif.progress": 0,
+    "rlaif.processes": 0,
     "rlaif.model_import": 0,
     "rlaif.instructions": 0,
     "rlaif.engines": 1,

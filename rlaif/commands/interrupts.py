@@ -101,16 +101,7 @@ def kill_children(timeout: float = TERM_WAIT_S) -> int:
         procs = [p for p in psutil.Process().children(recursive=True) if not _is_resource_tracker(p)]
     except psutil.Error:
         return 0
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=timeout)
+    from rlaif.processes import terminate_then_kill
+
+    terminate_then_kill(procs, timeout)
     return len(procs)

@@ -81,22 +81,9 @@ def _descendants() -> dict:
 
 def _stop_processes(procs: list, timeout: float = 5.0) -> None:
     """Terminate, wait, then kill: vLLM's own shutdown normally got there first (then this is a no-op)."""
-    import psutil
+    from rlaif.processes import terminate_then_kill
 
-    alive = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                p.terminate()
-                alive.append(p)
-        except psutil.Error:
-            pass
-    _, still = psutil.wait_procs(alive, timeout=timeout)
-    for p in still:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
+    terminate_then_kill(procs, timeout)
     for p in procs:
         if p in _LIVE_ENGINE_PROCESSES:
             _LIVE_ENGINE_PROCESSES.remove(p)

@@ -113,15 +113,7 @@ def load_eval_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Ev
                 raise RecordError(f"{where}: missing field '{field}'")
         pair_id = str(obj.get("id", f"{path.name}:{lineno}"))
         if "prompt" in obj:
-            prompt = obj["prompt"]
-            try:
-                messages = (
-                    [Message(role="user", content=prompt)]
-                    if isinstance(prompt, str)
-                    else [Message.model_validate(m) for m in prompt]
-                )
-            except Exception:
-                raise RecordError(f"{where}: field 'prompt' must be text or a list of messages") from None
+            messages = _prompt_messages(obj["prompt"], where)
             chosen = _reply_text(obj["chosen"], "chosen", where)
             rejected = _reply_text(obj["rejected"], "rejected", where)
         elif isinstance(obj["chosen"], str) and isinstance(obj["rejected"], str):
@@ -247,6 +239,16 @@ def run_judge_eval(
 
 
 # -- pointwise validity on unlabelled responses (e.g. MT-Bench answers from `rlaif generate`) ------
+def _prompt_messages(prompt, where: str) -> list[Message]:
+    """A record's 'prompt' (text, or a list of messages) as messages; a clear error naming the line."""
+    try:
+        if isinstance(prompt, str):
+            return [Message(role="user", content=prompt)]
+        return [Message.model_validate(m) for m in prompt]
+    except Exception:
+        raise RecordError(f"{where}: field 'prompt' must be text or a list of messages") from None
+
+
 def load_responses(path: str | Path, limit: int | None = None) -> list[tuple[list[Message], str]]:
     """(conversation, response) items from ``rlaif generate --out`` rows (every completion of a row)."""
     path = Path(path)
@@ -258,14 +260,7 @@ def load_responses(path: str | Path, limit: int | None = None) -> list[tuple[lis
             raise RecordError(
                 f"{where}: needs a non-empty 'completions' list (the output of rlaif generate --out)"
             )
-        try:
-            messages = (
-                [Message(role="user", content=prompt)]
-                if isinstance(prompt, str)
-                else [Message.model_validate(m) for m in prompt]
-            )
-        except Exception:
-            raise RecordError(f"{where}: field 'prompt' must be text or a list of messages") from None
+        messages = _prompt_messages(prompt, where)
         for k, comp in enumerate(completions):
             text = comp.get("text") if isinstance(comp, dict) else None
             if not isinstance(text, str):

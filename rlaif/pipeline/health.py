@@ -50,11 +50,11 @@ def invalid_reasons(judgments: list[dict], top: int = 5) -> dict[str, int]:
     return dict(counts.most_common(top))
 
 
-def _commonest(reasons: dict[str, int]) -> str:
+def _commonest(reasons: dict[str, int], what: str = "invalid") -> str:
     if not reasons:
         return ""
     reason, n = max(reasons.items(), key=lambda kv: kv[1])
-    return f"; commonest invalid reason ({n}x): {reason}"
+    return f"; commonest {what} reason ({n}x): {reason}"
 
 
 def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
@@ -72,9 +72,7 @@ def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
             )
         pairs = counts.get("pairs_out", 0)
         if pairs < health.min_pairs:
-            drops = summary.get("drops") or {}
-            top = max(drops.items(), key=lambda kv: kv[1]) if drops else None
-            why = f"; commonest drop reason ({top[1]}x): {top[0]}" if top else ""
+            why = _commonest(summary.get("drops") or {}, "drop")
             raise HealthCheckFailed(
                 stage,
                 f"{pairs} pairs made from {counts.get('prompts_in', 0)} prompts "
@@ -83,9 +81,7 @@ def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
     elif kind == "pairs":
         kept = counts.get("pairs_kept", 0)
         if kept < health.min_pairs:
-            drops = summary.get("drops") or {}
-            top = max(drops.items(), key=lambda kv: kv[1]) if drops else None
-            why = f"; commonest filter reason ({top[1]}x): {top[0]}" if top else ""
+            why = _commonest(summary.get("drops") or {}, "filter")
             raise HealthCheckFailed(
                 stage,
                 f"{kept} of {counts.get('pairs_in', 0)} pairs kept after filtering "
