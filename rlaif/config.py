@@ -21,7 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, describe_validation_error
+from rlaif.files import load_yaml_mapping
 
 
 class Strict(BaseModel):
@@ -237,36 +238,16 @@ def _expand(value: Any, base: Path) -> Any:
     return value
 
 
-def _describe(exc: ValidationError, file: str) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        msg = f"{file}: unknown key '{loc}'"
-    elif err["type"] == "missing":
-        msg = f"{file}: missing required key '{loc}'"
-    else:
-        msg = f"{file}: field '{loc}': {err['msg']}"
-    more = len(exc.errors()) - 1
-    return msg + (f" (+{more} more problems)" if more else "")
-
-
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read, override, validate; every error names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = load_yaml_mapping(path)
     data = apply_overrides(data, overrides or [], str(path))
     data = _expand(data, path.parent)
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(path))) from None
+        raise ConfigError(f"{path}: {describe_validation_error(exc, limit=1, config_keys=True)}") from None
     return cfg.model_copy(update={"source_file": str(path)})
 
 
@@ -275,8 +256,5 @@ def validate_stage_options(model: type[BaseModel], options: dict, where: str, fi
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        kind = "unknown key" if err["type"] == "extra_forbidden" else "field"
-        detail = "" if err["type"] == "extra_forbidden" else f": {err['msg']}"
-        raise ConfigError(f"{file}: {kind} '{where}.{loc}'{detail}") from None
+        problem = describe_validation_error(exc, limit=1, prefix=f"{where}.", config_keys=True)
+        raise ConfigError(f"{file}: {problem}") from None

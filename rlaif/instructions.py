@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError, RecordError
+from rlaif.files import load_yaml_mapping
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _BULLET = re.compile(r"^\s*[-*]\s+\S", re.MULTILINE)
@@ -172,14 +173,8 @@ def check_all(text: str, specs: Iterable[dict], where: str = "instruction") -> b
 
 def load_tasks(path: str | Path) -> list[str]:
     """The base requests: a YAML mapping with ``tasks: [str, ...]`` (unique, non-empty)."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the task list ({exc})") from None
-    tasks = raw.get("tasks") if isinstance(raw, dict) else None
+    tasks = load_yaml_mapping(path, "task list").get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise ConfigError(f"{path}: expected a mapping with a non-empty 'tasks' list")
     for i, t in enumerate(tasks, start=1):

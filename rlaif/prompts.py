@@ -44,7 +44,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rlaif.errors import TemplateError
+from rlaif.errors import TemplateError, describe_validation_error
 from rlaif.records import stable_hash
 
 TEMPLATE_SUFFIXES = (".j2", ".jinja")
@@ -174,9 +174,8 @@ class Template:
         try:
             self.front = FrontMatter.model_validate(raw)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"]) or "(front matter)"
-            raise TemplateError(f"{path}: front matter field '{loc}': {err['msg']}") from None
+            problem = describe_validation_error(exc, limit=1, root="(front matter)")
+            raise TemplateError(f"{path}: front matter {problem}") from None
         self.body = text[m.end() :]
         self.content_hash = stable_hash(text)
 

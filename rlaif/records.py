@@ -19,14 +19,14 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rlaif.errors import RecordError
+from rlaif.errors import RecordError, describe_validation_error
+from rlaif.files import atomic_writer
 
 Role = Literal["system", "user", "assistant"]
 
@@ -217,15 +217,6 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(x) for x in err["loc"]) or "(record)"
-        parts.append(f"field '{loc}': {err['msg']}")
-    more = len(exc.errors()) - 3
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-
-
 def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
     """Read and validate every record; the first malformed one raises naming file and line."""
     out = []
@@ -233,7 +224,8 @@ def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
         try:
             out.append(model.model_validate(obj))
         except ValidationError as exc:
-            raise RecordError(f"{path}:{lineno}: invalid {model.__name__}: {_describe(exc)}") from None
+            problem = describe_validation_error(exc, root="(record)")
+            raise RecordError(f"{path}:{lineno}: invalid {model.__name__}: {problem}") from None
     return out
 
 
@@ -245,21 +237,11 @@ def _dump(record: BaseModel | dict) -> str:
 
 def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
     """Atomically replace ``path`` with the records; returns the count written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(_dump(rec) + "\n")
-                count += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        for rec in records:
+            fh.write(_dump(rec) + "\n")
+            count += 1
     return count
 
 

@@ -17,6 +17,8 @@ LAYERS = {
     "rlaif.tiny_model": 0,
     "rlaif.progress": 0,
     "rlaif.processes": 0,
+    "rlaif.files": 0,
+    "rlaif.plugins": 0,
     "rlaif.model_import": 0,
     "rlaif.instructions": 0,
     "rlaif.engines": 1,

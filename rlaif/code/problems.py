@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from rlaif.errors import RecordError, RlaifError
+from rlaif.errors import RecordError, RlaifError, describe_validation_error
 from rlaif.records import CodeProblem, iter_json_lines
 
 Format = Literal["auto", "humaneval", "mbpp", "mbppplus", "native"]
@@ -235,9 +235,8 @@ def _native(where: str, obj: dict) -> CodeProblem:
     try:
         problem = CodeProblem.model_validate(obj)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "(record)"
-        raise RecordError(f"{where}: CodeProblem field '{loc}': {err['msg']}") from None
+        problem = describe_validation_error(exc, limit=1, root="(record)")
+        raise RecordError(f"{where}: CodeProblem {problem}") from None
     if not (problem.tests or problem.test_code or problem.inputs):
         raise RecordError(
             f"{where}: CodeProblem has no tests (fields 'tests', 'test_code' and 'inputs' are empty)"

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from rlaif.commands.output import emit
-from rlaif.errors import ConfigError, RlaifError
+from rlaif.errors import ConfigError, RlaifError, describe_validation_error
 
 
 def tiny_model(
@@ -94,9 +94,8 @@ def generate(
     try:
         sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     except ValidationError as exc:
-        err = exc.errors()[0]
         raise ConfigError(
-            f"invalid sampling option --{'-'.join(map(str, err['loc']))}: {err['msg']}"
+            f"invalid sampling option: {describe_validation_error(exc, limit=1, prefix='--')}"
         ) from None
     items = _read_prompts(prompts_file, prompt)[:limit]
     if chat:

@@ -119,16 +119,23 @@ def _execute(cfg, dry_run: bool, command: list[str]) -> None:
 
 def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name>).")) -> None:
     """Re-render metrics.json, the plots and report.html of a finished or partial run."""
-    import yaml
+    from pydantic import ValidationError
 
     from rlaif.config import RunConfig
+    from rlaif.errors import describe_validation_error
+    from rlaif.files import load_yaml_mapping
     from rlaif.pipeline.report import collect_metrics, write_report
     from rlaif.pipeline.runner import Runner
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
-    cfg = RunConfig.model_validate(yaml.safe_load(cfg_file.read_text()))
+    try:
+        cfg = RunConfig.model_validate(load_yaml_mapping(cfg_file))
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{cfg_file}: {describe_validation_error(exc, limit=1, config_keys=True)}"
+        ) from None
     metrics = collect_metrics(run_dir, Runner(cfg).plan())
     emit(write_report(run_dir, metrics))
 

@@ -19,6 +19,7 @@ import typer
 
 from rlaif.commands.output import emit
 from rlaif.errors import ConfigError
+from rlaif.files import load_yaml_mapping
 
 STAGES = {
     "dpo": "DPOConfig",
@@ -34,7 +35,6 @@ SetOpt = typer.Option([], "--set", "-s", help="Override: key.sub=value (repeatab
 
 def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
     """YAML file + overrides -> the stage's validated config (errors name the file and key)."""
-    import yaml
 
     from rlaif import config as run_config
     from rlaif.train import configs
@@ -42,15 +42,7 @@ def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
     data: dict[str, Any] = {}
     source = "command line"
     if config is not None:
-        if not config.is_file():
-            raise ConfigError(f"config file not found: {config}")
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config}: not valid YAML ({exc})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{config}: expected a mapping at the top level")
-        data = loaded or {}
+        data = load_yaml_mapping(config)
         source = str(config)
     data = run_config.apply_overrides(data, list(overrides), source)
     return configs.validate_config(getattr(configs, STAGES[stage]), data, source)

@@ -19,7 +19,6 @@ one the config is passed through as a dict.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from rlaif.errors import ConfigError
@@ -28,6 +27,7 @@ from rlaif.feedback.constitutional import RLCAIConfig, SLCAIConfig, rl_cai, sl_c
 from rlaif.feedback.prompts_io import load_prompts, read_prompt_file
 from rlaif.feedback.rlcd import RLCDConfig, rlcd
 from rlaif.feedback.self_rewarding import SelfRewardingConfig, self_rewarding
+from rlaif.plugins import import_object
 
 FEEDBACK_SOURCES: dict[str, FeedbackSource] = {
     "rlcd": rlcd,
@@ -53,17 +53,7 @@ def resolve_source(spec: str) -> FeedbackSource:
         raise ConfigError(
             f"unknown feedback source '{spec}' (built-in: {known}; or 'package.module:function')"
         )
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"feedback source '{spec}': cannot import module '{module_name}' ({exc})") from None
-    fn = getattr(module, attr, None)
-    if fn is None:
-        raise ConfigError(f"feedback source '{spec}': module '{module_name}' has no attribute '{attr}'")
-    if not callable(fn):
-        raise ConfigError(f"feedback source '{spec}': '{attr}' is not callable")
-    return fn
+    return import_object(spec, "feedback source")
 
 
 def source_config_model(spec: str) -> type | None:

@@ -42,7 +42,8 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlaif.engines.base import Engine, PromptInput, Sampling
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, describe_validation_error
+from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats
 from rlaif.records import (
     Completion,
@@ -118,9 +119,7 @@ class FeedbackResult:
             paths["new_prompts"] = out / "new_prompts.jsonl"
             write_jsonl(paths["new_prompts"], self.new_prompts)
         paths["stats"] = out / "stats.json"
-        tmp = paths["stats"].with_suffix(".json.tmp")
-        tmp.write_text(self.stats.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        tmp.replace(paths["stats"])
+        atomic_write_text(paths["stats"], self.stats.model_dump_json(indent=2) + "\n")
         return paths
 
 
@@ -153,11 +152,7 @@ def coerce_config(config: C | dict | None, model: type[C], where: str) -> C:
     try:
         return model.model_validate(config)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:3]:
-            loc = ".".join(str(x) for x in err["loc"]) or "(config)"
-            parts.append(f"field '{loc}': {err['msg']}")
-        raise ConfigError(f"{where} config: " + "; ".join(parts)) from None
+        raise ConfigError(f"{where} config: {describe_validation_error(exc, root='(config)')}") from None
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -364,24 +359,6 @@ def resolve_resource(spec: str) -> tuple[Path, str]:
     return path, stable_hash(path.read_bytes())
 
 
-def load_yaml_mapping(path: Path) -> dict[str, Any]:
-    """Read a YAML prompt resource that must be a mapping; errors name the file."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
-
-
 def require_str(entry: Any, key: str, where: str) -> str:
     """A required, non-empty string field of a YAML entry."""
     if not isinstance(entry, dict):
@@ -406,9 +383,8 @@ def judge_kwargs(options: dict[str, Any], reserved: Sequence[str], where: str) -
         try:
             out["sampling"] = Sampling.model_validate(out["sampling"])
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            raise ConfigError(f"{where}: judge_options.sampling.{loc}: {err['msg']}") from None
+            problem = describe_validation_error(exc, limit=1, prefix="judge_options.sampling.")
+            raise ConfigError(f"{where}: {problem}") from None
     return out
 
 

@@ -38,7 +38,6 @@ from rlaif.feedback.base import (
     derive_seed,
     finish,
     judge_kwargs,
-    load_yaml_mapping,
     pair_id,
     require_str,
     resolve_resource,
@@ -46,6 +45,7 @@ from rlaif.feedback.base import (
     sample_with_retries,
     template_ref,
 )
+from rlaif.files import load_yaml_mapping
 from rlaif.pairs import PairFilterConfig
 from rlaif.records import Message, PreferencePair, PromptRecord, stable_hash
 
@@ -83,7 +83,7 @@ def load_critique_revision_pairs(spec: str) -> CritiqueRevisionSet:
     """Load ``principles: [{id, critique, revision}]`` and optional ``examples``; a missing or empty
     field is an error naming the file, the entry and the field."""
     path, content_hash = resolve_resource(spec)
-    raw = load_yaml_mapping(path)
+    raw = load_yaml_mapping(path, "prompt resource")
     unknown = set(raw) - {"name", "description", "principles", "examples"}
     if unknown:
         raise ConfigError(

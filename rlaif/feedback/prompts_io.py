@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from rlaif.errors import RecordError
+from rlaif.errors import RecordError, describe_validation_error
 from rlaif.records import Message, PromptRecord, iter_json_lines
 
 PromptFormat = Literal["auto", "jsonl", "hh", "mt_bench"]
@@ -105,9 +105,8 @@ def _from_jsonl(obj: dict[str, Any], stem: str, lineno: int) -> PromptRecord:
             try:
                 messages.append(Message.model_validate(m))
             except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(map(str, err["loc"])) or "(message)"
-                raise ValueError(f"field 'messages[{i}].{where}': {err['msg']}") from None
+                problem = describe_validation_error(exc, limit=1, prefix=f"messages[{i}].")
+                raise ValueError(problem) from None
         if messages[-1].role != "user":
             raise ValueError("field 'messages': the last message must be a user turn (the prompt to answer)")
     else:

@@ -34,13 +34,13 @@ from rlaif.feedback.base import (
     derive_seed,
     finish,
     judge_kwargs,
-    load_yaml_mapping,
     pair_id,
     require_str,
     resolve_resource,
     sample_with_retries,
     template_ref,
 )
+from rlaif.files import load_yaml_mapping
 from rlaif.pairs import PairFilterConfig
 from rlaif.records import Message, PreferencePair, PromptRecord
 
@@ -70,7 +70,7 @@ def load_affix_set(spec: str) -> AffixSet:
     lists ``positive: [...]`` / ``negative: [...]``. An unbalanced set (a pair missing one side, or lists
     of different lengths) is an error naming the file and the entry."""
     path, content_hash = resolve_resource(spec)
-    raw = load_yaml_mapping(path)
+    raw = load_yaml_mapping(path, "prompt resource")
     unknown = set(raw) - {"name", "description", "pairs", "positive", "negative"}
     if unknown:
         raise ConfigError(f"{path}: unknown field(s) {sorted(unknown)} (expected name, description, pairs)")

@@ -32,7 +32,6 @@ invalid judgment with the reason, never clipped.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import os
@@ -46,6 +45,7 @@ from rlaif.judges.base import conversation_text, item_ids
 from rlaif.judges.pairwise import ORDER_AB, ORDER_BA, PairwiseJudge, PairwiseResult, combine_orders
 from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult
 from rlaif.judges.principle import PrincipleJudge
+from rlaif.plugins import import_object
 from rlaif.prompts import PACKAGED_PROMPTS_DIR, REPO_PROMPTS_DIR, Template, load_template
 from rlaif.records import Judgment, Message, stable_hash
 
@@ -59,21 +59,6 @@ ALIASES = {
 }
 
 
-def import_callable(spec: str) -> Callable[..., Any]:
-    module_name, _, attr = spec.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except ImportError as exc:
-        raise ConfigError(f"judge '{spec}': cannot import module '{module_name}' ({exc})") from None
-    except AttributeError:
-        raise ConfigError(f"judge '{spec}': module '{module_name}' has no attribute '{attr}'") from None
-    if not callable(obj):
-        raise ConfigError(f"judge '{spec}' is not callable")
-    return obj
-
-
 class CallableJudge:
     """Wraps a user function (see the module docstring) behind ``.compare`` or ``.score``."""
 
@@ -81,7 +66,7 @@ class CallableJudge:
 
     def __init__(self, spec: str, engine: Any = None, both_orders: bool = True):
         self.spec = spec
-        self.fn = import_callable(spec)
+        self.fn = import_object(spec, "judge")
         self.engine = engine
         self.both_orders = both_orders
         params = inspect.signature(self.fn).parameters

@@ -40,7 +40,6 @@ Choice from token probabilities: see :func:`choice_probabilities`.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
@@ -49,7 +48,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rlaif.errors import TemplateError
+from rlaif.errors import TemplateError, describe_validation_error
+from rlaif.plugins import import_object
 from rlaif.prompts import ChoiceParserSpec, JsonParserSpec, ScoreParserSpec
 from rlaif.records import Completion, TokenLogprob
 
@@ -301,15 +301,12 @@ def expected_score(completion: Completion, parsed: Parsed, spec: ScoreParserSpec
 # -- json ------------------------------------------------------------------------------------------
 def resolve_schema(spec: JsonParserSpec) -> type[BaseModel]:
     """Import the pydantic model named ``"package.module:Model"``."""
-    module_name, _, attr = spec.schema_.partition(":")
-    if not module_name or not attr:
-        raise TemplateError(f"json parser schema must look like 'package.module:Model', got {spec.schema_!r}")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise TemplateError(f"json parser schema {spec.schema_!r} cannot be imported: {exc}") from None
+        obj = import_object(
+            spec.schema_, "schema", callable_required=False, error=TemplateError, form="package.module:Model"
+        )
+    except TemplateError as exc:
+        raise TemplateError(f"json parser schema cannot be imported: {exc}") from None
     if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
         raise TemplateError(f"json parser schema {spec.schema_!r} is not a pydantic model class")
     return obj
@@ -350,9 +347,8 @@ def parse_json(text: str, spec: JsonParserSpec) -> Parsed:
     if obj is None:
         if error is None:
             return Parsed.invalid("empty output")
-        err = error.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "(object)"
-        return Parsed.invalid(f"does not match {model.__name__}: field '{loc}': {err['msg']}")
+        problem = describe_validation_error(error, limit=1, root="(object)")
+        return Parsed.invalid(f"does not match {model.__name__}: {problem}")
     data = json.loads(obj.model_dump_json())
     result = Parsed(ok=True, parsed=data, details={"source": "json"})
     if spec.score_field:

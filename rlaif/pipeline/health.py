@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rlaif.config import HealthConfig
 from rlaif.errors import RlaifError
-from rlaif.pipeline.manifest import atomic_write_text
+from rlaif.files import atomic_write_text
 
 STATUS_FILE = "status.json"
 

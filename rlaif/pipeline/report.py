@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlaif.files import atomic_write_text
 from rlaif.pipeline.health import read_status
-from rlaif.pipeline.manifest import atomic_write_text, read_manifest
+from rlaif.pipeline.manifest import read_manifest
 
 SHORT_CURVE = 25  # logged points up to which a training curve gets markers
 

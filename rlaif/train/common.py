@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
+from rlaif.files import atomic_write_json
 from rlaif.train.configs import PolicySpec, TrainerSettings
 
 
@@ -144,10 +145,7 @@ class StageResult:
 
     def write(self) -> Path:
         path = Path(self.output_dir) / "result.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, default=_jsonable), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_json(path, self.to_json(), default=_jsonable)
         return path
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, describe_validation_error
 
 # TRL 1.16 DPOTrainer loss names (trl/trainer/dpo_trainer.py); checked here so a typo fails before loading.
 DPO_LOSS_TYPES = (
@@ -432,13 +432,5 @@ def validate_config(model: type[BaseModel], data: dict[str, Any], source: str = 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:5]:
-            loc = ".".join(str(x) for x in err["loc"]) or "(config)"
-            parts.append(f"{loc}: {err['msg']}")
-        more = len(exc.errors()) - 5
-        raise ConfigError(
-            f"{source}: invalid {model.__name__}: "
-            + "; ".join(parts)
-            + (f" (+{more} more)" if more > 0 else "")
-        ) from None
+        problem = describe_validation_error(exc, limit=5, root="(config)")
+        raise ConfigError(f"{source}: invalid {model.__name__}: {problem}") from None

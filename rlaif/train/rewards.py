@@ -10,34 +10,16 @@ sample": TRL turns it into NaN and skips it; our PPO leaves that sample out of t
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlaif.code.rewards import completion_text  # noqa: F401  (re-exported: one implementation)
-from rlaif.errors import ConfigError, RlaifError
+from rlaif.errors import RlaifError
+from rlaif.plugins import import_object
 from rlaif.train.configs import RewardSpec
 
 RewardFn = Callable[..., Sequence[float | None]]
-
-
-def import_callable(ref: str, what: str = "reward function") -> Callable:
-    """Resolve 'package.module:function' (dots after the colon walk attributes)."""
-    if ":" not in ref:
-        raise ConfigError(f"{what}: expected 'package.module:function', got {ref!r}")
-    module_name, attr = ref.split(":", 1)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc})") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"{what}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ConfigError(f"{what}: {ref!r} is not callable")
-    return obj
 
 
 def load_reward(spec: RewardSpec, *, device: str | None = None) -> RewardFn:
@@ -46,7 +28,7 @@ def load_reward(spec: RewardSpec, *, device: str | None = None) -> RewardFn:
         from rlaif.train.reward_model import RewardModelScorer
 
         return RewardModelScorer(spec.reward_model, device=device)
-    fn = import_callable(spec.function or "")
+    fn = import_object(spec.function or "", "reward function")
     if spec.kwargs:
         bound = functools.partial(fn, **spec.kwargs)
         functools.update_wrapper(bound, fn)
