@@ -47,6 +47,27 @@ class Sampling(BaseModel):
         return self
 
 
+class SamplingSettings(BaseModel):
+    """The user-facing sampling block of a config (``sampling: {temperature, top_p, max_tokens}``).
+
+    Why a second model next to :class:`Sampling`: configs choose only these three; the run decides
+    ``n``, seeds, stop strings and output constraints, so letting a config set them would give two
+    owners to one value. Every stage and source uses this one block, so a setting has one name.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature (0 means greedy).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(128, ge=1, description="Maximum new tokens per sample.")
+
+    def to_sampling(self, **run_values: Any) -> Sampling:
+        """The engine-level Sampling: these settings plus what the run decides (n, seed, stop...)."""
+        return Sampling(
+            temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, **run_values
+        )
+
+
 @runtime_checkable
 class Engine(Protocol):
     """Anything that can sample completions.
