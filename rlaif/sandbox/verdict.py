@@ -1,6 +1,6 @@
 """The verdict: one test's raw outcome, or a whole run's report, classified on plain values.
 
-Everything here runs in the parent. Values arrive as encoded plain data (rlaif.sandbox.harness);
+Everything here runs in the parent. Values arrive as encoded plain data (:mod:`rlaif.sandbox.codec`);
 wrappers are evaluated with :func:`rlaif.sandbox.expr.evaluate`; a report that does not fit the
 test's kind is a protocol violation; nothing here raises on what a sandboxed program reports.
 """
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from rlaif.sandbox.codec import decode
 from rlaif.sandbox.expr import WrapperError, compile_wrapper, evaluate
-from rlaif.sandbox.harness import decode
 
 if TYPE_CHECKING:
-    from rlaif.sandbox.spec import Job, TestCase
+    from rlaif.sandbox.cases import Job, TestCase
 
 
 # -- verdicts --------------------------------------------------------------------------------------
