@@ -15,9 +15,10 @@ before it runs -- the codec and JSON writer at import (in the zygote), and in :f
 the builtins, the report channel (:func:`_make_channel`), the reporters test code calls
 (:func:`_make_reporters`) and the names it injects into test scopes. Rebinding builtins, ``json``
 or this module's (or the codec's) globals therefore changes nothing the harness does, and trace or
-profile hooks the program installs are removed before each test and before each report. Not
-guaranteed: code that reaches into the harness's frames or closures (``sys._getframe``, ``gc``) can
-send any message it likes with the attempt's nonce; the parent's rules (values only for value tests,
+profile hooks the program installs are removed before each test and before its outcome is sent. Not
+guaranteed: code that reaches into the harness's frames, closures or function objects
+(``sys._getframe``, ``gc``, replacing ``encode.__code__``) can send any message it likes with the
+attempt's nonce; the parent's rules (values only for value tests,
 "ok" only for statement tests, order and nonce checks) are what keep value tests sound.
 
 Message protocol (one JSON object per line on fd 3, each carrying the attempt's nonce ``k``):

@@ -1,13 +1,14 @@
 """The worker's job loop: runs one job at a time through test processes the zygote forks.
 
-Process layout per worker (see :mod:`rlaif.sandbox.jail` for how it is set up)::
+Process layout per worker (see :mod:`rlaif.sandbox.worker` for how it is set up)::
 
     worker W (root; host PID namespace; namespaces, jail and cgroup set up; serves the pool)
       └─ zygote Z (fresh interpreter, PID 1 of the worker's PID namespace; never sees job data)
            └─ T per attempt: own session, chroot jail, rlimits, unprivileged uid; runs the program,
               then the tests (harness.run_in_child), reporting through a pipe only it and W hold
 
-W reads T's messages, stdout and stderr (capped), enforces the per-test and total timeouts, and
+W reads T's messages (order, nonce and size checked by :mod:`rlaif.sandbox.reports`), stdout and
+stderr (capped), enforces the per-test and total timeouts, and
 after every attempt (in a ``finally``) has Z kill every other process in the namespace and reap it,
 so nothing started by the candidate outlives the attempt. When T dies or times out in the middle of a
 test, that test is recorded and a fresh T continues with the remaining ones, so per-test results
