@@ -30,6 +30,7 @@ from rlaif.errors import RlaifError
 from rlaif.records import ExecutionResult, stable_hash
 from rlaif.sandbox.cases import Job, Limits
 from rlaif.sandbox.frames import recv_frame, send_frame
+from rlaif.sandbox.jail_paths import exec_dirs, masked_files
 from rlaif.sandbox.verdict import judge
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
@@ -68,8 +69,6 @@ def default_readonly_paths() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _masked_files_cached() -> tuple[str, ...]:
-    from rlaif.sandbox.jail_paths import masked_files
-
     return tuple(masked_files())
 
 
@@ -173,8 +172,6 @@ class SandboxPool:
     ):
         self.limits = limits or Limits()
         self.size = max(1, workers or _cores())
-        from rlaif.sandbox.jail_paths import exec_dirs
-
         self._config = {
             "namespaces": namespaces,
             "readonly_paths": list(readonly_paths)
