@@ -106,8 +106,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from rlaif.sandbox.cases import Job, Limits, TestCase
     from rlaif.sandbox.pool import SandboxIsolationWarning, SandboxPool, SandboxUnavailable
-    from rlaif.sandbox.spec import Job, Limits, TestCase, assert_test, call_test, statement_test
+    from rlaif.sandbox.spec import assert_test, call_test, statement_test
 
 
 def __getattr__(name: str):
@@ -116,7 +117,11 @@ def __getattr__(name: str):
         from rlaif.sandbox import pool
 
         return getattr(pool, name)
-    if name in ("Job", "Limits", "TestCase", "assert_test", "call_test", "statement_test"):
+    if name in ("Job", "Limits", "TestCase"):
+        from rlaif.sandbox import cases
+
+        return getattr(cases, name)
+    if name in ("assert_test", "call_test", "statement_test"):
         from rlaif.sandbox import spec
 
         return getattr(spec, name)

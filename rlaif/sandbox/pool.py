@@ -1,7 +1,7 @@
 """A pool of pre-started sandbox workers that runs many programs in parallel.
 
 Why a pool: starting a Python interpreter costs ~20-30 ms, far more than a typical candidate program
-needs. Each worker (see :mod:`rlaif.sandbox.runner`) starts once, builds its namespaces and jail once,
+needs. Each worker (see :mod:`rlaif.sandbox.worker`) starts once, builds its namespaces and jail once,
 then forks a confined process per run. Its default size is the number of CPU cores.
 
 Each worker gets its own unprivileged uid (a random block of uids no account uses), so the per-user
@@ -28,13 +28,15 @@ from queue import Empty, Queue
 
 from rlaif.errors import RlaifError
 from rlaif.records import ExecutionResult, stable_hash
-from rlaif.sandbox import runner
-from rlaif.sandbox.spec import Job, Limits, judge
+from rlaif.sandbox.cases import Job, Limits
+from rlaif.sandbox.frames import recv_frame, send_frame
+from rlaif.sandbox.jail_paths import exec_dirs, masked_files
+from rlaif.sandbox.verdict import judge
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 _WORKER_BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from rlaif.sandbox.jail import worker_main; sys.exit(worker_main(sys.argv))"
+    "from rlaif.sandbox.worker import worker_main; sys.exit(worker_main(sys.argv))"
 )
 _SYSTEM_PATHS = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin"]
 
@@ -67,8 +69,6 @@ def default_readonly_paths() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _masked_files_cached() -> tuple[str, ...]:
-    from rlaif.sandbox.jail import masked_files
-
     return tuple(masked_files())
 
 
@@ -112,7 +112,7 @@ class _Worker:
         return self.ready
 
     def send(self, obj: dict) -> None:
-        runner.send_frame(self.proc.stdin.fileno(), obj)
+        send_frame(self.proc.stdin.fileno(), obj)
 
     def recv(self, timeout: float):
         fd = self.proc.stdout.fileno()
@@ -120,7 +120,7 @@ class _Worker:
             sel.register(fd, selectors.EVENT_READ)
             if not sel.select(timeout):
                 return None
-        return runner.recv_frame(fd)
+        return recv_frame(fd)
 
     def close(self, kill: bool = False) -> None:
         try:
@@ -172,8 +172,6 @@ class SandboxPool:
     ):
         self.limits = limits or Limits()
         self.size = max(1, workers or _cores())
-        from rlaif.sandbox.jail import exec_dirs
-
         self._config = {
             "namespaces": namespaces,
             "readonly_paths": list(readonly_paths)

@@ -1,13 +1,14 @@
 """The worker's job loop: runs one job at a time through test processes the zygote forks.
 
-Process layout per worker (see :mod:`rlaif.sandbox.jail` for how it is set up)::
+Process layout per worker (see :mod:`rlaif.sandbox.worker` for how it is set up)::
 
     worker W (root; host PID namespace; namespaces, jail and cgroup set up; serves the pool)
       └─ zygote Z (fresh interpreter, PID 1 of the worker's PID namespace; never sees job data)
            └─ T per attempt: own session, chroot jail, rlimits, unprivileged uid; runs the program,
               then the tests (harness.run_in_child), reporting through a pipe only it and W hold
 
-W reads T's messages, stdout and stderr (capped), enforces the per-test and total timeouts, and
+W reads T's messages (order, nonce and size checked by :mod:`rlaif.sandbox.reports`), stdout and
+stderr (capped), enforces the per-test and total timeouts, and
 after every attempt (in a ``finally``) has Z kill every other process in the namespace and reap it,
 so nothing started by the candidate outlives the attempt. When T dies or times out in the middle of a
 test, that test is recorded and a fresh T continues with the remaining ones, so per-test results
@@ -25,67 +26,16 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import time
 from collections.abc import Callable
 
+from rlaif.sandbox.cgroup import oom_kills
 from rlaif.sandbox.confine import CONFINED_OK
+from rlaif.sandbox.frames import ZygoteGone, read_message, recv_frame, send_frame, write_all
+from rlaif.sandbox.reports import AttemptState
 
 _DRAIN_GRACE_S = 0.5
-_ZYGOTE_ANSWER_S = 30.0
 _PIPE_BUFFER = 65536  # Linux's default pipe capacity
-
-
-class ZygoteGone(RuntimeError):
-    """The zygote stopped answering: this worker cannot run anything any more."""
-
-
-# -- framing on the worker's pipes ----------------------------------------------------------------
-def send_frame(fd: int, obj) -> None:
-    data = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
-    _write_all(fd, struct.pack(">I", len(data)) + data)
-
-
-def recv_frame(fd: int):
-    head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    (size,) = struct.unpack(">I", head)
-    body = _read_exact(fd, size)
-    if body is None:
-        return None
-    return json.loads(body)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < size:
-        chunk = os.read(fd, min(size - got, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def read_message(sock: socket.socket, timeout: float = _ZYGOTE_ANSWER_S) -> bytes:
-    """One message of the zygote (a SOCK_SEQPACKET socket keeps message boundaries)."""
-    sock.settimeout(timeout)
-    try:
-        data = sock.recv(1 << 16)
-    except OSError as exc:  # TimeoutError included
-        raise ZygoteGone(f"the zygote did not answer ({exc!r})") from None
-    finally:
-        sock.settimeout(None)
-    if not data:
-        raise ZygoteGone("the zygote closed its socket")
-    return data
 
 
 # -- one job ----------------------------------------------------------------------------------------
@@ -106,20 +56,6 @@ def run_job(job: dict, cfg: dict, iso: dict, zygote: socket.socket, prepare: Cal
         except Exception as exc:
             report = {"sandbox_error": f"cleaning up after the run failed: {exc!r}"}
     return report
-
-
-def _oom_kills(events_file: str | None) -> int:
-    """The memory cgroup's count of out-of-memory kills (0 without a cgroup)."""
-    if not events_file:
-        return 0
-    try:
-        with open(events_file) as fh:
-            for line in fh:
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 class _Capture:
@@ -174,8 +110,23 @@ class TestDriver:
             "violation": self.violation,
         }
 
-    # one attempt: fork T, follow it, record how the current test ended
     def _attempt(self, start: int) -> int:
+        """One attempt: fork T for tests ``start..``, follow it, record how it ended; returns the
+        first test the next attempt must run (``n``: none)."""
+        loaded_before = bool(self.load is not None and self.load.get("ok"))
+        oom_before = oom_kills(self.cfg.get("cgroup_events"))
+        state, ended = self._launch_and_follow(start)
+        if ended.get("sig") == signal.SIGKILL and oom_kills(self.cfg.get("cgroup_events")) > oom_before:
+            ended["oom"] = True
+        if not state.confined:
+            raise RuntimeError(
+                f"the test process could not be confined ({state.confine_error or 'no answer'})"
+            )
+        return self._record(start, state, ended, loaded_before)
+
+    def _launch_and_follow(self, start: int) -> tuple[AttemptState, dict]:
+        """Hand the zygote T's pipe ends, give T its job, and read T until it has ended; every pipe
+        end of the attempt is closed here, whatever happens."""
         nonce = os.urandom(12).hex()
         request = {"job": self.job, "start": start, "nonce": nonce, "workdir": self.workdir}
         data = json.dumps(request, separators=(",", ":")).encode()
@@ -184,13 +135,11 @@ class TestDriver:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         conf_r, conf_w = os.pipe()
-        state = _AttemptState(start, nonce, self.limits, [t["kind"] for t in self.job["tests"]])
-        loaded_before = self.load is not None and self.load.get("ok")
-        oom_before = _oom_kills(self.cfg.get("cgroup_events"))
+        state = AttemptState(start, nonce, self.limits, [t["kind"] for t in self.job["tests"]])
         try:
             early = len(data) <= _PIPE_BUFFER  # fits in the pipe: T finds its job the moment it starts
             if early:
-                _write_all(job_w, data)
+                write_all(job_w, data)
                 os.close(job_w)
                 job_w = -1
             try:
@@ -202,7 +151,7 @@ class TestDriver:
             job_r = rep_w = out_w = err_w = conf_w = -1
             if not early:
                 try:
-                    _write_all(job_w, data)
+                    write_all(job_w, data)
                 except OSError:
                     pass  # T died before reading its job: seen below as an early exit
                 os.close(job_w)
@@ -212,12 +161,11 @@ class TestDriver:
             for fd in (job_r, job_w, rep_w, out_w, err_w, conf_w, rep_r, out_r, err_r, conf_r):
                 if fd >= 0:
                     os.close(fd)
-        if ended.get("sig") == signal.SIGKILL and _oom_kills(self.cfg.get("cgroup_events")) > oom_before:
-            ended["oom"] = True
-        if not state.confined:
-            raise RuntimeError(
-                f"the test process could not be confined ({state.confine_error or 'no answer'})"
-            )
+        return state, ended
+
+    def _record(self, start: int, state: AttemptState, ended: dict, loaded_before: bool) -> int:
+        """Record the attempt's outcomes: the tests T reported, and how the test it was in ended
+        (a crash, a timeout, a violation); returns where the next attempt starts."""
         self.outcomes[start : state.current] = [state.results[i] for i in range(start, state.current)]
         if state.violation:
             self.violation = state.violation
@@ -247,7 +195,7 @@ class TestDriver:
             return state.current + 1
         return self.n
 
-    def _follow(self, st: _AttemptState, rep_r: int, out_r: int, err_r: int, conf_r: int) -> dict:
+    def _follow(self, st: AttemptState, rep_r: int, out_r: int, err_r: int, conf_r: int) -> dict:
         """Read T's channels until it exits (the zygote then reports its status) or its time runs out.
 
         Whatever happens while reading (a malformed report included), the ``finally`` makes sure the
@@ -323,89 +271,6 @@ class TestDriver:
         elif fd == rep_r:
             return st.feed(chunk, self.n)
         return False
-
-
-class _AttemptState:
-    """Parses T's report stream for one attempt, enforcing order and the nonce."""
-
-    def __init__(self, start: int, nonce: str, limits: dict, kinds: list[str]):
-        self.current, self.nonce, self.kinds = start, nonce, kinds
-        self.checks: dict[int, list[dict]] = {}  # reported asserts of the running statement test
-        self.phase = "load"  # load -> tests -> done | over (load failed)
-        self.results: dict[int, dict] = {}
-        self.load_msg: dict | None = None
-        self.violation: str | None = None
-        self.confined = False
-        self.confine_error = ""
-        self.over_at = 0.0
-        self.buf = b""
-        self.max_line = limits["max_value_bytes"] + 4096
-        self.budget = limits["max_report_bytes"]
-
-    def feed(self, chunk: bytes, n: int) -> bool:
-        self.budget -= len(chunk)
-        if self.budget < 0:
-            self.violation = "the test process sent more report data than allowed"
-            return False
-        self.buf += chunk
-        progressed = False
-        while b"\n" in self.buf and self.violation is None:
-            line, self.buf = self.buf.split(b"\n", 1)
-            progressed |= self._message(line, n)
-        if len(self.buf) > self.max_line:
-            self.violation = "a report message exceeds the size limit"
-        return progressed
-
-    def _message(self, line: bytes, n: int) -> bool:
-        try:
-            msg = json.loads(line)
-        except (ValueError, RecursionError, MemoryError):  # deep nesting raises RecursionError
-            self.violation = "malformed report message"
-            return False
-        if type(msg) is not dict or msg.get("k") != self.nonce:
-            self.violation = "report message without the run's nonce (forged or corrupted)"
-            return False
-        event = msg.get("e")
-        if self.phase == "load" and event in ("load_ok", "load_err"):
-            self.load_msg = {"ok": True} if event == "load_ok" else _clean(msg)
-            self.phase = "tests" if event == "load_ok" else "over"
-            self.over_at = time.monotonic()
-            return True
-        if self.phase == "tests" and event in ("val", "exc", "unenc", "ok", "chk"):
-            if msg.get("i") != self.current or self.current >= len(self.kinds):
-                self.violation = f"report for test {msg.get('i')!r} while test {self.current} was running"
-                return False
-            stmt = self.kinds[self.current] == "stmt"
-            if (event in ("ok", "chk") and not stmt) or (event in ("val", "unenc") and stmt):
-                self.violation = f"report message {event!r} for a {self.kinds[self.current]} test"
-                return False
-            if event == "chk":
-                self.checks.setdefault(self.current, []).append(_clean(msg))
-                return False
-            self.results[self.current] = _clean(msg)
-            if stmt:
-                self.results[self.current]["chk"] = self.checks.pop(self.current, [])
-            self.current += 1
-            return True
-        if self.phase == "tests" and event == "done" and self.current == n:
-            self.phase, self.over_at = "done", time.monotonic()
-            return False
-        if self.phase in ("done", "over"):
-            return False  # nothing after the end can change a recorded outcome
-        self.violation = f"unexpected report message {event!r} during {self.phase}"
-        return False
-
-
-def _clean(msg: dict) -> dict:
-    out = {"e": msg.get("e")}
-    for key in ("type", "msg", "line", "v", "syntax", "s", "u"):
-        if key in msg:
-            out[key] = msg[key]
-    if isinstance(out.get("msg"), str):
-        out["msg"] = out["msg"][:500]
-    if isinstance(out.get("type"), str):
-        out["type"] = out["type"][:100]
-    return out
 
 
 # -- entry point ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""What to run and how to judge it: limits, test cases, jobs, and the verdict (all on the parent side).
+"""How tests are planned from source: assert lines, statement tests and call tests (parent side).
 
-A test is one of three kinds:
+A test is one of three kinds (the data types are in :mod:`rlaif.sandbox.cases`):
 
 - ``value``: one ``assert``, split (:mod:`rlaif.sandbox.expr`) into holes evaluated in the sandbox
   (the candidate's calls) and a wrapper evaluated here on their plain values
@@ -13,101 +13,29 @@ A test is one of three kinds:
 Every assert line becomes a value test (any single ``assert``); only other statements become
 statement tests. Expected values and wrappers stay in this process: only :meth:`TestCase.wire`
 crosses into the sandbox, and it carries neither. A report that does not fit the test's kind ("ok"
-for a value test, a value for a statement test) is a protocol violation, never a pass.
+for a value test, a value for a statement test) is a protocol violation, never a pass
+(:mod:`rlaif.sandbox.verdict`, re-exported here with the data types).
 """
 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 from rlaif.errors import RlaifError
+from rlaif.sandbox.cases import MISSING, Job, Limits, Op, TestCase
+from rlaif.sandbox.codec import encode
 from rlaif.sandbox.expr import plan, rewrite_asserts
-from rlaif.sandbox.harness import encode
 
-_MISSING: Any = object()
+# re-exported: callers take the data types and the verdict from here
+from rlaif.sandbox.verdict import Verdict, classify_load, classify_outcome, compare, judge, outputs_match
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for one run. ``total_timeout_s`` defaults to four per-test timeouts.
-
-    ``tmp_mb`` (the work dir's tmpfs size) is fixed when the pool starts; the other limits may be
-    changed per call of :meth:`SandboxPool.run`.
-    """
-
-    timeout_s: float = 3.0
-    total_timeout_s: float | None = None
-    memory_mb: int = 1024
-    max_processes: int = 64
-    file_mb: float = 16.0
-    max_open_files: int = 64
-    tmp_mb: float = 64.0
-    output_bytes: int = 8192
-    max_value_bytes: int = 1_000_000
-
-    @property
-    def total(self) -> float:
-        return self.total_timeout_s if self.total_timeout_s is not None else 4 * self.timeout_s
-
-    def wire(self) -> dict:
-        return {
-            "timeout": self.timeout_s,
-            "total_timeout": self.total,
-            "memory_mb": self.memory_mb,
-            "max_processes": self.max_processes,
-            "file_bytes": int(self.file_mb * 1024 * 1024),
-            "max_open_files": self.max_open_files,
-            "tmp_mb": self.tmp_mb,
-            "output_bytes": self.output_bytes,
-            "max_value_bytes": self.max_value_bytes,
-            "max_report_bytes": 32 * self.max_value_bytes,
-        }
-
-
-Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in", "is", "is not", "truthy", "falsy"]
 _OPS = {
     ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
     ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not",
 }  # fmt: skip
 _MIRROR = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-
-
-@dataclass(frozen=True)
-class TestCase:
-    """One test. ``label`` is what diagnostics show (the assert line, or ``fn(input #i)``)."""
-
-    kind: Literal["value", "call", "stmt"]
-    label: str
-    expr: str | None = None
-    op: Op = "=="
-    expected: Any = _MISSING
-    fn: str | None = None
-    args: Any = None  # encoded (harness.encode) argument list, for call tests
-    atol: float = 0.0
-    not_none: bool = False
-    oracle: Literal["eq", "any", "eq_or_zero"] = "eq"
-    code: str | None = None
-    # value tests: the parts run in the sandbox, and the rest, evaluated here (rlaif.sandbox.expr)
-    holes: tuple[str, ...] = ()
-    iters: tuple[bool, ...] = ()
-    wrapper: str | None = None
-    # statement tests: the code with its asserts rewritten, and per assert (wrapper, iters, condition)
-    wire_code: str | None = None
-    sites: tuple[tuple[str, tuple[bool, ...], str], ...] = ()
-
-    @property
-    def has_expected(self) -> bool:
-        return self.expected is not _MISSING
-
-    def wire(self) -> dict:
-        """What the sandbox sees: never the expected value, nor the wrapper around the holes."""
-        if self.kind == "value":
-            return {"kind": "value", "holes": list(self.holes), "iters": list(self.iters)}
-        if self.kind == "call":
-            return {"kind": "call", "fn": self.fn, "args": self.args, "not_none": self.not_none}
-        return {"kind": "stmt", "code": self.wire_code, "sites": [list(s[1]) for s in self.sites]}
 
 
 def statement_test(code: str, label: str | None = None, *, user_names=frozenset()) -> TestCase:
@@ -121,7 +49,7 @@ def statement_test(code: str, label: str | None = None, *, user_names=frozenset(
                     wire_code=wire_code, sites=tuple((w, tuple(i), c) for w, i, c in sites))  # fmt: skip
 
 
-def call_test(fn: str, args: list, expected: Any = _MISSING, *, atol: float = 0.0, label: str = "",
+def call_test(fn: str, args: list, expected: Any = MISSING, *, atol: float = 0.0, label: str = "",
               not_none: bool = False, oracle: Literal["eq", "any", "eq_or_zero"] = "eq") -> TestCase:  # fmt: skip
     """``fn(*args)``; without ``expected`` the run only collects the output (reference solutions)."""
     return TestCase(kind="call", label=label or f"{fn}(...)", fn=fn, args=encode(list(args)),
@@ -204,36 +132,5 @@ def _is_literal(node: ast.expr) -> bool:
         return False
 
 
-@dataclass
-class Job:
-    """One program and its tests. ``setup`` runs after the program, before the tests (MBPP's
-    ``test_setup_code``, HumanEval's test module preamble)."""
-
-    program: str
-    tests: list[TestCase]
-    task_id: str = ""
-    id: str = ""
-    setup: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def wire(self, limits: Limits) -> dict:
-        return {
-            "id": self.id,
-            "program": self.program,
-            "setup": self.setup,
-            "tests": [t.wire() for t in self.tests],
-            "limits": limits.wire(),
-        }
-
-
-from rlaif.sandbox.verdict import (  # noqa: E402  (re-exported: the verdict lives in its own module)
-    Verdict,
-    classify_load,
-    classify_outcome,
-    compare,
-    judge,
-    outputs_match,
-)
-
-__all__ = ["Job", "Limits", "TestCase", "Verdict", "assert_test", "call_test", "classify_load",
+__all__ = ["Job", "Limits", "Op", "TestCase", "Verdict", "assert_test", "call_test", "classify_load",
            "classify_outcome", "compare", "judge", "outputs_match", "safe_literal", "statement_test"]  # fmt: skip

@@ -1,6 +1,6 @@
 """The verdict: one test's raw outcome, or a whole run's report, classified on plain values.
 
-Everything here runs in the parent. Values arrive as encoded plain data (rlaif.sandbox.harness);
+Everything here runs in the parent. Values arrive as encoded plain data (:mod:`rlaif.sandbox.codec`);
 wrappers are evaluated with :func:`rlaif.sandbox.expr.evaluate`; a report that does not fit the
 test's kind is a protocol violation; nothing here raises on what a sandboxed program reports.
 """
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from rlaif.sandbox.codec import decode
 from rlaif.sandbox.expr import WrapperError, compile_wrapper, evaluate
-from rlaif.sandbox.harness import decode
 
 if TYPE_CHECKING:
-    from rlaif.sandbox.spec import Job, TestCase
+    from rlaif.sandbox.cases import Job, TestCase
 
 
 # -- verdicts --------------------------------------------------------------------------------------
@@ -174,15 +174,7 @@ def classify_outcome(test: TestCase, raw: dict | None) -> tuple[str, str]:
         return _exception_status(etype), f"{prefix}{etype}: {raw.get('msg', '')}".rstrip(": ")
     if event == "unenc":
         return "failed", f"returned a value that cannot be compared safely ({raw.get('msg', '')})"
-    if event == "timeout":
-        return "timeout", "test exceeded its time limit"
-    if event == "signal":
-        return _signal_status(int(raw.get("sig", 0)), bool(raw.get("oom")))
-    if event == "exit":
-        return "runtime_error", f"the program exited (status {raw.get('code')}) before the test finished"
-    if event == "violation":
-        return "runtime_error", f"harness protocol violated: {raw.get('msg')}"
-    return "sandbox_error", f"unknown outcome {event!r}"
+    return _ended(raw, loading=False)
 
 
 def classify_load(load: dict) -> tuple[str, str]:
@@ -194,15 +186,25 @@ def classify_load(load: dict) -> tuple[str, str]:
         if load.get("syntax"):
             return "syntax_error", detail
         return _exception_status(str(load.get("type"))), detail
+    return _ended(load, loading=True)
+
+
+def _ended(raw: dict, *, loading: bool) -> tuple[str, str]:
+    """(status, detail) for a test process that ended without reporting a result: a timeout, a
+    signal, an exit, a protocol violation -- while loading the program, or inside a test."""
+    event = raw.get("e")
     if event == "timeout":
-        return "timeout", "the program did not finish loading within the time limit"
+        if loading:
+            return "timeout", "the program did not finish loading within the time limit"
+        return "timeout", "test exceeded its time limit"
     if event == "signal":
-        return _signal_status(int(load.get("sig", 0)), bool(load.get("oom")))
+        return _signal_status(int(raw.get("sig", 0)), bool(raw.get("oom")))
     if event == "exit":
-        return "runtime_error", f"the program exited (status {load.get('code')}) before any test ran"
+        before = "any test ran" if loading else "the test finished"
+        return "runtime_error", f"the program exited (status {raw.get('code')}) before {before}"
     if event == "violation":
-        return "runtime_error", f"harness protocol violated: {load.get('msg')}"
-    return "sandbox_error", f"unknown load outcome {event!r}"
+        return "runtime_error", f"harness protocol violated: {raw.get('msg')}"
+    return "sandbox_error", f"unknown {'load ' if loading else ''}outcome {event!r}"
 
 
 @dataclass

@@ -149,7 +149,7 @@ def serve(sock: socket.socket, cfg: dict, iso: dict) -> int:
 
 
 def zygote_main(argv: list[str]) -> int:
-    """Entry point (exec'd by :func:`rlaif.sandbox.jail.worker_main`): preload, report, serve."""
+    """Entry point (exec'd by :func:`rlaif.sandbox.worker.worker_main`): preload, report, serve."""
     state = json.loads(argv[1])
     sock = socket.socket(fileno=int(argv[2]))
     iso, warnings = state.pop("isolation"), []
