@@ -16,14 +16,14 @@ from typing import Any
 
 from rlaif.errors import ConfigError
 from rlaif.files import atomic_write_json
+from rlaif.records import PromptRecord, read_jsonl
 from rlaif.train.configs import PolicySpec, TrainerSettings
+from rlaif.train.precision import mixed_precision_flags
 
 
 def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
     """Our shared settings as TrainingArguments keywords; ``cfg.trainer_args`` overrides last."""
     import torch
-
-    from rlaif.train.precision import mixed_precision_flags
 
     kw: dict[str, Any] = dict(
         output_dir=str(Path(cfg.output_dir) / "trainer"),
@@ -173,8 +173,6 @@ def prompt_rows(records) -> list[dict[str, Any]]:
 
 
 def load_prompt_records(paths: list[Path]):
-    from rlaif.records import PromptRecord, read_jsonl
-
     records = []
     for p in paths:
         records.extend(read_jsonl(p, PromptRecord))

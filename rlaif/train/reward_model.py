@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlaif.code.rewards import completion_text
 from rlaif.errors import ConfigError
 from rlaif.records import Message, PreferencePair, as_conversation, load_pairs, pairs_to_dataset, stable_hash
 from rlaif.train.common import (
@@ -279,8 +280,6 @@ class RewardModelScorer:
         return scores
 
     def __call__(self, prompts: list, completions: list, **_: Any) -> list[float]:
-        from rlaif.train.rewards import completion_text
-
         convs = []
         for prompt, completion in zip(prompts, completions, strict=True):
             msgs = as_conversation(prompt)
