@@ -25,26 +25,31 @@ from rlaif.train.configs import PolicySpec, TrainerSettings
 from rlaif.train.models import merge_policy
 from rlaif.train.precision import mixed_precision_flags
 
+# our settings that TrainingArguments spells the same way
+_SAME_NAME_SETTINGS = (
+    "learning_rate",
+    "max_steps",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+    "gradient_checkpointing",
+    "logging_steps",
+)
+
 
 def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
     """Our shared settings as TrainingArguments keywords; ``cfg.trainer_args`` overrides last."""
     import torch
 
-    kw: dict[str, Any] = dict(
+    kw: dict[str, Any] = {name: getattr(cfg, name) for name in _SAME_NAME_SETTINGS}
+    kw.update(
         output_dir=str(Path(cfg.output_dir) / "trainer"),
-        learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         per_device_eval_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        logging_steps=cfg.logging_steps,
         save_strategy="steps" if cfg.save_steps else "no",
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
