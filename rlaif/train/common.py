@@ -1,8 +1,10 @@
-"""Plumbing shared by the training stages: TRL argument mapping, metrics files, result records.
+"""Plumbing shared by the training stages: TRL argument mapping, metrics files, result records, and
+the train-then-save sequence of the TRL-backed policy stages (DPO, GRPO, RLOO).
 
 Why one place: every stage must log the same way (``metrics.jsonl``: one JSON object per logging
-step, written by the main process only, flushed per line so a crashed run keeps its curve) and map
-our settings onto transformers' TrainingArguments identically.
+step, written by the main process only, flushed per line so a crashed run keeps its curve), map our
+settings onto transformers' TrainingArguments identically, and leave the same output layout
+(``adapter/`` or ``model/`` with tokenizer files, ``result.json``).
 """
 
 from __future__ import annotations
@@ -10,36 +12,44 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
 from rlaif.files import atomic_write_json
+from rlaif.records import PromptRecord, read_jsonl
 from rlaif.train.configs import PolicySpec, TrainerSettings
+from rlaif.train.models import merge_policy
+from rlaif.train.precision import mixed_precision_flags
+
+# our settings that TrainingArguments spells the same way
+_SAME_NAME_SETTINGS = (
+    "learning_rate",
+    "max_steps",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+    "gradient_checkpointing",
+    "logging_steps",
+)
 
 
 def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
     """Our shared settings as TrainingArguments keywords; ``cfg.trainer_args`` overrides last."""
     import torch
 
-    from rlaif.train.precision import mixed_precision_flags
-
-    kw: dict[str, Any] = dict(
+    kw: dict[str, Any] = {name: getattr(cfg, name) for name in _SAME_NAME_SETTINGS}
+    kw.update(
         output_dir=str(Path(cfg.output_dir) / "trainer"),
-        learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         per_device_eval_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        logging_steps=cfg.logging_steps,
         save_strategy="steps" if cfg.save_steps else "no",
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
@@ -114,6 +124,66 @@ def metrics_callback(writer: MetricsWriter, stage: str):
     return _Callback()
 
 
+def run_logged_trainer(
+    build: Callable[[list], Any],
+    args,
+    stage: str,
+    out: Path,
+    *,
+    callbacks: list | None = None,
+    evaluate: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Build a TRL trainer with our metrics callback first (``build(callbacks)``), train it, evaluate
+    when asked; ``<out>/metrics.jsonl`` is closed even when training fails. Returns (trainer, eval
+    metrics)."""
+    writer = MetricsWriter(Path(out) / "metrics.jsonl", enabled=args.process_index == 0)
+    try:
+        trainer = build([metrics_callback(writer, stage), *(callbacks or [])])
+        trainer.train()
+        eval_metrics = trainer.evaluate() if evaluate else {}
+    finally:
+        writer.close()
+    return trainer, eval_metrics
+
+
+def save_policy_stage(
+    trainer, cfg, tokenizer, *, stage: str, base: Path, counts: dict[str, int], extra: dict[str, Any]
+) -> StageResult:
+    """Save a TRL-trained policy as ``adapter/`` (LoRA, on ``base``) or ``model/`` and write result.json.
+
+    ``cfg`` needs ``output_dir``, ``lora``, ``save`` and ``save_steps``. Every process takes part in
+    the save (DeepSpeed/FSDP gather there); only the main process writes the tokenizer, the merged
+    model and result.json, and removes scratch: TRL's training_args.bin, its ``trainer/`` directory
+    when nothing resumable was asked for, and the frozen ``ref`` adapter copy of DPO's continue mode.
+    """
+    out, lora = Path(cfg.output_dir), cfg.lora is not None
+    target = out / ("adapter" if lora else "model")
+    trainer.save_model(str(target))  # handles DeepSpeed/FSDP gathering; writes on the main process
+    trainer.accelerator.wait_for_everyone()
+    result = StageResult(
+        stage=stage,
+        output_dir=out,
+        base_model=base if lora else target,
+        adapter=target if lora else None,
+        metrics_path=out / "metrics.jsonl",
+        metrics=last_values(trainer.state.log_history),
+        counts={**counts, "steps": trainer.state.global_step, "world_size": trainer.args.world_size},
+        extra=extra,
+    )
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(target))
+        (target / "training_args.bin").unlink(missing_ok=True)
+        if lora and cfg.save == "merged":
+            result.merged_model = merge_policy(PolicySpec(path=base, adapter=target), out / "model")
+        if not cfg.save_steps:  # nothing resumable was written; drop TRL's scratch directory
+            shutil.rmtree(out / "trainer", ignore_errors=True)
+        if (target / "ref" / "adapter_config.json").is_file():  # TRL's frozen reference copy
+            shutil.rmtree(target / "ref")
+        result.write()
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
@@ -173,8 +243,6 @@ def prompt_rows(records) -> list[dict[str, Any]]:
 
 
 def load_prompt_records(paths: list[Path]):
-    from rlaif.records import PromptRecord, read_jsonl
-
     records = []
     for p in paths:
         records.extend(read_jsonl(p, PromptRecord))

@@ -19,6 +19,8 @@ import torch
 
 from rlaif.errors import ConfigError
 from rlaif.train.configs import LoraSettings
+from rlaif.train.models import disable_dropout, peft_lora_config, save_full_model
+from rlaif.train.reward_model import load_reward_backbone
 
 
 class ValueModel(torch.nn.Module):
@@ -44,9 +46,6 @@ class ValueModel(torch.nn.Module):
 
 
 def load_critic(path: str | Path, lora: LoraSettings | None, pad_token_id: int, dtype=None) -> ValueModel:
-    from rlaif.train.models import disable_dropout, peft_lora_config
-    from rlaif.train.reward_model import load_reward_backbone
-
     model, _ = load_reward_backbone(path, dtype)
     model.config.pad_token_id = pad_token_id
     if lora is not None:
@@ -62,8 +61,6 @@ def load_critic(path: str | Path, lora: LoraSettings | None, pad_token_id: int, 
 
 def save_critic(critic: ValueModel, tokenizer, out_dir: str | Path) -> Path:
     """Save as a plain sequence-classification model (LoRA merged), reusable as a critic or RM init."""
-    from rlaif.train.models import save_full_model
-
     model = critic.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()

@@ -16,26 +16,24 @@ process, so the merged model must fit in one process's memory.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from rlaif.records import PreferencePair, load_pairs, pairs_to_dataset
 from rlaif.train.common import (
-    MetricsWriter,
     StageResult,
-    last_values,
     make_trl_config,
-    metrics_callback,
+    run_logged_trainer,
+    save_policy_stage,
     trainer_kwargs,
 )
-from rlaif.train.configs import DPOConfig, PolicySpec
+from rlaif.train.configs import DPOConfig
 from rlaif.train.models import (
     check_adapter_dir,
     check_model_dir,
     load_causal_lm,
     load_policy,
     load_tokenizer,
-    merge_policy,
+    merged_starting_base,
     peft_lora_config,
 )
 from rlaif.train.precision import frozen_dtype, trainable_dtype
@@ -74,16 +72,18 @@ def _check_inputs(cfg: DPOConfig) -> None:
 
 def _starting_base(cfg: DPOConfig) -> Path:
     """The model directory the new adapter applies to; merges a previous adapter for adapter_mode=new."""
-    if cfg.lora is None or cfg.policy.adapter is None or cfg.adapter_mode == "continue":
+    if cfg.lora is None or cfg.adapter_mode == "continue":
         return Path(cfg.policy.path)
-    from accelerate import PartialState
+    return merged_starting_base(cfg.policy, cfg.output_dir)
 
-    state = PartialState()
-    base = Path(cfg.output_dir) / "base"
-    with state.local_main_process_first():
-        if state.is_local_main_process:
-            merge_policy(cfg.policy, base)  # fp32: the trainable starting point
-    return base
+
+def _policy_model(cfg: DPOConfig, base: Path, dtype):
+    """(model, peft_config): the trainable policy and, for a new adapter, the LoRA config TRL applies."""
+    if cfg.lora is None:
+        return load_causal_lm(base, dtype), None
+    if cfg.adapter_mode == "continue" and cfg.policy.adapter is not None:
+        return load_policy(cfg.policy, trainable=True, dtype=dtype), None
+    return load_causal_lm(base, dtype), peft_lora_config(cfg.lora)
 
 
 def run_dpo(
@@ -99,68 +99,37 @@ def run_dpo(
     eval_ds = pairs_to_dataset(eval_pairs) if eval_pairs else None
 
     args = trl_dpo_args(cfg)
-    dtype = trainable_dtype(cfg.precision)  # fp32 master weights; bf16 comes from autocast (args.bf16)
     tokenizer = load_tokenizer(cfg.policy.path)
     base = _starting_base(cfg)
-    peft_config = None
-    if cfg.lora is None:
-        model = load_causal_lm(base, dtype)
-    elif cfg.adapter_mode == "continue" and cfg.policy.adapter is not None:
-        model = load_policy(cfg.policy, trainable=True, dtype=dtype)
-    else:
-        model = load_causal_lm(base, dtype)
-        peft_config = peft_lora_config(cfg.lora)
+    # fp32 master weights; bf16 comes from autocast (args.bf16)
+    model, peft_config = _policy_model(cfg, base, trainable_dtype(cfg.precision))
     # a fixed SFT reference is never updated: half precision under a mixed-precision run
     ref_model = load_causal_lm(cfg.sft_model, frozen_dtype(cfg.precision)) if cfg.reference == "sft" else None
 
-    out = Path(cfg.output_dir)
-    writer = MetricsWriter(out / "metrics.jsonl", enabled=args.process_index == 0)
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=ref_model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[metrics_callback(writer, "dpo"), *(callbacks or [])],
-    )
-    trainer.train()
-    if eval_ds is not None:
-        trainer.evaluate()
-    writer.close()
+    def build(all_callbacks: list) -> DPOTrainer:
+        return DPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=all_callbacks,
+        )
 
-    lora = cfg.lora is not None
-    target = out / ("adapter" if lora else "model")
-    trainer.save_model(str(target))  # handles DeepSpeed/FSDP gathering; writes on the main process
-    trainer.accelerator.wait_for_everyone()
-    result = StageResult(
+    trainer, _ = run_logged_trainer(
+        build, args, "dpo", Path(cfg.output_dir), callbacks=callbacks, evaluate=eval_ds is not None
+    )
+    return save_policy_stage(
+        trainer,
+        cfg,
+        tokenizer,
         stage="dpo",
-        output_dir=out,
-        base_model=base if lora else target,
-        adapter=target if lora else None,
-        metrics_path=out / "metrics.jsonl",
-        metrics=last_values(trainer.state.log_history),
-        counts={
-            "pairs": len(train_pairs),
-            "eval_pairs": len(eval_pairs),
-            "steps": trainer.state.global_step,
-            "world_size": args.world_size,
-        },
+        base=base,
+        counts={"pairs": len(train_pairs), "eval_pairs": len(eval_pairs)},
         extra={"loss_type": args.loss_type, "beta": cfg.beta, "reference": cfg.reference},
     )
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(target))
-        (target / "training_args.bin").unlink(missing_ok=True)
-        if lora and cfg.save == "merged":
-            result.merged_model = merge_policy(PolicySpec(path=base, adapter=target), out / "model")
-        if not cfg.save_steps:  # nothing resumable was written; drop TRL's scratch directory
-            shutil.rmtree(out / "trainer", ignore_errors=True)
-        if (target / "ref" / "adapter_config.json").is_file():  # TRL's frozen reference copy (continue mode)
-            shutil.rmtree(target / "ref")
-        result.write()
-    trainer.accelerator.wait_for_everyone()
-    return result
 
 
 def pair_logps(

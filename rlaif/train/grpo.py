@@ -15,28 +15,26 @@ per-function rewards, KL, clip ratios, completion lengths), ``result.json``.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
 from rlaif.records import PromptRecord
 from rlaif.train.common import (
-    MetricsWriter,
     StageResult,
-    last_values,
     load_prompt_records,
     make_trl_config,
-    metrics_callback,
     prompt_rows,
+    run_logged_trainer,
+    save_policy_stage,
     trainer_kwargs,
 )
-from rlaif.train.configs import GRPOConfig, PolicySpec, RLOOConfig
+from rlaif.train.configs import GRPOConfig, RLOOConfig
 from rlaif.train.models import (
     check_model_dir,
     load_causal_lm,
     load_tokenizer,
-    merge_policy,
+    merged_starting_base,
     peft_lora_config,
 )
 from rlaif.train.precision import trainable_dtype
@@ -53,30 +51,11 @@ def _named(fn: RewardFn) -> RewardFn:
     return fn
 
 
-def _starting_base(cfg, out: Path) -> Path:
-    if cfg.policy.adapter is None:
-        return Path(cfg.policy.path)
-    from accelerate import PartialState
-
-    state = PartialState()
-    base = out / "base"
-    with state.local_main_process_first():
-        if state.is_local_main_process:
-            merge_policy(cfg.policy, base)  # fp32: the trainable starting point
-    return base
-
-
-def _run_group_rl(
-    cfg: GRPOConfig | RLOOConfig,
-    stage: str,
-    prompts: list[PromptRecord] | None,
-    reward_funcs: list[RewardFn] | None,
-) -> StageResult:
-    from datasets import Dataset
-
-    check_model_dir(cfg.policy.path, "policy.path")
-    records = prompts if prompts is not None else load_prompt_records(cfg.prompts)
-    funcs = [_named(load_reward(spec)) for spec in cfg.rewards] + [_named(f) for f in reward_funcs or []]
+def _reward_functions(
+    cfg: GRPOConfig | RLOOConfig, stage: str, extra: list[RewardFn] | None
+) -> list[RewardFn]:
+    """The config's reward sources, then the callables passed in; their count must match the weights."""
+    funcs = [_named(load_reward(spec)) for spec in cfg.rewards] + [_named(f) for f in extra or []]
     if not funcs:
         raise ConfigError(f"{stage}: no reward functions (set `rewards` or pass reward_funcs=)")
     weights = cfg.reward_weights
@@ -84,21 +63,18 @@ def _run_group_rl(
         raise ConfigError(
             f"{stage}: reward_weights has {len(weights)} entries for {len(funcs)} reward functions"
         )
-    dataset = Dataset.from_list(prompt_rows(records))
+    return funcs
 
-    out = Path(cfg.output_dir)
-    base = _starting_base(cfg, out)
-    tokenizer = load_tokenizer(cfg.policy.path)
-    model = load_causal_lm(base, trainable_dtype(cfg.precision))  # bf16 only via autocast
-    peft_config = peft_lora_config(cfg.lora) if cfg.lora is not None else None
 
+def _trl_trainer_and_args(cfg: GRPOConfig | RLOOConfig, stage: str):
+    """(TRL trainer class, TRL config) for ``stage``; ``cfg.trainer_args`` overrides last."""
     kw: dict[str, Any] = trainer_kwargs(cfg)
     kw.update(
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         beta=cfg.beta,
-        reward_weights=weights,
+        reward_weights=cfg.reward_weights,
         disable_dropout=True,
     )
     if stage == "grpo":
@@ -112,45 +88,50 @@ def _run_group_rl(
 
         kw.update(normalize_advantages=cfg.normalize_advantages)
     kw.update(cfg.trainer_args)
-    args = make_trl_config(TRLConfig, kw, stage)
+    return Trainer, make_trl_config(TRLConfig, kw, stage)
 
-    writer = MetricsWriter(out / "metrics.jsonl", enabled=args.process_index == 0)
-    trainer = Trainer(
-        model=model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[metrics_callback(writer, stage)],
-    )
-    trainer.train()
-    writer.close()
 
-    lora = cfg.lora is not None
-    target = out / ("adapter" if lora else "model")
-    trainer.save_model(str(target))
-    trainer.accelerator.wait_for_everyone()
-    result = StageResult(
+def _run_group_rl(
+    cfg: GRPOConfig | RLOOConfig,
+    stage: str,
+    prompts: list[PromptRecord] | None,
+    reward_funcs: list[RewardFn] | None,
+) -> StageResult:
+    from datasets import Dataset
+
+    check_model_dir(cfg.policy.path, "policy.path")
+    records = prompts if prompts is not None else load_prompt_records(cfg.prompts)
+    funcs = _reward_functions(cfg, stage, reward_funcs)
+    dataset = Dataset.from_list(prompt_rows(records))
+
+    out = Path(cfg.output_dir)
+    base = merged_starting_base(cfg.policy, out)
+    tokenizer = load_tokenizer(cfg.policy.path)
+    model = load_causal_lm(base, trainable_dtype(cfg.precision))  # bf16 only via autocast
+    peft_config = peft_lora_config(cfg.lora) if cfg.lora is not None else None
+    trainer_cls, args = _trl_trainer_and_args(cfg, stage)
+
+    def build(callbacks: list):
+        return trainer_cls(
+            model=model,
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
+
+    trainer, _ = run_logged_trainer(build, args, stage, out)
+    return save_policy_stage(
+        trainer,
+        cfg,
+        tokenizer,
         stage=stage,
-        output_dir=out,
-        base_model=base if lora else target,
-        adapter=target if lora else None,
-        metrics_path=out / "metrics.jsonl",
-        metrics=last_values(trainer.state.log_history),
-        counts={"prompts": len(records), "steps": trainer.state.global_step, "world_size": args.world_size},
+        base=base,
+        counts={"prompts": len(records)},
         extra={"reward_functions": [reward_name(f) for f in funcs]},
     )
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(target))
-        (target / "training_args.bin").unlink(missing_ok=True)
-        if lora and cfg.save == "merged":
-            result.merged_model = merge_policy(PolicySpec(path=base, adapter=target), out / "model")
-        if not cfg.save_steps:
-            shutil.rmtree(out / "trainer", ignore_errors=True)
-        result.write()
-    trainer.accelerator.wait_for_everyone()
-    return result
 
 
 def run_grpo(

@@ -98,6 +98,28 @@ def merge_policy(spec: PolicySpec, out_dir: str | Path, dtype=None) -> Path:
     return out
 
 
+def merged_starting_base(policy: PolicySpec, out_dir: str | Path, state=None) -> Path:
+    """The model directory a stage trains from: ``policy.path``, or with an adapter, the adapter merged
+    into it at ``<out_dir>/base``.
+
+    Why merge: with LoRA the reference is the base with the adapter disabled, which must be the
+    starting policy; and a fresh adapter must apply to the model the round really started from. The
+    local main process of each node writes the merge while the others wait (``state``: an accelerate
+    ``Accelerator`` or ``PartialState``; a ``PartialState`` by default).
+    """
+    if policy.adapter is None:
+        return Path(policy.path)
+    if state is None:
+        from accelerate import PartialState
+
+        state = PartialState()
+    base = Path(out_dir) / "base"
+    with state.local_main_process_first():
+        if state.is_local_main_process:
+            merge_policy(policy, base)  # fp32: the trainable starting point
+    return base
+
+
 def save_full_model(model, tokenizer, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

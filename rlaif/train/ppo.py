@@ -3,7 +3,9 @@
 One iteration: sample responses for a batch of prompts (HF ``generate`` or a vLLM engine serving the
 current LoRA adapter), cut them at the first EOS, score them (a reward model or any reward callable),
 then run ``ppo_epochs`` passes of clipped-ratio policy updates and clipped value updates over the batch.
-The arithmetic lives in :mod:`rlaif.train.ppo_math`; this module only wires models and data.
+The arithmetic lives in :mod:`rlaif.train.ppo_math`, the set-up (models, optimisers, reward, engine)
+in :mod:`rlaif.train.ppo_setup`; this module runs the iteration as named phases: rollout, score,
+estimate (old log-probs, values, KL-penalised rewards, advantages), optimise, metrics.
 
 Roles: actor (LoRA or full); critic = a value head on every token (:mod:`rlaif.train.critic`),
 initialised from the reward model when there is one; reference = the starting policy, frozen - with
@@ -38,31 +40,39 @@ from typing import Any
 
 import torch
 
-from rlaif.engines.base import Engine, Sampling
-from rlaif.errors import ConfigError
+from rlaif.engines.base import Engine
 from rlaif.records import PromptRecord
 from rlaif.train import ppo_math as pm
-from rlaif.train.common import MetricsWriter, StageResult, load_prompt_records, prompt_rows
+from rlaif.train.common import MetricsWriter, StageResult
 from rlaif.train.configs import PolicySpec, PPOConfig
-from rlaif.train.rewards import RewardFn, call_reward, load_reward
-
-
-def _read_ptx_texts(path: Path) -> list[str]:
-    from rlaif.records import iter_json_lines
-
-    if path.suffix in (".jsonl", ".gz"):
-        texts = []
-        for lineno, obj in iter_json_lines(path):
-            if not isinstance(obj.get("text"), str):
-                raise ConfigError(f"{path}:{lineno}: ptx record needs a string field 'text'")
-            texts.append(obj["text"])
-    elif path.is_file():
-        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:
-        raise ConfigError(f"ptx_data: file not found: {path}")
-    if not texts:
-        raise ConfigError(f"ptx_data: no text in {path}")
-    return texts
+from rlaif.train.critic import save_critic
+from rlaif.train.models import (
+    check_model_dir,
+    load_tokenizer,
+    merge_policy,
+    merged_starting_base,
+    save_full_model,
+)
+from rlaif.train.ppo_batch import Estimates, Rollout, Scores, iteration_metrics, process_mean
+from rlaif.train.ppo_rollout import (
+    cut_at_eos,
+    engine_generate,
+    forward_inputs,
+    hf_generate,
+    left_pad,
+    score_rollout,
+)
+from rlaif.train.ppo_setup import (
+    build_models,
+    configured_reward,
+    eos_token_ids,
+    kl_controller,
+    read_ptx_texts,
+    rollout_engine,
+    sharded_prompt_rows,
+)
+from rlaif.train.precision import fresh_accelerator
+from rlaif.train.rewards import RewardFn
 
 
 class PPOTrainer:
@@ -79,109 +89,32 @@ class PPOTrainer:
     ):
         from accelerate.utils import set_seed
 
-        from rlaif.train.critic import load_critic
-        from rlaif.train.models import check_model_dir, disable_dropout, load_causal_lm, load_tokenizer
-        from rlaif.train.precision import fresh_accelerator
-
         self.cfg = cfg
-        self.accelerator = fresh_accelerator(cfg.precision)
-        acc = self.accelerator
+        self.accelerator = acc = fresh_accelerator(cfg.precision)
         # under autocast the KV-cached sampling logits differ from a full forward by bf16 rounding:
         # the old log-probs are then recomputed exactly as the reference's and the update's
         self.mixed = acc.mixed_precision != "no"
         set_seed(cfg.seed + acc.process_index)
         self.out = Path(cfg.output_dir)
         check_model_dir(cfg.policy.path, "policy.path")
+        self.rows = sharded_prompt_rows(cfg, prompts, acc.process_index, acc.num_processes)
+        self.reward_fn = configured_reward(cfg, reward_fn, str(acc.device))
+        self.ptx_texts = read_ptx_texts(cfg.ptx_data) if cfg.ptx_coef > 0 and cfg.ptx_data else None
 
-        # Data and reward
-        records = (
-            prompts if prompts is not None else load_prompt_records(cfg.prompts) if cfg.prompts else None
-        )
-        if not records:
-            raise ConfigError("ppo: no prompts (set `prompts` files or pass prompts=)")
-        self.rows = prompt_rows(records)[acc.process_index :: acc.num_processes]
-        if reward_fn is None:
-            if cfg.reward is None:
-                raise ConfigError("ppo: no reward (set `reward` or pass reward_fn=)")
-            reward_fn = load_reward(cfg.reward, device=str(acc.device))
-        self.reward_fn = reward_fn
-        self.ptx_texts = _read_ptx_texts(cfg.ptx_data) if cfg.ptx_coef > 0 and cfg.ptx_data else None
-
-        # Models
         self.tokenizer = load_tokenizer(cfg.policy.path)
-        self.base = self._starting_base()
-        actor = load_causal_lm(self.base, torch.float32)
-        self.ref_model = None
-        if cfg.lora is not None:
-            from peft import get_peft_model
-
-            from rlaif.train.models import peft_lora_config
-
-            actor = get_peft_model(actor, peft_lora_config(cfg.lora.model_copy(update={"dropout": 0.0})))
-        else:
-            # fp32 like the actor and run under its autocast: at step 0 both compute the same numbers
-            self.ref_model = load_causal_lm(self.base, torch.float32).to(acc.device).eval()
-            self.ref_model.requires_grad_(False)
-        disable_dropout(actor)
-        critic_path = cfg.critic_model or (cfg.reward.reward_model if cfg.reward else None) or self.base
-        critic = load_critic(critic_path, cfg.critic_lora, self.tokenizer.pad_token_id, torch.float32)
-        actor_opt = torch.optim.AdamW(
-            [p for p in actor.parameters() if p.requires_grad], lr=cfg.learning_rate, foreach=True
-        )
-        critic_opt = torch.optim.AdamW(
-            [p for p in critic.parameters() if p.requires_grad],
-            lr=cfg.critic_learning_rate or cfg.learning_rate,
-            foreach=True,
-        )
-        self.actor, self.critic, self.actor_opt, self.critic_opt = acc.prepare(
-            actor, critic, actor_opt, critic_opt
-        )
-        self.actor.eval()  # no dropout anywhere; gradients still flow in eval mode
-        self.critic.eval()
-
-        gen_eos = getattr(self._unwrapped_actor().generation_config, "eos_token_id", None)
-        eos_ids = {self.tokenizer.eos_token_id}
-        eos_ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
-        self.eos_ids = sorted(i for i in eos_ids if i is not None)
-        self.kl_ctl = (
-            pm.AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
-            if cfg.adaptive_kl
-            else pm.FixedKLController(cfg.kl_coef)
-        )
+        self.base = merged_starting_base(cfg.policy, self.out, acc)
+        models = build_models(cfg, self.base, self.tokenizer, acc)
+        self.actor, self.critic, self.ref_model = models.actor, models.critic, models.ref_model
+        self.actor_opt, self.critic_opt = models.actor_opt, models.critic_opt
+        self.eos_ids = eos_token_ids(self.tokenizer, self._unwrapped_actor())
+        self.kl_ctl = kl_controller(cfg)
         self.moments = pm.RunningMoments() if cfg.normalize_rewards else None
         self.rng = random.Random(cfg.seed + acc.process_index)
         self._order: list[int] = []
         self.prompts_truncated = 0
-
-        # Rollout backend
-        self.engine = engine
-        self._own_engine = False
-        if cfg.rollout == "engine":
-            if acc.num_processes > 1:
-                raise ConfigError(
-                    "ppo: rollout='engine' runs in one process; use rollout='hf' with accelerate"
-                )
-            if self.base != Path(cfg.policy.path) and engine is not None and engine_factory is None:
-                raise ConfigError(
-                    f"ppo: the starting adapter was merged into {self.base}; the engine must serve that model. "
-                    "Pass engine_factory= (called with the merged path) instead of an engine on the old base."
-                )
-            if engine_factory is not None and (engine is None or self.base != Path(cfg.policy.path)):
-                self.engine, self._own_engine = engine_factory(self.base), True
-            if self.engine is None:
-                raise ConfigError("ppo: rollout='engine' needs an engine or engine_factory")
-
-    # -- setup helpers -----------------------------------------------------------------------------
-    def _starting_base(self) -> Path:
-        if self.cfg.policy.adapter is None:
-            return Path(self.cfg.policy.path)
-        from rlaif.train.models import merge_policy
-
-        base = self.out / "base"
-        with self.accelerator.local_main_process_first():
-            if self.accelerator.is_local_main_process:
-                merge_policy(self.cfg.policy, base)
-        return base
+        self.engine, self._own_engine = rollout_engine(
+            cfg, self.base, engine, engine_factory, acc.num_processes
+        )
 
     def _unwrapped_actor(self):
         return self.accelerator.unwrap_model(self.actor)
@@ -204,7 +137,7 @@ class PPOTrainer:
             ids = ids[-self.cfg.max_prompt_tokens :]
         return ids
 
-    # -- rollout -----------------------------------------------------------------------------------
+    # -- rollout helpers (the functions live in ppo_rollout) ----------------------------------------
     def _generate(
         self, rows: list[dict[str, Any]]
     ) -> tuple[list[list[int]], list[list[int]], torch.Tensor | None]:
@@ -212,56 +145,21 @@ class PPOTrainer:
         samples_per_prompt times; engine rollouts have no log-probs here (HF re-scores them)."""
         n = self.cfg.samples_per_prompt
         queries = [self._query_ids(r["prompt"]) for r in rows for _ in range(n)]
+        actor = self._unwrapped_actor()
         if self.cfg.rollout == "engine":
-            adapter = self.out / "rollout_adapter"
-            self._unwrapped_actor().save_pretrained(str(adapter))
-            sampling = Sampling(
-                n=n,
-                temperature=self.cfg.temperature,
-                top_p=1.0,
-                max_tokens=self.cfg.max_new_tokens,
-                seed=self.rng.randrange(2**31),
-            )
-            outs = self.engine.generate([r["prompt"] for r in rows], sampling, adapter=str(adapter))
-            responses = [list(c.token_ids or []) for per_prompt in outs for c in per_prompt]
-            return queries, responses, None
-        from transformers import GenerationConfig, LogitsProcessorList
-
-        gen_cfg = GenerationConfig(
-            do_sample=True,
-            temperature=1.0,  # the temperature is applied by pm.SampledLogprobs
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=self.cfg.max_new_tokens,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
+            prompts, seed = [r["prompt"] for r in rows], self.rng.randrange(2**31)
+            adapter_dir = self.out / "rollout_adapter"
+            return queries, engine_generate(self.engine, actor, prompts, self.cfg, adapter_dir, seed), None
+        responses, logp = hf_generate(
+            actor, self.tokenizer, queries, self.eos_ids, self.cfg, self.accelerator
         )
-        recorder = pm.SampledLogprobs(self.cfg.temperature)
-        ids, attn = self._left_pad(queries)
-        with torch.no_grad(), self.accelerator.autocast():
-            seqs = self._unwrapped_actor().generate(
-                input_ids=ids,
-                attention_mask=attn,
-                generation_config=gen_cfg,
-                logits_processor=LogitsProcessorList([recorder]),
-            )
-        responses = seqs[:, ids.shape[1] :]
-        return queries, [row.tolist() for row in responses.cpu()], recorder.finish(responses)
+        return queries, responses, logp
 
     def _left_pad(self, queries: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(q) for q in queries)
-        ids = torch.full((len(queries), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for i, q in enumerate(queries):
-            ids[i, width - len(q) :] = torch.tensor(q, dtype=torch.long)
-            attn[i, width - len(q) :] = 1
-        return ids.to(self.accelerator.device), attn.to(self.accelerator.device)
+        return left_pad(queries, self.tokenizer.pad_token_id, self.accelerator.device)
 
     def _forward_inputs(self, q_ids, q_attn, r_ids, r_mask) -> dict[str, torch.Tensor]:
-        input_ids = torch.cat([q_ids, r_ids], dim=1)
-        attention_mask = torch.cat([q_attn, r_mask], dim=1)
-        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        return forward_inputs(q_ids, q_attn, r_ids, r_mask)
 
     def _logprobs(self, model, inputs, r_ids, with_entropy: bool = False):
         # only the positions that predict response tokens: the LM head over a 100k+ vocabulary is costly
@@ -291,142 +189,111 @@ class PPOTrainer:
 
     # -- one iteration -----------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
-        cfg, acc, dev = self.cfg, self.accelerator, self.accelerator.device
+        """One PPO iteration: rollout, score, estimate under the old policy, optimise; returns metrics."""
         t0 = time.perf_counter()
         rows = self._next_rows()
-        queries, raw, sampled_logp = self._generate(rows)
-        width = max(1, max(len(r) for r in raw))
-        padded = torch.full((len(raw), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        for i, r in enumerate(raw):
-            padded[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        r_ids, r_mask, has_eos = pm.truncate_at_eos(padded, self.eos_ids, self.tokenizer.pad_token_id)
-        r_ids, r_mask, has_eos = r_ids.to(dev), r_mask.to(dev), has_eos.to(dev)
-        t_gen = time.perf_counter()
-
-        # Score
-        n = cfg.samples_per_prompt
-        prompts = [r["prompt"] for r in rows for _ in range(n)]
-        texts = [
-            self.tokenizer.decode(
-                [t for t in ids[: int(m.sum())] if t not in self.eos_ids], skip_special_tokens=True
-            )
-            for ids, m in zip(r_ids.tolist(), r_mask.cpu(), strict=True)
-        ]
-        completions = [[{"role": "assistant", "content": t}] for t in texts]
-        columns = {k: [r[k] for r in rows for _ in range(n)] for k in rows[0] if k != "prompt"}
-        completion_ids = [ids[: int(m.sum())] for ids, m in zip(r_ids.tolist(), r_mask.cpu(), strict=True)]
-        raw_scores = call_reward(
-            self.reward_fn, prompts, completions, completion_ids=completion_ids, **columns
-        )
-        valid = torch.tensor([s is not None for s in raw_scores], device=dev)
-        scores = torch.tensor([0.0 if s is None else s for s in raw_scores], device=dev, dtype=torch.float32)
-        scores_in = pm.apply_missing_eos_penalty(scores, has_eos, cfg.missing_eos_penalty)
-        if self.moments is not None or cfg.reward_clip is not None:
-            scores_in = torch.where(valid, scores_in, torch.zeros_like(scores_in))
-            scores_in = pm.normalise_scores(scores_in, self.moments, cfg.reward_clip)
-        mask = (r_mask * valid.unsqueeze(1)).float()
+        rollout = self._rollout(rows)
+        t_rollout = time.perf_counter()
+        scores = self._score(rows, rollout)
         t_score = time.perf_counter()
+        est = self._estimate(rollout, scores)
+        stats = self._optimise(rollout, scores, est)
+        t_end = time.perf_counter()
 
-        # Rollout statistics under the current (old) policy, the reference and the critic
-        q_ids, q_attn = self._left_pad(queries)
-        context = q_ids.shape[1]
-        inputs = self._forward_inputs(q_ids, q_attn, r_ids, r_mask)
+        seq_kl = pm.masked_sum(est.kl, scores.mask, dim=1)
+        mean_kl = process_mean(self.accelerator, seq_kl[scores.valid]) if bool(scores.valid.any()) else 0.0
+        self.kl_ctl.update(mean_kl, len(rollout.queries) * self.accelerator.num_processes)
+        times = (t0, t_rollout, t_score, t_end)
+        return iteration_metrics(
+            self.accelerator, rollout, scores, est, stats, (seq_kl, mean_kl), times, self.prompts_truncated
+        )
+
+    def _rollout(self, rows: list[dict[str, Any]]) -> Rollout:
+        """Sample ``samples_per_prompt`` responses per row and cut each at its first EOS."""
+        queries, raw, sampled_logp = self._generate(rows)
+        pad, dev = self.tokenizer.pad_token_id, self.accelerator.device
+        return cut_at_eos(queries, raw, sampled_logp, self.eos_ids, pad, dev)
+
+    def _score(self, rows: list[dict[str, Any]], rollout: Rollout) -> Scores:
+        return score_rollout(
+            self.reward_fn, self.tokenizer, self.eos_ids, rows, rollout, self.cfg, self.moments
+        )
+
+    def _estimate(self, rollout: Rollout, scores: Scores) -> Estimates:
+        """KL-penalised per-token rewards (score on the last token), GAE advantages and returns."""
+        cfg = self.cfg
+        q_ids, q_attn = self._left_pad(rollout.queries)
+        inputs = self._forward_inputs(q_ids, q_attn, rollout.response_ids, rollout.response_mask)
+        old_logp, ref_logp, old_values = self._old_policy_statistics(rollout, inputs, q_ids.shape[1])
+        kl_coef = self.kl_ctl.value
+        rewards, kl = pm.kl_penalised_rewards(old_logp, ref_logp, scores.shaped, scores.mask, kl_coef)
+        advantages, returns = pm.gae_advantages(rewards, old_values, scores.mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = pm.masked_whiten(advantages, scores.mask)
+        return Estimates(inputs, q_ids.shape[1], old_logp, old_values, kl, kl_coef, advantages, returns)
+
+    def _old_policy_statistics(self, rollout: Rollout, inputs, context: int):
+        """(old log-probs, reference log-probs, values) under the current (old) policy, the reference
+        and the critic, per minibatch and without gradients."""
+        r_ids, size = rollout.response_ids, self.cfg.minibatch_size
         old_logp, ref_logp, old_values = [], [], []
         with torch.no_grad():
-            for s in range(0, len(raw), cfg.minibatch_size):
-                sl = slice(s, s + cfg.minibatch_size)
+            for s in range(0, len(rollout.queries), size):
+                sl = slice(s, s + size)
                 mb = {k: v[sl] for k, v in inputs.items()}
-                if sampled_logp is None or self.mixed:  # engine rollouts / autocast: forward pass
+                if rollout.sampled_logp is None or self.mixed:  # engine rollouts / autocast: forward pass
                     old_logp.append(self._logprobs(self.actor, mb, r_ids[sl])[0])
                 ref_logp.append(self._ref_logprobs(mb, r_ids[sl]))
                 old_values.append(self.critic(**mb)[:, context - 1 : -1])
-        old_logp = torch.cat(old_logp) if old_logp else sampled_logp.to(dev) * r_mask
-        ref_logp, old_values = torch.cat(ref_logp), torch.cat(old_values)
-        kl_coef = self.kl_ctl.value
-        rewards, kl = pm.kl_penalised_rewards(old_logp, ref_logp, scores_in, mask, kl_coef)
-        advantages, returns = pm.gae_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)
-        if cfg.whiten_advantages:
-            advantages = pm.masked_whiten(advantages, mask)
+        dev = self.accelerator.device
+        old = torch.cat(old_logp) if old_logp else rollout.sampled_logp.to(dev) * rollout.response_mask
+        return old, torch.cat(ref_logp), torch.cat(old_values)
 
-        # PPO epochs
-        stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "clip", "vclip", "akl", "ent", "ptx")}
-        for _ in range(cfg.ppo_epochs):
-            perm = torch.randperm(
-                len(raw), generator=torch.Generator().manual_seed(self.rng.randrange(2**31))
-            )
-            for s in range(0, len(raw), cfg.minibatch_size):
-                idx = perm[s : s + cfg.minibatch_size].to(dev)
-                mb = {k: v[idx] for k, v in inputs.items()}
-                m = mask[idx]
-                logp, ent = self._logprobs(self.actor, mb, r_ids[idx], with_entropy=True)
-                pg_loss, clipfrac, approx_kl = pm.policy_loss(
-                    logp, old_logp[idx], advantages[idx], m, cfg.cliprange
-                )
-                loss = pg_loss
-                if self.ptx_texts is not None:
-                    ptx = self._ptx_loss()
-                    loss = loss + cfg.ptx_coef * ptx
-                    stats["ptx"].append(float(ptx.detach()))
-                acc.backward(loss)
-                acc.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
-                self.actor_opt.step()
-                self.actor_opt.zero_grad(set_to_none=True)
+    def _optimise(self, rollout: Rollout, scores: Scores, est: Estimates) -> dict[str, list[float]]:
+        """``ppo_epochs`` passes over the batch in shuffled minibatches; per-minibatch losses and rates."""
+        n, size = len(rollout.queries), self.cfg.minibatch_size
+        keys = ("policy_loss", "value_loss", "clipfrac", "value_clipfrac", "approx_kl", "entropy", "ptx_loss")
+        stats: dict[str, list[float]] = {k: [] for k in keys}
+        for _ in range(self.cfg.ppo_epochs):
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.rng.randrange(2**31)))
+            for s in range(0, n, size):
+                idx = perm[s : s + size].to(self.accelerator.device)
+                mb = {k: v[idx] for k, v in est.inputs.items()}
+                self._actor_update(mb, idx, rollout, scores, est, stats)
+                self._critic_update(mb, idx, scores, est, stats)
+        return stats
 
-                vpred = self.critic(**mb)[:, context - 1 : -1]
-                vf_loss, vclip = pm.value_loss(vpred, old_values[idx], returns[idx], m, cfg.cliprange_value)
-                acc.backward(cfg.vf_coef * vf_loss)
-                acc.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-                self.critic_opt.step()
-                self.critic_opt.zero_grad(set_to_none=True)
-                for key, val in (
-                    ("pg", pg_loss),
-                    ("vf", vf_loss),
-                    ("clip", clipfrac),
-                    ("vclip", vclip),
-                    ("akl", approx_kl),
-                    ("ent", pm.masked_mean(ent.detach(), m)),
-                ):
-                    stats[key].append(float(val.detach()))
-        t_end = time.perf_counter()
-
-        seq_kl = pm.masked_sum(kl, mask, dim=1)
-        mean_kl = self._mean(seq_kl[valid]) if bool(valid.any()) else 0.0
-        self.kl_ctl.update(mean_kl, len(raw) * acc.num_processes)
-        lengths = r_mask.sum(dim=1).float()
-        tokens = float(acc.gather(lengths.sum().reshape(1)).sum())
-        return {
-            "score": self._mean(scores[valid]) if bool(valid.any()) else float("nan"),
-            "score_std": float(scores[valid].std()) if int(valid.sum()) > 1 else 0.0,
-            "reward": self._mean(scores_in[valid]) if bool(valid.any()) else float("nan"),
-            "kl": mean_kl,
-            "kl_coef": kl_coef,
-            "non_score_reward": self._mean((-kl_coef * seq_kl)[valid]) if bool(valid.any()) else 0.0,
-            "policy_loss": _avg(stats["pg"]),
-            "value_loss": _avg(stats["vf"]),
-            "clipfrac": _avg(stats["clip"]),
-            "value_clipfrac": _avg(stats["vclip"]),
-            "approx_kl": _avg(stats["akl"]),
-            "entropy": _avg(stats["ent"]),
-            "ptx_loss": _avg(stats["ptx"]) if stats["ptx"] else None,
-            "explained_variance": pm.explained_variance(old_values, returns, mask),
-            "response_length": self._mean(lengths),
-            "eos_rate": self._mean(has_eos.float()),
-            "reward_none": int(acc.gather((~valid).sum().reshape(1)).sum()),
-            "prompts_truncated": self.prompts_truncated,
-            "time_rollout_s": t_gen - t0,
-            "time_score_s": t_score - t_gen,
-            "time_update_s": t_end - t_score,
-            "tokens_per_s": tokens / max(t_end - t0, 1e-9),
-            "response_tokens": tokens,
-        }
-
-    def _mean(self, x: torch.Tensor) -> float:
-        x = x.detach().float().reshape(-1)
-        total = self.accelerator.gather(
-            torch.stack([x.sum(), torch.tensor(float(x.numel()), device=x.device)])
+    def _actor_update(self, mb, idx, rollout: Rollout, scores: Scores, est: Estimates, stats) -> None:
+        """Clipped-ratio policy loss (plus the ptx LM loss when on); one clipped AdamW step."""
+        cfg, acc, m = self.cfg, self.accelerator, scores.mask[idx]
+        logp, ent = self._logprobs(self.actor, mb, rollout.response_ids[idx], with_entropy=True)
+        pg_loss, clipfrac, approx_kl = pm.policy_loss(
+            logp, est.old_logp[idx], est.advantages[idx], m, cfg.cliprange
         )
-        total = total.reshape(-1, 2).sum(dim=0)
-        return float(total[0] / total[1].clamp(min=1))
+        loss = pg_loss
+        if self.ptx_texts is not None:
+            ptx = self._ptx_loss()
+            loss = loss + cfg.ptx_coef * ptx
+            stats["ptx_loss"].append(float(ptx.detach()))
+        acc.backward(loss)
+        acc.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+        self.actor_opt.step()
+        self.actor_opt.zero_grad(set_to_none=True)
+        for key, val in (("policy_loss", pg_loss), ("clipfrac", clipfrac), ("approx_kl", approx_kl)):
+            stats[key].append(float(val.detach()))
+        stats["entropy"].append(float(pm.masked_mean(ent.detach(), m)))
+
+    def _critic_update(self, mb, idx, scores: Scores, est: Estimates, stats) -> None:
+        """Clipped value loss around the rollout's values, weighted by vf_coef; one clipped AdamW step."""
+        cfg, acc, m = self.cfg, self.accelerator, scores.mask[idx]
+        vpred = self.critic(**mb)[:, est.context - 1 : -1]
+        vf_loss, vclip = pm.value_loss(vpred, est.old_values[idx], est.returns[idx], m, cfg.cliprange_value)
+        acc.backward(cfg.vf_coef * vf_loss)
+        acc.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+        self.critic_opt.step()
+        self.critic_opt.zero_grad(set_to_none=True)
+        stats["value_loss"].append(float(vf_loss.detach()))
+        stats["value_clipfrac"].append(float(vclip.detach()))
 
     # -- the run -----------------------------------------------------------------------------------
     def train(self) -> StageResult:
@@ -446,9 +313,6 @@ class PPOTrainer:
         return self.save(history)
 
     def save(self, history: list[dict[str, Any]]) -> StageResult:
-        from rlaif.train.critic import save_critic
-        from rlaif.train.models import merge_policy, save_full_model
-
         cfg, acc = self.cfg, self.accelerator
         acc.wait_for_everyone()
         result = StageResult(
@@ -484,10 +348,6 @@ class PPOTrainer:
             result.write()
         acc.wait_for_everyone()
         return result
-
-
-def _avg(values: list[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
 
 
 def run_ppo(

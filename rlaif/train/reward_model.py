@@ -22,16 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlaif.code.rewards import completion_text
 from rlaif.errors import ConfigError
 from rlaif.records import Message, PreferencePair, as_conversation, load_pairs, pairs_to_dataset, stable_hash
-from rlaif.train.common import (
-    MetricsWriter,
-    StageResult,
-    last_values,
-    make_trl_config,
-    metrics_callback,
-    trainer_kwargs,
-)
+from rlaif.train.common import StageResult, last_values, make_trl_config, run_logged_trainer, trainer_kwargs
 from rlaif.train.configs import RewardModelConfig
 from rlaif.train.models import (
     check_model_dir,
@@ -187,20 +181,22 @@ def train_reward_model(cfg: RewardModelConfig, *, callbacks: list | None = None)
     collator = _SoftLabelCollator(DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id))
 
     out = Path(cfg.output_dir)
-    writer = MetricsWriter(out / "metrics.jsonl", enabled=args.process_index == 0)
-    trainer = _soft_label_trainer_class()(
-        model=model,
-        args=args,
-        data_collator=collator,
-        train_dataset=_dataset(train_pairs, cfg, with_labels=True),
-        eval_dataset=_dataset(held, cfg, with_labels=False) if held else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[metrics_callback(writer, "reward_model"), *(callbacks or [])],
+
+    def build(all_callbacks: list):
+        return _soft_label_trainer_class()(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=_dataset(train_pairs, cfg, with_labels=True),
+            eval_dataset=_dataset(held, cfg, with_labels=False) if held else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=all_callbacks,
+        )
+
+    trainer, eval_metrics = run_logged_trainer(
+        build, args, "reward_model", out, callbacks=callbacks, evaluate=bool(held)
     )
-    trainer.train()
-    eval_metrics = trainer.evaluate() if held else {}
-    writer.close()
 
     target = out / "model"
     trainer.accelerator.wait_for_everyone()
@@ -279,8 +275,6 @@ class RewardModelScorer:
         return scores
 
     def __call__(self, prompts: list, completions: list, **_: Any) -> list[float]:
-        from rlaif.train.rewards import completion_text
-
         convs = []
         for prompt, completion in zip(prompts, completions, strict=True):
             msgs = as_conversation(prompt)

@@ -5,6 +5,9 @@ None]``, where for chat prompts each prompt is a list of message dicts and each 
 ``[{"role": "assistant", "content": text}]``; extra columns (a prompt record's metadata, e.g. a code
 problem's tests) arrive as lists aligned with the completions. ``None`` means "no reward for this
 sample": TRL turns it into NaN and skips it; our PPO leaves that sample out of the update and counts it.
+
+Imports run one way: this module uses :mod:`rlaif.train.reward_model` (the scorer); the scorer needs
+nothing from here (``completion_text`` lives in :mod:`rlaif.code.rewards`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rlaif.code.rewards import completion_text  # noqa: F401  (re-exported: one 
 from rlaif.errors import RlaifError
 from rlaif.plugins import import_object
 from rlaif.train.configs import RewardSpec
+from rlaif.train.reward_model import RewardModelScorer
 
 RewardFn = Callable[..., Sequence[float | None]]
 
@@ -25,8 +29,6 @@ RewardFn = Callable[..., Sequence[float | None]]
 def load_reward(spec: RewardSpec, *, device: str | None = None) -> RewardFn:
     """A callable for a reward spec: an imported function (kwargs bound) or a reward-model scorer."""
     if spec.reward_model is not None:
-        from rlaif.train.reward_model import RewardModelScorer
-
         return RewardModelScorer(spec.reward_model, device=device)
     fn = import_object(spec.function or "", "reward function")
     if spec.kwargs:

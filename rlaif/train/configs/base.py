@@ -1,0 +1,132 @@
+"""Shared building blocks of the stage configs: strict models, LoRA shape, policy, trainer settings,
+reward sources, and the one validation entry point that turns pydantic errors into ConfigError.
+
+Guarantees: ``extra="forbid"`` on every model here and in the stage configs built from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rlaif.errors import ConfigError, describe_validation_error
+
+# Projections vLLM can serve LoRA on for Llama-style models (packed into qkv_proj / gate_up_proj there).
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class StrictSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class LoraSettings(StrictSettings):
+    """LoRA adapter shape. Defaults are servable by vLLM (rank <= its ``max_lora_rank``, no bias/DoRA)."""
+
+    r: int = Field(
+        8, ge=1, le=256, description="LoRA rank; keep <= the vLLM engine's max_lora_rank (16 by default)."
+    )
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (effective scale alpha / r).")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input; PPO forces 0 (dropout off for RL)."
+    )
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        min_length=1,
+        description="Module names to adapt. Attention and MLP projections are served by vLLM; lm_head is not.",
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _no_lm_head(cls, v: list[str]) -> list[str]:
+        if any(m in ("lm_head", "embed_tokens") for m in v):
+            raise ValueError(
+                "lm_head/embed_tokens cannot be LoRA targets (TRL ignores them, vLLM cannot serve them)"
+            )
+        return v
+
+
+class PolicySpec(StrictSettings):
+    """A policy: a model directory, optionally with a LoRA adapter trained on top of it."""
+
+    path: Path = Field(description="Model directory (HF format, with tokenizer files).")
+    adapter: Path | None = Field(None, description="LoRA adapter directory applied on top of `path`, if any.")
+
+
+class TrainerSettings(StrictSettings):
+    """Optimisation settings shared by the TRL-backed stages (mapped onto transformers' TrainingArguments)."""
+
+    output_dir: Path = Field(
+        description="Directory for the stage's outputs (model/adapter, metrics.jsonl, result.json)."
+    )
+    learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate of AdamW.")
+    epochs: float = Field(
+        1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0)."
+    )
+    max_steps: int = Field(-1, description="Stop after this many optimiser steps; -1 means use `epochs`.")
+    per_device_batch_size: int = Field(4, ge=1, description="Examples (pairs/prompts) per device per step.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-batches accumulated per optimiser step."
+    )
+    lr_scheduler: str = Field(
+        "linear", description="transformers scheduler name: linear, cosine, constant, ..."
+    )
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of steps with linear warm-up.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clipping threshold.")
+    max_length: int | None = Field(1024, ge=8, description="Maximum tokens per prompt+response sequence.")
+    seed: int = Field(0, description="Seed for data order, adapter initialisation and sampling.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on a GPU that supports it, fp32 otherwise (CPU)."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (slower).")
+    logging_steps: int = Field(1, ge=1, description="Log training metrics every N optimiser steps.")
+    save_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Write a resumable trainer checkpoint every N steps (None: only the final model).",
+    )
+    deepspeed: Path | None = Field(
+        None, description="DeepSpeed JSON config, passed to TRL/transformers unchanged."
+    )
+    fsdp: str | None = Field(
+        None, description="FSDP options string (e.g. 'full_shard auto_wrap'), passed through."
+    )
+    fsdp_config: dict[str, Any] | Path | None = Field(
+        None, description="FSDP config dict or JSON file, passed through."
+    )
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra TRL/transformers config fields set verbatim (e.g. {'optim': 'adamw_torch_fused'}).",
+    )
+
+
+class RewardSpec(StrictSettings):
+    """Where a stage's scalar reward comes from (exactly one source)."""
+
+    reward_model: Path | None = Field(
+        None, description="Reward model directory (from `rlaif train reward-model`)."
+    )
+    function: str | None = Field(
+        None,
+        description="Reward callable as 'package.module:function', called (prompts, completions, **columns).",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments bound to `function`.")
+
+    @model_validator(mode="after")
+    def _one(self) -> RewardSpec:
+        if (self.reward_model is None) == (self.function is None):
+            raise ValueError("give exactly one of reward_model or function")
+        if self.function is not None and ":" not in self.function:
+            raise ValueError(f"function must look like 'package.module:function', got {self.function!r}")
+        return self
+
+
+def validate_config(model: type[BaseModel], data: dict[str, Any], source: str = "config") -> Any:
+    """Validate ``data`` into ``model``; errors name the source and the dotted field path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problem = describe_validation_error(exc, limit=5, root="(config)")
+        raise ConfigError(f"{source}: invalid {model.__name__}: {problem}") from None
