@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from rlaif.code.pairs import CodePairConfig, CodePairStats, build_code_pairs
+from rlaif.code.problems import code_prompt
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.feedback.base import FeedbackResult, derive_seed
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.pairs import PairStats
-from rlaif.records import CodeProblem, ExecutionResult, Message, as_conversation
+from rlaif.records import CodeProblem, ExecutionResult
 
 
 class RLCFConfig(CodePairConfig):
@@ -40,11 +41,6 @@ class CodeFeedbackResult(FeedbackResult):
 
     executions: list[ExecutionResult] = field(default_factory=list)
     code_stats: CodePairStats | None = None
-
-
-def code_prompt(problem: CodeProblem) -> list[Message]:
-    """The chat prompt a policy sees for a code problem (feedback, evaluation and the final round)."""
-    return as_conversation(problem.prompt)
 
 
 def rlcf(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import EngineConfig, RunConfig
+from rlaif.config import EngineConfig, ResolvedRun, RunConfig
 from rlaif.errors import ConfigError
 
 
@@ -106,7 +106,9 @@ def make_engine(
 
 @dataclass
 class RunContext:
-    cfg: RunConfig
+    """``run``: the config with every option block resolved once (:mod:`rlaif.pipeline.resolve`)."""
+
+    run: ResolvedRun
     run_dir: Path
     policy: Policy
     events_path: Path = field(init=False)
@@ -119,6 +121,10 @@ class RunContext:
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events_path = self.run_dir / "metrics.jsonl"
+
+    @property
+    def cfg(self) -> RunConfig:
+        return self.run.config
 
     # -- engines ----------------------------------------------------------------------------------
     def policy_engine(self) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rlaif.config import PromptSource
+from rlaif.config import PromptSource, RunConfig
 from rlaif.errors import ConfigError
 
 
@@ -59,6 +59,11 @@ def read_prompt_source(src: PromptSource, where: str) -> SourceData:
 def load_prompt_source(src: PromptSource, where: str) -> list:
     """The items of :func:`read_prompt_source`, without the skipped-record report."""
     return read_prompt_source(src, where).items
+
+
+def is_code_run(cfg: RunConfig) -> bool:
+    """A run on code problems (RLCF feedback or code prompts): the final round rewards by tests."""
+    return cfg.feedback.source == "rlcf" or cfg.prompts.kind in ("code", "demo_code")
 
 
 def _read(src: PromptSource, where: str) -> SourceData:
