@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 
 @dataclass(frozen=True)
 class SourceContext:
@@ -40,7 +42,7 @@ def apply_context(config: Any, context: SourceContext | None) -> Any:
     Why: the built-in sources still read these three from their config model; this bridges them to
     the context argument until each reads ``context`` itself. ``context=None`` keeps the config as is.
     """
-    if context is None or not hasattr(config, "model_fields"):
+    if context is None or not isinstance(config, BaseModel):
         return config
     fields = type(config).model_fields
     update = {k: v for k, v in context.as_dict().items() if k in fields and k != "chunk"}

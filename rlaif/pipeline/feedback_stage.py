@@ -18,6 +18,7 @@ from typing import Any
 
 from rlaif.feedback.base import derive_seed
 from rlaif.feedback.context import SourceContext
+from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats, length_summary, merge_counts
 from rlaif.pipeline.context import RunContext, start_chunk
 from rlaif.pipeline.health import invalid_reasons
@@ -113,7 +114,7 @@ def _text_summary(
     consistent = [j["consistent"] for j in judgments if j.get("consistent") is not None]
     if consistent:
         counts["position_consistency"] = round(sum(consistent) / len(consistent), 4)
-    (stage_dir / "stats.json").write_text(stats.model_dump_json(indent=2))
+    atomic_write_text(stage_dir / "stats.json", stats.model_dump_json(indent=2))
     return FeedbackSummary(
         outputs=FeedbackOutputs(**outputs),
         counts=counts,
@@ -131,7 +132,7 @@ def _code_summary(stage_dir: Path, chunks: list[dict], pairs: list) -> FeedbackS
     stats = merge_counts(parts or [CodePairStats()])
     stats.length = length_summary(pairs)
     outputs = _write_lists(stage_dir, chunks, pairs, ("executions",))
-    (stage_dir / "stats.json").write_text(stats.model_dump_json(indent=2))
+    atomic_write_text(stage_dir / "stats.json", stats.model_dump_json(indent=2))
     counts = {
         "prompts_in": stats.problems,
         "pairs_out": len(pairs),

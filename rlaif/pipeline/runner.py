@@ -141,7 +141,7 @@ class Runner:
             raise StageFailed(name, str(exc)) from None
         manifest = {"stage": name, "config_hash": config_hash, "input_hashes": inputs}
         write_manifest(stage_dir, {**manifest, "wall_s": timer.elapsed(), "summary": summary.to_json()})
-        ctx.log_event("stage_done", stage=name, wall_s=timer.elapsed(), **summary.scalars())
+        ctx.log_event("stage_done", stage=name, wall_s=timer.elapsed(), **summary.counts)
         ctx.say(f"[{name}] done in {timer.elapsed():.1f}s")
         return summary
 

@@ -39,9 +39,6 @@ class StageSummary(_Typed):
     def output_paths(self) -> list[str]:
         return [p for p in self.outputs.model_dump().values() if isinstance(p, str)]
 
-    def scalars(self) -> dict[str, int | float]:
-        return dict(self.counts)
-
 
 class ModelOutputs(_Typed):
     model: str
