@@ -18,6 +18,8 @@ from typing import Any
 
 from rlaif.config import EngineConfig, ResolvedRun, RunConfig
 from rlaif.errors import ConfigError
+from rlaif.pipeline.preflight import check_context_length
+from rlaif.sandbox import SandboxPool
 
 
 @dataclass
@@ -85,7 +87,6 @@ def make_engine(
         from rlaif.engines.openai import OpenAIEngine
 
         return OpenAIEngine(cfg.url, model=cfg.model, concurrency=cfg.concurrency)
-    from rlaif.pipeline.preflight import check_context_length
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
@@ -165,8 +166,6 @@ class RunContext:
     def sandbox(self) -> Any:
         """One pre-forked sandbox pool for the whole run (code feedback, rewards, pass@k)."""
         if self._sandbox is None:
-            from rlaif.sandbox import SandboxPool
-
             self._sandbox = SandboxPool()
         return self._sandbox
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlaif.code.jobs import build_job, prepare_expected
 from rlaif.code.problems import code_prompt
+from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.health import invalid_reasons
 from rlaif.pipeline.inputs import load_prompt_source, read_prompt_source
+from rlaif.pipeline.instruction_eval import instruction_eval
 from rlaif.pipeline.judging import judge_label
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.pipeline.summary import EvalOutputs, EvalSummary
@@ -27,7 +30,6 @@ from rlaif.records import iter_json_lines, write_jsonl
 
 
 def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
-    from rlaif.code.jobs import build_job, prepare_expected
 
     ev = ctx.cfg.eval
     problems = load_prompt_source(ev.code_problems, "eval.code_problems")
@@ -70,7 +72,6 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
 
 
 def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) -> dict:
-    from rlaif.judges import load_judge
 
     ev = ctx.cfg.eval
     data = read_prompt_source(ev.win_rate_prompts, "eval.win_rate_prompts")
@@ -133,8 +134,6 @@ def evaluate_policy(
         prev_samples = previous / "samples.jsonl" if previous is not None else None
         metrics.update(_win_rate(ctx, engine, rows, prev_samples))
     if ev.instructions is not None:
-        from rlaif.pipeline.instruction_eval import instruction_eval
-
         metrics.update(instruction_eval(ctx, engine, rows))
     tokens = [r["tokens"] for r in rows]
     metrics["mean_response_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else None

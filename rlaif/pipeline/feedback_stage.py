@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rlaif.code.pairs import CodePairStats
+from rlaif.feedback import resolve_source, run_source
 from rlaif.feedback.base import derive_seed
 from rlaif.feedback.context import SourceContext
 from rlaif.files import atomic_write_text
@@ -40,7 +42,6 @@ _RECORD_LISTS = {
 
 def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> FeedbackSummary:
     """Chunks of the source's output on disk, then the merged pairs, records and counts."""
-    from rlaif.feedback import resolve_source, run_source
 
     cfg = ctx.cfg
     data = read_prompt_source(cfg.prompts, "prompts")
@@ -126,7 +127,6 @@ def _text_summary(
 
 
 def _code_summary(stage_dir: Path, chunks: list[dict], pairs: list) -> FeedbackSummary:
-    from rlaif.code.pairs import CodePairStats
 
     parts = [CodePairStats.model_validate(c["code_stats"]) for c in chunks]
     stats = merge_counts(parts or [CodePairStats()])

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlaif.code.jobs import prepare_expected
 from rlaif.code.problems import code_prompt
+from rlaif.code.rewards import CodeReward
 from rlaif.errors import ConfigError
+from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.inputs import is_code_run, load_prompt_source
 from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.records import Message, PromptRecord, write_jsonl
+from rlaif.train.configs import RewardModelConfig, RewardSpec
+from rlaif.train.rewards import completion_text
 
 
 def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
@@ -36,8 +41,6 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
 
 
 def judge_reward(ctx: RunContext):
-    from rlaif.judges import load_judge
-    from rlaif.train.rewards import completion_text
 
     # the run's one judge setting; rlaif validate has checked that it is a pointwise judge
     judge = load_judge(ctx.cfg.judge.template or "self_rewarding_rubric", ctx.judge_engine())
@@ -54,7 +57,6 @@ def judge_reward(ctx: RunContext):
 
 def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     """Train the Bradley-Terry reward model on the run's pairs; its path and held-out numbers."""
-    from rlaif.train.configs import RewardModelConfig
     from rlaif.train.reward_model import run_reward_model
 
     pair_files = sorted(ctx.run_dir.glob("round_*/pairs/pairs.jsonl"))
@@ -74,9 +76,6 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     """(reward function or None, reward model path or None, reward model numbers or None)."""
     fin = ctx.cfg.final
     if fin.reward == "sandbox":
-        from rlaif.code.jobs import prepare_expected
-        from rlaif.code.rewards import CodeReward
-
         if not problems:
             raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
         prepare_expected(
@@ -90,7 +89,6 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:
     """Train the final round on the run's prompts with the resolved ``final.options``."""
-    from rlaif.train.configs import RewardSpec
 
     fin = ctx.cfg.final
     records, problems = _prompt_records(ctx)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rlaif.progress import StepProgress
+
 
 def chunk_progress(what: str) -> Callable[[int, int, bool], None]:
     """A ``progress(done, total, cached)`` callback for :func:`rlaif.pipeline.manifest.run_chunks`."""
-    from rlaif.progress import StepProgress
 
     bar = StepProgress(f"  {what}", total=0, unit="chunks")  # the clock starts before chunk 1
 

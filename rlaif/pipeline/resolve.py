@@ -19,14 +19,16 @@ from pathlib import Path
 
 from rlaif.config import Block, ResolvedRun, RunConfig, resolve_run
 from rlaif.errors import ConfigError, RlaifError
+from rlaif.feedback import FEEDBACK_SOURCES, resolve_source, source_config_model
+from rlaif.pairs import PairFilterConfig
 from rlaif.pipeline.judging import feedback_options
+from rlaif.train.configs import DPOConfig, GRPOConfig, PolicySpec, PPOConfig, RLOOConfig
 
 RUN_DECIDES = ("seed", "round", "adapter")
 
 
 def resolve(cfg: RunConfig) -> ResolvedRun:
     """Every option block of ``cfg`` validated against its stage's model, once."""
-    from rlaif.pairs import PairFilterConfig
 
     blocks = {
         "feedback.options": _feedback_block(cfg),
@@ -39,7 +41,6 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
 
 
 def _feedback_block(cfg: RunConfig) -> Block:
-    from rlaif.feedback import FEEDBACK_SOURCES, resolve_source, source_config_model
 
     where = cfg.source_file or "config"
     source = cfg.feedback.source
@@ -67,7 +68,6 @@ def policy_values(cfg: RunConfig) -> dict:
 
 
 def _dpo_block(cfg: RunConfig) -> Block:
-    from rlaif.train.configs import DPOConfig
 
     first = cfg.run_dir() / "round_1"
     return Block(
@@ -79,7 +79,6 @@ def _dpo_block(cfg: RunConfig) -> Block:
 
 
 def _final_block(cfg: RunConfig) -> Block:
-    from rlaif.train.configs import GRPOConfig, PPOConfig, RLOOConfig
 
     model = {"ppo": PPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig}[cfg.final.kind]
     stage_dir = cfg.run_dir() / "final" / "train"
@@ -93,6 +92,5 @@ def _final_block(cfg: RunConfig) -> Block:
 
 def stage_policy(policy) -> object:
     """The trainers' typed policy for a run's current :class:`~rlaif.pipeline.context.Policy`."""
-    from rlaif.train.configs import PolicySpec
 
     return PolicySpec(path=Path(policy.path), adapter=Path(policy.adapter) if policy.adapter else None)

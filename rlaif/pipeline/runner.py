@@ -38,7 +38,7 @@ import yaml
 
 from rlaif.config import ResolvedRun, RunConfig
 from rlaif.errors import RlaifError
-from rlaif.pipeline import stages
+from rlaif.pipeline import report, stages
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.evaluation import evaluate_policy
 from rlaif.pipeline.feedback_stage import feedback
@@ -149,8 +149,6 @@ class Runner:
     def run(self) -> dict:
         """Run every stage; on a stage failure or a failed health check the report is still written,
         with a failed status banner, before the error is raised."""
-        from rlaif.pipeline import report
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(self.cfg.model_dump(mode="json", exclude={"source_file"}), sort_keys=False)

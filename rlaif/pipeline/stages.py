@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.config import RunConfig
+from rlaif.pairs import filter_pairs as apply_filter
+from rlaif.pairs import length_summary
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.summary import (
@@ -22,13 +24,13 @@ from rlaif.pipeline.summary import (
     train_summary,
 )
 from rlaif.records import PreferencePair, read_jsonl, write_jsonl
+from rlaif.tiny_model import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model
 
 # -- inputs -----------------------------------------------------------------------------------------
 
 
 def build_policy(cfg: RunConfig, stage_dir: Path) -> BuildSummary:
     """Build the tiny policy (demo/smoke runs); 'demo:code' pre-trains on the demo's training tasks."""
-    from rlaif.tiny_model import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model
 
     b = cfg.policy.build_tiny
     corpus = b.corpus
@@ -68,8 +70,6 @@ def build_policy(cfg: RunConfig, stage_dir: Path) -> BuildSummary:
 
 def filter_pairs(ctx: RunContext, stage_dir: Path, pairs_file: Path) -> PairsSummary:
     """The run's one pair filter (``pairs.options``); every dropped pair is listed with its reason."""
-    from rlaif.pairs import filter_pairs as apply_filter
-    from rlaif.pairs import length_summary
 
     pairs = read_jsonl(pairs_file, PreferencePair)
     kept, dropped = apply_filter(pairs, ctx.run.block("pairs.options"))
