@@ -41,7 +41,7 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
 
 
 def judge_reward(ctx: RunContext):
-
+    """A reward function scoring each rollout with the run's pointwise judge (None: could not judge)."""
     # the run's one judge setting; rlaif validate has checked that it is a pointwise judge
     judge = load_judge(ctx.cfg.judge.template or "self_rewarding_rubric", ctx.judge_engine())
 
@@ -78,9 +78,8 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     if fin.reward == "sandbox":
         if not problems:
             raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
-        prepare_expected(
-            list(problems.values()), ctx.sandbox()
-        )  # MBPP+ outputs (CodeReward skips it for a given pool)
+        # MBPP+ expected outputs (CodeReward skips this step when it is given a pool)
+        prepare_expected(list(problems.values()), ctx.sandbox())
         return CodeReward(problems, fin.reward_kind, pool=ctx.sandbox()), None, None
     if fin.reward == "judge":
         return judge_reward(ctx), None, None
@@ -89,7 +88,6 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:
     """Train the final round on the run's prompts with the resolved ``final.options``."""
-
     fin = ctx.cfg.final
     records, problems = _prompt_records(ctx)
     reward_fn, rm_path, rm_info = _reward(ctx, stage_dir, problems)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.config import RunConfig
+from rlaif.demo.tasks import demo_problems, sft_corpus
 from rlaif.pairs import filter_pairs as apply_filter
 from rlaif.pairs import length_summary
 from rlaif.pipeline.context import RunContext
@@ -31,13 +32,10 @@ from rlaif.tiny_model import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model
 
 def build_policy(cfg: RunConfig, stage_dir: Path) -> BuildSummary:
     """Build the tiny policy (demo/smoke runs); 'demo:code' pre-trains on the demo's training tasks."""
-
     b = cfg.policy.build_tiny
     corpus = b.corpus
     if corpus == "demo:code":
         import jinja2
-
-        from rlaif.demo.tasks import demo_problems, sft_corpus
 
         template = jinja2.Template(CHAT_TEMPLATE)
         train, _ = demo_problems()
