@@ -8,13 +8,19 @@ Guarantees:
   ``${SHARED_DATA}`` expands to the shared data folder (``$RLAIF_SHARED_DATA`` or ``../shared/data``);
 - validation never imports torch, vllm or trl and never loads a model (``rlaif validate`` is fast).
 
-Stage option blocks (``feedback.options``, ``dpo``, ``final.options`` ...) are validated against the
-stage's own config model, so the YAML and the Python API cannot drift apart.
+Stage option blocks (``feedback.options``, ``pairs.options``, ``dpo``, ``final.options``) are validated
+against the stage's own config model, so the YAML and the Python API cannot drift apart, and they are
+validated ONCE: :func:`resolve_run` turns a :class:`RunConfig` into a :class:`ResolvedRun` holding every
+block as its typed model. The config layer knows no component, so the caller (the pipeline, which owns
+the registry) hands over each block's model and the run-time values the stage sets itself
+(:class:`Block`); stages later fill in per-round values with ``model_copy``, never by validating again.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,8 +124,13 @@ class FeedbackConfig(Strict):
     )
 
 
-class PairFilterConfig(Strict):
-    options: dict[str, Any] = Field(default_factory=dict, description="Pair filtering options (rlaif.pairs).")
+class PairsStageConfig(Strict):
+    """The pairs stage: the one place a run filters pairs (validated against rlaif.pairs.PairFilterConfig)."""
+
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Pair filters (min_margin, dedup, drop_identical, max_length_ratio).",
+    )
 
 
 class FinalRoundConfig(Strict):
@@ -181,7 +192,7 @@ class RunConfig(Strict):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     prompts: PromptSource
     feedback: FeedbackConfig
-    pairs: PairFilterConfig = Field(default_factory=PairFilterConfig)
+    pairs: PairsStageConfig = Field(default_factory=PairsStageConfig)
     rounds: int = Field(1, ge=0, description="Number of DPO rounds.")
     dpo: dict[str, Any] = Field(default_factory=dict, description="DPO round config (rlaif.train).")
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
@@ -258,3 +269,56 @@ def validate_stage_options(model: type[BaseModel], options: dict, where: str, fi
     except ValidationError as exc:
         problem = describe_validation_error(exc, limit=1, prefix=f"{where}.", config_keys=True)
         raise ConfigError(f"{file}: {problem}") from None
+
+
+# -- resolution: every option block validated once --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """One option block to resolve: its config model (None: passed on as the plain mapping), the
+    user's mapping, values the stage sets when the user does not (``defaults``) and values the stage
+    always sets itself (``forced``, e.g. the policy a round starts from)."""
+
+    model: type[BaseModel] | None
+    options: Mapping[str, Any]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    forced: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A run config with every option block validated against its stage's model, once.
+
+    ``blocks`` maps the YAML key (``feedback.options``, ``pairs.options``, ``dpo``, ``final.options``)
+    to the typed model (or the mapping, for a plug-in without a config model); ``user_keys`` holds the
+    keys the user wrote in each block, so a stage knows which run-time values it may still set.
+    """
+
+    config: RunConfig
+    blocks: Mapping[str, Any]
+    user_keys: Mapping[str, frozenset[str]]
+
+    def block(self, key: str) -> Any:
+        if key not in self.blocks:
+            raise ConfigError(f"'{key}' was not resolved for this run")
+        return self.blocks[key]
+
+    def runtime(self, key: str, defaults: Mapping[str, Any], forced: Mapping[str, Any]) -> Any:
+        """The block with a stage's run-time values filled in: ``defaults`` where the user did not set
+        the key, ``forced`` always (typed values: they are not validated again)."""
+        user = self.user_keys.get(key, frozenset())
+        kept = {**{k: v for k, v in defaults.items() if k not in user}, **forced}
+        block = self.block(key)
+        return block.model_copy(update=kept) if isinstance(block, BaseModel) else {**block, **kept}
+
+
+def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:
+    """Validate each block (defaults < user's options < forced values); errors name the file and key."""
+    file = cfg.source_file or "config"
+    typed = {}
+    for key, block in blocks.items():
+        data = {**block.defaults, **block.options, **block.forced}
+        typed[key] = data if block.model is None else validate_stage_options(block.model, data, key, file)
+    keys = {key: frozenset(block.options) for key, block in blocks.items()}
+    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys)

@@ -22,7 +22,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,9 +61,43 @@ class PairStats(BaseModel):
         """True when every prompt is accounted for (one pair or one drop)."""
         return self.pairs_out + self.dropped == self.prompts_in
 
+    def merge(self, other: PairStats) -> PairStats:
+        """The counts of two runs of one source (e.g. two chunks); ``length`` is left for the caller to
+        compute over all pairs, since a mean of means would weight chunks wrongly."""
+        return merge_counts([self, other])
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def merge_counts(parts: Sequence[M]) -> M:
+    """Sum count models field by field: integers add, ``dict[str, int]`` fields add key-wise; any other
+    field (a name, float summaries such as ``length``) is taken from the first part, except ``length``,
+    which is reset (recompute it over the merged pairs). Used for chunk stats of every source."""
+    if not parts:
+        raise ValueError("merge_counts needs at least one part")
+    first = parts[0]
+    merged: dict = {}
+    for name, value in first:
+        if name == "length":
+            merged[name] = {}
+        elif isinstance(value, int) and not isinstance(value, bool):
+            merged[name] = sum(getattr(p, name) for p in parts)
+        elif isinstance(value, dict) and all(
+            isinstance(v, int) for p in parts for v in getattr(p, name).values()
+        ):
+            total: dict[str, int] = {}
+            for p in parts:
+                for key, n in getattr(p, name).items():
+                    total[key] = total.get(key, 0) + n
+            merged[name] = total
+        else:
+            merged[name] = value
+    return type(first).model_validate(merged)
+
 
 class PairFilterConfig(BaseModel):
-    """Filters applied to a source's pairs before they are written."""
+    """Filters applied to pairs; a run sets them in one place, ``pairs.options`` (the pairs stage)."""
 
     model_config = ConfigDict(extra="forbid")
 

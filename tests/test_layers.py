@@ -66,3 +66,88 @@ def test_every_import_respects_the_layers():
                     if layer_of(target) > own:
                         violations.append(f"{name} (layer {own}) imports {target} (layer {layer_of(target)})")
     assert not violations, "\n".join(violations)
+
+
+def _module_names() -> set[str]:
+    return {name for name, _ in modules()}
+
+
+def _import_targets(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every rlaif module ``name`` imports, at module level or inside a function (both run sometime).
+
+    ``from pkg import sub`` counts as importing the submodule when ``sub`` is one; a relative import is
+    resolved against the importing module's package."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in known else base)
+    out = set()
+    for target in found:
+        while target and target not in known:  # `import rlaif.x.y` of a name inside a module
+            target = target.rpartition(".")[0]
+        if target and target != name and not target.startswith(name + "."):  # own submodules: no cycle
+            out.add(target)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = _module_names()
+    return {name: _import_targets(name, path, known) for name, path in modules()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycle_between_rlaif_modules():
+    """A cycle hidden by a function-level import is still a cycle: the two modules cannot be understood,
+    tested or moved apart. Only a package importing its own submodules (from ``__init__``) is allowed."""
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_cycle_through_function_level_imports():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []

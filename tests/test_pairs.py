@@ -138,3 +138,28 @@ def test_pair_stats_balance():
     assert not stats.balanced
     stats.add_drop("too_few_scored")
     assert stats.balanced and stats.dropped == 2
+
+
+def test_pair_stats_merge_adds_counts_and_leaves_length_to_the_caller():
+    from rlaif.pairs import PairStats
+
+    a = PairStats(source="s", prompts_in=3, pairs_out=2, drops={"tie": 1}, counters={"retries": 2},
+                  length={"n": 2})  # fmt: skip
+    b = PairStats(source="s", prompts_in=2, pairs_out=0, drops={"tie": 1, "too_long": 1})
+    merged = a.merge(b)
+    assert (merged.prompts_in, merged.pairs_out) == (5, 2)
+    assert merged.drops == {"tie": 2, "too_long": 1} and merged.counters == {"retries": 2}
+    assert merged.balanced and merged.length == {} and merged.source == "s"
+
+
+def test_merge_counts_sums_any_count_model_field_by_field():
+    from rlaif.code.pairs import CodePairStats
+    from rlaif.pairs import merge_counts
+
+    parts = [
+        CodePairStats(problems=2, pairs=3, status_counts={"passed": 2}, no_pair={"all_passed": 1}),
+        CodePairStats(problems=1, pairs=0, status_counts={"passed": 1, "failed": 4}),
+    ]
+    merged = merge_counts(parts)
+    assert (merged.problems, merged.pairs, merged.source) == (3, 3, "rlcf")
+    assert merged.status_counts == {"passed": 3, "failed": 4} and merged.no_pair == {"all_passed": 1}

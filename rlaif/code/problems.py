@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from rlaif.errors import RecordError, RlaifError, describe_validation_error
-from rlaif.records import CodeProblem, iter_json_lines
+from rlaif.records import CodeProblem, Message, as_conversation, iter_json_lines
 
 Format = Literal["auto", "humaneval", "mbpp", "mbppplus", "native"]
 
@@ -271,3 +271,8 @@ def load_problems(
     if not out:
         raise RecordError(f"{path}: no problems in the file")
     return out
+
+
+def code_prompt(problem: CodeProblem) -> list[Message]:
+    """The chat prompt a policy sees for a code problem (RLCF feedback, evaluation, the final round)."""
+    return as_conversation(problem.prompt)

@@ -10,43 +10,21 @@ import typer
 
 from rlaif.commands.output import emit
 from rlaif.commands.resources import resolve_pipeline, shipped_dir
-from rlaif.errors import ConfigError, RlaifError
+from rlaif.errors import ConfigError
 
 
 def check_config(file: Path, overrides: list[str]):
-    """Validate a run config, every stage option block, the judges, the data files and the context
-    lengths, without loading any model. Notes (skipped malformed records) go to stderr."""
-    from rlaif.config import load_run_config, validate_stage_options
-    from rlaif.pairs import PairFilterConfig
-    from rlaif.pipeline.judging import check_judges, feedback_options
+    """Validate a run config and resolve every stage option block once (the runner reuses it), then the
+    judges, the data files and the context lengths, without loading any model. Returns the resolved
+    run; notes (skipped malformed records) go to stderr."""
+    from rlaif.config import load_run_config
+    from rlaif.pipeline.judging import check_judges
     from rlaif.pipeline.preflight import check_context_lengths, read_inputs
+    from rlaif.pipeline.resolve import resolve
 
     cfg = load_run_config(file, overrides)
     where = str(file)
-    if cfg.feedback.source != "rlcf":
-        from rlaif.feedback import resolve_source, source_config_model
-
-        try:
-            resolve_source(cfg.feedback.source)
-        except RlaifError as exc:
-            raise ConfigError(f"{where}: 'feedback.source': {exc}") from None
-        model = source_config_model(cfg.feedback.source)
-        options = feedback_options(cfg)
-        if model is not None:
-            validate_stage_options(model, options, "feedback.options", where)
-    else:
-        from rlaif.pipeline.stages import rlcf_options_model
-
-        validate_stage_options(rlcf_options_model(), cfg.feedback.options, "feedback.options", where)
-    validate_stage_options(PairFilterConfig, cfg.pairs.options, "pairs.options", where)
-    from rlaif.train.configs import DPOConfig, GRPOConfig, PPOConfig, RLOOConfig
-
-    placeholder = {"output_dir": "/tmp/x", "policy": {"path": cfg.policy.path}, "prompts": ["x"]}
-    dpo_placeholder = {k: v for k, v in placeholder.items() if k != "prompts"}
-    validate_stage_options(DPOConfig, {**cfg.dpo, **dpo_placeholder, "pairs": ["x"]}, "dpo", where)
-    if cfg.final.kind != "none":
-        model = {"ppo": PPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig}[cfg.final.kind]
-        validate_stage_options(model, {**cfg.final.options, **placeholder}, "final.options", where)
+    resolved = resolve(cfg)
     local = cfg.policy.path.startswith(("/", ".", "~"))  # otherwise a hub name, resolved by vLLM/HF
     if local and not cfg.policy.build_tiny and not Path(cfg.policy.path).expanduser().exists():
         raise ConfigError(f"{where}: 'policy.path': model directory not found: {cfg.policy.path}")
@@ -60,7 +38,7 @@ def check_config(file: Path, overrides: list[str]):
                 "to stop on them instead",
                 file=sys.stderr,
             )
-    return cfg
+    return resolved
 
 
 def validate(
@@ -69,7 +47,7 @@ def validate(
 ) -> None:
     """Check a run config (and every stage's options) without loading any model."""
     file = resolve_pipeline(file)
-    cfg = check_config(file, overrides or [])
+    cfg = check_config(file, overrides or []).config
     emit(f"ok: {file} (run '{cfg.name}', {cfg.rounds} DPO round(s), final={cfg.final.kind})")
 
 
@@ -82,18 +60,18 @@ def run(
 ) -> None:
     """Run (or resume) a self-improvement pipeline."""
     file = resolve_pipeline(file)
-    cfg = check_config(file, overrides or [])
-    _execute(cfg, dry_run, ["rlaif", "run", str(file), *(overrides or [])])
+    resolved = check_config(file, overrides or [])
+    _execute(resolved, dry_run, ["rlaif", "run", str(file), *(overrides or [])])
 
 
-def _execute(cfg, dry_run: bool, command: list[str]) -> None:
+def _execute(resolved, dry_run: bool, command: list[str]) -> None:
     import shlex
 
     from rlaif.commands import interrupts
     from rlaif.pipeline.manifest import read_manifest
     from rlaif.pipeline.runner import Runner
 
-    runner = Runner(cfg)
+    runner = Runner(resolved)
     interrupts.set_resume_hint(
         f"finished stages and chunks are kept in {runner.run_dir}; resume with: {shlex.join(command)}"
     )
@@ -125,7 +103,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
     from rlaif.errors import describe_validation_error
     from rlaif.files import load_yaml_mapping
     from rlaif.pipeline.report import collect_metrics, write_report
-    from rlaif.pipeline.runner import Runner
+    from rlaif.pipeline.runner import plan_stages
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
@@ -136,7 +114,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
         raise ConfigError(
             f"{cfg_file}: {describe_validation_error(exc, limit=1, config_keys=True)}"
         ) from None
-    metrics = collect_metrics(run_dir, Runner(cfg).plan())
+    metrics = collect_metrics(run_dir, plan_stages(cfg))
     emit(write_report(run_dir, metrics))
 
 
@@ -148,9 +126,9 @@ def demo(
     file = shipped_dir("pipelines") / "demo.yaml"
     if not file.is_file():
         raise ConfigError(f"demo pipeline not found at {file}")
-    cfg = check_config(file, overrides or [])
-    print(f"demo: {file} -> {cfg.run_dir()}", file=sys.stderr)
-    _execute(cfg, dry_run, ["rlaif", "demo", *(overrides or [])])
+    resolved = check_config(file, overrides or [])
+    print(f"demo: {file} -> {resolved.config.run_dir()}", file=sys.stderr)
+    _execute(resolved, dry_run, ["rlaif", "demo", *(overrides or [])])
 
 
 def register(app: typer.Typer) -> None:

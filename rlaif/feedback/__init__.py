@@ -5,27 +5,36 @@ Built-in sources (:data:`FEEDBACK_SOURCES`):
 - ``rlcd``: contrastive prompts, positive output chosen by construction (:mod:`.rlcd`);
 - ``sl_cai``: critique -> revision chains, final revision > initial response (:mod:`.constitutional`);
 - ``rl_cai``: two samples labelled by the principle-conditioned judge (:mod:`.constitutional`);
-- ``self_rewarding``: the policy judges its own N samples, best vs worst (:mod:`.self_rewarding`).
+- ``self_rewarding``: the policy judges its own N samples, best vs worst (:mod:`.self_rewarding`);
+- ``rlcf``: code candidates run against their unit tests in the sandbox, passing beats failing
+  (:mod:`.rlcf`).
 
-User sources plug in as ``"package.module:function"`` with the same signature (see
-:class:`rlaif.feedback.base.FeedbackSource`)::
+User sources plug in as ``"package.module:function"`` with the same signature::
 
-    def my_source(prompts: list[PromptRecord], engine: Engine, config: dict | None = None, *,
-                  judge_engine: Engine | None = None) -> FeedbackResult
+    def my_source(prompts: list[PromptRecord], engine: Engine, options: MyConfig | dict,
+                  context: SourceContext, *, judge_engine: Engine | None = None) -> FeedbackResult
 
-The function may declare its config model as ``my_source.config_model`` (a pydantic model); without
-one the config is passed through as a dict.
+``options`` is already validated: the function may declare its config model as
+``my_source.config_model`` (a pydantic model) and then receives an instance of it; without one it
+receives the mapping as written. ``context`` (:class:`rlaif.feedback.context.SourceContext`) carries
+what the run decides: the chunk's seed, the round, the adapter the policy engine serves, the chunk.
+A source that runs code declares ``uses_sandbox = True`` and is given the run's pool as ``sandbox=``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from rlaif.config import validate_stage_options
 from rlaif.errors import ConfigError
 from rlaif.feedback.base import FeedbackResult, FeedbackSource, FeedbackStats, SFTRecord
 from rlaif.feedback.constitutional import RLCAIConfig, SLCAIConfig, rl_cai, sl_cai
+from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.feedback.prompts_io import load_prompts, read_prompt_file
 from rlaif.feedback.rlcd import RLCDConfig, rlcd
+from rlaif.feedback.rlcf import RLCFConfig, rlcf
 from rlaif.feedback.self_rewarding import SelfRewardingConfig, self_rewarding
 from rlaif.plugins import import_object
 
@@ -34,6 +43,7 @@ FEEDBACK_SOURCES: dict[str, FeedbackSource] = {
     "sl_cai": sl_cai,
     "rl_cai": rl_cai,
     "self_rewarding": self_rewarding,
+    "rlcf": rlcf,
 }
 
 FEEDBACK_CONFIGS: dict[str, type] = {
@@ -41,6 +51,7 @@ FEEDBACK_CONFIGS: dict[str, type] = {
     "sl_cai": SLCAIConfig,
     "rl_cai": RLCAIConfig,
     "self_rewarding": SelfRewardingConfig,
+    "rlcf": RLCFConfig,
 }
 
 
@@ -63,12 +74,34 @@ def source_config_model(spec: str) -> type | None:
     return getattr(resolve_source(spec), "config_model", None)
 
 
+def source_options(spec: str, options: Any, where: str = "feedback.options", file: str = "config") -> Any:
+    """The source's options as its config model, validated here once (an instance passes as is; a
+    plug-in without ``config_model`` gets the mapping)."""
+    model = source_config_model(spec)
+    if model is None or isinstance(options, BaseModel):
+        return options if options is not None else {}
+    return validate_stage_options(model, dict(options or {}), where, file)
+
+
 def run_source(
-    spec: str, prompts: list, engine: Any, config: Any = None, *, judge_engine: Any = None
+    spec: str,
+    prompts: list,
+    engine: Any,
+    options: Any = None,
+    context: SourceContext | None = None,
+    *,
+    judge_engine: Any = None,
+    sandbox: Any = None,
 ) -> FeedbackResult:
-    """Resolve and call a source, checking it returned a :class:`FeedbackResult` whose counts add up."""
+    """Resolve and call a source as ``source(prompts, engine, options, context, judge_engine=...)``,
+    checking it returned a :class:`FeedbackResult` whose counts add up. ``options`` may be a mapping
+    (validated once here) or the config model; ``sandbox`` goes to sources that declare ``uses_sandbox``."""
     fn = resolve_source(spec)
-    out = fn(prompts, engine, config, judge_engine=judge_engine)
+    extra = {"sandbox": sandbox} if getattr(fn, "uses_sandbox", False) else {}
+    out = fn(
+        prompts, engine, source_options(spec, options, file=spec), context or DEFAULT_CONTEXT,
+        judge_engine=judge_engine, **extra,
+    )  # fmt: skip
     if not isinstance(out, FeedbackResult):
         raise ConfigError(f"feedback source '{spec}' returned {type(out).__name__}, expected FeedbackResult")
     if not out.stats.balanced:
@@ -87,6 +120,8 @@ __all__ = [
     "FeedbackStats",
     "RLCAIConfig",
     "RLCDConfig",
+    "RLCFConfig",
+    "SourceContext",
     "SFTRecord",
     "SLCAIConfig",
     "SelfRewardingConfig",
@@ -95,8 +130,10 @@ __all__ = [
     "resolve_source",
     "rl_cai",
     "rlcd",
+    "rlcf",
     "run_source",
     "self_rewarding",
     "sl_cai",
     "source_config_model",
+    "source_options",
 ]

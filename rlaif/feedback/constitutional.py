@@ -45,6 +45,7 @@ from rlaif.feedback.base import (
     sample_with_retries,
     template_ref,
 )
+from rlaif.feedback.context import SourceContext, apply_context
 from rlaif.files import load_yaml_mapping
 from rlaif.pairs import PairFilterConfig
 from rlaif.records import Message, PreferencePair, PromptRecord, stable_hash
@@ -182,6 +183,7 @@ def sl_cai(
     prompts: list[PromptRecord],
     engine: Engine,
     config: SLCAIConfig | dict | None = None,
+    context: SourceContext | None = None,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
@@ -190,6 +192,7 @@ def sl_cai(
     from rlaif.prompts import load_template
 
     cfg = coerce_config(config, SLCAIConfig, "sl_cai")
+    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
     if not prompts:
         raise RecordError("sl_cai: no prompts given")
     pset = load_critique_revision_pairs(cfg.principles)
@@ -379,6 +382,7 @@ def rl_cai(
     prompts: list[PromptRecord],
     engine: Engine,
     config: RLCAIConfig | dict | None = None,
+    context: SourceContext | None = None,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
@@ -387,6 +391,7 @@ def rl_cai(
     from rlaif.judges import PrincipleJudge
 
     cfg = coerce_config(config, RLCAIConfig, "rl_cai")
+    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
     if not prompts:
         raise RecordError("rl_cai: no prompts given")
     clamp = cfg.effective_clamp()

@@ -34,6 +34,7 @@ from rlaif.feedback.base import (
     pair_id,
     sample_with_retries,
 )
+from rlaif.feedback.context import SourceContext, apply_context
 from rlaif.instructions import describe
 from rlaif.pairs import PairFilterConfig
 from rlaif.records import Message, PreferencePair, PromptRecord
@@ -71,11 +72,13 @@ def instruction_contrast(
     prompts: list[PromptRecord],
     engine: Engine,
     config: InstructionContrastConfig | dict | None = None,
+    context: SourceContext | None = None,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
     """Pairs (instruction reminded -> chosen, instruction absent -> rejected); no judge is used."""
     cfg = coerce_config(config, InstructionContrastConfig, "instruction_contrast")
+    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
     if not prompts:
         raise RecordError("instruction_contrast: no prompts given")
     result = FeedbackResult(

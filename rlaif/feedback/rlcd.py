@@ -40,6 +40,7 @@ from rlaif.feedback.base import (
     sample_with_retries,
     template_ref,
 )
+from rlaif.feedback.context import SourceContext, apply_context
 from rlaif.files import load_yaml_mapping
 from rlaif.pairs import PairFilterConfig
 from rlaif.records import Message, PreferencePair, PromptRecord
@@ -214,6 +215,7 @@ def rlcd(
     prompts: list[PromptRecord],
     engine: Engine,
     config: RLCDConfig | dict | None = None,
+    context: SourceContext | None = None,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
@@ -221,6 +223,7 @@ def rlcd(
     from rlaif.prompts import load_template
 
     cfg = coerce_config(config, RLCDConfig, "rlcd")
+    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
     if not prompts:
         raise RecordError("rlcd: no prompts given")
     affixes = load_affix_set(cfg.affixes)

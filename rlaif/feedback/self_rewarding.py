@@ -40,6 +40,7 @@ from rlaif.feedback.base import (
     generate_each,
     pair_id,
 )
+from rlaif.feedback.context import SourceContext, apply_context
 from rlaif.feedback.self_instruct import SelfInstructConfig, generate_prompts
 from rlaif.pairs import PairFilterConfig, Pairing, select_pair
 from rlaif.records import PreferencePair, PromptRecord
@@ -98,11 +99,13 @@ def self_rewarding(
     prompts: list[PromptRecord],
     engine: Engine,
     config: SelfRewardingConfig | dict | None = None,
+    context: SourceContext | None = None,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
     """Best-vs-worst pairs judged by the policy itself (``judge_engine`` overrides that, for ablations)."""
     cfg = coerce_config(config, SelfRewardingConfig, "self_rewarding")
+    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
     if not prompts:
         raise RecordError("self_rewarding: no prompts given")
     stats = FeedbackStats(source="self_rewarding")
@@ -151,7 +154,8 @@ def self_rewarding(
     stats.count("candidates", sum(len(r) for r in texts))
 
     judge_seed = derive_seed(cfg.seed, "self_rewarding_judge", cfg.round)
-    judge = _judge(cfg, PerRequestSeeds(judge_engine or engine), judge_seed)
+    judge_cfg = cfg if judge_engine is None else cfg.model_copy(update={"adapter": None})  # not the policy's
+    judge = _judge(judge_cfg, PerRequestSeeds(judge_engine or engine), judge_seed)
     ids = [f"{prompts[pi].id}#c{ci}" for pi, ci in owners]
     verdicts = judge.score(items, ids=ids) if items else []
     scores: list[list[float | None]] = [[None] * len(row) for row in texts]

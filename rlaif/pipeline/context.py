@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import EngineConfig, RunConfig
+from rlaif.config import EngineConfig, ResolvedRun, RunConfig
 from rlaif.errors import ConfigError
+from rlaif.pipeline.preflight import check_context_length
+from rlaif.sandbox import SandboxPool
 
 
 @dataclass
@@ -85,7 +87,6 @@ def make_engine(
         from rlaif.engines.openai import OpenAIEngine
 
         return OpenAIEngine(cfg.url, model=cfg.model, concurrency=cfg.concurrency)
-    from rlaif.pipeline.preflight import check_context_length
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
@@ -106,7 +107,9 @@ def make_engine(
 
 @dataclass
 class RunContext:
-    cfg: RunConfig
+    """``run``: the config with every option block resolved once (:mod:`rlaif.pipeline.resolve`)."""
+
+    run: ResolvedRun
     run_dir: Path
     policy: Policy
     events_path: Path = field(init=False)
@@ -119,6 +122,10 @@ class RunContext:
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events_path = self.run_dir / "metrics.jsonl"
+
+    @property
+    def cfg(self) -> RunConfig:
+        return self.run.config
 
     # -- engines ----------------------------------------------------------------------------------
     def policy_engine(self) -> Any:
@@ -159,8 +166,6 @@ class RunContext:
     def sandbox(self) -> Any:
         """One pre-forked sandbox pool for the whole run (code feedback, rewards, pass@k)."""
         if self._sandbox is None:
-            from rlaif.sandbox import SandboxPool
-
             self._sandbox = SandboxPool()
         return self._sandbox
 

@@ -16,33 +16,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlaif.engines.base import Sampling
-from rlaif.feedback.base import derive_seed
+from rlaif.code.jobs import build_job, prepare_expected
+from rlaif.code.problems import code_prompt
+from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
-from rlaif.records import as_conversation, iter_json_lines, write_jsonl
-
-
-def code_prompt(problem) -> list:
-    """The chat prompt a policy sees for a code problem."""
-    return as_conversation(problem.prompt)
+from rlaif.pipeline.health import invalid_reasons
+from rlaif.pipeline.inputs import load_prompt_source, read_prompt_source
+from rlaif.pipeline.instruction_eval import instruction_eval
+from rlaif.pipeline.judging import judge_label
+from rlaif.pipeline.sampling import per_record_sampling
+from rlaif.pipeline.summary import EvalOutputs, EvalSummary
+from rlaif.records import iter_json_lines, write_jsonl
 
 
 def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
-    from rlaif.code.jobs import build_job, prepare_expected
-    from rlaif.pipeline.inputs import load_prompt_source
 
     ev = ctx.cfg.eval
     problems = load_prompt_source(ev.code_problems, "eval.code_problems")
     prepare_expected(problems, ctx.sandbox())
-    sampling = [
-        Sampling(
-            n=ev.code_samples,
-            temperature=ev.code_temperature,
-            max_tokens=ev.max_tokens,
-            seed=derive_seed(ctx.cfg.seed, "eval_code", p.task_id),
-        )
-        for p in problems
-    ]
+    sampling = per_record_sampling(
+        ctx.cfg.seed, "eval_code", [p.task_id for p in problems],
+        n=ev.code_samples, temperature=ev.code_temperature, max_tokens=ev.max_tokens,
+    )  # fmt: skip
     outputs = engine.generate([code_prompt(p) for p in problems], sampling)
     jobs, owners = [], []
     for p, comps in zip(problems, outputs, strict=True):
@@ -77,23 +72,18 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
 
 
 def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) -> dict:
-    from rlaif.judges import load_judge
-    from rlaif.pipeline.health import invalid_reasons
-    from rlaif.pipeline.inputs import read_prompt_source
-    from rlaif.pipeline.judging import judge_label
 
     ev = ctx.cfg.eval
     data = read_prompt_source(ev.win_rate_prompts, "eval.win_rate_prompts")
     prompts = data.items[: ev.win_rate_limit]
-    sampling = [
-        Sampling(
-            max_tokens=ev.max_tokens,
-            temperature=0.7,
-            top_p=0.9,
-            seed=derive_seed(ctx.cfg.seed, "eval_answer", p.id),
-        )
-        for p in prompts
-    ]
+    sampling = per_record_sampling(
+        ctx.cfg.seed,
+        "eval_answer",
+        [p.id for p in prompts],
+        max_tokens=ev.max_tokens,
+        temperature=0.7,
+        top_p=0.9,
+    )
     answers = engine.generate([p.messages for p in prompts], sampling)
     mine = {}
     for p, comps in zip(prompts, answers, strict=True):
@@ -132,7 +122,8 @@ def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) 
 
 def evaluate_policy(
     ctx: RunContext, stage_dir: Path, round_index: int, previous: Path | None, label: str
-) -> dict:
+) -> EvalSummary:
+    """The round's metrics; ``previous`` is the previous evaluation's stage directory (win rate)."""
     ev = ctx.cfg.eval
     engine = ctx.policy_engine()
     rows: list[dict] = []
@@ -143,15 +134,13 @@ def evaluate_policy(
         prev_samples = previous / "samples.jsonl" if previous is not None else None
         metrics.update(_win_rate(ctx, engine, rows, prev_samples))
     if ev.instructions is not None:
-        from rlaif.pipeline.instruction_eval import instruction_eval
-
         metrics.update(instruction_eval(ctx, engine, rows))
     tokens = [r["tokens"] for r in rows]
     metrics["mean_response_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else None
     write_jsonl(stage_dir / "samples.jsonl", rows)
     ctx.say("  " + ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict)))
-    return {
-        "outputs": {"samples": str(stage_dir / "samples.jsonl")},
-        "counts": {"samples": len(rows)},
-        "metrics": metrics,
-    }
+    return EvalSummary(
+        outputs=EvalOutputs(samples=str(stage_dir / "samples.jsonl")),
+        counts={"samples": len(rows)},
+        metrics=metrics,
+    )

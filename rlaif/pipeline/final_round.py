@@ -13,19 +13,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlaif.config import validate_stage_options
+from rlaif.code.jobs import prepare_expected
+from rlaif.code.problems import code_prompt
+from rlaif.code.rewards import CodeReward
 from rlaif.errors import ConfigError
+from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
+from rlaif.pipeline.inputs import is_code_run, load_prompt_source
+from rlaif.pipeline.resolve import stage_policy
+from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.records import Message, PromptRecord, write_jsonl
+from rlaif.train.configs import RewardModelConfig, RewardSpec
+from rlaif.train.rewards import completion_text
 
 
 def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
-    from rlaif.pipeline.evaluation import code_prompt
-    from rlaif.pipeline.inputs import load_prompt_source
-    from rlaif.pipeline.stages import CODE_SOURCES
-
+    """The prompts trained on, and for a code run the problems by task id (the sandbox reward)."""
     items = load_prompt_source(ctx.cfg.prompts, "prompts")
-    if ctx.cfg.feedback.source in CODE_SOURCES or ctx.cfg.prompts.kind in ("code", "demo_code"):
+    if is_code_run(ctx.cfg):
         problems = {p.task_id: p for p in items}
         records = [
             PromptRecord(id=p.task_id, messages=code_prompt(p), metadata={"task_id": p.task_id})
@@ -36,9 +41,7 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
 
 
 def judge_reward(ctx: RunContext):
-    from rlaif.judges import load_judge
-    from rlaif.train.rewards import completion_text
-
+    """A reward function scoring each rollout with the run's pointwise judge (None: could not judge)."""
     # the run's one judge setting; rlaif validate has checked that it is a pointwise judge
     judge = load_judge(ctx.cfg.judge.template or "self_rewarding_rubric", ctx.judge_engine())
 
@@ -54,7 +57,6 @@ def judge_reward(ctx: RunContext):
 
 def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     """Train the Bradley-Terry reward model on the run's pairs; its path and held-out numbers."""
-    from rlaif.train.configs import RewardModelConfig
     from rlaif.train.reward_model import run_reward_model
 
     pair_files = sorted(ctx.run_dir.glob("round_*/pairs/pairs.jsonl"))
@@ -70,61 +72,43 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     return Path(result.merged_model or result.base_model), info
 
 
-def run_final_round(ctx: RunContext, stage_dir: Path) -> dict:
-    from rlaif.pipeline.stages import _train_summary
-    from rlaif.train.configs import GRPOConfig, PPOConfig, RLOOConfig
-
+def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
+    """(reward function or None, reward model path or None, reward model numbers or None)."""
     fin = ctx.cfg.final
-    file = ctx.cfg.source_file or "config"
-    records, problems = _prompt_records(ctx)
-    policy = {
-        "path": str(ctx.policy.path),
-        "adapter": str(ctx.policy.adapter) if ctx.policy.adapter else None,
-    }
-    reward_fn = None
-    rm_path = None
-    rm_info: dict | None = None
     if fin.reward == "sandbox":
-        from rlaif.code.rewards import CodeReward
-
         if not problems:
             raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
-        from rlaif.code.jobs import prepare_expected
+        # MBPP+ expected outputs (CodeReward skips this step when it is given a pool)
+        prepare_expected(list(problems.values()), ctx.sandbox())
+        return CodeReward(problems, fin.reward_kind, pool=ctx.sandbox()), None, None
+    if fin.reward == "judge":
+        return judge_reward(ctx), None, None
+    return (None, *_reward_model(ctx, stage_dir))
 
-        prepare_expected(
-            list(problems.values()), ctx.sandbox()
-        )  # MBPP+ outputs (CodeReward skips it for a given pool)
-        reward_fn = CodeReward(problems, fin.reward_kind, pool=ctx.sandbox())
-    elif fin.reward == "judge":
-        reward_fn = judge_reward(ctx)
-    else:
-        rm_path, rm_info = _reward_model(ctx, stage_dir)
+
+def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:
+    """Train the final round on the run's prompts with the resolved ``final.options``."""
+    fin = ctx.cfg.final
+    records, problems = _prompt_records(ctx)
+    reward_fn, rm_path, rm_info = _reward(ctx, stage_dir, problems)
     prompts_file = stage_dir / "prompts.jsonl"  # the exact prompts trained on, kept with the stage
     write_jsonl(prompts_file, records)
-    options = {
-        "output_dir": str(stage_dir),
-        "seed": ctx.cfg.seed,
-        **fin.options,
-        "policy": policy,
-        "prompts": [str(prompts_file)],
-    }
+    forced: dict = {"policy": stage_policy(ctx.policy), "prompts": [prompts_file]}
+    if rm_path is not None:
+        spec = RewardSpec(reward_model=rm_path)
+        forced.update({"reward": spec} if fin.kind == "ppo" else {"rewards": [spec]})
+    options = ctx.run.runtime(
+        "final.options", defaults={"output_dir": stage_dir, "seed": ctx.cfg.seed}, forced=forced
+    )
     if fin.kind == "ppo":
         from rlaif.train.ppo import PPOTrainer
 
-        if rm_path is not None:
-            options["reward"] = {"reward_model": str(rm_path)}
-        ppo_cfg = validate_stage_options(PPOConfig, options, "final.options", file)
-        result = PPOTrainer(ppo_cfg, prompts=records, reward_fn=reward_fn).train()
+        result = PPOTrainer(options, prompts=records, reward_fn=reward_fn).train()
     else:
         from rlaif.train.grpo import run_grpo, run_rloo
 
-        if rm_path is not None:
-            options["rewards"] = [{"reward_model": str(rm_path)}]
-        model = GRPOConfig if fin.kind == "grpo" else RLOOConfig
-        group_cfg = validate_stage_options(model, options, "final.options", file)
         runner = run_grpo if fin.kind == "grpo" else run_rloo
-        result = runner(group_cfg, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
-    summary = _train_summary(result)
-    if rm_info is not None:
-        summary["reward_model"] = rm_info
+        result = runner(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+    summary = train_summary(result)
+    summary.reward_model = rm_info
     return summary

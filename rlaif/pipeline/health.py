@@ -57,6 +57,12 @@ def _commonest(reasons: dict[str, int], what: str = "invalid") -> str:
     return f"; commonest {what} reason ({n}x): {reason}"
 
 
+def _check_min_pairs(stage: str, n: int, made: str, summary: dict, health: HealthConfig, what: str) -> None:
+    if n < health.min_pairs:
+        why = _commonest(summary.get("drops") or {}, what)
+        raise HealthCheckFailed(stage, f"{made} (< health.min_pairs {health.min_pairs}){why}")
+
+
 def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
     """Raise :class:`HealthCheckFailed` naming ``stage`` when its summary fails a check."""
     _, _, kind = stage.partition("/")
@@ -71,22 +77,12 @@ def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
                 f"{limit:g}){_commonest(summary.get('invalid_reasons', {}))}",
             )
         pairs = counts.get("pairs_out", 0)
-        if pairs < health.min_pairs:
-            why = _commonest(summary.get("drops") or {}, "drop")
-            raise HealthCheckFailed(
-                stage,
-                f"{pairs} pairs made from {counts.get('prompts_in', 0)} prompts "
-                f"(< health.min_pairs {health.min_pairs}){why}",
-            )
+        made = f"{pairs} pairs made from {counts.get('prompts_in', 0)} prompts"
+        _check_min_pairs(stage, pairs, made, summary, health, "drop")
     elif kind == "pairs":
         kept = counts.get("pairs_kept", 0)
-        if kept < health.min_pairs:
-            why = _commonest(summary.get("drops") or {}, "filter")
-            raise HealthCheckFailed(
-                stage,
-                f"{kept} of {counts.get('pairs_in', 0)} pairs kept after filtering "
-                f"(< health.min_pairs {health.min_pairs}){why}",
-            )
+        made = f"{kept} of {counts.get('pairs_in', 0)} pairs kept after filtering"
+        _check_min_pairs(stage, kept, made, summary, health, "filter")
     elif kind == "eval":
         metrics = summary.get("metrics", {})
         rate = metrics.get("judge_invalid_rate")

@@ -18,8 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rlaif.config import PromptSource
+from rlaif.code.problems import load_problems
+from rlaif.config import PromptSource, RunConfig
+from rlaif.demo.tasks import demo_problems
 from rlaif.errors import ConfigError
+from rlaif.feedback.prompts_io import read_prompt_file
+from rlaif.records import PromptRecord, as_conversation
 
 
 @dataclass
@@ -61,21 +65,21 @@ def load_prompt_source(src: PromptSource, where: str) -> list:
     return read_prompt_source(src, where).items
 
 
+def is_code_run(cfg: RunConfig) -> bool:
+    """A run on code problems (RLCF feedback or code prompts): the final round rewards by tests."""
+    return cfg.feedback.source == "rlcf" or cfg.prompts.kind in ("code", "demo_code")
+
+
 def _read(src: PromptSource, where: str) -> SourceData:
     if src.kind == "demo_code":
-        from rlaif.demo.tasks import demo_problems
-
         train, held = demo_problems()
         return SourceData({"train": train, "heldout": held, "all": train + held}[src.split])
     if not src.path:
         raise ConfigError(f"{where}.path is required for kind={src.kind}")
     if src.kind == "code":
-        from rlaif.code.problems import load_problems
-
         return SourceData(load_problems(src.path), path=src.path)
     if src.kind == "hf_dataset":
         return SourceData(_hf_dataset(src.path), path=src.path)
-    from rlaif.feedback.prompts_io import read_prompt_file
 
     fmt = {"jsonl": "jsonl", "hh": "hh", "mtbench": "mt_bench"}[src.kind]
     got = read_prompt_file(
@@ -89,8 +93,6 @@ def _read(src: PromptSource, where: str) -> SourceData:
 
 def _hf_dataset(path: str) -> list:
     from datasets import load_from_disk
-
-    from rlaif.records import PromptRecord, as_conversation
 
     ds = load_from_disk(path)
     out = []

@@ -13,16 +13,14 @@ malformed instruction is an error naming the prompt.
 
 from __future__ import annotations
 
-from rlaif.engines.base import Sampling
 from rlaif.errors import ConfigError
-from rlaif.feedback.base import derive_seed
 from rlaif.instructions import check_all, pass_summary
+from rlaif.pipeline.inputs import load_prompt_source
+from rlaif.pipeline.sampling import per_record_sampling
 
 
 def instruction_eval(ctx, engine, rows: list[dict]) -> dict:
     """Generate one reply per sample for every held-out prompt, check it, append rows, return metrics."""
-    from rlaif.pipeline.inputs import load_prompt_source
-
     ev = ctx.cfg.eval
     opts = ev.instructions
     prompts = load_prompt_source(opts.prompts, "eval.instructions.prompts")
@@ -31,15 +29,10 @@ def instruction_eval(ctx, engine, rows: list[dict]) -> dict:
             f"eval.instructions.prompts: no prompt in {opts.prompts.path} has 'instructions' "
             "(build the sets with `python -m rlaif.instructions OUT_DIR`)"
         )
-    sampling = [
-        Sampling(
-            n=opts.samples,
-            temperature=opts.temperature,
-            max_tokens=ev.max_tokens,
-            seed=derive_seed(ctx.cfg.seed, "eval_instructions", p.id),
-        )
-        for p in prompts
-    ]
+    sampling = per_record_sampling(
+        ctx.cfg.seed, "eval_instructions", [p.id for p in prompts],
+        n=opts.samples, temperature=opts.temperature, max_tokens=ev.max_tokens,
+    )  # fmt: skip
     outputs = engine.generate([p.messages for p in prompts], sampling)
     results = []
     for p, comps in zip(prompts, outputs, strict=True):

@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlaif.config import RunConfig
-from rlaif.errors import ConfigError, RlaifError
+from rlaif.engines.scripted import ScriptedEngine
+from rlaif.errors import ConfigError, RlaifError, TemplateError
+from rlaif.feedback import source_config_model
+from rlaif.judges import CallableJudge, PairwiseJudge, PointwiseJudge, PrincipleJudge, load_judge
 
 POINTWISE, PAIRWISE, PRINCIPLE = "pointwise", "pairwise", "principle"
 COMPARES = (PAIRWISE, PRINCIPLE)
@@ -52,7 +55,6 @@ class JudgeUse:
 
 def judge_kind(judge: Any) -> str:
     """``pointwise``, ``pairwise`` or ``principle`` for a judge made by :func:`rlaif.judges.load_judge`."""
-    from rlaif.judges import CallableJudge, PairwiseJudge, PointwiseJudge, PrincipleJudge
 
     if isinstance(judge, CallableJudge):
         return judge.judge_type
@@ -105,7 +107,6 @@ def feedback_options(cfg: RunConfig) -> dict:
 
 def _plugin_takes_judge(source: str) -> bool:
     """A plug-in source receives judge.template when its config model declares ``judge_template``."""
-    from rlaif.feedback import source_config_model
 
     model = source_config_model(source)
     return model is not None and "judge_template" in getattr(model, "model_fields", {})
@@ -142,8 +143,6 @@ def judge_uses(cfg: RunConfig) -> list[JudgeUse]:
 
 def check_judges(cfg: RunConfig) -> None:
     """Load every judge the run will use (no model is loaded, nothing is generated) and check its kind."""
-    from rlaif.engines.scripted import ScriptedEngine
-    from rlaif.judges import load_judge
 
     where = cfg.source_file or "config"
     uses = judge_uses(cfg)
@@ -186,7 +185,6 @@ JUDGE_VARIABLES = {
 def check_judge_template(tpl: Any, kind: str) -> None:
     """Render a judge's template with dummy values for what its judge supplies, so a variable the judge
     never provides, or one the body uses without declaring it, fails now instead of mid-run."""
-    from rlaif.errors import TemplateError
 
     supplied = JUDGE_VARIABLES[kind]
     unknown = sorted(set(tpl.variables) - supplied)

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 from rlaif.config import RunConfig
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, RlaifError
+from rlaif.pipeline.inputs import read_prompt_source
 
 _LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length")
 
@@ -73,8 +74,6 @@ def read_inputs(cfg: RunConfig) -> dict[str, dict]:
     Malformed records are skipped and counted, or raise (``malformed: error``), exactly as the stages
     will; a missing file or one with no usable record is an error naming the key.
     """
-    from rlaif.errors import RlaifError
-    from rlaif.pipeline.inputs import read_prompt_source
 
     where = cfg.source_file or "config"
     out = {}

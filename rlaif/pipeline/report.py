@@ -15,6 +15,7 @@ from pathlib import Path
 from rlaif.files import atomic_write_text
 from rlaif.pipeline.health import read_status
 from rlaif.pipeline.manifest import read_manifest
+from rlaif.pipeline.report_view import build_view
 
 SHORT_CURVE = 25  # logged points up to which a training curve gets markers
 
@@ -184,8 +185,6 @@ def _run_config(run_dir: Path) -> dict:
 def write_report(run_dir: Path, metrics: dict) -> Path:
     """Draw the plots and render ``report.html`` from the template; returns its path."""
     import jinja2
-
-    from rlaif.pipeline.report_view import build_view
 
     run_dir = Path(run_dir)
     images = _plots(run_dir, metrics)

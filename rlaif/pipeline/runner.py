@@ -15,6 +15,10 @@ Layout of a run directory::
       status.json             running / ok / failed (stage, reason), for the report's banner
       report.html + *.png     the report
 
+The run is a loop over :meth:`Runner.plan`: each planned stage name maps to its config (hashed), its
+input files (hashed) and its body, which returns the stage's typed summary (:mod:`.summary`); the next
+stages read the summaries back typed (the pairs file, the trained policy).
+
 Guarantees: each stage directory gets its ``manifest.json`` last; a stage whose manifest matches (same
 config hash, same input hashes) is skipped; a stage without one is re-run, resuming from its finished
 chunks (see :mod:`rlaif.pipeline.manifest`). Errors are re-raised as :class:`RlaifError` naming the
@@ -32,9 +36,13 @@ from typing import Any
 
 import yaml
 
-from rlaif.config import RunConfig
+from rlaif.config import ResolvedRun, RunConfig
 from rlaif.errors import RlaifError
+from rlaif.pipeline import report, stages
 from rlaif.pipeline.context import Policy, RunContext
+from rlaif.pipeline.evaluation import evaluate_policy
+from rlaif.pipeline.feedback_stage import feedback
+from rlaif.pipeline.final_round import run_final_round
 from rlaif.pipeline.health import check_stage, write_status
 from rlaif.pipeline.manifest import (
     StageTimer,
@@ -46,6 +54,10 @@ from rlaif.pipeline.manifest import (
     read_manifest,
     write_manifest,
 )
+from rlaif.pipeline.resolve import resolve
+from rlaif.pipeline.summary import StageSummary, next_policy, summary_from_json
+
+StageBody = Callable[[Path], StageSummary]
 
 
 class StageFailed(RlaifError):
@@ -55,81 +67,88 @@ class StageFailed(RlaifError):
         self.reason = message
 
 
+def plan_stages(cfg: RunConfig) -> list[str]:
+    """The stage names of a run, in order (no resolution needed: ``rlaif report`` uses it too)."""
+    steps = ["prepare/policy" if cfg.policy.build_tiny else None, "round_0/eval"]
+    for k in range(1, cfg.rounds + 1):
+        steps += [f"round_{k}/feedback", f"round_{k}/pairs", f"round_{k}/train", f"round_{k}/eval"]
+    if cfg.final.kind != "none":
+        steps += ["final/train", "final/eval"]
+    return [s for s in steps if s] + ["report"]
+
+
 class Runner:
-    def __init__(self, cfg: RunConfig, engine: Any = None):
-        """``engine``: an already running engine on ``cfg.policy.path`` to reuse (tests, notebooks)."""
-        self.cfg = cfg
+    def __init__(self, cfg: RunConfig | ResolvedRun, engine: Any = None):
+        """``cfg``: a run config (resolved here) or one resolved already (``rlaif run`` resolves it while
+        checking). ``engine``: an already running engine on the policy to reuse (tests, notebooks)."""
+        self.run_config = cfg if isinstance(cfg, ResolvedRun) else resolve(cfg)
+        self.cfg = self.run_config.config
         self.shared_engine = engine
-        self.run_dir = cfg.run_dir()
-        self.summaries: dict[str, dict] = {}
+        self.run_dir = self.cfg.run_dir()
+        self.summaries: dict[str, StageSummary] = {}
         self.skipped: list[str] = []
         self.executed: list[str] = []
 
     # -- planning ---------------------------------------------------------------------------------
     def plan(self) -> list[str]:
-        steps = ["prepare/policy" if self.cfg.policy.build_tiny else None, "round_0/eval"]
-        for k in range(1, self.cfg.rounds + 1):
-            steps += [f"round_{k}/feedback", f"round_{k}/pairs", f"round_{k}/train", f"round_{k}/eval"]
-        if self.cfg.final.kind != "none":
-            steps += ["final/train", "final/eval"]
-        return [s for s in steps if s] + ["report"]
+        return plan_stages(self.cfg)
 
     # -- stage mechanics ----------------------------------------------------------------------------
     def stage(
-        self,
-        ctx: RunContext,
-        name: str,
-        config: Any,
-        inputs: dict[str, Path | str | None],
-        body: Callable[[Path], dict],
-    ) -> dict:
+        self, ctx: RunContext, name: str, config: Any, inputs: dict[str, Path | str | None], body: StageBody
+    ) -> StageSummary:
         stage_dir = self.run_dir / name
         config_hash = hash_json(config)
         input_hashes = {
             k: v if isinstance(v, str) else hash_path(v) for k, v in sorted(inputs.items()) if v is not None
         }
-        if manifest_matches(stage_dir, config_hash, input_hashes) and _outputs_exist(
-            read_manifest(stage_dir)
-        ):
-            summary = read_manifest(stage_dir)["summary"]
+        summary = self._finished(stage_dir, name, config_hash, input_hashes)
+        if summary is not None:
             ctx.say(f"[{name}] up to date, skipped")
             ctx.log_event("stage_skipped", stage=name)
             self.skipped.append(name)
-            self.summaries[name] = summary
-            check_stage(name, summary, self.cfg.health)
-            return summary
+        else:
+            summary = self._execute(ctx, stage_dir, name, config_hash, input_hashes, body)
+            self.executed.append(name)
+        self.summaries[name] = summary
+        check_stage(name, summary.to_json(), self.cfg.health)
+        return summary
+
+    @staticmethod
+    def _finished(
+        stage_dir: Path, name: str, config_hash: str, inputs: dict[str, str]
+    ) -> StageSummary | None:
+        """The summary of a finished stage that is still valid (same config and inputs, outputs on disk)."""
+        if not manifest_matches(stage_dir, config_hash, inputs):
+            return None
+        summary = summary_from_json(name, read_manifest(stage_dir).get("summary"))
+        if summary is None or not all(Path(p).exists() for p in summary.output_paths()):
+            return None  # an unreadable summary, or outputs deleted since: re-run rather than trust
+        return summary
+
+    @staticmethod
+    def _execute(
+        ctx: RunContext, stage_dir: Path, name: str, config_hash: str, inputs: dict[str, str], body: StageBody
+    ) -> StageSummary:
         ctx.say(f"[{name}] running")
         ctx.log_event("stage_start", stage=name)
         timer = StageTimer()
-        claim_stage_dir(stage_dir, config_hash, input_hashes)
+        claim_stage_dir(stage_dir, config_hash, inputs)
         try:
             summary = body(stage_dir)
         except RlaifError as exc:
             ctx.log_event("stage_failed", stage=name, error=str(exc))
             raise StageFailed(name, str(exc)) from None
-        write_manifest(
-            stage_dir,
-            {
-                "stage": name,
-                "config_hash": config_hash,
-                "input_hashes": input_hashes,
-                "wall_s": timer.elapsed(),
-                "summary": summary,
-            },
-        )
-        ctx.log_event("stage_done", stage=name, wall_s=timer.elapsed(), **_scalars(summary))
+        manifest = {"stage": name, "config_hash": config_hash, "input_hashes": inputs}
+        write_manifest(stage_dir, {**manifest, "wall_s": timer.elapsed(), "summary": summary.to_json()})
+        ctx.log_event("stage_done", stage=name, wall_s=timer.elapsed(), **summary.counts)
         ctx.say(f"[{name}] done in {timer.elapsed():.1f}s")
-        self.executed.append(name)
-        self.summaries[name] = summary
-        check_stage(name, summary, self.cfg.health)
         return summary
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> dict:
         """Run every stage; on a stage failure or a failed health check the report is still written,
         with a failed status banner, before the error is raised."""
-        from rlaif.pipeline import report
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(self.cfg.model_dump(mode="json", exclude={"source_file"}), sort_keys=False)
@@ -154,107 +173,76 @@ class Runner:
         return metrics
 
     def _run_stages(self) -> None:
-        from rlaif.pipeline import stages
-
+        """Every planned stage in order; a training stage hands the next stages its policy."""
         cfg = self.cfg
-        base = Path(cfg.policy.path)
-        if cfg.policy.build_tiny:
-            ctx0 = RunContext(cfg=cfg, run_dir=self.run_dir, policy=Policy(base))
-            self.stage(
-                ctx0,
-                "prepare/policy",
-                cfg.policy.model_dump(mode="json"),
-                {},
-                lambda d: stages.build_policy(cfg, d),
-            )
         adapter = Path(cfg.policy.adapter) if cfg.policy.adapter else None
-        ctx = RunContext(cfg=cfg, run_dir=self.run_dir, policy=Policy(base, adapter))
+        ctx = RunContext(
+            run=self.run_config, run_dir=self.run_dir, policy=Policy(Path(cfg.policy.path), adapter)
+        )
         if self.shared_engine is not None:
-            ctx.adopt_engine(self.shared_engine, base)
+            ctx.adopt_engine(self.shared_engine, Path(cfg.policy.path))
         try:
-            eval_cfg = {"eval": cfg.eval.model_dump(mode="json"), "seed": cfg.seed}
-            self.stage(
-                ctx,
-                "round_0/eval",
-                eval_cfg,
-                self._policy_inputs(ctx),
-                lambda d: stages.evaluate(ctx, d, round_index=0, previous=None),
-            )
-            previous_eval = self.run_dir / "round_0" / "eval"
-            for k in range(1, cfg.rounds + 1):
-                fb_cfg = {
-                    "feedback": cfg.feedback.model_dump(mode="json"),
-                    "prompts": cfg.prompts.model_dump(mode="json"),
-                    "judge": cfg.judge.model_dump(mode="json"),
-                    "seed": cfg.seed,
-                    "round": k,
-                }
-                fb = self.stage(
-                    ctx,
-                    f"round_{k}/feedback",
-                    fb_cfg,
-                    self._policy_inputs(ctx),
-                    lambda d, k=k: stages.feedback(ctx, d, round_index=k),
-                )
-                pairs_in = Path(fb["outputs"]["pairs"])
-                pr = self.stage(
-                    ctx,
-                    f"round_{k}/pairs",
-                    cfg.pairs.model_dump(mode="json"),
-                    {"pairs": pairs_in},
-                    lambda d, p=pairs_in: stages.filter_pairs(ctx, d, p),
-                )
-                pairs_file = Path(pr["outputs"]["pairs"])
-                tr = self.stage(
-                    ctx,
-                    f"round_{k}/train",
-                    {"dpo": cfg.dpo, "seed": cfg.seed},
-                    {"pairs": pairs_file, **self._policy_inputs(ctx)},
-                    lambda d, p=pairs_file, k=k: stages.train_dpo(ctx, d, p, round_index=k),
-                )
-                ctx.policy = stages.policy_from_summary(tr, ctx.policy)
-                self.stage(
-                    ctx,
-                    f"round_{k}/eval",
-                    eval_cfg,
-                    {**self._policy_inputs(ctx), "previous": previous_eval / "samples.jsonl"},
-                    lambda d, k=k, prev=previous_eval: stages.evaluate(ctx, d, round_index=k, previous=prev),
-                )
-                previous_eval = self.run_dir / f"round_{k}" / "eval"
-            if cfg.final.kind != "none":
-                fin_cfg = {"final": cfg.final.model_dump(mode="json"), "seed": cfg.seed}
-                tr = self.stage(
-                    ctx,
-                    "final/train",
-                    fin_cfg,
-                    self._policy_inputs(ctx),
-                    lambda d: stages.train_final(ctx, d),
-                )
-                ctx.policy = stages.policy_from_summary(tr, ctx.policy)
-                self.stage(
-                    ctx,
-                    "final/eval",
-                    eval_cfg,
-                    {**self._policy_inputs(ctx), "previous": previous_eval / "samples.jsonl"},
-                    lambda d, prev=previous_eval: stages.evaluate(
-                        ctx, d, round_index=cfg.rounds + 1, previous=prev, label="final"
-                    ),
-                )
+            for name in self.plan():
+                if name == "report":
+                    continue
+                summary = self.stage(ctx, name, *self._stage_spec(ctx, name))
+                if name.endswith("/train"):
+                    ctx.policy = next_policy(summary, ctx.policy)
         finally:
             ctx.close_engines()
+
+    # -- what each planned stage is -----------------------------------------------------------------
+    def _stage_spec(self, ctx: RunContext, name: str) -> tuple[Any, dict[str, Path | str | None], StageBody]:
+        """(config to hash, input files to hash, body) of a planned stage."""
+        cfg = self.cfg
+        group, _, kind = name.partition("/")
+        if kind == "policy":
+            return cfg.policy.model_dump(mode="json"), {}, lambda d: stages.build_policy(cfg, d)
+        k = cfg.rounds + 1 if group == "final" else int(group.removeprefix("round_"))
+        policy = self._policy_inputs(ctx)
+        if kind == "eval":
+            return self._eval_spec(ctx, k, label="final" if group == "final" else f"round {k}")
+        if kind == "feedback":
+            fb_cfg = {
+                "feedback": cfg.feedback.model_dump(mode="json"),
+                "prompts": cfg.prompts.model_dump(mode="json"),
+                "judge": cfg.judge.model_dump(mode="json"),
+                "seed": cfg.seed,
+                "round": k,
+            }
+            return fb_cfg, policy, lambda d: feedback(ctx, d, round_index=k)
+        if kind == "pairs":
+            pairs_in = Path(self.summaries[f"{group}/feedback"].outputs.pairs)
+            return (
+                cfg.pairs.model_dump(mode="json"),
+                {"pairs": pairs_in},
+                lambda d: stages.filter_pairs(ctx, d, pairs_in),
+            )
+        if group == "final":
+            return (
+                {"final": cfg.final.model_dump(mode="json"), "seed": cfg.seed},
+                policy,
+                lambda d: run_final_round(ctx, d),
+            )
+        pairs_file = Path(self.summaries[f"{group}/pairs"].outputs.pairs)
+        inputs = {"pairs": pairs_file, **policy}
+        return (
+            {"dpo": cfg.dpo, "seed": cfg.seed},
+            inputs,
+            lambda d: stages.train_dpo(ctx, d, pairs_file, round_index=k),
+        )
+
+    def _eval_spec(self, ctx: RunContext, k: int, label: str) -> tuple[Any, dict, StageBody]:
+        """Evaluation after round ``k`` (0: the starting policy), compared with the evaluation before it."""
+        eval_cfg = {"eval": self.cfg.eval.model_dump(mode="json"), "seed": self.cfg.seed}
+        if k == 0:
+            return eval_cfg, self._policy_inputs(ctx), lambda d: evaluate_policy(ctx, d, 0, None, label)
+        previous = self.run_dir / f"round_{k - 1}" / "eval"  # final: after the last DPO round
+        inputs = {**self._policy_inputs(ctx), "previous": previous / "samples.jsonl"}
+        return eval_cfg, inputs, lambda d: evaluate_policy(ctx, d, k, previous, label)
 
     @staticmethod
     def _policy_inputs(ctx: RunContext) -> dict[str, Path | str | None]:
         # The base model is fingerprinted (names, sizes, mtimes: hashing GBs of weights per stage would
         # cost minutes); adapters are small and hashed by content.
         return {"policy": fingerprint_dir(ctx.policy.path), "adapter": ctx.policy.adapter}
-
-
-def _outputs_exist(manifest: dict) -> bool:
-    """A finished stage whose outputs were deleted since is re-run rather than trusted."""
-    outputs = manifest.get("summary", {}).get("outputs", {})
-    return all(Path(p).exists() for p in outputs.values() if isinstance(p, str))
-
-
-def _scalars(summary: dict) -> dict:
-    return {k: v for k, v in summary.get("counts", {}).items() if isinstance(v, (int, float, str))}

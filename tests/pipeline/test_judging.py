@@ -19,7 +19,8 @@ class JudgedSourceConfig(BaseModel):
     judge_template: str = "its_own_default"
 
 
-def judged_source(prompts, engine, config=None, *, judge_engine=None):  # a plug-in that declares a judge
+def judged_source(prompts, engine, config=None, context=None, *, judge_engine=None):
+    """A plug-in that declares a judge."""
     raise AssertionError("not called here")
 
 

@@ -76,6 +76,15 @@ def test_two_round_rlcd_run_end_to_end_and_resume_skips(tmp_path, tiny_model_dir
     # each round trained an adapter that the next stage served
     adapters = [run_dir / f"round_{k}" / "train" / "adapter" for k in (1, 2)]
     assert all((a / "adapter_config.json").is_file() for a in adapters)
+    # pair provenance names the adapter the engine really served: none in round 1, round 1's in round 2
+    served = {
+        k: {
+            p.metadata["adapter"]
+            for p in read_jsonl(run_dir / f"round_{k}" / "feedback" / "pairs.jsonl", PreferencePair)
+        }
+        for k in (1, 2)
+    }
+    assert served[1] <= {None} and served[2] <= {str(adapters[0])} and served[2]
     # evaluation per round, with a win rate against the previous round from round 1 on
     assert [r["round"] for r in metrics["rounds"]] == [0, 1, 2]
     assert all(r["mean_response_tokens"] > 0 for r in metrics["rounds"])
@@ -104,4 +113,4 @@ def test_two_round_rlcd_run_end_to_end_and_resume_skips(tmp_path, tiny_model_dir
     changed.run()
     assert "round_1/feedback" in changed.skipped and "round_1/train" in changed.executed
     assert "round_2/feedback" in changed.executed  # new policy: its stale chunks were discarded
-    assert changed.summaries["round_2/feedback"]["counts"]["prompts_in"] == 6
+    assert changed.summaries["round_2/feedback"].counts["prompts_in"] == 6

@@ -204,3 +204,25 @@ def test_max_model_len_of_a_model_built_during_the_run_is_checked_before_the_eng
     fails(res, "round_0/eval", "'engine.max_model_len' is 4096", "context length 1024", str(path))
     assert "vllm" not in res.stderr.lower()  # refused before vLLM was imported, let alone started
     assert '"stage_failed"' in (tmp_path / "runs" / "built" / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("feedback.options.seed=3", "'feedback.options.seed' is decided by the run"),
+        (
+            "feedback.options.filter.dedup=false",
+            "'feedback.options.filter': a run filters pairs in one place",
+        ),
+    ],
+)
+def test_run_decided_values_and_source_filters_are_one_line_errors(config, override, message):
+    fails(rlaif("validate", str(config), override), str(config), message)
+
+
+def test_rlcf_options_take_the_nested_sampling_block(config):
+    rlcf = ["feedback.source=rlcf", "prompts.kind=demo_code", "eval.win_rate_prompts=null"]
+    assert rlaif("validate", str(config), *rlcf, "feedback.options.sampling.max_tokens=32").returncode == 0
+    fails(
+        rlaif("validate", str(config), *rlcf, "feedback.options.max_tokens=32"), "feedback.options.max_tokens"
+    )
