@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.engines.base import Sampling
-from rlaif.feedback.base import derive_seed
+from rlaif.records import derive_seed
 from rlaif.pipeline.context import RunContext
 from rlaif.records import as_conversation, iter_json_lines, write_jsonl
 

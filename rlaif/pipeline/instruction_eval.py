@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import ConfigError
-from rlaif.feedback.base import derive_seed
+from rlaif.records import derive_seed
 from rlaif.instructions import check_all, pass_summary
 
 

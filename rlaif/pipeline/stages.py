@@ -66,7 +66,7 @@ def build_policy(cfg: RunConfig, stage_dir: Path) -> dict:
 def _source_options(
     cfg: RunConfig, model: type | None, round_index: int, chunk: int, adapter: Path | None
 ) -> Any:
-    from rlaif.feedback.base import derive_seed
+    from rlaif.records import derive_seed
     from rlaif.pipeline.judging import feedback_options
 
     options = feedback_options(cfg)  # judge.template handed to the source's judge key
@@ -187,7 +187,7 @@ def _code_feedback(ctx: RunContext, stage_dir: Path, problems: list, round_index
     """RLCF: sample k programs per problem, run them against the tests, pair passing with failing."""
     from rlaif.code.pairs import CodePairConfig, CodePairStats, build_code_pairs
     from rlaif.engines.base import Sampling
-    from rlaif.feedback.base import derive_seed
+    from rlaif.records import derive_seed
     from rlaif.pipeline.evaluation import code_prompt
 
     cfg = ctx.cfg
