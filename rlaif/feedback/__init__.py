@@ -3,18 +3,18 @@
 Built-in sources (:data:`FEEDBACK_SOURCES`):
 
 - ``rlcd``: contrastive prompts, positive output chosen by construction (:mod:`.rlcd`);
-- ``sl_cai``: critique -> revision chains, final revision > initial response (:mod:`.constitutional`);
-- ``rl_cai``: two samples labelled by the principle-conditioned judge (:mod:`.constitutional`);
+- ``sl_cai``: critique -> revision chains, final revision > initial response (:mod:`.sl_cai`);
+- ``rl_cai``: two samples labelled by the principle-conditioned judge (:mod:`.rl_cai`);
 - ``self_rewarding``: the policy judges its own N samples, best vs worst (:mod:`.self_rewarding`).
 
 User sources plug in as ``"package.module:function"`` with the same signature (see
-:class:`rlaif.feedback.base.FeedbackSource`)::
+:class:`rlaif.feedback.source.FeedbackSource`)::
 
-    def my_source(prompts: list[PromptRecord], engine: Engine, config: dict | None = None, *,
-                  judge_engine: Engine | None = None) -> FeedbackResult
+    def my_source(prompts: list[PromptRecord], engine: Engine, options: MyConfig | dict,
+                  context: SourceContext, *, judge_engine: Engine | None = None) -> FeedbackResult
 
-The function may declare its config model as ``my_source.config_model`` (a pydantic model); without
-one the config is passed through as a dict.
+The function may declare its config model as ``my_source.config_model`` (a pydantic model); the
+options then arrive validated, without one they are passed through as a dict.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from __future__ import annotations
 from typing import Any
 
 from rlaif.errors import ConfigError
-from rlaif.feedback.base import FeedbackResult, FeedbackSource, FeedbackStats, SFTRecord
-from rlaif.feedback.constitutional import RLCAIConfig, SLCAIConfig, rl_cai, sl_cai
+from rlaif.feedback.context import SourceContext
 from rlaif.feedback.prompts_io import load_prompts, read_prompt_file
+from rlaif.feedback.result import FeedbackResult, FeedbackStats, SFTRecord
+from rlaif.feedback.rl_cai import RLCAIConfig, rl_cai
 from rlaif.feedback.rlcd import RLCDConfig, rlcd
 from rlaif.feedback.self_rewarding import SelfRewardingConfig, self_rewarding
+from rlaif.feedback.sl_cai import SLCAIConfig, sl_cai
+from rlaif.feedback.source import FeedbackSource, validate_source_options
 from rlaif.plugins import import_object
 
 FEEDBACK_SOURCES: dict[str, FeedbackSource] = {
@@ -64,11 +67,24 @@ def source_config_model(spec: str) -> type | None:
 
 
 def run_source(
-    spec: str, prompts: list, engine: Any, config: Any = None, *, judge_engine: Any = None
+    spec: str,
+    prompts: list,
+    engine: Any,
+    options: Any = None,
+    context: SourceContext | None = None,
+    *,
+    judge_engine: Any = None,
 ) -> FeedbackResult:
-    """Resolve and call a source, checking it returned a :class:`FeedbackResult` whose counts add up."""
+    """Resolve and call a source, checking it returned a :class:`FeedbackResult` whose counts add up.
+
+    ``options`` may be a dict (validated here into the source's ``config_model``, if it has one);
+    ``context`` defaults to seed 0, round 0, no adapter, chunk 0."""
     fn = resolve_source(spec)
-    out = fn(prompts, engine, config, judge_engine=judge_engine)
+    model = source_config_model(spec)
+    if model is not None:
+        options = validate_source_options(options, model, spec)
+    context = context or SourceContext(seed=0, round=0, adapter=None, chunk=0)
+    out = fn(prompts, engine, options, context, judge_engine=judge_engine)
     if not isinstance(out, FeedbackResult):
         raise ConfigError(f"feedback source '{spec}' returned {type(out).__name__}, expected FeedbackResult")
     if not out.stats.balanced:
@@ -88,6 +104,7 @@ __all__ = [
     "RLCAIConfig",
     "RLCDConfig",
     "SFTRecord",
+    "SourceContext",
     "SLCAIConfig",
     "SelfRewardingConfig",
     "load_prompts",

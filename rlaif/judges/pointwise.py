@@ -42,7 +42,6 @@ from rlaif.judges.base import (
     resolve_template,
     template_judge_options,
 )
-from rlaif.judges.sampling import sample_until_valid
 from rlaif.judges.parsers import (
     JsonParserSpec,
     Parsed,
@@ -51,6 +50,7 @@ from rlaif.judges.parsers import (
     json_schema_of,
     parse_completion,
 )
+from rlaif.judges.sampling import sample_until_valid
 from rlaif.prompts import Template
 from rlaif.records import Judgment, Message
 

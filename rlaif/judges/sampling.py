@@ -78,7 +78,9 @@ def sample_until_valid(
         report.calls += 1
         if attempt:
             report.retried_requests += len(pending)
-        pending = [i for i, completions in zip(pending, outputs, strict=True) if take(i, completions, attempt)]
+        pending = [
+            i for i, completions in zip(pending, outputs, strict=True) if take(i, completions, attempt)
+        ]
     return report
 
 

@@ -91,7 +91,8 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
     items = data.items
     if cfg.feedback.source in CODE_SOURCES:
         return _code_feedback(ctx, stage_dir, items, round_index)
-    from rlaif.feedback import resolve_source, run_source, source_config_model
+    from rlaif.feedback import SourceContext, resolve_source, run_source, source_config_model
+    from rlaif.records import derive_seed
     from rlaif.pairs import PairStats
 
     resolve_source(cfg.feedback.source)  # fail fast on a bad plug-in spec
@@ -102,7 +103,11 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
     def work(chunk: int, prompts: list) -> dict:
         start_chunk(chunk)
         options = _source_options(cfg, model, round_index, chunk, None)  # adapter is bound in the engine
-        res = run_source(cfg.feedback.source, prompts, engine, options, judge_engine=judge)
+        context = SourceContext(
+            seed=derive_seed(cfg.seed, "chunk", chunk), round=round_index,
+            adapter=getattr(engine, "adapter", None), chunk=chunk,
+        )  # fmt: skip
+        res = run_source(cfg.feedback.source, prompts, engine, options, context, judge_engine=judge)
         return {
             "pairs": [p.model_dump(mode="json") for p in res.pairs],
             "judgments": [j.model_dump(mode="json") for j in res.judgments],
