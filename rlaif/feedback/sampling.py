@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rlaif.engines.base import Engine, PromptInput, Sampling
 from rlaif.feedback.output_rules import OutputRules, clean_output
@@ -83,24 +84,10 @@ def sample_n_with_retries(
 
 
 def sample_with_retries(
-    engine: Engine,
-    requests: Sequence[PromptInput],
-    sampling: Sampling,
-    rules: OutputRules,
-    *,
-    max_retries: int,
-    seed: int,
-    stage: str,
-    keys: Sequence[str] | None = None,
-    adapter: str | None = None,
-    stats: FeedbackStats | None = None,
+    engine: Engine, requests: Sequence[PromptInput], sampling: Sampling, rules: OutputRules, **options: Any
 ) -> list[Sampled]:
-    """One valid text per request (see :func:`sample_n_with_retries`)."""
-    out = sample_n_with_retries(
-        engine, requests, sampling, rules, n=1, max_retries=max_retries, seed=seed, stage=stage,
-        keys=keys, adapter=adapter, stats=stats,
-    )  # fmt: skip
-    return [slots[0] for slots in out]
+    """One valid text per request; ``options`` are those of :func:`sample_n_with_retries` but ``n``."""
+    return [slots[0] for slots in sample_n_with_retries(engine, requests, sampling, rules, n=1, **options)]
 
 
 def failure(reason: str, sampled: Sampled, round_: int | None = None) -> tuple[str, str]:

@@ -17,9 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.engines.base import Sampling
-from rlaif.records import derive_seed
 from rlaif.pipeline.context import RunContext
-from rlaif.records import as_conversation, iter_json_lines, write_jsonl
+from rlaif.records import as_conversation, derive_seed, iter_json_lines, write_jsonl
 
 
 def code_prompt(problem) -> list:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import ConfigError
-from rlaif.records import derive_seed
 from rlaif.instructions import check_all, pass_summary
+from rlaif.records import derive_seed
 
 
 def instruction_eval(ctx, engine, rows: list[dict]) -> dict:

@@ -66,8 +66,8 @@ def build_policy(cfg: RunConfig, stage_dir: Path) -> dict:
 def _source_options(
     cfg: RunConfig, model: type | None, round_index: int, chunk: int, adapter: Path | None
 ) -> Any:
-    from rlaif.records import derive_seed
     from rlaif.pipeline.judging import feedback_options
+    from rlaif.records import derive_seed
 
     options = feedback_options(cfg)  # judge.template handed to the source's judge key
     if model is None:
@@ -92,8 +92,8 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> dict:
     if cfg.feedback.source in CODE_SOURCES:
         return _code_feedback(ctx, stage_dir, items, round_index)
     from rlaif.feedback import SourceContext, resolve_source, run_source, source_config_model
-    from rlaif.records import derive_seed
     from rlaif.pairs import PairStats
+    from rlaif.records import derive_seed
 
     resolve_source(cfg.feedback.source)  # fail fast on a bad plug-in spec
     model = source_config_model(cfg.feedback.source)
@@ -192,8 +192,8 @@ def _code_feedback(ctx: RunContext, stage_dir: Path, problems: list, round_index
     """RLCF: sample k programs per problem, run them against the tests, pair passing with failing."""
     from rlaif.code.pairs import CodePairConfig, CodePairStats, build_code_pairs
     from rlaif.engines.base import Sampling
-    from rlaif.records import derive_seed
     from rlaif.pipeline.evaluation import code_prompt
+    from rlaif.records import derive_seed
 
     cfg = ctx.cfg
     opts = validate_stage_options(
