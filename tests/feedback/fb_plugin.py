@@ -44,3 +44,15 @@ def unbalanced_source(prompts, engine, options, context, *, judge_engine=None) -
 
 
 not_a_function = 42
+
+
+RECEIVED: list = []
+
+
+def recording_source(prompts, engine, options, context, *, judge_engine=None) -> FeedbackResult:
+    """Records what it was called with (a plug-in without config_model: options stay a dict)."""
+    RECEIVED.append((options, context))
+    result = FeedbackResult(pairs=[], stats=FeedbackStats(source="recording", prompts_in=len(prompts)))
+    for rec in prompts:
+        result.drop(rec.id, "not_paired")
+    return result
