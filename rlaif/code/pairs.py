@@ -176,6 +176,17 @@ def build_code_pairs(
     stats.executions = len(executions)
     stats.status_counts = dict(Counter(r.status for r in executions))
     stats.sandbox_errors = stats.status_counts.get("sandbox_error", 0)
+    pairs = _pair_problems(problems, prompts, per_problem, executions, config, stats, round)
+    stats.pairs = len(pairs)
+    stats.length = length_summary(pairs)
+    return CodePairRun(pairs=pairs, executions=executions, stats=stats)
+
+
+def _pair_problems(
+    problems: Sequence[CodeProblem], prompts: list[PromptInput], per_problem: list[list[tuple[int, str, int]]],
+    executions: list[ExecutionResult], config: CodePairConfig, stats: CodePairStats, round_: int,
+) -> list[PreferencePair]:  # fmt: skip
+    """Each problem's pairs from its executed candidates; a problem without one counts its reason."""
     pairs: list[PreferencePair] = []
     no_pair: Counter[str] = Counter()
     for problem, prompt, kept in zip(problems, prompts, per_problem, strict=True):
@@ -188,12 +199,10 @@ def build_code_pairs(
             continue
         stats.problems_with_pair += 1
         pairs.extend(
-            _pair(problem, prompt, chosen, rejected, kind, round) for chosen, rejected, kind in chosen_pairs
+            _pair(problem, prompt, chosen, rejected, kind, round_) for chosen, rejected, kind in chosen_pairs
         )
-    stats.pairs = len(pairs)
     stats.no_pair = dict(no_pair)
-    stats.length = length_summary(pairs)
-    return CodePairRun(pairs=pairs, executions=executions, stats=stats)
+    return pairs
 
 
 def _sample_candidates(
