@@ -193,6 +193,15 @@ def stable_hash(*parts: str | bytes, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 31-bit seed that depends only on the global seed and the named stage/attempt/index.
+
+    Why here: judges, feedback sources and the pipeline all derive per-request seeds, and each must
+    give the same seed for the same names, so there is one function in the lowest layer.
+    """
+    return int(stable_hash(str(seed), *(str(p) for p in parts)), 16) % (2**31 - 1)
+
+
 def _open_text(path: Path):
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")

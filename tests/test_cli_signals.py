@@ -112,7 +112,12 @@ def _run_config(tmp_path: Path, model: Path, shared: Path) -> Path:
         "feedback": {
             "source": "self_rewarding",
             "chunk_size": 2,
-            "options": {"n_candidates": 2, "max_tokens": 16, "judge_samples": 1, "judge_max_tokens": 16},
+            "options": {
+                "n_candidates": 2,
+                "sampling": {"max_tokens": 16},
+                "judge_samples": 1,
+                "judge_sampling": {"max_tokens": 16},
+            },
         },
         "rounds": 1,
         "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 4, "alpha": 8}},

@@ -29,7 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlaif.engines.base import Engine, PromptInput, Sampling
 from rlaif.errors import EngineError
-from rlaif.records import CodeProblem, ExecutionResult, PreferencePair, as_conversation, stable_hash
+from rlaif.pairs import length_summary
+from rlaif.records import (
+    CodeProblem,
+    Completion,
+    ExecutionResult,
+    PreferencePair,
+    as_conversation,
+    stable_hash,
+)
 
 from .jobs import build_job, prepare_expected, program_for
 
@@ -158,38 +166,27 @@ def build_code_pairs(
     use a prompt template file for chat models, e.g. ``lambda p: tpl.render(problem=p.prompt)``).
     """
     config = config or CodePairConfig()
-    sampling = (sampling or Sampling(temperature=0.8, top_p=0.95, max_tokens=512)).model_copy(
-        update={"n": config.k}
-    )
     render = render or (lambda p: p.prompt)
     prompts = [render(p) for p in problems]
-    outputs = engine.generate(prompts, sampling, adapter=adapter) if problems else []
-    if len(outputs) != len(problems) or any(len(o) != config.k for o in outputs):
-        raise EngineError(
-            f"engine returned {[len(o) for o in outputs]} completions for {len(problems)} prompts x {config.k}"
-        )
+    outputs = _sample_candidates(prompts, engine, config, sampling, adapter)
     prepare_expected(problems, pool)
-
     stats = CodePairStats(problems=len(problems))
-    jobs, per_problem = [], []
-    for problem, samples in zip(problems, outputs, strict=True):
-        seen: dict[str, int] = {}
-        kept = []
-        for comp in samples:
-            stats.candidates += 1
-            key = _dedup_key(program_for(problem, comp.text))
-            if config.dedup and key in seen:
-                stats.duplicates_removed += 1
-                continue
-            seen[key] = len(jobs)
-            kept.append((comp.index, comp.text, len(jobs)))
-            jobs.append(build_job(problem, comp.text, sample_index=comp.index))
-        per_problem.append(kept)
+    jobs, per_problem = _candidate_jobs(problems, outputs, config, stats)
     executions = pool.run(jobs)
     stats.executions = len(executions)
     stats.status_counts = dict(Counter(r.status for r in executions))
     stats.sandbox_errors = stats.status_counts.get("sandbox_error", 0)
+    pairs = _pair_problems(problems, prompts, per_problem, executions, config, stats, round)
+    stats.pairs = len(pairs)
+    stats.length = length_summary(pairs)
+    return CodePairRun(pairs=pairs, executions=executions, stats=stats)
 
+
+def _pair_problems(
+    problems: Sequence[CodeProblem], prompts: list[PromptInput], per_problem: list[list[tuple[int, str, int]]],
+    executions: list[ExecutionResult], config: CodePairConfig, stats: CodePairStats, round_: int,
+) -> list[PreferencePair]:  # fmt: skip
+    """Each problem's pairs from its executed candidates; a problem without one counts its reason."""
     pairs: list[PreferencePair] = []
     no_pair: Counter[str] = Counter()
     for problem, prompt, kept in zip(problems, prompts, per_problem, strict=True):
@@ -201,28 +198,75 @@ def build_code_pairs(
             no_pair[reason] += 1
             continue
         stats.problems_with_pair += 1
-        for chosen, rejected, kind in chosen_pairs:
-            pairs.append(
-                PreferencePair(
-                    id=stable_hash(SOURCE, problem.task_id, chosen.text, rejected.text),
-                    prompt=as_conversation(prompt),
-                    chosen=chosen.text,
-                    rejected=rejected.text,
-                    margin=chosen.fraction - rejected.fraction,
-                    source=SOURCE,
-                    round=round,
-                    execution_ids=[chosen.result.id, rejected.result.id],
-                    metadata={
-                        "task_id": problem.task_id,
-                        "pairing": kind,
-                        "chosen": _provenance(chosen),
-                        "rejected": _provenance(rejected),
-                    },
-                )
-            )
-    stats.pairs = len(pairs)
+        pairs.extend(
+            _pair(problem, prompt, chosen, rejected, kind, round_) for chosen, rejected, kind in chosen_pairs
+        )
     stats.no_pair = dict(no_pair)
-    from rlaif.pairs import length_summary
+    return pairs
 
-    stats.length = length_summary(pairs)
-    return CodePairRun(pairs=pairs, executions=executions, stats=stats)
+
+def _sample_candidates(
+    prompts: list[PromptInput], engine: Engine, config: CodePairConfig, sampling: Sampling | None,
+    adapter: str | None,
+) -> list[list[Completion]]:  # fmt: skip
+    """``config.k`` candidates per prompt in one ``generate`` call; a short answer is an EngineError."""
+    sampling = (sampling or Sampling(temperature=0.8, top_p=0.95, max_tokens=512)).model_copy(
+        update={"n": config.k}
+    )
+    outputs = engine.generate(prompts, sampling, adapter=adapter) if prompts else []
+    if len(outputs) != len(prompts) or any(len(o) != config.k for o in outputs):
+        raise EngineError(
+            f"engine returned {[len(o) for o in outputs]} completions for {len(prompts)} prompts x {config.k}"
+        )
+    return outputs
+
+
+def _candidate_jobs(
+    problems: Sequence[CodeProblem],
+    outputs: list[list[Completion]],
+    config: CodePairConfig,
+    stats: CodePairStats,
+) -> tuple[list, list[list[tuple[int, str, int]]]]:
+    """One sandbox job per distinct candidate (all candidates without ``dedup``), and per problem the
+    kept candidates as (sample index, text, job index)."""
+    jobs, per_problem = [], []
+    for problem, samples in zip(problems, outputs, strict=True):
+        seen: set[str] = set()
+        kept = []
+        for comp in samples:
+            stats.candidates += 1
+            key = _dedup_key(program_for(problem, comp.text))
+            if config.dedup and key in seen:
+                stats.duplicates_removed += 1
+                continue
+            seen.add(key)
+            kept.append((comp.index, comp.text, len(jobs)))
+            jobs.append(build_job(problem, comp.text, sample_index=comp.index))
+        per_problem.append(kept)
+    return jobs, per_problem
+
+
+def _pair(
+    problem: CodeProblem,
+    prompt: PromptInput,
+    chosen: _Candidate,
+    rejected: _Candidate,
+    kind: str,
+    round_: int,
+) -> PreferencePair:
+    return PreferencePair(
+        id=stable_hash(SOURCE, problem.task_id, chosen.text, rejected.text),
+        prompt=as_conversation(prompt),
+        chosen=chosen.text,
+        rejected=rejected.text,
+        margin=chosen.fraction - rejected.fraction,
+        source=SOURCE,
+        round=round_,
+        execution_ids=[chosen.result.id, rejected.result.id],
+        metadata={
+            "task_id": problem.task_id,
+            "pairing": kind,
+            "chosen": _provenance(chosen),
+            "rejected": _provenance(rejected),
+        },
+    )

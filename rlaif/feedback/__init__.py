@@ -3,13 +3,14 @@
 Built-in sources (:data:`FEEDBACK_SOURCES`):
 
 - ``rlcd``: contrastive prompts, positive output chosen by construction (:mod:`.rlcd`);
-- ``sl_cai``: critique -> revision chains, final revision > initial response (:mod:`.constitutional`);
-- ``rl_cai``: two samples labelled by the principle-conditioned judge (:mod:`.constitutional`);
+- ``sl_cai``: critique -> revision chains, final revision > initial response (:mod:`.sl_cai`);
+- ``rl_cai``: two samples labelled by the principle-conditioned judge (:mod:`.rl_cai`);
 - ``self_rewarding``: the policy judges its own N samples, best vs worst (:mod:`.self_rewarding`);
 - ``rlcf``: code candidates run against their unit tests in the sandbox, passing beats failing
   (:mod:`.rlcf`).
 
-User sources plug in as ``"package.module:function"`` with the same signature::
+User sources plug in as ``"package.module:function"`` with the same signature (see
+:class:`rlaif.feedback.source.FeedbackSource`)::
 
     def my_source(prompts: list[PromptRecord], engine: Engine, options: MyConfig | dict,
                   context: SourceContext, *, judge_engine: Engine | None = None) -> FeedbackResult
@@ -25,17 +26,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
-from rlaif.config import validate_stage_options
 from rlaif.errors import ConfigError
-from rlaif.feedback.base import FeedbackResult, FeedbackSource, FeedbackStats, SFTRecord
-from rlaif.feedback.constitutional import RLCAIConfig, SLCAIConfig, rl_cai, sl_cai
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.feedback.prompts_io import load_prompts, read_prompt_file
+from rlaif.feedback.result import FeedbackResult, FeedbackStats, SFTRecord
+from rlaif.feedback.rl_cai import RLCAIConfig, rl_cai
 from rlaif.feedback.rlcd import RLCDConfig, rlcd
 from rlaif.feedback.rlcf import RLCFConfig, rlcf
 from rlaif.feedback.self_rewarding import SelfRewardingConfig, self_rewarding
+from rlaif.feedback.sl_cai import SLCAIConfig, sl_cai
+from rlaif.feedback.source import FeedbackSource, validate_source_options
 from rlaif.plugins import import_object
 
 FEEDBACK_SOURCES: dict[str, FeedbackSource] = {
@@ -74,13 +74,13 @@ def source_config_model(spec: str) -> type | None:
     return getattr(resolve_source(spec), "config_model", None)
 
 
-def source_options(spec: str, options: Any, where: str = "feedback.options", file: str = "config") -> Any:
+def source_options(spec: str, options: Any) -> Any:
     """The source's options as its config model, validated here once (an instance passes as is; a
     plug-in without ``config_model`` gets the mapping)."""
     model = source_config_model(spec)
-    if model is None or isinstance(options, BaseModel):
+    if model is None:
         return options if options is not None else {}
-    return validate_stage_options(model, dict(options or {}), where, file)
+    return validate_source_options(options, model, spec)
 
 
 def run_source(
@@ -99,7 +99,7 @@ def run_source(
     fn = resolve_source(spec)
     extra = {"sandbox": sandbox} if getattr(fn, "uses_sandbox", False) else {}
     out = fn(
-        prompts, engine, source_options(spec, options, file=spec), context or DEFAULT_CONTEXT,
+        prompts, engine, source_options(spec, options), context or DEFAULT_CONTEXT,
         judge_engine=judge_engine, **extra,
     )  # fmt: skip
     if not isinstance(out, FeedbackResult):
@@ -121,8 +121,8 @@ __all__ = [
     "RLCAIConfig",
     "RLCDConfig",
     "RLCFConfig",
-    "SourceContext",
     "SFTRecord",
+    "SourceContext",
     "SLCAIConfig",
     "SelfRewardingConfig",
     "load_prompts",

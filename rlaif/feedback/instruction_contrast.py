@@ -21,44 +21,30 @@ are re-sampled up to ``max_retries`` times, then the prompt is dropped and count
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from rlaif.engines.base import Engine, Sampling
-from rlaif.errors import RecordError
-from rlaif.feedback.base import (
-    FeedbackResult,
-    FeedbackStats,
-    OutputRules,
-    coerce_config,
-    finish,
-    pair_id,
-    sample_with_retries,
-)
-from rlaif.feedback.context import SourceContext, apply_context
+from rlaif.engines.base import Engine, SamplingSettings
+from rlaif.feedback.context import SourceContext
+from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
+from rlaif.feedback.sampling import Sampled, sample_with_retries
+from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.instructions import describe
-from rlaif.pairs import PairFilterConfig
 from rlaif.records import Message, PreferencePair, PromptRecord
 
 
-class InstructionContrastConfig(BaseModel):
+class InstructionContrastConfig(SourceConfig):
     """Settings for :func:`instruction_contrast`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reminder: str | None = Field(
         "Remember: {instruction}",
         description="Appended (after a blank line) to the positive prompt's last user turn; "
         "{instruction} is the instruction's wording. null: the positive prompt is the plain prompt.",
     )
-    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature for both sides.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass for both sides.")
-    max_tokens: int = Field(96, ge=1, description="Maximum new tokens per output.")
+    sampling: SamplingSettings = Field(
+        default_factory=lambda: SamplingSettings(temperature=0.8, max_tokens=96),
+        description="Sampling of both sides (same settings for both).",
+    )
     max_retries: int = Field(1, ge=0, description="Re-sample an invalid output this many times, then drop.")
-    output: OutputRules = Field(default_factory=OutputRules, description="Cut markers and length limits.")
-    adapter: str | None = Field(None, description="LoRA adapter of the policy (None: the base model).")
-    seed: int = Field(0, description="Sampling seeds derive from it.")
-    round: int = Field(0, ge=0, description="Iteration number recorded on every pair.")
-    filter: PairFilterConfig = Field(default_factory=PairFilterConfig, description="Shared pair filters.")
 
 
 def _with_last_user(messages: list[Message], content: str) -> list[Message]:
@@ -71,38 +57,26 @@ def _with_last_user(messages: list[Message], content: str) -> list[Message]:
 def instruction_contrast(
     prompts: list[PromptRecord],
     engine: Engine,
-    config: InstructionContrastConfig | dict | None = None,
-    context: SourceContext | None = None,
+    options: InstructionContrastConfig,
+    context: SourceContext,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
     """Pairs (instruction reminded -> chosen, instruction absent -> rejected); no judge is used."""
-    cfg = coerce_config(config, InstructionContrastConfig, "instruction_contrast")
-    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
-    if not prompts:
-        raise RecordError("instruction_contrast: no prompts given")
-    result = FeedbackResult(
-        pairs=[], stats=FeedbackStats(source="instruction_contrast", prompts_in=len(prompts))
-    )
-    requests, keys, plans = [], [], []
-    for rec in prompts:
-        task, specs = rec.metadata.get("task"), rec.metadata.get("instructions")
-        if not isinstance(task, str) or not task.strip() or not specs:
-            result.drop(rec.id, "no_instruction", "the prompt has no metadata 'task' and 'instructions'")
-            continue
-        wording = " ".join(describe(s, where=f"prompt {rec.id}") for s in specs)
-        last = [m for m in rec.messages if m.role == "user"][-1].content
-        positive = last if cfg.reminder is None else f"{last}\n\n{cfg.reminder.format(instruction=wording)}"
-        requests += [_with_last_user(rec.messages, positive), _with_last_user(rec.messages, task)]
+    require_prompts(prompts, "instruction_contrast")
+    result = new_result("instruction_contrast", prompts)
+    plans = [rec for rec in prompts if _has_instruction(rec, result)]
+    requests, keys = [], []
+    for rec in plans:
+        requests += [
+            _with_last_user(rec.messages, _reminded(rec, options)),
+            _with_last_user(rec.messages, rec.metadata["task"]),
+        ]
         keys += [f"{rec.id}:positive", f"{rec.id}:negative"]
-        plans.append(rec)
-
-    sampling = Sampling(
-        temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=cfg.output.cut_markers
-    )
     sampled = sample_with_retries(
-        engine, requests, sampling, cfg.output, max_retries=cfg.max_retries, seed=cfg.seed,
-        stage="instruction_contrast", keys=keys, adapter=cfg.adapter, stats=result.stats,
+        engine, requests, options.output.sampling(options.sampling), options.output,
+        max_retries=options.max_retries, seed=context.seed, stage="instruction_contrast", keys=keys,
+        adapter=context.adapter, stats=result.stats,
     )  # fmt: skip
     pairs = []
     for i, rec in enumerate(plans):
@@ -110,32 +84,48 @@ def instruction_contrast(
         if pos.text is None or neg.text is None:
             reasons = [s.reason for s in (pos, neg) if s.text is None]
             result.drop(rec.id, "prompt_too_long" if "prompt_too_long" in reasons else "invalid_output",
-                        f"no valid output after {cfg.max_retries} retries ({', '.join(reasons)})")  # fmt: skip
+                        f"no valid output after {options.max_retries} retries ({', '.join(reasons)})")  # fmt: skip
             continue
-        meta = {
-            "prompt_id": rec.id,
-            "model": engine.model_name,
-            "adapter": cfg.adapter,
-            "contrast": "instruction reminded vs instruction absent",
-            "reminder": cfg.reminder,
-            "instructions": rec.metadata["instructions"],
-            "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens},
-            "seeds": {"positive": pos.seed, "negative": neg.seed},
-            "attempts": {"positive": pos.attempts, "negative": neg.attempts},
-            "chosen_side": "positive",
-        }
-        pairs.append(
-            PreferencePair(
-                id=pair_id("instruction_contrast", cfg.round, rec.id, pos.text, neg.text),
-                prompt=rec.messages,
-                chosen=pos.text,
-                rejected=neg.text,
-                source="instruction_contrast",
-                round=cfg.round,
-                metadata=meta,
-            )
-        )
-    return finish(result, pairs, cfg.filter)
+        pairs.append(_pair(rec, pos, neg, engine, options, context))
+    return finish(result, pairs, options.filter)
+
+
+def _has_instruction(rec: PromptRecord, result: FeedbackResult) -> bool:
+    """True when the prompt carries ``metadata.task`` and ``metadata.instructions``; else a counted drop."""
+    task, specs = rec.metadata.get("task"), rec.metadata.get("instructions")
+    if isinstance(task, str) and task.strip() and specs:
+        return True
+    result.drop(rec.id, "no_instruction", "the prompt has no metadata 'task' and 'instructions'")
+    return False
+
+
+def _reminded(rec: PromptRecord, cfg: InstructionContrastConfig) -> str:
+    """The last user turn, plus the reminder restating the prompt's instructions (if any)."""
+    wording = " ".join(describe(s, where=f"prompt {rec.id}") for s in rec.metadata["instructions"])
+    last = [m for m in rec.messages if m.role == "user"][-1].content
+    return last if cfg.reminder is None else f"{last}\n\n{cfg.reminder.format(instruction=wording)}"
+
+
+def _pair(
+    rec: PromptRecord, pos: Sampled, neg: Sampled, engine: Engine, cfg: InstructionContrastConfig,
+    context: SourceContext,
+) -> PreferencePair:  # fmt: skip
+    meta = {
+        "prompt_id": rec.id,
+        "model": engine.model_name,
+        "adapter": context.adapter,
+        "contrast": "instruction reminded vs instruction absent",
+        "reminder": cfg.reminder,
+        "instructions": rec.metadata["instructions"],
+        "sampling": cfg.sampling.model_dump(),
+        "seeds": {"positive": pos.seed, "negative": neg.seed},
+        "attempts": {"positive": pos.attempts, "negative": neg.attempts},
+        "chosen_side": "positive",
+    }
+    return PreferencePair(
+        id=pair_id("instruction_contrast", context.round, rec.id, pos.text, neg.text), prompt=rec.messages,
+        chosen=pos.text, rejected=neg.text, source="instruction_contrast", round=context.round, metadata=meta,
+    )  # fmt: skip
 
 
 instruction_contrast.config_model = InstructionContrastConfig  # validated by the pipeline like built-ins

@@ -19,31 +19,23 @@ Non-guarantee: the positive output is not checked to actually be better (that is
 from __future__ import annotations
 
 import random
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rlaif.engines.base import Engine, PromptInput, Sampling
-from rlaif.errors import ConfigError, RecordError
-from rlaif.feedback.base import (
-    FeedbackResult,
-    FeedbackStats,
-    OutputRules,
-    PerRequestSeeds,
-    coerce_config,
-    derive_seed,
-    finish,
-    judge_kwargs,
-    pair_id,
-    require_str,
-    resolve_resource,
-    sample_with_retries,
-    template_ref,
-)
-from rlaif.feedback.context import SourceContext, apply_context
+from rlaif.engines.base import Engine, PromptInput, SamplingSettings
+from rlaif.errors import ConfigError
+from rlaif.feedback.context import SourceContext
+from rlaif.feedback.judge_options import judge_kwargs
+from rlaif.feedback.resources import require_str, resolve_resource, template_ref
+from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
+from rlaif.feedback.sampling import Sampled, sample_with_retries
+from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.files import load_yaml_mapping
-from rlaif.pairs import PairFilterConfig
-from rlaif.records import Message, PreferencePair, PromptRecord
+from rlaif.judges.sampling import PerRequestSeeds
+from rlaif.prompts import load_template
+from rlaif.records import Message, PreferencePair, PromptRecord, derive_seed
 
 
 class AffixPair(BaseModel):
@@ -148,10 +140,8 @@ class RescoreConfig(BaseModel):
     )
 
 
-class RLCDConfig(BaseModel):
+class RLCDConfig(SourceConfig):
     """Settings for :func:`rlcd`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     affixes: str = Field(
         "rlcd_harmless",
@@ -174,26 +164,16 @@ class RLCDConfig(BaseModel):
     transcript_template: str = Field(
         "rlcd_transcript", description="Template that renders HH-style transcripts."
     )
-    temperature: float = Field(
-        1.0, ge=0.0, description="Sampling temperature for both outputs (the paper used 1.0)."
+    sampling: SamplingSettings = Field(
+        default_factory=SamplingSettings,
+        description="Sampling of both outputs (same settings for both; the paper used temperature 1.0).",
     )
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass for both outputs.")
-    max_tokens: int = Field(128, ge=1, description="Maximum new tokens per output.")
     max_retries: int = Field(
         2, ge=0, description="Re-sample an invalid output up to this many times, then drop the prompt."
     )
-    output: OutputRules = Field(
-        default_factory=OutputRules, description="Cut markers and length limits for outputs."
-    )
-    adapter: str | None = Field(
-        None, description="LoRA adapter directory of the policy (None: the base model)."
-    )
-    seed: int = Field(0, description="Global seed: affix choice and sampling seeds derive from it.")
-    round: int = Field(0, ge=0, description="Iteration number recorded on every pair.")
     rescore: RescoreConfig | None = Field(
         None, description="Optional judge pass that keeps, flips or drops pairs."
     )
-    filter: PairFilterConfig = Field(default_factory=PairFilterConfig, description="Shared pair filters.")
 
 
 def _chat_prompt(messages: list[Message], note: str, cfg: RLCDConfig) -> list[Message]:
@@ -211,106 +191,126 @@ def _chat_prompt(messages: list[Message], note: str, cfg: RLCDConfig) -> list[Me
     return msgs
 
 
+@dataclass
+class _Plan:
+    """One prompt's contrast: the affix drawn for it and the form its two requests take."""
+
+    record: PromptRecord
+    affix_index: int
+    affix: AffixPair
+    form: str
+
+
 def rlcd(
     prompts: list[PromptRecord],
     engine: Engine,
-    config: RLCDConfig | dict | None = None,
-    context: SourceContext | None = None,
+    options: RLCDConfig,
+    context: SourceContext,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
     """Contrastive pairs for ``prompts``; ``judge_engine`` (default: ``engine``) serves the rescore judge."""
-    from rlaif.prompts import load_template
+    require_prompts(prompts, "rlcd")
+    affixes = load_affix_set(options.affixes)
+    templates = {"chat": load_template(options.chat_template),
+                 "transcript": load_template(options.transcript_template)}  # fmt: skip
+    result = new_result("rlcd", prompts)
+    plans = [_plan(i, rec, affixes, options, context) for i, rec in enumerate(prompts)]
+    requests, keys = _contrast_requests(plans, templates, options)
+    sampled = sample_with_retries(
+        engine, requests, options.output.sampling(options.sampling), options.output,
+        max_retries=options.max_retries, seed=context.seed, stage="rlcd", keys=keys,
+        adapter=context.adapter, stats=result.stats,
+    )  # fmt: skip
+    candidates = []
+    for i, plan in enumerate(plans):
+        pos, neg = sampled[2 * i], sampled[2 * i + 1]
+        if _dropped_invalid(result, plan.record, pos, neg, options.max_retries):
+            continue
+        meta = _provenance(plan, pos, neg, affixes, templates[plan.form], engine, options, context)
+        candidates.append((plan.record, pos.text, neg.text, meta))
+    if options.rescore is not None and candidates:
+        candidates = _rescore(candidates, options.rescore, judge_engine or engine, result)
+    return finish(result, [_pair(c, context.round) for c in candidates], options.filter)
 
-    cfg = coerce_config(config, RLCDConfig, "rlcd")
-    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
-    if not prompts:
-        raise RecordError("rlcd: no prompts given")
-    affixes = load_affix_set(cfg.affixes)
-    chat_tpl = load_template(cfg.chat_template)
-    transcript_tpl = load_template(cfg.transcript_template)
-    result = FeedbackResult(pairs=[], stats=FeedbackStats(source="rlcd", prompts_in=len(prompts)))
 
+def _plan(idx: int, rec: PromptRecord, affixes: AffixSet, cfg: RLCDConfig, context: SourceContext) -> _Plan:
+    """The affix drawn for the prompt at position ``idx`` (seeded) and its form (chat or transcript)."""
+    k = random.Random(derive_seed(context.seed, "rlcd_affix", idx)).randrange(len(affixes.pairs))
+    form = cfg.prompt_format
+    if form == "auto":
+        form = "transcript" if rec.metadata.get("format") == "hh_transcript" else "chat"
+    return _Plan(record=rec, affix_index=k, affix=affixes.pairs[k], form=form)
+
+
+def _contrast_requests(
+    plans: list[_Plan], templates: dict[str, Any], cfg: RLCDConfig
+) -> tuple[list[PromptInput], list[str]]:
+    """Positive then negative request of every prompt, with their seed keys (``<idx>:<side>``)."""
     requests: list[PromptInput] = []
     keys: list[str] = []
-    plans = []
-    for idx, rec in enumerate(prompts):
-        k = random.Random(derive_seed(cfg.seed, "rlcd_affix", idx)).randrange(len(affixes.pairs))
-        affix = affixes.pairs[k]
-        fmt = cfg.prompt_format
-        if fmt == "auto":
-            fmt = "transcript" if rec.metadata.get("format") == "hh_transcript" else "chat"
-        for side, descriptor in (("positive", affix.positive), ("negative", affix.negative)):
+    for idx, plan in enumerate(plans):
+        for side, descriptor in (("positive", plan.affix.positive), ("negative", plan.affix.negative)):
             keys.append(f"{idx}:{side}")
-            if fmt == "transcript":
-                text = transcript_tpl.render(
-                    messages=rec.messages, descriptor=descriptor, tag_earlier_turns=cfg.tag_earlier_turns
+            if plan.form == "transcript":
+                text = templates["transcript"].render(
+                    messages=plan.record.messages,
+                    descriptor=descriptor,
+                    tag_earlier_turns=cfg.tag_earlier_turns,
                 )
                 requests.append(text.rstrip("\n"))
             else:
-                note = chat_tpl.render(descriptor=descriptor).strip()
-                requests.append(_chat_prompt(rec.messages, note, cfg))
-        plans.append((rec, k, affix, fmt))
+                note = templates["chat"].render(descriptor=descriptor).strip()
+                requests.append(_chat_prompt(plan.record.messages, note, cfg))
+    return requests, keys
 
-    sampling = Sampling(
-        temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=cfg.output.cut_markers
+
+def _dropped_invalid(
+    result: FeedbackResult, rec: PromptRecord, pos: Sampled, neg: Sampled, max_retries: int
+) -> bool:
+    """Count the prompt as dropped when either side has no valid output; True when dropped."""
+    if pos.text is not None and neg.text is not None:
+        return False
+    why = ", ".join(
+        f"{side}: {s.reason}" for side, s in (("positive", pos), ("negative", neg)) if s.text is None
     )
-    sampled = sample_with_retries(
-        engine, requests, sampling, cfg.output, max_retries=cfg.max_retries, seed=cfg.seed,
-        stage="rlcd", keys=keys, adapter=cfg.adapter, stats=result.stats,
+    if "prompt_too_long" in (pos.reason, neg.reason):
+        result.drop(rec.id, "prompt_too_long", pos.raw or neg.raw)
+    else:
+        result.drop(rec.id, "invalid_output", f"still invalid after {max_retries} retries ({why})")
+    return True
+
+
+def _provenance(
+    plan: _Plan, pos: Sampled, neg: Sampled, affixes: AffixSet, template: Any, engine: Engine,
+    cfg: RLCDConfig, context: SourceContext,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "prompt_id": plan.record.id,
+        "model": engine.model_name,
+        "adapter": context.adapter,
+        "prompt_format": plan.form,
+        "affix_set": {"name": affixes.name, "hash": affixes.content_hash},
+        "affix_index": plan.affix_index,
+        "positive": plan.affix.positive,
+        "negative": plan.affix.negative,
+        "dimension": plan.affix.dimension,
+        "template": template_ref(template),
+        "sampling": cfg.sampling.model_dump(),
+        "seeds": {"positive": pos.seed, "negative": neg.seed},
+        "attempts": {"positive": pos.attempts, "negative": neg.attempts},
+        "chosen_side": "positive",
+    }
+
+
+def _pair(candidate: tuple, round_: int) -> PreferencePair:
+    rec, chosen, rejected, meta = candidate
+    rescore = meta.get("rescore", {})
+    return PreferencePair(
+        id=pair_id("rlcd", round_, rec.id, chosen, rejected), prompt=rec.messages, chosen=chosen,
+        rejected=rejected, soft_label=rescore.get("soft_label"), margin=rescore.get("margin"),
+        source="rlcd", round=round_, judgment_ids=rescore.get("judgment_ids", []), metadata=meta,
     )  # fmt: skip
-
-    candidates = []
-    for idx, (rec, k, affix, fmt) in enumerate(plans):
-        pos, neg = sampled[2 * idx], sampled[2 * idx + 1]
-        if pos.text is None or neg.text is None:
-            why = ", ".join(
-                f"{side}: {s.reason}" for side, s in (("positive", pos), ("negative", neg)) if s.text is None
-            )
-            if "prompt_too_long" in (pos.reason, neg.reason):
-                result.drop(rec.id, "prompt_too_long", pos.raw or neg.raw)
-            else:
-                result.drop(
-                    rec.id, "invalid_output", f"still invalid after {cfg.max_retries} retries ({why})"
-                )
-            continue
-        meta = {
-            "prompt_id": rec.id,
-            "model": engine.model_name,
-            "adapter": cfg.adapter,
-            "prompt_format": fmt,
-            "affix_set": {"name": affixes.name, "hash": affixes.content_hash},
-            "affix_index": k,
-            "positive": affix.positive,
-            "negative": affix.negative,
-            "dimension": affix.dimension,
-            "template": template_ref(transcript_tpl if fmt == "transcript" else chat_tpl),
-            "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens},
-            "seeds": {"positive": pos.seed, "negative": neg.seed},
-            "attempts": {"positive": pos.attempts, "negative": neg.attempts},
-            "chosen_side": "positive",
-        }
-        candidates.append((rec, pos.text, neg.text, meta))
-
-    if cfg.rescore is not None and candidates:
-        candidates = _rescore(candidates, cfg.rescore, judge_engine or engine, result)
-
-    pairs = [
-        PreferencePair(
-            id=pair_id("rlcd", cfg.round, rec.id, chosen, rejected),
-            prompt=rec.messages,
-            chosen=chosen,
-            rejected=rejected,
-            soft_label=meta.get("rescore", {}).get("soft_label"),
-            margin=meta.get("rescore", {}).get("margin"),
-            source="rlcd",
-            round=cfg.round,
-            judgment_ids=meta.get("rescore", {}).get("judgment_ids", []),
-            metadata=meta,
-        )
-        for rec, chosen, rejected, meta in candidates
-    ]
-    return finish(result, pairs, cfg.filter)
 
 
 def _rescore(candidates, rescore: RescoreConfig, judge_engine: Engine, result: FeedbackResult):
@@ -356,5 +356,7 @@ def _rescore(candidates, rescore: RescoreConfig, judge_engine: Engine, result: F
             )
     return kept
 
+
+rlcd.config_model = RLCDConfig
 
 __all__ = ["AffixPair", "AffixSet", "RLCDConfig", "RescoreConfig", "load_affix_set", "rlcd"]

@@ -20,10 +20,10 @@ from pydantic import Field
 from rlaif.code.pairs import CodePairConfig, CodePairStats, build_code_pairs
 from rlaif.code.problems import code_prompt
 from rlaif.engines.base import Engine, SamplingSettings
-from rlaif.feedback.base import FeedbackResult, derive_seed
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
+from rlaif.feedback.result import FeedbackResult
 from rlaif.pairs import PairStats
-from rlaif.records import CodeProblem, ExecutionResult
+from rlaif.records import CodeProblem, ExecutionResult, derive_seed
 
 
 class RLCFConfig(CodePairConfig):

@@ -15,12 +15,16 @@ from __future__ import annotations
 import random
 import re
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from rlaif.engines.base import Engine, Sampling
+from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
-from rlaif.feedback.base import OutputRules, clean_output, derive_seed, generate_each, template_ref
-from rlaif.records import Message, PromptRecord, stable_hash
+from rlaif.feedback.output_rules import OutputRules, clean_output, with_template_stops
+from rlaif.feedback.resources import template_ref
+from rlaif.feedback.source import PartialSamplingBlocks
+from rlaif.judges.sampling import generate_each
+from rlaif.prompts import load_template
+from rlaif.records import Message, PromptRecord, derive_seed, stable_hash
 
 _WORD = re.compile(r"\w+")
 
@@ -47,17 +51,16 @@ def rouge_l(a: str, b: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-class SelfInstructConfig(BaseModel):
+class SelfInstructConfig(PartialSamplingBlocks):
     """Settings for generating new prompts from a seed set."""
-
-    model_config = ConfigDict(extra="forbid")
 
     num_prompts: int = Field(8, ge=1, description="How many new prompts to ask for (one request each).")
     num_examples: int = Field(4, ge=1, description="Seed prompts shown as examples in each request.")
     template: str = Field("self_instruct", description="Few-shot template (name in prompts/ or path).")
-    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature for new prompts.")
-    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass for new prompts.")
-    max_tokens: int = Field(96, ge=1, description="Maximum new tokens per new prompt.")
+    sampling: SamplingSettings = Field(
+        default_factory=lambda: SamplingSettings(temperature=1.0, top_p=0.9, max_tokens=96),
+        description="Sampling of new prompts.",
+    )
     max_similarity: float = Field(
         0.7,
         ge=0.0,
@@ -84,29 +87,26 @@ def generate_prompts(
     adapter: str | None = None,
 ) -> tuple[list[PromptRecord], dict[str, int]]:
     """New single-turn prompts and counts (requested, accepted, dropped by reason)."""
-    from rlaif.prompts import load_template
-
     if not seeds:
         raise ConfigError("self-instruct: no seed prompts given")
     template = load_template(cfg.template)
-    extra = template.metadata.get("stop") or []
-    rules = cfg.output.model_copy(
-        update={"cut_markers": list(dict.fromkeys([*cfg.output.cut_markers, *extra]))}
-    )
+    rules = with_template_stops(cfg.output, template)
     k = min(cfg.num_examples, len(seeds))
-    draws = []
-    requests = []
-    for i in range(cfg.num_prompts):
-        shown = random.Random(derive_seed(seed, "self_instruct_examples", round_, i)).sample(
-            range(len(seeds)), k
-        )
-        draws.append(shown)
-        examples = [seeds[j].messages[-1].content for j in shown]
-        requests.append([Message(role="user", content=template.render(examples=examples).strip())])
-    base = Sampling(
-        temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=rules.cut_markers
-    )
+    draws = [
+        random.Random(derive_seed(seed, "self_instruct_examples", round_, i)).sample(range(len(seeds)), k)
+        for i in range(cfg.num_prompts)
+    ]
+    requests = [
+        [
+            Message(
+                role="user",
+                content=template.render(examples=[seeds[j].messages[-1].content for j in shown]).strip(),
+            )
+        ]
+        for shown in draws
+    ]
     gen_seeds = [derive_seed(seed, "self_instruct", round_, i) for i in range(cfg.num_prompts)]
+    base = rules.sampling(cfg.sampling)
     outputs = generate_each(
         engine, requests, [base.model_copy(update={"seed": s}) for s in gen_seeds], adapter
     )
@@ -116,29 +116,23 @@ def generate_prompts(
     new: list[PromptRecord] = []
     for i, (shown, outs) in enumerate(zip(draws, outputs, strict=True)):
         text, _reason = clean_output(outs[0].text, rules, outs[0].finish_reason)
-        if text is None:
-            counts["self_instruct_dropped_invalid"] += 1
-            continue
-        nearest = max((rouge_l(text, other) for other in known), default=0.0)
-        if nearest > cfg.max_similarity:
-            counts["self_instruct_dropped_near_duplicate"] += 1
+        nearest = max((rouge_l(text, other) for other in known), default=0.0) if text else 0.0
+        if text is None or nearest > cfg.max_similarity:
+            counts[
+                "self_instruct_dropped_invalid" if text is None else "self_instruct_dropped_near_duplicate"
+            ] += 1
             continue
         known.append(text)
-        new.append(
-            PromptRecord(
-                id=f"self_instruct-r{round_}-{i}-{stable_hash(text, length=8)}",
-                messages=[Message(role="user", content=text)],
-                metadata={
-                    "source": "self_instruct",
-                    "round": round_,
-                    "model": engine.model_name,
-                    "adapter": adapter,
-                    "example_ids": [seeds[j].id for j in shown],
-                    "seed": gen_seeds[i],
-                    "max_rouge_l": nearest,
-                    "template": template_ref(template),
-                },
-            )
-        )
+        provenance = {"model": engine.model_name, "adapter": adapter, "example_ids": [seeds[j].id for j in shown],
+                      "seed": gen_seeds[i], "max_rouge_l": nearest, "template": template_ref(template)}  # fmt: skip
+        new.append(_new_prompt(text, i, round_, provenance))
     counts["self_instruct_accepted"] = len(new)
     return new, counts
+
+
+def _new_prompt(text: str, index: int, round_: int, provenance: dict) -> PromptRecord:
+    return PromptRecord(
+        id=f"self_instruct-r{round_}-{index}-{stable_hash(text, length=8)}",
+        messages=[Message(role="user", content=text)],
+        metadata={"source": "self_instruct", "round": round_, **provenance},
+    )

@@ -21,42 +21,33 @@ random one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from rlaif.engines.base import Engine, Sampling
-from rlaif.errors import ConfigError, RecordError
-from rlaif.feedback.base import (
-    FeedbackResult,
-    FeedbackStats,
-    OutputRules,
-    PerRequestSeeds,
-    clean_output,
-    coerce_config,
-    context_overflow,
-    derive_seed,
-    finish,
-    generate_each,
-    pair_id,
-)
-from rlaif.feedback.context import SourceContext, apply_context
+from rlaif.engines.base import Engine, SamplingSettings
+from rlaif.errors import ConfigError
+from rlaif.feedback.context import SourceContext
+from rlaif.feedback.output_rules import clean_output
+from rlaif.feedback.result import FeedbackResult, FeedbackStats, finish, pair_id
 from rlaif.feedback.self_instruct import SelfInstructConfig, generate_prompts
-from rlaif.pairs import PairFilterConfig, Pairing, select_pair
-from rlaif.records import PreferencePair, PromptRecord
+from rlaif.feedback.source import SourceConfig, require_prompts
+from rlaif.judges import PointwiseJudge, load_judge
+from rlaif.judges.custom import CALLABLE_SPEC
+from rlaif.judges.sampling import PerRequestSeeds, sample_until_valid
+from rlaif.pairs import Pairing, select_pair
+from rlaif.records import PreferencePair, PromptRecord, derive_seed
 
 
-class SelfRewardingConfig(BaseModel):
+class SelfRewardingConfig(SourceConfig):
     """Settings for :func:`self_rewarding`."""
 
-    model_config = ConfigDict(extra="forbid")
-
     n_candidates: int = Field(4, ge=2, description="Candidates sampled per prompt (N).")
-    temperature: float = Field(0.7, ge=0.0, description="Candidate sampling temperature.")
-    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Candidate nucleus sampling mass.")
-    max_tokens: int = Field(256, ge=1, description="Maximum new tokens per candidate.")
-    output: OutputRules = Field(
-        default_factory=OutputRules, description="Cut markers and length limits for candidates."
+    sampling: SamplingSettings = Field(
+        default_factory=lambda: SamplingSettings(temperature=0.7, top_p=0.9, max_tokens=256),
+        description="Sampling of the candidates.",
     )
     judge_template: str = Field(
         "self_rewarding_rubric",
@@ -67,11 +58,10 @@ class SelfRewardingConfig(BaseModel):
     judge_max_retries: int = Field(
         2, ge=0, description="Re-ask the judge for candidates still missing valid judgments."
     )
-    judge_temperature: float = Field(
-        0.7, ge=0.0, description="Judge sampling temperature (judgments are sampled)."
+    judge_sampling: SamplingSettings = Field(
+        default_factory=lambda: SamplingSettings(temperature=0.7, top_p=0.9, max_tokens=256),
+        description="Sampling of the judgments (judgments are sampled, then averaged).",
     )
-    judge_top_p: float = Field(0.9, gt=0.0, le=1.0, description="Judge nucleus sampling mass.")
-    judge_max_tokens: int = Field(256, ge=1, description="Maximum new tokens per judgment.")
     min_margin: float = Field(
         0.0, ge=0.0, description="Minimum best-minus-worst mean score for a pair (ties always dropped)."
     )
@@ -84,145 +74,160 @@ class SelfRewardingConfig(BaseModel):
         gt=1.0,
         description="Reject pairs whose chosen text is more than this many times longer than the rejected one.",
     )
-    adapter: str | None = Field(
-        None, description="LoRA adapter directory of the policy, used to generate and to judge."
-    )
     self_instruct: SelfInstructConfig | None = Field(
         None, description="Make new prompts from the given ones (as seeds) by few-shot self-instruct first."
     )
-    seed: int = Field(0, description="Global seed: sampling seeds and self-instruct draws derive from it.")
-    round: int = Field(0, ge=0, description="Iteration number recorded on every pair.")
-    filter: PairFilterConfig = Field(default_factory=PairFilterConfig, description="Shared pair filters.")
+
+
+@dataclass
+class _Candidates:
+    """Per prompt: the cleaned candidate texts (None: excluded), their scores and judgment ids."""
+
+    texts: list[list[str | None]]
+    seeds: dict[int, int]
+    too_long: dict[int, str]
+    judge_seed: int = 0
+    scores: list[list[float | None]] = field(default_factory=list)
+    judgment_ids: list[list[list[str]]] = field(default_factory=list)
 
 
 def self_rewarding(
     prompts: list[PromptRecord],
     engine: Engine,
-    config: SelfRewardingConfig | dict | None = None,
-    context: SourceContext | None = None,
+    options: SelfRewardingConfig,
+    context: SourceContext,
     *,
     judge_engine: Engine | None = None,
 ) -> FeedbackResult:
     """Best-vs-worst pairs judged by the policy itself (``judge_engine`` overrides that, for ablations)."""
-    cfg = coerce_config(config, SelfRewardingConfig, "self_rewarding")
-    cfg = apply_context(cfg, context)  # seed/round/adapter of this call, from the run
+    require_prompts(prompts, "self_rewarding")
+    result = FeedbackResult(pairs=[], stats=FeedbackStats(source="self_rewarding"))
+    prompts = _with_self_instruct(prompts, engine, options, context, result)
+    result.stats.prompts_in = len(prompts)
     if not prompts:
-        raise RecordError("self_rewarding: no prompts given")
-    stats = FeedbackStats(source="self_rewarding")
-    result = FeedbackResult(pairs=[], stats=stats)
-    if cfg.self_instruct is not None:
-        new, counts = generate_prompts(
-            prompts, engine, cfg.self_instruct, seed=cfg.seed, round_=cfg.round, adapter=cfg.adapter
-        )
-        for name, n in counts.items():
-            stats.count(name, n)
-        result.new_prompts = new
-        prompts = (list(prompts) if cfg.self_instruct.include_seed_prompts else []) + new
-    stats.prompts_in = len(prompts)
-    if not prompts:
-        return finish(result, [], cfg.filter)
-
-    requests = [p.messages for p in prompts]
-    too_long = context_overflow(engine, requests)
-    base = Sampling(
-        n=cfg.n_candidates, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-        stop=cfg.output.cut_markers,
-    )  # fmt: skip
-    send = [i for i in range(len(prompts)) if i not in too_long]
-    seeds = {i: derive_seed(cfg.seed, "self_rewarding_candidates", cfg.round, i) for i in send}
-    outputs = generate_each(
-        engine,
-        [requests[i] for i in send],
-        [base.model_copy(update={"seed": seeds[i]}) for i in send],
-        cfg.adapter,
-    )
-    stats.count("candidate_generate_calls")
-    by_prompt = dict(zip(send, outputs, strict=True))
-    texts: list[list[str | None]] = []
-    items, owners = [], []
-    for pi, rec in enumerate(prompts):
-        row: list[str | None] = []
-        for ci, comp in enumerate(by_prompt.get(pi, [])):
-            text, reason = clean_output(comp.text, cfg.output, comp.finish_reason)
-            row.append(text)
-            if text is None:
-                stats.count(f"candidates_excluded_{reason}")
-            else:
-                items.append((rec.messages, text))
-                owners.append((pi, ci))
-        texts.append(row)
-    stats.count("candidates", sum(len(r) for r in texts))
-
-    judge_seed = derive_seed(cfg.seed, "self_rewarding_judge", cfg.round)
-    judge_cfg = cfg if judge_engine is None else cfg.model_copy(update={"adapter": None})  # not the policy's
-    judge = _judge(judge_cfg, PerRequestSeeds(judge_engine or engine), judge_seed)
-    ids = [f"{prompts[pi].id}#c{ci}" for pi, ci in owners]
-    verdicts = judge.score(items, ids=ids) if items else []
-    scores: list[list[float | None]] = [[None] * len(row) for row in texts]
-    judgment_ids: list[list[list[str]]] = [[[] for _ in row] for row in texts]
-    for (pi, ci), verdict in zip(owners, verdicts, strict=True):
-        result.judgments.extend(verdict.judgments)
-        judgment_ids[pi][ci] = [j.id for j in verdict.judgments]
-        invalid = sum(1 for j in verdict.judgments if j.status != "ok")
-        if invalid:
-            stats.count("invalid_judgments", invalid)
-        if verdict.mean_score is None:
-            stats.count("candidates_excluded_all_judgments_invalid")
-        scores[pi][ci] = verdict.mean_score
-
+        return finish(result, [], options.filter)
+    cands = _sample_candidates(prompts, engine, options, context, result.stats)
+    cands.judge_seed = derive_seed(context.seed, "self_rewarding_judge", context.round)
+    judge_adapter = context.adapter if judge_engine is None else None  # a separate judge is not the policy
+    judge = _judge(options, PerRequestSeeds(judge_engine or engine), cands.judge_seed, judge_adapter)
+    _score_candidates(judge, prompts, cands, result)
+    common = {
+        "model": engine.model_name,
+        "judge_model": (judge_engine or engine).model_name,
+        "adapter": context.adapter,
+        "judge_template": _judge_ref(judge, options.judge_template),
+    }
     pairs = []
     for pi, rec in enumerate(prompts):
-        row = texts[pi]
-        if pi in too_long:
-            result.drop(rec.id, "prompt_too_long", too_long[pi])
+        if pi in cands.too_long:
+            result.drop(rec.id, "prompt_too_long", cands.too_long[pi])
             continue
-        sel = select_pair(
-            [t or "" for t in row], scores[pi], min_margin=cfg.min_margin,
-            max_length_ratio=cfg.max_length_ratio, pairing=cfg.pairing,
-        )  # fmt: skip
-        if not sel.ok:
-            result.drop(rec.id, sel.reason, f"candidate scores {scores[pi]}")
-            continue
-        chosen, rejected = row[sel.chosen], row[sel.rejected]
-        meta: dict[str, Any] = {
-            "prompt_id": rec.id,
-            "model": engine.model_name,
-            "judge_model": (judge_engine or engine).model_name,
-            "adapter": cfg.adapter,
-            "judge_template": _judge_ref(judge, cfg.judge_template),
-            "candidate_scores": scores[pi],
-            "chosen_index": sel.chosen,
-            "rejected_index": sel.rejected,
-            "chosen_score": scores[pi][sel.chosen],
-            "rejected_score": scores[pi][sel.rejected],
-            "pairing": cfg.pairing,
-            "seeds": {"candidates": seeds[pi], "judge": judge_seed},
-            "sampling": {
-                "n": cfg.n_candidates,
-                "temperature": cfg.temperature,
-                "top_p": cfg.top_p,
-                "max_tokens": cfg.max_tokens,
-            },  # fmt: skip
-        }
-        if rec.metadata.get("source") == "self_instruct":
-            meta["prompt_provenance"] = rec.metadata
-        pairs.append(
-            PreferencePair(
-                id=pair_id("self_rewarding", cfg.round, rec.id, chosen, rejected), prompt=rec.messages,
-                chosen=chosen, rejected=rejected, margin=sel.margin, source="self_rewarding", round=cfg.round,
-                judgment_ids=judgment_ids[pi][sel.chosen] + judgment_ids[pi][sel.rejected], metadata=meta,
-            )
-        )  # fmt: skip
-    return finish(result, pairs, cfg.filter)
+        pair = _best_vs_worst(pi, rec, cands, options, context, common)
+        if isinstance(pair, PreferencePair):
+            pairs.append(pair)
+        else:
+            result.drop(rec.id, *pair)
+    return finish(result, pairs, options.filter)
 
 
-def _judge(cfg: SelfRewardingConfig, engine: Engine, seed: int) -> Any:
+def _with_self_instruct(
+    prompts: list[PromptRecord], engine: Engine, cfg: SelfRewardingConfig, context: SourceContext,
+    result: FeedbackResult,
+) -> list[PromptRecord]:  # fmt: skip
+    """The prompts to pair: the given ones, or new ones made from them by self-instruct."""
+    if cfg.self_instruct is None:
+        return prompts
+    new, counts = generate_prompts(
+        prompts, engine, cfg.self_instruct, seed=context.seed, round_=context.round, adapter=context.adapter
+    )
+    for name, n in counts.items():
+        result.stats.count(name, n)
+    result.new_prompts = new
+    return (list(prompts) if cfg.self_instruct.include_seed_prompts else []) + new
+
+
+def _sample_candidates(
+    prompts: list[PromptRecord], engine: Engine, cfg: SelfRewardingConfig, context: SourceContext,
+    stats: FeedbackStats,
+) -> _Candidates:  # fmt: skip
+    """N candidates per prompt in one call (seeded per prompt); invalid texts are excluded and counted."""
+    base = cfg.output.sampling(cfg.sampling, n=cfg.n_candidates)
+    texts: list[list[str | None]] = [[] for _ in prompts]
+    seeds = {
+        i: derive_seed(context.seed, "self_rewarding_candidates", context.round, i)
+        for i in range(len(prompts))
+    }
+
+    def take(pi: int, completions: list, attempt: int) -> bool:
+        for comp in completions:
+            text, reason = clean_output(comp.text, cfg.output, comp.finish_reason)
+            texts[pi].append(text)
+            if text is None:
+                stats.count(f"candidates_excluded_{reason}")
+        return False
+
+    report = sample_until_valid(
+        engine, [p.messages for p in prompts], max_retries=0, adapter=context.adapter, take=take,
+        samplings=lambda pending, _: [base.model_copy(update={"seed": seeds[i]}) for i in pending],
+    )  # fmt: skip
+    stats.count("candidate_generate_calls", report.calls)
+    stats.count("candidates", sum(len(r) for r in texts))
+    return _Candidates(texts=texts, seeds=seeds, too_long=report.too_long)
+
+
+def _score_candidates(
+    judge: Any, prompts: list[PromptRecord], cands: _Candidates, result: FeedbackResult
+) -> None:
+    """Judge every valid candidate once (K samples each); fills ``cands.scores`` and ``judgment_ids``."""
+    owners = [
+        (pi, ci) for pi, row in enumerate(cands.texts) for ci, text in enumerate(row) if text is not None
+    ]
+    items = [(prompts[pi].messages, cands.texts[pi][ci]) for pi, ci in owners]
+    ids = [f"{prompts[pi].id}#c{ci}" for pi, ci in owners]
+    verdicts = judge.score(items, ids=ids) if items else []
+    cands.scores = [[None] * len(row) for row in cands.texts]
+    cands.judgment_ids = [[[] for _ in row] for row in cands.texts]
+    for (pi, ci), verdict in zip(owners, verdicts, strict=True):
+        result.judgments.extend(verdict.judgments)
+        cands.judgment_ids[pi][ci] = [j.id for j in verdict.judgments]
+        invalid = sum(1 for j in verdict.judgments if j.status != "ok")
+        if invalid:
+            result.stats.count("invalid_judgments", invalid)
+        if verdict.mean_score is None:
+            result.stats.count("candidates_excluded_all_judgments_invalid")
+        cands.scores[pi][ci] = verdict.mean_score
+
+
+def _best_vs_worst(
+    pi: int, rec: PromptRecord, cands: _Candidates, cfg: SelfRewardingConfig, context: SourceContext,
+    common: dict[str, Any],
+) -> PreferencePair | tuple[str, str]:  # fmt: skip
+    """The prompt's pair, or (drop reason, detail)."""
+    row, scores = cands.texts[pi], cands.scores[pi]
+    sel = select_pair(
+        [t or "" for t in row], scores, min_margin=cfg.min_margin,
+        max_length_ratio=cfg.max_length_ratio, pairing=cfg.pairing,
+    )  # fmt: skip
+    if not sel.ok:
+        return sel.reason, f"candidate scores {scores}"
+    chosen, rejected = row[sel.chosen], row[sel.rejected]
+    meta: dict[str, Any] = {
+        "prompt_id": rec.id, **common, "candidate_scores": scores, "chosen_index": sel.chosen,
+        "rejected_index": sel.rejected, "chosen_score": scores[sel.chosen], "rejected_score": scores[sel.rejected],
+        "pairing": cfg.pairing, "seeds": {"candidates": cands.seeds[pi], "judge": cands.judge_seed},
+        "sampling": {"n": cfg.n_candidates, **cfg.sampling.model_dump()},
+    }  # fmt: skip
+    if rec.metadata.get("source") == "self_instruct":
+        meta["prompt_provenance"] = rec.metadata
+    return PreferencePair(
+        id=pair_id("self_rewarding", context.round, rec.id, chosen, rejected), prompt=rec.messages,
+        chosen=chosen, rejected=rejected, margin=sel.margin, source="self_rewarding", round=context.round,
+        judgment_ids=cands.judgment_ids[pi][sel.chosen] + cands.judgment_ids[pi][sel.rejected], metadata=meta,
+    )  # fmt: skip
+
+
+def _judge(cfg: SelfRewardingConfig, engine: Engine, seed: int, adapter: str | None) -> Any:
     """The rubric judge (K sampled judgments, retries), or the user's pointwise Python judge."""
-    from pathlib import Path
-
-    from rlaif.judges import PointwiseJudge, load_judge
-    from rlaif.judges.custom import CALLABLE_SPEC
-
     spec = cfg.judge_template
     if CALLABLE_SPEC.fullmatch(spec) and not Path(spec).expanduser().is_file():
         judge = load_judge(spec, engine)
@@ -232,12 +237,9 @@ def _judge(cfg: SelfRewardingConfig, engine: Engine, seed: int) -> Any:
                 "candidate and needs a pointwise one (parameters prompts, responses)"
             )
         return judge
-    sampling = Sampling(
-        temperature=cfg.judge_temperature, top_p=cfg.judge_top_p, max_tokens=cfg.judge_max_tokens, seed=seed
-    )
     return PointwiseJudge(
         engine, template=spec, samples=cfg.judge_samples, max_retries=cfg.judge_max_retries,
-        sampling=sampling, adapter=cfg.adapter,
+        sampling=cfg.judge_sampling.to_sampling(seed=seed), adapter=adapter,
     )  # fmt: skip
 
 
@@ -246,3 +248,6 @@ def _judge_ref(judge: Any, spec: str) -> dict[str, str]:
     if tpl is not None:
         return {"name": tpl.name, "hash": tpl.content_hash}
     return {"name": spec, "hash": judge.template_hash}
+
+
+self_rewarding.config_model = SelfRewardingConfig

@@ -107,31 +107,38 @@ def token_counter(engine: Any) -> tuple[Callable[[list], list[int]] | None, int 
     return count, int(config.max_model_len)
 
 
-_token_counter = token_counter  # earlier private name, still imported by rlaif.feedback.base
+def context_overflow(engine: Any, requests: Sequence[Any]) -> dict[int, str]:
+    """Requests longer than the model's context (where the engine can count tokens): index -> detail.
+
+    Why: vLLM rejects the whole batch when one prompt is too long; such a prompt is left out and
+    reported instead (retrying cannot help). Engines that cannot count tokens get every request as is.
+    """
+    counter, max_len = token_counter(engine)
+    if counter is None or max_len is None or not requests:
+        return {}
+    return {
+        i: f"prompt is {n} tokens; the model's context is {max_len}"
+        for i, n in enumerate(counter(list(requests)))
+        if n >= max_len
+    }
 
 
 def generate_checked(
     engine: Any, payloads: list, sampling: Sampling, adapter: str | None
 ) -> list[list[Completion] | str]:
     """One ``engine.generate`` call for every request that fits the context; a reason for the rest."""
-    counter, max_len = token_counter(engine)
-    results: list[list[Completion] | str | None] = [None] * len(payloads)
-    send = list(range(len(payloads)))
-    if counter is not None and max_len is not None and payloads:
-        lengths = counter(payloads)
-        send = []
-        for i, n in enumerate(lengths):
-            if n >= max_len:
-                results[i] = f"prompt is {n} tokens; the model's context is {max_len} (request not sent)"
-            else:
-                send.append(i)
+    too_long = context_overflow(engine, payloads)
+    results: list[list[Completion] | str] = [
+        f"{too_long[i]} (request not sent)" if i in too_long else [] for i in range(len(payloads))
+    ]
+    send = [i for i in range(len(payloads)) if i not in too_long]
     if send:
         outputs = engine.generate([payloads[i] for i in send], sampling, adapter=adapter)
         if len(outputs) != len(send):
             raise RuntimeError(f"engine returned {len(outputs)} results for {len(send)} prompts")
         for i, out in zip(send, outputs, strict=True):
             results[i] = out
-    return results  # type: ignore[return-value]
+    return results
 
 
 # -- judgments -------------------------------------------------------------------------------------

@@ -17,9 +17,12 @@ the text by its expectation under the score token's top-20 probabilities (see
 :func:`rlaif.judges.parsers.expected_score`).
 
 Non-guarantees: with ``sampling.seed`` set, vLLM seeds every request of a call with that same seed,
-so different responses' judgments draw from one random stream (wrap the engine to derive a seed per
-request if that matters; unseeded sampling is independent). In a retry round every response that needs answers gets as many samples as the
-neediest one (one Sampling per call); the surplus samples are not read and not recorded.
+so different responses' judgments draw from one random stream (wrap the engine in
+:class:`rlaif.judges.sampling.PerRequestSeeds` to derive a seed per request if that matters;
+unseeded sampling is independent). In a retry round every response that needs answers gets as many
+samples as the neediest one (one Sampling per call); the surplus samples are not read and not
+recorded. The retry loop itself is :func:`rlaif.judges.sampling.sample_until_valid`, shared with
+the feedback sources.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
 from rlaif.judges.base import (
     conversation_text,
-    generate_checked,
     item_ids,
     make_judgment,
     render_request,
@@ -48,6 +50,7 @@ from rlaif.judges.parsers import (
     json_schema_of,
     parse_completion,
 )
+from rlaif.judges.sampling import sample_until_valid
 from rlaif.prompts import Template
 from rlaif.records import Judgment, Message
 
@@ -137,49 +140,34 @@ class PointwiseJudge:
         keys = item_ids(ids, len(items), "pointwise", [r.prompt_hash for r in requests])
         judgments: list[list[Judgment]] = [[] for _ in items]
         need = [self.samples] * len(items)  # valid judgments still missing per item
-        sample_counter = [0] * len(items)
 
-        for attempt in range(self.max_retries + 1):
-            todo = [i for i, k in enumerate(need) if k > 0]
-            if not todo:
-                break
-            n = max(need[i] for i in todo)
-            sampling = self.sampling.model_copy(update={"n": n})
+        def samplings(pending: list[int], attempt: int) -> list[Sampling]:
+            sampling = self.sampling.model_copy(update={"n": max(need[i] for i in pending)})
             if attempt and sampling.seed is not None:
                 sampling = sampling.model_copy(update={"seed": sampling.seed + attempt})
-            outputs = generate_checked(
-                self.engine, [requests[i].payload for i in todo], sampling, self.adapter
-            )
-            for i, out in zip(todo, outputs, strict=True):
-                if isinstance(out, str):  # not sent (too long): retrying cannot help
-                    judgments[i].append(self._judgment(i, requests[i], keys[i], attempt, -1, "", None, out))
-                    need[i] = 0
-                    continue
-                fresh = []
-                for completion in out[: need[i]]:
-                    parsed = parse_completion(completion, self.spec)
-                    if self.expected_score:
-                        parsed = expected_score(completion, parsed, self.spec)
-                    fresh.append(
-                        self._judgment(
-                            i, requests[i], keys[i], attempt, sample_counter[i], completion.text, parsed
-                        )
-                    )
-                    sample_counter[i] += 1
-                judgments[i].extend(fresh)
-                need[i] -= sum(1 for j in fresh if j.status == "ok")
+            return [sampling] * len(pending)
 
-        results = []
-        for js in judgments:
-            scores = [j.score for j in js if j.status == "ok" and j.score is not None]
-            results.append(
-                PointwiseResult(
-                    mean_score=sum(scores) / len(scores) if scores else None,
-                    judgments=js,
-                    n_valid=len(scores),
+        def take(i: int, completions: list, attempt: int) -> bool:
+            for completion in completions[: need[i]]:
+                parsed = parse_completion(completion, self.spec)
+                if self.expected_score:
+                    parsed = expected_score(completion, parsed, self.spec)
+                sample = len(judgments[i])
+                judgments[i].append(
+                    self._judgment(i, requests[i], keys[i], attempt, sample, completion.text, parsed)
                 )
+                need[i] -= judgments[i][-1].status == "ok"
+            return need[i] > 0
+
+        report = sample_until_valid(
+            self.engine, [r.payload for r in requests], samplings=samplings, take=take,
+            max_retries=self.max_retries, adapter=self.adapter,
+        )  # fmt: skip
+        for i, detail in report.too_long.items():  # not sent: retrying cannot help
+            judgments[i].append(
+                self._judgment(i, requests[i], keys[i], 0, -1, "", None, f"{detail} (request not sent)")
             )
-        return results
+        return [_result(js) for js in judgments]
 
     def _judgment(
         self,
@@ -206,3 +194,10 @@ class PointwiseJudge:
             subject_ids=[key],
             metadata={"sample": sample, "attempt": attempt, "item_index": index},
         )
+
+
+def _result(judgments: list[Judgment]) -> PointwiseResult:
+    scores = [j.score for j in judgments if j.status == "ok" and j.score is not None]
+    return PointwiseResult(
+        mean_score=sum(scores) / len(scores) if scores else None, judgments=judgments, n_valid=len(scores)
+    )

@@ -28,7 +28,7 @@ from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
 from rlaif.judges.pairwise import PairwiseJudge
 from rlaif.prompts import Template, find_data_file
-from rlaif.records import stable_hash
+from rlaif.records import derive_seed
 
 DEFAULT_COT_CLAMP = (0.4, 0.6)
 
@@ -109,7 +109,7 @@ class PrincipleJudge(PairwiseJudge):
 
     def draw(self, key: str) -> Principle:
         """The principle for one comparison (deterministic in seed and item id)."""
-        rng = random.Random(stable_hash("principle", str(self.seed), key))
+        rng = random.Random(derive_seed(self.seed, "principle", key))
         return rng.choice(self.principles)
 
     def _extra_variables(self, keys: list[str], items: list) -> list[dict[str, Any]]:

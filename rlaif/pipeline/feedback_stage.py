@@ -18,7 +18,6 @@ from typing import Any
 
 from rlaif.code.pairs import CodePairStats
 from rlaif.feedback import resolve_source, run_source
-from rlaif.feedback.base import derive_seed
 from rlaif.feedback.context import SourceContext
 from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats, length_summary, merge_counts
@@ -28,7 +27,7 @@ from rlaif.pipeline.inputs import SourceData, read_prompt_source
 from rlaif.pipeline.manifest import run_chunks
 from rlaif.pipeline.progress import chunk_progress
 from rlaif.pipeline.summary import FeedbackOutputs, FeedbackSummary
-from rlaif.records import PreferencePair, write_jsonl
+from rlaif.records import PreferencePair, derive_seed, write_jsonl
 
 _RECORD_LISTS = {
     "pairs": "pairs",

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rlaif.engines.base import Sampling
-from rlaif.feedback.base import derive_seed
+from rlaif.records import derive_seed
 
 
 def per_record_sampling(seed: int, metric: str, ids: Iterable[str], **settings: Any) -> list[Sampling]:

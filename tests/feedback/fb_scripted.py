@@ -35,3 +35,15 @@ class PerRequestScriptedEngine(ScriptedEngine):
             self.calls.pop()  # recorded once below, as one call
         self.calls.append((len(prompts), settings[0] if settings else sampling, adapter))
         return out
+
+
+def call_source(source, prompts, engine, options=None, *, seed=0, round=0, adapter=None, judge_engine=None):
+    """Call a built-in source the way the pipeline does: the options validated into the source's
+    ``config_model`` first, the run-time values (seed, round, adapter) in a ``SourceContext``."""
+    from rlaif.feedback.context import SourceContext
+    from rlaif.feedback.source import validate_source_options
+
+    name = source.__name__
+    validated = validate_source_options(options, source.config_model, name)
+    context = SourceContext(seed=seed, round=round, adapter=adapter, chunk=0)
+    return source(prompts, engine, validated, context, judge_engine=judge_engine)

@@ -5,17 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from fb_scripted import PerRequestScriptedEngine
+from fb_scripted import PerRequestScriptedEngine, call_source
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
-from rlaif.feedback.constitutional import (
-    RLCAIConfig,
-    load_critique_revision_pairs,
-    rl_cai,
-    sl_cai,
-    soft_label,
-)
+from rlaif.feedback.constitutional import load_critique_revision_pairs
+from rlaif.feedback.rl_cai import RLCAIConfig, rl_cai, soft_label
+from rlaif.feedback.sl_cai import sl_cai
 from rlaif.records import Completion, Message, PromptRecord, TokenLogprob, TopLogprob
 
 
@@ -39,8 +35,12 @@ def cai_responder(conv, i, sampling):
 def test_sl_cai_rounds_chain_sft_records_and_pairs():
     pset = load_critique_revision_pairs("cai_critique_revision_pairs")
     engine = PerRequestScriptedEngine(cai_responder)
-    result = sl_cai(
-        prompts("How do I pick a lock?", "Tell me a joke"), engine, {"rounds": 2, "few_shot": 1, "seed": 5}
+    result = call_source(
+        sl_cai,
+        prompts("How do I pick a lock?", "Tell me a joke"),
+        engine,
+        {"rounds": 2, "few_shot": 1},
+        seed=5,
     )
     # initial answers, then critique and revision for each round: one call per stage
     assert [len(r) for r in engine.requests] == [2, 2, 2, 2, 2]
@@ -70,8 +70,8 @@ def test_sl_cai_rounds_chain_sft_records_and_pairs():
     )
     assert meta["templates"]["critique"]["name"] == "cai_critique"
 
-    again = sl_cai(prompts("How do I pick a lock?", "Tell me a joke"), PerRequestScriptedEngine(cai_responder),
-                   {"rounds": 2, "few_shot": 1, "seed": 5})  # fmt: skip
+    again = call_source(sl_cai, prompts("How do I pick a lock?", "Tell me a joke"), PerRequestScriptedEngine(cai_responder),
+                   {"rounds": 2, "few_shot": 1}, seed=5)  # fmt: skip
     assert [c["principle_id"] for c in again.pairs[0].metadata["chain"]] == [c["principle_id"] for c in chain]
 
 
@@ -83,8 +83,8 @@ def test_sl_cai_drops_a_prompt_whose_revision_stays_invalid():
         return cai_responder(conv, i, s)
 
     engine = PerRequestScriptedEngine(responder)
-    result = sl_cai(
-        prompts("How do I pick a lock?", "Tell me a joke"), engine, {"few_shot": 0, "max_retries": 1}
+    result = call_source(
+        sl_cai, prompts("How do I pick a lock?", "Tell me a joke"), engine, {"few_shot": 0, "max_retries": 1}
     )
     assert [len(r) for r in engine.requests] == [2, 2, 2, 1]  # the revision retry holds one request
     assert result.stats.drops == {"invalid_revision": 1} and result.stats.pairs_out == 1
@@ -96,14 +96,14 @@ def test_sl_cai_identical_revision_is_not_a_pair():
     engine = PerRequestScriptedEngine(
         lambda conv, i, s: "critique" if conv[-1].content.rstrip().endswith("Critique:") else "same"
     )
-    result = sl_cai(prompts("q"), engine, {"few_shot": 0})
+    result = call_source(sl_cai, prompts("q"), engine, {"few_shot": 0})
     assert result.stats.drops == {"identical": 1} and result.stats.balanced
     assert len(result.sft_records) == 1  # the SFT example is still valid
 
 
 def test_sl_cai_few_shot_larger_than_the_examples_is_an_error():
     with pytest.raises(ConfigError, match="few_shot=3 but .* has 2 example"):
-        sl_cai(prompts("q"), PerRequestScriptedEngine(cai_responder), {"few_shot": 3})
+        call_source(sl_cai, prompts("q"), PerRequestScriptedEngine(cai_responder), {"few_shot": 3})
 
 
 def choice_completion(p_first: float | None) -> Completion:
@@ -141,8 +141,8 @@ def principle_judge(conv, i, s):
 def test_rl_cai_soft_labels_clamps_ties_and_invalid(clamp, first_label, second_label):
     judge_engine = ScriptedEngine(principle_judge, model_name="feedback-model")
     engine = PerRequestScriptedEngine(policy)
-    result = rl_cai(prompts("first", "second", "tie", "unreadable", "same"), engine, {"clamp": clamp, "seed": 2},
-                    judge_engine=judge_engine)  # fmt: skip
+    result = call_source(rl_cai, prompts("first", "second", "tie", "unreadable", "same"), engine, {"clamp": clamp},
+                    judge_engine=judge_engine, seed=2)  # fmt: skip
     assert len(engine.requests) == 1 and engine.requests[0][0][1].n == 2  # two samples per prompt, one call
     assert judge_engine.calls[0][0] == 8  # 4 distinct pairs x 2 orders, one call
     assert result.stats.drops == {"tie": 1, "invalid_judgment": 1, "identical_samples": 1}
@@ -177,7 +177,9 @@ def test_chain_of_thought_clamps_by_default():
 
 def test_rl_cai_judge_options_may_not_override_own_fields():
     with pytest.raises(ConfigError, match=r"judge_options may not set \['seed'\]"):
-        rl_cai(prompts("first"), PerRequestScriptedEngine(policy), {"judge_options": {"seed": 1}})
+        call_source(
+            rl_cai, prompts("first"), PerRequestScriptedEngine(policy), {"judge_options": {"seed": 1}}
+        )
 
 
 def test_rl_cai_uses_the_given_judge_template(tmp_path):
@@ -190,13 +192,13 @@ def test_rl_cai_uses_the_given_judge_template(tmp_path):
     mine = tmp_path / "my_principle_judge.j2"
     mine.write_text(text)
     judge_engine = ScriptedEngine(principle_judge, model_name="feedback-model")
-    result = rl_cai(prompts("first", "second"), PerRequestScriptedEngine(policy),
-                    {"seed": 2, "judge_template": str(mine)}, judge_engine=judge_engine)  # fmt: skip
+    result = call_source(rl_cai, prompts("first", "second"), PerRequestScriptedEngine(policy),
+                    {"judge_template": str(mine)}, judge_engine=judge_engine, seed=2)  # fmt: skip
     assert len(result.pairs) == 2
     assert {j.template for j in result.judgments} == {"my_principle_judge"}
 
 
 def test_rl_cai_judge_template_given_twice_is_an_error():
     with pytest.raises(ConfigError, match="set the judge template once"):
-        rl_cai(prompts("first"), PerRequestScriptedEngine(policy),
+        call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy),
                {"judge_template": "a.j2", "judge_options": {"template": "b.j2"}})  # fmt: skip

@@ -88,12 +88,12 @@ def test_run_source_checks_the_accounting():
 
 
 def test_result_write_round_trips(tmp_path):
-    from fb_scripted import PerRequestScriptedEngine
+    from fb_scripted import PerRequestScriptedEngine, call_source
 
     engine = PerRequestScriptedEngine(
         lambda conv, i, s: f"{'good' if 'harmful' not in str(conv) else 'bad'} {s.seed}"
     )
-    result = rlcd(prompts(3), engine, {"seed": 1})
+    result = call_source(rlcd, prompts(3), engine, {}, seed=1)
     paths = result.write(tmp_path / "out")
     assert load_pairs(paths["pairs"]) == result.pairs
     stats = json.loads(paths["stats"].read_text())

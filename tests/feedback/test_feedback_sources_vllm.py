@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fb_judge_schemas import ChoiceVerdict
+from fb_scripted import call_source
 
 from rlaif.feedback import load_prompts, rl_cai, rlcd, self_rewarding, sl_cai
 from rlaif.records import load_pairs, pairs_to_dataset
@@ -44,10 +45,9 @@ SOURCE_KEYS = {
 }
 
 CONFIGS = {
-    "rlcd": {"max_tokens": 24, "seed": 11},
+    "rlcd": {"sampling": {"max_tokens": 24}},
     "rlcd_rescore": {
-        "max_tokens": 24,
-        "seed": 11,
+        "sampling": {"max_tokens": 24},
         "rescore": {
             "judge": str(ASSETS / "json_pairwise.j2"),
             "judge_options": {"sampling": JSON_JUDGE_SAMPLING},
@@ -59,26 +59,23 @@ CONFIGS = {
         "response": {"max_tokens": 24},
         "critique": {"max_tokens": 24},
         "revision": {"max_tokens": 24},
-        "seed": 11,
     },
     "rl_cai": {
-        "response": {"max_tokens": 24},
+        "sampling": {"max_tokens": 24},
         "clamp": [0.4, 0.6],
         "judge_options": {
             "template": str(ASSETS / "json_principle.j2"),
             "sampling": JSON_JUDGE_SAMPLING,
             "both_orders": False,  # text verdicts from one order are 0/1, so no ties
         },
-        "seed": 11,
     },
     "self_rewarding": {
-        "max_tokens": 24,
+        "sampling": {"max_tokens": 24},
         "judge_template": str(ASSETS / "json_rubric.j2"),
-        "judge_temperature": 1.0,
-        "judge_max_tokens": 48,
-        "seed": 11,
+        "judge_sampling": {"temperature": 1.0, "max_tokens": 48},
     },
 }
+SEED = 11  # the run-time seed every source is called with (SourceContext.seed)
 FUNCTIONS = {
     "rlcd": rlcd,
     "rlcd_rescore": rlcd,
@@ -114,13 +111,13 @@ def lora_adapter(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(vllm_engine, real_prompts, lora_adapter):
     """Each source run twice with the same seed (for determinism), on the shared engine."""
-    configs = dict(CONFIGS)
-    configs["self_rewarding"] = {**configs["self_rewarding"], "adapter": lora_adapter}
+    adapters = {"self_rewarding": lora_adapter}
     out = {}
     for name, fn in FUNCTIONS.items():
-        out[name] = (
-            fn(real_prompts, vllm_engine, configs[name]),
-            fn(real_prompts, vllm_engine, configs[name]),
+        adapter = adapters.get(name)
+        out[name] = tuple(
+            call_source(fn, real_prompts, vllm_engine, CONFIGS[name], seed=SEED, adapter=adapter)
+            for _ in range(2)
         )
     return out
 
@@ -183,9 +180,9 @@ def test_source_specific_outcomes(runs, lora_adapter):
 def test_self_instruct_on_the_real_engine(vllm_engine, real_prompts):
     config = {
         **CONFIGS["self_rewarding"],
-        "self_instruct": {"num_prompts": 4, "num_examples": 2, "max_tokens": 32},
+        "self_instruct": {"num_prompts": 4, "num_examples": 2, "sampling": {"max_tokens": 32}},
     }
-    result = self_rewarding(real_prompts, vllm_engine, config)
+    result = call_source(self_rewarding, real_prompts, vllm_engine, config, seed=SEED)
     counters = result.stats.counters
     accounted = (
         counters["self_instruct_accepted"]
@@ -203,7 +200,7 @@ def test_prompt_longer_than_the_context_is_dropped_not_fatal(vllm_engine, real_p
     from rlaif.records import Message, PromptRecord
 
     huge = PromptRecord(id="huge", messages=[Message(role="user", content="tell me more " * 800)])
-    result = rlcd([*real_prompts[:2], huge], vllm_engine, CONFIGS["rlcd"])
+    result = call_source(rlcd, [*real_prompts[:2], huge], vllm_engine, CONFIGS["rlcd"], seed=SEED)
     assert result.stats.drops.get("prompt_too_long") == 1 and result.stats.balanced
     (dropped,) = [d for d in result.dropped if d.reason == "prompt_too_long"]
     assert dropped.prompt_id == "huge" and "context is 1024" in dropped.detail

@@ -4,8 +4,10 @@ tests/pipeline/test_instructions_pipeline.py.)"""
 
 from __future__ import annotations
 
+from fb_scripted import call_source
+
 from rlaif.engines.scripted import ScriptedEngine
-from rlaif.feedback import run_source, source_config_model
+from rlaif.feedback import SourceContext, run_source, source_config_model
 from rlaif.feedback.instruction_contrast import InstructionContrastConfig, instruction_contrast
 from rlaif.records import Message, PromptRecord
 
@@ -32,7 +34,9 @@ def echo_engine(seen: list[str]) -> ScriptedEngine:
 
 def test_positive_has_the_reminder_negative_is_the_bare_request_and_positive_is_chosen():
     seen: list[str] = []
-    res = instruction_contrast([record(0), record(1, "Tell me about dogs.")], echo_engine(seen), {"seed": 1})
+    res = call_source(
+        instruction_contrast, [record(0), record(1, "Tell me about dogs.")], echo_engine(seen), {}, seed=1
+    )
     assert len(res.pairs) == 2 and res.stats.pairs_out == 2 and not res.dropped
     assert "Tell me about dogs." in seen  # the bare request, without its instruction
     assert any(s.endswith("Remember: Write your whole answer in lowercase letters, without any capital letters.")
@@ -46,7 +50,9 @@ def test_positive_has_the_reminder_negative_is_the_bare_request_and_positive_is_
 
 def test_no_reminder_sends_the_plain_prompt_as_positive():
     seen: list[str] = []
-    res = instruction_contrast([record(0)], echo_engine(seen), InstructionContrastConfig(reminder=None))
+    res = call_source(
+        instruction_contrast, [record(0)], echo_engine(seen), InstructionContrastConfig(reminder=None)
+    )
     assert record(0).messages[-1].content in seen
     assert res.pairs[0].chosen == "BARE " + record(0).messages[-1].content
 
@@ -54,7 +60,9 @@ def test_no_reminder_sends_the_plain_prompt_as_positive():
 def test_prompts_without_instructions_and_identical_sides_are_counted_drops():
     plain = PromptRecord(id="plain", messages=[Message(role="user", content="Hi")])
     same = ScriptedEngine(lambda conv, i, s: "the same reply")
-    res = run_source(SOURCE, [record(0), plain], same, {"seed": 0})
+    res = run_source(
+        SOURCE, [record(0), plain], same, {}, SourceContext(seed=0, round=0, adapter=None, chunk=0)
+    )
     assert res.pairs == []
     assert res.stats.drops == {"no_instruction": 1, "identical": 1}
     assert res.stats.pairs_out + res.stats.dropped == res.stats.prompts_in == 2
@@ -68,7 +76,7 @@ def test_invalid_outputs_are_retried_then_dropped():
         calls.append(sampling.seed)
         return "" if "Remember:" in conv[-1].content else "fine"
 
-    res = instruction_contrast([record(0)], ScriptedEngine(respond), {"max_retries": 2})
+    res = call_source(instruction_contrast, [record(0)], ScriptedEngine(respond), {"max_retries": 2})
     assert res.pairs == [] and [d.reason for d in res.dropped] == ["invalid_output"]
     assert len(calls) == 2 + 2  # both sides once, then the positive twice more
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from fb_scripted import PerRequestScriptedEngine
+from fb_scripted import PerRequestScriptedEngine, call_source
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
@@ -55,7 +55,7 @@ def kind_or_cruel(conv, i, sampling):
 
 def test_one_call_identical_settings_and_only_the_affix_differs(affix_file):
     engine = PerRequestScriptedEngine(kind_or_cruel)
-    result = rlcd(prompts(), engine, {"affixes": affix_file, "seed": 3})
+    result = call_source(rlcd, prompts(), engine, {"affixes": affix_file}, seed=3)
     assert len(engine.requests) == 1 and len(engine.requests[0]) == 6  # all positives and negatives, one call
     settings = [s for _, s in engine.requests[0]]
     unseeded = [s.model_copy(update={"seed": None}) for s in settings]
@@ -94,10 +94,10 @@ def test_one_call_identical_settings_and_only_the_affix_differs(affix_file):
 
 def test_tag_earlier_turns_and_last_user_placement(affix_file):
     engine = PerRequestScriptedEngine(kind_or_cruel)
-    rlcd(prompts()[2:], engine, {"affixes": affix_file, "tag_earlier_turns": True})
+    call_source(rlcd, prompts()[2:], engine, {"affixes": affix_file, "tag_earlier_turns": True})
     assert "Assistant (kind-" in engine.requests[0][0][0].split("Human: q2")[0]
     engine = PerRequestScriptedEngine(kind_or_cruel)
-    rlcd(prompts()[:1], engine, {"affixes": affix_file, "chat_placement": "last_user"})
+    call_source(rlcd, prompts()[:1], engine, {"affixes": affix_file, "chat_placement": "last_user"})
     pos = engine.requests[0][0][0]
     assert (
         len(pos) == 1 and pos[0].content.startswith("How do I fix a bike?\n\n") and "kind-" in pos[0].content
@@ -116,7 +116,7 @@ def test_invalid_outputs_are_retried_in_one_batch_then_dropped(affix_file):
         return kind_or_cruel(conv, i, sampling)
 
     engine = PerRequestScriptedEngine(responder)
-    result = rlcd(prompts(), engine, {"affixes": affix_file, "max_retries": 2})
+    result = call_source(rlcd, prompts(), engine, {"affixes": affix_file, "max_retries": 2})
     assert [len(r) for r in engine.requests] == [6, 3, 1]  # retries hold only the still-invalid requests
     assert result.stats.pairs_out == 2
     assert result.stats.drops == {"invalid_output": 1}
@@ -129,8 +129,8 @@ def test_invalid_outputs_are_retried_in_one_batch_then_dropped(affix_file):
 
 def test_length_limit_makes_output_invalid(affix_file):
     engine = PerRequestScriptedEngine(lambda conv, i, s: "x" * (50 if "kind-" in whole(conv) else 5))
-    result = rlcd(
-        prompts()[:1], engine, {"affixes": affix_file, "max_retries": 0, "output": {"max_chars": 20}}
+    result = call_source(
+        rlcd, prompts()[:1], engine, {"affixes": affix_file, "max_retries": 0, "output": {"max_chars": 20}}
     )
     assert result.stats.drops == {"invalid_output": 1} and "positive: too_long" in result.dropped[0].detail
 
@@ -143,15 +143,15 @@ def test_affix_choice_and_sampling_are_deterministic_for_a_seed():
     def seeded(conv, i, s):
         return f"{'pos' if 'harmful' not in whole(conv) else 'neg'} {s.seed} {conv[-1].content}"
 
-    first = rlcd(many, PerRequestScriptedEngine(seeded), {"seed": 7})
-    again = rlcd(many, PerRequestScriptedEngine(seeded), {"seed": 7})
-    other = rlcd(many, PerRequestScriptedEngine(seeded), {"seed": 8})
+    first = call_source(rlcd, many, PerRequestScriptedEngine(seeded), {}, seed=7)
+    again = call_source(rlcd, many, PerRequestScriptedEngine(seeded), {}, seed=7)
+    other = call_source(rlcd, many, PerRequestScriptedEngine(seeded), {}, seed=8)
     assert [p.model_dump() for p in first.pairs] == [p.model_dump() for p in again.pairs]
     picks = [p.metadata["affix_index"] for p in first.pairs]
     assert len(set(picks)) > 5  # 16 harmlessness pairs, drawn per prompt
     assert picks != [p.metadata["affix_index"] for p in other.pairs]
     # a prompt's result does not depend on the prompts after it
-    head = rlcd(many[:3], PerRequestScriptedEngine(seeded), {"seed": 7})
+    head = call_source(rlcd, many[:3], PerRequestScriptedEngine(seeded), {}, seed=7)
     assert [p.model_dump() for p in head.pairs] == [p.model_dump() for p in first.pairs[:3]]
 
 
@@ -179,7 +179,8 @@ def test_rescore_keeps_flips_and_drops_by_threshold(affix_file):
         return choice_completion(q if "nice" in first else 1 - q)
 
     judge_engine = ScriptedEngine(judge, model_name="judge")
-    result = rlcd(
+    result = call_source(
+        rlcd,
         prompts(),
         PerRequestScriptedEngine(kind_or_cruel),
         {"affixes": affix_file, "rescore": {"threshold": 0.7}},
@@ -198,7 +199,7 @@ def test_rescore_keeps_flips_and_drops_by_threshold(affix_file):
 
 def test_rescore_invalid_judgment_drops_the_pair(affix_file):
     judge_engine = ScriptedEngine(lambda conv, i, s: "no idea")  # no logprobs: unreadable
-    result = rlcd(prompts()[:1], PerRequestScriptedEngine(kind_or_cruel), {"affixes": affix_file, "rescore": {}},
+    result = call_source(rlcd, prompts()[:1], PerRequestScriptedEngine(kind_or_cruel), {"affixes": affix_file, "rescore": {}},
                   judge_engine=judge_engine)  # fmt: skip
     assert result.stats.drops == {"rescore_invalid": 1} and result.pairs == []
     assert all(j.status == "invalid" for j in result.judgments)
@@ -207,6 +208,6 @@ def test_rescore_invalid_judgment_drops_the_pair(affix_file):
 def test_bad_config_is_a_clear_error(affix_file):
     engine = PerRequestScriptedEngine(kind_or_cruel)
     with pytest.raises(ConfigError, match="rlcd config: field 'temprature': Extra inputs are not permitted"):
-        rlcd(prompts(), engine, {"temprature": 1.0})
+        call_source(rlcd, prompts(), engine, {"temprature": 1.0})
     with pytest.raises(ConfigError, match="rlcd config: field 'rescore.threshold'"):
-        rlcd(prompts(), engine, {"rescore": {"threshold": 0.2}})
+        call_source(rlcd, prompts(), engine, {"rescore": {"threshold": 0.2}})

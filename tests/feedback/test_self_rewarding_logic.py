@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fb_scripted import PerRequestScriptedEngine
+from fb_scripted import PerRequestScriptedEngine, call_source
 
 from rlaif.feedback.self_instruct import SelfInstructConfig, rouge_l
 from rlaif.feedback.self_rewarding import self_rewarding
@@ -39,10 +39,12 @@ def prompts(*names: str) -> list[PromptRecord]:
 
 def test_best_vs_worst_ties_margins_and_excluded_candidates():
     engine = PerRequestScriptedEngine(policy_and_judge)
-    result = self_rewarding(
+    result = call_source(
+        self_rewarding,
         prompts("alpha", "beta", "gamma", "delta"),
         engine,
-        {"min_margin": 0.5, "judge_max_retries": 0, "seed": 1},
+        {"min_margin": 0.5, "judge_max_retries": 0},
+        seed=1,
     )
     gen_call, judge_call = engine.requests
     assert len(gen_call) == 4 and all(s.n == 4 for _, s in gen_call)  # N=4 candidates per prompt, one call
@@ -65,15 +67,15 @@ def test_best_vs_worst_ties_margins_and_excluded_candidates():
 
 def test_judge_retries_fill_invalid_slots():
     engine = PerRequestScriptedEngine(policy_and_judge)
-    result = self_rewarding(prompts("gamma"), engine, {"judge_max_retries": 1})
+    result = call_source(self_rewarding, prompts("gamma"), engine, {"judge_max_retries": 1})
     # the 3 all-invalid candidates are re-asked once (n=3 each) in one more call, still invalid
     assert [len(r) for r in engine.requests] == [1, 4, 3]
     assert result.stats.drops == {"too_few_scored": 1}
 
 
 def test_zero_margin_keeps_any_non_tie():
-    result = self_rewarding(
-        prompts("delta"), PerRequestScriptedEngine(policy_and_judge), {"judge_max_retries": 0}
+    result = call_source(
+        self_rewarding, prompts("delta"), PerRequestScriptedEngine(policy_and_judge), {"judge_max_retries": 0}
     )
     (pair,) = result.pairs
     assert pair.margin == pytest.approx(1 / 3) and pair.rejected == "answer to delta c1"
@@ -88,12 +90,14 @@ def test_length_control_options():
         return "x" * (5 + 7 * i)  # lengths 5, 12, 19, 26 -> scores 0, 2, 4, 1
 
     base = {"judge_samples": 1, "judge_max_retries": 0}
-    plain = self_rewarding(prompts("q"), PerRequestScriptedEngine(longer), base)
+    plain = call_source(self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), base)
     assert (len(plain.pairs[0].chosen), len(plain.pairs[0].rejected)) == (19, 5)  # max 4 vs min 0
-    capped = self_rewarding(prompts("q"), PerRequestScriptedEngine(longer), {**base, "max_length_ratio": 2.0})
+    capped = call_source(
+        self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), {**base, "max_length_ratio": 2.0}
+    )
     assert capped.stats.drops == {"length_ratio": 1}  # 19/5 = 3.8 > 2
-    matched = self_rewarding(
-        prompts("q"), PerRequestScriptedEngine(longer), {**base, "pairing": "length_matched"}
+    matched = call_source(
+        self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), {**base, "pairing": "length_matched"}
     )
     # positive-margin pairs, closest lengths first: (19 vs 26 scores 4 vs 1) |log| 0.31 beats (12 vs 5) 0.88
     assert (len(matched.pairs[0].chosen), len(matched.pairs[0].rejected)) == (19, 26)
@@ -102,7 +106,9 @@ def test_length_control_options():
 
 def test_adapter_serves_generation_and_judging():
     engine = PerRequestScriptedEngine(policy_and_judge)
-    self_rewarding(prompts("alpha"), engine, {"adapter": "/adapters/round1", "judge_max_retries": 0})
+    call_source(
+        self_rewarding, prompts("alpha"), engine, {"judge_max_retries": 0}, adapter="/adapters/round1"
+    )
     assert [adapter for _, _, adapter in engine.calls] == ["/adapters/round1", "/adapters/round1"]
 
 
@@ -125,8 +131,11 @@ def test_self_instruct_new_prompts_with_near_duplicate_filter():
         return policy_and_judge(conv, i, s)
 
     engine = PerRequestScriptedEngine(responder)
-    result = self_rewarding(
-        seeds, engine, {"self_instruct": {"num_prompts": 5, "num_examples": 2}, "judge_max_retries": 0}
+    result = call_source(
+        self_rewarding,
+        seeds,
+        engine,
+        {"self_instruct": {"num_prompts": 5, "num_examples": 2}, "judge_max_retries": 0},
     )
     assert [p.messages[0].content for p in result.new_prompts] == [
         "Describe the water cycle for a child",
@@ -155,7 +164,7 @@ def test_rouge_l_hand_computed():
 
 def test_per_request_seeds_make_judgments_of_different_items_independent():
     from rlaif.engines.base import Sampling
-    from rlaif.feedback.base import PerRequestSeeds
+    from rlaif.judges.sampling import PerRequestSeeds
 
     inner = PerRequestScriptedEngine(lambda conv, i, s: f"{s.seed}")
     engine = PerRequestSeeds(inner)

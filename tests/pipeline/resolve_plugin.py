@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from rlaif.feedback.base import FeedbackResult, FeedbackStats
+from rlaif.feedback.result import FeedbackResult, FeedbackStats
 
 VALIDATIONS = {"count": 0}
 CALLS: list[tuple] = []

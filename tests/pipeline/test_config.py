@@ -87,7 +87,7 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
     win_rate = ["eval.win_rate_prompts.kind=jsonl", f"eval.win_rate_prompts.path={prompts}"]
     cases = [
         (["feedback.options.bogus=1"], "unknown key 'feedback.options.bogus'"),
-        (["feedback.options.max_tokens=0"], "feedback.options"),
+        (["feedback.options.sampling.max_tokens=0"], "feedback.options"),
         (["prompts.path=/nonexistent.jsonl"], "file not found"),
         (["policy.path=/nonexistent/model"], "model directory not found"),
         (["feedback.source=nope"], "unknown feedback source 'nope'"),

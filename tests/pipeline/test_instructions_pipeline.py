@@ -26,7 +26,7 @@ def small_overrides(tmp_path: Path, model: Path) -> list[str]:
         f"policy.path={model}",
         "prompts.limit=6",
         "feedback.chunk_size=4",
-        "feedback.options.max_tokens=12",
+        "feedback.options.sampling.max_tokens=12",
         "eval.instructions.prompts.limit=10",
         "eval.max_tokens=12",
         "rounds=1",

@@ -23,7 +23,7 @@ def rlcd_config(tmp_path: Path, model: Path, shared: Path, rounds: int = 2) -> P
         "feedback": {
             "source": "rlcd",
             "chunk_size": 4,
-            "options": {"affixes": "rlcd_helpful", "max_tokens": 12, "max_retries": 1},
+            "options": {"affixes": "rlcd_helpful", "sampling": {"max_tokens": 12}, "max_retries": 1},
         },
         "pairs": {"options": {"min_margin": None}},
         "rounds": rounds,

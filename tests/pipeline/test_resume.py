@@ -33,7 +33,12 @@ def config(tmp_path: Path, out: str, model: Path, shared: Path) -> Path:
         "feedback": {
             "source": "self_rewarding",
             "chunk_size": 2,
-            "options": {"n_candidates": 3, "max_tokens": 24, "judge_samples": 2, "judge_max_tokens": 24},
+            "options": {
+                "n_candidates": 3,
+                "sampling": {"max_tokens": 24},
+                "judge_samples": 2,
+                "judge_sampling": {"max_tokens": 24},
+            },
         },
         "rounds": 1,
         "dpo": {

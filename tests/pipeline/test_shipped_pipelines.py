@@ -43,11 +43,7 @@ def test_shipped_hh_pipeline_runs_past_line_668(pipeline, tmp_path, tiny_model_d
         "health.max_judge_invalid_rate=null",
         "health.min_pairs=0",
     ]
-    overrides += (
-        ["feedback.options.max_tokens=12"]
-        if pipeline == "rlcd_harmless"
-        else ["feedback.options.response.max_tokens=12"]
-    )
+    overrides += ["feedback.options.sampling.max_tokens=12"]  # rlcd and rl_cai: one nested sampling block
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
         [sys.executable, "-m", "rlaif.cli", "run", str(REPO / "pipelines" / f"{pipeline}.yaml"), *overrides],
