@@ -336,6 +336,48 @@ class VLLMEngine:
             cumulative_logprob=out.cumulative_logprob,
         )
 
+    # -- scoring a given text ---------------------------------------------------------------------
+    def score_continuations(
+        self,
+        prompts: Sequence[PromptInput],
+        continuations: Sequence[str],
+        adapter: str | None = None,
+    ) -> list[list[float] | None]:
+        """Per-token log-probabilities of each continuation after its prompt (see
+        :class:`rlaif.engines.base.ScoringEngine`), from one ``LLM.generate`` call with
+        ``prompt_logprobs=0`` over prompt + continuation token ids and ``max_tokens=1``.
+
+        The continuation is tokenised on its own and appended to the prompt's tokens, which is how
+        the model would have produced it after the generation prompt. ``None``: it does not fit.
+        """
+        from vllm import SamplingParams
+
+        if len(prompts) != len(continuations):
+            raise EngineError(f"got {len(continuations)} continuations for {len(prompts)} prompts")
+        results: list[list[float] | None] = [None] * len(prompts)
+        sequences, spans = [], []
+        for i, (prompt, text) in enumerate(zip(prompts, continuations, strict=True)):
+            head = self._to_vllm_prompt(prompt)
+            head_ids = head["prompt_token_ids"] if isinstance(head, dict) else self.tokenizer.encode(head)
+            tail_ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if not tail_ids:
+                results[i] = []
+            elif len(head_ids) + len(tail_ids) < self.max_model_len:
+                sequences.append({"prompt_token_ids": list(head_ids) + list(tail_ids)})
+                spans.append((i, len(head_ids), tail_ids))
+        if not sequences:
+            return results
+        outputs = self.llm.generate(
+            sequences,
+            SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
+            use_tqdm=TqdmLike if self.progress else False,
+            lora_request=self._lora_request(adapter),
+        )
+        for out, (i, start, tail_ids) in zip(outputs, spans, strict=True):
+            steps = out.prompt_logprobs
+            results[i] = [float(steps[start + k][tid].logprob) for k, tid in enumerate(tail_ids)]
+        return results
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is None:
