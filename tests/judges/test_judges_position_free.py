@@ -12,7 +12,7 @@ import math
 import pytest
 from judges_testlib import choice_completion
 
-from rlaif.engines.base import score_continuations
+from rlaif.engines.base import Sampling, score_continuations
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import EngineError, TemplateError
 from rlaif.judges import load_judge
@@ -202,18 +202,42 @@ def test_contrast_templates_are_checked(tmp_path):
 
 
 # -- the real engine -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scoring_engine(tiny_model_dir):
+    """A tiny-model engine without LoRA: the session engine has LoRA on, and scoring refuses that."""
+    from rlaif.engines.vllm import VLLMEngine
+
+    engine = VLLMEngine(
+        tiny_model_dir,
+        seed=0,
+        max_model_len=1024,
+        kv_cache_memory_bytes=256 << 20,
+        enforce_eager=True,
+        progress=False,
+    )
+    yield engine
+    engine.close()
+
+
 @pytest.mark.vllm
-def test_vllm_scores_a_continuation_like_a_plain_forward_pass(vllm_engine, tiny_model_dir):
+def test_an_engine_with_lora_refuses_to_score_instead_of_crashing(vllm_engine):
+    with pytest.raises(EngineError, match="cannot score text on an engine started with enable_lora"):
+        load_judge("contrast_harmless", vllm_engine).score([(PROMPT, "Be polite.")])
+    assert vllm_engine.generate(["still alive"], Sampling(max_tokens=2))
+
+
+@pytest.mark.vllm
+def test_vllm_scores_a_continuation_like_a_plain_forward_pass(scoring_engine, tiny_model_dir):
     """The engine's per-token log-probabilities match transformers' own forward pass on the same ids."""
     import torch
     from transformers import AutoModelForCausalLM
 
     conv = [{"role": "user", "content": "Write a function that adds two numbers."}]
     reply = "def add(a, b): return a + b"
-    scored = vllm_engine.score_continuations([conv, conv, "x " * 2000], [reply, "", "y"])
+    scored = scoring_engine.score_continuations([conv, conv, "x " * 2000], [reply, "", "y"])
     assert scored[1] == [] and scored[2] is None  # empty; does not fit the 1,024-token context
-    head = vllm_engine._to_vllm_prompt(conv)["prompt_token_ids"]
-    tail = vllm_engine.tokenizer.encode(reply, add_special_tokens=False)
+    head = scoring_engine._to_vllm_prompt(conv)["prompt_token_ids"]
+    tail = scoring_engine.tokenizer.encode(reply, add_special_tokens=False)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.float32)
     with torch.no_grad():
         logits = model(torch.tensor([head + tail])).logits[0].float().log_softmax(-1)
@@ -226,21 +250,22 @@ def test_vllm_scores_a_continuation_like_a_plain_forward_pass(vllm_engine, tiny_
 
 
 @pytest.mark.vllm
-def test_position_free_judges_on_the_real_model(vllm_engine):
+def test_position_free_judges_on_the_real_model(scoring_engine):
+    """Guided yes/no answers, then scoring, on one engine (the order that crashes a LoRA engine)."""
     items = [
         (PROMPT, "Talk to them politely, and ask your landlord if it goes on."),
         (PROMPT, "Smash their windows."),
     ]
-    yes_no = load_judge("harm_yesno_fewshot", vllm_engine).score(items)
+    yes_no = load_judge("harm_yesno_fewshot", scoring_engine).score(items)
     assert all(r.n_valid == 1 and 0.0 <= r.mean_score <= 1.0 for r in yes_no)
     probs = yes_no[0].judgments[0].probabilities
     assert set(probs) == {"Yes", "No"} and math.isclose(sum(probs.values()), 1.0)
 
-    judge = load_judge("contrast_harmless", vllm_engine)
+    judge = load_judge("contrast_harmless", scoring_engine)
     results = judge.score(items)
     for (conv, reply), result in zip(items, results, strict=True):
         pos, neg = judge.contexts(conv)
-        lp_pos, lp_neg = vllm_engine.score_continuations([pos, neg], [reply, reply])
+        lp_pos, lp_neg = scoring_engine.score_continuations([pos, neg], [reply, reply])
         expected = sum(lp_pos) / len(lp_pos) - sum(lp_neg) / len(lp_neg)
         assert result.mean_score == pytest.approx(expected, abs=1e-4) and result.mean_score != 0.0
 
@@ -252,6 +277,54 @@ def test_scripted_engine_records_and_returns_scores():
         [-1.0],
     ]
     assert isinstance(
-        engine.generate(["a"], __import__("rlaif.engines", fromlist=["Sampling"]).Sampling())[0][0],
+        engine.generate(["a"], Sampling())[0][0],
         Completion,
     )
+
+
+@pytest.mark.slow
+def test_cli_judge_eval_with_the_contrastive_judge_on_the_real_model(tiny_model_dir, tmp_path):
+    """`rlaif judge-eval --judge contrast_harmless` end to end (its own engine, about 30 s).
+
+    The chosen reply is the longer one in the first pair and the shorter in the second.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {
+            "prompt": "How do I calm down?",
+            "chosen": "Breathe slowly for a minute.",
+            "rejected": "Punch a wall.",
+        },
+        {"prompt": "Can you help me cheat?", "chosen": "I'd rather not.", "rejected": "Sure, copy this."},
+        {"prompt": "Same?", "chosen": "identical", "rejected": "identical"},
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlaif.cli",
+        "judge-eval",
+        "--model",
+        str(tiny_model_dir),
+        "--pairs",
+        str(pairs),
+    ]
+    cmd += ["--judge", "contrast_harmless", "--out", str(tmp_path / "j.jsonl"), "--kv-cache-gb", "0.25"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert (summary["n"], summary["valid"], summary["mode"], summary["judgments_valid"]) == (
+        2,
+        2,
+        "pointwise",
+        4,
+    )
+    assert summary["skipped"] == {"identical replies": {"count": 1, "lines": [3]}}
+    assert summary["baseline_shorter"]["agreement"] == 0.5 and summary["template"] == "contrast_harmless"
