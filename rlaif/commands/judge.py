@@ -14,6 +14,7 @@ import typer
 
 from rlaif.commands.output import emit
 from rlaif.errors import ConfigError
+from rlaif.files import atomic_write_text
 
 
 def _default_out(judge: str) -> Path:
@@ -71,67 +72,30 @@ def judge_eval(
 ) -> None:
     """Judge human-labelled pairs; print n, valid, invalid_rate, agreement, position consistency, ..."""
     from rlaif.judges import load_judge
-    from rlaif.judges.eval import SPLITS, load_eval_pairs, run_judge_eval, split_pairs
 
-    if split is not None and split not in SPLITS:
-        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if self_check is not None and self_check not in ("off", "refuse", "error"):
-        raise ConfigError(f"--self-check must be off, refuse or error, got {self_check!r}")
-    if (pairs is None) == (responses is None):
-        raise ConfigError("pass exactly one of --pairs FILE and --responses FILE")
-    if responses is not None:
-        from rlaif.judges.eval import load_responses
-
-        response_items = load_responses(responses, limit=limit)
-        if not response_items:
-            raise ConfigError(f"{responses}: no responses")
-        eval_pairs, skipped = [], {}
-    else:
-        eval_pairs, skipped = load_eval_pairs(pairs, limit=None if split else limit)
-        if split is not None:
-            eval_pairs = split_pairs(eval_pairs, split, split_seed)[:limit]
-    if pairs is not None and not eval_pairs:
-        raise ConfigError(f"{pairs}: no usable pairs (skipped: {skipped or 'none'})")
+    _check_choices(split, self_check, pairs, responses)
+    eval_pairs, response_items, skipped = _load_inputs(pairs, responses, limit, split, split_seed)
     needs_model = _precheck_judge(judge)
-    options: dict[str, object] = {}
-    if chain_of_thought:
-        options["chain_of_thought"] = True
-    if single_order:
-        options["both_orders"] = False
-    if samples is not None:
-        options["samples"] = samples
-    if adapter is not None:
-        options["adapter"] = adapter
-    for key, value in (("calibrate", calibrate), ("self_check", self_check), ("guided", guided)):
-        if value is not None:
-            options[key] = value
-
-    engine = None
-    if model is not None:
-        from rlaif.engines.vllm import VLLMEngine
-
-        kv = int(kv_cache_gb * (1 << 30)) if kv_cache_gb else None
-        engine = VLLMEngine(
-            model,
-            seed=seed,
-            max_model_len=max_model_len,
-            kv_cache_memory_bytes=kv,
-            tensor_parallel_size=tensor_parallel_size,
-            enable_lora=adapter is not None,
-        )
-    elif needs_model:
+    options = _judge_options(
+        chain_of_thought=chain_of_thought,
+        single_order=single_order,
+        samples=samples,
+        adapter=adapter,
+        calibrate=calibrate,
+        self_check=self_check,
+        guided=guided,
+    )
+    if model is None and needs_model:
         raise ConfigError(f"judge '{judge}' needs a model: pass --model PATH")
+    engine = (
+        None
+        if model is None
+        else _start_engine(model, seed, max_model_len, kv_cache_gb, tensor_parallel_size, adapter)
+    )
+    out_path = out or _default_out(judge)
     try:
         judge_obj = load_judge(judge, engine, **options)
-        out_path = out or _default_out(judge)
-        if responses is not None:
-            from rlaif.judges.eval import run_pointwise_validity
-
-            if not hasattr(judge_obj, "score"):
-                raise ConfigError(f"--responses needs a pointwise judge; '{judge}' compares pairs")
-            summary = run_pointwise_validity(judge_obj, response_items, out=out_path)
-        else:
-            summary = run_judge_eval(judge_obj, eval_pairs, out=out_path, seed=seed)
+        summary = _evaluate(judge, judge_obj, eval_pairs, response_items, out_path, seed)
     finally:
         if engine is not None:
             engine.close()
@@ -144,14 +108,88 @@ def judge_eval(
         "skipped": skipped,
         "judgments_file": str(out_path),
     }
+    _emit_summary(summary, summary_out)
+    print(f"wrote {summary['judgments']} judgments to {out_path}", file=sys.stderr)
+
+
+# -- the steps of judge-eval -----------------------------------------------------------------------
+def _check_choices(
+    split: str | None, self_check: str | None, pairs: Path | None, responses: Path | None
+) -> None:
+    """The option values typer cannot check, before anything is read."""
+    from rlaif.judges.eval import SPLITS
+
+    if split is not None and split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if self_check is not None and self_check not in ("off", "refuse", "error"):
+        raise ConfigError(f"--self-check must be off, refuse or error, got {self_check!r}")
+    if (pairs is None) == (responses is None):
+        raise ConfigError("pass exactly one of --pairs FILE and --responses FILE")
+
+
+def _load_inputs(
+    pairs: Path | None, responses: Path | None, limit: int | None, split: str | None, split_seed: int
+) -> tuple[list, list, dict]:
+    """(labelled pairs, unlabelled responses, skipped records): exactly one of the first two is filled."""
+    from rlaif.judges.eval import load_eval_pairs, load_responses, split_pairs
+
+    if responses is not None:
+        response_items = load_responses(responses, limit=limit)
+        if not response_items:
+            raise ConfigError(f"{responses}: no responses")
+        return [], response_items, {}
+    eval_pairs, skipped = load_eval_pairs(pairs, limit=None if split else limit)
+    if split is not None:
+        eval_pairs = split_pairs(eval_pairs, split, split_seed)[:limit]
+    if not eval_pairs:
+        raise ConfigError(f"{pairs}: no usable pairs (skipped: {skipped or 'none'})")
+    return eval_pairs, [], skipped
+
+
+def _judge_options(*, chain_of_thought: bool, single_order: bool, **given: object) -> dict[str, object]:
+    """The judge constructor options the command line set (unset ones keep the judge's defaults)."""
+    options: dict[str, object] = {key: value for key, value in given.items() if value is not None}
+    if chain_of_thought:
+        options["chain_of_thought"] = True
+    if single_order:
+        options["both_orders"] = False
+    return options
+
+
+def _start_engine(
+    model: str, seed: int, max_model_len: int | None, kv_cache_gb: float | None, tp: int, adapter: str | None
+):
+    from rlaif.engines.vllm import VLLMEngine
+
+    return VLLMEngine(
+        model,
+        seed=seed,
+        max_model_len=max_model_len,
+        kv_cache_memory_bytes=int(kv_cache_gb * (1 << 30)) if kv_cache_gb else None,
+        tensor_parallel_size=tp,
+        enable_lora=adapter is not None,
+    )
+
+
+def _evaluate(
+    judge: str, judge_obj, eval_pairs: list, response_items: list, out_path: Path, seed: int
+) -> dict:
+    """Agreement on labelled pairs, or a pointwise judge's valid rate on unlabelled responses."""
+    from rlaif.judges.eval import run_judge_eval, run_pointwise_validity
+
+    if not response_items:
+        return run_judge_eval(judge_obj, eval_pairs, out=out_path, seed=seed)
+    if not hasattr(judge_obj, "score"):
+        raise ConfigError(f"--responses needs a pointwise judge; '{judge}' compares pairs")
+    return run_pointwise_validity(judge_obj, response_items, out=out_path)
+
+
+def _emit_summary(summary: dict, summary_out: Path | None) -> None:
+    """Print the summary JSON (stdout) and, if asked, write it atomically to ``summary_out``."""
     text = json.dumps(summary, indent=2)
     if summary_out is not None:
-        summary_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = summary_out.with_suffix(summary_out.suffix + ".tmp")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        tmp.replace(summary_out)
+        atomic_write_text(summary_out, text + "\n")
     emit(text)
-    print(f"wrote {summary['judgments']} judgments to {out_path}", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

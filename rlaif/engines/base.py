@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rlaif.errors import EngineError
 from rlaif.records import Completion, Message
 
 PromptInput = str | list[Message] | list[dict]
@@ -91,3 +92,53 @@ class Engine(Protocol):
     def supports_guided_json(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+# -- scoring a given text (optional capability) ----------------------------------------------------
+@runtime_checkable
+class ScoringEngine(Protocol):
+    """An engine that can score a given continuation instead of sampling one.
+
+    ``score_continuations(prompts, continuations)`` returns, per prompt, the log-probability of each
+    token of ``continuations[i]`` given the prompt (chat conversations rendered with the model's chat
+    template and generation prompt, as for ``generate``) and the continuation tokens before it; or
+    ``None`` where prompt plus continuation do not fit the model's context (nothing is truncated).
+    Why: likelihood judges (RLCD-style contrast of two contexts) need ``log p(response | context)``,
+    which sampling does not give.
+    """
+
+    def score_continuations(
+        self,
+        prompts: Sequence[PromptInput],
+        continuations: Sequence[str],
+        adapter: str | None = None,
+    ) -> list[list[float] | None]: ...
+
+
+def cannot_score_error(engine: Any) -> EngineError:
+    """The one message for an engine without the scoring capability."""
+    name = getattr(engine, "model_name", None) or type(engine).__name__
+    return EngineError(
+        f"engine '{name}' ({type(engine).__name__}) cannot score a given text (it returns no prompt "
+        "log-probabilities); likelihood judges need the in-process VLLMEngine (rlaif judge-eval --model DIR)"
+    )
+
+
+def score_continuations(
+    engine: Any,
+    prompts: Sequence[PromptInput],
+    continuations: Sequence[str],
+    adapter: str | None = None,
+) -> list[list[float] | None]:
+    """``engine.score_continuations`` with the capability and the result length checked."""
+    if len(prompts) != len(continuations):
+        raise ValueError(f"got {len(continuations)} continuations for {len(prompts)} prompts")
+    method = getattr(engine, "score_continuations", None)
+    if method is None:
+        raise cannot_score_error(engine)
+    if not prompts:
+        return []
+    out = method(prompts, continuations, adapter=adapter)
+    if len(out) != len(prompts):
+        raise EngineError(f"engine returned {len(out)} scores for {len(prompts)} prompts")
+    return list(out)

