@@ -76,6 +76,21 @@ def render_request(template: Template, **variables: Any) -> Request:
     return Request(text=text, prompt_hash=stable_hash(text), payload=payload)
 
 
+def render_response_requests(
+    template: Template, items: Sequence[tuple[Sequence[Message], str]]
+) -> list[Request]:
+    """One request per (conversation, response), with the variables every response judge offers."""
+    return [
+        render_request(
+            template,
+            prompt=conversation_text(conv),
+            response=response,
+            conversation=[m.model_dump() for m in conv],
+        )
+        for conv, response in items
+    ]
+
+
 # -- context-length check --------------------------------------------------------------------------
 def token_counter(engine: Any) -> tuple[Callable[[list], list[int]] | None, int | None]:
     """A function counting prompt tokens, and the context length, where the engine reveals them.

@@ -35,10 +35,9 @@ from typing import Any
 from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
 from rlaif.judges.base import (
-    conversation_text,
     item_ids,
     make_judgment,
-    render_request,
+    render_response_requests,
     resolve_template,
     template_judge_options,
 )
@@ -128,15 +127,7 @@ class PointwiseJudge:
     ) -> list[PointwiseResult]:
         """Judge every (conversation, response); results in input order."""
         items = list(items)
-        requests = [
-            render_request(
-                self.template,
-                prompt=conversation_text(conv),
-                response=response,
-                conversation=[m.model_dump() for m in conv],
-            )
-            for conv, response in items
-        ]
+        requests = render_response_requests(self.template, items)
         keys = item_ids(ids, len(items), "pointwise", [r.prompt_hash for r in requests])
         judgments: list[list[Judgment]] = [[] for _ in items]
         need = [self.samples] * len(items)  # valid judgments still missing per item

@@ -32,11 +32,10 @@ from typing import Any
 from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
 from rlaif.judges.base import (
-    conversation_text,
     generate_checked,
     item_ids,
     make_judgment,
-    render_request,
+    render_response_requests,
     resolve_template,
     template_judge_options,
 )
@@ -145,15 +144,7 @@ class LabelProbabilityJudge:
     ) -> list[PointwiseResult]:
         """P(good label) per (conversation, response), in input order; one generate call."""
         items = list(items)
-        requests = [
-            render_request(
-                self.template,
-                prompt=conversation_text(conv),
-                response=response,
-                conversation=[m.model_dump() for m in conv],
-            )
-            for conv, response in items
-        ]
+        requests = render_response_requests(self.template, items)
         keys = item_ids(ids, len(items), "label-probability", [r.prompt_hash for r in requests])
         outputs = generate_checked(self.engine, [r.payload for r in requests], self.sampling, self.adapter)
         results = []
