@@ -18,7 +18,9 @@ from rlaif.instructions import (
     check_all,
     describe,
     load_tasks,
+    paired_change,
     pass_summary,
+    sign_test_p,
     wilson_interval,
     write_prompt_sets,
 )
@@ -84,8 +86,10 @@ def test_describe_words_the_value():
 def test_builder_is_deterministic_balanced_and_splits_by_request():
     tasks = load_tasks(REPO / "prompts" / "instruction_tasks.yaml")
     train, held = build_prompt_sets(tasks, seed=0, heldout_tasks=20, train_per_task=3, heldout_per_task=6)
-    assert (train, held) == build_prompt_sets(tasks, seed=0, heldout_tasks=20)
-    assert build_prompt_sets(tasks, seed=1)[1] != held
+    assert (train, held) == build_prompt_sets(
+        tasks, seed=0, heldout_tasks=20, train_per_task=3, heldout_per_task=6
+    )
+    assert build_prompt_sets(tasks, seed=1, heldout_tasks=20, heldout_per_task=6)[1] != held
     assert len(train) == 3 * (len(tasks) - 20) and len(held) == 6 * 20
     # no held-out request appears in training, with any instruction
     assert not {r["task"] for r in train} & {r["task"] for r in held}
@@ -111,7 +115,7 @@ def test_shipped_prompt_sets_are_what_the_builder_writes(tmp_path):
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    assert "wrote 180 train prompts" in res.stdout
+    assert "wrote 270 train prompts" in res.stdout and "400 held-out prompts" in res.stdout
     for name in ("train.jsonl", "heldout.jsonl"):
         assert (tmp_path / name).read_bytes() == (SHIPPED / name).read_bytes(), name
 
@@ -120,7 +124,7 @@ def test_shipped_sets_load_as_jsonl_prompts_with_instructions_in_metadata():
     from rlaif.feedback.prompts_io import load_prompts
 
     records = load_prompts(SHIPPED / "heldout.jsonl", format="jsonl")
-    assert len(records) == 120
+    assert len(records) == 400  # 40 held-out requests x every one of the 10 kinds
     assert all(r.metadata["instructions"] and r.messages[-1].role == "user" for r in records)
 
 
@@ -165,3 +169,25 @@ def test_write_prompt_sets_round_trips(tmp_path):
     train, held = build_prompt_sets([f"Task {i}." for i in range(6)], seed=3, heldout_tasks=2)
     paths = write_prompt_sets(tmp_path, train, held)
     assert [json.loads(line) for line in paths[1].read_text().splitlines()] == held
+
+
+def test_sign_test_matches_hand_computed_binomial_tails():
+    # n = 12 changes, 3 the minority: 2 * (C(12,0)+C(12,1)+C(12,2)+C(12,3)) / 2^12 = 2 * 299 / 4096
+    assert sign_test_p(9, 3) == pytest.approx(2 * 299 / 4096)
+    assert sign_test_p(3, 9) == sign_test_p(9, 3)
+    assert sign_test_p(5, 0) == pytest.approx(2 / 32)
+    assert sign_test_p(3, 3) == 1.0 and sign_test_p(0, 0) == 1.0
+
+
+def test_paired_change_pairs_by_key_and_counts_the_unmatched():
+    before = {"a#0": False, "b#0": False, "c#0": True, "d#0": True, "gone#0": True}
+    after = {"a#0": True, "b#0": False, "c#0": False, "d#0": True, "new#0": True, "e#0": True}
+    before["e#0"] = False
+    change = paired_change(before, after)
+    assert change == {
+        "paired": 5,
+        "gained": 2,  # a, e
+        "lost": 1,  # c
+        "sign_test_p": 1.0,
+        "unmatched": 2,  # gone (only before), new (only after)
+    }

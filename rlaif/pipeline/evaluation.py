@@ -121,9 +121,11 @@ def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) 
 
 
 def evaluate_policy(
-    ctx: RunContext, stage_dir: Path, round_index: int, previous: Path | None, label: str
-) -> EvalSummary:
-    """The round's metrics; ``previous`` is the previous evaluation's stage directory (win rate)."""
+    ctx: RunContext, stage_dir: Path, round_index: int, previous: Path | None, label: str,
+    start: Path | None = None,
+) -> EvalSummary:  # fmt: skip
+    """The round's metrics; ``previous`` is the previous evaluation's stage directory (win rate, paired
+    instruction change), ``start`` the starting policy's when that is not ``previous``."""
     ev = ctx.cfg.eval
     engine = ctx.policy_engine()
     rows: list[dict] = []
@@ -134,7 +136,9 @@ def evaluate_policy(
         prev_samples = previous / "samples.jsonl" if previous is not None else None
         metrics.update(_win_rate(ctx, engine, rows, prev_samples))
     if ev.instructions is not None:
-        metrics.update(instruction_eval(ctx, engine, rows))
+        compare = {"start": (start or previous), "previous": previous if start is not None else None}
+        compare = {k: v / "samples.jsonl" for k, v in compare.items() if v is not None}
+        metrics.update(instruction_eval(ctx, engine, rows, compare))
     tokens = [r["tokens"] for r in rows]
     metrics["mean_response_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else None
     write_jsonl(stage_dir / "samples.jsonl", rows)

@@ -8,19 +8,32 @@ this is a metric the loop cannot optimise directly.
 Guarantees: sampling seeds derive from the run seed and the prompt id only (a re-run gives the same
 replies; greedy by default); a held-out file in which no prompt carries instructions is an error, and
 prompts without instructions are counted (``instruction_unscored``), never silently dropped; a
-malformed instruction is an error naming the prompt.
+malformed instruction is an error naming the prompt. After training, the round is compared sample by
+sample with the starting policy's evaluation (and with the previous round's, from round 2 on): how many
+held-out samples newly pass, how many newly fail, and an exact sign test on those changes
+(:func:`rlaif.instructions.paired_change`), because overlapping per-round intervals can hide a
+consistent paired gain. Non-guarantee: the p-value is per comparison, not corrected for the number of
+rounds looked at.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from rlaif.errors import ConfigError
-from rlaif.instructions import check_all, pass_summary
+from rlaif.instructions import check_all, paired_change, pass_summary
 from rlaif.pipeline.inputs import load_prompt_source
 from rlaif.pipeline.sampling import per_record_sampling
+from rlaif.records import iter_json_lines, stable_hash
 
 
-def instruction_eval(ctx, engine, rows: list[dict]) -> dict:
-    """Generate one reply per sample for every held-out prompt, check it, append rows, return metrics."""
+def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | None = None) -> dict:
+    """Generate one reply per sample for every held-out prompt, check it, append rows, return metrics.
+
+    ``compare``: label -> an earlier evaluation's ``samples.jsonl``; each that exists gives an
+    ``instruction_change_vs_<label>`` entry (gained, lost, sign test).
+    """
     ev = ctx.cfg.eval
     opts = ev.instructions
     prompts = load_prompt_source(opts.prompts, "eval.instructions.prompts")
@@ -37,6 +50,7 @@ def instruction_eval(ctx, engine, rows: list[dict]) -> dict:
     results = []
     for p, comps in zip(prompts, outputs, strict=True):
         specs = p.metadata.get("instructions") or []
+        prompt_hash = stable_hash(json.dumps([m.model_dump(mode="json") for m in p.messages], sort_keys=True))
         for c in comps:
             ok = check_all(c.text, specs, where=f"prompt {p.id}") if specs else False
             results.append((specs, ok))
@@ -48,7 +62,30 @@ def instruction_eval(ctx, engine, rows: list[dict]) -> dict:
                     "text": c.text,
                     "tokens": len(c.token_ids or []),
                     "instructions": specs,
+                    "prompt_hash": prompt_hash,
                     "passed": ok,
                 }
             )
-    return pass_summary(results)
+    metrics = pass_summary(results)
+    mine = _outcomes(rows)
+    for label, path in (compare or {}).items():
+        if path is not None and Path(path).is_file():
+            change = paired_change(_outcomes(r for _, r in iter_json_lines(path)), mine)
+            metrics[f"instruction_change_vs_{label}"] = change
+            ctx.say(
+                f"  held-out instructions vs {label}: {change['gained']} newly pass, {change['lost']} newly "
+                f"fail of {change['paired']} paired samples (sign test p={change['sign_test_p']})"
+            )
+    return metrics
+
+
+def _outcomes(rows) -> dict[str, bool]:
+    """``{"<prompt id>#<sample>#<prompt hash>": passed}`` for the instruction rows of an evaluation.
+
+    The prompt's hash is in the key so that a held-out file rebuilt between two evaluations (same ids,
+    other prompts) counts as unmatched instead of being paired by id."""
+    return {
+        f"{r['id']}#{r['sample']}#{r.get('prompt_hash')}": bool(r["passed"])
+        for r in rows
+        if r.get("kind") == "instructions"
+    }

@@ -104,7 +104,13 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
     if rounds:
         keys = [
             k
-            for k in ("pass@1", "win_rate_vs_previous", "mean_response_tokens", "judge_invalid_rate")
+            for k in (
+                "pass@1",
+                "instruction_pass_rate",
+                "win_rate_vs_previous",
+                "mean_response_tokens",
+                "judge_invalid_rate",
+            )
             if any(isinstance(r.get(k), (int, float)) for r in rounds)
         ]
         if keys:

@@ -10,7 +10,15 @@ import datetime as _dt
 from typing import Any
 
 DASH = "\u2013"
-PERCENT_KEYS = ("pass@", "win_rate_vs_previous", "invalid_rate", "consistency", "accuracy", "accuracies")
+PERCENT_KEYS = (
+    "pass@",
+    "win_rate_vs_previous",
+    "invalid_rate",
+    "consistency",
+    "accuracy",
+    "accuracies",
+    "instruction_pass_rate",
+)
 ROUND_COLUMNS = {
     "pass@1": "pass@1",
     "win_rate_vs_previous": "win rate vs previous",
@@ -120,6 +128,15 @@ def _rounds(rounds: list[dict]) -> dict:
         notes.append(
             f"Win rate = P(this round's answer beats the previous round's), {line}; {', '.join(which)}."
         )
+    for r in rounds:
+        for against in ("start", "previous"):
+            change = r.get(f"instruction_change_vs_{against}")
+            if isinstance(change, dict):
+                notes.append(
+                    f"{r.get('label')}, held-out instructions vs the {against} policy: "
+                    f"{change.get('gained')} samples newly pass, {change.get('lost')} newly fail of "
+                    f"{change.get('paired')} (exact sign test p={change.get('sign_test_p')})."
+                )
     return {"head": ["round"] + [ROUND_COLUMNS.get(k, k) for k in keys], "rows": rows, "notes": notes}
 
 

@@ -239,7 +239,11 @@ class Runner:
             return eval_cfg, self._policy_inputs(ctx), lambda d: evaluate_policy(ctx, d, 0, None, label)
         previous = self.run_dir / f"round_{k - 1}" / "eval"  # final: after the last DPO round
         inputs = {**self._policy_inputs(ctx), "previous": previous / "samples.jsonl"}
-        return eval_cfg, inputs, lambda d: evaluate_policy(ctx, d, k, previous, label)
+        start = None
+        if k >= 2:  # round 1's previous evaluation is the start already
+            start = self.run_dir / "round_0" / "eval"
+            inputs["start"] = start / "samples.jsonl"
+        return eval_cfg, inputs, lambda d: evaluate_policy(ctx, d, k, previous, label, start)
 
     @staticmethod
     def _policy_inputs(ctx: RunContext) -> dict[str, Path | str | None]:
