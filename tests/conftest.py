@@ -52,3 +52,21 @@ def vllm_engine(tiny_model_dir):
     )
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def scoring_engine(tiny_model_dir):
+    """A tiny-model engine without LoRA: the session engine has LoRA on, and vLLM refuses prompt
+    log-probabilities (text scoring) there."""
+    from rlaif.engines.vllm import VLLMEngine
+
+    engine = VLLMEngine(
+        tiny_model_dir,
+        seed=0,
+        max_model_len=1024,
+        kv_cache_memory_bytes=256 << 20,
+        enforce_eager=True,
+        progress=False,
+    )
+    yield engine
+    engine.close()

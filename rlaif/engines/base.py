@@ -124,6 +124,17 @@ def cannot_score_error(engine: Any) -> EngineError:
     )
 
 
+def require_scoring(engine: Any) -> None:
+    """Raise the engine's own "cannot score" error now, before a stage spends time generating.
+
+    An empty request is enough: an engine without the capability has no method, and vLLM refuses a
+    LoRA-enabled engine before looking at the requests."""
+    method = getattr(engine, "score_continuations", None)
+    if method is None:
+        raise cannot_score_error(engine)
+    method([], [])
+
+
 def score_continuations(
     engine: Any,
     prompts: Sequence[PromptInput],

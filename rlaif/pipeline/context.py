@@ -145,10 +145,21 @@ class RunContext:
             self._engine = None
             self.log_event("engine_start", model=str(self.policy.path))
             self._engine = make_engine(
-                self.cfg.engine, self.policy.path, enable_lora=True, where=self.cfg.source_file or "config"
-            )
+                self.cfg.engine, self.policy.path, enable_lora=self.serves_adapters(),
+                where=self.cfg.source_file or "config",
+            )  # fmt: skip
             self._engine_model = self.policy.path
         return AdapterBoundEngine(self._engine, str(self.policy.adapter) if self.policy.adapter else None)
+
+    def serves_adapters(self) -> bool:
+        """Whether the policy engine may ever serve a LoRA adapter in this run.
+
+        Why not always: vLLM's LoRA layers refuse prompt log-probabilities (text scoring, used by the
+        contrastive-likelihood judge and by ``instruction_contrast`` candidates), so a run that only
+        fine-tunes full weights starts its engine without LoRA."""
+        dpo = self.run.blocks.get("dpo")  # a typed DPO config; when unknown, assume adapters
+        trains_adapters = self.cfg.rounds > 0 and (dpo is None or getattr(dpo, "lora", True) is not None)
+        return self.policy.adapter is not None or trains_adapters or self.cfg.final.kind != "none"
 
     def judge_engine(self) -> Any:
         """The judge: the policy itself, or a separate model/server."""

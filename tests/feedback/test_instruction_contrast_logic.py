@@ -83,3 +83,64 @@ def test_invalid_outputs_are_retried_then_dropped():
 
 def test_the_pipeline_validates_its_options_against_the_config_model():
     assert source_config_model(SOURCE) is InstructionContrastConfig
+
+
+# -- candidates chosen by the policy's own contrastive likelihood ------------------------------------
+def candidate_engine(scored: list[tuple[str, str]]) -> ScriptedEngine:
+    """Reminded prompts get three candidates; the scorer gives per-token log-probs such that the
+    contrast (given - bare, per token) is 0.0 for "plain", 1.0 for "lower case" and 0.5 for "half"."""
+    texts = ["plain", "lower case", "half"]
+
+    def respond(conv, i, sampling):
+        return texts[i] if "Remember:" in conv[-1].content else "bare reply"
+
+    def scorer(conv, text):
+        scored.append((conv[-1].content, text))
+        given = "lowercase" in conv[-1].content  # the pair prompt carries the instruction
+        gain = {"plain": 0.0, "lower case": 1.0, "half": 0.5}.get(text, 0.0)
+        n = len(text.split())
+        return [(-1.0 + gain) if given else -1.0] * n
+
+    return ScriptedEngine(respond, scorer=scorer)
+
+
+def test_candidates_pick_the_reply_with_the_highest_contrast_and_keep_every_score():
+    scored: list[tuple[str, str]] = []
+    engine = candidate_engine(scored)
+    res = call_source(instruction_contrast, [record(0)], engine, {"candidates": 3}, seed=4)
+    (pair,) = res.pairs
+    assert pair.chosen == "lower case" and pair.rejected == "bare reply"
+    cands = pair.metadata["candidates"]
+    assert cands["asked"] == 3 and cands["valid"] == 3 and cands["chosen"] == 1
+    assert cands["contrast"] == [0.0, 1.0, 0.5]
+    assert cands["texts"] == ["plain", "lower case", "half"]
+    # each candidate scored twice: under the pair's prompt (with the instruction, no reminder) and
+    # under the bare request
+    assert len(scored) == 6
+    assert {c for c, _ in scored} == {record(0).messages[-1].content, "Describe the moon."}
+    # one scoring call after the generate calls (plus the empty capability probe first)
+    assert [c[1] for c in engine.calls if c[1] == "score"] == ["score", "score"]
+    assert engine.calls[0][0] == 0  # the probe: nothing sampled before the engine was known to score
+
+
+def test_candidate_ties_go_to_the_first_and_invalid_candidates_are_skipped():
+    def respond(conv, i, sampling):
+        return ["", "one", "two"][i] if "Remember:" in conv[-1].content else "bare"
+
+    engine = ScriptedEngine(respond, scorer=lambda conv, text: [-1.0])  # every contrast is 0
+    res = call_source(instruction_contrast, [record(0)], engine, {"candidates": 3, "max_retries": 0})
+    (pair,) = res.pairs
+    assert pair.chosen == "one"  # the empty candidate is invalid; "one" and "two" tie
+    assert pair.metadata["candidates"]["valid"] == 2 and pair.metadata["candidates"]["chosen"] == 0
+    assert res.stats.counters.get("instruction_contrast_invalid_empty") == 1
+
+
+def test_candidates_need_an_engine_that_scores_and_say_so_before_sampling():
+    import pytest
+
+    from rlaif.errors import EngineError
+
+    engine = ScriptedEngine(lambda conv, i, s: "x")  # no scorer
+    with pytest.raises(EngineError, match="cannot score a given text"):
+        call_source(instruction_contrast, [record(0)], engine, {"candidates": 2})
+    assert engine.calls == []  # nothing was generated first

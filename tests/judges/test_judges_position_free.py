@@ -202,23 +202,6 @@ def test_contrast_templates_are_checked(tmp_path):
 
 
 # -- the real engine -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def scoring_engine(tiny_model_dir):
-    """A tiny-model engine without LoRA: the session engine has LoRA on, and scoring refuses that."""
-    from rlaif.engines.vllm import VLLMEngine
-
-    engine = VLLMEngine(
-        tiny_model_dir,
-        seed=0,
-        max_model_len=1024,
-        kv_cache_memory_bytes=256 << 20,
-        enforce_eager=True,
-        progress=False,
-    )
-    yield engine
-    engine.close()
-
-
 @pytest.mark.vllm
 def test_an_engine_with_lora_refuses_to_score_instead_of_crashing(vllm_engine):
     with pytest.raises(EngineError, match="cannot score text on an engine started with enable_lora"):

@@ -34,6 +34,7 @@ def small_overrides(tmp_path: Path, model: Path) -> list[str]:
         "dpo.per_device_batch_size=2",
         "dpo.lora={r: 8, alpha: 16}",  # the shared test engine serves adapters; no second engine
         "dpo.adapter_mode=continue",
+        "feedback.options.candidates=1",  # scoring candidates needs an engine without LoRA (below)
     ]
 
 
@@ -69,10 +70,62 @@ def test_instruction_loop_runs_on_the_tiny_model(tmp_path, tiny_model_dir, vllm_
         assert all(x["passed"] == check_all(x["text"], x["instructions"]) for x in rows)
         assert sum(x["passed"] for x in rows) / 10 == pytest.approx(r["instruction_pass_rate"])
 
+    # round 1 is compared with round 0 prompt by prompt; the counts are what the two sample files say
+    before, after = (
+        {
+            x["id"]: x["passed"]
+            for x in map(json.loads, (run_dir / f"round_{k}" / "eval" / "samples.jsonl").open())
+        }
+        for k in (0, 1)
+    )
+    change = rounds[1]["instruction_change_vs_start"]
+    assert change["paired"] == 10 and change["unmatched"] == 0
+    assert change["gained"] == sum(after[i] and not before[i] for i in before)
+    assert change["lost"] == sum(before[i] and not after[i] for i in before)
+    assert 0 < change["sign_test_p"] <= 1
+    assert "instruction_change_vs_start" not in rounds[0]
+
     # a re-run skips every stage
     again = Runner(load_run_config(PIPELINE, small_overrides(tmp_path, tiny_model_dir)), engine=vllm_engine)
     again.run()
     assert again.executed == []
+
+
+def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
+    tmp_path, tiny_model_dir, scoring_engine
+):
+    """The shipped settings (candidates scored by the policy, full fine-tuning): the run's own engine
+    for the trained policy starts without LoRA, so it can score text."""
+    from rlaif.pipeline.context import Policy, RunContext
+    from rlaif.pipeline.resolve import resolve
+
+    overrides = small_overrides(tmp_path, tiny_model_dir)[:-3] + [
+        "feedback.options.candidates=2",
+        "dpo.lora=null",
+        "prompts.limit=4",
+        "eval.instructions.prompts.limit=4",
+    ]
+    cfg = load_run_config(PIPELINE, overrides)
+    runner = Runner(cfg, engine=scoring_engine)
+    metrics = runner.run()
+    pairs = read_jsonl(cfg.run_dir() / "round_1" / "feedback" / "pairs.jsonl", PreferencePair)
+    assert pairs and all(p.metadata["candidates"]["asked"] == 2 for p in pairs)
+    assert all(
+        p.chosen == p.metadata["candidates"]["texts"][p.metadata["candidates"]["chosen"]] for p in pairs
+    )
+    assert metrics["rounds"][1]["instruction_samples"] == 4
+    events = [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "engine_start" for e in events)  # the trained model got its own engine
+
+    def serves(extra: list[str], adapter: Path | None = None) -> bool:
+        c = load_run_config(PIPELINE, small_overrides(tmp_path, tiny_model_dir) + extra)
+        policy = Policy(Path(c.policy.path), adapter)
+        return RunContext(run=resolve(c), run_dir=tmp_path / "ctx", policy=policy).serves_adapters()
+
+    assert not serves(["dpo.lora=null"])
+    assert serves([])  # dpo.lora set
+    assert serves(["dpo.lora=null"], adapter=tmp_path)  # a starting adapter
+    assert not serves(["rounds=0"])
 
 
 def test_eval_prompts_without_instructions_are_an_error(tmp_path, tiny_model_dir, vllm_engine):
