@@ -258,7 +258,8 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc, limit=1, config_keys=True)}") from None
+        problem = describe_validation_error(exc, limit=1, config_keys=True, model=RunConfig)
+        raise ConfigError(f"{path}: {problem}") from None
     return cfg.model_copy(update={"source_file": str(path)})
 
 
@@ -267,7 +268,7 @@ def validate_stage_options(model: type[BaseModel], options: dict, where: str, fi
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        problem = describe_validation_error(exc, limit=1, prefix=f"{where}.", config_keys=True)
+        problem = describe_validation_error(exc, limit=1, prefix=f"{where}.", config_keys=True, model=model)
         raise ConfigError(f"{file}: {problem}") from None
 
 

@@ -64,6 +64,8 @@ def test_overrides_are_applied_as_yaml_scalars(tmp_path):
         (MINIMAL, ["engine.kind=openai"], "engine.kind=openai needs engine.url"),
         (MINIMAL, ["rounds=many"], "field 'rounds'"),
         (MINIMAL, ["policy.nope=1"], "unknown key 'policy.nope'"),
+        (MINIMAL, ["roundz=2"], "unknown key 'roundz' (did you mean 'rounds'?)"),
+        (MINIMAL, ["eval.max_token=3"], "unknown key 'eval.max_token' (did you mean 'eval.max_tokens'?)"),
         ("name: t\n", [], "missing required key"),
         ("- a\n- b\n", [], "expected a mapping"),
         ("name: [\n", [], "not valid YAML"),
@@ -87,6 +89,12 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
     win_rate = ["eval.win_rate_prompts.kind=jsonl", f"eval.win_rate_prompts.path={prompts}"]
     cases = [
         (["feedback.options.bogus=1"], "unknown key 'feedback.options.bogus'"),
+        # a key that moved into a nested block, and a misspelt one, are named as what was meant
+        (
+            ["feedback.options.temperature=0.5"],
+            "unknown key 'feedback.options.temperature' (did you mean 'feedback.options.sampling.temperature'?)",
+        ),
+        (["dpo.learnig_rate=1e-5"], "unknown key 'dpo.learnig_rate' (did you mean 'dpo.learning_rate'?)"),
         (["feedback.options.sampling.max_tokens=0"], "feedback.options"),
         (["prompts.path=/nonexistent.jsonl"], "file not found"),
         (["policy.path=/nonexistent/model"], "model directory not found"),
@@ -120,3 +128,22 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
         assert "'judge.template'" in res.stderr and "Traceback" not in res.stderr
     missing = rlaif("validate", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "config file not found" in missing.stderr
+
+
+def test_suggest_key_looks_one_level_down_then_at_spellings():
+    from pydantic import BaseModel
+
+    from rlaif.errors import suggest_key
+
+    class Inner(BaseModel):
+        temperature: float = 1.0
+
+    class Outer(BaseModel):
+        sampling: Inner | None = None
+        learning_rate: float = 1.0
+
+    assert suggest_key(Outer, ("temperature",)) == "sampling.temperature"
+    assert suggest_key(Outer, ("learnig_rate",)) == "learning_rate"
+    assert suggest_key(Outer, ("sampling", "temprature")) == "sampling.temperature"
+    assert suggest_key(Outer, ("bogus",)) is None
+    assert suggest_key(Outer, ("nothere", "temperature")) is None  # no such block: no guess
