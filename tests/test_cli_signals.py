@@ -163,7 +163,7 @@ def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, tiny_model_dir
         assert _last_line(second.stderr()) == f"interrupted (SIGINT): {hint}"
         assert second.survivors() == []
         assert "(cached)" in second.stderr()  # the chunks from run 1 were read back, not redone
-        assert "Traceback" not in second.stderr()  # vLLM's processes did not see the Ctrl-C themselves
+        assert "Traceback" not in second.stderr(), second.stderr()[-6000:]  # vLLM did not see the Ctrl-C
     finally:
         second.cleanup()
 

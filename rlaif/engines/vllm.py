@@ -15,7 +15,9 @@ Guarantees:
 - the engine's processes (vLLM's EngineCore and workers, found as the new descendants of this process
   while the engine starts) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
   start-up fails, so none outlives the process that made the engine; they start with SIGINT blocked,
-  so a terminal's Ctrl-C reaches only the process that owns the engine.
+  so a terminal's Ctrl-C reaches only the process that owns the engine; after a generate call that
+  was interrupted, :meth:`close` stops them without vLLM's shutdown handshake (which would log a
+  traceback from the mid-step EngineCore). See :mod:`rlaif.engines.vllm_processes`.
 
 Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
 or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
@@ -25,17 +27,13 @@ or versions kernels differ. vLLM spawns worker processes, so scripts that create
 
 from __future__ import annotations
 
-import _thread
-import atexit
-import contextlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlaif.engines import vllm_processes
 from rlaif.engines.base import PromptInput, Sampling
 from rlaif.errors import EngineError
 from rlaif.progress import TqdmLike
@@ -64,62 +62,6 @@ def _explain_start_failure(model: str, exc: BaseException) -> str:
     else:
         hint = "see the vLLM log above for the root cause"
     return f"vLLM engine failed to start for model '{model}': {hint} ({text.splitlines()[0][:300]})"
-
-
-# Every engine process started in this interpreter, stopped at exit if its engine was never closed.
-_LIVE_ENGINE_PROCESSES: list = []
-
-
-def _descendants() -> dict:
-    import psutil
-
-    try:
-        return {p.pid: p for p in psutil.Process().children(recursive=True)}
-    except psutil.Error:  # pragma: no cover
-        return {}
-
-
-def _stop_processes(procs: list, timeout: float = 5.0) -> None:
-    """Terminate, wait, then kill: vLLM's own shutdown normally got there first (then this is a no-op)."""
-    from rlaif.processes import terminate_then_kill
-
-    terminate_then_kill(procs, timeout)
-    for p in procs:
-        if p in _LIVE_ENGINE_PROCESSES:
-            _LIVE_ENGINE_PROCESSES.remove(p)
-
-
-@contextlib.contextmanager
-def _engine_processes_ignore_ctrl_c():
-    """Start vLLM's processes with SIGINT blocked, so a terminal's Ctrl-C (sent to the whole process
-    group) reaches only this process, which then shuts the engine down cleanly, instead of killing
-    vLLM's workers mid-step (a crash dump on stderr). A signal mask survives fork and exec and Python
-    does not unblock it. Meanwhile a helper thread takes a Ctrl-C meant for us and re-raises it in the
-    main thread, so Ctrl-C still works while the engine starts."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    stop = threading.Event()
-
-    def forward() -> None:
-        while not stop.is_set():
-            if signal.sigtimedwait({signal.SIGINT}, 0.2) is not None:
-                _thread.interrupt_main(signal.SIGINT)
-
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    helper = threading.Thread(target=forward, name="rlaif-ctrl-c", daemon=True)  # inherits the mask
-    helper.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        helper.join()
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-@atexit.register
-def _stop_all_engine_processes() -> None:
-    _stop_processes(list(_LIVE_ENGINE_PROCESSES))
 
 
 class VLLMEngine:
@@ -197,16 +139,16 @@ class VLLMEngine:
             raise EngineError(
                 "vllm is not installed: pip install -e '.[cpu]' (CPU) or '.[gpu]' (CUDA)"
             ) from exc
-        before = _descendants()
+        before = vllm_processes.descendants()
         try:
             try:
-                with _engine_processes_ignore_ctrl_c():
+                with vllm_processes.ignoring_ctrl_c():
                     self.llm = LLM(**self.engine_args)
             finally:
-                self._processes = [p for p in _descendants().values() if p.pid not in before]
-                _LIVE_ENGINE_PROCESSES.extend(self._processes)
+                self._processes = [p for p in vllm_processes.descendants().values() if p.pid not in before]
+                vllm_processes.track(self._processes)
         except Exception as exc:
-            _stop_processes(self._processes)
+            vllm_processes.stop(self._processes)
             raise EngineError(_explain_start_failure(model, exc)) from exc
         self.tokenizer = self.llm.get_tokenizer()
         self._lora_ids: dict[tuple[str, float], int] = {}
@@ -295,7 +237,7 @@ class VLLMEngine:
                 raise EngineError(f"got {len(sampling)} sampling settings for {len(prompts)} prompts")
             params = [self._to_sampling_params(s) for s in sampling]
             ks = [s.logprobs for s in sampling]
-        outputs = self.llm.generate(
+        outputs = self._llm_generate(
             [self._to_vllm_prompt(p) for p in prompts],
             params,
             use_tqdm=TqdmLike if self.progress else False,
@@ -367,7 +309,7 @@ class VLLMEngine:
                 spans.append((i, len(head_ids), tail_ids))
         if not sequences:
             return results
-        outputs = self.llm.generate(
+        outputs = self._llm_generate(
             sequences,
             SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
             use_tqdm=TqdmLike if self.progress else False,
@@ -378,15 +320,25 @@ class VLLMEngine:
             results[i] = [float(steps[start + k][tid].logprob) for k, tid in enumerate(tail_ids)]
         return results
 
+    def _llm_generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``LLM.generate``, remembering a call that did not return (Ctrl-C, kill): the EngineCore is
+        then mid-step, and asking it to shut down makes vLLM log a "cancelled" traceback."""
+        try:
+            return self.llm.generate(*args, **kwargs)
+        except BaseException:
+            self._mid_step = True
+            raise
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is None:
             return
-        try:
-            llm.llm_engine.engine_core.shutdown()
-        except Exception:
-            pass
-        _stop_processes(getattr(self, "_processes", []))
+        if not getattr(self, "_mid_step", False):
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:
+                pass
+        vllm_processes.stop(getattr(self, "_processes", []))
         self.llm = None
         import gc
 

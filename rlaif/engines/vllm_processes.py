@@ -1,0 +1,80 @@
+"""The vLLM engine's processes: started with Ctrl-C blocked, found, and stopped.
+
+Why a module of its own: vLLM runs the model in other processes (EngineCore and workers). They must
+not outlive the process that made the engine, must not see a terminal's Ctrl-C (it would kill them
+mid-step, with a crash dump on stderr), and, when the owner is interrupted during a generate call,
+must be stopped without asking the mid-step EngineCore to shut down (vLLM then cancels the step and
+logs a "cancelled" traceback from every process).
+
+Guarantees: processes recorded with :func:`track` are terminated, then killed after a timeout, by
+:func:`stop` and at interpreter exit. Non-guarantees: a SIGKILLed owner cannot stop them; processes
+that left our process tree are not found.
+"""
+
+from __future__ import annotations
+
+import _thread
+import atexit
+import contextlib
+import signal
+import threading
+
+# Every engine process started in this interpreter, stopped at exit if its engine was never closed.
+_LIVE: list = []
+
+
+def descendants() -> dict:
+    import psutil
+
+    try:
+        return {p.pid: p for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:  # pragma: no cover
+        return {}
+
+
+def stop(procs: list, timeout: float = 5.0) -> None:
+    """Terminate, wait, then kill: vLLM's own shutdown normally got there first (then this is a no-op)."""
+    from rlaif.processes import terminate_then_kill
+
+    terminate_then_kill(procs, timeout)
+    for p in procs:
+        if p in _LIVE:
+            _LIVE.remove(p)
+
+
+@contextlib.contextmanager
+def ignoring_ctrl_c():
+    """Start vLLM's processes with SIGINT blocked, so a terminal's Ctrl-C (sent to the whole process
+    group) reaches only this process, which then shuts the engine down cleanly, instead of killing
+    vLLM's workers mid-step (a crash dump on stderr). A signal mask survives fork and exec and Python
+    does not unblock it. Meanwhile a helper thread takes a Ctrl-C meant for us and re-raises it in the
+    main thread, so Ctrl-C still works while the engine starts."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    done = threading.Event()
+
+    def forward() -> None:
+        while not done.is_set():
+            if signal.sigtimedwait({signal.SIGINT}, 0.2) is not None:
+                _thread.interrupt_main(signal.SIGINT)
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    helper = threading.Thread(target=forward, name="rlaif-ctrl-c", daemon=True)  # inherits the mask
+    helper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        helper.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@atexit.register
+def _stop_all() -> None:
+    stop(list(_LIVE))
+
+
+def track(procs: list) -> None:
+    """Stop these processes at interpreter exit unless :func:`stop` got to them first."""
+    _LIVE.extend(procs)
