@@ -306,7 +306,7 @@ def paired_change(before: dict[str, bool], after: dict[str, bool]) -> dict:
         "paired": len(common),
         "gained": gained,
         "lost": lost,
-        "sign_test_p": round(sign_test_p(gained, lost), 4),
+        "sign_test_p": float(f"{sign_test_p(gained, lost):.3g}"),  # 3 significant digits: p can be 1e-12
         "unmatched": len(before.keys() ^ after.keys()),
     }
 

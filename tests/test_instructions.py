@@ -177,6 +177,9 @@ def test_sign_test_matches_hand_computed_binomial_tails():
     assert sign_test_p(3, 9) == sign_test_p(9, 3)
     assert sign_test_p(5, 0) == pytest.approx(2 / 32)
     assert sign_test_p(3, 3) == 1.0 and sign_test_p(0, 0) == 1.0
+    # a large one-sided change keeps its magnitude in the summary (not rounded to 0)
+    tiny = paired_change({str(i): False for i in range(75)}, {str(i): i < 68 for i in range(75)})
+    assert tiny["gained"] == 68 and 0 < tiny["sign_test_p"] < 1e-15
 
 
 def test_paired_change_pairs_by_key_and_counts_the_unmatched():
