@@ -68,6 +68,11 @@ class InstructionContrastConfig(SourceConfig):
         "the highest contrastive likelihood of the instruction (needs an engine that scores text).",
     )
 
+    @property
+    def scores_text(self) -> bool:
+        """The run checks that the policy engine can score text (no LoRA, in-process vLLM)."""
+        return self.candidates > 1
+
 
 def _with_last_user(messages: list[Message], content: str) -> list[Message]:
     msgs = [m.model_copy() for m in messages]

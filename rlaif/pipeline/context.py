@@ -19,6 +19,7 @@ from typing import Any
 from rlaif.config import EngineConfig, ResolvedRun, RunConfig
 from rlaif.errors import ConfigError
 from rlaif.pipeline.preflight import check_context_length
+from rlaif.pipeline.resolve import serves_adapters
 from rlaif.sandbox import SandboxPool
 
 
@@ -157,9 +158,7 @@ class RunContext:
         Why not always: vLLM's LoRA layers refuse prompt log-probabilities (text scoring, used by the
         contrastive-likelihood judge and by ``instruction_contrast`` candidates), so a run that only
         fine-tunes full weights starts its engine without LoRA."""
-        dpo = self.run.blocks.get("dpo")  # a typed DPO config; when unknown, assume adapters
-        trains_adapters = self.cfg.rounds > 0 and (dpo is None or getattr(dpo, "lora", True) is not None)
-        return self.policy.adapter is not None or trains_adapters or self.cfg.final.kind != "none"
+        return self.policy.adapter is not None or serves_adapters(self.run)
 
     def judge_engine(self) -> Any:
         """The judge: the policy itself, or a separate model/server."""

@@ -37,7 +37,37 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
     }
     if cfg.final.kind != "none":
         blocks["final.options"] = _final_block(cfg)
-    return resolve_run(cfg, blocks)
+    run = resolve_run(cfg, blocks)
+    _check_text_scoring(run)
+    return run
+
+
+def serves_adapters(run: ResolvedRun) -> bool:
+    """Whether the run's policy engine may ever serve a LoRA adapter (a starting adapter, LoRA DPO
+    rounds, or a final RL round). If not, its engine starts without LoRA and can score text."""
+    cfg, dpo = run.config, run.blocks.get("dpo")
+    trains_adapters = cfg.rounds > 0 and (dpo is None or getattr(dpo, "lora", True) is not None)
+    return cfg.policy.adapter is not None or trains_adapters or cfg.final.kind != "none"
+
+
+def _check_text_scoring(run: ResolvedRun) -> None:
+    """A source that scores text with the policy (``scores_text`` on its config) needs the in-process
+    vLLM engine without LoRA: said now, not after the first evaluation."""
+    options, cfg = run.blocks.get("feedback.options"), run.config
+    if not getattr(options, "scores_text", False):
+        return
+    where = cfg.source_file or "config"
+    if cfg.engine.kind != "vllm":
+        raise ConfigError(
+            f"{where}: 'feedback.options' make the policy score text, which needs engine.kind=vllm "
+            f"(engine.kind={cfg.engine.kind} returns no prompt log-probabilities)"
+        )
+    if serves_adapters(run):
+        raise ConfigError(
+            f"{where}: 'feedback.options' make the policy score text, which vLLM cannot do on an engine "
+            "serving LoRA adapters; use full fine-tuning (dpo.lora: null, no policy.adapter, final.kind: "
+            "none) or turn the scoring off (e.g. candidates: 1)"
+        )
 
 
 def _feedback_block(cfg: RunConfig) -> Block:

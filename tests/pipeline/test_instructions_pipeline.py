@@ -128,6 +128,23 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
     assert not serves(["rounds=0"])
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dpo.lora={r: 8}"], "cannot do on an engine serving LoRA adapters"),
+        (["final.kind=grpo"], "cannot do on an engine serving LoRA adapters"),
+        (["engine.kind=openai", "engine.url=http://127.0.0.1:9"], "needs engine.kind=vllm"),
+    ],
+)
+def test_scoring_candidates_where_the_engine_cannot_score_are_refused_before_the_run(overrides, message):
+    from rlaif.errors import ConfigError
+    from rlaif.pipeline.resolve import resolve
+
+    with pytest.raises(ConfigError, match=message):
+        resolve(load_run_config(PIPELINE, overrides))
+    resolve(load_run_config(PIPELINE, [*overrides, "feedback.options.candidates=1"]))  # no scoring: fine
+
+
 def test_eval_prompts_without_instructions_are_an_error(tmp_path, tiny_model_dir, vllm_engine):
     plain = tmp_path / "plain.jsonl"
     plain.write_text('{"id": "a", "prompt": "Hi"}\n')
