@@ -16,8 +16,8 @@ Guarantees:
   while the engine starts) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
   start-up fails, so none outlives the process that made the engine; they start with SIGINT blocked,
   so a terminal's Ctrl-C reaches only the process that owns the engine; after a generate call that
-  was interrupted, :meth:`close` stops them without vLLM's shutdown handshake (which would log a
-  traceback from the mid-step EngineCore). See :mod:`rlaif.engines.vllm_processes`.
+  was interrupted, :meth:`close` kills the EngineCore first instead of vLLM's shutdown handshake
+  (either would end its step early, and it logs a traceback for that). See :mod:`rlaif.engines.vllm_processes`.
 
 Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
 or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
@@ -347,7 +347,9 @@ class VLLMEngine:
         llm = getattr(self, "llm", None)
         if llm is None:
             return
-        if not getattr(self, "_mid_step", False):
+        if getattr(self, "_mid_step", False):
+            vllm_processes.kill_engine_cores(getattr(self, "_processes", []))
+        else:
             try:
                 llm.llm_engine.engine_core.shutdown()
             except Exception:

@@ -78,3 +78,22 @@ def _stop_all() -> None:
 def track(procs: list) -> None:
     """Stop these processes at interpreter exit unless :func:`stop` got to them first."""
     _LIVE.extend(procs)
+
+
+def kill_engine_cores(procs: list, timeout: float = 5.0) -> None:
+    """SIGKILL the EngineCore processes among ``procs`` and wait for them.
+
+    Why: an EngineCore interrupted mid-step logs a "cancelled" traceback whenever its step ends by
+    shutdown (its own, or its worker's death). Killed outright it cannot; its workers are then
+    stopped by :func:`stop` as usual."""
+    import psutil
+
+    cores = []
+    for proc in procs:
+        try:
+            if proc.name().startswith("VLLM::EngineCore"):
+                proc.kill()
+                cores.append(proc)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(cores, timeout=timeout)
