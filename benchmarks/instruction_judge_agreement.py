@@ -29,9 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def agreement(pairs) -> dict:
     """Labelled candidate pairs -> agreement of the contrast and of prefer-shorter with the checker."""
-    from rlaif.instructions import check_all, sign_test_p, wilson_interval
+    from rlaif.instructions import check_all, paired_change, wilson_interval
 
-    judge = shorter = labelled = only_judge = only_shorter = 0
+    judge_right: dict[str, bool] = {}
+    shorter_right: dict[str, bool] = {}
     picked = mean_pass = prompts = 0.0
     scored = candidates = 0
     for pair in pairs:
@@ -47,13 +48,12 @@ def agreement(pairs) -> dict:
             if ok[a] == ok[b] or c["contrast"][a] is None or c["contrast"][b] is None:
                 continue
             good, bad = (a, b) if ok[a] else (b, a)
-            labelled += 1
-            by_judge = c["contrast"][good] > c["contrast"][bad]
-            by_length = len(c["texts"][good]) < len(c["texts"][bad])
-            judge += by_judge
-            shorter += by_length
-            only_judge += by_judge and not by_length
-            only_shorter += by_length and not by_judge
+            key = f"{pair.id}:{good}>{bad}"
+            judge_right[key] = c["contrast"][good] > c["contrast"][bad]
+            shorter_right[key] = len(c["texts"][good]) < len(c["texts"][bad])
+    labelled, judge, shorter = len(judge_right), sum(judge_right.values()), sum(shorter_right.values())
+    # the same labelled pairs: right only by the judge ("gained") / only by length ("lost")
+    versus = paired_change(shorter_right, judge_right)
 
     def rate(k: int) -> dict:
         lo, hi = wilson_interval(k, labelled)
@@ -67,11 +67,10 @@ def agreement(pairs) -> dict:
         "labelled_pairs": labelled,
         "contrast_judge": rate(judge),
         "baseline_prefer_shorter": rate(shorter),
-        # the same labelled pairs: right only by the judge / only by length, exact sign test
         "judge_vs_shorter": {
-            "only_judge_right": only_judge,
-            "only_shorter_right": only_shorter,
-            "sign_test_p": float(f"{sign_test_p(only_judge, only_shorter):.3g}"),
+            "only_judge_right": versus["gained"],
+            "only_shorter_right": versus["lost"],
+            "sign_test_p": versus["sign_test_p"],
         },
         "prompts": int(prompts),
         "picked_candidate_follows": round(picked / prompts, 4) if prompts else None,

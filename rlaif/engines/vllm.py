@@ -335,11 +335,13 @@ class VLLMEngine:
         return results
 
     def _llm_generate(self, *args: Any, **kwargs: Any) -> Any:
-        """``LLM.generate``, remembering a call that did not return (Ctrl-C, kill): the EngineCore is
+        """``LLM.generate``, remembering a call interrupted by a signal (Ctrl-C, kill): the EngineCore is
         then mid-step, and asking it to shut down makes vLLM log a "cancelled" traceback."""
         try:
             return self.llm.generate(*args, **kwargs)
-        except BaseException:
+        except Exception:
+            raise  # vLLM's own errors come before or after a step; the engine is not mid-step
+        except BaseException:  # KeyboardInterrupt, the CLI's Interrupted, SystemExit
             self._mid_step = True
             raise
 

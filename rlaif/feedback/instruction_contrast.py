@@ -21,9 +21,9 @@ reminder, and the chosen one is the reply whose tokens the instruction explains 
     contrast(y) = mean over y's tokens of [log p(token | request + instruction) - log p(token | request)]
 
 Why: a reply that follows "answer in lowercase" is far more likely given the instruction than given
-the bare request, while fluency and topic cancel in the difference. On the shipped SmolLM2 training
-prompts, 4 candidates picked this way followed their instruction 36.7% of the time against 27.5% for
-a random candidate (the checker was run afterwards, for that measurement only). It needs an engine
+the bare request, while fluency and topic cancel in the difference. On the 400 held-out prompts,
+SmolLM2's pick of 4 candidates followed its instruction 35.75% of the time against 26.0% for a random
+candidate (``benchmarks/instruction_judge_agreement.py``; the checker is used there only). It needs an engine
 that can score text (the in-process vLLM engine without LoRA); that is checked before anything is
 sampled.
 

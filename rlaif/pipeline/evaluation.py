@@ -136,7 +136,7 @@ def evaluate_policy(
         prev_samples = previous / "samples.jsonl" if previous is not None else None
         metrics.update(_win_rate(ctx, engine, rows, prev_samples))
     if ev.instructions is not None:
-        compare = {"start": (start or previous), "previous": previous if start is not None else None}
+        compare = {"start": start or previous} | ({"previous": previous} if start is not None else {})
         compare = {k: v / "samples.jsonl" for k, v in compare.items() if v is not None}
         metrics.update(instruction_eval(ctx, engine, rows, compare))
     tokens = [r["tokens"] for r in rows]

@@ -81,6 +81,7 @@ def read_inputs(cfg: RunConfig) -> dict[str, dict]:
         ("prompts", cfg.prompts),
         ("eval.code_problems", cfg.eval.code_problems),
         ("eval.win_rate_prompts", cfg.eval.win_rate_prompts),
+        ("eval.instructions.prompts", cfg.eval.instructions.prompts if cfg.eval.instructions else None),
     ):
         if src is None:
             continue

@@ -122,3 +122,16 @@ def test_large_seeded_batch_does_not_crash_the_cpu_engine(vllm_engine):
     prompts = [f"Question {i}: " + "explain the idea of sorting numbers in a list " * 4 for i in range(100)]
     out = vllm_engine.generate(prompts, Sampling(n=2, max_tokens=4, seed=5))
     assert len(out) == 100 and all(len(c) == 2 for c in out)
+
+
+@pytest.mark.vllm
+def test_workers_run_on_every_core_of_a_small_machine(vllm_engine):
+    """On <= 4 CPUs no core is kept back for vLLM's scheduler: the model worker's threads may use all."""
+    import os
+
+    if (os.cpu_count() or 1) > 4 or os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU") != "0":
+        pytest.skip("a larger machine, or the user chose the reservation")
+    workers = [p for p in vllm_engine._processes if p.name().startswith("VLLM::Worker")]
+    assert workers
+    cpus = set().union(*(os.sched_getaffinity(t.id) for w in workers for t in w.threads()))
+    assert cpus == os.sched_getaffinity(0)

@@ -145,6 +145,18 @@ def test_scoring_candidates_where_the_engine_cannot_score_are_refused_before_the
     resolve(load_run_config(PIPELINE, [*overrides, "feedback.options.candidates=1"]))  # no scoring: fine
 
 
+def test_a_missing_heldout_file_is_refused_before_the_run(tmp_path):
+    from rlaif.errors import ConfigError
+    from rlaif.pipeline.preflight import read_inputs
+
+    missing = tmp_path / "nope.jsonl"
+    cfg = load_run_config(PIPELINE, [f"eval.instructions.prompts.path={missing}"])
+    with pytest.raises(ConfigError, match=r"'eval.instructions.prompts.path': file not found: .*nope.jsonl"):
+        read_inputs(cfg)
+    shipped = read_inputs(load_run_config(PIPELINE))
+    assert shipped["eval.instructions.prompts"]["records"] == 400
+
+
 def test_eval_prompts_without_instructions_are_an_error(tmp_path, tiny_model_dir, vllm_engine):
     plain = tmp_path / "plain.jsonl"
     plain.write_text('{"id": "a", "prompt": "Hi"}\n')
