@@ -9,8 +9,9 @@ EngineCore, which forks workers) were left running, holding GBs of memory; one i
 ``PR_SET_PDEATHSIG`` would need a hook inside every child that vLLM creates, which vLLM does not offer
 (and it fires on the death of the parent *thread*). Instead :func:`start_watchdog` starts one small
 process (``python -m rlaif.processes``) that records the owner's new descendants as they appear and,
-when the owner exits for any reason, SIGKILLs those still running. It waits on a pidfd, so it costs
-nothing while the owner lives, and rescans the tree every :data:`SCAN_S` seconds.
+when the owner exits for any reason, SIGKILLs those still running. It waits on a pidfd, so it sees
+the death at once, and rescans the tree every :data:`SCAN_S` seconds while engines start (then every
+:data:`SCAN_SLOW_S` seconds, a few milliseconds of CPU each).
 
 Guarantees: every process passed to :func:`terminate_then_kill` that is still running (not a zombie)
 gets SIGTERM; any still alive after ``timeout`` seconds gets SIGKILL. Processes that vanish meanwhile
@@ -26,7 +27,9 @@ from __future__ import annotations
 import os
 import sys
 
-SCAN_S = 0.5
+SCAN_S = 0.5  # rescan interval while an engine starts (its processes appear then) ...
+SCAN_SLOW_S = 5.0  # ... and after STARTUP_S seconds; the owner's death is seen at once either way
+STARTUP_S = 120.0
 _MARK = "rlaif.processes"
 
 
@@ -118,16 +121,17 @@ def _watch(owner_pid: int, before: set[int]) -> None:
         owner = psutil.Process(owner_pid)
     except psutil.Error:
         return
-    me, seen = os.getpid(), {}
+    import time
+
+    me, seen, start = os.getpid(), {}, time.monotonic()
     pidfd = os.pidfd_open(owner_pid) if hasattr(os, "pidfd_open") else None
     while True:
         _scan(owner, seen, before, me)
+        wait = SCAN_S if time.monotonic() - start < STARTUP_S else SCAN_SLOW_S
         if pidfd is not None:
-            if select.select([pidfd], [], [], SCAN_S)[0]:
+            if select.select([pidfd], [], [], wait)[0]:
                 break
         else:  # pragma: no cover - kernels before 5.3
-            import time
-
             time.sleep(SCAN_S)
         try:
             if owner.status() == psutil.STATUS_ZOMBIE:

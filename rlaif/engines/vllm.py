@@ -361,7 +361,9 @@ class VLLMEngine:
             except Exception:
                 pass
         vllm_processes.stop(getattr(self, "_processes", []))
-        vllm_processes.stop([self._watchdog])  # after the engine's processes: it guards them until then
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:  # after the engine's processes: it guards them until then
+            vllm_processes.stop([watchdog])
         self.llm = None
         import gc
 

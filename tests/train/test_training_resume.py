@@ -120,3 +120,21 @@ def test_ppo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
     _assert_same_weights(
         tmp_path / "whole" / "critic" / "model.safetensors", out / "critic" / "model.safetensors"
     )
+
+
+def test_only_complete_checkpoints_made_under_the_same_key_are_resumed(tmp_path):
+    from types import SimpleNamespace
+
+    from rlaif.train.common import resume_checkpoint
+
+    args = SimpleNamespace(save_strategy="steps", output_dir=str(tmp_path / "trainer"), process_index=0)
+    assert resume_checkpoint(args, "k1") is None  # nothing yet
+    for step in (2, 4, 10):
+        (tmp_path / "trainer" / f"checkpoint-{step}").mkdir()
+    for step in (2, 4):  # checkpoint-10 was cut short by the kill: no trainer_state.json
+        (tmp_path / "trainer" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resume_checkpoint(args, "k1") == str(tmp_path / "trainer" / "checkpoint-4")
+    assert not (tmp_path / "trainer" / "checkpoint-10").exists()
+    assert resume_checkpoint(args, "k2") is None  # other settings or data: start over
+    assert not list((tmp_path / "trainer").glob("checkpoint-*"))
+    assert resume_checkpoint(SimpleNamespace(save_strategy="no"), "k2") is None
