@@ -1,6 +1,7 @@
 """One run per run folder, through the real CLI: a second ``rlaif run`` into a folder in use refuses
 with one line naming the holder's pid; after the holder is SIGKILLed the folder is free again, the run
-reads as interrupted (report banner), and no engine process outlives it."""
+reads as interrupted (report banner), and no engine process outlives it; the next run notes the kill,
+and a SIGTERM records 'interrupted' with the stage."""
 
 from __future__ import annotations
 
@@ -71,6 +72,23 @@ def test_second_run_into_a_busy_folder_refuses_then_a_killed_run_reads_interrupt
     report = CliProcess(["report", str(run_dir)], tmp_path, "report")
     assert report.finish(timeout=120) == 0, report.stderr()[-2000:]
     assert "Status: INTERRUPTED" in (run_dir / "report.html").read_text()
+
+    # the next run says the last one was killed; SIGTERM now leaves status 'interrupted' at its stage
+    third = CliProcess(["run", str(config)], tmp_path, "third")
+    try:
+        third.wait_until(lambda: "VLLM::EngineCore" in third.seen_names(), timeout=300)
+        third.send(signal.SIGTERM)
+        assert third.finish(timeout=180) == 143
+        assert third.survivors() == []
+    finally:
+        third.cleanup()
+    assert (
+        f"note: the previous run in {run_dir} (pid {first.proc.pid}) was killed; resuming" in third.stderr()
+    )
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["status"], status["stage"]) == ("interrupted", "round_0/eval"), status
+    assert "Status: INTERRUPTED during round_0/eval" in (run_dir / "report.html").read_text()
+    assert run_lock.holder(run_dir) is None and not run_lock.run_was_killed(run_dir)  # released cleanly
 
 
 def test_lock_is_released_on_exit_and_a_killed_holder_is_reported(tmp_path, capsys):
