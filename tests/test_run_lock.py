@@ -79,6 +79,8 @@ def test_second_run_into_a_busy_folder_refuses_then_a_killed_run_reads_interrupt
         third.wait_until(lambda: "VLLM::EngineCore" in third.seen_names(), timeout=300)
         third.send(signal.SIGTERM)
         assert third.finish(timeout=180) == 143
+        # writing the interrupted report adds nothing after the resume hint
+        assert third.stderr().strip().splitlines()[-1].startswith("interrupted (SIGTERM): finished stages")
         assert third.survivors() == []
     finally:
         third.cleanup()
