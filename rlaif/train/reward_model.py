@@ -175,6 +175,9 @@ def train_reward_model(cfg: RewardModelConfig, *, callbacks: list | None = None)
     soft_count = sum(p.soft_label is not None for p in train_pairs)
 
     dtype = trainable_dtype(cfg.precision)  # fp32 master weights; frozen blocks stay bit-identical
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the random score head: same seed, same start (a resumed run relies on it)
     model, tokenizer = load_reward_backbone(cfg.model, dtype)
     frozen = freeze_layers(model, cfg.freeze_fraction)
     peft_config = None

@@ -1,6 +1,7 @@
 """Mid-stage resume through the real CLI: a training stage SIGKILLed mid-way (a real subprocess, killed
 by the fault hook right after an optimiser step) resumes from its newest checkpoint and ends with the
-same weights as an uninterrupted run (CPU, fixed seed), for DPO (TRL) and for our PPO."""
+same weights as an uninterrupted run (CPU, fixed seed), for DPO and the reward model (TRL) and for our
+PPO."""
 
 from __future__ import annotations
 
@@ -79,6 +80,29 @@ def test_dpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
     _check_resumed_metrics(out / "metrics.jsonl", 6)
     _assert_same_weights(tmp_path / "whole" / "adapter" / "adapter_model.safetensors",
                          out / "adapter" / "adapter_model.safetensors")  # fmt: skip
+
+
+def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, rm_pairs_file):
+    cfg = {
+        "model": str(tiny_model_dir),
+        "pairs": [str(rm_pairs_file)],
+        "max_steps": 6,
+        "per_device_batch_size": 4,
+        "learning_rate": 1e-3,
+        "save_steps": 2,
+    }
+    code, _ = _train(tmp_path, "reward-model", cfg, tmp_path / "whole", "whole")
+    assert code == 0
+    out = tmp_path / "resumed"
+    code, killed = _train(tmp_path, "reward-model", cfg, out, "killed", kill_at=5)
+    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    code, resumed = _train(tmp_path, "reward-model", cfg, out, "resumed")
+    assert code == 0, resumed.stderr()[-3000:]
+    assert "(cached)" in resumed.stderr() or "4 cached" in resumed.stderr(), resumed.stderr()[-2000:]
+    _check_resumed_metrics(out / "metrics.jsonl", 6)
+    _assert_same_weights(
+        tmp_path / "whole" / "model" / "model.safetensors", out / "model" / "model.safetensors"
+    )
 
 
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
