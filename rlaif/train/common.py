@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,6 +225,8 @@ def run_logged_trainer(
     made under the same key: weights, optimiser, scheduler, RNG and data position (TRL/transformers'
     ``resume_from_checkpoint``). Returns (trainer, eval metrics)."""
     checkpoint = resume_checkpoint(args, key) if key is not None else None
+    if checkpoint is not None and args.process_index == 0:
+        print(f"{stage}: resuming from {checkpoint} (step {checkpoint_step(checkpoint)})", file=sys.stderr)
     writer = MetricsWriter(
         Path(out) / "metrics.jsonl", enabled=args.process_index == 0, resume_step=checkpoint_step(checkpoint)
     )

@@ -76,6 +76,7 @@ def test_dpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
     code, resumed = _train(tmp_path, "dpo", cfg, out, "resumed")
     assert code == 0, resumed.stderr()[-3000:]
     assert json.loads(resumed.stdout())["counts"]["steps"] == 6
+    assert f"dpo: resuming from {out / 'trainer' / 'checkpoint-4'} (step 4)" in resumed.stderr()
     assert "4 cached" in resumed.stderr() or "(cached)" in resumed.stderr(), resumed.stderr()[-2000:]
     _check_resumed_metrics(out / "metrics.jsonl", 6)
     _assert_same_weights(tmp_path / "whole" / "adapter" / "adapter_model.safetensors",
@@ -98,6 +99,7 @@ def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tin
     assert code == -signal.SIGKILL, killed.stderr()[-2000:]
     code, resumed = _train(tmp_path, "reward-model", cfg, out, "resumed")
     assert code == 0, resumed.stderr()[-3000:]
+    assert f"reward_model: resuming from {out / 'trainer' / 'checkpoint-4'} (step 4)" in resumed.stderr()
     assert "(cached)" in resumed.stderr() or "4 cached" in resumed.stderr(), resumed.stderr()[-2000:]
     _check_resumed_metrics(out / "metrics.jsonl", 6)
     _assert_same_weights(
@@ -162,3 +164,30 @@ def test_only_complete_checkpoints_made_under_the_same_key_are_resumed(tmp_path)
     assert resume_checkpoint(args, "k2") is None  # other settings or data: start over
     assert not list((tmp_path / "trainer").glob("checkpoint-*"))
     assert resume_checkpoint(SimpleNamespace(save_strategy="no"), "k2") is None
+
+
+def test_grpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, prompts_file):
+    (tmp_path / "my_rewards.py").write_text(REWARD_MODULE)
+    cfg = {
+        "policy": {"path": str(tiny_model_dir)},
+        "prompts": [str(prompts_file)],
+        "rewards": [{"function": "my_rewards:length_reward"}],
+        "num_generations": 4,
+        "per_device_batch_size": 8,
+        "max_completion_length": 8,
+        "max_steps": 4,
+        "learning_rate": 5e-3,
+        "lora": {"r": 4, "alpha": 8},
+        "save_steps": 2,
+    }
+    code, _ = _train(tmp_path, "grpo", cfg, tmp_path / "whole", "whole")
+    assert code == 0
+    out = tmp_path / "resumed"
+    code, killed = _train(tmp_path, "grpo", cfg, out, "killed", kill_at=3)
+    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    code, resumed = _train(tmp_path, "grpo", cfg, out, "resumed")
+    assert code == 0, resumed.stderr()[-3000:]
+    assert f"grpo: resuming from {out / 'trainer' / 'checkpoint-2'} (step 2)" in resumed.stderr()
+    _check_resumed_metrics(out / "metrics.jsonl", 4)
+    _assert_same_weights(tmp_path / "whole" / "adapter" / "adapter_model.safetensors",
+                         out / "adapter" / "adapter_model.safetensors")  # fmt: skip
