@@ -80,3 +80,16 @@ def test_a_tiny_model_directory_is_readable_as_the_umask_says(tmp_path):
     files = [p for p in out.iterdir() if p.is_file()]
     assert any(p.suffix == ".safetensors" for p in files)
     assert {p.name: mode(p) for p in files} == {p.name: 0o644 for p in files}
+
+
+def test_a_saved_full_model_is_readable_as_the_umask_says(tmp_path, tiny_model_dir):
+    """save_full_model: the path of merged policies, reward models, critics and PPO's full model."""
+    from rlaif.train.models import load_causal_lm, load_tokenizer, save_full_model
+
+    before = os.umask(0o027)
+    try:
+        out = save_full_model(load_causal_lm(tiny_model_dir), load_tokenizer(tiny_model_dir), tmp_path / "m")
+    finally:
+        os.umask(before)
+    modes = {p.name: mode(p) for p in out.iterdir()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o640}, modes
