@@ -33,7 +33,7 @@ def confine(cfg, iso, limits, workdir, out_w, err_w, rep_w, conf_w) -> None:
             fh.write("1000")
     except OSError:
         pass
-    if iso["filesystem"]:
+    if iso["filesystem"] and not iso.get("userns"):  # without root, the zygote is in the jail already
         os.chroot(cfg["jail_dir"])
     os.chdir(workdir)
     mem = int(limits["memory_mb"] * 1024 * 1024)

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 
+from rlaif.sandbox import seccomp
 from rlaif.sandbox.jail_paths import exec_dirs
 from rlaif.sandbox.syscalls import (
     CLONE_NEWIPC,
@@ -48,6 +49,7 @@ from rlaif.sandbox.syscalls import (
     umount_detached,
     unshare,
 )
+from rlaif.sandbox.userns import enter_user_namespace, jail_extras
 
 
 def _bind_readonly(src: str, dst: str, executable: bool) -> None:
@@ -61,12 +63,15 @@ def _under(path: str, top: str) -> bool:
 
 
 def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tmp_mb: float,
-               exec_paths: list[str] | None = None) -> None:  # fmt: skip
+               exec_paths: list[str] | None = None,
+               extras: tuple[list[str], dict[str, str]] = ([], {})) -> None:  # fmt: skip
     """A tmpfs root with only read-only system directories, the standard library and ``/tmp``.
 
     Everything else (home directories, the project, data sets, /proc, the host's /tmp) is simply not
     there for the code under test. Only ``exec_paths`` may map code executable; ``/tmp`` is noexec,
-    so a shared object the code writes itself cannot be loaded either.
+    so a shared object the code writes itself cannot be loaded either. ``extras`` (user-namespace
+    mode, where the zygote itself runs in the jail): files bound executable at their own path (the
+    interpreter, ``libpython``) and directories bound read-only, noexec, at a path of their own.
     """
     exec_paths = exec_dirs() if exec_paths is None else exec_paths
     mount("tmpfs", jail, "tmpfs", MS_NOSUID, "size=4m,mode=0755")
@@ -88,6 +93,7 @@ def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tm
     for path in exec_paths:  # bound again on top, executable this time
         if any(_under(path, top) for top in bound) and os.path.isdir(jail + path):
             _bind_readonly(path, jail + path, executable=True)
+    _bind_extras(jail, *extras)
     for path in masked_files:  # ctypes, cffi, the C-API test modules: no raw memory access in the jail
         if os.path.exists(jail + path):
             mount("/dev/null", jail + path, None, MS_BIND)
@@ -98,6 +104,18 @@ def build_jail(jail: str, readonly_paths: list[str], masked_files: list[str], tm
     os.makedirs(jail + "/tmp", exist_ok=True)
     mount_work_tmpfs(jail, tmp_mb)
     mount(None, jail, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+
+def _bind_extras(jail: str, exec_files: list[str], dirs: dict[str, str]) -> None:
+    for path in exec_files:
+        dst = jail + path
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if not os.path.exists(dst):
+            open(dst, "w").close()
+        _bind_readonly(path, dst, executable=True)
+    for inside, host in dirs.items():
+        os.makedirs(jail + inside, exist_ok=True)
+        _bind_readonly(host, jail + inside, executable=False)
 
 
 def mount_work_tmpfs(jail: str, tmp_mb: float) -> None:
@@ -130,7 +148,7 @@ def clear_work_dir(cfg: dict, iso: dict) -> None:
         return
     except (OSError, RecursionError):
         pass
-    if iso["filesystem"]:
+    if iso["filesystem"] and not iso["userns"]:  # the zygote's copy of the mounts would keep the old one
         jail = cfg["jail_dir"]
         umount_detached(jail + "/tmp")
         mount_work_tmpfs(jail, cfg["tmp_mb"])
@@ -169,20 +187,46 @@ def remove_ipc_objects() -> int:
 
 
 def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
-    """Create the per-worker namespaces and jail; report exactly what is and is not in place."""
-    iso = {"uid_drop": False, "network": False, "pid_namespace": False, "filesystem": False, "ipc": False}
+    """Create the per-worker namespaces and jail; report exactly what is and is not in place.
+
+    As root the sandboxed code gets a uid of its own; otherwise everything is built inside a user
+    namespace of the worker's own (:mod:`rlaif.sandbox.userns`), where the kernel allows one."""
+    iso = {"uid_drop": False, "userns": False, "network": False, "pid_namespace": False,
+           "filesystem": False, "ipc": False, "seccomp": False}  # fmt: skip
     iso["uid"] = None
     warnings: list[str] = []
+    problem = seccomp.unavailable()
+    iso["seccomp"] = problem is None
+    if problem:
+        warnings.append(problem)
     if os.geteuid() == 0 and cfg.get("uid") is not None:
         iso["uid_drop"], iso["uid"] = True, cfg["uid"]
-    else:
+    elif cfg.get("namespaces", True):
+        try:
+            enter_user_namespace()
+            iso["userns"] = True
+        except OSError as exc:
+            warnings.append(f"no user namespace ({exc}): without root no namespace can be built")
+    if not iso["uid_drop"]:
         warnings.append(
             "not running as root: sandboxed code runs as your own user (it can signal your processes, "
             "and read your files where no jail applies; the process limit counts all your processes)"
+            if not iso["userns"]
+            else "not running as root: sandboxed code runs as your own uid inside a user namespace "
+            "(no memory cgroup; the PID namespace, the jail and the seccomp filter keep it from your "
+            "processes and files)"
         )
     if not cfg.get("namespaces", True):
         warnings.append("namespaces disabled by configuration: no network, PID or filesystem isolation")
         return iso, warnings
+    if os.geteuid() != 0 and not iso["userns"]:
+        return iso, warnings
+    _namespaces(cfg, iso, warnings)
+    return iso, warnings
+
+
+def _namespaces(cfg: dict, iso: dict, warnings: list[str]) -> None:
+    """The network, IPC/UTS, mount (jail) and PID namespaces, each where the kernel allows it."""
     try:
         unshare(CLONE_NEWNET)
         iso["network"] = True
@@ -202,8 +246,9 @@ def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
         try:
             unshare(CLONE_NEWNS)
             mount(None, "/", None, MS_REC | MS_PRIVATE)
+            extras = jail_extras() if iso["userns"] else ([], {})
             build_jail(cfg["jail_dir"], cfg.get("readonly_paths", []), cfg.get("masked_files", []),
-                       cfg["tmp_mb"], cfg.get("exec_paths"))  # fmt: skip
+                       cfg["tmp_mb"], cfg.get("exec_paths"), extras)  # fmt: skip
             iso["filesystem"] = True
         except OSError as exc:
             warnings.append(f"no filesystem jail ({exc}): sandboxed code sees the host filesystem")
@@ -212,4 +257,3 @@ def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
         iso["pid_namespace"] = True
     except OSError as exc:
         warnings.append(f"no PID namespace ({exc}): background processes are killed by group and uid only")
-    return iso, warnings
