@@ -57,7 +57,9 @@ def pivot_root(new_root: str, put_old: str) -> None:
     number = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
     if number is None:
         raise OSError(38, f"pivot_root: no system-call number known for {platform.machine()}")
-    _check(_libc.syscall(ctypes.c_long(number), new_root.encode(), put_old.encode()), f"pivot_root {new_root}")
+    _check(
+        _libc.syscall(ctypes.c_long(number), new_root.encode(), put_old.encode()), f"pivot_root {new_root}"
+    )
 
 
 def prctl(option: int, arg: int) -> None:
