@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import tempfile
 
-from rlaif.sandbox import seccomp
+from rlaif.sandbox import landlock, seccomp
 from rlaif.sandbox.jail_paths import exec_dirs
 from rlaif.sandbox.syscalls import (
     CLONE_NEWIPC,
@@ -141,6 +141,9 @@ def clear_work_dir(cfg: dict, iso: dict) -> None:
     recursion) the jail's whole tmpfs is replaced instead (detached: the kernel frees it at once),
     and without the jail ``rm -rf`` (no recursion limit) removes it."""
     host_dir, _ = _work_dirs(cfg, iso)
+    if iso["userns"] and iso["filesystem"]:
+        _empty_work_tmpfs(cfg["jail_dir"] + "/tmp")
+        return
     if not os.path.lexists(host_dir):
         return
     try:
@@ -148,7 +151,7 @@ def clear_work_dir(cfg: dict, iso: dict) -> None:
         return
     except (OSError, RecursionError):
         pass
-    if iso["filesystem"] and not iso["userns"]:  # the zygote's copy of the mounts would keep the old one
+    if iso["filesystem"]:
         jail = cfg["jail_dir"]
         umount_detached(jail + "/tmp")
         mount_work_tmpfs(jail, cfg["tmp_mb"])
@@ -159,10 +162,32 @@ def clear_work_dir(cfg: dict, iso: dict) -> None:
         raise OSError(f"could not remove the work dir {host_dir}")
 
 
+def _empty_work_tmpfs(tmp: str) -> None:
+    """Without root: empty the work tmpfs but keep ``run`` itself, the directory the zygote's
+    Landlock rule names (the only place test processes may write); replacing the tmpfs would not
+    reach the zygote's copy of the mount table. ``rm -rf`` where ``rmtree`` fails (deep trees)."""
+    for name in os.listdir(tmp):
+        path = os.path.join(tmp, name)
+        targets = [os.path.join(path, n) for n in os.listdir(path)] if name == "run" else [path]
+        for target in targets:
+            try:
+                shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) else os.unlink(
+                    target
+                )
+            except (OSError, RecursionError):
+                subprocess.run(["rm", "-rf", "--one-file-system", "--", target], check=False,
+                               env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+            if os.path.lexists(target):
+                raise OSError(f"could not remove {target} from the work dir")
+    os.chmod(tmp + "/run", 0o700)
+
+
 def fresh_work_dir(cfg: dict, iso: dict) -> str:
     """A new, empty work dir for the next run (owned by the sandbox uid); returns its inner path."""
     clear_work_dir(cfg, iso)
     host_dir, inner_dir = _work_dirs(cfg, iso)
+    if iso["userns"] and iso["filesystem"]:
+        return inner_dir
     os.mkdir(host_dir, 0o700)
     if iso["uid_drop"]:
         os.chown(host_dir, iso["uid"], iso["uid"])
@@ -192,7 +217,7 @@ def setup_isolation(cfg: dict) -> tuple[dict, list[str]]:
     As root the sandboxed code gets a uid of its own; otherwise everything is built inside a user
     namespace of the worker's own (:mod:`rlaif.sandbox.userns`), where the kernel allows one."""
     iso = {"uid_drop": False, "userns": False, "network": False, "pid_namespace": False,
-           "filesystem": False, "ipc": False, "seccomp": False}  # fmt: skip
+           "filesystem": False, "ipc": False, "seccomp": False, "landlock": False}  # fmt: skip
     iso["uid"] = None
     warnings: list[str] = []
     problem = seccomp.unavailable()
@@ -249,6 +274,11 @@ def _namespaces(cfg: dict, iso: dict, warnings: list[str]) -> None:
             extras = jail_extras() if iso["userns"] else ([], {})
             build_jail(cfg["jail_dir"], cfg.get("readonly_paths", []), cfg.get("masked_files", []),
                        cfg["tmp_mb"], cfg.get("exec_paths"), extras)  # fmt: skip
+            if iso["userns"]:  # one work dir for the worker's life: the zygote's Landlock rule names it
+                os.mkdir(cfg["jail_dir"] + "/tmp/run", 0o700)
+                iso["landlock"] = landlock.abi() >= 1
+                if not iso["landlock"]:
+                    warnings.append("no Landlock: the work tmpfs is emptied whole after every run instead")
             iso["filesystem"] = True
         except OSError as exc:
             warnings.append(f"no filesystem jail ({exc}): sandboxed code sees the host filesystem")

@@ -24,6 +24,9 @@ cannot test. The classes below are closed outright, each for a reason:
 - ``bpf``, ``perf_event_open``, ``userfaultfd`` (exploit helpers), module loading, ``kexec``,
   handle-based opens (``open_by_handle_at`` can walk out of a chroot), ``acct``, ``swapon``,
   ``reboot``, ``syslog``, ``quotactl``, ``iopl``/``ioperm``;
+- signals to pid 1 (``kill``, ``tgkill``, ``rt_sigqueueinfo``, ``pidfd_open`` ...): where the worker
+  has a PID namespace, pid 1 is the zygote; as root it runs under another uid anyway, but without
+  root it shares the code's uid;
 - ``chroot`` where the process runs in a user namespace of its own (:func:`install` ``chroot=False``);
   as root the test process needs it once, before it drops to its sandbox uid;
 - any other ABI than the native one (x32 system-call numbers, 32-bit ``int 0x80``), which would
@@ -66,6 +69,8 @@ DENIED_X86_64 = {
     "syslog": 103, "quotactl": 179, "iopl": 172, "ioperm": 173, "lookup_dcookie": 212,
 }  # fmt: skip
 CHROOT_X86_64, CLONE_X86_64, CLONE3_X86_64 = 161, 56, 435
+# kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_open: refused for pid 1, the zygote
+SIGNAL_X86_64 = (62, 200, 234, 129, 297, 434)
 
 
 def unavailable() -> str | None:
@@ -101,6 +106,14 @@ def program(chroot: bool = True) -> bytes:
     ]
     for nr in deny:
         out += [_insn(JEQ_K, 0, 1, nr), _insn(RET_K, 0, 0, eperm)]
+    for nr in SIGNAL_X86_64:
+        out += [
+            _insn(JEQ_K, 0, 4, nr),
+            _insn(LD_W_ABS, 0, 0, 16),  # low half of args[0]: the target pid
+            _insn(JEQ_K, 0, 1, 1),
+            _insn(RET_K, 0, 0, eperm),
+            _insn(RET_K, 0, 0, RET_ALLOW),
+        ]
     out += [
         _insn(JEQ_K, 0, 4, CLONE_X86_64),
         _insn(LD_W_ABS, 0, 0, 16),  # low half of args[0]: clone's flags

@@ -15,7 +15,8 @@ How it fits together (the worker calls :func:`enter_user_namespace` first, the z
 - ``execve`` as a non-zero uid clears every capability, so the zygote and each test process hold
   none -- not even over their own namespaces -- and with ``no_new_privs`` nothing regains one;
   the seccomp filter (:mod:`rlaif.sandbox.seccomp`, installed after this) forbids ``chroot``,
-  mounts and new namespaces on top.
+  mounts and new namespaces on top, and a Landlock domain (:mod:`rlaif.sandbox.landlock`) lets
+  them write only in the work dir, although they own the jail's ``/tmp``.
 
 Not guaranteed: all workers and test processes run as your own uid (seen from outside), so
 ``kill``/``ptrace`` protection between them and your other processes comes from the PID namespace
@@ -29,7 +30,7 @@ import os
 import sys
 import sysconfig
 
-from rlaif.sandbox import seccomp
+from rlaif.sandbox import landlock, seccomp
 from rlaif.sandbox.syscalls import CLONE_NEWNS, CLONE_NEWUSER, pivot_root, umount_detached, unshare
 
 PACKAGE_MOUNT = "/.rlaif"  # where the rlaif package appears in the jail (as PACKAGE_MOUNT/rlaif)
@@ -87,6 +88,8 @@ def before_zygote_exec(cfg: dict, iso: dict, argv: list[str]) -> tuple[str, list
     if iso.get("userns") and iso.get("filesystem"):
         exe, argv = _jailed_command(argv)  # host paths resolved before they disappear
         enter_jail(cfg["jail_dir"])
+        if iso.get("landlock"):
+            landlock.restrict("/tmp/run")
     if iso.get("seccomp"):
         seccomp.install(chroot=not iso.get("userns"))
     return exe, argv
