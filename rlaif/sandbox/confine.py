@@ -1,7 +1,8 @@
 """The test process's confinement, applied in the freshly forked child before any candidate code.
 
-Order matters: fds first (only 0-4 survive), then the jail and the work dir, rlimits, the uid drop
-(after which nothing can be undone), and last the confinement channel (fd 4) is written and closed,
+Order matters: fds first (only 0-4 survive), then the jail (as root a ``chroot``; without root the
+zygote is in the jail already) and the work dir, rlimits, the uid drop (as root; after which
+nothing can be undone), and last the confinement channel (fd 4) is written and closed,
 so the driver knows confinement succeeded and the candidate never sees that channel.
 """
 

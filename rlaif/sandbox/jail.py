@@ -1,8 +1,8 @@
 """Worker set-up: namespaces and the filesystem jail, done once per worker, and the work dir that is
 renewed for every run (standard library only; mounts go through :mod:`rlaif.sandbox.syscalls`).
 
-The worker (:mod:`rlaif.sandbox.worker`; root, in the host PID namespace) creates, where the kernel
-allows:
+The worker (:mod:`rlaif.sandbox.worker`; in the host PID namespace) creates, where the kernel allows
+-- as root directly, otherwise inside a user namespace of its own (:mod:`rlaif.sandbox.userns`):
 
 - a network namespace (only a loopback device, left down: no connection anywhere, 127.0.0.1 included),
 - IPC and UTS namespaces (the IPC objects in it are deleted after every run),
@@ -16,8 +16,10 @@ allows:
 - a PID namespace, whose first process is the zygote (:mod:`rlaif.sandbox.zygote`), the clean
   parent of every test process.
 
-After every run the work dir is removed (the jail's whole tmpfs is replaced where removal fails)
-and the namespace's IPC objects are deleted. What could not be set up is reported as a warning and
+After every run the work dir is removed (the jail's whole tmpfs is replaced where removal fails;
+without root the work dir itself stays -- the zygote's Landlock rule names it -- and everything in
+the work tmpfs is removed) and the namespace's IPC objects are deleted. Without root and without a
+user namespace nothing is built at all (the pool then refuses, :mod:`rlaif.sandbox.policy`). What could not be set up is reported as a warning and
 in the isolation dict, never papered over.
 """
 
