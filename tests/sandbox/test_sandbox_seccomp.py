@@ -149,3 +149,30 @@ def test_each_attack_is_real_outside_the_sandbox(attack):
         pytest.skip("no perl on this machine")
     outside = _perl_here(IO_URING_AND_FRIENDS[attack])
     assert "Operation not permitted" not in outside, outside
+
+
+CAPABILITY_PROBES = """
+import os, socket
+def probes():
+    refused = []
+    for name, attempt in (
+        ("sethostname", lambda: socket.sethostname("owned")),  # CAP_SYS_ADMIN over the UTS namespace
+        ("setuid 0", lambda: os.setuid(0)),
+        ("chown to root", lambda: os.chown(".", 0, 0)),  # CAP_CHOWN
+        ("mknod", lambda: os.mknod("null2", 0o20666, os.makedev(1, 3))),  # CAP_MKNOD
+    ):
+        try:
+            attempt()
+        except OSError:
+            refused.append(name)
+    return refused
+"""
+
+
+def test_the_code_holds_no_capability_even_over_its_own_namespaces(isolated):
+    res = run(
+        isolated,
+        CAPABILITY_PROBES,
+        "assert probes() == ['sethostname', 'setuid 0', 'chown to root', 'mknod']",
+    )
+    assert res.status == "passed", res.diagnostics
