@@ -185,3 +185,9 @@ def test_eval_code_refuses_without_namespaces_unless_told_otherwise(fresh_user):
     assert summary["pass@1"] == 1.0
     assert not summary["isolation"]["userns"] and not summary["isolation"]["uid_drop"]
     assert os.path.exists(out)
+    os.unlink(out)
+    isolated = _as_fresh_user(cmd[:1] + ["-m", "rlaif.cli"] + cmd[3:], home, uid)  # namespaces allowed
+    assert isolated.returncode == 0, isolated.stderr
+    summary = json.loads(isolated.stdout)
+    assert summary["pass@1"] == 1.0 and os.path.exists(out)
+    assert summary["isolation"]["userns"] and summary["isolation"]["filesystem"], summary["isolation"]
