@@ -13,6 +13,12 @@ from __future__ import annotations
 import os
 
 ENV_VAR = "RLAIF_SANDBOX_ISOLATION"
+# what a user namespace must hold to count as isolation, and how the worker's warning about each begins
+NEEDED = {
+    "filesystem": "no filesystem jail",
+    "pid_namespace": "no PID namespace",
+    "network": "no network isolation",
+}
 
 
 def opted_out(allow_unisolated: bool | None) -> bool:
@@ -25,12 +31,22 @@ def opted_out(allow_unisolated: bool | None) -> bool:
 def refusal(isolation: dict, warnings: list[str]) -> str | None:
     """Why untrusted code must not run with this isolation (None: it may).
 
-    Isolated means a uid of its own (root) or a user namespace of its own (not root); the message
-    quotes the first reason the worker gave for what it could not set up."""
-    if isolation.get("uid_drop") or isolation.get("userns"):
+    As root the code gets a uid of its own, whatever else is missing (the warnings say what).
+    Without root, a user namespace is only worth something with the jail, the PID and the network
+    namespaces built inside it (a kernel may allow the namespace but no capability in it): else the
+    code would see your files and processes as you. The message quotes the worker's own reason."""
+    if isolation.get("uid_drop"):
         return None
-    why = next((w for w in warnings if w.startswith(("no user namespace", "namespaces disabled"))), None)
-    why = why or "not root and no namespace could be built"
+    if isolation.get("userns"):
+        missing = [k for k in NEEDED if not isolation.get(k)]
+        if not missing:
+            return None
+        why = f"not root, and the user namespace could not provide {', '.join(missing)}"
+        detail = next((w for w in warnings if w.startswith(tuple(NEEDED[k] for k in missing))), None)
+        why += f" ({detail})" if detail else ""
+    else:
+        why = next((w for w in warnings if w.startswith(("no user namespace", "namespaces disabled"))), None)
+        why = why or "not root and no namespace could be built"
     return (
         f"the sandbox refuses to run untrusted code without isolation: {why}. Opt out with "
         f"--unsafe-no-isolation (rlaif eval-code) or {ENV_VAR}=none to run it as your own user anyway"

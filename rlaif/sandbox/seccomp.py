@@ -13,7 +13,8 @@ cannot test. The classes below are closed outright, each for a reason:
 - kernel keyrings (``add_key``, ``keyctl``, ``request_key``): a channel between samples that even
   outlives the pool (keys belong to the user, not to a process);
 - SysV IPC (``shm*``, ``sem*``, ``msg*``): shared memory outlives its processes, so one sample could
-  fill the run's memory cgroup and make later test processes die before they report;
+  fill the run's memory cgroup and make later test processes die before they report; POSIX message
+  queues (``mq_*``) outlive them as well, in the worker's IPC namespace: a channel to later samples;
 - ``io_uring``: a second system-call interface that seccomp cannot see into, and a large share of
   recent kernel exploits;
 - ``ptrace``, ``process_vm_readv/writev``, ``pidfd_getfd``, ``kcmp``: reading or steering other
@@ -58,6 +59,8 @@ DENIED_X86_64 = {
     "add_key": 248, "request_key": 249, "keyctl": 250,
     "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65, "semctl": 66,
     "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
+    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244,
+    "mq_getsetattr": 245,
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "pidfd_getfd": 438,
     "unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155, "open_tree": 428,

@@ -79,6 +79,8 @@ IO_URING_AND_FRIENDS = {
     "ptrace": 'my $r = syscall(101, 0, 0, 0, 0); print "$r $!"',  # PTRACE_TRACEME
     "x32 ABI": 'my $r = syscall(0x40000000 + 39); print "$r $!"',  # getpid through the x32 numbers
     "kill the zygote": 'my $r = kill("KILL", 1); print "$r $!"',
+    # a POSIX message queue would outlive the run in the worker's IPC namespace (outside: ENOENT)
+    "mq_open": 'my $n = "rlaif-probe-queue"; my $r = syscall(240, $n, 0, 0, 0); print "$r $!"',
     "bpf": 'my $a = "\\0" x 64; my $r = syscall(321, 0, $a, 64); print "$r $!"',
 }
 

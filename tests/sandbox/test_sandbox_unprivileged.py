@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from rlaif.sandbox.policy import ENV_VAR, opted_out, refusal
+
 REPO = Path(__file__).resolve().parents[2]
 # The suites whose attacks must be contained alike with and without root.
 SUITES = [
@@ -191,3 +193,26 @@ def test_eval_code_refuses_without_namespaces_unless_told_otherwise(fresh_user):
     summary = json.loads(isolated.stdout)
     assert summary["pass@1"] == 1.0 and os.path.exists(out)
     assert summary["isolation"]["userns"] and summary["isolation"]["filesystem"], summary["isolation"]
+
+
+# -- the refusal's logic (plain dicts; the real path is the eval-code test above) ---------------------
+FULL = {"uid_drop": False, "userns": True, "filesystem": True, "pid_namespace": True, "network": True}
+
+
+def test_a_user_namespace_counts_only_with_the_jail_pid_and_network_namespaces_in_it():
+    assert refusal(FULL, []) is None
+    assert refusal({**FULL, "uid_drop": True, "userns": False, "network": False}, []) is None  # root
+    warning = "no filesystem jail ([Errno 1] mount /tmp/j: Operation not permitted): sandboxed code sees"
+    why = refusal({**FULL, "filesystem": False, "network": False}, ["other", warning])
+    assert "could not provide filesystem, network" in why and "mount /tmp/j: Operation not permitted" in why
+    nothing = refusal({**FULL, "userns": False}, ["no user namespace ([Errno 1] unshare: EPERM): ..."])
+    assert "no user namespace ([Errno 1] unshare: EPERM)" in nothing and "--unsafe-no-isolation" in nothing
+
+
+def test_the_opt_out_is_explicit(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert not opted_out(None) and opted_out(True) and not opted_out(False)
+    monkeypatch.setenv(ENV_VAR, "none")
+    assert opted_out(None) and not opted_out(False)
+    monkeypatch.setenv(ENV_VAR, "full")
+    assert not opted_out(None)
