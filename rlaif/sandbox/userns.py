@@ -21,7 +21,8 @@ How it fits together (the worker calls :func:`enter_user_namespace` first, the z
 Not guaranteed: all workers and test processes run as your own uid (seen from outside), so
 ``kill``/``ptrace`` protection between them and your other processes comes from the PID namespace
 and the seccomp filter, not from a uid of their own; there is no memory cgroup (unless one is
-delegated), so one run's memory is bounded by ``max_processes x memory_mb`` only.
+delegated), so one run's memory is bounded by ``max_processes x memory_mb`` only (the sandboxed
+processes are the global OOM killer's first choice, the zygote included).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def before_zygote_exec(cfg: dict, iso: dict, argv: list[str]) -> tuple[str, list
     install the seccomp filter. Returns the executable and argv to exec. Raises ``OSError`` when a
     step fails: the caller must then exit, never exec the zygote half-confined."""
     exe = argv[0]
+    if iso.get("userns"):
+        _first_to_go()
     if iso.get("userns") and iso.get("filesystem"):
         exe, argv = _jailed_command(argv)  # host paths resolved before they disappear
         enter_jail(cfg["jail_dir"])
@@ -93,6 +96,18 @@ def before_zygote_exec(cfg: dict, iso: dict, argv: list[str]) -> tuple[str, list
     if iso.get("seccomp"):
         seccomp.install(chroot=not iso.get("userns"))
     return exe, argv
+
+
+def _first_to_go() -> None:
+    """Without a memory cgroup, the kernel's global OOM killer is the last bound on a run's memory:
+    make the zygote and so every test process its first choice (raising one's own score needs no
+    privilege; as root each test process does it in :mod:`rlaif.sandbox.confine`). Best effort: a
+    kernel without ``/proc`` leaves the score as it was, which changes nothing else."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write("1000")
+    except OSError:
+        pass
 
 
 def _jailed_command(argv: list[str]) -> tuple[str, list[str]]:

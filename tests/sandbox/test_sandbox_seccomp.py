@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from sandbox_testlib import assert_healthy, run
@@ -178,3 +179,12 @@ def test_the_code_holds_no_capability_even_over_its_own_namespaces(isolated):
         "assert probes() == ['sethostname', 'setuid 0', 'chown to root', 'mknod']",
     )
     assert res.status == "passed", res.diagnostics
+
+
+def test_without_a_memory_cgroup_the_sandbox_is_the_oom_killers_first_choice(isolated):
+    if isolated.isolation.get("memory_cgroup") or not isolated.isolation.get("userns"):
+        pytest.skip("as root each test process raises its own score (before its chroot)")
+    for worker in isolated._workers:
+        pid = worker.proc.pid
+        zygote = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
+        assert Path(f"/proc/{zygote}/oom_score_adj").read_text().strip() == "1000"
