@@ -31,7 +31,6 @@ from rlaif.records import ExecutionResult, stable_hash
 from rlaif.sandbox.cases import Job, Limits
 from rlaif.sandbox.frames import recv_frame, send_frame
 from rlaif.sandbox.jail_paths import exec_dirs, masked_files
-from rlaif.sandbox.policy import opted_out, refusal
 from rlaif.sandbox.verdict import judge
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
@@ -202,6 +201,8 @@ class SandboxPool:
         first = self._workers[0].ready
         self.isolation: dict = dict(first["isolation"])
         self.warnings: list[str] = list(first["warnings"])
+        from rlaif.sandbox.policy import opted_out, refusal
+
         refused = None if opted_out(allow_unisolated) else refusal(self.isolation, self.warnings)
         if refused:
             self.close()
