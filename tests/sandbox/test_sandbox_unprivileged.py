@@ -35,6 +35,7 @@ SUITES = [
     "test_sandbox_seccomp.py",
     "test_sandbox_run_isolation.py",
     "test_sandbox_forgery.py",
+    "test_sandbox_bound_names.py",
 ]
 TOOLS = ("unshare", "setpriv", "mount", "mktemp")
 
