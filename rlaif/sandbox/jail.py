@@ -167,21 +167,31 @@ def clear_work_dir(cfg: dict, iso: dict) -> None:
 def _empty_work_tmpfs(tmp: str) -> None:
     """Without root: empty the work tmpfs but keep ``run`` itself, the directory the zygote's
     Landlock rule names (the only place test processes may write); replacing the tmpfs would not
-    reach the zygote's copy of the mount table. ``rm -rf`` where ``rmtree`` fails (deep trees)."""
+    reach the zygote's copy of the mount table. Without Landlock the code may have replaced ``run``
+    (it owns ``/tmp`` there): then it is removed like anything else and made again. ``rm -rf``
+    where ``rmtree`` fails (deep trees)."""
     for name in os.listdir(tmp):
         path = os.path.join(tmp, name)
-        targets = [os.path.join(path, n) for n in os.listdir(path)] if name == "run" else [path]
-        for target in targets:
-            try:
-                shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) else os.unlink(
-                    target
-                )
-            except (OSError, RecursionError):
-                subprocess.run(["rm", "-rf", "--one-file-system", "--", target], check=False,
-                               env={"PATH": "/usr/bin:/bin"})  # fmt: skip
-            if os.path.lexists(target):
-                raise OSError(f"could not remove {target} from the work dir")
+        keep = name == "run" and os.path.isdir(path) and not os.path.islink(path)
+        for target in [os.path.join(path, n) for n in os.listdir(path)] if keep else [path]:
+            _remove(target)
+    if not os.path.isdir(tmp + "/run"):
+        os.mkdir(tmp + "/run", 0o700)
     os.chmod(tmp + "/run", 0o700)
+    os.chmod(tmp, 0o755)
+
+
+def _remove(target: str) -> None:
+    try:
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+    except (OSError, RecursionError):
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", target], check=False,
+                       env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    if os.path.lexists(target):
+        raise OSError(f"could not remove {target} from the work dir")
 
 
 def fresh_work_dir(cfg: dict, iso: dict) -> str:

@@ -188,3 +188,34 @@ def test_without_a_memory_cgroup_the_sandbox_is_the_oom_killers_first_choice(iso
         pid = worker.proc.pid
         zygote = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
         assert Path(f"/proc/{zygote}/oom_score_adj").read_text().strip() == "1000"
+
+
+REPLACE_WORK_DIR = """
+import os
+def replace():
+    done = []
+    os.chdir("/")
+    for name, attempt in (
+        ("rename", lambda: os.rename("/tmp/run", "/tmp/gone")),
+        ("rmdir", lambda: os.rmdir("/tmp/run")),
+        ("beside", lambda: open("/tmp/left-for-later", "w").close()),
+        ("chmod", lambda: os.chmod("/tmp", 0o777)),
+    ):
+        try:
+            attempt()
+            done.append(name)
+        except OSError:
+            pass
+    return done
+"""
+
+
+def test_the_work_dir_cannot_be_replaced_nor_anything_left_beside_it(isolated):
+    # as root /tmp belongs to root; without root the code owns it, and Landlock is what stops it
+    # (chmod is not a write Landlock handles, and /tmp's mode is reset after every run)
+    res = run(isolated, REPLACE_WORK_DIR, "assert replace() in ([], ['chmod'])")
+    assert res.status == "passed", res.diagnostics
+    later = run(
+        isolated, "import os\ndef f():\n    return sorted(os.listdir('/tmp'))\n", "assert f() == ['run']"
+    )
+    assert later.status == "passed", later.diagnostics
