@@ -29,7 +29,7 @@ from typing import Any
 from rlaif.errors import ConfigError
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.feedback.prompts_io import load_prompts, read_prompt_file
-from rlaif.feedback.result import FeedbackResult, FeedbackStats, SFTRecord
+from rlaif.feedback.result import FeedbackResult, SFTRecord
 from rlaif.feedback.rl_cai import RLCAIConfig, rl_cai
 from rlaif.feedback.rlcd import RLCDConfig, rlcd
 from rlaif.feedback.rlcf import RLCFConfig, rlcf
@@ -44,14 +44,6 @@ FEEDBACK_SOURCES: dict[str, FeedbackSource] = {
     "rl_cai": rl_cai,
     "self_rewarding": self_rewarding,
     "rlcf": rlcf,
-}
-
-FEEDBACK_CONFIGS: dict[str, type] = {
-    "rlcd": RLCDConfig,
-    "sl_cai": SLCAIConfig,
-    "rl_cai": RLCAIConfig,
-    "self_rewarding": SelfRewardingConfig,
-    "rlcf": RLCFConfig,
 }
 
 
@@ -69,8 +61,6 @@ def resolve_source(spec: str) -> FeedbackSource:
 
 def source_config_model(spec: str) -> type | None:
     """The config model of a source (None: a plug-in without ``config_model`` takes a plain dict)."""
-    if spec in FEEDBACK_CONFIGS:
-        return FEEDBACK_CONFIGS[spec]
     return getattr(resolve_source(spec), "config_model", None)
 
 
@@ -113,11 +103,9 @@ def run_source(
 
 
 __all__ = [
-    "FEEDBACK_CONFIGS",
     "FEEDBACK_SOURCES",
     "FeedbackResult",
     "FeedbackSource",
-    "FeedbackStats",
     "RLCAIConfig",
     "RLCDConfig",
     "RLCFConfig",

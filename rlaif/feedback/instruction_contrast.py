@@ -107,7 +107,7 @@ def instruction_contrast(
             continue
         pick, contrasts = chosen.get(rec.id, (0, None))
         pairs.append(_pair(rec, valid, pick, contrasts, neg, engine, options, context))
-    return finish(result, pairs, options.filter)
+    return finish(result, pairs)
 
 
 def _sample_sides(

@@ -7,7 +7,8 @@ clamped to [0.4, 0.6] by default.
 
 Guarantees: sampling is one ``generate`` call plus batched retries and judging one judge call;
 principle draws depend only on the seed and the prompt; every prompt ends as one pair or one
-counted drop (``invalid_response``, ``identical_samples``, ``invalid_judgment``, ``tie``, filters).
+counted drop (``invalid_response``, ``identical_samples``, ``invalid_judgment``, ``tie``); pairs are
+filtered by the pairs stage only.
 Non-guarantee: the judge's label is taken as is; position bias is only reduced by showing both orders.
 """
 
@@ -112,7 +113,7 @@ def rl_cai(
         if pair[0] == "invalid_judgment":
             result.stats.count("invalid_judgments", len(verdict.judgments))
         result.drop(rec.id, *pair)
-    return finish(result, pairs, options.filter)
+    return finish(result, pairs)
 
 
 def _two_samples(

@@ -231,7 +231,7 @@ def rlcd(
         candidates.append((plan.record, pos.text, neg.text, meta))
     if options.rescore is not None and candidates:
         candidates = _rescore(candidates, options.rescore, judge_engine or engine, result)
-    return finish(result, [_pair(c, context.round) for c in candidates], options.filter)
+    return finish(result, [_pair(c, context.round) for c in candidates])
 
 
 def _plan(idx: int, rec: PromptRecord, affixes: AffixSet, cfg: RLCDConfig, context: SourceContext) -> _Plan:

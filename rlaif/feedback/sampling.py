@@ -17,8 +17,8 @@ from typing import Any
 
 from rlaif.engines.base import Engine, PromptInput, Sampling
 from rlaif.feedback.output_rules import OutputRules, clean_output
-from rlaif.feedback.result import FeedbackStats
 from rlaif.judges.sampling import sample_until_valid
+from rlaif.pairs import PairStats
 from rlaif.records import Completion, derive_seed
 
 
@@ -45,7 +45,7 @@ def sample_n_with_retries(
     stage: str,
     keys: Sequence[str] | None = None,
     adapter: str | None = None,
-    stats: FeedbackStats | None = None,
+    stats: PairStats | None = None,
 ) -> list[list[Sampled]]:
     """Sample ``n`` valid texts per request; each attempt fills the still invalid slots in order."""
     keys = [str(i) for i in range(len(requests))] if keys is None else [str(k) for k in keys]
@@ -98,6 +98,6 @@ def failure(reason: str, sampled: Sampled, round_: int | None = None) -> tuple[s
     return reason, f"{where}{sampled.reason} after {sampled.attempts} attempt(s)"
 
 
-def _count(stats: FeedbackStats | None, name: str, n: int = 1) -> None:
+def _count(stats: PairStats | None, name: str, n: int = 1) -> None:
     if stats is not None and n:
         stats.count(name, n)

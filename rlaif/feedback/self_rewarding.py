@@ -13,7 +13,7 @@ round on one engine.
 Guarantees: candidates are one ``generate`` call (``n=N``); judging is one call plus batched retries;
 candidates with empty/invalid text and candidates whose judgments are all invalid are excluded and
 counted (``counters``); each prompt ends as one pair or one counted drop (``too_few_scored``, ``tie``,
-``below_min_margin``, ``length_ratio``, plus the shared filters). Length bias is reported in
+``below_min_margin``, ``length_ratio``; the shared filters run in the pairs stage). Length bias is in
 ``stats.length`` and can be controlled with ``max_length_ratio`` or ``pairing: length_matched``.
 Non-guarantee: among candidates with equal best (or worst) score the lowest index is taken, not a
 random one.
@@ -31,13 +31,13 @@ from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.output_rules import clean_output
-from rlaif.feedback.result import FeedbackResult, FeedbackStats, finish, pair_id
+from rlaif.feedback.result import FeedbackResult, finish, pair_id
 from rlaif.feedback.self_instruct import SelfInstructConfig, generate_prompts
 from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.judges import PointwiseJudge, load_judge
 from rlaif.judges.custom import CALLABLE_SPEC
 from rlaif.judges.sampling import PerRequestSeeds, sample_until_valid
-from rlaif.pairs import Pairing, select_pair
+from rlaif.pairs import Pairing, PairStats, select_pair
 from rlaif.records import PreferencePair, PromptRecord, derive_seed
 
 
@@ -101,11 +101,11 @@ def self_rewarding(
 ) -> FeedbackResult:
     """Best-vs-worst pairs judged by the policy itself (``judge_engine`` overrides that, for ablations)."""
     require_prompts(prompts, "self_rewarding")
-    result = FeedbackResult(pairs=[], stats=FeedbackStats(source="self_rewarding"))
+    result = FeedbackResult(pairs=[], stats=PairStats(source="self_rewarding"))
     prompts = _with_self_instruct(prompts, engine, options, context, result)
     result.stats.prompts_in = len(prompts)
     if not prompts:
-        return finish(result, [], options.filter)
+        return finish(result, [])
     cands = _sample_candidates(prompts, engine, options, context, result.stats)
     cands.judge_seed = derive_seed(context.seed, "self_rewarding_judge", context.round)
     judge_adapter = context.adapter if judge_engine is None else None  # a separate judge is not the policy
@@ -127,7 +127,7 @@ def self_rewarding(
             pairs.append(pair)
         else:
             result.drop(rec.id, *pair)
-    return finish(result, pairs, options.filter)
+    return finish(result, pairs)
 
 
 def _with_self_instruct(
@@ -148,7 +148,7 @@ def _with_self_instruct(
 
 def _sample_candidates(
     prompts: list[PromptRecord], engine: Engine, cfg: SelfRewardingConfig, context: SourceContext,
-    stats: FeedbackStats,
+    stats: PairStats,
 ) -> _Candidates:  # fmt: skip
     """N candidates per prompt in one call (seeded per prompt); invalid texts are excluded and counted."""
     base = cfg.output.sampling(cfg.sampling, n=cfg.n_candidates)

@@ -127,7 +127,7 @@ def sl_cai(
         "few_shot": options.few_shot,
         "rounds": options.rounds,
     }  # fmt: skip
-    return finish(run.result, _records(run, provenance), options.filter)
+    return finish(run.result, _records(run, provenance))
 
 
 def _draw_principle(

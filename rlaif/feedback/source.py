@@ -44,7 +44,6 @@ from rlaif.errors import ConfigError, RecordError, describe_validation_error
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.output_rules import OutputRules
 from rlaif.feedback.result import FeedbackResult
-from rlaif.pairs import PairFilterConfig
 from rlaif.records import PromptRecord
 
 
@@ -83,12 +82,12 @@ class PartialSamplingBlocks(BaseModel):
 
 
 class SourceConfig(PartialSamplingBlocks):
-    """The options every built-in source shares: output rules and the shared pair filters."""
+    """The options every built-in source shares: output rules. (Pairs are filtered by the pairs stage
+    only, ``pairs.options``; a source builds and counts, it never filters.)"""
 
     output: OutputRules = Field(
         default_factory=OutputRules, description="Cut markers and length limits for every output."
     )
-    filter: PairFilterConfig = Field(default_factory=PairFilterConfig, description="Shared pair filters.")
 
 
 C = TypeVar("C", bound=BaseModel)

@@ -92,13 +92,14 @@ def test_sl_cai_drops_a_prompt_whose_revision_stays_invalid():
     assert len(result.sft_records) == 1
 
 
-def test_sl_cai_identical_revision_is_not_a_pair():
+def test_sl_cai_identical_revision_is_left_to_the_pairs_stage():
     engine = PerRequestScriptedEngine(
         lambda conv, i, s: "critique" if conv[-1].content.rstrip().endswith("Critique:") else "same"
     )
     result = call_source(sl_cai, prompts("q"), engine, {"few_shot": 0})
-    assert result.stats.drops == {"identical": 1} and result.stats.balanced
-    assert len(result.sft_records) == 1  # the SFT example is still valid
+    assert result.stats.drops == {} and result.stats.balanced  # the pairs stage drops it (drop_identical)
+    assert [(p.chosen, p.rejected) for p in result.pairs] == [("same", "same")]
+    assert len(result.sft_records) == 1  # the SFT example is valid
 
 
 def test_sl_cai_few_shot_larger_than_the_examples_is_an_error():

@@ -57,14 +57,14 @@ def test_no_reminder_sends_the_plain_prompt_as_positive():
     assert res.pairs[0].chosen == "BARE " + record(0).messages[-1].content
 
 
-def test_prompts_without_instructions_and_identical_sides_are_counted_drops():
+def test_prompts_without_instructions_are_counted_drops_and_identical_sides_kept():
     plain = PromptRecord(id="plain", messages=[Message(role="user", content="Hi")])
     same = ScriptedEngine(lambda conv, i, s: "the same reply")
     res = run_source(
         SOURCE, [record(0), plain], same, {}, SourceContext(seed=0, round=0, adapter=None, chunk=0)
     )
-    assert res.pairs == []
-    assert res.stats.drops == {"no_instruction": 1, "identical": 1}
+    assert [(p.chosen, p.rejected) for p in res.pairs] == [("the same reply", "the same reply")]
+    assert res.stats.drops == {"no_instruction": 1}  # identical sides: the pairs stage decides
     assert res.stats.pairs_out + res.stats.dropped == res.stats.prompts_in == 2
     assert {d.prompt_id: d.reason for d in res.dropped}["plain"] == "no_instruction"
 
