@@ -13,8 +13,10 @@ Guarantees:
 Options for small judges (also settable by a template's ``metadata: {judge_options: ...}``):
 ``guided_regex`` constrains the output to a regex (vLLM guided decoding), e.g. ``Score: [0-5]``, so
 the judge cannot wander off instead of scoring; ``expected_score`` replaces the integer read from
-the text by its expectation under the score token's top-20 probabilities (see
-:func:`rlaif.judges.parsers.expected_score`).
+the text by its expectation under the model's probabilities for the label: on a 0-9 scale the score
+token's top-20 (:func:`rlaif.judges.parsers.expected_score`), on a scale with longer labels (1-10)
+every label scored as a whole continuation of the output (:mod:`rlaif.judges.label_scores`, one
+extra scoring call per round; the engine must score text).
 
 Non-guarantees: with ``sampling.seed`` set, vLLM seeds every request of a call with that same seed,
 so different responses' judgments draw from one random stream (wrap the engine in
@@ -41,6 +43,7 @@ from rlaif.judges.base import (
     resolve_template,
     template_judge_options,
 )
+from rlaif.judges.label_scores import label_distributions, needs_continuations, scale_labels, score_prefix
 from rlaif.judges.parsers import (
     JsonParserSpec,
     Parsed,
@@ -108,6 +111,10 @@ class PointwiseJudge:
         if self.expected_score and not isinstance(spec, ScoreParserSpec):
             raise TemplateError(f"template '{self.template.name}': expected_score needs a 'score' parser")
         self.spec = spec
+        where = f"template '{self.template.name}' ({self.template.path})"
+        self.labels = (
+            scale_labels(spec, where=where) if self.expected_score and needs_continuations(spec) else None
+        )
         self.samples = samples
         self.max_retries = max_retries
         self.adapter = adapter
@@ -118,7 +125,7 @@ class PointwiseJudge:
             update["json_schema"] = json_schema_of(spec)
         elif self.guided_regex and engine is not None and engine.supports_guided_json:
             update["regex"] = self.guided_regex
-        if self.expected_score and base.logprobs is None:
+        if self.expected_score and self.labels is None and base.logprobs is None:
             update["logprobs"] = 20
         self.sampling = base.model_copy(update=update)
 
@@ -131,6 +138,7 @@ class PointwiseJudge:
         keys = item_ids(ids, len(items), "pointwise", [r.prompt_hash for r in requests])
         judgments: list[list[Judgment]] = [[] for _ in items]
         need = [self.samples] * len(items)  # valid judgments still missing per item
+        graded: list[tuple[int, int, str]] = []  # (item, judgment, prefix) scored by label continuations
 
         def samplings(pending: list[int], attempt: int) -> list[Sampling]:
             sampling = self.sampling.model_copy(update={"n": max(need[i] for i in pending)})
@@ -141,9 +149,11 @@ class PointwiseJudge:
         def take(i: int, completions: list, attempt: int) -> bool:
             for completion in completions[: need[i]]:
                 parsed = parse_completion(completion, self.spec)
-                if self.expected_score:
+                if self.expected_score and self.labels is None:
                     parsed = expected_score(completion, parsed, self.spec)
                 sample = len(judgments[i])
+                if self.labels is not None and parsed.ok:
+                    graded.append((i, sample, score_prefix(completion.text, self.spec) or ""))
                 judgments[i].append(
                     self._judgment(i, requests[i], keys[i], attempt, sample, completion.text, parsed)
                 )
@@ -154,11 +164,28 @@ class PointwiseJudge:
             self.engine, [r.payload for r in requests], samplings=samplings, take=take,
             max_retries=self.max_retries, adapter=self.adapter,
         )  # fmt: skip
+        self._grade(graded, requests, judgments)
         for i, detail in report.too_long.items():  # not sent: retrying cannot help
             judgments[i].append(
                 self._judgment(i, requests[i], keys[i], 0, -1, "", None, f"{detail} (request not sent)")
             )
         return [_result(js) for js in judgments]
+
+    def _grade(self, graded: list, requests: list, judgments: list[list[Judgment]]) -> None:
+        """Replace each graded judgment's read score by its expectation over the scale's labels."""
+        jobs = [(requests[i].payload, prefix) for i, _, prefix in graded]
+        dists = label_distributions(self.engine, jobs, self.labels or [], adapter=self.adapter)
+        for (i, j, _), dist in zip(graded, dists, strict=True):
+            old = judgments[i][j]
+            meta = dict(old.metadata)
+            parse = {**meta.get("parse", {}), "greedy_score": old.score}
+            if dist is None:
+                parse["expected"] = "the labels could not be scored (context); kept the parsed score"
+                judgments[i][j] = old.model_copy(update={"metadata": {**meta, "parse": parse}})
+                continue
+            parse["score_distribution"] = dist
+            expected = sum(int(label) * p for label, p in dist.items())
+            judgments[i][j] = old.model_copy(update={"score": expected, "metadata": {**meta, "parse": parse}})
 
     def _judgment(
         self,
