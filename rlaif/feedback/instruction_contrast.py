@@ -38,11 +38,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rlaif.engines.base import Engine, SamplingSettings, require_scoring, score_continuations
+from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, sample_n_with_retries, sample_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
+from rlaif.generation import require_scoring, score_continuations
+from rlaif.generation.texts import Sampled, sample_n_with_retries, sample_with_retries
 from rlaif.instructions import describe
 from rlaif.records import Message, PreferencePair, PromptRecord
 

@@ -23,10 +23,10 @@ from rlaif.errors import ConfigError
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.judge_options import judge_kwargs
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, failure, sample_n_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
+from rlaif.generation.retry import PerRequestSeeds
+from rlaif.generation.texts import Sampled, failure, sample_n_with_retries
 from rlaif.judges import PrincipleJudge
-from rlaif.judges.sampling import PerRequestSeeds
 from rlaif.records import PreferencePair, PromptRecord
 
 

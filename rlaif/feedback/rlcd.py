@@ -30,10 +30,10 @@ from rlaif.feedback.context import SourceContext
 from rlaif.feedback.judge_options import judge_kwargs
 from rlaif.feedback.resources import require_str, resolve_resource, template_ref
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, sample_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.files import load_yaml_mapping
-from rlaif.judges.sampling import PerRequestSeeds
+from rlaif.generation.retry import PerRequestSeeds
+from rlaif.generation.texts import Sampled, sample_with_retries
 from rlaif.prompts import load_template
 from rlaif.records import Message, PreferencePair, PromptRecord, derive_seed
 

@@ -30,13 +30,13 @@ from pydantic import Field
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.output_rules import clean_output
 from rlaif.feedback.result import FeedbackResult, finish, pair_id
 from rlaif.feedback.self_instruct import SelfInstructConfig, generate_prompts
 from rlaif.feedback.source import SourceConfig, require_prompts
+from rlaif.generation.output_rules import clean_output
+from rlaif.generation.retry import PerRequestSeeds, sample_until_valid
 from rlaif.judges import PointwiseJudge, load_judge
 from rlaif.judges.custom import CALLABLE_SPEC
-from rlaif.judges.sampling import PerRequestSeeds, sample_until_valid
 from rlaif.pairs import Pairing, PairStats, select_pair
 from rlaif.records import PreferencePair, PromptRecord, derive_seed
 

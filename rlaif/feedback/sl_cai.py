@@ -25,11 +25,11 @@ from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
 from rlaif.feedback.constitutional import CritiqueRevisionPrinciple, load_critique_revision_pairs
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.output_rules import with_template_stops
 from rlaif.feedback.resources import template_ref
 from rlaif.feedback.result import FeedbackResult, SFTRecord, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, failure, sample_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
+from rlaif.generation.output_rules import with_template_stops
+from rlaif.generation.texts import Sampled, failure, sample_with_retries
 from rlaif.prompts import load_template
 from rlaif.records import Message, PreferencePair, PromptRecord, derive_seed, stable_hash
 

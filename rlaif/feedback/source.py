@@ -42,8 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError, RecordError, describe_validation_error
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.output_rules import OutputRules
 from rlaif.feedback.result import FeedbackResult
+from rlaif.generation.output_rules import OutputRules
 from rlaif.records import PromptRecord
 
 

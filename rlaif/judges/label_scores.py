@@ -23,8 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rlaif.engines.base import require_scoring, score_continuations
 from rlaif.errors import TemplateError
+from rlaif.generation import require_scoring, score_continuations
 from rlaif.prompts import ScoreParserSpec
 
 MAX_LABELS = 101

@@ -34,10 +34,10 @@ from typing import Any
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import RlaifError, TemplateError
+from rlaif.generation.context import generate_checked
 from rlaif.judges.base import (
     Request,
     conversation_text,
-    generate_checked,
     item_ids,
     make_judgment,
     render_request,

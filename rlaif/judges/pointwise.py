@@ -20,10 +20,10 @@ extra scoring call per round; the engine must score text).
 
 Non-guarantees: with ``sampling.seed`` set, vLLM seeds every request of a call with that same seed,
 so different responses' judgments draw from one random stream (wrap the engine in
-:class:`rlaif.judges.sampling.PerRequestSeeds` to derive a seed per request if that matters;
+:class:`rlaif.generation.retry.PerRequestSeeds` to derive a seed per request if that matters;
 unseeded sampling is independent). In a retry round every response that needs answers gets as many
 samples as the neediest one (one Sampling per call); the surplus samples are not read and not
-recorded. The retry loop itself is :func:`rlaif.judges.sampling.sample_until_valid`, shared with
+recorded. The retry loop itself is :func:`rlaif.generation.retry.sample_until_valid`, shared with
 the feedback sources.
 """
 
@@ -36,6 +36,7 @@ from typing import Any
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
+from rlaif.generation.retry import sample_until_valid
 from rlaif.judges.base import (
     item_ids,
     make_judgment,
@@ -52,7 +53,6 @@ from rlaif.judges.parsers import (
     json_schema_of,
     parse_completion,
 )
-from rlaif.judges.sampling import sample_until_valid
 from rlaif.prompts import Template
 from rlaif.records import Judgment, Message
 

@@ -31,8 +31,8 @@ from typing import Any
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
+from rlaif.generation.context import generate_checked
 from rlaif.judges.base import (
-    generate_checked,
     item_ids,
     make_judgment,
     render_response_requests,

@@ -164,7 +164,7 @@ def test_rouge_l_hand_computed():
 
 def test_per_request_seeds_make_judgments_of_different_items_independent():
     from rlaif.engines.base import Sampling
-    from rlaif.judges.sampling import PerRequestSeeds
+    from rlaif.generation.retry import PerRequestSeeds
 
     inner = PerRequestScriptedEngine(lambda conv, i, s: f"{s.seed}")
     engine = PerRequestSeeds(inner)

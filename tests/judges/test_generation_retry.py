@@ -1,10 +1,10 @@
-"""The shared sample-until-valid loop (rlaif.judges.sampling) with a scripted engine."""
+"""The shared sample-until-valid loop (rlaif.generation.retry) with a scripted engine."""
 
 from __future__ import annotations
 
 from rlaif.engines.base import Sampling
 from rlaif.engines.scripted import ScriptedEngine
-from rlaif.judges.sampling import generate_each, sample_until_valid
+from rlaif.generation.retry import generate_each, sample_until_valid
 
 
 class CountingEngine(ScriptedEngine):
