@@ -40,6 +40,7 @@ from pydantic import Field
 
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.feedback.context import SourceContext
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
 from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.generation import require_scoring, score_continuations
@@ -82,6 +83,7 @@ def _with_last_user(messages: list[Message], content: str) -> list[Message]:
     return msgs
 
 
+@feedback_source(config=InstructionContrastConfig)
 def instruction_contrast(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -208,7 +210,5 @@ def _pair(
         chosen=pos.text, rejected=neg.text, source="instruction_contrast", round=context.round, metadata=meta,
     )  # fmt: skip
 
-
-instruction_contrast.config_model = InstructionContrastConfig  # validated by the pipeline like built-ins
 
 __all__ = ["InstructionContrastConfig", "instruction_contrast"]

@@ -1,8 +1,8 @@
 """Self-Rewarding feedback (Yuan et al., 2024): the policy judges its own samples.
 
 Per prompt the policy samples N candidates (default 4, T=0.7, top_p=0.9); the same policy scores each
-candidate K times (default 3, sampled) with the additive rubric (``prompts/self_rewarding_rubric.j2``)
-and the valid scores are averaged. The best candidate against the worst becomes a pair; ties are dropped,
+candidate with the run's score judge (the ``score`` slot: any score kind; default the additive rubric
+``prompts/self_rewarding_rubric.j2``, K=3 sampled judgments averaged). The best candidate against the worst becomes a pair; ties are dropped,
 and a minimum margin can be required. Optionally the prompts themselves are new ones made by few-shot
 self-instruct from the given seed prompts (:mod:`rlaif.feedback.self_instruct`).
 
@@ -22,21 +22,19 @@ random one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from rlaif.engines.base import Engine, SamplingSettings
-from rlaif.errors import ConfigError
 from rlaif.feedback.context import SourceContext
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.result import FeedbackResult, finish, pair_id
 from rlaif.feedback.self_instruct import SelfInstructConfig, generate_prompts
 from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.generation.output_rules import clean_output
 from rlaif.generation.retry import PerRequestSeeds, sample_until_valid
-from rlaif.judges import PointwiseJudge, load_judge
-from rlaif.judges.custom import CALLABLE_SPEC
+from rlaif.judges.spec import build_judge
 from rlaif.pairs import Pairing, PairStats, select_pair
 from rlaif.records import PreferencePair, PromptRecord, derive_seed
 
@@ -48,19 +46,6 @@ class SelfRewardingConfig(SourceConfig):
     sampling: SamplingSettings = Field(
         default_factory=lambda: SamplingSettings(temperature=0.7, top_p=0.9, max_tokens=256),
         description="Sampling of the candidates.",
-    )
-    judge_template: str = Field(
-        "self_rewarding_rubric",
-        description="Pointwise judge: a rubric template (name in prompts/ or path) with a score parser, or "
-        "a Python judge 'package.module:function' (in a run: set judge.template instead).",
-    )
-    judge_samples: int = Field(3, ge=1, description="Judgments per candidate (K); valid scores are averaged.")
-    judge_max_retries: int = Field(
-        2, ge=0, description="Re-ask the judge for candidates still missing valid judgments."
-    )
-    judge_sampling: SamplingSettings = Field(
-        default_factory=lambda: SamplingSettings(temperature=0.7, top_p=0.9, max_tokens=256),
-        description="Sampling of the judgments (judgments are sampled, then averaged).",
     )
     min_margin: float = Field(
         0.0, ge=0.0, description="Minimum best-minus-worst mean score for a pair (ties always dropped)."
@@ -91,6 +76,10 @@ class _Candidates:
     judgment_ids: list[list[list[str]]] = field(default_factory=list)
 
 
+@feedback_source(
+    config=SelfRewardingConfig, judge="score", default_judge="self_rewarding_rubric",
+    writes=("pairs", "judgments", "dropped", "new_prompts"),
+)  # fmt: skip
 def self_rewarding(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -109,13 +98,16 @@ def self_rewarding(
     cands = _sample_candidates(prompts, engine, options, context, result.stats)
     cands.judge_seed = derive_seed(context.seed, "self_rewarding_judge", context.round)
     judge_adapter = context.adapter if judge_engine is None else None  # a separate judge is not the policy
-    judge = _judge(options, PerRequestSeeds(judge_engine or engine), cands.judge_seed, judge_adapter)
+    spec = self_rewarding.source_spec.judge_for(context)
+    judge = build_judge(
+        spec, PerRequestSeeds(judge_engine or engine), seed=cands.judge_seed, adapter=judge_adapter
+    )
     _score_candidates(judge, prompts, cands, result)
     common = {
         "model": engine.model_name,
         "judge_model": (judge_engine or engine).model_name,
         "adapter": context.adapter,
-        "judge_template": _judge_ref(judge, options.judge_template),
+        "judge_template": _judge_ref(judge, spec.template),
     }
     pairs = []
     for pi, rec in enumerate(prompts):
@@ -226,28 +218,8 @@ def _best_vs_worst(
     )  # fmt: skip
 
 
-def _judge(cfg: SelfRewardingConfig, engine: Engine, seed: int, adapter: str | None) -> Any:
-    """The rubric judge (K sampled judgments, retries), or the user's pointwise Python judge."""
-    spec = cfg.judge_template
-    if CALLABLE_SPEC.fullmatch(spec) and not Path(spec).expanduser().is_file():
-        judge = load_judge(spec, engine)
-        if not hasattr(judge, "score"):
-            raise ConfigError(
-                f"self_rewarding: judge '{spec}' is a pairwise function; self-rewarding scores each "
-                "candidate and needs a pointwise one (parameters prompts, responses)"
-            )
-        return judge
-    return PointwiseJudge(
-        engine, template=spec, samples=cfg.judge_samples, max_retries=cfg.judge_max_retries,
-        sampling=cfg.judge_sampling.to_sampling(seed=seed), adapter=adapter,
-    )  # fmt: skip
-
-
 def _judge_ref(judge: Any, spec: str) -> dict[str, str]:
     tpl = getattr(judge, "template", None)
     if tpl is not None:
         return {"name": tpl.name, "hash": tpl.content_hash}
     return {"name": spec, "hash": judge.template_hash}
-
-
-self_rewarding.config_model = SelfRewardingConfig

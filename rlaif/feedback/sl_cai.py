@@ -25,6 +25,7 @@ from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
 from rlaif.feedback.constitutional import CritiqueRevisionPrinciple, load_critique_revision_pairs
 from rlaif.feedback.context import SourceContext
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.resources import template_ref
 from rlaif.feedback.result import FeedbackResult, SFTRecord, finish, new_result, pair_id
 from rlaif.feedback.source import SourceConfig, require_prompts
@@ -89,6 +90,7 @@ class _Chains:
         )  # fmt: skip
 
 
+@feedback_source(config=SLCAIConfig, writes=("pairs", "judgments", "dropped", "sft"))
 def sl_cai(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -226,6 +228,3 @@ def _records(run: _Chains, provenance: dict[str, Any]) -> list[PreferencePair]:
         )  # fmt: skip
     run.result.stats.count("sft_records", len(run.result.sft_records))
     return pairs
-
-
-sl_cai.config_model = SLCAIConfig

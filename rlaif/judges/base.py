@@ -139,3 +139,33 @@ def item_ids(ids: Sequence[str] | None, n: int, prefix: str, content_keys: Seque
     if len(ids) != n:
         raise ValueError(f"got {len(ids)} ids for {n} items")
     return [str(x) for x in ids]
+
+
+# -- the two protocols -----------------------------------------------------------------------------
+class ScoreJudge:
+    """A judge in the ``score`` slot: ``score(items, ids) -> list[PointwiseResult]``; also a TRL-style
+    reward function ``judge(prompts, completions, **kw) -> list[float | None]`` (None: could not judge),
+    so any score judge can reward a GRPO/RLOO/PPO round."""
+
+    slot = "score"
+
+    def score(self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None) -> list:
+        raise NotImplementedError
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float | None]:
+        items = [(as_conversation(p), _text(c)) for p, c in zip(prompts, completions, strict=True)]
+        return [r.mean_score for r in self.score(items)]
+
+
+class CompareJudge:
+    """A judge in the ``compare`` slot: ``compare(items, ids) -> list[PairwiseResult]``."""
+
+    slot = "compare"
+
+
+def _text(completion: Any) -> str:
+    """A completion as TRL passes it: a string, or a conversational list ending with the reply."""
+    if isinstance(completion, str):
+        return completion
+    last = completion[-1]
+    return last.content if isinstance(last, Message) else str(last["content"])

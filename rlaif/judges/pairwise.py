@@ -36,6 +36,7 @@ from rlaif.engines.base import Sampling
 from rlaif.errors import RlaifError, TemplateError
 from rlaif.generation.context import generate_checked
 from rlaif.judges.base import (
+    CompareJudge,
     Request,
     conversation_text,
     item_ids,
@@ -148,7 +149,7 @@ def cot_template_for(template: Template) -> Template:
         ) from None
 
 
-class PairwiseJudge:
+class PairwiseJudge(CompareJudge):
     """Compares ``(conversation, response_a, response_b)`` items; see the module docstring."""
 
     kind = "pairwise"

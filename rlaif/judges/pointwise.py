@@ -38,6 +38,7 @@ from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
 from rlaif.generation.retry import sample_until_valid
 from rlaif.judges.base import (
+    ScoreJudge,
     item_ids,
     make_judgment,
     render_response_requests,
@@ -70,7 +71,7 @@ class PointwiseResult:
         return [j.score for j in self.judgments if j.status == "ok" and j.score is not None]
 
 
-class PointwiseJudge:
+class PointwiseJudge(ScoreJudge):
     """Scores ``(conversation, response)`` items with a rubric template whose parser yields a score."""
 
     kind = "pointwise"

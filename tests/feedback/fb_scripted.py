@@ -37,13 +37,18 @@ class PerRequestScriptedEngine(ScriptedEngine):
         return out
 
 
-def call_source(source, prompts, engine, options=None, *, seed=0, round=0, adapter=None, judge_engine=None):
+def call_source(
+    source, prompts, engine, options=None, *, seed=0, round=0, adapter=None, judge_engine=None, judge=None
+):
     """Call a built-in source the way the pipeline does: the options validated into the source's
-    ``config_model`` first, the run-time values (seed, round, adapter) in a ``SourceContext``."""
+    config model first, the run-time values (seed, round, adapter, the run's judge spec) in a
+    ``SourceContext``."""
     from rlaif.feedback.context import SourceContext
     from rlaif.feedback.source import validate_source_options
+    from rlaif.judges.spec import judge_spec
 
     name = source.__name__
     validated = validate_source_options(options, source.config_model, name)
-    context = SourceContext(seed=seed, round=round, adapter=adapter, chunk=0)
+    run_judge = None if judge is None else judge_spec(judge).model_dump(mode="json")
+    context = SourceContext(seed=seed, round=round, adapter=adapter, chunk=0, judge=run_judge)
     return source(prompts, engine, validated, context, judge_engine=judge_engine)

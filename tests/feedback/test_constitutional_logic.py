@@ -176,15 +176,8 @@ def test_chain_of_thought_clamps_by_default():
         RLCAIConfig(clamp=(0.6, 0.9)).effective_clamp()
 
 
-def test_rl_cai_judge_options_may_not_override_own_fields():
-    with pytest.raises(ConfigError, match=r"judge_options may not set \['seed'\]"):
-        call_source(
-            rl_cai, prompts("first"), PerRequestScriptedEngine(policy), {"judge_options": {"seed": 1}}
-        )
-
-
 def test_rl_cai_uses_the_given_judge_template(tmp_path):
-    """judge.template reaches rl_cai as ``judge_template`` (here a user copy with ``parser: choice``)."""
+    """The run's judge reaches rl_cai through its context (here a user copy with ``parser: choice``)."""
     from rlaif.prompts import REPO_PROMPTS_DIR
 
     text = (REPO_PROMPTS_DIR / "cai_principle_choice.j2").read_text()
@@ -194,12 +187,16 @@ def test_rl_cai_uses_the_given_judge_template(tmp_path):
     mine.write_text(text)
     judge_engine = ScriptedEngine(principle_judge, model_name="feedback-model")
     result = call_source(rl_cai, prompts("first", "second"), PerRequestScriptedEngine(policy),
-                    {"judge_template": str(mine)}, judge_engine=judge_engine, seed=2)  # fmt: skip
+                    {}, judge_engine=judge_engine, seed=2, judge=str(mine))  # fmt: skip
     assert len(result.pairs) == 2
     assert {j.template for j in result.judgments} == {"my_principle_judge"}
 
 
-def test_rl_cai_judge_template_given_twice_is_an_error():
-    with pytest.raises(ConfigError, match="set the judge template once"):
-        call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy),
-               {"judge_template": "a.j2", "judge_options": {"template": "b.j2"}})  # fmt: skip
+def test_rl_cai_refuses_a_judge_of_another_kind_and_its_old_judge_keys():
+    with pytest.raises(
+        ConfigError, match="rl_cai judge: 'pairwise' is a pairwise judge .* needs a principle"
+    ):
+        call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy), {}, judge="pairwise")
+    for old in ({"judge_template": "a.j2"}, {"judge_options": {"seed": 1}}):
+        with pytest.raises(ConfigError, match="Extra inputs are not permitted"):
+            call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy), old)

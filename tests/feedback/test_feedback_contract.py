@@ -21,13 +21,8 @@ def prompts(n=2):
 
 
 def test_a_partial_sampling_block_keeps_the_sources_own_defaults():
-    sr = SelfRewardingConfig(sampling={"max_tokens": 512}, judge_sampling={"temperature": 1.0})
+    sr = SelfRewardingConfig(sampling={"max_tokens": 512})
     assert (sr.sampling.temperature, sr.sampling.top_p, sr.sampling.max_tokens) == (0.7, 0.9, 512)
-    assert (sr.judge_sampling.temperature, sr.judge_sampling.top_p, sr.judge_sampling.max_tokens) == (
-        1.0,
-        0.9,
-        256,
-    )
     assert SLCAIConfig(critique={"max_tokens": 5}).critique.temperature == 0.7
     assert InstructionContrastConfig(sampling={"top_p": 0.5}).sampling.temperature == 0.8
     assert RLCDConfig().sampling.model_dump() == {"temperature": 1.0, "top_p": 1.0, "max_tokens": 128}

@@ -25,7 +25,14 @@ def prompts(n=2):
 
 
 def test_builtin_registry():
-    assert set(FEEDBACK_SOURCES) == {"rlcd", "sl_cai", "rl_cai", "self_rewarding", "rlcf"}
+    assert set(FEEDBACK_SOURCES) == {
+        "rlcd",
+        "sl_cai",
+        "rl_cai",
+        "self_rewarding",
+        "rlcf",
+        "instruction_contrast",
+    }
     assert resolve_source("rlcd") is rlcd and source_config_model("rlcd") is RLCDConfig
 
 
@@ -69,7 +76,10 @@ def test_user_plugin_by_dotted_path():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "unknown feedback source 'nope' (built-in: rl_cai, rlcd, rlcf, self_rewarding, sl_cai"),
+        (
+            "nope",
+            "unknown feedback source 'nope' (built-in: instruction_contrast, rl_cai, rlcd, rlcf, self_rewarding, sl_cai",
+        ),
         ("no_such_module_xyz:fn", "cannot import module 'no_such_module_xyz'"),
         ("fb_plugin:missing", "module 'fb_plugin' has no attribute 'missing'"),
         ("fb_plugin:not_a_function", "'not_a_function' is not callable"),
