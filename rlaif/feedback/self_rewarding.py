@@ -42,7 +42,7 @@ from rlaif.records import PreferencePair, PromptRecord, derive_seed
 class SelfRewardingConfig(SourceConfig):
     """Settings for :func:`self_rewarding`."""
 
-    n_candidates: int = Field(4, ge=2, description="Candidates sampled per prompt (N).")
+    num_generations: int = Field(4, ge=2, description="Candidates sampled per prompt (N).")
     sampling: SamplingSettings = Field(
         default_factory=lambda: SamplingSettings(temperature=0.7, top_p=0.9, max_tokens=256),
         description="Sampling of the candidates.",
@@ -143,7 +143,7 @@ def _sample_candidates(
     stats: PairStats,
 ) -> _Candidates:  # fmt: skip
     """N candidates per prompt in one call (seeded per prompt); invalid texts are excluded and counted."""
-    base = cfg.output.sampling(cfg.sampling, n=cfg.n_candidates)
+    base = cfg.output.sampling(cfg.sampling, n=cfg.num_generations)
     texts: list[list[str | None]] = [[] for _ in prompts]
     seeds = {
         i: derive_seed(context.seed, "self_rewarding_candidates", context.round, i)
@@ -207,7 +207,7 @@ def _best_vs_worst(
         "prompt_id": rec.id, **common, "candidate_scores": scores, "chosen_index": sel.chosen,
         "rejected_index": sel.rejected, "chosen_score": scores[sel.chosen], "rejected_score": scores[sel.rejected],
         "pairing": cfg.pairing, "seeds": {"candidates": cands.seeds[pi], "judge": cands.judge_seed},
-        "sampling": {"n": cfg.n_candidates, **cfg.sampling.model_dump()},
+        "sampling": {"n": cfg.num_generations, **cfg.sampling.model_dump()},
     }  # fmt: skip
     if rec.metadata.get("source") == "self_instruct":
         meta["prompt_provenance"] = rec.metadata

@@ -35,7 +35,7 @@ Non-guarantee: determinism holds for one engine build on one machine (kernels di
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -67,6 +67,12 @@ class PartialSamplingBlocks(BaseModel):
     0.7), instead of falling back to the generic :class:`SamplingSettings` defaults."""
 
     model_config = ConfigDict(extra="forbid")
+
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "n_candidates": "num_generations",
+        "candidates": "num_generations",
+    }
+    """Old option names -> TRL's (an old key is refused with "did you mean" the new one)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -107,7 +113,8 @@ def validate_source_options(options: C | dict | None, model: type[C], where: str
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        raise ConfigError(f"{where} config: {describe_validation_error(exc, root='(config)')}") from None
+        problem = describe_validation_error(exc, root="(config)", config_keys=True, model=model)
+        raise ConfigError(f"{where} config: {problem}") from None
 
 
 def require_prompts(prompts: list[PromptRecord], source: str) -> None:

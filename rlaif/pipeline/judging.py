@@ -61,13 +61,20 @@ class JudgeUse:
 
 def run_judge(cfg: RunConfig, default: Any) -> Any:
     """The run's judge spec as written, or ``default`` when the ``judge:`` block names none."""
-    return cfg.judge.spec or default
+    spec = cfg.judge.spec
+    if spec is not None and "template" not in spec and "kind" not in spec:
+        raise ConfigError(
+            f"{cfg.source_file or 'config'}: 'judge.options' is set without 'judge.template' or 'judge.kind'; "
+            "name the judge the options are for (e.g. judge.template: self_rewarding_rubric)"
+        )
+    return spec or default
 
 
 def source_judge(cfg: RunConfig) -> dict | None:
     """What a feedback source with a judge slot receives as ``context.judge`` (None: its default)."""
-    spec = cfg.judge.spec
-    return None if spec is None else judge_spec(spec, where="judge").model_dump(mode="json")
+    if cfg.judge.spec is None:
+        return None
+    return judge_spec(run_judge(cfg, None), where="judge").model_dump(mode="json")
 
 
 def win_rate_judge(cfg: RunConfig) -> Any:

@@ -198,5 +198,5 @@ def test_rl_cai_refuses_a_judge_of_another_kind_and_its_old_judge_keys():
     ):
         call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy), {}, judge="pairwise")
     for old in ({"judge_template": "a.j2"}, {"judge_options": {"seed": 1}}):
-        with pytest.raises(ConfigError, match="Extra inputs are not permitted"):
+        with pytest.raises(ConfigError, match="unknown key"):
             call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy), old)

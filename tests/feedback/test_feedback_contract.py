@@ -68,3 +68,16 @@ def test_run_source_validates_once_and_passes_plugin_dicts_through():
     )  # the affix note
     result = run_source("rlcd", prompts(1), engine, validated, context)
     assert result.pairs[0].chosen.endswith(" 8") and result.pairs[0].metadata["sampling"]["max_tokens"] == 8
+
+
+@pytest.mark.parametrize(
+    ("model", "old"),
+    [(SelfRewardingConfig, "n_candidates"), (InstructionContrastConfig, "candidates")],
+)
+def test_old_option_names_say_did_you_mean_trls(model, old):
+    from rlaif.errors import ConfigError
+    from rlaif.feedback.source import validate_source_options
+
+    with pytest.raises(ConfigError, match=rf"unknown key '{old}' \(did you mean 'num_generations'\?\)"):
+        validate_source_options({old: 3}, model, "src")
+    assert validate_source_options({"num_generations": 3}, model, "src").num_generations == 3

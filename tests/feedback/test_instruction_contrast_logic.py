@@ -107,7 +107,7 @@ def candidate_engine(scored: list[tuple[str, str]]) -> ScriptedEngine:
 def test_candidates_pick_the_reply_with_the_highest_contrast_and_keep_every_score():
     scored: list[tuple[str, str]] = []
     engine = candidate_engine(scored)
-    res = call_source(instruction_contrast, [record(0)], engine, {"candidates": 3}, seed=4)
+    res = call_source(instruction_contrast, [record(0)], engine, {"num_generations": 3}, seed=4)
     (pair,) = res.pairs
     assert pair.chosen == "lower case" and pair.rejected == "bare reply"
     cands = pair.metadata["candidates"]
@@ -128,7 +128,7 @@ def test_candidate_ties_go_to_the_first_and_invalid_candidates_are_skipped():
         return ["", "one", "two"][i] if "Remember:" in conv[-1].content else "bare"
 
     engine = ScriptedEngine(respond, scorer=lambda conv, text: [-1.0])  # every contrast is 0
-    res = call_source(instruction_contrast, [record(0)], engine, {"candidates": 3, "max_retries": 0})
+    res = call_source(instruction_contrast, [record(0)], engine, {"num_generations": 3, "max_retries": 0})
     (pair,) = res.pairs
     assert pair.chosen == "one"  # the empty candidate is invalid; "one" and "two" tie
     assert pair.metadata["candidates"]["valid"] == 2 and pair.metadata["candidates"]["chosen"] == 0
@@ -142,5 +142,5 @@ def test_candidates_need_an_engine_that_scores_and_say_so_before_sampling():
 
     engine = ScriptedEngine(lambda conv, i, s: "x")  # no scorer
     with pytest.raises(EngineError, match="cannot score a given text"):
-        call_source(instruction_contrast, [record(0)], engine, {"candidates": 2})
+        call_source(instruction_contrast, [record(0)], engine, {"num_generations": 2})
     assert engine.calls == []  # nothing was generated first

@@ -207,7 +207,7 @@ def test_rescore_invalid_judgment_drops_the_pair(affix_file):
 
 def test_bad_config_is_a_clear_error(affix_file):
     engine = PerRequestScriptedEngine(kind_or_cruel)
-    with pytest.raises(ConfigError, match="rlcd config: field 'temprature': Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match="rlcd config: unknown key 'temprature'"):
         call_source(rlcd, prompts(), engine, {"temprature": 1.0})
     with pytest.raises(ConfigError, match="rlcd config: field 'rescore.threshold'"):
         call_source(rlcd, prompts(), engine, {"rescore": {"threshold": 0.2}})
