@@ -318,7 +318,8 @@ def _rescore(
     from rlaif.judges.spec import build_judge
 
     spec = rlcd.source_spec.judge_for(context)
-    judge = build_judge(spec, PerRequestSeeds(judge_engine))
+    seed = derive_seed(context.seed, "rlcd_rescore")  # seeds the judge's sampling where the spec sets one
+    judge = build_judge(spec, PerRequestSeeds(judge_engine), seed=seed)
     verdicts = judge.compare(
         [(rec.messages, pos, neg) for rec, pos, neg, _ in candidates], ids=[rec.id for rec, *_ in candidates]
     )

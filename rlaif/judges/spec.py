@@ -65,7 +65,7 @@ class _Spec(BaseModel):
     )
 
     def options(self) -> dict[str, Any]:
-        """The constructor arguments the user (or the template) set."""
+        """The constructor arguments the user (or the template) set (``sampling``: see build_judge)."""
         out = self.model_dump(exclude={"kind", "template"}, exclude_none=True)
         if isinstance(getattr(self, "sampling", None), SamplingSettings):
             out.pop("sampling")
@@ -125,12 +125,6 @@ class PairwiseSpec(_Spec):
     self_check: Literal["off", "refuse", "error"] | None = Field(
         None, description="Withhold or refuse a batch whose order agreement is at chance."
     )
-
-    def options(self) -> dict[str, Any]:
-        out = super().options()
-        if self.sampling is not None:
-            out["sampling"] = self.sampling.to_sampling()
-        return out
 
 
 class PrincipleSpec(PairwiseSpec):
@@ -300,8 +294,11 @@ def build_judge(spec: Any, engine: Any, **run: Any) -> Any:
     if isinstance(spec, PythonSpec):
         return cls(spec.template, engine, **spec.options())
     kwargs = {k: v for k, v in run.items() if k in spec.run_values and v is not None}
+    settings = getattr(spec, "sampling", None)
+    if isinstance(settings, SamplingSettings):  # the spec sets the sampling, the run its seed
+        kwargs["sampling"] = settings.to_sampling(seed=run.get("seed"))
     if isinstance(spec, RubricSpec):
-        kwargs["sampling"] = spec.sampling.to_sampling(seed=kwargs.pop("seed", None))
+        kwargs.pop("seed", None)
     if run.get("sampling") is not None and "sampling" in type(spec).model_fields:
         kwargs["sampling"] = run["sampling"]
     options = {**spec.options(), **kwargs}

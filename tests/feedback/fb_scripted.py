@@ -8,11 +8,12 @@ responder call that prompt's own settings and records the per-prompt settings of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rlaif.engines.base import PromptInput, Sampling
 from rlaif.engines.scripted import ScriptedEngine
-from rlaif.records import Completion
+from rlaif.records import Completion, Message, PromptRecord, TokenLogprob, TopLogprob
 
 
 class PerRequestScriptedEngine(ScriptedEngine):
@@ -52,3 +53,24 @@ def call_source(
     run_judge = None if judge is None else judge_spec(judge).model_dump(mode="json")
     context = SourceContext(seed=seed, round=round, adapter=adapter, chunk=0, judge=run_judge)
     return source(prompts, engine, validated, context, judge_engine=judge_engine)
+
+
+def numbered_prompts(n: int = 2) -> list[PromptRecord]:
+    """``n`` one-turn prompts ``p0: q0``, ``p1: q1``, ..."""
+    return [PromptRecord(id=f"p{i}", messages=[Message(role="user", content=f"q{i}")]) for i in range(n)]
+
+
+def choice_completion(p_first: float | None) -> Completion:
+    """A judge answer whose first token puts P(first shown)=p_first on "A" and the rest on "B"
+    (None: an answer with no label, which cannot be read)."""
+    if p_first is None:
+        return Completion(text="hmm", logprobs=[TokenLogprob(token="hmm", logprob=-0.1, top=[])])
+    top = [
+        TopLogprob(token="A", logprob=math.log(p_first)),
+        TopLogprob(token="B", logprob=math.log(1 - p_first)),
+    ]
+    token = "A" if p_first >= 0.5 else "B"
+    lp = math.log(p_first if token == "A" else 1 - p_first)
+    return Completion(
+        text=token, logprobs=[TokenLogprob(token=token, logprob=lp, top=top)], finish_reason="stop"
+    )

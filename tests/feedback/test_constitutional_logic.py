@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
-from fb_scripted import PerRequestScriptedEngine, call_source
+from fb_scripted import PerRequestScriptedEngine, call_source, choice_completion
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
 from rlaif.feedback.constitutional import load_critique_revision_pairs
 from rlaif.feedback.rl_cai import RLCAIConfig, rl_cai, soft_label
 from rlaif.feedback.sl_cai import sl_cai
-from rlaif.records import Completion, Message, PromptRecord, TokenLogprob, TopLogprob
+from rlaif.records import Message, PromptRecord
 
 
 def prompts(*texts: str) -> list[PromptRecord]:
@@ -105,17 +103,6 @@ def test_sl_cai_identical_revision_is_left_to_the_pairs_stage():
 def test_sl_cai_few_shot_larger_than_the_examples_is_an_error():
     with pytest.raises(ConfigError, match="few_shot=3 but .* has 2 example"):
         call_source(sl_cai, prompts("q"), PerRequestScriptedEngine(cai_responder), {"few_shot": 3})
-
-
-def choice_completion(p_first: float | None) -> Completion:
-    if p_first is None:
-        return Completion(text="hmm", logprobs=[TokenLogprob(token="hmm", logprob=-0.1, top=[])])
-    top = [
-        TopLogprob(token="A", logprob=math.log(p_first)),
-        TopLogprob(token="B", logprob=math.log(1 - p_first)),
-    ]
-    token = "A" if p_first >= 0.5 else "B"
-    return Completion(text=token, logprobs=[TokenLogprob(token=token, logprob=-0.1, top=top)])
 
 
 # P(sample 0 is better) per prompt; None = the judge's answer cannot be read

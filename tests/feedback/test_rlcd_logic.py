@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
-from fb_scripted import PerRequestScriptedEngine, call_source
+from fb_scripted import PerRequestScriptedEngine, call_source, choice_completion
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
 from rlaif.feedback.rlcd import rlcd
-from rlaif.records import Completion, Message, PromptRecord, TokenLogprob, TopLogprob
+from rlaif.records import Message, PromptRecord
 
 AFFIXES = (
     "pairs:\n  - {positive: kind-one, negative: cruel-one}\n  - {positive: kind-two, negative: cruel-two}\n"
@@ -153,19 +151,6 @@ def test_affix_choice_and_sampling_are_deterministic_for_a_seed():
     # a prompt's result does not depend on the prompts after it
     head = call_source(rlcd, many[:3], PerRequestScriptedEngine(seeded), {}, seed=7)
     assert [p.model_dump() for p in head.pairs] == [p.model_dump() for p in first.pairs[:3]]
-
-
-def choice_completion(p_first: float) -> Completion:
-    """A judge answer whose first token puts P(first shown)=p_first on "A" and the rest on "B"."""
-    top = [
-        TopLogprob(token="A", logprob=math.log(p_first)),
-        TopLogprob(token="B", logprob=math.log(1 - p_first)),
-    ]
-    token = "A" if p_first >= 0.5 else "B"
-    lp = math.log(p_first if token == "A" else 1 - p_first)
-    return Completion(
-        text=token, logprobs=[TokenLogprob(token=token, logprob=lp, top=top)], finish_reason="stop"
-    )
 
 
 def test_rescore_keeps_flips_and_drops_by_threshold(affix_file):
