@@ -38,7 +38,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from rlaif.engines.base import SamplingSettings
 from rlaif.errors import ConfigError, RlaifError, TemplateError, describe_validation_error
 from rlaif.plugins import import_object
-from rlaif.prompts import PACKAGED_PROMPTS_DIR, REPO_PROMPTS_DIR, ChoiceParserSpec, Template, load_template
+from rlaif.prompts import (
+    PACKAGED_PROMPTS_DIR,
+    REPO_PROMPTS_DIR,
+    ChoiceParserSpec,
+    ScoreParserSpec,
+    Template,
+    load_template,
+)
 
 SCORE, COMPARE = "score", "compare"
 CALLABLE = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
@@ -64,6 +71,12 @@ class _Spec(BaseModel):
         ..., description="Built-in template name, template file, or package.module:function."
     )
 
+    @property
+    def scores_text(self) -> bool:
+        """Whether this judge needs an engine that scores given text (prompt log-probabilities: the
+        in-process vLLM engine without LoRA), so a run can refuse it before any stage starts."""
+        return False
+
     def options(self) -> dict[str, Any]:
         """The constructor arguments the user (or the template) set (``sampling``: see build_judge)."""
         out = self.model_dump(exclude={"kind", "template"}, exclude_none=True)
@@ -88,6 +101,16 @@ class RubricSpec(_Spec):
     )
     expected_score: bool = Field(False, description="Score = expectation over the label probabilities.")
 
+    @property
+    def scores_text(self) -> bool:
+        """Graded scores on a scale with multi-character labels score each label as text."""
+        if not self.expected_score:
+            return False
+        from rlaif.judges.label_scores import needs_continuations
+
+        parser = load_template(self.template).parser
+        return isinstance(parser, ScoreParserSpec) and needs_continuations(parser)
+
 
 class LabelProbabilitySpec(_Spec):
     kind: Literal["label_probability"] = "label_probability"
@@ -105,6 +128,10 @@ class LikelihoodSpec(_Spec):
 
     positive: str | None = Field(None, description="Descriptor of the good context.")
     negative: str | None = Field(None, description="Descriptor of the bad context.")
+
+    @property
+    def scores_text(self) -> bool:
+        return True
 
 
 class PairwiseSpec(_Spec):

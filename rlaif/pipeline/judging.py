@@ -159,6 +159,13 @@ def check_judges(cfg: RunConfig) -> None:
         _check_slot(use, spec, slot, where)
 
 
+def text_scoring_judges(cfg: RunConfig) -> list[JudgeUse]:
+    """The uses whose judge scores given text (likelihood; graded scores on a 1-10 scale): their engine
+    must be the in-process vLLM engine without LoRA. For the run's compile step, which knows whether
+    the policy engine serves adapters."""
+    return [use for use in judge_uses(cfg) if judge_spec(use.spec, where=use.key).scores_text]
+
+
 def _check_slot(use: JudgeUse, spec: Any, slot: str, where: str) -> None:
     name = spec.template if spec.kind != "length" else spec.kind
     if slot != use.slot:

@@ -91,3 +91,14 @@ def test_length_judge_is_a_new_kind_through_every_entry_point():
     assert longer.score([(PROMPT, "abc")])[0].mean_score == 3.0
     with pytest.raises(ConfigError, match="field 'length.prefer'"):
         judge_spec({"kind": "length", "prefer": "middle"})
+
+
+def test_a_spec_says_whether_its_judge_scores_text(tmp_path):
+    assert judge_spec("contrast_harmless").scores_text  # likelihood: log p(reply | context)
+    assert not judge_spec("rubric_fewshot").scores_text  # 0-5: the score token's top-k is enough
+    from pathlib import Path
+
+    one_to_ten = Path(__file__).parent / "assets" / "rubric_1_10.j2"
+    assert judge_spec(str(one_to_ten)).scores_text  # 1-10: each label scored as text
+    assert not judge_spec({"template": str(one_to_ten), "expected_score": False}).scores_text
+    assert not judge_spec("pairwise").scores_text and not judge_spec({"kind": "length"}).scores_text

@@ -12,7 +12,13 @@ from rlaif.config import RunConfig
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
 from rlaif.feedback import feedback_source
-from rlaif.pipeline.judging import check_judges, feedback_options, judge_uses, source_judge
+from rlaif.pipeline.judging import (
+    check_judges,
+    feedback_options,
+    judge_uses,
+    source_judge,
+    text_scoring_judges,
+)
 
 
 class JudgedSourceConfig(BaseModel):
@@ -97,3 +103,9 @@ def test_every_score_kind_fills_self_rewardings_slot_and_options_are_typed():
         check_judges(config(judge={"template": "rubric_fewshot", "options": {"both_orders": False}}))
     with pytest.raises(ConfigError, match="drives a rubric judge, not pairwise"):
         check_judges(config(judge={"template": "rubric_fewshot", "kind": "pairwise"}))
+
+
+def test_judges_that_score_text_are_listed_for_the_engine_check():
+    assert text_scoring_judges(config()) == []
+    uses = text_scoring_judges(config(judge={"template": "contrast_harmless"}))
+    assert [(u.key, u.purpose) for u in uses] == [("judge.template", "feedback.source=self_rewarding")]
