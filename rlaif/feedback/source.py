@@ -13,11 +13,14 @@ A feedback source is a plain function::
 
 ``engine`` serves the policy (the model whose outputs become pairs); ``judge_engine`` serves the AI
 labeller where the source has one (None: the policy engine judges, as in Self-Rewarding). ``options``
-is the already validated instance of the source's ``config_model`` (a plug-in without one gets the
-plain dict); a source never validates its options again. ``context`` carries what the run decides:
-seed, round, the adapter the engine serves, the chunk (:class:`rlaif.feedback.context.SourceContext`).
+is the already validated instance of the config model the source declares
+(:func:`rlaif.feedback.registry.feedback_source`; a plug-in without one gets the plain dict); a source
+never validates its options again, and never filters pairs (the pairs stage does). ``context``
+carries what the run decides: seed, round, the adapter the engine serves, the chunk, the run's judge
+(:class:`rlaif.feedback.context.SourceContext`).
 
-Guarantees every built-in source keeps (and user sources should keep):
+Guarantees every built-in source keeps by sending its requests through :mod:`rlaif.generation` (and
+user sources should keep, most simply the same way):
 - accounting: every input prompt either yields exactly one pair or is counted under one drop reason
   (see :mod:`rlaif.feedback.result`);
 - batching: each stage sends all its requests in one ``engine.generate`` call (retries: one call per
