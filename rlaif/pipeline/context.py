@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import EngineConfig, ResolvedRun, RunConfig
+from rlaif.config import ResolvedRun, RunConfig
 from rlaif.errors import ConfigError
-from rlaif.pipeline.preflight import check_context_length
-from rlaif.pipeline.resolve import serves_adapters
+from rlaif.pipeline.engines import build_engine
+from rlaif.pipeline.resolve import lora_rank, serves_adapters
 from rlaif.sandbox import SandboxPool
 
 
@@ -80,32 +80,6 @@ class AdapterBoundEngine:
         pass
 
 
-def make_engine(
-    cfg: EngineConfig, model_path: Path | str, enable_lora: bool, key: str = "engine", where: str = "config"
-) -> Any:
-    """Start an engine; ``key`` names the config block in errors (``engine`` or ``judge.engine``)."""
-    if cfg.kind == "openai":
-        from rlaif.engines.openai import OpenAIEngine
-
-        return OpenAIEngine(cfg.url, model=cfg.model, concurrency=cfg.concurrency)
-
-    # models built during the run (build_tiny) could not be checked by rlaif validate
-    check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
-    from rlaif.engines.vllm import VLLMEngine
-
-    kv = int(cfg.kv_cache_gb * (1 << 30)) if cfg.kv_cache_gb else None
-    return VLLMEngine(
-        model_path,
-        max_model_len=cfg.max_model_len,
-        kv_cache_memory_bytes=kv,
-        gpu_memory_utilization=cfg.gpu_memory_utilization,
-        tensor_parallel_size=cfg.tensor_parallel_size,
-        data_parallel_size=cfg.data_parallel_size,
-        enable_lora=enable_lora,
-        progress=False,
-    )
-
-
 @dataclass
 class RunContext:
     """``run``: the config with every option block resolved once (:mod:`rlaif.pipeline.resolve`)."""
@@ -133,7 +107,7 @@ class RunContext:
         """The policy as an engine (current adapter bound)."""
         if self.cfg.engine.kind == "openai":
             if self._engine is None:
-                self._engine = make_engine(self.cfg.engine, self.policy.path, enable_lora=False)
+                self._engine = build_engine(self.cfg.engine, self.policy.path, lora_rank=None)
             if self.policy.adapter is not None:
                 raise ConfigError(
                     "engine.kind=openai cannot serve a freshly trained adapter; use engine.kind=vllm for "
@@ -145,8 +119,8 @@ class RunContext:
                 self._engine.close()
             self._engine = None
             self.log_event("engine_start", model=str(self.policy.path))
-            self._engine = make_engine(
-                self.cfg.engine, self.policy.path, enable_lora=self.serves_adapters(),
+            self._engine = build_engine(
+                self.cfg.engine, self.policy.path, lora_rank=self.engine_lora_rank(),
                 where=self.cfg.source_file or "config",
             )  # fmt: skip
             self._engine_model = self.policy.path
@@ -160,6 +134,12 @@ class RunContext:
         fine-tunes full weights starts its engine without LoRA."""
         return self.policy.adapter is not None or serves_adapters(self.run)
 
+    def engine_lora_rank(self) -> int | None:
+        """The largest adapter rank the policy engine serves (None: it starts without LoRA)."""
+        if not self.serves_adapters():
+            return None
+        return max(lora_rank(self.run) or 0, 1)
+
     def judge_engine(self) -> Any:
         """The judge: the policy itself, or a separate model/server."""
         judge = self.cfg.judge
@@ -168,8 +148,8 @@ class RunContext:
         if self._judge_engine is None:
             engine_cfg = judge.engine or self.cfg.engine
             key = "judge.engine" if judge.engine else "engine"
-            self._judge_engine = make_engine(
-                engine_cfg, judge.model, enable_lora=False, key=key, where=self.cfg.source_file or "config"
+            self._judge_engine = build_engine(
+                engine_cfg, judge.model, lora_rank=None, key=key, where=self.cfg.source_file or "config"
             )
         return self._judge_engine
 

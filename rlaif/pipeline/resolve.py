@@ -15,6 +15,7 @@ a built-in source's ``feedback.options`` with a message saying where they belong
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rlaif.config import Block, ResolvedRun, RunConfig, resolve_run
@@ -48,6 +49,25 @@ def serves_adapters(run: ResolvedRun) -> bool:
     cfg, dpo = run.config, run.blocks.get("dpo")
     trains_adapters = cfg.rounds > 0 and (dpo is None or getattr(dpo, "lora", True) is not None)
     return cfg.policy.adapter is not None or trains_adapters or cfg.final.kind != "none"
+
+
+def lora_rank(run: ResolvedRun) -> int | None:
+    """The largest LoRA rank the policy engine will serve: every resolved block's ``lora.r`` and the
+    starting adapter's ``adapter_config.json``; None when the engine serves no adapter."""
+    if not serves_adapters(run):
+        return None
+    ranks = [getattr(getattr(b, "lora", None), "r", None) for b in run.blocks.values()]
+    start = run.config.policy.adapter
+    if start:
+        ranks.append(_adapter_config_rank(Path(start).expanduser() / "adapter_config.json"))
+    return max((r for r in ranks if isinstance(r, int)), default=0)
+
+
+def _adapter_config_rank(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8")).get("r"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None  # not readable yet: the trainer checks the adapter itself
 
 
 def _check_text_scoring(run: ResolvedRun) -> None:

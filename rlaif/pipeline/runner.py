@@ -36,9 +36,10 @@ from typing import Any
 
 import yaml
 
-from rlaif.config import ResolvedRun, RunConfig
+from rlaif.config import RunConfig
 from rlaif.errors import RlaifError
 from rlaif.pipeline import report, stages
+from rlaif.pipeline.compile import RunPlan, compile_run
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.evaluation import evaluate_policy
 from rlaif.pipeline.feedback_stage import feedback
@@ -54,7 +55,6 @@ from rlaif.pipeline.manifest import (
     read_manifest,
     write_manifest,
 )
-from rlaif.pipeline.resolve import resolve
 from rlaif.pipeline.summary import StageSummary, next_policy, summary_from_json
 
 StageBody = Callable[[Path], StageSummary]
@@ -78,10 +78,12 @@ def plan_stages(cfg: RunConfig) -> list[str]:
 
 
 class Runner:
-    def __init__(self, cfg: RunConfig | ResolvedRun, engine: Any = None):
-        """``cfg``: a run config (resolved here) or one resolved already (``rlaif run`` resolves it while
-        checking). ``engine``: an already running engine on the policy to reuse (tests, notebooks)."""
-        self.run_config = cfg if isinstance(cfg, ResolvedRun) else resolve(cfg)
+    def __init__(self, cfg: RunConfig | RunPlan, engine: Any = None):
+        """``cfg``: a run config (compiled here: every check of ``rlaif validate`` runs before any stage)
+        or one compiled already (``rlaif run`` compiles it while checking). ``engine``: an already
+        running engine on the policy to reuse (tests, notebooks)."""
+        self.compiled = cfg if isinstance(cfg, RunPlan) else compile_run(cfg)
+        self.run_config = self.compiled.run
         self.cfg = self.run_config.config
         self.shared_engine = engine
         self.run_dir = self.cfg.run_dir()
