@@ -133,6 +133,16 @@ class PairsStageConfig(Strict):
     )
 
 
+class SFTStageConfig(Strict):
+    """Supervised fine-tuning before the DPO rounds on the records a feedback source writes (SL-CAI's
+    revisions), as Constitutional AI trains its SL stage before RL."""
+
+    feedback: FeedbackConfig = Field(..., description="The source writing SFT records (e.g. sl_cai).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The SFT trainer's own config (rlaif.train.sft.SFTConfig)."
+    )
+
+
 class FinalRoundConfig(Strict):
     kind: Literal["none", "ppo", "grpo", "rloo"] = Field("none", description="Final RL round.")
     reward: Literal["sandbox", "reward_model", "judge"] = Field(
@@ -193,6 +203,7 @@ class RunConfig(Strict):
     prompts: PromptSource
     feedback: FeedbackConfig
     pairs: PairsStageConfig = Field(default_factory=PairsStageConfig)
+    sft: SFTStageConfig | None = Field(None, description="SFT on a source's records before round 1.")
     rounds: int = Field(1, ge=0, description="Number of DPO rounds.")
     dpo: dict[str, Any] = Field(default_factory=dict, description="DPO round config (rlaif.train).")
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
@@ -279,12 +290,14 @@ def validate_stage_options(model: type[BaseModel], options: dict, where: str, fi
 class Block:
     """One option block to resolve: its config model (None: passed on as the plain mapping), the
     user's mapping, values the stage sets when the user does not (``defaults``) and values the stage
-    always sets itself (``forced``, e.g. the policy a round starts from)."""
+    always sets itself (``forced``, e.g. the policy a round starts from); ``trains``: the block
+    configures a training stage this run executes (its LoRA decides what the policy engine serves)."""
 
     model: type[BaseModel] | None
     options: Mapping[str, Any]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     forced: Mapping[str, Any] = field(default_factory=dict)
+    trains: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,12 +306,14 @@ class ResolvedRun:
 
     ``blocks`` maps the YAML key (``feedback.options``, ``pairs.options``, ``dpo``, ``final.options``)
     to the typed model (or the mapping, for a plug-in without a config model); ``user_keys`` holds the
-    keys the user wrote in each block, so a stage knows which run-time values it may still set.
+    keys the user wrote in each block, so a stage knows which run-time values it may still set;
+    ``training`` the keys of the blocks whose training stage the run executes.
     """
 
     config: RunConfig
     blocks: Mapping[str, Any]
     user_keys: Mapping[str, frozenset[str]]
+    training: frozenset[str] = frozenset()
 
     def block(self, key: str) -> Any:
         if key not in self.blocks:
@@ -322,4 +337,5 @@ def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:
         data = {**block.defaults, **block.options, **block.forced}
         typed[key] = data if block.model is None else validate_stage_options(block.model, data, key, file)
     keys = {key: frozenset(block.options) for key, block in blocks.items()}
-    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys)
+    training = frozenset(key for key, block in blocks.items() if block.trains)
+    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys, training=training)

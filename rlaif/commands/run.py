@@ -94,7 +94,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
     from rlaif.errors import describe_validation_error
     from rlaif.files import load_yaml_mapping
     from rlaif.pipeline.report import collect_metrics, write_report
-    from rlaif.pipeline.runner import plan_stages
+    from rlaif.pipeline.stage_kinds import plan_stages
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():

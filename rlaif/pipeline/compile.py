@@ -6,7 +6,7 @@ only when the first chunk was judged). :func:`compile_run` is the one place ever
 checked; ``rlaif validate``, ``rlaif run`` and :class:`~rlaif.pipeline.runner.Runner` (the Python API)
 all call it, so none of them can start a run the others would refuse.
 
-Guarantees: every option block is validated once (:func:`~rlaif.pipeline.resolve.resolve`); the data
+Guarantees: every option block is validated once (:func:`resolve`); the data
 files are read as the stages will read them; each refusal is a :class:`~rlaif.errors.ConfigError`
 naming the file and the key; no model is loaded and nothing is generated. The plan records the LoRA
 rank the policy engine must serve, so the engine is started able to load every adapter the run trains.
@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import ResolvedRun, RunConfig
+from rlaif.config import ResolvedRun, RunConfig, resolve_run
 from rlaif.errors import ConfigError
 from rlaif.pipeline.inputs import is_code_run
 from rlaif.pipeline.judging import check_judges
 from rlaif.pipeline.preflight import check_context_lengths, read_inputs
-from rlaif.pipeline.resolve import lora_rank, resolve, serves_adapters
+from rlaif.pipeline.resolve import check_text_scoring, lora_rank, serves_adapters
+from rlaif.pipeline.stage_kinds import run_blocks
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,14 @@ class RunPlan:
     @property
     def config(self) -> RunConfig:
         return self.run.config
+
+
+def resolve(cfg: RunConfig) -> ResolvedRun:
+    """Every option block of ``cfg`` validated against its stage's model, once: each stage kind of the
+    registry (:mod:`rlaif.pipeline.stage_kinds`) names its blocks."""
+    run = resolve_run(cfg, run_blocks(cfg))
+    check_text_scoring(run)
+    return run
 
 
 def compile_run(cfg: RunConfig) -> RunPlan:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.code.pairs import CodePairStats
+from rlaif.config import FeedbackConfig
 from rlaif.feedback import resolve_source, run_source
 from rlaif.feedback.context import SourceContext
 from rlaif.files import atomic_write_text
@@ -39,14 +40,17 @@ _RECORD_LISTS = {
 }
 
 
-def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> FeedbackSummary:
-    """Chunks of the source's output on disk, then the merged pairs, records and counts."""
+def feedback(
+    ctx: RunContext, stage_dir: Path, round_index: int, source: FeedbackConfig, block: str
+) -> FeedbackSummary:
+    """Chunks of ``source``'s output on disk (its options: the resolved ``block``), then the merged
+    pairs, records and counts."""
 
     cfg = ctx.cfg
     data = read_prompt_source(cfg.prompts, "prompts")
-    spec = cfg.feedback.source
+    spec = source.source
     code = getattr(resolve_source(spec), "uses_sandbox", False)
-    options = ctx.run.block("feedback.options")
+    options = ctx.run.block(block)
     engine = ctx.policy_engine()
     judge = None if code else ctx.judge_engine()
     sandbox = ctx.sandbox() if code else None
@@ -61,7 +65,7 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> FeedbackSumm
         return _chunk_record(res)
 
     progress = chunk_progress("rlcf" if code else "feedback")
-    chunks = run_chunks(data.items, cfg.feedback.chunk_size, stage_dir / "chunks", work, progress)
+    chunks = run_chunks(data.items, source.chunk_size, stage_dir / "chunks", work, progress)
     pairs = [PreferencePair.model_validate(p) for c in chunks for p in c["pairs"]]
     for p in pairs:
         p.round = round_index

@@ -29,10 +29,10 @@ def test_a_summary_round_trips_through_json_with_the_report_keys():
     data = s.to_json()
     assert data["outputs"] == {"pairs": "p.jsonl", "judgments": "j.jsonl"}  # unset paths left out
     assert "stats" not in data and data["drops"] == {"tie": 1}
-    back = summary_from_json("round_2/feedback", json.loads(json.dumps(data)))
+    back = summary_from_json(FeedbackSummary, json.loads(json.dumps(data)))
     assert back == s and isinstance(back.counts["position_consistency"], float)
-    assert summary_from_json("round_2/feedback", {**data, "surprise": 1}) is None
-    assert summary_from_json("round_2/pairs", data) is None  # a feedback summary is not a pairs summary
+    assert summary_from_json(FeedbackSummary, {**data, "surprise": 1}) is None
+    assert summary_from_json(PairsSummary, data) is None  # a feedback summary is not a pairs summary
 
 
 def test_the_next_policy_comes_from_the_train_summary():
