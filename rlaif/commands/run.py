@@ -39,7 +39,8 @@ def validate(
     """Check a run config (and every stage's options) without loading any model."""
     file = resolve_pipeline(file)
     cfg = check_config(file, overrides or []).config
-    emit(f"ok: {file} (run '{cfg.name}', {cfg.rounds} DPO round(s), final={cfg.final.kind})")
+    sft = "SFT, then " if cfg.sft else ""
+    emit(f"ok: {file} (run '{cfg.name}', {sft}{cfg.rounds} DPO round(s), final={cfg.final.kind})")
 
 
 def run(
