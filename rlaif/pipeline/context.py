@@ -8,8 +8,6 @@ stage produces a new base model (full fine-tuning or a merged adapter) is the en
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,27 +32,6 @@ class Policy:
         return {"path": str(self.path), "adapter": str(self.adapter) if self.adapter else None}
 
 
-FAULT_ENV = "RLAIF_FAULT_KILL_AT"
-_fault_state = {"chunk": -1, "calls": 0}
-
-
-def start_chunk(chunk: int) -> None:
-    """Called by chunked stages at the start of each chunk (for the fault hook below)."""
-    _fault_state.update(chunk=chunk, calls=0)
-
-
-def _maybe_inject_fault() -> None:
-    """Fault injection for resume tests: ``RLAIF_FAULT_KILL_AT=C:N`` SIGKILLs this process at the start
-    of the N-th engine call made while chunk C is processed (for self-rewarding, call 1 generates the
-    chunk's candidates and call 2 starts judging them), i.e. at an exact point mid-stage."""
-    _fault_state["calls"] += 1
-    target = os.environ.get(FAULT_ENV)
-    if target:
-        chunk, call = (int(x) for x in target.split(":"))
-        if _fault_state["chunk"] == chunk and _fault_state["calls"] == call:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 class AdapterBoundEngine:
     """An engine view that always serves one adapter, so sources written for plain engines serve the
     current round's policy without knowing about adapters."""
@@ -70,7 +47,6 @@ class AdapterBoundEngine:
         return self.engine.supports_guided_json
 
     def generate(self, prompts, sampling, adapter=None):
-        _maybe_inject_fault()
         return self.engine.generate(prompts, sampling, adapter=adapter or self.adapter)
 
     def __getattr__(self, name: str) -> Any:  # count_prompt_tokens, max_model_len, llm, ...

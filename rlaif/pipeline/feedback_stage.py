@@ -22,7 +22,7 @@ from rlaif.feedback import resolve_source, run_source
 from rlaif.feedback.context import SourceContext
 from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats, length_summary, merge_counts
-from rlaif.pipeline.context import RunContext, start_chunk
+from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.health import invalid_reasons
 from rlaif.pipeline.inputs import SourceData, read_prompt_source
 from rlaif.pipeline.manifest import run_chunks
@@ -57,7 +57,6 @@ def feedback(
     adapter = str(ctx.policy.adapter) if ctx.policy.adapter else None
 
     def work(chunk: int, prompts: list) -> dict:
-        start_chunk(chunk)
         context = SourceContext(
             seed=derive_seed(cfg.seed, "chunk", chunk), round=round_index, adapter=adapter, chunk=chunk
         )
