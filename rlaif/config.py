@@ -32,7 +32,9 @@ from rlaif.files import load_yaml_mapping
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The one strict base of every config model (run configs and the trainers' configs)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 class TinyModelBuild(Strict):
@@ -266,20 +268,17 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     data = load_yaml_mapping(path)
     data = apply_overrides(data, overrides or [], str(path))
     data = _expand(data, path.parent)
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        problem = describe_validation_error(exc, limit=1, config_keys=True, model=RunConfig)
-        raise ConfigError(f"{path}: {problem}") from None
+    cfg = validate_model(RunConfig, data, str(path))
     return cfg.model_copy(update={"source_file": str(path)})
 
 
-def validate_stage_options(model: type[BaseModel], options: dict, where: str, file: str) -> BaseModel:
-    """Validate a stage's option block against the stage's own config model."""
+def validate_model(model: type[BaseModel], data: Any, file: str = "config", prefix: str = "") -> Any:
+    """The one validator of config models: one error line naming ``file`` and the key (``prefix``: where
+    the block sits in the file, e.g. ``dpo.``), an unknown key with the key the user probably meant."""
     try:
-        return model.model_validate(options)
+        return model.model_validate(data)
     except ValidationError as exc:
-        problem = describe_validation_error(exc, limit=1, prefix=f"{where}.", config_keys=True, model=model)
+        problem = describe_validation_error(exc, limit=1, prefix=prefix, config_keys=True, model=model)
         raise ConfigError(f"{file}: {problem}") from None
 
 
@@ -335,7 +334,7 @@ def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:
     typed = {}
     for key, block in blocks.items():
         data = {**block.defaults, **block.options, **block.forced}
-        typed[key] = data if block.model is None else validate_stage_options(block.model, data, key, file)
+        typed[key] = data if block.model is None else validate_model(block.model, data, file, f"{key}.")
     keys = {key: frozenset(block.options) for key, block in blocks.items()}
     training = frozenset(key for key, block in blocks.items() if block.trains)
     return ResolvedRun(config=cfg, blocks=typed, user_keys=keys, training=training)

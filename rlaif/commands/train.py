@@ -45,7 +45,7 @@ def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
         data = load_yaml_mapping(config)
         source = str(config)
     data = run_config.apply_overrides(data, list(overrides), source)
-    return configs.validate_config(getattr(configs, STAGES[stage]), data, source)
+    return run_config.validate_model(getattr(configs, STAGES[stage]), data, source)
 
 
 def _report(result) -> None:
