@@ -58,13 +58,13 @@ def judge_reward(ctx: RunContext):
 
 def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     """Train the Bradley-Terry reward model on the run's pairs; its path and held-out numbers."""
-    from rlaif.train.reward_model import run_reward_model
+    from rlaif.train.reward_model import train_reward_model
 
     pair_files = sorted(ctx.run_dir.glob("round_*/pairs/pairs.jsonl"))
     if not pair_files:
         raise ConfigError("final.reward=reward_model needs pairs from at least one DPO round (rounds >= 1)")
     rm_cfg = RewardModelConfig(output_dir=stage_dir / "reward_model", model=ctx.policy.path, pairs=pair_files)
-    result = run_reward_model(rm_cfg)
+    result = train_reward_model(rm_cfg)
     info = {
         "heldout_accuracy": result.extra.get("heldout_accuracy"),
         "heldout_pairs": result.counts.get("heldout_pairs"),

@@ -130,11 +130,6 @@ def save_full_model(model, tokenizer, out_dir: str | Path) -> Path:
     return out
 
 
-def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
-    """Adapters get the tokenizer too: a directory that names its own tokenizer cannot be mismatched."""
-    tokenizer.save_pretrained(str(out_dir))
-
-
 def disable_dropout(model) -> None:
     """RL and preference losses compare log-probs of the same tokens twice; dropout makes them noisy."""
     import torch

@@ -96,8 +96,8 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
 ):
     """The shipped settings (candidates scored by the policy, full fine-tuning): the run's own engine
     for the trained policy starts without LoRA, so it can score text."""
+    from rlaif.pipeline.compile import resolve
     from rlaif.pipeline.context import Policy, RunContext
-    from rlaif.pipeline.resolve import resolve
 
     overrides = small_overrides(tmp_path, tiny_model_dir)[:-3] + [
         "feedback.options.num_generations=2",
@@ -138,7 +138,7 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
 )
 def test_scoring_candidates_where_the_engine_cannot_score_are_refused_before_the_run(overrides, message):
     from rlaif.errors import ConfigError
-    from rlaif.pipeline.resolve import resolve
+    from rlaif.pipeline.compile import resolve
 
     with pytest.raises(ConfigError, match=message):
         resolve(load_run_config(PIPELINE, overrides))
