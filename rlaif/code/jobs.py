@@ -45,7 +45,8 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
     code = problem.test_code or ""
     entry = problem.entry_point
     user = defined_names(problem)
-    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user)]
+    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user,
+                            context=problem.prompt, candidates=(entry,))]  # fmt: skip
     tree = ast.parse(code)
     checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if len(checks) != 1 or len(checks[0].args.args) != 1:

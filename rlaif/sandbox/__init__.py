@@ -22,9 +22,14 @@ What it protects against (as root on Linux, where every mechanism below is avail
     nothing, and neither the expected value nor the wrapper ever enters the sandbox. Forging a
     report (frames, ``sys.settrace``, writing to the report pipe) can only claim *values*, which
     pass only if they are what the parent expects;
-  * statement tests (HumanEval ``check`` with loops): every ``assert`` is rewritten in the parent to
-    report its holes' values, and the parent evaluates each condition on plain values; test code
-    sees the builtins of before the program ran. An "ok" message counts only for statement tests;
+  * statement tests (HumanEval ``check`` with loops) run in the worker, a process the candidate
+    cannot reach (another uid, never forked from, no candidate code ever runs in it), with the real
+    builtins and the problem's own code (helpers such as ``poly`` come from the prompt, never from
+    the completion); each call of the candidate's function is a call into the sandbox with plain
+    values that returns its plain result. The sandbox never sees the test code, and no verdict is
+    decided in the candidate's process (``metadata["in_process_verdicts"]`` is 0). Stricter than
+    running the test in-process: a result that is not plain data fails, arguments are copies, and
+    an exception of the candidate is re-raised as the builtin of that name (never ``StopIteration``);
   * a test with no reported outcome (``sys.exit(0)``, ``os._exit(0)``, a crash, a kill) is not a
     pass; every report must carry the attempt's nonce and arrive in order; the harness binds what it
     calls (its codec, its JSON writer, builtins) before the program runs;
@@ -63,13 +68,8 @@ is the same in every worker (reference outputs and candidates' outputs are compa
 
 What it does NOT protect against:
 
-- **statement tests' control flow** runs in the sandbox process: code that deliberately tampers with
-  the running test (rewriting its frames or closure cells through ``sys.settrace``/``gc``, mutating
-  objects the test shares with it, or forging reports with the nonce read from the harness's frames)
-  can skip asserts or report chosen values for them -- and their operands (unlike value tests'
-  expected values) may be visible in the test code. Results count such tests in
-  ``metadata["in_process_verdicts"]``. Inside a hole that itself contains logic (a comprehension,
-  ``f(x) or g(y)``), that logic runs in the sandbox, though its comparisons see plain values;
+- inside a value test's hole that itself contains logic (a comprehension, ``f(x) or g(y)``), that
+  logic runs in the sandbox, though its comparisons see plain values;
 - a wrapper evaluated in the parent needs the whole value: a value beyond ``max_value_bytes`` (or
   one that is not plain data, e.g. an instance of the program's own class) fails the test, where
   Python would have compared it in-process; the test inputs are visible to the code, and a program

@@ -322,7 +322,9 @@ class SandboxPool:
         metadata = {
             "isolation": {k: v for k, v in self.isolation.items() if k != "uid"},
             "attempts": raw.get("attempts", 0),
-            "in_process_verdicts": sum(t.kind == "stmt" for t in job.tests),
+            # tests whose verdict was decided inside the candidate's process: none since statement
+            # tests run in the worker (the key stays for readers of earlier results)
+            "in_process_verdicts": 0,
             "stdout_bytes": raw.get("stdout_bytes", 0),
             "stderr_bytes": raw.get("stderr_bytes", 0),
             "failures": failures,

@@ -8,7 +8,8 @@ Process layout per worker (see :mod:`rlaif.sandbox.worker` for how it is set up)
               then the tests (harness.run_in_child), reporting through a pipe only it and W hold
 
 W reads T's messages (order, nonce and size checked by :mod:`rlaif.sandbox.reports`), stdout and
-stderr (capped), enforces the per-test and total timeouts, and
+stderr (capped), runs statement tests' code itself (:mod:`rlaif.sandbox.trusted`), calling into T on
+the report socket for each call of the candidate, enforces the per-test and total timeouts, and
 after every attempt (in a ``finally``) has Z kill every other process in the namespace and reap it,
 so nothing started by the candidate outlives the attempt. When T dies or times out in the middle of a
 test, that test is recorded and a fresh T continues with the remaining ones, so per-test results
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -33,6 +35,7 @@ from rlaif.sandbox.cgroup import oom_kills
 from rlaif.sandbox.confine import CONFINED_OK
 from rlaif.sandbox.frames import ZygoteGone, read_message, recv_frame, send_frame, write_all
 from rlaif.sandbox.reports import AttemptState
+from rlaif.sandbox.trusted import AttemptOver, Session, run_statement
 
 _DRAIN_GRACE_S = 0.5
 _PIPE_BUFFER = 65536  # Linux's default pipe capacity
@@ -89,6 +92,9 @@ class TestDriver:
         self.total_deadline = time.monotonic() + self.limits["total_timeout"]
         self.violation: str | None = None
         self.attempts = 0
+        # T gets statement tests' names only: their code (and so their expected values) stays here
+        tests = [{"kind": "stmt", "names": t["names"]} if t["kind"] == "stmt" else t for t in job["tests"]]
+        self.wire_job = {**job, "tests": tests}
 
     def run(self) -> dict:
         start = 0
@@ -128,10 +134,11 @@ class TestDriver:
         """Hand the zygote T's pipe ends, give T its job, and read T until it has ended; every pipe
         end of the attempt is closed here, whatever happens."""
         nonce = os.urandom(12).hex()
-        request = {"job": self.job, "start": start, "nonce": nonce, "workdir": self.workdir}
+        request = {"job": self.wire_job, "start": start, "nonce": nonce, "workdir": self.workdir}
         data = json.dumps(request, separators=(",", ":")).encode()
         job_r, job_w = os.pipe()
-        rep_r, rep_w = os.pipe()
+        rep_sock, rep_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        rep_r, rep_w = rep_sock.detach(), rep_peer.detach()  # both ways: T's reports, our calls
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         conf_r, conf_w = os.pipe()
@@ -190,8 +197,7 @@ class TestDriver:
             return self.n
         self.load = {"ok": True}
         if state.phase == "tests" and state.current < self.n:
-            checks = state.checks.get(state.current)  # asserts judged before the test died count
-            self.outcomes[state.current] = {**ended, "chk": checks} if checks else ended
+            self.outcomes[state.current] = ended
             return state.current + 1
         return self.n
 
@@ -210,6 +216,7 @@ class TestDriver:
                 sel.register(fd, selectors.EVENT_READ)
             sel.register(zfd, selectors.EVENT_READ)
             test_deadline = time.monotonic() + self.limits["timeout"]
+            io = _AttemptIO(self, st, sel, zfd, (rep_r, out_r, err_r, conf_r))
             while status is None and st.violation is None:
                 now = time.monotonic()
                 deadline = min(test_deadline, self.total_deadline)
@@ -218,11 +225,18 @@ class TestDriver:
                 if now >= deadline:
                     timed_out = st.phase not in ("done", "over")
                     break
-                for key, _ in sel.select(deadline - now):
-                    if key.fd == zfd:
-                        status = read_message(self.zygote)  # T exited; everything is swept
-                    elif self._read(key.fd, st, rep_r, out_r, err_r, conf_r, sel):
-                        test_deadline = time.monotonic() + self.limits["timeout"]
+                if io.pump(deadline):
+                    test_deadline = time.monotonic() + self.limits["timeout"]
+                status = io.status
+                if st.statement is not None and status is None and st.violation is None:
+                    try:
+                        st.statement_done(self._statement(st, io))
+                        io.send(rep_r, {"next": 1})
+                    except AttemptOver as over:
+                        timed_out = over.outcome.get("e") == "timeout"
+                        status = io.status
+                        break
+                    test_deadline = time.monotonic() + self.limits["timeout"]
         finally:
             if zfd in sel.get_map():
                 sel.unregister(zfd)
@@ -251,6 +265,25 @@ class TestDriver:
             return {"e": "signal", "sig": os.WTERMSIG(code)}
         return {"e": "exit", "code": os.waitstatus_to_exitcode(code)}
 
+    def _statement(self, st: AttemptState, io: _AttemptIO) -> dict:
+        """Run the statement test T just reached here, calling into T for the candidate's calls."""
+        i, names = st.statement
+        deadline = min(time.monotonic() + self.limits["timeout"], self.total_deadline)
+
+        def request(name: str, args, kwargs) -> dict:
+            st.expect, st.reply = st.expect + 1 if st.expect is not None else 0, None
+            io.send(io.fds[0], {"c": st.expect, "n": name, "a": args, "kw": kwargs})
+            while st.reply is None:
+                if io.status is not None or st.violation is not None:
+                    raise AttemptOver(io.ended())
+                if time.monotonic() >= deadline:
+                    raise AttemptOver({"e": "timeout"})
+                io.pump(deadline)
+            return st.reply
+
+        return run_statement(self.job["tests"][i], names, Session(request), deadline,
+                             int(self.limits["memory_mb"] * 2**20))  # fmt: skip
+
     def _read(self, fd, st, rep_r, out_r, err_r, conf_r, sel) -> bool:
         """Consume what is readable on ``fd``; True when a test (or the load) just finished."""
         try:
@@ -271,6 +304,44 @@ class TestDriver:
         elif fd == rep_r:
             return st.feed(chunk, self.n)
         return False
+
+
+class _AttemptIO:
+    """The driver's view of one attempt's channels, shared by its main loop and by the calls a
+    statement test makes while it runs here."""
+
+    def __init__(self, driver: TestDriver, st: AttemptState, sel, zfd: int, fds: tuple):
+        self.driver, self.st, self.sel, self.zfd, self.fds = driver, st, sel, zfd, fds
+        self.status: bytes | None = None
+
+    def pump(self, deadline: float) -> bool:
+        """Wait (until ``deadline`` at most) for what is readable and consume it; True when a
+        test (or the load) just finished. A report of the zygote (T exited) is kept in ``status``."""
+        progressed = False
+        for key, _ in self.sel.select(max(0.0, deadline - time.monotonic())):
+            if key.fd == self.zfd:
+                self.status = read_message(self.driver.zygote)  # T exited; everything is swept
+                self.sel.unregister(self.zfd)
+            elif self.driver._read(key.fd, self.st, *self.fds, self.sel):
+                progressed = True
+        return progressed
+
+    def send(self, fd: int, msg: dict) -> None:
+        """One request to T on the report socket (blocking until written, or T's end is gone)."""
+        data = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                select.select([], [fd], [], 0.05)
+            except OSError:
+                return  # T is gone: its exit is reported by the zygote
+
+    def ended(self) -> dict:
+        if self.st.violation is not None:
+            return {"e": "violation", "msg": self.st.violation}
+        return {"e": "exit"}
 
 
 # -- entry point ------------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ A test is one of three kinds (the data types are in :mod:`rlaif.sandbox.cases`):
   (the candidate's calls) and a wrapper evaluated here on their plain values
   (``assert abs(f(x) - 0.5) < 1e-6``: hole ``f(x)``, wrapper ``abs(_h0 - 0.5) < 1e-06``);
 - ``call``: ``fn(*args)`` compared with an expected output, optionally within ``atol`` (MBPP+);
-- ``stmt``: arbitrary test code (a HumanEval ``check`` with loops). Its control flow runs in the
-  sandbox, but each ``assert`` in it is rewritten to report its holes' values, and every one of
-  those conditions is judged here; normal completion ("ok") counts only if all of them held.
+- ``stmt``: arbitrary test code (a HumanEval ``check`` with loops). It runs in the worker, a process
+  the candidate cannot reach (:mod:`rlaif.sandbox.trusted`), with the real builtins and the
+  problem's own code; each call of a candidate's function is a call into the sandbox with plain
+  values. The candidate's process only ever sees the names it must provide, never the test code.
 
 Every assert line becomes a value test (any single ``assert``); only other statements become
 statement tests. Expected values and wrappers stay in this process: only :meth:`TestCase.wire`
@@ -20,13 +21,15 @@ for a value test, a value for a statement test) is a protocol violation, never a
 from __future__ import annotations
 
 import ast
+import builtins
+import sys
 from dataclasses import replace
 from typing import Any, Literal
 
 from rlaif.errors import RlaifError
 from rlaif.sandbox.cases import MISSING, Job, Limits, Op, TestCase
 from rlaif.sandbox.codec import encode
-from rlaif.sandbox.expr import plan, rewrite_asserts
+from rlaif.sandbox.expr import plan
 
 # re-exported: callers take the data types and the verdict from here
 from rlaif.sandbox.verdict import Verdict, classify_load, classify_outcome, compare, judge, outputs_match
@@ -38,15 +41,53 @@ _OPS = {
 _MIRROR = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
-def statement_test(code: str, label: str | None = None, *, user_names=frozenset()) -> TestCase:
-    """Arbitrary test code; its asserts are rewritten so the parent judges their operands.
-    ``user_names``: functions the problem defines whose names are also builtins' (see assert_test)."""
+def statement_test(code: str, label: str | None = None, *, user_names=frozenset(), context: str = "",
+                   candidates=None) -> TestCase:  # fmt: skip
+    """Arbitrary test code, run in the worker (never in the candidate's process) after the problem's
+    own ``context`` code (HumanEval's prompt: the helpers the test may call). ``candidates``: the
+    names that are the candidate's (its entry point); by default every name the test uses without
+    defining it that is neither a builtin, a standard module nor defined by ``context`` -- and
+    ``user_names`` (names the problem defines that are also builtins', see :func:`assert_test`)."""
     try:
-        wire_code, sites = rewrite_asserts(code, user_names)
+        tree = ast.parse(code)
+        context_names = _defined(ast.parse(context)) if context else set()
     except SyntaxError as exc:
         raise RlaifError(f"test code {code.strip()[:80]!r} is not valid Python ({exc.msg})") from None
+    free = _free_names(tree)
+    user = set(user_names)
+    if candidates is None:
+        candidates = {n for n in free if n in user or not (n in _BUILTINS or n in context_names)}
+        candidates -= {n for n in free if n in sys.stdlib_module_names and n not in user}
+    modules = sorted(n for n in free if n in sys.stdlib_module_names and n not in candidates
+                     and n not in context_names)  # fmt: skip
     return TestCase(kind="stmt", label=label or code.strip().splitlines()[-1][:200], code=code,
-                    wire_code=wire_code, sites=tuple((w, tuple(i), c) for w, i, c in sites))  # fmt: skip
+                    context=context, names=tuple(sorted(candidates)), modules=tuple(modules))  # fmt: skip
+
+
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _defined(tree: ast.AST) -> set[str]:
+    """Every name the code binds anywhere (assignments, defs, imports, parameters, loop targets)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+def _free_names(tree: ast.AST) -> set[str]:
+    """Names the code reads but never binds."""
+    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return loaded - _defined(tree)
 
 
 def call_test(fn: str, args: list, expected: Any = MISSING, *, atol: float = 0.0, label: str = "",

@@ -85,7 +85,7 @@ def test_statement_tests_run_test_code(pool):
     bad = statement_test("for i in range(10):\n    assert sq(i) == i + i\n")
     res = pool.run_one(Job(program=program, tests=[good, bad]))
     assert res.per_test == ["passed", "failed"]
-    assert res.metadata["in_process_verdicts"] == 2
+    assert res.metadata["in_process_verdicts"] == 0  # both were judged in the worker
 
 
 def test_setup_code_runs_after_the_program(pool):

@@ -1,0 +1,234 @@
+"""Statement tests' control flow, run in the worker: a process the candidate cannot reach.
+
+Why the worker: a HumanEval ``check(candidate)`` is trusted code (it comes with the problem), but
+while it ran in the candidate's process, that process could rewrite it (frames, ``gc``, patching
+builtins, redefining the problem's helpers) and forge its outcome. The worker never runs candidate
+code, runs as a different uid than the test process, is never forked from, and already reads the
+test process's reports, so running the test code here costs no extra process, no extra hop and no
+extra fork per sample (a second sandboxed process would cost a fork and a confinement per attempt,
+and the pool's own process would cost a round trip through the worker for every call). The test
+code runs with the real builtins and the *problem's* code (``context``: HumanEval's prompt, which
+defines helpers such as ``poly`` or ``encode_cyclic``); every name the candidate provides is a proxy
+that asks the test process to call the candidate's function with plain values (encoded with
+:mod:`rlaif.sandbox.codec`) and returns its plain result. So the test's loops, comparisons and
+helpers are the real ones whatever the candidate does in its own process, and the only thing the
+candidate decides is what each of its own calls returns.
+
+Guarantees: the outcome (passed, the first failing assert, the exception the test raised) is
+decided here; an attempt that ends while a call is outstanding (crash, exit, timeout, protocol
+violation) ends the test that way, even if the test code catches every exception; a value that is
+not plain data fails the test even if the test code catches the error; the worker's own work per
+test is bounded in time (the per-test timeout, by an interval timer) and in address space (the
+test's memory limit on top of what the worker already uses).
+
+What becomes stricter than running the test in-process: objects the candidate returns that are not
+plain data (instances of its own classes, functions, modules) fail the test; arguments are copies,
+so a test cannot observe the candidate mutating them (and the candidate cannot mutate the test's
+data); an exception the candidate raises is re-raised here as the builtin exception of that name
+(or :class:`CandidateError`), never as ``StopIteration``/``SystemExit``; generators the candidate
+returns arrive as iterators over at most the codec's item limit. Standard library only.
+"""
+
+from __future__ import annotations
+
+import builtins
+import resource
+import signal
+import time
+from collections.abc import Callable
+from functools import lru_cache
+
+from rlaif.sandbox.codec import Unencodable, decode, encode
+
+# exceptions a test may legitimately expect from the candidate; anything else is CandidateError
+_RERAISED = {
+    name: cls
+    for name, cls in vars(builtins).items()
+    if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, StopIteration)
+    and name not in ("StopAsyncIteration", "GeneratorExit")
+}  # fmt: skip
+
+
+class CandidateError(Exception):
+    """The candidate raised an exception that is not a builtin one (or must not act as one)."""
+
+
+class AttemptOver(BaseException):
+    """The test process ended, timed out or broke the protocol during a call: the test ends so."""
+
+    def __init__(self, outcome: dict):
+        super().__init__(outcome.get("e"))
+        self.outcome = outcome
+
+
+class _NotPlain(BaseException):
+    """The candidate returned a value that is not plain data (BaseException: not caught by tests)."""
+
+
+class _OutOfTime(BaseException):
+    pass
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str, filename: str):
+    return compile(source, filename, "exec")
+
+
+class _Proxy:
+    """The candidate's function ``name``: each call is one request to the test process."""
+
+    __slots__ = ("_call", "_name", "__name__")
+
+    def __init__(self, name: str, call: Callable):
+        self._name, self._call, self.__name__ = name, call, name
+
+    def __call__(self, *args, **kwargs):
+        return self._call(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<candidate function {self._name}>"
+
+
+class Session:
+    """One statement test run here. ``request(name, args, kwargs)`` sends one call to the test
+    process and returns its reply message (or raises :class:`AttemptOver`)."""
+
+    def __init__(self, request: Callable[[str, list, dict], dict]):
+        self.request = request
+        self.over: AttemptOver | None = None
+        self.not_plain: str | None = None
+        self.calls = 0
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        if self.over is not None:
+            raise self.over
+        try:
+            wire_args, wire_kwargs = encode(list(args)), encode(kwargs)
+        except Unencodable as exc:
+            raise TypeError(f"an argument for {name}() is not plain data ({exc})") from None
+        self.calls += 1
+        try:
+            reply = self.request(name, wire_args, wire_kwargs)
+        except AttemptOver as exc:
+            self.over = exc
+            raise
+        if reply.get("e") == "raise":
+            cls = _RERAISED.get(str(reply.get("type")), None)
+            message = str(reply.get("msg", ""))
+            if cls is None:
+                raise CandidateError(f"{reply.get('type')}: {message}")
+            raise cls(message)
+        if "u" in reply:
+            self.not_plain = f"{name}() returned a value that cannot be compared safely ({reply['u']})"
+            raise _NotPlain(self.not_plain)
+        try:
+            value = decode(reply.get("v"))
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+            self.not_plain = f"{name}() returned an undecodable value ({exc})"
+            raise _NotPlain(self.not_plain) from None
+        return iter(value) if reply.get("g") else value
+
+
+def namespace(context: str, resolved: dict, modules: list[str], session: Session) -> dict:
+    """The test's globals: the real builtins, the problem's code, then the candidate's names (a
+    proxy for each function, the plain value for each constant), then the stdlib modules the test
+    names without importing them."""
+    scope: dict = {"__name__": "__test__", "__builtins__": builtins}
+    if context:
+        exec(_compiled(context, "<problem>"), scope)
+    for name, how in resolved.items():
+        if isinstance(how, dict) and "v" in how:
+            scope[name] = decode(how["v"])
+        elif isinstance(how, dict) and how.get("f"):
+            scope[name] = _Proxy(name, session.call)
+        else:
+            scope.pop(name, None)  # the candidate did not define it: a NameError, as in Python
+    for mod in modules:
+        if mod not in scope:
+            try:
+                scope[mod] = __import__(mod)
+            except ImportError:
+                pass
+    return scope
+
+
+def _assert_site(exc: BaseException, source: str) -> str:
+    """``line N: <source line>`` of the innermost frame of the test code in a traceback."""
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<test>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if line is None:
+        return ""
+    lines = source.splitlines()
+    text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    return f"line {line}: {text[:200]}"
+
+
+def _brief(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<unprintable>"
+    return text[:300]
+
+
+def run_statement(test: dict, resolved: dict, session: Session, deadline: float, memory_bytes: int) -> dict:
+    """Run one statement test here; returns its outcome (``ok``, ``exc``, ``unenc``), or raises
+    :class:`AttemptOver` (the attempt ended during the test, or its time ran out)."""
+    code = test["code"]
+    previous = signal.getsignal(signal.SIGALRM)
+
+    def out_of_time(signum, frame):
+        raise _OutOfTime()
+
+    outcome: dict
+    limit = _limit_memory(memory_bytes)
+    try:
+        signal.signal(signal.SIGALRM, out_of_time)
+        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+        try:
+            scope = namespace(test.get("context") or "", resolved, list(test.get("modules") or ()), session)
+            exec(_compiled(code, "<test>"), scope)
+            outcome = {"e": "ok"}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _OutOfTime:
+        raise AttemptOver({"e": "timeout"}) from None
+    except AttemptOver:
+        raise
+    except _NotPlain as exc:
+        outcome = {"e": "unenc", "msg": str(exc)}
+    except MemoryError:
+        outcome = {"e": "exc", "type": "MemoryError", "msg": "the test's values exceed the memory limit"}
+    except BaseException as exc:
+        where = _assert_site(exc, code)
+        outcome = {"e": "exc", "type": type(exc).__name__, "msg": _brief(exc), "line": where}
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        _restore_memory(limit)
+    if session.over is not None:  # the test code caught it: the attempt is over all the same
+        raise session.over
+    if session.not_plain is not None:
+        return {"e": "unenc", "msg": session.not_plain}
+    if time.monotonic() > deadline:
+        raise AttemptOver({"e": "timeout"})
+    return outcome
+
+
+def _limit_memory(extra: int):
+    """Cap the worker's address space at what it uses now plus ``extra`` (restored afterwards)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            used = int(fh.read().split()[0]) * resource.getpagesize()
+        old = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (used + extra, old[1]))
+        return old
+    except (OSError, ValueError):
+        return None
+
+
+def _restore_memory(old) -> None:
+    if old is not None:
+        resource.setrlimit(resource.RLIMIT_AS, old)
