@@ -31,6 +31,10 @@ class Unencodable(Exception):
     """The value is not plain data (or is too large) and cannot be compared safely."""
 
 
+class Unsafe(ValueError):
+    """A well-formed value that would cost the reader too much to build (hash flooding)."""
+
+
 def _make_subclass_encoder():
     """The encoder's slow path: subclasses of builtin types, read with the base type's own methods.
 
@@ -183,19 +187,34 @@ def decode(obj):
     if tag == "t":
         return tuple(decode(x) for x in payload)
     if tag == "s":
-        return {decode(x) for x in payload}
+        return set(_spread([decode(x) for x in payload]))
     if tag == "f":
-        return frozenset(decode(x) for x in payload)
+        return frozenset(_spread([decode(x) for x in payload]))
     if tag == "d":
         if not all(type(kv) is list and len(kv) == 2 for kv in payload):
             raise ValueError("malformed encoded dict")
-        return {decode(k): decode(v) for k, v in payload}
+        keys = _spread([decode(k) for k, _ in payload])
+        return dict(zip(keys, [decode(v) for _, v in payload], strict=True))
     if tag == "c" and len(payload) == 2:
         re_, im = decode(payload[0]), decode(payload[1])
         if type(re_) not in (int, float) or type(im) not in (int, float):
             raise ValueError("malformed encoded complex")
         return complex(re_, im)
     raise ValueError(f"malformed encoded value (tag {tag!r})")
+
+
+def _spread(items: list) -> list:
+    """``items``, unless many of them hash alike: building a set or dict of n keys with one hash
+    costs n**2 comparisons (a set of ``1 + k * (2**61 - 1)`` took minutes), so such a value is
+    refused (:class:`Unsafe`), in linear time, before any set or dict is built from it."""
+    if len(items) > 64:
+        try:
+            distinct = len({hash(x) for x in items})
+        except TypeError:
+            return items  # unhashable: building the set raises TypeError as it would have
+        if 2 * distinct < len(items):
+            raise Unsafe(f"{len(items) - distinct} of {len(items)} keys hash alike (hash flooding)")
+    return items
 
 
 def _make_dumps():

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from rlaif.sandbox.codec import Unencodable, decode, encode
+from rlaif.sandbox.reports import safe_text
 
 # exceptions a test may legitimately expect from the candidate; anything else is CandidateError
 _RERAISED = {
@@ -171,7 +172,7 @@ def _brief(exc: BaseException) -> str:
         text = str(exc)
     except Exception:
         text = "<unprintable>"
-    return text[:300]
+    return safe_text(text[:300])
 
 
 def run_statement(test: dict, resolved: dict, session: Session, deadline: float, memory_bytes: int) -> dict:

@@ -8,12 +8,13 @@ test's kind is a protocol violation; nothing here raises on what a sandboxed pro
 from __future__ import annotations
 
 import ast
+import cmath
 import signal
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from rlaif.sandbox.codec import decode
+from rlaif.sandbox.codec import Unsafe, decode
 from rlaif.sandbox.expr import WrapperError, compile_wrapper, evaluate
 
 if TYPE_CHECKING:
@@ -41,10 +42,21 @@ def outputs_match(out: Any, exp: Any, atol: float) -> bool:
     outs, exps = (list(out), list(exp)) if isinstance(exp, (list, tuple)) else ([out], [exp])
     if len(outs) != len(exps):
         return False
-    try:
-        return all(abs(o - e) <= atol + 1e-7 * abs(e) for o, e in zip(outs, exps, strict=True))
-    except TypeError:
+    return all(_close(o, e, atol) for o, e in zip(outs, exps, strict=True))
+
+
+def _close(o: Any, e: Any, atol: float) -> bool:
+    """numpy.isclose on one pair of real numbers, and never an error: an int too large for a float
+    is simply not close, and an infinite (or nan) expected value is matched only by itself."""
+    if type(o) not in (int, float, complex) or type(e) not in (int, float, complex):
         return False
+    try:
+        o, e = complex(o), complex(e)
+    except OverflowError:
+        return False
+    if not (cmath.isfinite(o) and cmath.isfinite(e)):
+        return o == e
+    return abs(o - e) <= atol + 1e-7 * abs(e)
 
 
 def _show(value: Any, limit: int = 120) -> str:
@@ -83,7 +95,15 @@ def _brief_exc(exc: BaseException) -> str:
 
 def compare(test: TestCase, value: Any) -> tuple[str, str]:
     """(status, detail) for what the sandbox reported for ``test``: one value for a call test, the
-    list of hole values for a value test."""
+    list of hole values for a value test. Whatever the reported value makes comparing it raise is
+    that sample's failure, never an error of the machinery."""
+    try:
+        return _compare(test, value)
+    except Exception as exc:
+        return "runtime_error", f"cannot compare the returned value ({type(exc).__name__}: {_brief_exc(exc)})"
+
+
+def _compare(test: TestCase, value: Any) -> tuple[str, str]:
     if test.kind == "call":
         if test.oracle == "any":
             return "passed", ""
@@ -139,6 +159,8 @@ def classify_outcome(test: TestCase, raw: dict | None) -> tuple[str, str]:
     if event == "val":
         try:
             value = decode(raw.get("v"))
+        except Unsafe as exc:
+            return "failed", f"returned a value that cannot be compared safely ({exc})"
         except (ValueError, TypeError, RecursionError, OverflowError) as exc:
             return "runtime_error", f"harness protocol violated: undecodable value ({exc})"
         if test.kind == "call" and not test.has_expected:
