@@ -68,7 +68,10 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
         return whole, ""
     preamble = [ast.unparse(n) for n in tree.body if n is not check]
     setup = "\n".join(preamble + [f"{param} = {entry}"])
-    return [assert_test(a, user_names=user) for a in asserts], setup
+    context = "\n".join([problem.prompt, *preamble])  # trusted: the tests see the problem's helpers
+    return [
+        assert_test(a, user_names=user, context=context, candidates=(param, entry)) for a in asserts
+    ], setup
 
 
 def defined_names(problem: CodeProblem) -> frozenset[str]:

@@ -14,22 +14,22 @@ What it protects against (as root on Linux, where every mechanism below is avail
   values the sandbox reports (builtin types only, read with the base types' own methods: an object
   whose ``__eq__`` always returns True is compared by its real contents, or is unencodable and fails):
 
-  * value tests (every single ``assert``, MBPP+ input/output pairs): only the *holes* of the test
-    expression -- the candidate's calls and names, items taken from their results -- run in the
-    sandbox. The rest (comparisons, ``abs(...) < eps``, ``math.isclose``, ``sorted``, arithmetic,
-    and the expected value) is evaluated in the parent with the real builtins on plain values, so
-    shadowing ``abs``, patching ``math`` or returning a float subclass with odd dunders changes
-    nothing, and neither the expected value nor the wrapper ever enters the sandbox. Forging a
-    report (frames, ``sys.settrace``, writing to the report pipe) can only claim *values*, which
-    pass only if they are what the parent expects;
-  * statement tests (HumanEval ``check`` with loops) run in the worker, a process the candidate
-    cannot reach (another uid, never forked from, no candidate code ever runs in it), with the real
-    builtins and the problem's own code (helpers such as ``poly`` come from the prompt, never from
-    the completion); each call of the candidate's function is a call into the sandbox with plain
-    values that returns its plain result. The sandbox never sees the test code, and no verdict is
-    decided in the candidate's process (``metadata["in_process_verdicts"]`` is 0). Stricter than
-    running the test in-process: a result that is not plain data fails, arguments are copies, and
-    an exception of the candidate is re-raised as the builtin of that name (never ``StopIteration``);
+  * test code -- every ``assert`` line (MBPP) and every statement test (HumanEval ``check`` with
+    loops) -- runs in the worker, a process the candidate cannot reach (another uid, never forked
+    from, no candidate code ever runs in it), with the real builtins, real standard modules and the
+    problem's own code (helpers such as ``poly`` come from the prompt, never from the completion).
+    Only the candidate's own calls run in the sandbox: each is a call with plain values that returns
+    its plain result (and nothing else). So the expected side, builtins applied to constants,
+    comprehensions, ``or``, ``map`` and every comparison are evaluated where patching, frames, ``gc``
+    or a lying ``__eq__`` cannot reach; the sandbox never sees the test code, and no verdict is
+    decided in the candidate's process (``metadata["in_process_verdicts"]`` is 0). Objects of the
+    candidate's own classes stay in the sandbox as handles: they can be passed back to its calls
+    (``longest([Pair(1, 5)])``), and any other use fails the test. The worker's work per test is
+    bounded in time (the per-test timeout) and memory (``memory_mb`` on top of its own), and
+    counted against the sample;
+  * MBPP+ input/output pairs (call tests): the call runs in the sandbox, its plain result is
+    compared here with EvalPlus's rule, which never raises (a huge int is not close to a float; an
+    expected infinity matches only itself);
   * a test with no reported outcome (``sys.exit(0)``, ``os._exit(0)``, a crash, a kill) is not a
     pass; every report must carry the attempt's nonce and arrive in order; the harness binds what it
     calls (its codec, its JSON writer, builtins) before the program runs;
@@ -68,12 +68,13 @@ is the same in every worker (reference outputs and candidates' outputs are compa
 
 What it does NOT protect against:
 
-- inside a value test's hole that itself contains logic (a comprehension, ``f(x) or g(y)``), that
-  logic runs in the sandbox, though its comparisons see plain values;
-- a wrapper evaluated in the parent needs the whole value: a value beyond ``max_value_bytes`` (or
-  one that is not plain data, e.g. an instance of the program's own class) fails the test, where
-  Python would have compared it in-process; the test inputs are visible to the code, and a program
-  that special-cases them passes;
+- stricter than Python in-process: a test needs the candidate's whole result as plain data, so a
+  result beyond ``max_value_bytes`` or one that is not plain data (an instance of the program's own
+  class) fails where Python would have compared it; arguments are copies (a test cannot see the
+  candidate mutate them); an exception of the candidate is re-raised in the test as the builtin of
+  that name (else ``CandidateError``; never ``StopIteration``); a module the test names without
+  importing it is the worker's, not the one the program imported. The test inputs are visible to
+  the code, and a program that special-cases them passes;
 - code can inspect live Python objects of its own process (its own job: program, holes, inputs);
 - kernel exploits, side channels, and the CPU and memory bandwidth a run takes from its neighbours;
   without a memory cgroup (``isolation["memory_cgroup"]`` False: cgroup v2 without delegation, not

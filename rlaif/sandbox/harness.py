@@ -2,12 +2,12 @@
 
 Why values and not verdicts: the harness shares its process with the code under test, and that code
 can do anything the harness can (monkeypatch it, read its frames, write to its reporting pipe, exit).
-So the harness never decides pass or fail. For value tests it evaluates only the *holes* of the test
-expression (the candidate's calls, see :mod:`rlaif.sandbox.expr`), encodes each result as plain data
-(builtin types only, read with the base types' own methods, no user ``__eq__``) and sends it out; the
-parent evaluates the rest of the expression and compares -- the expected value and the wrapper around
-the call never enter the sandbox. Statement tests run in the worker (:mod:`rlaif.sandbox.trusted`):
-here the harness only answers the worker's calls of the candidate's functions, with plain values.
+So the harness never decides pass or fail, and never sees test code. For test code (assert lines
+and statement tests, run in the worker by :mod:`rlaif.sandbox.trusted`) it only answers the
+worker's calls of the candidate's functions: each result is encoded as plain data (builtin types
+only, read with the base types' own methods, no user ``__eq__``), or kept here as a handle when it
+is not plain data. For call tests (MBPP+) it reports the call's encoded result, and for the older
+value plan (:func:`rlaif.sandbox.spec.value_test`) the values of the holes; the parent compares.
 
 What the candidate cannot patch: everything the harness calls after the program has run is bound
 before it runs -- the codec and JSON writer at import (in the zygote), and in :func:`run_in_child`
@@ -46,6 +46,9 @@ from rlaif.sandbox.codec import MAX_DEPTH, MAX_ITEMS, Unencodable, decode, dumps
 __all__ = ["MAX_DEPTH", "MAX_ITEMS", "Unencodable", "decode", "dumps", "encode", "run_in_child"]
 
 PLAIN_NAME = "__rlaif_plain__"
+# the C scanner, made at import (in the zygote): reading the worker's requests calls nothing the
+# program can patch (``json.loads`` looks up module globals and builtins at call time)
+_SCAN_ONCE = json.decoder.JSONDecoder().scan_once  # the C scanner where there is one
 _PLAIN_TYPES = (str, bytes, bytearray, list, tuple, dict, set, frozenset, int, float, complex, bool)
 
 
@@ -108,7 +111,7 @@ def _make_channel(report_fd: int, nonce: str, max_value: int):
     return send, finish
 
 
-def _make_reporters(send):
+def _make_reporters(send, max_value: int):
     """What test code calls while it runs, bound now: ``plain`` (a value as encoded plain data; an
     iterator a test consumes is materialised first), ``scope_for`` (the globals value-test holes run
     in: a copy of the program's namespace with the builtins of before the program ran, whatever it
@@ -119,7 +122,8 @@ def _make_reporters(send):
     )  # fmt: skip
     _Unencodable, _BaseException, plain_types = Unencodable, BaseException, _PLAIN_TYPES
     _dict, plain_name, _hasattr, _islice = dict, PLAIN_NAME, hasattr, itertools.islice
-    _read, _loads, _bytes_find = os.read, json.loads, bytes.find
+    _read, _scan, _bytes_find, _utf8 = os.read, _SCAN_ONCE, bytes.find, bytes.decode
+    _len, _tuple, _str, type_name, _dumps = len, tuple, str, type.__dict__["__name__"].__get__, dumps
     clean_builtins = _dict(builtins.__dict__)
     pending = [b""]
 
@@ -146,13 +150,13 @@ def _make_reporters(send):
             cut = _bytes_find(pending[0], b"\n")
             if cut >= 0:
                 line, pending[0] = pending[0][:cut], pending[0][cut + 1 :]
-                return _loads(line)
+                return _scan(_utf8(line, "utf-8"), 0)[0]
             chunk = _read(3, 1 << 16)
             if not chunk:
                 return None
             pending[0] += chunk
 
-    def resolve(namespace: dict, names: list) -> dict:
+    def resolve(namespace: dict, names: list, handles: list) -> dict:
         out = {}
         for name in names:
             if name not in namespace:
@@ -163,37 +167,73 @@ def _make_reporters(send):
                 out[name] = {"f": 1}
                 continue
             try:
-                out[name] = {"v": _encode(value)}
-            except _BaseException:
-                out[name] = {"f": 1}  # not plain data: usable only as the candidate's (calls fail)
+                encoded = _encode(value)
+                big = _len(_dumps(encoded)) > max_value
+                out[name] = {"u": "value too large"} if big else {"v": encoded}
+            except _BaseException:  # not plain data (a tree the setup built): a handle to pass back
+                handles.append(value)
+                out[name] = {"h": _len(handles) - 1, "t": type_name(_type(value))}
         return out
 
-    def answer(i: int, seq, fn, req: dict) -> dict:
+    def unwire(obj, handles: list):
+        """Decoded arguments, with ``{"H": n}`` replaced by the object behind handle ``n``."""
         try:
-            value = fn(*_decode(req["a"]), **_decode(req["kw"]))
+            return _decode(obj)
+        except _BaseException:
+            pass
+        t = _type(obj)
+        if t is _list:
+            return [unwire(x, handles) for x in obj]
+        if t is _dict and _len(obj) == 1:
+            if "H" in obj:
+                return handles[obj["H"]]
+            if "B" in obj:
+                return clean_builtins[obj["B"]]
+            if "t" in obj:
+                return _tuple(unwire(x, handles) for x in obj["t"])
+            if "d" in obj:
+                return {_decode(k): unwire(x, handles) for k, x in obj["d"]}
+        return _decode(obj)  # malformed: raises, and the call fails
+
+    def answer(i: int, seq, fn, req: dict, handles: list) -> dict:
+        try:
+            value = fn(*unwire(req["a"], handles), **unwire(req["kw"], handles))
         except _BaseException as exc:
             return {"e": "raise", "i": i, "c": seq, "type": _type(exc).__name__, "msg": _brief(exc)}
         try:
             return {"e": "ret", "i": i, "c": seq, "v": _encode(value)}
         except _Unencodable as exc:
-            if _isinstance(value, plain_types) or not _hasattr(_type(value), "__next__"):
+            if _isinstance(value, plain_types):
                 return {"e": "ret", "i": i, "c": seq, "u": _brief(exc)}
+            if not _hasattr(_type(value), "__next__"):  # kept here; the worker may pass it back
+                handles.append(value)
+                return {"e": "ret", "i": i, "c": seq, "h": _len(handles) - 1, "t": type_name(_type(value))}
         try:  # an iterator (a generator function's result): its items, as the test would consume them
             return {"e": "ret", "i": i, "c": seq, "g": 1, "v": _encode(_list(_islice(value, MAX_ITEMS + 1)))}
         except _BaseException as exc:
             return {"e": "ret", "i": i, "c": seq, "u": _brief(exc)}
 
     def serve_calls(i: int, names: list, namespace: dict) -> None:
-        send({"e": "stmt", "i": i, "names": resolve(namespace, names)})
+        handles: list = []
+        try:
+            resolved = resolve(namespace, names, handles)
+        except _BaseException:  # the program broke what resolving needs: every name is a call
+            resolved = {name: {"f": 1} for name in names}
+        send({"e": "stmt", "i": i, "names": resolved})
         while True:
             req = request()
             if req is None or "c" not in req:
                 return
-            fn = namespace.get(req.get("n"))
-            if fn is None:
-                send({"e": "raise", "i": i, "c": req["c"], "type": "NameError", "msg": str(req.get("n"))})
-                continue
-            send(answer(i, req["c"], fn, req))
+            seq = req["c"]
+            try:
+                fn = namespace.get(req.get("n"))
+                if fn is None:
+                    reply = {"e": "raise", "i": i, "c": seq, "type": "NameError", "msg": _str(req.get("n"))}
+                else:
+                    reply = answer(i, seq, fn, req, handles)
+            except _BaseException:
+                reply = {"e": "raise", "i": i, "c": seq, "type": "RuntimeError", "msg": "the call failed"}
+            send(reply)
 
     return plain, scope_for, serve_calls
 
@@ -250,7 +290,7 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
     tests = job["tests"]
     send, finish = _make_channel(report_fd, nonce, job["limits"]["max_value_bytes"])
     compiled = _compile_tests(tests)
-    plain, scope_for, serve_calls = _make_reporters(send)
+    plain, scope_for, serve_calls = _make_reporters(send, job["limits"]["max_value_bytes"])
     namespace = _load_program(job, send)
     if namespace is None:
         finish()

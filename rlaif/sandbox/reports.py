@@ -101,10 +101,13 @@ class AttemptState:
         if self.expect is None or msg.get("c") != self.expect or self.reply is not None:
             self.violation = "a reply to a call the worker did not make"
             return False
-        self.reply = {k: msg[k] for k in ("e", "v", "u", "g", "type", "msg") if k in msg}
-        for key in ("type", "msg"):
-            if isinstance(self.reply.get(key), str):
-                self.reply[key] = safe_text(self.reply[key][:500])
+        self.reply = {k: msg[k] for k in ("e", "v", "u", "g", "h", "t", "type", "msg") if k in msg}
+        for key in ("type", "msg", "t", "u"):
+            if key in self.reply:
+                self.reply[key] = safe_text(str(self.reply[key])[:500])
+        if "h" in self.reply and type(self.reply["h"]) is not int:
+            self.violation = "malformed reply to a call"
+            return False
         return True
 
     def statement_done(self, outcome: dict) -> None:

@@ -2,20 +2,20 @@
 
 A test is one of three kinds (the data types are in :mod:`rlaif.sandbox.cases`):
 
-- ``value``: one ``assert``, split (:mod:`rlaif.sandbox.expr`) into holes evaluated in the sandbox
-  (the candidate's calls) and a wrapper evaluated here on their plain values
-  (``assert abs(f(x) - 0.5) < 1e-6``: hole ``f(x)``, wrapper ``abs(_h0 - 0.5) < 1e-06``);
+- ``stmt``: test code -- one ``assert`` line (:func:`assert_test`) or a whole HumanEval ``check``
+  with loops (:func:`statement_test`). It runs in the worker, a process the candidate cannot reach
+  (:mod:`rlaif.sandbox.trusted`), with the real builtins and the problem's own code; each call of a
+  candidate's function is a call into the sandbox with plain values. The candidate's process only
+  ever sees the names it must provide, never the test code;
 - ``call``: ``fn(*args)`` compared with an expected output, optionally within ``atol`` (MBPP+);
-- ``stmt``: arbitrary test code (a HumanEval ``check`` with loops). It runs in the worker, a process
-  the candidate cannot reach (:mod:`rlaif.sandbox.trusted`), with the real builtins and the
-  problem's own code; each call of a candidate's function is a call into the sandbox with plain
-  values. The candidate's process only ever sees the names it must provide, never the test code.
+- ``value``: the older plan of one ``assert`` (:func:`value_test`), split (:mod:`rlaif.sandbox.expr`)
+  into holes evaluated in the sandbox and a wrapper evaluated here on their plain values; kept for
+  callers that need the hole values themselves (``run_raw``), not used to judge candidates.
 
-Every assert line becomes a value test (any single ``assert``); only other statements become
-statement tests. Expected values and wrappers stay in this process: only :meth:`TestCase.wire`
-crosses into the sandbox, and it carries neither. A report that does not fit the test's kind ("ok"
-for a value test, a value for a statement test) is a protocol violation, never a pass
-(:mod:`rlaif.sandbox.verdict`, re-exported here with the data types).
+Expected values and wrappers stay out of the sandbox: only :meth:`TestCase.wire` crosses into the
+worker, and the worker passes the test process no test code. A report that does not fit the
+test's kind is a protocol violation, never a pass (:mod:`rlaif.sandbox.verdict`, re-exported here
+with the data types).
 """
 
 from __future__ import annotations
@@ -123,11 +123,28 @@ def safe_literal(node: ast.expr) -> Any:
     raise ValueError("not a literal")
 
 
-def assert_test(source: str, *, user_names=frozenset()) -> TestCase:
-    """Plan one ``assert`` line: a value test (holes for the sandbox, the rest judged here), or a
-    statement test for anything else. ``user_names``: names the problem defines (from its trusted
-    reference solution, never the candidate's program), so ``sum(10, 15)`` of an MBPP task that
-    defines ``sum`` is the candidate's call, not the builtin."""
+def assert_test(source: str, *, user_names=frozenset(), context: str = "", candidates=None) -> TestCase:
+    """One ``assert`` line (or any test code): run in the worker like :func:`statement_test`, so
+    everything but the candidate's own calls -- the expected side, builtins applied to constants,
+    comprehensions, ``or`` -- is evaluated there, on plain values. ``user_names``: names the problem
+    defines (from its trusted reference solution, never the candidate's program), so ``sum(10, 15)``
+    of an MBPP task that defines ``sum`` is the candidate's call, not the builtin."""
+    source = source.strip()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise RlaifError(f"test {source[:80]!r} is not valid Python ({exc.msg})") from None
+    test = statement_test(source, label=source[:200], user_names=user_names, context=context,
+                          candidates=candidates)  # fmt: skip
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+        return test
+    shape = _describe(source, tree.body[0].test)
+    return replace(test, expr=shape.expr, op=shape.op, expected=shape.expected)
+
+
+def value_test(source: str, *, user_names=frozenset()) -> TestCase:
+    """The older plan for one ``assert``: its holes evaluated in the sandbox, the rest here (kept
+    for callers that need the values themselves; :func:`assert_test` is the sound default)."""
     source = source.strip()
     try:
         tree = ast.parse(source)
@@ -174,4 +191,5 @@ def _is_literal(node: ast.expr) -> bool:
 
 
 __all__ = ["Job", "Limits", "Op", "TestCase", "Verdict", "assert_test", "call_test", "classify_load",
-           "classify_outcome", "compare", "judge", "outputs_match", "safe_literal", "statement_test"]  # fmt: skip
+           "classify_outcome", "compare", "judge", "outputs_match", "safe_literal", "statement_test",
+           "value_test"]  # fmt: skip

@@ -90,6 +90,56 @@ class _Proxy:
         return f"<candidate function {self._name}>"
 
 
+class Handle:
+    """An object the candidate returned that is not plain data. It stays in the test process; here
+    it can only be passed back to the candidate's functions (``max_chain_length([Pair(5, 24)], 1)``).
+    Any use that needs its value (comparing, truth, iterating, attributes) fails the test."""
+
+    __slots__ = ("hid", "kind", "session")
+
+    def __init__(self, hid: int, kind: str, session: Session):
+        self.hid, self.kind, self.session = hid, kind, session
+
+    def _refuse(self, *args, **kwargs):
+        self.session.not_plain = f"the candidate's {self.kind} is not plain data"
+        raise _NotPlain(self.session.not_plain)
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __len__ = __iter__ = _refuse
+    __hash__ = __contains__ = __getitem__ = __getattr__ = __add__ = __radd__ = __int__ = _refuse
+    __float__ = __index__ = __call__ = _refuse
+
+    def __repr__(self) -> str:
+        return f"<the candidate's {self.kind}>"
+
+
+def _wire(value):
+    """Encoded arguments, with a :class:`Handle` (in a list, tuple or dict value) as ``{"H": id}``
+    and a builtin (``int``) as ``{"B": name}``."""
+    t = type(value)
+    if t is Handle:
+        return {"H": value.hid}
+    name = getattr(value, "__name__", None)
+    if isinstance(name, str) and getattr(builtins, name, None) is value:
+        return {"B": name}  # a builtin type or function (``remove_datatype(xs, int)``)
+    if t is list:
+        return [_wire(x) for x in value]
+    if t is tuple:
+        return {"t": [_wire(x) for x in value]}
+    if t is dict:
+        return {"d": [[encode(k), _wire(x)] for k, x in value.items()]}
+    return encode(value)
+
+
+def _shown(value) -> str:
+    if type(value) is int and value.bit_length() > 4000:
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception as exc:  # an int beyond the int/str digit limit
+        text = f"<{type(value).__name__}: {type(exc).__name__}>"
+    return text if len(text) <= 120 else text[:120] + "..."
+
+
 class Session:
     """One statement test run here. ``request(name, args, kwargs)`` sends one call to the test
     process and returns its reply message (or raises :class:`AttemptOver`)."""
@@ -99,12 +149,16 @@ class Session:
         self.over: AttemptOver | None = None
         self.not_plain: str | None = None
         self.calls = 0
+        self.last = ""  # what the last call returned, for the diagnostics of a failed assert
 
     def call(self, name: str, args: tuple, kwargs: dict):
         if self.over is not None:
             raise self.over
         try:
-            wire_args, wire_kwargs = encode(list(args)), encode(kwargs)
+            try:
+                wire_args, wire_kwargs = encode(list(args)), encode(kwargs)
+            except Unencodable:  # handles of the candidate's own objects, passed back to it
+                wire_args, wire_kwargs = _wire(list(args)), _wire(kwargs)
         except Unencodable as exc:
             raise TypeError(f"an argument for {name}() is not plain data ({exc})") from None
         self.calls += 1
@@ -119,6 +173,8 @@ class Session:
             if cls is None:
                 raise CandidateError(f"{reply.get('type')}: {message}")
             raise cls(message)
+        if "h" in reply:
+            return Handle(reply["h"], f"{str(reply.get('t', ''))[:60]} object", self)
         if "u" in reply:
             self.not_plain = f"{name}() returned a value that cannot be compared safely ({reply['u']})"
             raise _NotPlain(self.not_plain)
@@ -127,6 +183,7 @@ class Session:
         except (ValueError, TypeError, RecursionError, OverflowError) as exc:
             self.not_plain = f"{name}() returned an undecodable value ({exc})"
             raise _NotPlain(self.not_plain) from None
+        self.last = f"got {_shown(value)} from {name}(...)"
         return iter(value) if reply.get("g") else value
 
 
@@ -142,6 +199,10 @@ def namespace(context: str, resolved: dict, modules: list[str], session: Session
             scope[name] = decode(how["v"])
         elif isinstance(how, dict) and how.get("f"):
             scope[name] = _Proxy(name, session.call)
+        elif isinstance(how, dict) and type(how.get("h")) is int:
+            scope[name] = Handle(how["h"], f"{str(how.get('t', ''))[:60]} object", session)
+        elif isinstance(how, dict) and "u" in how:  # too large to send: any use fails the test
+            scope[name] = Handle(-1, f"{name} ({str(how['u'])[:60]})", session)
         else:
             scope.pop(name, None)  # the candidate did not define it: a NameError, as in Python
     for mod in modules:
@@ -206,6 +267,8 @@ def run_statement(test: dict, resolved: dict, session: Session, deadline: float,
     except BaseException as exc:
         where = _assert_site(exc, code)
         outcome = {"e": "exc", "type": type(exc).__name__, "msg": _brief(exc), "line": where}
+        if session.last and isinstance(exc, AssertionError):
+            outcome["msg"] = safe_text(f"{outcome['msg']} (last call: {session.last})".strip())
     finally:
         signal.signal(signal.SIGALRM, previous)
         _restore_memory(limit)

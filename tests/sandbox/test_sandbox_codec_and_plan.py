@@ -9,7 +9,7 @@ import pytest
 
 from rlaif.errors import RlaifError
 from rlaif.sandbox.harness import Unencodable, decode, encode
-from rlaif.sandbox.spec import Job, Limits, assert_test, call_test, judge, outputs_match, statement_test
+from rlaif.sandbox.spec import Job, Limits, call_test, judge, outputs_match, statement_test, value_test
 
 ROUND_TRIP = [
     None,
@@ -97,25 +97,25 @@ def test_malformed_encodings_are_rejected(bad):
 
 # -- planning ---------------------------------------------------------------------------------------
 def test_equality_against_a_literal_becomes_a_value_test():
-    t = assert_test("assert min_cost([[1, 2], [3, 4]], 1, 1) == 8")
+    t = value_test("assert min_cost([[1, 2], [3, 4]], 1, 1) == 8")
     assert (t.kind, t.expr, t.op, t.expected) == ("value", "min_cost([[1, 2], [3, 4]], 1, 1)", "==", 8)
     assert "8" not in str(t.wire())  # the expected value never travels to the sandbox
 
 
 def test_literal_on_the_left_is_mirrored():
-    t = assert_test("assert 3 < f(x)")
+    t = value_test("assert 3 < f(x)")
     assert (t.expr, t.op, t.expected) == ("f(x)", ">", 3)
 
 
 def test_constructor_literals_are_accepted():
-    t = assert_test("assert set(f(1)) == set([1, 2])")
+    t = value_test("assert set(f(1)) == set([1, 2])")
     assert (t.kind, t.expr, t.expected) == ("value", "set(f(1))", {1, 2})
-    assert assert_test("assert f() == float('inf')").expected == float("inf")
+    assert value_test("assert f() == float('inf')").expected == float("inf")
 
 
 def test_truthiness_and_negation_and_identity():
-    assert (assert_test("assert is_ok(3)").op, assert_test("assert not is_ok(3)").op) == ("truthy", "falsy")
-    t = assert_test("assert f(1) is None")
+    assert (value_test("assert is_ok(3)").op, value_test("assert not is_ok(3)").op) == ("truthy", "falsy")
+    t = value_test("assert f(1) is None")
     assert (t.kind, t.op, t.expected) == ("value", "is", None)
 
 
@@ -130,11 +130,11 @@ def test_any_assert_is_a_value_test_with_only_the_candidates_parts_in_the_sandbo
         "assert 1 == 1": ("1 == 1", ()),
     }
     for src, (wrapper, holes) in cases.items():
-        t = assert_test(src)
+        t = value_test(src)
         assert (t.kind, t.wrapper, t.holes) == ("value", wrapper, holes), src
         wire = str(t.wire())
         assert "0.5" not in wire and "1.5" not in wire and "[1, 2]" not in wire  # never in the sandbox
-    assert assert_test("x = 1").kind == "stmt"
+    assert value_test("x = 1").kind == "stmt"
 
 
 def test_statement_tests_send_the_sandbox_only_the_candidates_names():
@@ -154,7 +154,7 @@ def test_statement_tests_send_the_sandbox_only_the_candidates_names():
 
 
 def test_ok_is_accepted_only_for_statement_tests_and_values_only_for_value_tests():
-    value, stmt = assert_test("assert f(1) == 2"), statement_test("check(f)")
+    value, stmt = value_test("assert f(1) == 2"), statement_test("check(f)")
     forged_ok = judge(_job(value), {"load": {"ok": True}, "tests": [{"e": "ok"}]})
     assert forged_ok.status == "runtime_error" and "protocol violated" in forged_ok.diagnostics
     forged_val = judge(_job(stmt), {"load": {"ok": True}, "tests": [{"e": "val", "v": [2]}]})
@@ -163,7 +163,7 @@ def test_ok_is_accepted_only_for_statement_tests_and_values_only_for_value_tests
 
 def test_parent_refuses_wrappers_that_would_stall_it():
     for src in ("assert 2 ** f(1) == 4", "assert f(1) << f(2) == 0", "assert 'x' * f(1) == ''"):
-        t = assert_test(src)
+        t = value_test(src)
         raw = {"load": {"ok": True}, "tests": [{"e": "val", "v": [10**9] * len(t.holes)}]}
         v = judge(_job(t), raw)
         assert v.status == "runtime_error" and "cannot evaluate" in v.diagnostics, src
@@ -171,7 +171,7 @@ def test_parent_refuses_wrappers_that_would_stall_it():
 
 def test_invalid_test_is_an_error():
     with pytest.raises(RlaifError, match="not valid Python"):
-        assert_test("assert f(1) ==")
+        value_test("assert f(1) ==")
 
 
 def test_outputs_match_follows_evalplus():
@@ -188,7 +188,7 @@ def _job(*tests):
 
 
 def test_judge_compares_values_in_the_parent():
-    job = _job(assert_test("assert f(1) == 2"), assert_test("assert f(2) == 4"), assert_test("assert g()"))
+    job = _job(value_test("assert f(1) == 2"), value_test("assert f(2) == 4"), value_test("assert g()"))
     raw = {
         "load": {"ok": True},
         "tests": [{"e": "val", "v": [2]}, {"e": "val", "v": [3]}, {"e": "val", "v": [[]]}],
@@ -200,7 +200,7 @@ def test_judge_compares_values_in_the_parent():
 
 
 def test_judge_severity_and_missing_outcomes():
-    job = _job(*(assert_test(f"assert f({i}) == 1") for i in range(5)))
+    job = _job(*(value_test(f"assert f({i}) == 1") for i in range(5)))
     raw = {
         "load": {"ok": True},
         "tests": [
@@ -216,7 +216,7 @@ def test_judge_severity_and_missing_outcomes():
 
 
 def test_judge_load_failures():
-    job = _job(assert_test("assert f() == 1"), assert_test("assert f() == 2"))
+    job = _job(value_test("assert f() == 1"), value_test("assert f() == 2"))
     syntax = judge(
         job, {"load": {"ok": False, "e": "load_err", "syntax": True, "type": "SyntaxError", "line": 3}}
     )
@@ -251,9 +251,9 @@ def test_statement_test_ok_is_a_pass():
 
 def test_functions_named_like_builtins_are_the_candidates():
     # MBPP task 126 defines ``sum(a, b)``: its test must call the candidate, not the builtin
-    assert assert_test("assert sum(10, 15) == 6").holes == ("sum(10, 15)",)
-    t = assert_test("assert sum([x, 1]) == 6", user_names={"sum"})
+    assert value_test("assert sum(10, 15) == 6").holes == ("sum(10, 15)",)
+    t = value_test("assert sum([x, 1]) == 6", user_names={"sum"})
     assert (t.wrapper, t.holes) == ("_h0 == 6", ("sum([x, 1])",))
     # a literal written with a constructor stays here, out of the sandbox's reach
-    t = assert_test("assert f(1) == float('inf')")
+    t = value_test("assert f(1) == float('inf')")
     assert (t.wrapper, t.holes) == ("_h0 == float('inf')", ("f(1)",))

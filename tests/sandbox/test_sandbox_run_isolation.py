@@ -16,6 +16,7 @@ import pytest
 from sandbox_testlib import assert_healthy, run, sandbox_processes
 
 from rlaif.sandbox import Job, Limits, SandboxPool, assert_test
+from rlaif.sandbox.spec import value_test
 
 RAW_MEMORY_MODULES = ("_ctypes", "_cffi_backend", "_testcapi", "_testinternalcapi")
 
@@ -138,7 +139,7 @@ def test_a_later_sample_cannot_read_an_earlier_samples_memory():
         # the image every test process is forked from holds nothing of it (read from outside)
         assert _copies_in_memory(_zygote_pid(own._workers[0].proc.pid), earlier) == 0
         assert _copies_in_memory(own._workers[0].proc.pid, earlier) > 0  # the worker saw it
-        probe = Job(program=MEMORY_READER.format(token=later), tests=[assert_test("assert tokens() == []")])
+        probe = Job(program=MEMORY_READER.format(token=later), tests=[value_test("assert tokens() == []")])
         raw = own.run_raw([probe])[0]
         seen = raw["tests"][0]["v"][0]
         assert later in seen  # the scan works: it finds the reader's own token
@@ -173,7 +174,7 @@ def test_ipc_objects_do_not_outlive_the_run():
     with SandboxPool(workers=1, mask_extensions=False, total_memory_mb=450, limits=limits) as own:
         if not (own.isolation.get("memory_cgroup") and own.isolation.get("ipc")):
             pytest.skip("needs a memory cgroup and an IPC namespace: " + "; ".join(own.warnings))
-        hog = own.run_raw([Job(program=SHM_HOG, tests=[assert_test("assert grab(200) > 0")])])[0]
+        hog = own.run_raw([Job(program=SHM_HOG, tests=[value_test("assert grab(200) > 0")])])[0]
         shmid = hog["tests"][0]["v"][0]
         assert type(shmid) is int and shmid >= 0, hog
         res = run(own, SHM_PROBE, f"assert attach({shmid})", "assert use(250) == 250 << 20")

@@ -1,0 +1,64 @@
+"""Value tests (every ``assert`` line) run in the worker: everything but the candidate's own calls --
+the expected side, builtins applied to constants, comprehensions, ``or``, ``map`` -- is evaluated
+there, on plain values, so nothing the candidate does in its own process changes it. Each attack is
+mounted for real next to an honest program on the same test."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlaif.sandbox import Job, assert_test
+
+
+def _both(pool, wrong: str, honest: str, *tests: str):
+    jobs = [Job(program=p, tests=[assert_test(t) for t in tests]) for p in (wrong, honest)]
+    return pool.run(jobs)
+
+
+ATTACKS = [
+    # MBPP 596: the expected side was a hole, so a patched ``sys`` answered it
+    ("import sys\nsys.getsizeof = lambda *a: 0\ndef tuple_size(t):\n    return 0\n",
+     "import sys\ndef tuple_size(t):\n    return sys.getsizeof(t)\n",
+     'assert tuple_size(("A", 1, "B", 2)) == sys.getsizeof(("A", 1, "B", 2))'),
+    # a builtin applied to constants ran in the sandbox, where the program had replaced it
+    ("import builtins\nbuiltins.sorted = lambda *a, **k: [0]\ndef f(x):\n    return [0]\n",
+     "def f(x):\n    return sorted(x)\n",
+     "assert f([3, 1, 2]) == sorted([3, 1, 2])"),
+    # comparisons inside a comprehension / an ``or``: an object equal to everything
+    ("class A(list):\n    def __eq__(self, o):\n        return True\ndef f(x):\n    return A([7])\n",
+     "def f(x):\n    return x * x\n",
+     "assert all(f(x) == y for x, y in [(1, 1), (2, 4)])"),
+    ("import sys\ndef f(x):\n    sys._getframe(1).f_globals['__rlaif_plain__'] = lambda v: 3\n    return 0\n",
+     "def f(x):\n    return 3\n",
+     "assert f(1) == 3 or f(2) == 3"),
+    # a StopIteration raised by the candidate truncated ``map`` and passed ``all``
+    ("def is_even(x):\n    raise StopIteration\n",
+     "def is_even(x):\n    return x % 2 == 0\n",
+     "assert all(map(is_even, [2, 4, 6]))"),
+    ("def f(x):\n    if x > 1:\n        raise StopIteration\n    return 1\n",
+     "def f(x):\n    return 1\n",
+     "assert list(map(f, [1, 2, 3])) == [1, 1, 1][:len(list(map(f, [1, 2, 3])))]"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("wrong", "honest", "test"), ATTACKS)
+def test_only_the_candidates_own_calls_run_in_the_sandbox(isolated, wrong, honest, test):
+    bad, good = _both(isolated, wrong, honest, test)
+    assert good.passed, good.diagnostics
+    assert not bad.passed, bad.diagnostics
+
+
+def test_objects_of_the_candidate_pass_back_into_its_calls_but_never_compare(isolated):
+    program = (
+        "class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
+        "    def __eq__(self, other):\n        return True\n"
+        "def longest(pairs):\n    return max(p.b - p.a for p in pairs)\n"
+        "def make(a):\n    return Pair(a, a)\n"
+    )
+    res = isolated.run_one(Job(program=program, tests=[
+        assert_test("assert longest([Pair(1, 5), Pair(2, 3)]) == 4"),  # MBPP 601's shape
+        assert_test("assert make(1) == 5"),  # an object equal to everything is not plain data
+        assert_test("assert make(1)"),
+    ]))  # fmt: skip
+    assert res.per_test == ["passed", "failed", "failed"], res.diagnostics
+    assert "not plain data" in res.metadata["failures"][0]["detail"]
