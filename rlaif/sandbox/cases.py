@@ -78,6 +78,9 @@ class TestCase:
     context: str = ""
     names: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    # an assert whose candidate calls all have literal arguments: (source, name, args, kwargs) each,
+    # made ahead in the sandbox (rlaif.sandbox.spec._constant_calls)
+    calls: tuple = ()
 
     @property
     def has_expected(self) -> bool:
@@ -92,7 +95,7 @@ class TestCase:
         if self.kind == "call":
             return {"kind": "call", "fn": self.fn, "args": self.args, "not_none": self.not_none}
         return {"kind": "stmt", "code": self.code, "context": self.context, "names": list(self.names),
-                "modules": list(self.modules)}  # fmt: skip
+                "modules": list(self.modules), "calls": [list(c) for c in self.calls]}  # fmt: skip
 
 
 @dataclass

@@ -288,6 +288,18 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
     _encode, _decode, _brief, _settrace, _setprofile = encode, decode, _short, sys.settrace, sys.setprofile
     _BaseException, _Unencodable, _NameError = BaseException, Unencodable, NameError
     tests = job["tests"]
+
+    def each(hole, scope_globals) -> dict:
+        """One call made ahead: its encoded result, the exception it raised, or why it cannot be sent."""
+        try:
+            value = _eval(hole, scope_globals)
+        except _BaseException as exc:
+            return {"x": [_type(exc).__name__, _brief(exc)]}
+        try:
+            return {"v": _encode(value)}
+        except _BaseException as exc:
+            return {"u": _brief(exc)}
+
     send, finish = _make_channel(report_fd, nonce, job["limits"]["max_value_bytes"])
     compiled = _compile_tests(tests)
     plain, scope_for, serve_calls = _make_reporters(send, job["limits"]["max_value_bytes"])
@@ -310,7 +322,9 @@ def run_in_child(job: dict, start: int, report_fd: int, nonce: str) -> None:
         fn = namespace.get(test["fn"]) if kind == "call" else None
         scope_globals = scope_for(namespace)
         try:
-            if kind == "value":
+            if kind == "value" and test.get("each"):  # calls made ahead: one outcome per call
+                value = [each(compiled[i][j], scope_globals) for j in _range(_len(compiled[i]))]
+            elif kind == "value":
                 holes, iters = compiled[i], test["iters"]
                 value = [plain(_eval(holes[j], scope_globals), iters[j]) for j in _range(_len(holes))]
             else:

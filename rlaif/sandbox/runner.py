@@ -77,6 +77,16 @@ class _Capture:
         return self.data.decode("utf-8", errors="replace")
 
 
+def _for_sandbox(test: dict) -> dict:
+    """What T is told about a test: a statement test's names only (its code, and so its expected
+    values, stays here), or for an assert whose calls are made ahead, those calls' sources."""
+    if test["kind"] != "stmt":
+        return test
+    if test.get("calls"):
+        return {"kind": "value", "holes": [c[0] for c in test["calls"]], "iters": [], "each": 1}
+    return {"kind": "stmt", "names": test["names"]}
+
+
 class TestDriver:
     """The worker's side of one job: attempts of the test process until every test has an outcome
     or the time is up."""
@@ -93,8 +103,8 @@ class TestDriver:
         self.violation: str | None = None
         self.attempts = 0
         # T gets statement tests' names only: their code (and so their expected values) stays here
-        tests = [{"kind": "stmt", "names": t["names"]} if t["kind"] == "stmt" else t for t in job["tests"]]
-        self.wire_job = {**job, "tests": tests}
+        self.wire_job = {**job, "tests": [_for_sandbox(t) for t in job["tests"]]}
+        self._memory = int(self.limits["memory_mb"] * 2**20)  # what the worker may use per test
 
     def run(self) -> dict:
         start = 0
@@ -105,6 +115,10 @@ class TestDriver:
                 break
         if self.load is None:
             self.load = {"ok": False, "e": "timeout"}
+        for i, test in enumerate(self.job["tests"]):
+            outcome = self.outcomes[i]
+            if test["kind"] == "stmt" and test.get("calls") and outcome and outcome.get("e") == "val":
+                self.outcomes[i] = self._judge_ahead(test, outcome["v"])
         return {
             "load": self.load,
             "tests": self.outcomes,
@@ -142,7 +156,7 @@ class TestDriver:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         conf_r, conf_w = os.pipe()
-        state = AttemptState(start, nonce, self.limits, [t["kind"] for t in self.job["tests"]])
+        state = AttemptState(start, nonce, self.limits, [t["kind"] for t in self.wire_job["tests"]])
         try:
             early = len(data) <= _PIPE_BUFFER  # fits in the pipe: T finds its job the moment it starts
             if early:
@@ -265,6 +279,28 @@ class TestDriver:
             return {"e": "signal", "sig": os.WTERMSIG(code)}
         return {"e": "exit", "code": os.waitstatus_to_exitcode(code)}
 
+    def _judge_ahead(self, test: dict, results) -> dict:
+        """Run an assert whose candidate calls were made ahead: each call the test makes takes the
+        first unused result of the same call (name and arguments)."""
+        planned = [[name, args, kwargs, reply] for (_src, name, args, kwargs), reply
+                   in zip(test["calls"], results if type(results) is list else [], strict=False)]  # fmt: skip
+
+        def request(name: str, args, kwargs) -> dict:
+            for call in planned:
+                if call[0] == name and call[1] == args and call[2] == kwargs and call[3] is not None:
+                    reply, call[3] = call[3], None
+                    if "x" in reply and type(reply["x"]) is list and len(reply["x"]) == 2:
+                        return {"e": "raise", "type": str(reply["x"][0]), "msg": str(reply["x"][1])}
+                    return {"e": "ret", **{k: reply[k] for k in ("v", "u") if k in reply}}
+            raise AttemptOver({"e": "violation", "msg": f"no result for the call {name}(...) of the test"})
+
+        deadline = time.monotonic() + self.limits["timeout"]
+        resolved = {name: {"f": 1} for name in test["names"]}
+        try:
+            return run_statement(test, resolved, Session(request), deadline, self._memory)
+        except AttemptOver as over:
+            return over.outcome
+
     def _statement(self, st: AttemptState, io: _AttemptIO) -> dict:
         """Run the statement test T just reached here, calling into T for the candidate's calls."""
         i, names = st.statement
@@ -281,8 +317,7 @@ class TestDriver:
                 io.pump(deadline)
             return st.reply
 
-        return run_statement(self.job["tests"][i], names, Session(request), deadline,
-                             int(self.limits["memory_mb"] * 2**20))  # fmt: skip
+        return run_statement(self.job["tests"][i], names, Session(request), deadline, self._memory)
 
     def _read(self, fd, st, rep_r, out_r, err_r, conf_r, sel) -> bool:
         """Consume what is readable on ``fd``; True when a test (or the load) just finished."""

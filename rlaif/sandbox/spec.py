@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from rlaif.errors import RlaifError
 from rlaif.sandbox.cases import MISSING, Job, Limits, Op, TestCase
-from rlaif.sandbox.codec import encode
+from rlaif.sandbox.codec import Unencodable, encode
 from rlaif.sandbox.expr import plan
 
 # re-exported: callers take the data types and the verdict from here
@@ -139,7 +139,35 @@ def assert_test(source: str, *, user_names=frozenset(), context: str = "", candi
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return test
     shape = _describe(source, tree.body[0].test)
-    return replace(test, expr=shape.expr, op=shape.op, expected=shape.expected)
+    calls = _constant_calls(tree.body[0].test, set(test.names))
+    return replace(test, expr=shape.expr, op=shape.op, expected=shape.expected, calls=calls)
+
+
+def _constant_calls(expr: ast.expr, candidates: set[str]) -> tuple:
+    """The candidate's calls of an assert, when every use of a candidate's name is a call with
+    literal arguments outside any loop or lambda (``candidate(2, 3) == 5``): ``(source, name,
+    encoded args, encoded kwargs)`` each. The sandbox then makes these calls ahead, in one stream,
+    without a round trip per call, and the worker evaluates the assert on their results. ``()``
+    when any use is not such a call: the worker then calls into the sandbox as the test runs."""
+    scoped = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+    calls, uses = [], 0
+    for node in ast.walk(expr):
+        if isinstance(node, scoped) and any(
+            isinstance(n, ast.Name) and n.id in candidates for n in ast.walk(node)
+        ):
+            return ()
+        if isinstance(node, ast.Name) and node.id in candidates:
+            uses += 1
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in candidates:
+            try:
+                args = [ast.literal_eval(a) for a in node.args]
+                kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+                if len(kwargs) != len(node.keywords):
+                    return ()
+                calls.append((ast.unparse(node), node.func.id, encode(args), encode(kwargs)))
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, Unencodable):
+                return ()
+    return tuple(calls) if calls and len(calls) == uses else ()
 
 
 def value_test(source: str, *, user_names=frozenset()) -> TestCase:
