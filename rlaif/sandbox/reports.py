@@ -33,6 +33,7 @@ class AttemptState:
         self.confined = False
         self.confine_error = ""
         self.over_at = 0.0
+        self.started = self.confined_at = self.loaded_at = time.monotonic()  # timing, for reports
         self.buf = b""
         self.max_line = limits["max_value_bytes"] + 4096
         self.budget = limits["max_report_bytes"]
@@ -64,7 +65,7 @@ class AttemptState:
         if self.phase == "load" and event in ("load_ok", "load_err"):
             self.load_msg = {"ok": True} if event == "load_ok" else clean(msg)
             self.phase = "tests" if event == "load_ok" else "over"
-            self.over_at = time.monotonic()
+            self.over_at = self.loaded_at = time.monotonic()
             return True
         if self.phase == "tests" and event in ("val", "exc", "unenc", "stmt", "ret", "raise"):
             if msg.get("i") != self.current or self.current >= len(self.kinds):

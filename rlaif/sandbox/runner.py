@@ -35,7 +35,7 @@ from rlaif.sandbox.cgroup import oom_kills
 from rlaif.sandbox.confine import CONFINED_OK
 from rlaif.sandbox.frames import ZygoteGone, read_message, recv_frame, send_frame, write_all
 from rlaif.sandbox.reports import AttemptState
-from rlaif.sandbox.trusted import AttemptOver, Session, run_statement
+from rlaif.sandbox.trusted import AttemptOver, Session, memory_limit, run_statement
 
 _DRAIN_GRACE_S = 0.5
 _PIPE_BUFFER = 65536  # Linux's default pipe capacity
@@ -105,8 +105,14 @@ class TestDriver:
         # T gets statement tests' names only: their code (and so their expected values) stays here
         self.wire_job = {**job, "tests": [_for_sandbox(t) for t in job["tests"]]}
         self._memory = int(self.limits["memory_mb"] * 2**20)  # what the worker may use per test
+        self.timing: dict[str, float] = {"worker_judge": 0.0}
+        self._bases: dict = {}  # the problem's code, run once here (rlaif.sandbox.trusted.namespace)
 
     def run(self) -> dict:
+        with memory_limit(self._memory):
+            return self._run()
+
+    def _run(self) -> dict:
         start = 0
         while start < self.n and time.monotonic() < self.total_deadline and self.violation is None:
             self.attempts += 1
@@ -118,7 +124,9 @@ class TestDriver:
         for i, test in enumerate(self.job["tests"]):
             outcome = self.outcomes[i]
             if test["kind"] == "stmt" and test.get("calls") and outcome and outcome.get("e") == "val":
+                started = time.monotonic()
                 self.outcomes[i] = self._judge_ahead(test, outcome["v"])
+                self.timing["worker_judge"] += time.monotonic() - started
         return {
             "load": self.load,
             "tests": self.outcomes,
@@ -128,6 +136,7 @@ class TestDriver:
             "stderr_bytes": self.stderr.total,
             "attempts": self.attempts,
             "violation": self.violation,
+            "timing": self.timing,
         }
 
     def _attempt(self, start: int) -> int:
@@ -136,6 +145,7 @@ class TestDriver:
         loaded_before = bool(self.load is not None and self.load.get("ok"))
         oom_before = oom_kills(self.cfg.get("cgroup_events"))
         state, ended = self._launch_and_follow(start)
+        self._clock(state)
         if ended.get("sig") == signal.SIGKILL and oom_kills(self.cfg.get("cgroup_events")) > oom_before:
             ended["oom"] = True
         if not state.confined:
@@ -143,6 +153,16 @@ class TestDriver:
                 f"the test process could not be confined ({state.confine_error or 'no answer'})"
             )
         return self._record(start, state, ended, loaded_before)
+
+    def _clock(self, st: AttemptState) -> None:
+        """Where an attempt's time went (seconds, summed over attempts; reported as ``timing``)."""
+        end = time.monotonic()
+        confined = st.confined_at if st.confined else end
+        loaded = max(st.loaded_at, confined) if st.phase != "load" else end
+        finished = st.over_at if st.phase in ("done", "over") else end
+        for key, span in (("fork_confine", confined - st.started), ("load", loaded - confined),
+                          ("tests", finished - loaded), ("sweep", end - finished)):  # fmt: skip
+            self.timing[key] = self.timing.get(key, 0.0) + max(span, 0.0)
 
     def _launch_and_follow(self, start: int) -> tuple[AttemptState, dict]:
         """Hand the zygote T's pipe ends, give T its job, and read T until it has ended; every pipe
@@ -244,7 +264,9 @@ class TestDriver:
                 status = io.status
                 if st.statement is not None and status is None and st.violation is None:
                     try:
+                        started = time.monotonic()
                         st.statement_done(self._statement(st, io))
+                        self.timing["worker_judge"] += time.monotonic() - started
                         io.send(rep_r, {"next": 1})
                     except AttemptOver as over:
                         timed_out = over.outcome.get("e") == "timeout"
@@ -297,7 +319,7 @@ class TestDriver:
         deadline = time.monotonic() + self.limits["timeout"]
         resolved = {name: {"f": 1} for name in test["names"]}
         try:
-            return run_statement(test, resolved, Session(request), deadline, self._memory)
+            return run_statement(test, resolved, Session(request), deadline, self._bases)
         except AttemptOver as over:
             return over.outcome
 
@@ -317,7 +339,7 @@ class TestDriver:
                 io.pump(deadline)
             return st.reply
 
-        return run_statement(self.job["tests"][i], names, Session(request), deadline, self._memory)
+        return run_statement(self.job["tests"][i], names, Session(request), deadline, self._bases)
 
     def _read(self, fd, st, rep_r, out_r, err_r, conf_r, sel) -> bool:
         """Consume what is readable on ``fd``; True when a test (or the load) just finished."""
@@ -333,7 +355,8 @@ class TestDriver:
         elif fd == err_r:
             self.stderr.add(chunk)
         elif fd == conf_r:
-            st.confined = st.confined or chunk.startswith(CONFINED_OK)
+            if not st.confined and chunk.startswith(CONFINED_OK):
+                st.confined, st.confined_at = True, time.monotonic()
             if chunk.startswith(b"error:"):
                 st.confine_error = chunk[6:200].decode(errors="replace").strip()
         elif fd == rep_r:

@@ -36,6 +36,7 @@ import resource
 import signal
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import lru_cache
 
 from rlaif.sandbox.codec import Unencodable, decode, encode
@@ -187,13 +188,18 @@ class Session:
         return iter(value) if reply.get("g") else value
 
 
-def namespace(context: str, resolved: dict, modules: list[str], session: Session) -> dict:
-    """The test's globals: the real builtins, the problem's code, then the candidate's names (a
-    proxy for each function, the plain value for each constant), then the stdlib modules the test
-    names without importing them."""
-    scope: dict = {"__name__": "__test__", "__builtins__": builtins}
-    if context:
-        exec(_compiled(context, "<problem>"), scope)
+def namespace(context: str, resolved: dict, modules: list[str], session: Session, bases: dict) -> dict:
+    """The test's globals: the real builtins, the problem's code (run once per job and attempt:
+    ``bases`` keeps it), then the candidate's names (a proxy for each function, the plain value for
+    each constant, a handle for anything else), then the stdlib modules the test names without
+    importing them."""
+    base = bases.get(context)
+    if base is None:
+        base = {"__name__": "__test__", "__builtins__": builtins}
+        if context:
+            exec(_compiled(context, "<problem>"), base)
+        bases[context] = base
+    scope = dict(base)
     for name, how in resolved.items():
         if isinstance(how, dict) and "v" in how:
             scope[name] = decode(how["v"])
@@ -236,9 +242,10 @@ def _brief(exc: BaseException) -> str:
     return safe_text(text[:300])
 
 
-def run_statement(test: dict, resolved: dict, session: Session, deadline: float, memory_bytes: int) -> dict:
+def run_statement(test: dict, resolved: dict, session: Session, deadline: float, bases: dict) -> dict:
     """Run one statement test here; returns its outcome (``ok``, ``exc``, ``unenc``), or raises
-    :class:`AttemptOver` (the attempt ended during the test, or its time ran out)."""
+    :class:`AttemptOver` (the attempt ended during the test, or its time ran out). Call it inside
+    :func:`memory_limit`."""
     code = test["code"]
     previous = signal.getsignal(signal.SIGALRM)
 
@@ -246,12 +253,12 @@ def run_statement(test: dict, resolved: dict, session: Session, deadline: float,
         raise _OutOfTime()
 
     outcome: dict
-    limit = _limit_memory(memory_bytes)
     try:
         signal.signal(signal.SIGALRM, out_of_time)
         signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
         try:
-            scope = namespace(test.get("context") or "", resolved, list(test.get("modules") or ()), session)
+            modules = list(test.get("modules") or ())
+            scope = namespace(test.get("context") or "", resolved, modules, session, bases)
             exec(_compiled(code, "<test>"), scope)
             outcome = {"e": "ok"}
         finally:
@@ -271,7 +278,6 @@ def run_statement(test: dict, resolved: dict, session: Session, deadline: float,
             outcome["msg"] = safe_text(f"{outcome['msg']} (last call: {session.last})".strip())
     finally:
         signal.signal(signal.SIGALRM, previous)
-        _restore_memory(limit)
     if session.over is not None:  # the test code caught it: the attempt is over all the same
         raise session.over
     if session.not_plain is not None:
@@ -281,18 +287,21 @@ def run_statement(test: dict, resolved: dict, session: Session, deadline: float,
     return outcome
 
 
-def _limit_memory(extra: int):
-    """Cap the worker's address space at what it uses now plus ``extra`` (restored afterwards)."""
+@contextmanager
+def memory_limit(extra: int):
+    """Cap the worker's address space at what it uses now plus ``extra`` while it runs a job's
+    test code (restored afterwards): values a test builds from the candidate's results cannot
+    exhaust the worker (a MemoryError fails that test)."""
+    old = None
     try:
         with open("/proc/self/statm") as fh:
             used = int(fh.read().split()[0]) * resource.getpagesize()
         old = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (used + extra, old[1]))
-        return old
     except (OSError, ValueError):
-        return None
-
-
-def _restore_memory(old) -> None:
-    if old is not None:
-        resource.setrlimit(resource.RLIMIT_AS, old)
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            resource.setrlimit(resource.RLIMIT_AS, old)
