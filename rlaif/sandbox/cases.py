@@ -111,10 +111,17 @@ class Job:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def wire(self, limits: Limits) -> dict:
+        """The job for the worker; the problem code shared by its tests travels once (``contexts``,
+        each test's ``context`` an index into it)."""
+        tests, contexts = [t.wire() for t in self.tests], {}
+        for t in tests:
+            if t.get("context"):
+                t["context"] = contexts.setdefault(t["context"], len(contexts))
         return {
             "id": self.id,
             "program": self.program,
             "setup": self.setup,
-            "tests": [t.wire() for t in self.tests],
+            "tests": tests,
+            "contexts": list(contexts),
             "limits": limits.wire(),
         }

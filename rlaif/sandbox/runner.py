@@ -35,7 +35,7 @@ from rlaif.sandbox.cgroup import oom_kills
 from rlaif.sandbox.confine import CONFINED_OK
 from rlaif.sandbox.frames import ZygoteGone, read_message, recv_frame, send_frame, write_all
 from rlaif.sandbox.reports import AttemptState
-from rlaif.sandbox.trusted import AttemptOver, Session, memory_limit, run_statement
+from rlaif.sandbox.trusted import AttemptOver, Session, judging, run_statement
 
 _DRAIN_GRACE_S = 0.5
 _PIPE_BUFFER = 65536  # Linux's default pipe capacity
@@ -103,13 +103,17 @@ class TestDriver:
         self.violation: str | None = None
         self.attempts = 0
         # T gets statement tests' names only: their code (and so their expected values) stays here
-        self.wire_job = {**job, "tests": [_for_sandbox(t) for t in job["tests"]]}
+        contexts = job.get("contexts") or []
+        for t in job["tests"]:  # the problem code the tests share, sent once (Job.wire)
+            if type(t.get("context")) is int and 0 <= t["context"] < len(contexts):
+                t["context"] = contexts[t["context"]]
+        self.wire_job = {**job, "tests": [_for_sandbox(t) for t in job["tests"]], "contexts": []}
         self._memory = int(self.limits["memory_mb"] * 2**20)  # what the worker may use per test
         self.timing: dict[str, float] = {"worker_judge": 0.0}
         self._bases: dict = {}  # the problem's code, run once here (rlaif.sandbox.trusted.namespace)
 
     def run(self) -> dict:
-        with memory_limit(self._memory):
+        with judging(self._memory):
             return self._run()
 
     def _run(self) -> dict:

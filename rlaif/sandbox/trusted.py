@@ -71,7 +71,7 @@ class _OutOfTime(BaseException):
     pass
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=8192)  # a pool of workers sees every test of a data set again per sample
 def _compiled(source: str, filename: str):
     return compile(source, filename, "exec")
 
@@ -245,16 +245,10 @@ def _brief(exc: BaseException) -> str:
 def run_statement(test: dict, resolved: dict, session: Session, deadline: float, bases: dict) -> dict:
     """Run one statement test here; returns its outcome (``ok``, ``exc``, ``unenc``), or raises
     :class:`AttemptOver` (the attempt ended during the test, or its time ran out). Call it inside
-    :func:`memory_limit`."""
+    :func:`judging`."""
     code = test["code"]
-    previous = signal.getsignal(signal.SIGALRM)
-
-    def out_of_time(signum, frame):
-        raise _OutOfTime()
-
     outcome: dict
     try:
-        signal.signal(signal.SIGALRM, out_of_time)
         signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
         try:
             modules = list(test.get("modules") or ())
@@ -276,8 +270,6 @@ def run_statement(test: dict, resolved: dict, session: Session, deadline: float,
         outcome = {"e": "exc", "type": type(exc).__name__, "msg": _brief(exc), "line": where}
         if session.last and isinstance(exc, AssertionError):
             outcome["msg"] = safe_text(f"{outcome['msg']} (last call: {session.last})".strip())
-    finally:
-        signal.signal(signal.SIGALRM, previous)
     if session.over is not None:  # the test code caught it: the attempt is over all the same
         raise session.over
     if session.not_plain is not None:
@@ -287,11 +279,27 @@ def run_statement(test: dict, resolved: dict, session: Session, deadline: float,
     return outcome
 
 
+def _out_of_time(signum, frame):
+    raise _OutOfTime()
+
+
 @contextmanager
-def memory_limit(extra: int):
-    """Cap the worker's address space at what it uses now plus ``extra`` while it runs a job's
-    test code (restored afterwards): values a test builds from the candidate's results cannot
-    exhaust the worker (a MemoryError fails that test)."""
+def judging(extra: int):
+    """What :func:`run_statement` needs around a job: the interval timer's handler (the per-test
+    time limit), and the worker's address space capped at what it uses now plus ``extra`` (both
+    restored afterwards), so values a test builds from the candidate's results cannot exhaust the
+    worker (a MemoryError fails that test)."""
+    previous = signal.signal(signal.SIGALRM, _out_of_time)
+    try:
+        with _memory_limit(extra):
+            yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _memory_limit(extra: int):
     old = None
     try:
         with open("/proc/self/statm") as fh:
