@@ -77,6 +77,12 @@ class _Capture:
         return self.data.decode("utf-8", errors="replace")
 
 
+def accepted_names(reported: dict, wanted: list) -> dict:
+    """How T says the test's names resolve, for the names the test needs only: T cannot bind
+    anything else in the test's scope (a problem helper, a builtin); a name it left out is missing."""
+    return {name: reported[name] if isinstance(reported.get(name), dict) else {"m": 1} for name in wanted}
+
+
 def _for_sandbox(test: dict) -> dict:
     """What T is told about a test: a statement test's names only (its code, and so its expected
     values, stays here), or for an assert whose calls are made ahead, those calls' sources."""
@@ -129,7 +135,7 @@ class TestDriver:
             outcome = self.outcomes[i]
             if test["kind"] == "stmt" and test.get("calls") and outcome and outcome.get("e") == "val":
                 started = time.monotonic()
-                self.outcomes[i] = self._judge_ahead(test, outcome["v"])
+                self.outcomes[i] = self._judge_ahead(test, outcome.get("v"))
                 self.timing["worker_judge"] += time.monotonic() - started
         return {
             "load": self.load,
@@ -329,7 +335,8 @@ class TestDriver:
 
     def _statement(self, st: AttemptState, io: _AttemptIO) -> dict:
         """Run the statement test T just reached here, calling into T for the candidate's calls."""
-        i, names = st.statement
+        i, reported = st.statement
+        names = accepted_names(reported, self.job["tests"][i]["names"])
         deadline = min(time.monotonic() + self.limits["timeout"], self.total_deadline)
 
         def request(name: str, args, kwargs) -> dict:

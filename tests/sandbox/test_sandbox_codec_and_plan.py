@@ -257,3 +257,11 @@ def test_functions_named_like_builtins_are_the_candidates():
     # a literal written with a constructor stays here, out of the sandbox's reach
     t = value_test("assert f(1) == float('inf')")
     assert (t.wrapper, t.holes) == ("_h0 == float('inf')", ("f(1)",))
+
+
+def test_the_test_process_resolves_only_the_names_the_test_needs():
+    # a forged start of a statement test cannot bind the problem's helpers or builtins to proxies
+    from rlaif.sandbox.runner import accepted_names
+
+    forged = {"candidate": {"f": 1}, "poly": {"f": 1}, "range": {"v": []}}
+    assert accepted_names(forged, ["candidate", "helper"]) == {"candidate": {"f": 1}, "helper": {"m": 1}}
