@@ -10,9 +10,11 @@ Usage::
 What it protects against (as root on Linux, where every mechanism below is available; the pool's
 ``isolation`` dict and every result's ``metadata["isolation"]`` / ``network_isolated`` say which are):
 
-- **forged passes** -- the sandbox never decides a verdict; the parent judges every test from plain
-  values the sandbox reports (builtin types only, read with the base types' own methods: an object
-  whose ``__eq__`` always returns True is compared by its real contents, or is unencodable and fails):
+- **forged passes** -- the sandbox never decides a verdict; the worker and the parent judge every
+  test from plain values the sandbox reports (builtin types only, read with the base types' own
+  methods: an object whose ``__eq__`` always returns True is compared by its real contents, or is
+  not plain data and fails). Forging a report (frames, ``gc``, ``sys.settrace``, writing to the
+  report socket) can only claim what the candidate's calls returned:
 
   * test code -- every ``assert`` line (MBPP) and every statement test (HumanEval ``check`` with
     loops) -- runs in the worker, a process the candidate cannot reach (another uid, never forked
@@ -47,7 +49,11 @@ What it protects against (as root on Linux, where every mechanism below is avail
 - **one bad sample never breaks a run** -- every sample ends as exactly one classified result: a
   malformed report is a protocol violation (``runtime_error``), values that cannot be shown (huge
   ints) are shown by their size, an error of the machinery is ``sandbox_error`` for that sample
-  only, and a worker that failed (or died) is replaced before its next job;
+  only, and a worker that failed (or died) is replaced before its next job. Whatever a sample
+  causes is its own failure, never ``sandbox_error``: comparing what it returned never raises, a
+  set or dict whose keys hash alike is refused in linear time before it is built (hash flooding),
+  and every text it reports (exception messages, output) is made UTF-8 encodable at the source, so
+  a lone surrogate cannot stop results from being written;
 - **the host and this process** -- the code runs as a uid of its own (one per worker, from a random
   block no account uses; not root, no supplementary groups), so it cannot signal or ptrace the parent,
   the workers, or other runs, and ``RLIMIT_NPROC`` (per uid) stops a fork bomb although we are root;
