@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from rlaif.sandbox import Job, call_test, statement_test
 from rlaif.sandbox.codec import Unsafe, decode, encode
@@ -63,3 +64,20 @@ def test_a_lone_surrogate_in_what_a_sample_reports_can_always_be_written(pool):
             res = _run(pool, program, test)
             assert res.status in ("failed", "runtime_error"), res.diagnostics
             json.dumps(res.model_dump(), ensure_ascii=False).encode("utf-8")  # raises on a surrogate
+
+
+def test_eval_code_writes_every_result_whatever_the_samples_report(tmp_path):
+    # a lone surrogate in an exception message (and in output) once made writing results fail after
+    # every sample ran: no results file at all
+    from rlaif.code.evaluate import run_eval_code
+
+    problems = Path(__file__).parents[1] / "code" / "assets" / "humaneval_mini.jsonl"
+    samples = tmp_path / "samples.jsonl"
+    completions = ["    print('\\udcff')\n    raise ValueError('\\ud800')\n", "    return a + b\n"]
+    samples.write_text(
+        "".join(json.dumps({"task_id": "Mini/0", "completion": c}) + "\n" for c in completions)
+    )
+    summary = run_eval_code(problems, samples, ks=(1,), workers=1, out=tmp_path / "out.jsonl", progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["status"] for r in lines] == ["runtime_error", "passed"], summary
+    assert "ValueError" in lines[0]["diagnostics"]
