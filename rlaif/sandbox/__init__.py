@@ -82,6 +82,10 @@ What it does NOT protect against:
   importing it is the worker's, not the one the program imported. The test inputs are visible to
   the code, and a program that special-cases them passes;
 - code can inspect live Python objects of its own process (its own job: program, holes, inputs);
+- test code is trusted: it runs in the worker, outside the jail, as the worker's user (root where
+  the sandbox runs as root). A data set whose tests evaluate the candidate's output as code
+  (``eval``, ``exec``, ``pickle.loads``) would run that output there; HumanEval, MBPP and MBPP+
+  tests never do;
 - kernel exploits, side channels, and the CPU and memory bandwidth a run takes from its neighbours;
   without a memory cgroup (``isolation["memory_cgroup"]`` False: cgroup v2 without delegation, not
   root), one run's total memory is bounded only by ``max_processes x memory_mb``;

@@ -358,6 +358,8 @@ class TestDriver:
             chunk = os.read(fd, 1 << 16)
         except BlockingIOError:
             return False
+        except ConnectionResetError:  # T died with a request of ours unread: its end of the socket
+            chunk = b""
         if not chunk:
             sel.unregister(fd)
             return False

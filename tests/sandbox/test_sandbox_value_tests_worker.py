@@ -74,3 +74,17 @@ def test_calls_made_ahead_behave_as_the_assert_would_call_them(isolated):
     res = isolated.run_one(job)
     assert res.per_test == ["passed", "runtime_error", "failed"], res.diagnostics
     assert "got 2 from f(...)" in res.metadata["failures"][-1]["detail"]
+
+
+def test_test_code_that_swallows_every_exception_still_times_out(isolated):
+    # the worker's per-test timer keeps firing until the test code stops, so a bare except around
+    # a slow candidate (or a long loop in the worker) cannot hold the worker
+    from rlaif.sandbox import Limits, statement_test
+
+    check = "for i in range(50):\n    try:\n        slow(i)\n        while True:\n            pass\n    except:\n        pass\n"
+    job = Job(
+        program="def slow(i):\n    return i\n",
+        tests=[statement_test(check), assert_test("assert slow(1) == 1")],
+    )
+    res = isolated.run_one(job, limits=Limits(timeout_s=0.5))
+    assert res.per_test == ["timeout", "passed"], res.diagnostics
