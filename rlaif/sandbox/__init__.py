@@ -7,8 +7,9 @@ Usage::
         [res] = pool.run([Job(program="def f(x): return x + 1", tests=[assert_test("assert f(1) == 2")])])
         res.status, res.tests_passed   # ('passed', 1)
 
-What it protects against (as root on Linux, where every mechanism below is available; the pool's
-``isolation`` dict and every result's ``metadata["isolation"]`` / ``network_isolated`` say which are):
+What it protects against (on Linux, as root or -- see *Without root* -- inside a user namespace,
+where every mechanism below is available; the pool's ``isolation`` dict and every result's
+``metadata["isolation"]`` / ``network_isolated`` say which are):
 
 - **forged passes** -- the sandbox never decides a verdict; the worker and the parent judge every
   test from plain values the sandbox reports (builtin types only, read with the base types' own
@@ -54,13 +55,27 @@ What it protects against (as root on Linux, where every mechanism below is avail
   set or dict whose keys hash alike is refused in linear time before it is built (hash flooding),
   and every text it reports (exception messages, output) is made UTF-8 encodable at the source, so
   a lone surrogate cannot stop results from being written;
-- **the host and this process** -- the code runs as a uid of its own (one per worker, from a random
-  block no account uses; not root, no supplementary groups), so it cannot signal or ptrace the parent,
-  the workers, or other runs, and ``RLIMIT_NPROC`` (per uid) stops a fork bomb although we are root;
-- **the filesystem** -- a chroot jail whose only contents are read-only, nosuid bind mounts of the
-  system directories and the Python standard library, ``/dev/{null,zero,random,urandom}``, and a fresh
-  work dir (also ``HOME`` and ``TMPDIR``) on a size-limited, noexec tmpfs; home directories, the
-  project, data sets, ``/proc`` and the host's ``/tmp`` are not there at all. Only the system's
+- **the host and this process** -- as root the code runs as a uid of its own (one per worker, from a
+  random block no account uses; not root, no supplementary groups), so it cannot signal or ptrace
+  the parent, the workers, or other runs, and ``RLIMIT_NPROC`` (per uid) stops a fork bomb although
+  we are root; without root, see *Without root* below;
+- **the kernel's wider interfaces** -- a seccomp filter (:mod:`rlaif.sandbox.seccomp`; a deny-list,
+  justified there) is installed in the zygote before it execs, so every sandboxed process and every
+  program it runs inherits it: kernel keyrings (a channel between samples that outlives the pool),
+  SysV IPC (shared memory outlives its processes and fills the run's memory cgroup), ``io_uring``,
+  ``ptrace`` and cross-process memory calls, new namespaces and every mount call, ``bpf``,
+  ``perf_event_open``, ``userfaultfd``, module loading, signals to the zygote, and any non-native
+  ABI (x32, ``int 0x80``) fail. The jail keeps the system's tools (perl, a shell, gcc, gdb, strace):
+  what made them dangerous is the system calls they reach, which the filter closes for every binary
+  alike (removing tools one by one would miss the next one, and Python itself reaches most of the
+  same calls); gdb and strace cannot trace (no ``ptrace``), and what gcc builds cannot run (the work
+  dir is noexec);
+- **the filesystem** -- a jail whose only contents are read-only, nosuid bind mounts of the
+  system directories and the Python standard library, ``/dev/{null,zero,random,urandom}``, and a
+  fresh work dir (also ``HOME`` and ``TMPDIR``) on a size-limited, noexec tmpfs; home directories,
+  the project, data sets, ``/proc`` and the host's ``/tmp`` are not there at all (as root each test
+  process ``chroot`` s into it; without root the zygote ``pivot_root`` s into it and the host's root
+  is detached). Only the system's
   binary and library directories and this interpreter's own extension modules are executable in the
   jail, so no extension module of another Python copy (``/usr/lib/python3*``, site-/dist-packages)
   and no shared object the code writes can be loaded; ``_ctypes``, ``_cffi_backend`` and the C-API
@@ -68,6 +83,31 @@ What it protects against (as root on Linux, where every mechanism below is avail
 - **secrets and the network** -- the environment is replaced by four plain variables (workers are
   exec'd with a scrubbed environment, so no secret is even in their memory); a new network namespace
   has only a loopback device that is down: no connection anywhere, 127.0.0.1 included.
+
+Without root (:mod:`rlaif.sandbox.userns`), where the kernel allows unprivileged user namespaces
+(most current distributions; Slurm, Kubernetes pods, shared workstations), each worker builds the
+same network, IPC/UTS, mount and PID namespaces inside a user namespace of its own that maps only
+your uid; the zygote enters the jail with ``pivot_root`` (the host's root is not even in its mount
+table), execs without any capability, under ``no_new_privs``, the seccomp filter (which also denies
+``chroot``) and a Landlock domain (:mod:`rlaif.sandbox.landlock`) that allows writing only in the
+work dir. The same adversarial suites pass both ways (``tests/sandbox/test_sandbox_unprivileged.py``
+runs them under a fresh uid). What differs without root:
+
+- there is no memory cgroup (unless one is delegated to you): one run's memory is bounded by
+  ``max_processes x memory_mb`` and the work dir's size, not by ``total_memory_mb``, and an
+  out-of-memory kill by the kernel is not told from another ``SIGKILL``;
+- the code runs as your own uid (seen from outside) and the work tmpfs belongs to it: the PID
+  namespace (it sees no process outside its run), the seccomp filter (no ``ptrace``, no signals to
+  the zygote) and Landlock keep it from your processes and from writing outside its work dir, not
+  file permissions; without Landlock (Linux < 5.13) the whole work tmpfs is emptied after every run;
+- ``RLIMIT_NPROC`` counts the worker and the zygote too (they share the uid in the namespace); the
+  limit is raised by two to match;
+- the ``rlaif`` package (its source only) is bound read-only into the jail, for the zygote.
+
+Where no isolation is possible at all (not root and no user namespace, or namespaces disabled
+without root) the pool refuses to start with one line naming what is missing
+(:mod:`rlaif.sandbox.policy`), unless the user opts out explicitly: ``allow_unisolated=True``,
+``rlaif eval-code --unsafe-no-isolation``, or ``RLAIF_SANDBOX_ISOLATION=none`` in the environment.
 
 Determinism: every sandboxed interpreter uses string-hash seed 0, so the order of a set of strings
 is the same in every worker (reference outputs and candidates' outputs are compared across workers).
@@ -86,18 +126,20 @@ What it does NOT protect against:
   the sandbox runs as root). A data set whose tests evaluate the candidate's output as code
   (``eval``, ``exec``, ``pickle.loads``) would run that output there; HumanEval, MBPP and MBPP+
   tests never do;
-- kernel exploits, side channels, and the CPU and memory bandwidth a run takes from its neighbours;
-  without a memory cgroup (``isolation["memory_cgroup"]`` False: cgroup v2 without delegation, not
-  root), one run's total memory is bounded only by ``max_processes x memory_mb``;
+- kernel exploits through the system calls the filter allows, side channels, and the CPU and memory
+  bandwidth a run takes from its neighbours; the seccomp filter only on x86_64 (elsewhere
+  ``isolation["seccomp"]`` is False and a warning says so); without a memory cgroup
+  (``isolation["memory_cgroup"]`` False: not root, cgroup v2 without delegation), one run's total
+  memory is bounded only by ``max_processes x memory_mb``;
 - there is no ``/proc`` and no ``/dev/shm`` in the jail: ``multiprocessing`` locks and pools fail;
   executables written to the work dir cannot run (noexec);
-- where namespaces are unavailable (not root, restrictive containers): a warning
+- where some namespaces are unavailable (restrictive containers): a warning
   (:class:`SandboxIsolationWarning`) and the result metadata say what is missing; without a PID
   namespace, daemons are killed by process group and by uid (only with a private uid, i.e. as root);
   without the jail, the code sees the host filesystem with its uid's permissions (extension modules
   included), its work dir is on the host's temp dir, and IPC objects are not cleaned without an IPC
-  namespace; without root, it runs as your own user and can signal your processes.
-  Never run untrusted code that way on a machine you care about.
+  namespace. With the explicit opt-out above (no root, no user namespace), the code runs as your own
+  user and can signal your processes and read your files: never do that on a machine you care about.
 """
 
 from __future__ import annotations

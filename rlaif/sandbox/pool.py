@@ -156,6 +156,8 @@ class SandboxPool:
     work dir's tmpfs and 128 MiB for the worker), where a memory cgroup can be created.
     ``mask_extensions=False`` leaves ``ctypes`` and the other raw-memory extension modules loadable
     in the jail: only for testing the defences behind that mask, never for untrusted code.
+    Where nothing isolates the code (not root, no user namespace) the pool refuses to start unless
+    ``allow_unisolated=True`` (default: the ``RLAIF_SANDBOX_ISOLATION=none`` environment variable).
     """
 
     def __init__(
@@ -170,6 +172,7 @@ class SandboxPool:
         start_timeout_s: float = 120.0,
         total_memory_mb: int | None = None,
         mask_extensions: bool = True,
+        allow_unisolated: bool | None = None,
     ):
         self.limits = limits or Limits()
         self.size = max(1, workers or _cores())
@@ -199,6 +202,12 @@ class SandboxPool:
         first = self._workers[0].ready
         self.isolation: dict = dict(first["isolation"])
         self.warnings: list[str] = list(first["warnings"])
+        from rlaif.sandbox.policy import opted_out, refusal
+
+        refused = None if opted_out(allow_unisolated) else refusal(self.isolation, self.warnings)
+        if refused:
+            self.close()
+            raise SandboxUnavailable(refused)
         for message in self.warnings:
             warnings.warn(f"sandbox: {message}", SandboxIsolationWarning, stacklevel=2)
         if require_isolation:

@@ -150,7 +150,7 @@ class Session:
         self.over: AttemptOver | None = None
         self.not_plain: str | None = None
         self.calls = 0
-        self.last = ""  # what the last call returned, for the diagnostics of a failed assert
+        self.last = self.shown = ""  # what the last call returned, for a failed assert's diagnostics
 
     def call(self, name: str, args: tuple, kwargs: dict):
         if self.over is not None:
@@ -184,7 +184,8 @@ class Session:
         except (ValueError, TypeError, RecursionError, OverflowError) as exc:
             self.not_plain = f"{name}() returned an undecodable value ({exc})"
             raise _NotPlain(self.not_plain) from None
-        self.last = f"got {_shown(value)} from {name}(...)"
+        self.shown = _shown(value)
+        self.last = f"got {self.shown} from {name}(...)"
         return iter(value) if reply.get("g") else value
 
 
@@ -270,6 +271,7 @@ def run_statement(test: dict, resolved: dict, session: Session, deadline: float,
         outcome = {"e": "exc", "type": type(exc).__name__, "msg": _brief(exc), "line": where}
         if session.last and isinstance(exc, AssertionError):
             outcome["msg"] = safe_text(f"{outcome['msg']} (last call: {session.last})".strip())
+            outcome["got"], outcome["calls"] = safe_text(session.shown), session.calls
     if session.over is not None:  # the test code caught it: the attempt is over all the same
         raise session.over
     if session.not_plain is not None:

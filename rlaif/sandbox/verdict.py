@@ -153,6 +153,9 @@ def classify_outcome(test: TestCase, raw: dict | None) -> tuple[str, str]:
             return "runtime_error", "harness protocol violated: a value for a statement test"
         if event == "exc" and raw.get("line"):  # decided in the worker: where the test code failed
             etype = str(raw.get("type", "Exception"))
+            one_call = len(test.calls) == 1 and test.calls[0][0] == test.expr and raw.get("calls") == 1
+            if etype == "AssertionError" and one_call and test.has_expected and "got" in raw:
+                return "failed", f"expected {test.op} {_show(test.expected)}, got {raw['got']}"
             return _exception_status(etype), f"{etype} at {raw['line']} {raw.get('msg') or ''}".rstrip()
     elif event == "ok":
         return "runtime_error", f"harness protocol violated: {event!r} for a {test.kind} test"

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from rlaif.engines.base import Engine
+from rlaif.files import apply_umask
 from rlaif.records import PromptRecord
 from rlaif.train import ppo_math as pm
 from rlaif.train.common import MetricsWriter, StageResult
@@ -334,6 +335,7 @@ class PPOTrainer:
                 result.adapter = self.out / "adapter"
                 actor.save_pretrained(str(result.adapter))
                 self.tokenizer.save_pretrained(str(result.adapter))
+                apply_umask(result.adapter)  # safetensors writes its files 0600
                 if cfg.save == "merged":
                     result.merged_model = merge_policy(
                         PolicySpec(path=self.base, adapter=result.adapter), self.out / "model"

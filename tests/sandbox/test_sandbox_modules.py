@@ -16,6 +16,10 @@ STDLIB_ONLY = {"cgroup", "codec", "confine", "frames", "harness", "jail", "jail_
                "syscalls", "trusted", "worker", "zygote"}  # fmt: skip
 
 
+# the isolation modules the worker imports (and nothing the zygote loads: they use ctypes)
+STDLIB_ONLY |= {"landlock", "seccomp", "userns"}
+
+
 def _module_name(path: Path) -> str:
     return PREFIX if path.stem == "__init__" else f"{PREFIX}.{path.stem}"
 

@@ -73,7 +73,7 @@ def test_calls_made_ahead_behave_as_the_assert_would_call_them(isolated):
     assert all(t.calls for t in job.tests)
     res = isolated.run_one(job)
     assert res.per_test == ["passed", "runtime_error", "failed"], res.diagnostics
-    assert "got 2 from f(...)" in res.metadata["failures"][-1]["detail"]
+    assert res.metadata["failures"][-1]["detail"] == "expected == 3, got 2"
 
 
 def test_test_code_that_swallows_every_exception_still_times_out(isolated):
