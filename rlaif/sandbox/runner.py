@@ -115,7 +115,8 @@ class TestDriver:
                 t["context"] = contexts[t["context"]]
         self.wire_job = {**job, "tests": [_for_sandbox(t) for t in job["tests"]], "contexts": []}
         self._memory = int(self.limits["memory_mb"] * 2**20)  # what the worker may use per test
-        self.timing: dict[str, float] = {"worker_judge": 0.0}
+        self.timing: dict[str, float] = {"worker_judge": 0.0}  # see _clock
+        self._stmt_s = 0.0
         self._bases: dict = {}  # the problem's code, run once here (rlaif.sandbox.trusted.namespace)
 
     def run(self) -> dict:
@@ -165,13 +166,15 @@ class TestDriver:
         return self._record(start, state, ended, loaded_before)
 
     def _clock(self, st: AttemptState) -> None:
-        """Where an attempt's time went (seconds, summed over attempts; reported as ``timing``)."""
+        """Where an attempt's time went (seconds, summed over attempts; reported as ``timing``):
+        ``tests`` is the test process's share, the worker's running of test code is ``worker_judge``."""
         end = time.monotonic()
         confined = st.confined_at if st.confined else end
         loaded = max(st.loaded_at, confined) if st.phase != "load" else end
         finished = st.over_at if st.phase in ("done", "over") else end
+        in_worker, self._stmt_s = self._stmt_s, 0.0  # statement tests run here during the attempt
         for key, span in (("fork_confine", confined - st.started), ("load", loaded - confined),
-                          ("tests", finished - loaded), ("sweep", end - finished)):  # fmt: skip
+                          ("tests", finished - loaded - in_worker), ("sweep", end - finished)):  # fmt: skip
             self.timing[key] = self.timing.get(key, 0.0) + max(span, 0.0)
 
     def _launch_and_follow(self, start: int) -> tuple[AttemptState, dict]:
@@ -275,8 +278,11 @@ class TestDriver:
                 if st.statement is not None and status is None and st.violation is None:
                     try:
                         started = time.monotonic()
-                        st.statement_done(self._statement(st, io))
-                        self.timing["worker_judge"] += time.monotonic() - started
+                        try:
+                            st.statement_done(self._statement(st, io))
+                        finally:
+                            self._stmt_s += time.monotonic() - started
+                            self.timing["worker_judge"] += time.monotonic() - started
                         io.send(rep_r, {"next": 1})
                     except AttemptOver as over:
                         timed_out = over.outcome.get("e") == "timeout"
