@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 
 from rlaif.sandbox.cgroup import oom_kills
+from rlaif.sandbox.codec import decode
 from rlaif.sandbox.confine import CONFINED_OK
 from rlaif.sandbox.frames import ZygoteGone, read_message, recv_frame, send_frame, write_all
 from rlaif.sandbox.reports import AttemptState
@@ -320,13 +321,15 @@ class TestDriver:
     def _judge_ahead(self, test: dict, results) -> dict:
         """Run an assert whose candidate calls were made ahead: each call the test makes takes the
         first unused result of the same call (name and arguments)."""
-        planned = [[name, args, kwargs, reply] for (_src, name, args, kwargs), reply
+        # compared as values, not as encodings: a set literal's items may be listed in another order
+        planned = [[name, decode([args, kwargs]), reply] for (_src, name, args, kwargs), reply
                    in zip(test["calls"], results if type(results) is list else [], strict=False)]  # fmt: skip
 
         def request(name: str, args, kwargs) -> dict:
+            made = decode([args, kwargs])
             for call in planned:
-                if call[0] == name and call[1] == args and call[2] == kwargs and call[3] is not None:
-                    reply, call[3] = call[3], None
+                if call[0] == name and call[1] == made and call[2] is not None:
+                    reply, call[2] = call[2], None
                     if "x" in reply and type(reply["x"]) is list and len(reply["x"]) == 2:
                         return {"e": "raise", "type": str(reply["x"][0]), "msg": str(reply["x"][1])}
                     return {"e": "ret", **{k: reply[k] for k in ("v", "u") if k in reply}}

@@ -88,3 +88,12 @@ def test_test_code_that_swallows_every_exception_still_times_out(isolated):
     )
     res = isolated.run_one(job, limits=Limits(timeout_s=0.5))
     assert res.per_test == ["timeout", "passed"], res.diagnostics
+
+
+def test_a_call_made_ahead_is_found_whatever_order_its_set_argument_lists(isolated):
+    # MBPP 341: the literal {12, ..., 16} built in the parent and in the worker lists its items in
+    # different orders (different table sizes); the call is the same call
+    test = assert_test("assert set_to_tuple({12, 13, 14, 15, 16}) == (12, 13, 14, 15, 16)")
+    assert test.calls
+    job = Job(program="def set_to_tuple(s):\n    return tuple(sorted(s))\n", tests=[test])
+    assert isolated.run_one(job).passed
