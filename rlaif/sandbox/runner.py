@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import selectors
 import signal
 import socket
 import time
 from collections.abc import Callable
 
+from rlaif.sandbox.calls import AttemptIO, accepted_names, for_sandbox
 from rlaif.sandbox.cgroup import oom_kills
 from rlaif.sandbox.codec import decode
 from rlaif.sandbox.confine import CONFINED_OK
@@ -78,22 +78,6 @@ class _Capture:
         return self.data.decode("utf-8", errors="replace")
 
 
-def accepted_names(reported: dict, wanted: list) -> dict:
-    """How T says the test's names resolve, for the names the test needs only: T cannot bind
-    anything else in the test's scope (a problem helper, a builtin); a name it left out is missing."""
-    return {name: reported[name] if isinstance(reported.get(name), dict) else {"m": 1} for name in wanted}
-
-
-def _for_sandbox(test: dict) -> dict:
-    """What T is told about a test: a statement test's names only (its code, and so its expected
-    values, stays here), or for an assert whose calls are made ahead, those calls' sources."""
-    if test["kind"] != "stmt":
-        return test
-    if test.get("calls"):
-        return {"kind": "value", "holes": [c[0] for c in test["calls"]], "iters": [], "each": 1}
-    return {"kind": "stmt", "names": test["names"]}
-
-
 class TestDriver:
     """The worker's side of one job: attempts of the test process until every test has an outcome
     or the time is up."""
@@ -114,7 +98,7 @@ class TestDriver:
         for t in job["tests"]:  # the problem code the tests share, sent once (Job.wire)
             if type(t.get("context")) is int and 0 <= t["context"] < len(contexts):
                 t["context"] = contexts[t["context"]]
-        self.wire_job = {**job, "tests": [_for_sandbox(t) for t in job["tests"]], "contexts": []}
+        self.wire_job = {**job, "tests": [for_sandbox(t) for t in job["tests"]], "contexts": []}
         self._memory = int(self.limits["memory_mb"] * 2**20)  # what the worker may use per test
         self.timing: dict[str, float] = {"worker_judge": 0.0}  # see _clock
         self._stmt_s = 0.0
@@ -264,7 +248,7 @@ class TestDriver:
                 sel.register(fd, selectors.EVENT_READ)
             sel.register(zfd, selectors.EVENT_READ)
             test_deadline = time.monotonic() + self.limits["timeout"]
-            io = _AttemptIO(self, st, sel, zfd, (rep_r, out_r, err_r, conf_r))
+            io = AttemptIO(self, st, sel, zfd, (rep_r, out_r, err_r, conf_r))
             while status is None and st.violation is None:
                 now = time.monotonic()
                 deadline = min(test_deadline, self.total_deadline)
@@ -342,7 +326,7 @@ class TestDriver:
         except AttemptOver as over:
             return over.outcome
 
-    def _statement(self, st: AttemptState, io: _AttemptIO) -> dict:
+    def _statement(self, st: AttemptState, io: AttemptIO) -> dict:
         """Run the statement test T just reached here, calling into T for the candidate's calls."""
         i, reported = st.statement
         names = accepted_names(reported, self.job["tests"][i]["names"])
@@ -384,44 +368,6 @@ class TestDriver:
         elif fd == rep_r:
             return st.feed(chunk, self.n)
         return False
-
-
-class _AttemptIO:
-    """The driver's view of one attempt's channels, shared by its main loop and by the calls a
-    statement test makes while it runs here."""
-
-    def __init__(self, driver: TestDriver, st: AttemptState, sel, zfd: int, fds: tuple):
-        self.driver, self.st, self.sel, self.zfd, self.fds = driver, st, sel, zfd, fds
-        self.status: bytes | None = None
-
-    def pump(self, deadline: float) -> bool:
-        """Wait (until ``deadline`` at most) for what is readable and consume it; True when a
-        test (or the load) just finished. A report of the zygote (T exited) is kept in ``status``."""
-        progressed = False
-        for key, _ in self.sel.select(max(0.0, deadline - time.monotonic())):
-            if key.fd == self.zfd:
-                self.status = read_message(self.driver.zygote)  # T exited; everything is swept
-                self.sel.unregister(self.zfd)
-            elif self.driver._read(key.fd, self.st, *self.fds, self.sel):
-                progressed = True
-        return progressed
-
-    def send(self, fd: int, msg: dict) -> None:
-        """One request to T on the report socket (blocking until written, or T's end is gone)."""
-        data = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                select.select([], [fd], [], 0.05)
-            except OSError:
-                return  # T is gone: its exit is reported by the zygote
-
-    def ended(self) -> dict:
-        if self.st.violation is not None:
-            return {"e": "violation", "msg": self.st.violation}
-        return {"e": "exit"}
 
 
 # -- entry point ------------------------------------------------------------------------------------

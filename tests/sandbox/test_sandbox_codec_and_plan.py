@@ -261,7 +261,7 @@ def test_functions_named_like_builtins_are_the_candidates():
 
 def test_the_test_process_resolves_only_the_names_the_test_needs():
     # a forged start of a statement test cannot bind the problem's helpers or builtins to proxies
-    from rlaif.sandbox.runner import accepted_names
+    from rlaif.sandbox.calls import accepted_names
 
     forged = {"candidate": {"f": 1}, "poly": {"f": 1}, "range": {"v": []}}
     assert accepted_names(forged, ["candidate", "helper"]) == {"candidate": {"f": 1}, "helper": {"m": 1}}
