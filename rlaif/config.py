@@ -80,13 +80,32 @@ class EngineConfig(Strict):
 
 
 class JudgeConfig(Strict):
-    """Who judges: the policy itself (self-rewarding), a separate model, or a server."""
+    """Who judges (the policy itself, a separate model, or a server) and with which one judge spec.
+
+    ``template``/``kind``/``options`` are one ``rlaif.judges.spec.JudgeSpec``, validated where the run
+    is resolved (this layer does not import judges)."""
 
     model: str = Field("policy", description="'policy', a model directory, or 'openai'.")
     engine: EngineConfig | None = Field(None, description="Engine for a separate judge model.")
     template: str | None = Field(
-        None, description="Judge spec: built-in name, template file, or module:function."
+        None, description="Built-in template name, template file, or package.module:function."
     )
+    kind: str | None = Field(
+        None,
+        description="rubric, label_probability, likelihood, pairwise, principle, python or length "
+        "(default: what the template drives).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The kind's own options (e.g. samples, both_orders), typed by it."
+    )
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        """The judge spec as written (None: every use takes its default judge)."""
+        if self.template is None and self.kind is None and not self.options:
+            return None
+        given = {"template": self.template, "kind": self.kind}
+        return {**{k: v for k, v in given.items() if v is not None}, **self.options}
 
 
 class PromptSource(Strict):

@@ -84,6 +84,9 @@ def suggest_key(model: Any, loc: tuple) -> str | None:
     key, fields = str(loc[-1]), parent.model_fields
     head = ".".join(str(x) for x in loc[:-1])
     head = head + "." if head else ""
+    renamed = getattr(parent, "renamed_keys", {})  # a model's old key names (e.g. TRL's vocabulary)
+    if key in renamed and renamed[key] in fields:
+        return f"{head}{renamed[key]}"
     for name, field in fields.items():
         sub = _model_in(field.annotation)
         if sub is not None and key in sub.model_fields:

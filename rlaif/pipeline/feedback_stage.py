@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.code.pairs import CodePairStats
-from rlaif.feedback import resolve_source, run_source
+from rlaif.feedback import describe, run_source
 from rlaif.feedback.context import SourceContext
 from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats, length_summary, merge_counts
 from rlaif.pipeline.context import RunContext, start_chunk
 from rlaif.pipeline.health import invalid_reasons
 from rlaif.pipeline.inputs import SourceData, read_prompt_source
+from rlaif.pipeline.judging import source_judge
 from rlaif.pipeline.manifest import run_chunks
 from rlaif.pipeline.progress import chunk_progress
 from rlaif.pipeline.summary import FeedbackOutputs, FeedbackSummary
@@ -45,7 +46,7 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> FeedbackSumm
     cfg = ctx.cfg
     data = read_prompt_source(cfg.prompts, "prompts")
     spec = cfg.feedback.source
-    code = getattr(resolve_source(spec), "uses_sandbox", False)
+    code = describe(spec).needs_sandbox
     options = ctx.run.block("feedback.options")
     engine = ctx.policy_engine()
     judge = None if code else ctx.judge_engine()
@@ -55,7 +56,11 @@ def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> FeedbackSumm
     def work(chunk: int, prompts: list) -> dict:
         start_chunk(chunk)
         context = SourceContext(
-            seed=derive_seed(cfg.seed, "chunk", chunk), round=round_index, adapter=adapter, chunk=chunk
+            seed=derive_seed(cfg.seed, "chunk", chunk),
+            round=round_index,
+            adapter=adapter,
+            chunk=chunk,
+            judge=source_judge(cfg),
         )
         res = run_source(spec, prompts, engine, options, context, judge_engine=judge, sandbox=sandbox)
         return _chunk_record(res)

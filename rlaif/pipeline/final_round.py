@@ -20,6 +20,7 @@ from rlaif.errors import ConfigError
 from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.inputs import is_code_run, load_prompt_source
+from rlaif.pipeline.judging import final_judge
 from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.records import Message, PromptRecord, write_jsonl
@@ -43,7 +44,7 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
 def judge_reward(ctx: RunContext):
     """A reward function scoring each rollout with the run's pointwise judge (None: could not judge)."""
     # the run's one judge setting; rlaif validate has checked that it is a pointwise judge
-    judge = load_judge(ctx.cfg.judge.template or "self_rewarding_rubric", ctx.judge_engine())
+    judge = load_judge(final_judge(ctx.cfg), ctx.judge_engine())
 
     def judge_score(prompts, completions, **_):
         items = [

@@ -34,11 +34,13 @@ def config(tmp_path: Path, out: str, model: Path, shared: Path) -> Path:
             "source": "self_rewarding",
             "chunk_size": 2,
             "options": {
-                "n_candidates": 3,
+                "num_generations": 3,
                 "sampling": {"max_tokens": 24},
-                "judge_samples": 2,
-                "judge_sampling": {"max_tokens": 24},
             },
+        },
+        "judge": {
+            "template": "self_rewarding_rubric",
+            "options": {"samples": 2, "sampling": {"max_tokens": 24}},
         },
         "rounds": 1,
         "dpo": {
