@@ -11,21 +11,28 @@ What it protects against (on Linux, as root or -- see *Without root* -- inside a
 where every mechanism below is available; the pool's ``isolation`` dict and every result's
 ``metadata["isolation"]`` / ``network_isolated`` say which are):
 
-- **forged passes** -- the sandbox never decides a verdict; the parent judges every test from plain
-  values the sandbox reports (builtin types only, read with the base types' own methods: an object
-  whose ``__eq__`` always returns True is compared by its real contents, or is unencodable and fails):
+- **forged passes** -- the sandbox never decides a verdict; the worker and the parent judge every
+  test from plain values the sandbox reports (builtin types only, read with the base types' own
+  methods: an object whose ``__eq__`` always returns True is compared by its real contents, or is
+  not plain data and fails). Forging a report (frames, ``gc``, ``sys.settrace``, writing to the
+  report socket) can only claim what the candidate's calls returned:
 
-  * value tests (every single ``assert``, MBPP+ input/output pairs): only the *holes* of the test
-    expression -- the candidate's calls and names, items taken from their results -- run in the
-    sandbox. The rest (comparisons, ``abs(...) < eps``, ``math.isclose``, ``sorted``, arithmetic,
-    and the expected value) is evaluated in the parent with the real builtins on plain values, so
-    shadowing ``abs``, patching ``math`` or returning a float subclass with odd dunders changes
-    nothing, and neither the expected value nor the wrapper ever enters the sandbox. Forging a
-    report (frames, ``sys.settrace``, writing to the report pipe) can only claim *values*, which
-    pass only if they are what the parent expects;
-  * statement tests (HumanEval ``check`` with loops): every ``assert`` is rewritten in the parent to
-    report its holes' values, and the parent evaluates each condition on plain values; test code
-    sees the builtins of before the program ran. An "ok" message counts only for statement tests;
+  * test code -- every ``assert`` line (MBPP) and every statement test (HumanEval ``check`` with
+    loops) -- runs in the worker, a process the candidate cannot reach (another uid, never forked
+    from, no candidate code ever runs in it), with the real builtins, real standard modules and the
+    problem's own code (helpers such as ``poly`` come from the prompt, never from the completion).
+    Only the candidate's own calls run in the sandbox: each is a call with plain values that returns
+    its plain result (and nothing else). So the expected side, builtins applied to constants,
+    comprehensions, ``or``, ``map`` and every comparison are evaluated where patching, frames, ``gc``
+    or a lying ``__eq__`` cannot reach; the sandbox never sees the test code, and no verdict is
+    decided in the candidate's process (``metadata["in_process_verdicts"]`` is 0). Objects of the
+    candidate's own classes stay in the sandbox as handles: they can be passed back to its calls
+    (``longest([Pair(1, 5)])``), and any other use fails the test. The worker's work per test is
+    bounded in time (the per-test timeout) and memory (``memory_mb`` on top of its own), and
+    counted against the sample;
+  * MBPP+ input/output pairs (call tests): the call runs in the sandbox, its plain result is
+    compared here with EvalPlus's rule, which never raises (a huge int is not close to a float; an
+    expected infinity matches only itself);
   * a test with no reported outcome (``sys.exit(0)``, ``os._exit(0)``, a crash, a kill) is not a
     pass; every report must carry the attempt's nonce and arrive in order; the harness binds what it
     calls (its codec, its JSON writer, builtins) before the program runs;
@@ -43,7 +50,11 @@ where every mechanism below is available; the pool's ``isolation`` dict and ever
 - **one bad sample never breaks a run** -- every sample ends as exactly one classified result: a
   malformed report is a protocol violation (``runtime_error``), values that cannot be shown (huge
   ints) are shown by their size, an error of the machinery is ``sandbox_error`` for that sample
-  only, and a worker that failed (or died) is replaced before its next job;
+  only, and a worker that failed (or died) is replaced before its next job. Whatever a sample
+  causes is its own failure, never ``sandbox_error``: comparing what it returned never raises, a
+  set or dict whose keys hash alike is refused in linear time before it is built (hash flooding),
+  and every text it reports (exception messages, output) is made UTF-8 encodable at the source, so
+  a lone surrogate cannot stop results from being written;
 - **the host and this process** -- as root the code runs as a uid of its own (one per worker, from a
   random block no account uses; not root, no supplementary groups), so it cannot signal or ptrace
   the parent, the workers, or other runs, and ``RLIMIT_NPROC`` (per uid) stops a fork bomb although
@@ -103,18 +114,18 @@ is the same in every worker (reference outputs and candidates' outputs are compa
 
 What it does NOT protect against:
 
-- **statement tests' control flow** runs in the sandbox process: code that deliberately tampers with
-  the running test (rewriting its frames or closure cells through ``sys.settrace``/``gc``, mutating
-  objects the test shares with it, or forging reports with the nonce read from the harness's frames)
-  can skip asserts or report chosen values for them -- and their operands (unlike value tests'
-  expected values) may be visible in the test code. Results count such tests in
-  ``metadata["in_process_verdicts"]``. Inside a hole that itself contains logic (a comprehension,
-  ``f(x) or g(y)``), that logic runs in the sandbox, though its comparisons see plain values;
-- a wrapper evaluated in the parent needs the whole value: a value beyond ``max_value_bytes`` (or
-  one that is not plain data, e.g. an instance of the program's own class) fails the test, where
-  Python would have compared it in-process; the test inputs are visible to the code, and a program
-  that special-cases them passes;
+- stricter than Python in-process: a test needs the candidate's whole result as plain data, so a
+  result beyond ``max_value_bytes`` or one that is not plain data (an instance of the program's own
+  class) fails where Python would have compared it; arguments are copies (a test cannot see the
+  candidate mutate them); an exception of the candidate is re-raised in the test as the builtin of
+  that name (else ``CandidateError``; never ``StopIteration``); a module the test names without
+  importing it is the worker's, not the one the program imported. The test inputs are visible to
+  the code, and a program that special-cases them passes;
 - code can inspect live Python objects of its own process (its own job: program, holes, inputs);
+- test code is trusted: it runs in the worker, outside the jail, as the worker's user (root where
+  the sandbox runs as root). A data set whose tests evaluate the candidate's output as code
+  (``eval``, ``exec``, ``pickle.loads``) would run that output there; HumanEval, MBPP and MBPP+
+  tests never do;
 - kernel exploits through the system calls the filter allows, side channels, and the CPU and memory
   bandwidth a run takes from its neighbours; the seccomp filter only on x86_64 (elsewhere
   ``isolation["seccomp"]`` is False and a warning says so); without a memory cgroup

@@ -16,6 +16,7 @@ import pytest
 from sandbox_testlib import assert_healthy, run, sandbox_processes
 
 from rlaif.sandbox import Job, Limits, SandboxPool, assert_test
+from rlaif.sandbox.spec import value_test
 
 RAW_MEMORY_MODULES = ("_ctypes", "_cffi_backend", "_testcapi", "_testinternalcapi")
 
@@ -137,7 +138,7 @@ def test_a_later_sample_cannot_read_an_earlier_samples_memory():
         # the image every test process is forked from holds nothing of it (read from outside)
         assert _copies_in_memory(_zygote_pid(own._workers[0].proc.pid), earlier) == 0
         assert _copies_in_memory(own._workers[0].proc.pid, earlier) > 0  # the worker saw it
-        probe = Job(program=MEMORY_READER.format(token=later), tests=[assert_test("assert tokens() == []")])
+        probe = Job(program=MEMORY_READER.format(token=later), tests=[value_test("assert tokens() == []")])
         raw = own.run_raw([probe])[0]
         seen = raw["tests"][0]["v"][0]
         assert later in seen  # the scan works: it finds the reader's own token
@@ -174,7 +175,7 @@ def test_ipc_objects_do_not_outlive_the_run():
             pytest.skip("needs a memory cgroup and an IPC namespace: " + "; ".join(own.warnings))
         if own.isolation.get("seccomp"):  # the first line of defence: test_sandbox_seccomp.py
             pytest.skip("SysV IPC is denied by the seccomp filter; this tests the cleanup behind it")
-        hog = own.run_raw([Job(program=SHM_HOG, tests=[assert_test("assert grab(200) > 0")])])[0]
+        hog = own.run_raw([Job(program=SHM_HOG, tests=[value_test("assert grab(200) > 0")])])[0]
         shmid = hog["tests"][0]["v"][0]
         assert type(shmid) is int and shmid >= 0, hog
         res = run(own, SHM_PROBE, f"assert attach({shmid})", "assert use(250) == 250 << 20")

@@ -36,6 +36,9 @@ SUITES = [
     "test_sandbox_run_isolation.py",
     "test_sandbox_forgery.py",
     "test_sandbox_bound_names.py",
+    "test_sandbox_humaneval.py",
+    "test_sandbox_value_tests_worker.py",
+    "test_sandbox_sample_faults.py",
 ]
 TOOLS = ("unshare", "setpriv", "mount", "mktemp")
 
