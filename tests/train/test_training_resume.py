@@ -114,7 +114,7 @@ def test_ppo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
         "policy": {"path": str(tiny_model_dir)},
         "prompts": [str(prompts_file)],
         "reward": {"function": "my_rewards:length_reward"},
-        "steps": 5,
+        "max_steps": 5,
         "batch_size": 4,
         "minibatch_size": 2,
         "ppo_epochs": 2,
