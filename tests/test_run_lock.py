@@ -28,9 +28,8 @@ def _config(tmp_path: Path, model: Path, shared: Path) -> Path:
             "source": "self_rewarding",
             "chunk_size": 2,
             "options": {
-                "n_candidates": 2,
+                "num_generations": 2,
                 "sampling": {"max_tokens": 16},
-                "judge_sampling": {"max_tokens": 16},
             },
         },
         "rounds": 1,

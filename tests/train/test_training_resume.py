@@ -118,7 +118,7 @@ def test_ppo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
         "batch_size": 4,
         "minibatch_size": 2,
         "ppo_epochs": 2,
-        "max_new_tokens": 6,
+        "max_completion_length": 6,
         "learning_rate": 1e-3,
         "adaptive_kl": True,
         "kl_target": 0.1,
