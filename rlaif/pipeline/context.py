@@ -87,7 +87,7 @@ def make_engine(
     if cfg.kind == "openai":
         from rlaif.engines.openai import OpenAIEngine
 
-        return OpenAIEngine(cfg.url, model=cfg.model, concurrency=cfg.concurrency)
+        return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency)
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
