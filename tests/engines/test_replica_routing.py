@@ -67,8 +67,8 @@ def test_replica_killed_mid_batch_loses_and_duplicates_nothing(servers, capsys):
     warnings = [line for line in capsys.readouterr().err.splitlines() if "dropped replica" in line]
     assert len(warnings) == 1 and b.url in warnings[0] and "1 of 2 left" in warnings[0]
     assert engine.stats["retries"] >= 1
-    # every prompt answered once by the engine; b answered at most 5 before it died
-    assert sum(b.served.values()) <= 5 and engine.served_counts()[b.url] <= 5
+    # the engine took one answer per prompt; b died after about 5 (answers already under way finish)
+    assert 5 <= engine.served_counts()[b.url] <= sum(b.served.values()) < 40
     assert sum(engine.served_counts().values()) == 40
 
 
@@ -109,7 +109,7 @@ def test_a_slow_replica_does_not_hold_up_the_batch(servers):
     took = time.monotonic() - start
     assert _texts(out) == [f"prompt {i} seed={1000 + i}" for i in range(24)]
     # the slow replica's first requests were hedged on the fast one instead of waited for (3 s)
-    assert took < 2.0 and hedged.stats["hedges"] >= 1
+    assert took < 2.0 and hedged.stats["hedges"] >= 1, (took, hedged.stats)
     assert hedged.served_counts()[fast.url] == 24
     unhedged = OpenAIEngine([fast.url, slow.url], concurrency=4, hedge_factor=None, **FAST)
     start = time.monotonic()
