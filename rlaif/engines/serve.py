@@ -79,13 +79,15 @@ class ServedReplica:
             self.proc.wait()
 
 
-def launch_replica(cmd: list[str], host: str, port: int, log: Path) -> ServedReplica:
+def launch_replica(cmd: list[str], host: str, port: int, log: Path, preexec_fn=None) -> ServedReplica:
     """Start the server without waiting (start several, then :func:`wait_healthy` on each)."""
     env = {**os.environ}
     if (os.cpu_count() or 1) <= 4:  # same small-machine rule as VLLMEngine
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env, preexec_fn=preexec_fn
+        )
     return ServedReplica(proc, f"http://{host}:{port}/v1", log)
 
 

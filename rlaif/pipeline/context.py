@@ -88,6 +88,10 @@ def make_engine(
         from rlaif.engines.openai import OpenAIEngine
 
         return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency)
+    if cfg.kind == "ray":
+        from rlaif.engines.ray_engine import ray_engine_from_config
+
+        return ray_engine_from_config(cfg, model_path, enable_lora, Path("ray_replicas") / key)
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
