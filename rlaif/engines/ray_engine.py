@@ -12,8 +12,9 @@ Guarantees:
   address joins that cluster (``"auto"``, ``ray://head:10001``) and leaves it running;
 - the engine is returned only once every replica answered ``/health``; a replica that fails to start
   fails the engine with its log's last lines (nothing half-started is left behind);
-- each ``vllm serve`` gets SIGKILL when its actor's process dies (``PR_SET_PDEATHSIG``), so a killed
-  actor is a dead server: the router drops it with one warning and the batch goes on elsewhere;
+- each ``vllm serve`` and its engine core are SIGKILLed when their actor's process dies
+  (:mod:`rlaif.engines.reaper`), so a killed actor is a dead server: the router drops it with one
+  warning and the batch goes on elsewhere;
 - :meth:`RayEngine.close` stops every server, kills the actors and removes the placement group.
 
 Non-guarantees: ``ray`` is an optional extra (``pip install rlaif[ray]``) and only this module
@@ -24,8 +25,6 @@ policy gains an adapter needs the in-process engine or servers started with ``--
 
 from __future__ import annotations
 
-import ctypes
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,6 @@ from rlaif.engines.openai import OpenAIEngine
 from rlaif.errors import EngineError
 
 SERVED_NAME = "policy"
-
-
-def _die_with_parent() -> None:  # runs in the vllm serve child between fork and exec
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class _Replica:
@@ -52,11 +47,15 @@ class _Replica:
         log = Path(log_dir) / f"replica-{ray.get_runtime_context().get_actor_id()[:12]}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = serve.serve_command(model, port, host=host, **options)
-        self.replica = serve.launch_replica(cmd, host, port, log, preexec_fn=_die_with_parent)
+        self.replica = serve.launch_replica(cmd, host, port, log, die_with_parent=True)
         serve.wait_healthy(self.replica)
 
     def url(self) -> str:
         return self.replica.url
+
+    def process_group(self) -> int:
+        """The server tree's process group (for tests that check nothing outlives the actor)."""
+        return self.replica.proc.pid
 
     def stop(self) -> None:
         self.replica.stop()
@@ -129,7 +128,7 @@ class RayEngine(OpenAIEngine):
         for actor in self._actors:
             try:
                 ray.get(actor.stop.remote(), timeout=60)
-            except Exception:  # a dead actor took its server with it (PR_SET_PDEATHSIG)
+            except Exception:  # a dead actor took its server with it (rlaif.engines.reaper)
                 pass
             ray.kill(actor)
         self._actors = []

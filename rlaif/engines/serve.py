@@ -79,15 +79,20 @@ class ServedReplica:
             self.proc.wait()
 
 
-def launch_replica(cmd: list[str], host: str, port: int, log: Path, preexec_fn=None) -> ServedReplica:
-    """Start the server without waiting (start several, then :func:`wait_healthy` on each)."""
+def launch_replica(
+    cmd: list[str], host: str, port: int, log: Path, die_with_parent: bool = False
+) -> ServedReplica:
+    """Start the server without waiting (start several, then :func:`wait_healthy` on each).
+
+    ``die_with_parent``: the server's whole process tree is killed when this process dies, even by
+    SIGKILL (:mod:`rlaif.engines.reaper`)."""
+    if die_with_parent:
+        cmd = [sys.executable, "-m", "rlaif.engines.reaper", *cmd]
     env = {**os.environ}
     if (os.cpu_count() or 1) <= 4:  # same small-machine rule as VLLMEngine
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env, preexec_fn=preexec_fn
-        )
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     return ServedReplica(proc, f"http://{host}:{port}/v1", log)
 
 

@@ -3,6 +3,7 @@ killed mid-batch. Slow (two servers start in over a minute on two cores); run wi
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -12,6 +13,14 @@ from rlaif.engines.base import Sampling
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'rlaif[ray]'")
 pytestmark = pytest.mark.slow
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_two_ray_replicas_survive_a_killed_actor(tiny_model_dir, tmp_path, capsys):
@@ -40,12 +49,18 @@ def test_two_ray_replicas_survive_a_killed_actor(tiny_model_dir, tmp_path, capsy
         worker.start()
         while sum(engine.served_counts().values()) < 48 + 6 and worker.is_alive():
             time.sleep(0.005)
+        group = ray.get(engine.actors[1].process_group.remote())
         ray.kill(engine.actors[1])  # the actor's death takes its vllm serve down with it
         worker.join(timeout=300)
         out = box["out"]
         assert [c[0].token_ids for c in out] == [c[0].token_ids for c in reference]
         assert len(engine.urls) == 1
         assert sum("dropped replica" in line for line in capsys.readouterr().err.splitlines()) == 1
+        # nothing of the killed replica outlives its actor: server and engine core are gone
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _group_alive(group):
+            time.sleep(0.2)
+        assert not _group_alive(group)
     finally:
         if engine is not None:
             engine.close()

@@ -25,12 +25,12 @@ def weights(folder: Path):
     return out
 
 
-def assert_same(a: dict, b: dict, what: str) -> None:
+def assert_same(a: dict, b: dict, what: str, atol: float = 2e-5) -> None:
     import torch
 
     assert a.keys() == b.keys(), what
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-    assert worst < 2e-5, (what, worst)
+    assert worst < atol, (what, worst)
     assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a)
 
 
@@ -88,7 +88,14 @@ def test_reward_model_two_processes_equal_one_process(tiny_model_dir, rm_pairs_f
     from rlaif.train.configs import RewardModelConfig
     from rlaif.train.reward_model import train_reward_model
 
-    common = {"model": tiny_model_dir, "pairs": [rm_pairs_file], "eval_fraction": 0.25, "learning_rate": 3e-3}
+    # 64 training pairs: a multiple of the global batch (8). Otherwise accelerate fills the last batch
+    # of the shorter process with repeated pairs (even_batches), and that step differs from one process's
+    common = {
+        "model": tiny_model_dir,
+        "pairs": [rm_pairs_file],
+        "eval_pairs": [rm_pairs_file],
+        "learning_rate": 3e-3,
+    }
     one = train_reward_model(
         RewardModelConfig(output_dir=tmp_path / "one", per_device_batch_size=8, **common)
     )
@@ -97,4 +104,6 @@ def test_reward_model_two_processes_equal_one_process(tiny_model_dir, rm_pairs_f
         LaunchSettings(num_processes=2), tmp_path / "work", env=ENV,
     )  # fmt: skip
     assert one.counts["steps"] == two.counts["steps"] > 0
-    assert_same(weights(one.base_model), weights(two.base_model), "reward model")
+    # Adam turns float-order differences of near-zero gradients into ~5e-5 after 8 steps (the weights
+    # move by ~1e-2); an uneven last batch gave 5e-4 and an unseeded score head 8e-2
+    assert_same(weights(one.base_model), weights(two.base_model), "reward model", atol=1e-4)
