@@ -103,6 +103,11 @@ class EngineConfig(Strict):
                 raise ValueError(f"engine.urls needs http(s):// URLs, got {bad or 'an empty list'}")
             if len(set(self.urls)) != len(self.urls):
                 raise ValueError("engine.urls lists a server twice")
+        if self.data_parallel_size > 1 and self.kind == "vllm":
+            raise ValueError(
+                "engine.data_parallel_size > 1: vLLM refuses data parallelism in one process; run "
+                "replicas instead (engine.kind=ray with engine.replicas, or engine.urls)"
+            )
         ray_only = [k for k in ("address",) if getattr(self, k) is not None]
         if self.kind != "ray" and (ray_only or self.replicas != 1):
             raise ValueError(f"engine.{(ray_only or ['replicas'])[0]} is for kind=ray, not kind={self.kind}")

@@ -46,6 +46,7 @@ def test_urls_and_ray_blocks_validate(tmp_path):
             "engine.address is for kind=ray",
         ),
         (["engine.kind=ray", "engine.replicas=0"], "engine.replicas"),
+        (["engine.data_parallel_size=2"], "vLLM refuses data parallelism in one process"),
     ],
 )
 def test_bad_engine_blocks_are_one_line_errors(tmp_path, overrides, message):
