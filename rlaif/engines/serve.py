@@ -86,9 +86,10 @@ def launch_replica(
 
     ``die_with_parent``: the server's whole process tree is killed when this process dies, even by
     SIGKILL (:mod:`rlaif.engines.reaper`)."""
+    env = {**os.environ}
     if die_with_parent:
         cmd = [sys.executable, "-m", "rlaif.engines.reaper", *cmd]
-    env = {**os.environ}
+        env["RLAIF_REAPER_PARENT"] = str(os.getpid())
     if (os.cpu_count() or 1) <= 4:  # same small-machine rule as VLLMEngine
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     with open(log, "w") as fh:

@@ -39,28 +39,32 @@ def test_two_ray_replicas_survive_a_killed_actor(tiny_model_dir, tmp_path, capsy
             health_interval_s=0.2,
         )
         assert len(engine.urls) == 2 and engine.model_name == "policy"
-        prompts = [[{"role": "user", "content": f"Count to {i}."}] for i in range(48)]
-        settings = [Sampling(max_tokens=16, seed=i) for i in range(48)]
+        prompts = [[{"role": "user", "content": f"Count to {i}."}] for i in range(96)]
+        settings = [Sampling(max_tokens=32, seed=i) for i in range(96)]
         reference = engine.generate(prompts, settings)
         assert all(n > 0 for n in engine.served_counts().values())  # both replicas served
 
         box: dict = {}
         worker = threading.Thread(target=lambda: box.update(out=engine.generate(prompts, settings)))
         worker.start()
-        while sum(engine.served_counts().values()) < 48 + 6 and worker.is_alive():
+        while sum(engine.served_counts().values()) < 96 + 6 and worker.is_alive():
             time.sleep(0.005)
         group = ray.get(engine.actors[1].process_group.remote())
         ray.kill(engine.actors[1])  # the actor's death takes its vllm serve down with it
-        worker.join(timeout=300)
-        out = box["out"]
-        assert [c[0].token_ids for c in out] == [c[0].token_ids for c in reference]
-        assert len(engine.urls) == 1
-        assert sum("dropped replica" in line for line in capsys.readouterr().err.splitlines()) == 1
         # nothing of the killed replica outlives its actor: server and engine core are gone
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and _group_alive(group):
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert not _group_alive(group)
+        server_died_mid_batch = worker.is_alive()
+        worker.join(timeout=300)
+        out = box["out"]
+        assert [c[0].token_ids for c in out] == [c[0].token_ids for c in reference]
+        if server_died_mid_batch:  # the router saw it die: dropped with one warning
+            assert len(engine.urls) == 1
+            assert sum("dropped replica" in line for line in capsys.readouterr().err.splitlines()) == 1
+        else:  # the batch ended first; the next one finds the dead replica
+            assert len(engine.generate(prompts[:8], settings[:8])) == 8 and len(engine.urls) == 1
     finally:
         if engine is not None:
             engine.close()

@@ -45,6 +45,7 @@ def assert_same_weights(a: dict, b: dict, what: str) -> None:
     assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-4, atol=2e-5) for k in a), (what, worst)
 
 
+@pytest.mark.slow  # ~75 s here: one process, then two under accelerate launch
 def test_ppo_two_processes_equal_one_process_on_the_global_batch(tiny_model_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run = subprocess.run(
