@@ -11,7 +11,10 @@ Prints, as JSON lines:
 - ``straggler``: N replicas with one ``--slow``x slower, in pipeline-sized chunks, with and without
   hedging; ``cost`` is 1 - throughput / throughput with N equal replicas (target <= 0.15). With a
   fixed-latency stub and ``concurrency`` slots per replica, the slow replica's capacity alone makes
-  ``capacity_cost`` = 1 - (N - 1 + 1/slow) / N the least any routing can cost.
+  ``capacity_cost`` = 1 - (N - 1 + 1/slow) / N the least any routing can cost. When a chunk is
+  one wave (``--chunk`` = replicas x concurrency), every chunk waits for the slow replica's share or
+  for its hedges (about 2x the fast latency), so the cost nears ``capacity_cost`` only with chunks
+  of several waves.
 
 Run on a quiet machine:  python benchmarks/replica_scaling.py  (about a minute; --quick for a check)
 """
