@@ -95,10 +95,9 @@ def main() -> None:
 
     prompts = load_prompts(args.prompts, format="jsonl")[: args.limit]
     options = {
-        "candidates": args.candidates,
+        "num_generations": args.candidates,
         "sampling": {"temperature": args.temperature, "max_tokens": args.max_tokens},
-        "filter": {"drop_identical": False, "dedup": False},
-    }
+    }  # a source never filters pairs: every candidate's pair is kept
     with VLLMEngine(args.model, max_model_len=1024, kv_cache_memory_bytes=1 << 29, progress=False) as engine:
         start = time.perf_counter()
         result = run_source(

@@ -40,6 +40,7 @@ _COMMAND_MODULES = [
     "rlaif.commands.train",
     "rlaif.commands.run",
     "rlaif.commands.init",
+    "rlaif.commands.export",
 ]
 
 

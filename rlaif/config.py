@@ -32,7 +32,9 @@ from rlaif.files import load_yaml_mapping
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The one strict base of every config model (run configs and the trainers' configs)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 class TinyModelBuild(Strict):
@@ -120,13 +122,32 @@ class EngineConfig(Strict):
 
 
 class JudgeConfig(Strict):
-    """Who judges: the policy itself (self-rewarding), a separate model, or a server."""
+    """Who judges (the policy itself, a separate model, or a server) and with which one judge spec.
+
+    ``template``/``kind``/``options`` are one ``rlaif.judges.spec.JudgeSpec``, validated where the run
+    is resolved (this layer does not import judges)."""
 
     model: str = Field("policy", description="'policy', a model directory, or 'openai'.")
     engine: EngineConfig | None = Field(None, description="Engine for a separate judge model.")
     template: str | None = Field(
-        None, description="Judge spec: built-in name, template file, or module:function."
+        None, description="Built-in template name, template file, or package.module:function."
     )
+    kind: str | None = Field(
+        None,
+        description="rubric, label_probability, likelihood, pairwise, principle, python or length "
+        "(default: what the template drives).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The kind's own options (e.g. samples, both_orders), typed by it."
+    )
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        """The judge spec as written (None: every use takes its default judge)."""
+        if self.template is None and self.kind is None and not self.options:
+            return None
+        given = {"template": self.template, "kind": self.kind}
+        return {**{k: v for k, v in given.items() if v is not None}, **self.options}
 
 
 class PromptSource(Strict):
@@ -170,6 +191,16 @@ class PairsStageConfig(Strict):
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Pair filters (min_margin, dedup, drop_identical, max_length_ratio).",
+    )
+
+
+class SFTStageConfig(Strict):
+    """Supervised fine-tuning before the DPO rounds on the records a feedback source writes (SL-CAI's
+    revisions), as Constitutional AI trains its SL stage before RL."""
+
+    feedback: FeedbackConfig = Field(..., description="The source writing SFT records (e.g. sl_cai).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The SFT trainer's own config (rlaif.train.sft.SFTConfig)."
     )
 
 
@@ -233,6 +264,7 @@ class RunConfig(Strict):
     prompts: PromptSource
     feedback: FeedbackConfig
     pairs: PairsStageConfig = Field(default_factory=PairsStageConfig)
+    sft: SFTStageConfig | None = Field(None, description="SFT on a source's records before round 1.")
     rounds: int = Field(1, ge=0, description="Number of DPO rounds.")
     dpo: dict[str, Any] = Field(default_factory=dict, description="DPO round config (rlaif.train).")
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
@@ -295,20 +327,17 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     data = load_yaml_mapping(path)
     data = apply_overrides(data, overrides or [], str(path))
     data = _expand(data, path.parent)
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        problem = describe_validation_error(exc, limit=1, config_keys=True, model=RunConfig)
-        raise ConfigError(f"{path}: {problem}") from None
+    cfg = validate_model(RunConfig, data, str(path))
     return cfg.model_copy(update={"source_file": str(path)})
 
 
-def validate_stage_options(model: type[BaseModel], options: dict, where: str, file: str) -> BaseModel:
-    """Validate a stage's option block against the stage's own config model."""
+def validate_model(model: type[BaseModel], data: Any, file: str = "config", prefix: str = "") -> Any:
+    """The one validator of config models: one error line naming ``file`` and the key (``prefix``: where
+    the block sits in the file, e.g. ``dpo.``), an unknown key with the key the user probably meant."""
     try:
-        return model.model_validate(options)
+        return model.model_validate(data)
     except ValidationError as exc:
-        problem = describe_validation_error(exc, limit=1, prefix=f"{where}.", config_keys=True, model=model)
+        problem = describe_validation_error(exc, limit=1, prefix=prefix, config_keys=True, model=model)
         raise ConfigError(f"{file}: {problem}") from None
 
 
@@ -319,12 +348,14 @@ def validate_stage_options(model: type[BaseModel], options: dict, where: str, fi
 class Block:
     """One option block to resolve: its config model (None: passed on as the plain mapping), the
     user's mapping, values the stage sets when the user does not (``defaults``) and values the stage
-    always sets itself (``forced``, e.g. the policy a round starts from)."""
+    always sets itself (``forced``, e.g. the policy a round starts from); ``trains``: the block
+    configures a training stage this run executes (its LoRA decides what the policy engine serves)."""
 
     model: type[BaseModel] | None
     options: Mapping[str, Any]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     forced: Mapping[str, Any] = field(default_factory=dict)
+    trains: bool = False
 
 
 @dataclass(frozen=True)
@@ -333,12 +364,14 @@ class ResolvedRun:
 
     ``blocks`` maps the YAML key (``feedback.options``, ``pairs.options``, ``dpo``, ``final.options``)
     to the typed model (or the mapping, for a plug-in without a config model); ``user_keys`` holds the
-    keys the user wrote in each block, so a stage knows which run-time values it may still set.
+    keys the user wrote in each block, so a stage knows which run-time values it may still set;
+    ``training`` the keys of the blocks whose training stage the run executes.
     """
 
     config: RunConfig
     blocks: Mapping[str, Any]
     user_keys: Mapping[str, frozenset[str]]
+    training: frozenset[str] = frozenset()
 
     def block(self, key: str) -> Any:
         if key not in self.blocks:
@@ -360,6 +393,7 @@ def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:
     typed = {}
     for key, block in blocks.items():
         data = {**block.defaults, **block.options, **block.forced}
-        typed[key] = data if block.model is None else validate_stage_options(block.model, data, key, file)
+        typed[key] = data if block.model is None else validate_model(block.model, data, file, f"{key}.")
     keys = {key: frozenset(block.options) for key, block in blocks.items()}
-    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys)
+    training = frozenset(key for key, block in blocks.items() if block.trains)
+    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys, training=training)

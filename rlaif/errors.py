@@ -41,9 +41,11 @@ def describe_validation_error(
     the object itself. With ``config_keys`` (a config file, where users think in keys) an unknown
     field reads ``unknown key 'a.b'`` and a missing one ``missing required key 'a.b'``; given the
     validated ``model`` class, an unknown key also names the key the user probably meant (a moved key
-    such as ``temperature`` -> ``sampling.temperature``, or a near spelling).
+    such as ``temperature`` -> ``sampling.temperature``, a renamed key, or a near spelling).
     """
     errors = exc.errors()
+    if config_keys:  # an unknown key first: a misspelt key is also the likeliest cause of a missing one
+        errors = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
     parts = []
     for err in errors[:limit]:
         loc = ".".join(str(x) for x in err["loc"])
@@ -84,6 +86,9 @@ def suggest_key(model: Any, loc: tuple) -> str | None:
     key, fields = str(loc[-1]), parent.model_fields
     head = ".".join(str(x) for x in loc[:-1])
     head = head + "." if head else ""
+    renamed = getattr(parent, "renamed_keys", {})  # a model's old key names (e.g. TRL's vocabulary)
+    if isinstance(renamed, dict) and key in renamed:
+        return f"{head}{renamed[key]}"
     for name, field in fields.items():
         sub = _model_in(field.annotation)
         if sub is not None and key in sub.model_fields:

@@ -5,6 +5,10 @@ Guarantees:
   the old file or the complete new one, never a torn write: the text goes to a temp file in the same
   directory, is flushed and fsynced, then renamed over the target (``os.replace`` is atomic on POSIX
   within one file system). On any error the temp file is removed and the old file is untouched.
+  The new file gets the mode the user's umask gives (0644 under umask 022), like any file ``open``
+  creates; an existing file's own mode is not carried over.
+- :func:`apply_umask` gives a directory a library saved into (safetensors writes 0600 files) the
+  same umask modes.
 - :func:`load_yaml_mapping` names the file in every error (missing, unreadable, bad YAML, not a
   mapping) with a one-line :class:`~rlaif.errors.ConfigError`.
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,12 +30,67 @@ from typing import Any, TextIO
 from rlaif.errors import ConfigError
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, exclusively created temp file next to ``path``.
+
+    Why not ``tempfile.mkstemp``: it creates the file 0600 whatever the umask, and the rename then
+    makes every file we write owner-only (a report or metrics file a group cannot read). Created with
+    0666 here, the kernel applies the user's umask as for any new file.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temp file name for {path.name}")
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode the user's umask gives a new file (or directory), read without changing the umask
+    where ``/proc`` says it (Linux >= 4.7); elsewhere it is set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                mask = int(line.split()[1], 8)
+                break
+        else:
+            raise OSError
+    except (OSError, ValueError):
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+def apply_umask(root: str | os.PathLike) -> int:
+    """Give every file and directory under ``root`` (itself included) the umask's mode; the count of
+    modes changed.
+
+    Why: safetensors >= 0.8 writes through a temp file created 0600 and renames it, so every saved
+    model or adapter is owner-only whatever the umask. Call this on a directory a library saved into,
+    before it is renamed into place. A file with any execute bit is treated as a directory would be
+    (0777 less the umask), so scripts stay runnable.
+    """
+    root = Path(root)
+    file_mode, dir_mode = umask_mode(), umask_mode(directory=True)
+    changed = 0
+    for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        if path.is_symlink():
+            continue
+        current = path.stat().st_mode & 0o7777
+        wanted = dir_mode if path.is_dir() or current & 0o111 else file_mode
+        if current != wanted:
+            path.chmod(wanted)
+            changed += 1
+    return changed
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike) -> Iterator[TextIO]:
     """A text handle whose content replaces ``path`` only when the ``with`` block ends cleanly."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
@@ -39,7 +98,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[TextIO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

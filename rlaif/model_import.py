@@ -30,6 +30,7 @@ import shutil
 from pathlib import Path
 
 from rlaif.errors import RlaifError
+from rlaif.files import apply_umask
 
 DTYPES = ("bfloat16", "float32")
 DEFAULT_DTYPE = "bfloat16"
@@ -162,6 +163,7 @@ def import_gguf(
     }
     (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     _check_saved_config(tmp)
+    apply_umask(tmp)  # safetensors writes its files 0600
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

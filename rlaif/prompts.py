@@ -30,7 +30,10 @@ Guarantees:
   silent pick.
 
 Non-guarantees: the rendered text is not checked against any model's context length here (judges do
-that where the engine can count tokens).
+that where the engine can count tokens). A file whose front matter does not load has no known name:
+a lookup by file stem still finds it (and reports its error), but a lookup by front-matter name skips
+it, so a broken copy meant to shadow a template under another file name does not shadow it;
+``rlaif prompts list`` names every such file.
 """
 
 from __future__ import annotations
@@ -167,8 +170,11 @@ class Template:
             raise TemplateError(f"{path}: missing front matter (the file must start with a '---' block)")
         try:
             raw = yaml.safe_load(m.group(1)) or {}
-        except yaml.YAMLError as exc:
-            raise TemplateError(f"{path}: front matter is not valid YAML ({exc})") from None
+        except yaml.YAMLError as exc:  # one line: the problem and where (the front matter starts at line 2)
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 2}" if mark is not None else str(path)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise TemplateError(f"{where}: front matter is not valid YAML ({problem})") from None
         if not isinstance(raw, dict):
             raise TemplateError(f"{path}: front matter must be a mapping of keys to values")
         try:
@@ -222,6 +228,11 @@ class Template:
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template '{self.name}' ({self.path}): {exc.message}") from None
 
+    def check(self) -> None:
+        """Compile the body now (a syntax error raises :class:`TemplateError` naming file and line),
+        instead of at the first render."""
+        _ = self._compiled
+
     def __repr__(self) -> str:
         return f"Template({self.name!r}, {str(self.path)!r})"
 
@@ -247,14 +258,21 @@ def _find_in_dir(directory: Path, name: str) -> Path | None:
     """The file whose stem is ``name``, else the one whose front matter says ``name``.
 
     Stems are tried first so that one broken file elsewhere in the directory does not stop the
-    lookup of a good one.
+    lookup of a good one. A file whose front matter does not load is skipped in the by-name pass (see
+    the module's non-guarantees).
     """
     by_stem = [p for p in _template_files(directory) if p.stem == name]
     if len(by_stem) > 1:
         raise TemplateError(f"two templates named '{name}' in {directory}: {by_stem[0]} and {by_stem[1]}")
     if by_stem:
         return by_stem[0]
-    by_name = [p for p in _template_files(directory) if _load_file(p).name == name]
+    by_name = []
+    for path in _template_files(directory):
+        try:
+            if _load_file(path).name == name:
+                by_name.append(path)
+        except TemplateError:
+            continue  # its name is unknown; `rlaif prompts list` names it
     if len(by_name) > 1:
         raise TemplateError(f"two templates named '{name}' in {directory}: {by_name[0]} and {by_name[1]}")
     return by_name[0] if by_name else None
@@ -284,18 +302,39 @@ def load_template(name_or_path: str | os.PathLike) -> Template:
         found = _find_in_dir(directory, spec)
         if found is not None:
             return _load_file(found)
-    known = ", ".join(sorted(t.name for t in list_templates())) or "(none)"
-    raise TemplateError(f"no template named '{spec}' (known: {known})")
+    templates, broken = scan_templates()
+    known = ", ".join(t.name for t in templates) or "(none)"
+    unreadable = f"; {len(broken)} file(s) could not be loaded, the first: {broken[0]}" if broken else ""
+    raise TemplateError(f"no template named '{spec}' (known: {known}){unreadable}")
+
+
+def scan_templates() -> tuple[list[Template], list[TemplateError]]:
+    """(every template on the search path that loads and compiles, one error per file that does not).
+
+    Why: one broken file (a user's edit in progress) must not hide the others. A name shadowed by an
+    earlier directory is listed once; a broken file shadows nothing, since its name is unknown.
+    """
+    good: dict[str, Template] = {}
+    broken: list[TemplateError] = []
+    for directory in search_path():
+        for path in _template_files(directory):
+            try:
+                tpl = _load_file(path)
+                tpl.check()
+            except TemplateError as exc:
+                broken.append(exc)
+                continue
+            good.setdefault(tpl.name, tpl)
+    return sorted(good.values(), key=lambda t: t.name), broken
 
 
 def list_templates() -> list[Template]:
-    """Every template on the search path; a name shadowed by an earlier directory is listed once."""
-    out: dict[str, Template] = {}
-    for directory in search_path():
-        for path in _template_files(directory):
-            tpl = _load_file(path)
-            out.setdefault(tpl.name, tpl)
-    return sorted(out.values(), key=lambda t: t.name)
+    """Every template on the search path; the first broken file raises its :class:`TemplateError`
+    (:func:`scan_templates` lists around broken files)."""
+    templates, broken = scan_templates()
+    if broken:
+        raise broken[0]
+    return templates
 
 
 def find_data_file(name_or_path: str | os.PathLike) -> Path:

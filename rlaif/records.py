@@ -5,12 +5,9 @@ Guarantees:
   naming the file and line, never silently ignored;
 - :func:`write_jsonl` is atomic (temp file in the same directory, fsync, rename), so a reader never sees
   a half-written file;
-- :class:`JsonlAppender` flushes and fsyncs every record, and on open it cuts a torn last line left by a
-  crash (reporting how many bytes it cut), so an interrupted stage resumes without losing or duplicating
-  complete records;
 - :func:`pairs_to_dataset` produces TRL's conversational ``prompt``/``chosen``/``rejected`` columns.
 
-Non-guarantees: appends are not safe against two processes writing the same file at once.
+Non-guarantees: two processes writing the same file at once are not coordinated (the last rename wins).
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -252,53 +248,6 @@ def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
             fh.write(_dump(rec) + "\n")
             count += 1
     return count
-
-
-class JsonlAppender:
-    """Append records one at a time, durably, to a file that may already hold some.
-
-    On open, a torn last line (from a crash mid-write) is cut off, so what remains is exactly the
-    records that were completely written; ``existing_lines`` says how many that is, so a resuming
-    stage can skip the work already done.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.torn_bytes = self._repair()
-        self.existing_lines = self._count_lines()
-        self._fh = open(self.path, "a", encoding="utf-8")
-
-    def _repair(self) -> int:
-        if not self.path.exists():
-            return 0
-        data = self.path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            return 0
-        keep = data.rfind(b"\n") + 1
-        with open(self.path, "r+b") as fh:
-            fh.truncate(keep)
-        return len(data) - keep
-
-    def _count_lines(self) -> int:
-        if not self.path.exists():
-            return 0
-        with open(self.path, "rb") as fh:
-            return sum(1 for line in fh if line.strip())
-
-    def append(self, record: BaseModel | dict) -> None:
-        self._fh.write(_dump(record) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def pair_to_trl_row(pair: PreferencePair) -> dict[str, Any]:

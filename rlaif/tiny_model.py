@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.errors import RlaifError
+from rlaif.files import apply_umask
 
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
@@ -127,6 +128,7 @@ def build_tiny_model(
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
+    apply_umask(out)  # safetensors writes its files 0600
     (out / "rlaif_tiny_model.json").write_text(
         json.dumps(
             {"seed": seed, "spec": spec.__dict__, "corpus": str(corpus_path), "steps": steps}, indent=2

@@ -113,11 +113,13 @@ def _run_config(tmp_path: Path, model: Path, shared: Path) -> Path:
             "source": "self_rewarding",
             "chunk_size": 2,
             "options": {
-                "n_candidates": 2,
+                "num_generations": 2,
                 "sampling": {"max_tokens": 16},
-                "judge_samples": 1,
-                "judge_sampling": {"max_tokens": 16},
             },
+        },
+        "judge": {
+            "template": "self_rewarding_rubric",
+            "options": {"samples": 1, "sampling": {"max_tokens": 16}},
         },
         "rounds": 1,
         "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 4, "alpha": 8}},

@@ -23,6 +23,7 @@ LAYERS = {
     "rlaif.instructions": 0,
     "rlaif.engines": 1,
     "rlaif.sandbox": 1,
+    "rlaif.generation": 1,  # 1.5: between engines and judges; may import engines, never judges
     "rlaif.judges": 2,
     "rlaif.feedback": 3,
     "rlaif.pairs": 3,

@@ -106,6 +106,7 @@ def run_eval_code(
     workers: int | None = None,
     out: Path | None = None,
     progress: bool = True,
+    allow_unisolated: bool | None = None,
 ) -> dict:
     """The whole command: load, check, run (with a progress bar on stderr), write, summarise."""
     from rlaif.code.problems import load_problems
@@ -115,7 +116,9 @@ def run_eval_code(
     samples = load_samples(samples_path, {p.task_id: p for p in problems})
     out = out or samples_path.with_name(samples_path.name.split(".jsonl")[0] + "_results.jsonl")
     with (
-        SandboxPool(workers=workers, limits=Limits(timeout_s=timeout_s)) as pool,
+        SandboxPool(
+            workers=workers, limits=Limits(timeout_s=timeout_s), allow_unisolated=allow_unisolated
+        ) as pool,
         _Progress(len(samples), progress) as bar,
     ):
         results, summary = evaluate_samples(problems, samples, pool, ks=ks, on_result=bar.advance)

@@ -45,7 +45,8 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
     code = problem.test_code or ""
     entry = problem.entry_point
     user = defined_names(problem)
-    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user)]
+    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user,
+                            context=problem.prompt, candidates=(entry,))]  # fmt: skip
     tree = ast.parse(code)
     checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if len(checks) != 1 or len(checks[0].args.args) != 1:
@@ -67,7 +68,10 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
         return whole, ""
     preamble = [ast.unparse(n) for n in tree.body if n is not check]
     setup = "\n".join(preamble + [f"{param} = {entry}"])
-    return [assert_test(a, user_names=user) for a in asserts], setup
+    context = "\n".join([problem.prompt, *preamble])  # trusted: the tests see the problem's helpers
+    return [
+        assert_test(a, user_names=user, context=context, candidates=(param, entry)) for a in asserts
+    ], setup
 
 
 def defined_names(problem: CodeProblem) -> frozenset[str]:

@@ -35,12 +35,25 @@ def eval_code(
         None, help="Per-sample results JSONL (default: <samples>_results.jsonl)."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+    unsafe_no_isolation: bool = typer.Option(
+        False,
+        "--unsafe-no-isolation",
+        help="Run the samples even where nothing can isolate them (not root, "
+        "no user namespace): as your own user, with your files and network in reach.",
+    ),
 ) -> None:
     """Run every sample in the sandbox; write per-sample results; print pass@k, statuses, samples/s."""
     from rlaif.code.evaluate import run_eval_code
 
     summary = run_eval_code(
-        problems, samples, ks=_parse_ks(k), timeout_s=timeout, workers=workers, out=out, progress=progress
+        problems,
+        samples,
+        ks=_parse_ks(k),
+        timeout_s=timeout,
+        workers=workers,
+        out=out,
+        progress=progress,
+        allow_unisolated=unsafe_no_isolation or None,
     )
     emit(json.dumps(summary, indent=2))
 

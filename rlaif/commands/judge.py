@@ -24,14 +24,13 @@ def _default_out(judge: str) -> Path:
 
 def _precheck_judge(judge: str) -> bool:
     """Validate the spec without an engine; returns whether the judge needs a model."""
-    from rlaif.judges.custom import ALIASES, CALLABLE_SPEC, CallableJudge
-    from rlaif.prompts import load_template
+    from rlaif.judges.custom import CallableJudge
+    from rlaif.judges.spec import judge_spec
 
-    if not Path(judge).expanduser().is_file() and CALLABLE_SPEC.fullmatch(judge):
-        fn = CallableJudge(judge, engine=None)
-        return fn._pass_engine
-    load_template(ALIASES.get(judge, judge))
-    return True
+    spec = judge_spec(judge, where=f"--judge {judge}")
+    if spec.kind == "python":
+        return CallableJudge(judge, engine=None)._pass_engine
+    return spec.kind != "length"
 
 
 def judge_eval(
@@ -179,7 +178,7 @@ def _evaluate(
 
     if not response_items:
         return run_judge_eval(judge_obj, eval_pairs, out=out_path, seed=seed)
-    if not hasattr(judge_obj, "score"):
+    if judge_obj.slot != "score":
         raise ConfigError(f"--responses needs a pointwise judge; '{judge}' compares pairs")
     return run_pointwise_validity(judge_obj, response_items, out=out_path)
 

@@ -8,6 +8,7 @@ as text. ``--var name=@file`` reads the value from a file.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -20,11 +21,18 @@ prompts_app = typer.Typer(help="List, show and render prompt templates.", no_arg
 
 @prompts_app.command("list")
 def list_cmd() -> None:
-    """Every template on the search path (name, variables, parser) and the prompt data files."""
-    from rlaif.prompts import list_data_files, list_templates, search_path
+    """Every template on the search path (name, variables, parser) and the prompt data files.
 
+    A template that does not load (bad front matter, a Jinja syntax error) is named on stderr, one
+    ``error:`` line each, after the others are listed, and the exit status is then 2: the listing is
+    complete for the good ones, but a script or CI step running ``rlaif prompts list`` as a check must
+    not pass while a template a run may use is broken.
+    """
+    from rlaif.prompts import list_data_files, scan_templates, search_path
+
+    templates, broken = scan_templates()
     emit("search path: " + ", ".join(str(d) for d in search_path()))
-    for tpl in list_templates():
+    for tpl in templates:
         parser = tpl.parser.type if tpl.parser else "-"
         emit(f"{tpl.name:28s} vars=[{', '.join(tpl.variables)}] parser={parser}  {tpl.description}")
     files = list_data_files()
@@ -32,6 +40,10 @@ def list_cmd() -> None:
         emit("data files:")
         for path in files:
             emit(f"  {path.stem:26s} {path}")
+    for exc in broken:
+        print(f"error: {exc}", file=sys.stderr)
+    if broken:
+        raise typer.Exit(2)
 
 
 @prompts_app.command("show")

@@ -14,23 +14,14 @@ from rlaif.errors import ConfigError
 
 
 def check_config(file: Path, overrides: list[str]):
-    """Validate a run config and resolve every stage option block once (the runner reuses it), then the
-    judges, the data files and the context lengths, without loading any model. Returns the resolved
-    run; notes (skipped malformed records) go to stderr."""
+    """Load and compile a run config (:func:`rlaif.pipeline.compile.compile_run`: every block, judge, data
+    file and cross-field rule, without loading any model). Returns the plan the runner reuses; notes
+    (skipped malformed records) go to stderr."""
     from rlaif.config import load_run_config
-    from rlaif.pipeline.judging import check_judges
-    from rlaif.pipeline.preflight import check_context_lengths, read_inputs
-    from rlaif.pipeline.resolve import resolve
+    from rlaif.pipeline.compile import compile_run
 
-    cfg = load_run_config(file, overrides)
-    where = str(file)
-    resolved = resolve(cfg)
-    local = cfg.policy.path.startswith(("/", ".", "~"))  # otherwise a hub name, resolved by vLLM/HF
-    if local and not cfg.policy.build_tiny and not Path(cfg.policy.path).expanduser().exists():
-        raise ConfigError(f"{where}: 'policy.path': model directory not found: {cfg.policy.path}")
-    check_context_lengths(cfg)
-    check_judges(cfg)
-    for key, info in read_inputs(cfg).items():
+    plan = compile_run(load_run_config(file, overrides))
+    for key, info in plan.inputs.items():
         if info["skipped_malformed"]:
             print(
                 f"note: '{key}': skipped {info['skipped_malformed']} malformed record(s), using "
@@ -38,7 +29,7 @@ def check_config(file: Path, overrides: list[str]):
                 "to stop on them instead",
                 file=sys.stderr,
             )
-    return resolved
+    return plan
 
 
 def validate(
@@ -48,7 +39,8 @@ def validate(
     """Check a run config (and every stage's options) without loading any model."""
     file = resolve_pipeline(file)
     cfg = check_config(file, overrides or []).config
-    emit(f"ok: {file} (run '{cfg.name}', {cfg.rounds} DPO round(s), final={cfg.final.kind})")
+    sft = "SFT, then " if cfg.sft else ""
+    emit(f"ok: {file} (run '{cfg.name}', {sft}{cfg.rounds} DPO round(s), final={cfg.final.kind})")
 
 
 def run(
@@ -103,7 +95,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
     from rlaif.errors import describe_validation_error
     from rlaif.files import load_yaml_mapping
     from rlaif.pipeline.report import collect_metrics, write_report
-    from rlaif.pipeline.runner import plan_stages
+    from rlaif.pipeline.stage_kinds import plan_stages
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():

@@ -45,7 +45,7 @@ def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
         data = load_yaml_mapping(config)
         source = str(config)
     data = run_config.apply_overrides(data, list(overrides), source)
-    return configs.validate_config(getattr(configs, STAGES[stage]), data, source)
+    return run_config.validate_model(getattr(configs, STAGES[stage]), data, source)
 
 
 def _report(result) -> None:
@@ -109,18 +109,13 @@ def ppo(
     cfg = load_stage_config("ppo", config, set_)
     factory = None
     if cfg.rollout == "engine":
+        from rlaif.config import EngineConfig
+        from rlaif.pipeline.engines import build_engine
+
+        engine_cfg = EngineConfig(max_model_len=max_model_len, kv_cache_gb=kv_cache_gb)
 
         def factory(base: Path):
-            from rlaif.engines.vllm import VLLMEngine
-
-            return VLLMEngine(
-                base,
-                seed=cfg.seed,
-                enable_lora=True,
-                max_lora_rank=max(16, cfg.lora.r),
-                max_model_len=max_model_len,
-                kv_cache_memory_bytes=int(kv_cache_gb * (1 << 30)) if kv_cache_gb else None,
-            )
+            return build_engine(engine_cfg, base, lora_rank=cfg.lora.r, seed=cfg.seed, key="--max-model-len")
 
     _report(run_ppo(cfg, engine_factory=factory))
 

@@ -1,25 +1,28 @@
 """Feedback sources: functions that turn prompts into AI preference pairs with provenance and stats.
 
-Built-in sources (:data:`FEEDBACK_SOURCES`):
+Built-in sources (:data:`rlaif.feedback.registry.BUILTINS`):
 
 - ``rlcd``: contrastive prompts, positive output chosen by construction (:mod:`.rlcd`);
 - ``sl_cai``: critique -> revision chains, final revision > initial response (:mod:`.sl_cai`);
 - ``rl_cai``: two samples labelled by the principle-conditioned judge (:mod:`.rl_cai`);
 - ``self_rewarding``: the policy judges its own N samples, best vs worst (:mod:`.self_rewarding`);
 - ``rlcf``: code candidates run against their unit tests in the sandbox, passing beats failing
-  (:mod:`.rlcf`).
+  (:mod:`.rlcf`);
+- ``instruction_contrast``: the prompt with vs without its instructions (:mod:`.instruction_contrast`).
 
-User sources plug in as ``"package.module:function"`` with the same signature (see
+User sources plug in as ``"package.module:function"`` with the same signature and the same
+declaration (:func:`rlaif.feedback.registry.feedback_source`; see
 :class:`rlaif.feedback.source.FeedbackSource`)::
 
-    def my_source(prompts: list[PromptRecord], engine: Engine, options: MyConfig | dict,
+    @feedback_source(config=MyConfig, judge="score")
+    def my_source(prompts: list[PromptRecord], engine: Engine, options: MyConfig,
                   context: SourceContext, *, judge_engine: Engine | None = None) -> FeedbackResult
 
-``options`` is already validated: the function may declare its config model as
-``my_source.config_model`` (a pydantic model) and then receives an instance of it; without one it
-receives the mapping as written. ``context`` (:class:`rlaif.feedback.context.SourceContext`) carries
-what the run decides: the chunk's seed, the round, the adapter the policy engine serves, the chunk.
-A source that runs code declares ``uses_sandbox = True`` and is given the run's pool as ``sandbox=``.
+``options`` is already validated against the declared config model (without one: the mapping as
+written). ``context`` (:class:`rlaif.feedback.context.SourceContext`) carries what the run decides: the
+chunk's seed, the round, the adapter the policy engine serves, the chunk, and the run's judge for a
+source with a judge slot. A source that declares ``needs=("sandbox",)`` is given the run's pool as
+``sandbox=``. The pipeline reads all of this from :func:`rlaif.feedback.registry.describe`.
 """
 
 from __future__ import annotations
@@ -29,54 +32,32 @@ from typing import Any
 from rlaif.errors import ConfigError
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.feedback.prompts_io import load_prompts, read_prompt_file
-from rlaif.feedback.result import FeedbackResult, FeedbackStats, SFTRecord
+from rlaif.feedback.registry import BUILTINS, SourceSpec, describe, feedback_source
+from rlaif.feedback.result import FeedbackResult, SFTRecord
 from rlaif.feedback.rl_cai import RLCAIConfig, rl_cai
 from rlaif.feedback.rlcd import RLCDConfig, rlcd
 from rlaif.feedback.rlcf import RLCFConfig, rlcf
 from rlaif.feedback.self_rewarding import SelfRewardingConfig, self_rewarding
 from rlaif.feedback.sl_cai import SLCAIConfig, sl_cai
 from rlaif.feedback.source import FeedbackSource, validate_source_options
-from rlaif.plugins import import_object
 
-FEEDBACK_SOURCES: dict[str, FeedbackSource] = {
-    "rlcd": rlcd,
-    "sl_cai": sl_cai,
-    "rl_cai": rl_cai,
-    "self_rewarding": self_rewarding,
-    "rlcf": rlcf,
-}
-
-FEEDBACK_CONFIGS: dict[str, type] = {
-    "rlcd": RLCDConfig,
-    "sl_cai": SLCAIConfig,
-    "rl_cai": RLCAIConfig,
-    "self_rewarding": SelfRewardingConfig,
-    "rlcf": RLCFConfig,
-}
+FEEDBACK_SOURCES = tuple(BUILTINS)
+"""The built-in source names."""
 
 
 def resolve_source(spec: str) -> FeedbackSource:
     """A built-in source by name, or a user's ``"package.module:function"``."""
-    if spec in FEEDBACK_SOURCES:
-        return FEEDBACK_SOURCES[spec]
-    if ":" not in spec:
-        known = ", ".join(sorted(FEEDBACK_SOURCES))
-        raise ConfigError(
-            f"unknown feedback source '{spec}' (built-in: {known}; or 'package.module:function')"
-        )
-    return import_object(spec, "feedback source")
+    return describe(spec).run
 
 
 def source_config_model(spec: str) -> type | None:
-    """The config model of a source (None: a plug-in without ``config_model`` takes a plain dict)."""
-    if spec in FEEDBACK_CONFIGS:
-        return FEEDBACK_CONFIGS[spec]
-    return getattr(resolve_source(spec), "config_model", None)
+    """The config model of a source (None: a plug-in without one takes a plain dict)."""
+    return describe(spec).config_model
 
 
 def source_options(spec: str, options: Any) -> Any:
     """The source's options as its config model, validated here once (an instance passes as is; a
-    plug-in without ``config_model`` gets the mapping)."""
+    plug-in without a config model gets the mapping)."""
     model = source_config_model(spec)
     if model is None:
         return options if options is not None else {}
@@ -95,10 +76,10 @@ def run_source(
 ) -> FeedbackResult:
     """Resolve and call a source as ``source(prompts, engine, options, context, judge_engine=...)``,
     checking it returned a :class:`FeedbackResult` whose counts add up. ``options`` may be a mapping
-    (validated once here) or the config model; ``sandbox`` goes to sources that declare ``uses_sandbox``."""
-    fn = resolve_source(spec)
-    extra = {"sandbox": sandbox} if getattr(fn, "uses_sandbox", False) else {}
-    out = fn(
+    (validated once here) or the config model; ``sandbox`` goes to sources that declare the need."""
+    declared = describe(spec)
+    extra = {"sandbox": sandbox} if declared.needs_sandbox else {}
+    out = declared.run(
         prompts, engine, source_options(spec, options), context or DEFAULT_CONTEXT,
         judge_engine=judge_engine, **extra,
     )  # fmt: skip
@@ -113,18 +94,19 @@ def run_source(
 
 
 __all__ = [
-    "FEEDBACK_CONFIGS",
     "FEEDBACK_SOURCES",
     "FeedbackResult",
     "FeedbackSource",
-    "FeedbackStats",
     "RLCAIConfig",
     "RLCDConfig",
     "RLCFConfig",
     "SFTRecord",
-    "SourceContext",
     "SLCAIConfig",
     "SelfRewardingConfig",
+    "SourceContext",
+    "SourceSpec",
+    "describe",
+    "feedback_source",
     "load_prompts",
     "read_prompt_file",
     "resolve_source",

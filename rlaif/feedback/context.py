@@ -21,12 +21,15 @@ from typing import Any
 @dataclass(frozen=True)
 class SourceContext:
     """seed: this call's seed (per chunk); round: the iteration recorded on every pair; adapter: the
-    LoRA adapter the policy engine serves (None: the base model); chunk: the chunk's index."""
+    LoRA adapter the policy engine serves (None: the base model); chunk: the chunk's index; judge: the
+    run's judge for a source with a judge slot, as a :data:`rlaif.judges.spec.JudgeSpec` mapping
+    (None: the source's declared default)."""
 
     seed: int
     round: int
     adapter: str | None
     chunk: int
+    judge: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

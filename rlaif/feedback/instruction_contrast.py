@@ -14,7 +14,7 @@ output is chosen. Nothing here checks the outputs: the verifiable-instruction ch
 (:mod:`rlaif.instructions`) is the held-out metric only, and a pair's chosen reply may still break
 the instruction (non-guarantee; DPO learns from the *relative* difference).
 
-With ``candidates: N`` > 1 the policy judges its own positive samples (a self-rewarding step with a
+With ``num_generations: N`` > 1 the policy judges its own positive samples (a self-rewarding step with a
 contrastive-likelihood judge, as in :mod:`rlaif.judges.likelihood`): N replies are sampled with the
 reminder, and the chosen one is the reply whose tokens the instruction explains best,
 
@@ -38,11 +38,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rlaif.engines.base import Engine, SamplingSettings, require_scoring, score_continuations
+from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.feedback.context import SourceContext
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, sample_n_with_retries, sample_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
+from rlaif.generation import require_scoring, score_continuations
+from rlaif.generation.texts import Sampled, sample_n_with_retries, sample_with_retries
 from rlaif.instructions import describe
 from rlaif.records import Message, PreferencePair, PromptRecord
 
@@ -60,7 +62,7 @@ class InstructionContrastConfig(SourceConfig):
         description="Sampling of both sides (same settings for both).",
     )
     max_retries: int = Field(1, ge=0, description="Re-sample an invalid output this many times, then drop.")
-    candidates: int = Field(
+    num_generations: int = Field(
         1,
         ge=1,
         le=16,
@@ -71,7 +73,7 @@ class InstructionContrastConfig(SourceConfig):
     @property
     def scores_text(self) -> bool:
         """The run checks that the policy engine can score text (no LoRA, in-process vLLM)."""
-        return self.candidates > 1
+        return self.num_generations > 1
 
 
 def _with_last_user(messages: list[Message], content: str) -> list[Message]:
@@ -81,6 +83,7 @@ def _with_last_user(messages: list[Message], content: str) -> list[Message]:
     return msgs
 
 
+@feedback_source(config=InstructionContrastConfig)
 def instruction_contrast(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -91,12 +94,12 @@ def instruction_contrast(
 ) -> FeedbackResult:
     """Pairs (instruction reminded -> chosen, instruction absent -> rejected); no judge is used."""
     require_prompts(prompts, "instruction_contrast")
-    if options.candidates > 1:
+    if options.num_generations > 1:
         require_scoring(engine)
     result = new_result("instruction_contrast", prompts)
     plans = [rec for rec in prompts if _has_instruction(rec, result)]
     positives, negatives = _sample_sides(plans, engine, options, context, result)
-    chosen = _choose(plans, positives, engine, context) if options.candidates > 1 else {}
+    chosen = _choose(plans, positives, engine, context) if options.num_generations > 1 else {}
     pairs = []
     for rec, cands, neg in zip(plans, positives, negatives, strict=True):
         valid = [c for c in cands if c.text is not None]
@@ -107,14 +110,14 @@ def instruction_contrast(
             continue
         pick, contrasts = chosen.get(rec.id, (0, None))
         pairs.append(_pair(rec, valid, pick, contrasts, neg, engine, options, context))
-    return finish(result, pairs, options.filter)
+    return finish(result, pairs)
 
 
 def _sample_sides(
     plans: list[PromptRecord], engine: Engine, options: InstructionContrastConfig, context: SourceContext,
     result: FeedbackResult,
 ) -> tuple[list[list[Sampled]], list[Sampled]]:  # fmt: skip
-    """``candidates`` reminded replies and one bare reply per prompt, seeded by prompt and side."""
+    """``num_generations`` reminded replies and one bare reply per prompt, seeded by prompt and side."""
     sampling = options.output.sampling(options.sampling)
     common = dict(
         max_retries=options.max_retries, seed=context.seed, stage="instruction_contrast",
@@ -122,7 +125,7 @@ def _sample_sides(
     )  # fmt: skip
     positives = sample_n_with_retries(
         engine, [_with_last_user(r.messages, _reminded(r, options)) for r in plans], sampling, options.output,
-        n=options.candidates, keys=[f"{r.id}:positive" for r in plans], **common,
+        n=options.num_generations, keys=[f"{r.id}:positive" for r in plans], **common,
     )  # fmt: skip
     negatives = sample_with_retries(
         engine, [_with_last_user(r.messages, r.metadata["task"]) for r in plans], sampling, options.output,
@@ -193,9 +196,9 @@ def _pair(
         "attempts": {"positive": pos.attempts, "negative": neg.attempts},
         "chosen_side": "positive",
     }
-    if cfg.candidates > 1:
+    if cfg.num_generations > 1:
         meta["candidates"] = {
-            "asked": cfg.candidates,
+            "asked": cfg.num_generations,
             "valid": len(candidates),
             "chosen": pick,
             "contrast": contrasts,
@@ -207,7 +210,5 @@ def _pair(
         chosen=pos.text, rejected=neg.text, source="instruction_contrast", round=context.round, metadata=meta,
     )  # fmt: skip
 
-
-instruction_contrast.config_model = InstructionContrastConfig  # validated by the pipeline like built-ins
 
 __all__ = ["InstructionContrastConfig", "instruction_contrast"]

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlaif.files import atomic_write_text
-from rlaif.pairs import PairStats, filter_pairs, length_summary
+from rlaif.pairs import PairStats, length_summary
 from rlaif.records import Judgment, Message, PreferencePair, PromptRecord, stable_hash, write_jsonl
 
 
@@ -44,16 +44,12 @@ class DroppedPrompt(BaseModel):
     detail: str = ""
 
 
-FeedbackStats = PairStats
-"""Per-run counts (see :class:`rlaif.pairs.PairStats`)."""
-
-
 @dataclass
 class FeedbackResult:
     """Everything a source produced: pairs plus the records needed to audit or reuse them."""
 
     pairs: list[PreferencePair]
-    stats: FeedbackStats
+    stats: PairStats
     judgments: list[Judgment] = field(default_factory=list)
     dropped: list[DroppedPrompt] = field(default_factory=list)
     sft_records: list[SFTRecord] = field(default_factory=list)
@@ -82,19 +78,20 @@ class FeedbackResult:
 
 def new_result(source: str, prompts: list[PromptRecord]) -> FeedbackResult:
     """An empty result counting ``prompts`` as the input."""
-    return FeedbackResult(pairs=[], stats=FeedbackStats(source=source, prompts_in=len(prompts)))
+    return FeedbackResult(pairs=[], stats=PairStats(source=source, prompts_in=len(prompts)))
 
 
 def pair_id(source: str, round_: int, prompt_id: str, chosen: str, rejected: str) -> str:
     return f"{source}-{stable_hash(source, str(round_), prompt_id, chosen, rejected)}"
 
 
-def finish(result: FeedbackResult, pairs: list[PreferencePair], filters: Any) -> FeedbackResult:
-    """Apply the shared pair filters (drops counted by reason), then fill pairs_out and length stats."""
-    kept, dropped = filter_pairs(pairs, filters)
-    for pair, reason in dropped:
-        result.drop(pair.metadata.get("prompt_id", pair.id), reason, detail=f"pair {pair.id}")
-    result.pairs = kept
-    result.stats.pairs_out = len(kept)
-    result.stats.length = length_summary(kept)
+def finish(result: FeedbackResult, pairs: list[PreferencePair]) -> FeedbackResult:
+    """Keep every pair the source built and fill pairs_out and length stats.
+
+    Why no filter here: a run filters pairs in one place, the pairs stage (``pairs.options``); a source
+    that dropped identical or duplicate pairs with its own defaults would make ``drop_identical: false``
+    or ``dedup: false`` there ineffective."""
+    result.pairs = list(pairs)
+    result.stats.pairs_out = len(result.pairs)
+    result.stats.length = length_summary(result.pairs)
     return result

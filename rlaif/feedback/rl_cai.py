@@ -7,7 +7,8 @@ clamped to [0.4, 0.6] by default.
 
 Guarantees: sampling is one ``generate`` call plus batched retries and judging one judge call;
 principle draws depend only on the seed and the prompt; every prompt ends as one pair or one
-counted drop (``invalid_response``, ``identical_samples``, ``invalid_judgment``, ``tie``, filters).
+counted drop (``invalid_response``, ``identical_samples``, ``invalid_judgment``, ``tie``); pairs are
+filtered by the pairs stage only.
 Non-guarantee: the judge's label is taken as is; position bias is only reduced by showing both orders.
 """
 
@@ -20,12 +21,12 @@ from pydantic import Field
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.judge_options import judge_kwargs
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, failure, sample_n_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
-from rlaif.judges import PrincipleJudge
-from rlaif.judges.sampling import PerRequestSeeds
+from rlaif.generation.retry import PerRequestSeeds
+from rlaif.generation.texts import Sampled, failure, sample_n_with_retries
+from rlaif.judges.spec import build_judge
 from rlaif.records import PreferencePair, PromptRecord
 
 
@@ -51,12 +52,6 @@ class RLCAIConfig(SourceConfig):
     judge_adapter: str | None = Field(
         None, description="LoRA adapter for the feedback model (None: its base model)."
     )
-    judge_template: str = Field(
-        "cai_principle_choice", description="Principle judge template (run: judge.template)."
-    )
-    judge_options: dict[str, Any] = Field(
-        default_factory=dict, description="Extra keyword arguments for PrincipleJudge."
-    )
 
     def effective_clamp(self) -> tuple[float, float] | None:
         if self.clamp is not None:
@@ -75,6 +70,9 @@ def soft_label(prob_a: float, clamp: tuple[float, float] | None) -> tuple[str, f
     return ("a", p) if p > 0.5 else ("b", 1.0 - p)
 
 
+@feedback_source(
+    config=RLCAIConfig, judge="compare", judge_kinds=("principle",), default_judge="cai_principle_choice"
+)
 def rl_cai(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -89,7 +87,7 @@ def rl_cai(
     clamp = options.effective_clamp()
     result = new_result("rl_cai", prompts)
     todo = _two_samples(prompts, engine, options, context, result)
-    judge = _principle_judge(judge_engine or engine, options, clamp, context.seed)
+    judge = _principle_judge(judge_engine or engine, options, clamp, context)
     items = [(rec.messages, a.text, b.text) for rec, a, b in todo]
     verdicts = judge.compare(items, ids=[rec.id for rec, _, _ in todo]) if todo else []
     provenance = {
@@ -112,7 +110,7 @@ def rl_cai(
         if pair[0] == "invalid_judgment":
             result.stats.count("invalid_judgments", len(verdict.judgments))
         result.drop(rec.id, *pair)
-    return finish(result, pairs, options.filter)
+    return finish(result, pairs)
 
 
 def _two_samples(
@@ -140,17 +138,13 @@ def _two_samples(
 
 
 def _principle_judge(
-    engine: Engine, cfg: RLCAIConfig, clamp: tuple[float, float] | None, seed: int
-) -> PrincipleJudge:
-    """The principle judge (``judge_options.template`` is the older spelling of ``judge_template``)."""
-    judge_opts = dict(cfg.judge_options)
-    if "template" in judge_opts and "judge_template" in cfg.model_fields_set:
-        raise ConfigError("rl_cai: set the judge template once (judge_template or judge_options.template)")
-    judge_opts.setdefault("template", cfg.judge_template)
-    reserved = ("principles", "chain_of_thought", "clamp", "seed", "adapter")
-    return PrincipleJudge(
-        PerRequestSeeds(engine), principles=cfg.principles, chain_of_thought=cfg.chain_of_thought, clamp=clamp,
-        seed=seed, adapter=cfg.judge_adapter, **judge_kwargs(judge_opts, reserved, "rl_cai"),
+    engine: Engine, cfg: RLCAIConfig, clamp: tuple[float, float] | None, context: SourceContext
+) -> Any:
+    """The run's principle judge, given what RL-CAI decides: principles, chain of thought, clamp, seed."""
+    spec = rl_cai.source_spec.judge_for(context)
+    return build_judge(
+        spec, PerRequestSeeds(engine), principles=cfg.principles, chain_of_thought=cfg.chain_of_thought,
+        clamp=clamp, seed=context.seed, adapter=cfg.judge_adapter,
     )  # fmt: skip
 
 
@@ -177,6 +171,3 @@ def _labelled_pair(
         rejected=rejected.text, soft_label=p, margin=2 * p - 1, source="rl_cai", round=round_,
         judgment_ids=[j.id for j in verdict.judgments], metadata=meta,
     )  # fmt: skip
-
-
-rl_cai.config_model = RLCAIConfig

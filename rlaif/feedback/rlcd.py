@@ -27,13 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from rlaif.engines.base import Engine, PromptInput, SamplingSettings
 from rlaif.errors import ConfigError
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.judge_options import judge_kwargs
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.resources import require_str, resolve_resource, template_ref
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, sample_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.files import load_yaml_mapping
-from rlaif.judges.sampling import PerRequestSeeds
+from rlaif.generation.retry import PerRequestSeeds
+from rlaif.generation.texts import Sampled, sample_with_retries
 from rlaif.prompts import load_template
 from rlaif.records import Message, PreferencePair, PromptRecord, derive_seed
 
@@ -116,14 +116,10 @@ def load_affix_set(spec: str) -> AffixSet:
 
 
 class RescoreConfig(BaseModel):
-    """RLCD-rescore: a pairwise judge re-labels each contrastive pair."""
+    """RLCD-rescore: the run's compare judge (``judge:``, default pairwise) re-labels each pair."""
 
     model_config = ConfigDict(extra="forbid")
 
-    judge: str = Field(
-        "pairwise",
-        description="Judge spec for rlaif.judges.load_judge (built-in name, template path, or pkg.mod:fn).",
-    )
     threshold: float = Field(
         0.5,
         ge=0.5,
@@ -133,10 +129,6 @@ class RescoreConfig(BaseModel):
     )
     allow_flip: bool = Field(
         True, description="Swap chosen/rejected when the judge prefers the negative output."
-    )
-    judge_options: dict = Field(
-        default_factory=dict,
-        description="Extra keyword arguments for the judge (e.g. both_orders, chain_of_thought).",
     )
 
 
@@ -175,6 +167,11 @@ class RLCDConfig(SourceConfig):
         None, description="Optional judge pass that keeps, flips or drops pairs."
     )
 
+    @property
+    def uses_judge(self) -> bool:
+        """The run's compare judge is asked only with ``rescore`` (read by the source registry)."""
+        return self.rescore is not None
+
 
 def _chat_prompt(messages: list[Message], note: str, cfg: RLCDConfig) -> list[Message]:
     msgs = [m.model_copy() for m in messages]
@@ -201,6 +198,7 @@ class _Plan:
     form: str
 
 
+@feedback_source(config=RLCDConfig, judge="compare", default_judge="pairwise")
 def rlcd(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -230,8 +228,8 @@ def rlcd(
         meta = _provenance(plan, pos, neg, affixes, templates[plan.form], engine, options, context)
         candidates.append((plan.record, pos.text, neg.text, meta))
     if options.rescore is not None and candidates:
-        candidates = _rescore(candidates, options.rescore, judge_engine or engine, result)
-    return finish(result, [_pair(c, context.round) for c in candidates], options.filter)
+        candidates = _rescore(candidates, options.rescore, judge_engine or engine, result, context)
+    return finish(result, [_pair(c, context.round) for c in candidates])
 
 
 def _plan(idx: int, rec: PromptRecord, affixes: AffixSet, cfg: RLCDConfig, context: SourceContext) -> _Plan:
@@ -313,21 +311,21 @@ def _pair(candidate: tuple, round_: int) -> PreferencePair:
     )  # fmt: skip
 
 
-def _rescore(candidates, rescore: RescoreConfig, judge_engine: Engine, result: FeedbackResult):
-    """Keep, flip or drop each (positive, negative) pair by the judge's P(positive is better)."""
-    from rlaif.judges import load_judge
+def _rescore(
+    candidates, rescore: RescoreConfig, judge_engine: Engine, result: FeedbackResult, context: SourceContext
+):
+    """Keep, flip or drop each (positive, negative) pair by the run's compare judge's P(positive better)."""
+    from rlaif.judges.spec import build_judge
 
-    judge = load_judge(
-        rescore.judge,
-        PerRequestSeeds(judge_engine),
-        **judge_kwargs(rescore.judge_options, (), "rlcd rescore"),
-    )
+    spec = rlcd.source_spec.judge_for(context)
+    seed = derive_seed(context.seed, "rlcd_rescore")  # seeds the judge's sampling where the spec sets one
+    judge = build_judge(spec, PerRequestSeeds(judge_engine), seed=seed)
     verdicts = judge.compare(
         [(rec.messages, pos, neg) for rec, pos, neg, _ in candidates], ids=[rec.id for rec, *_ in candidates]
     )
     if len(verdicts) != len(candidates):
         raise ConfigError(
-            f"rlcd rescore: judge '{rescore.judge}' returned {len(verdicts)} results for {len(candidates)} pairs"
+            f"rlcd rescore: judge '{spec.template}' returned {len(verdicts)} results for {len(candidates)} pairs"
         )
     kept = []
     for (rec, pos, neg, meta), verdict in zip(candidates, verdicts, strict=True):
@@ -338,7 +336,7 @@ def _rescore(candidates, rescore: RescoreConfig, judge_engine: Engine, result: F
             result.stats.count("rescore_invalid_judgments")
             result.drop(rec.id, "rescore_invalid", "the judge's output could not be parsed in any order")
             continue
-        info = {"judge": rescore.judge, "prob_positive": prob, "threshold": rescore.threshold,
+        info = {"judge": spec.template, "prob_positive": prob, "threshold": rescore.threshold,
                 "consistent": verdict.consistent, "judgment_ids": ids}  # fmt: skip
         if prob >= rescore.threshold:
             meta["rescore"] = {**info, "action": "keep", "soft_label": prob, "margin": 2 * prob - 1}
@@ -356,7 +354,5 @@ def _rescore(candidates, rescore: RescoreConfig, judge_engine: Engine, result: F
             )
     return kept
 
-
-rlcd.config_model = RLCDConfig
 
 __all__ = ["AffixPair", "AffixSet", "RLCDConfig", "RescoreConfig", "load_affix_set", "rlcd"]

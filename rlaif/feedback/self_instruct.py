@@ -19,10 +19,10 @@ from pydantic import Field
 
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
-from rlaif.feedback.output_rules import OutputRules, clean_output, with_template_stops
 from rlaif.feedback.resources import template_ref
 from rlaif.feedback.source import PartialSamplingBlocks
-from rlaif.judges.sampling import generate_each
+from rlaif.generation.output_rules import OutputRules, clean_output, with_template_stops
+from rlaif.generation.retry import generate_each
 from rlaif.prompts import load_template
 from rlaif.records import Message, PromptRecord, derive_seed, stable_hash
 

@@ -1,8 +1,8 @@
 """Self-Rewarding feedback (Yuan et al., 2024): the policy judges its own samples.
 
 Per prompt the policy samples N candidates (default 4, T=0.7, top_p=0.9); the same policy scores each
-candidate K times (default 3, sampled) with the additive rubric (``prompts/self_rewarding_rubric.j2``)
-and the valid scores are averaged. The best candidate against the worst becomes a pair; ties are dropped,
+candidate with the run's score judge (the ``score`` slot: any score kind; default the additive rubric
+``prompts/self_rewarding_rubric.j2``, K=3 sampled judgments averaged). The best candidate against the worst becomes a pair; ties are dropped,
 and a minimum margin can be required. Optionally the prompts themselves are new ones made by few-shot
 self-instruct from the given seed prompts (:mod:`rlaif.feedback.self_instruct`).
 
@@ -13,7 +13,7 @@ round on one engine.
 Guarantees: candidates are one ``generate`` call (``n=N``); judging is one call plus batched retries;
 candidates with empty/invalid text and candidates whose judgments are all invalid are excluded and
 counted (``counters``); each prompt ends as one pair or one counted drop (``too_few_scored``, ``tie``,
-``below_min_margin``, ``length_ratio``, plus the shared filters). Length bias is reported in
+``below_min_margin``, ``length_ratio``; the shared filters run in the pairs stage). Length bias is in
 ``stats.length`` and can be controlled with ``max_length_ratio`` or ``pairing: length_matched``.
 Non-guarantee: among candidates with equal best (or worst) score the lowest index is taken, not a
 random one.
@@ -22,45 +22,30 @@ random one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from rlaif.engines.base import Engine, SamplingSettings
-from rlaif.errors import ConfigError
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.output_rules import clean_output
-from rlaif.feedback.result import FeedbackResult, FeedbackStats, finish, pair_id
+from rlaif.feedback.registry import feedback_source
+from rlaif.feedback.result import FeedbackResult, finish, pair_id
 from rlaif.feedback.self_instruct import SelfInstructConfig, generate_prompts
 from rlaif.feedback.source import SourceConfig, require_prompts
-from rlaif.judges import PointwiseJudge, load_judge
-from rlaif.judges.custom import CALLABLE_SPEC
-from rlaif.judges.sampling import PerRequestSeeds, sample_until_valid
-from rlaif.pairs import Pairing, select_pair
+from rlaif.generation.output_rules import clean_output
+from rlaif.generation.retry import PerRequestSeeds, sample_until_valid
+from rlaif.judges.spec import build_judge
+from rlaif.pairs import Pairing, PairStats, select_pair
 from rlaif.records import PreferencePair, PromptRecord, derive_seed
 
 
 class SelfRewardingConfig(SourceConfig):
     """Settings for :func:`self_rewarding`."""
 
-    n_candidates: int = Field(4, ge=2, description="Candidates sampled per prompt (N).")
+    num_generations: int = Field(4, ge=2, description="Candidates sampled per prompt (N).")
     sampling: SamplingSettings = Field(
         default_factory=lambda: SamplingSettings(temperature=0.7, top_p=0.9, max_tokens=256),
         description="Sampling of the candidates.",
-    )
-    judge_template: str = Field(
-        "self_rewarding_rubric",
-        description="Pointwise judge: a rubric template (name in prompts/ or path) with a score parser, or "
-        "a Python judge 'package.module:function' (in a run: set judge.template instead).",
-    )
-    judge_samples: int = Field(3, ge=1, description="Judgments per candidate (K); valid scores are averaged.")
-    judge_max_retries: int = Field(
-        2, ge=0, description="Re-ask the judge for candidates still missing valid judgments."
-    )
-    judge_sampling: SamplingSettings = Field(
-        default_factory=lambda: SamplingSettings(temperature=0.7, top_p=0.9, max_tokens=256),
-        description="Sampling of the judgments (judgments are sampled, then averaged).",
     )
     min_margin: float = Field(
         0.0, ge=0.0, description="Minimum best-minus-worst mean score for a pair (ties always dropped)."
@@ -91,6 +76,10 @@ class _Candidates:
     judgment_ids: list[list[list[str]]] = field(default_factory=list)
 
 
+@feedback_source(
+    config=SelfRewardingConfig, judge="score", default_judge="self_rewarding_rubric",
+    writes=("pairs", "judgments", "dropped", "new_prompts"),
+)  # fmt: skip
 def self_rewarding(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -101,21 +90,24 @@ def self_rewarding(
 ) -> FeedbackResult:
     """Best-vs-worst pairs judged by the policy itself (``judge_engine`` overrides that, for ablations)."""
     require_prompts(prompts, "self_rewarding")
-    result = FeedbackResult(pairs=[], stats=FeedbackStats(source="self_rewarding"))
+    result = FeedbackResult(pairs=[], stats=PairStats(source="self_rewarding"))
     prompts = _with_self_instruct(prompts, engine, options, context, result)
     result.stats.prompts_in = len(prompts)
     if not prompts:
-        return finish(result, [], options.filter)
+        return finish(result, [])
     cands = _sample_candidates(prompts, engine, options, context, result.stats)
     cands.judge_seed = derive_seed(context.seed, "self_rewarding_judge", context.round)
     judge_adapter = context.adapter if judge_engine is None else None  # a separate judge is not the policy
-    judge = _judge(options, PerRequestSeeds(judge_engine or engine), cands.judge_seed, judge_adapter)
+    spec = self_rewarding.source_spec.judge_for(context)
+    judge = build_judge(
+        spec, PerRequestSeeds(judge_engine or engine), seed=cands.judge_seed, adapter=judge_adapter
+    )
     _score_candidates(judge, prompts, cands, result)
     common = {
         "model": engine.model_name,
         "judge_model": (judge_engine or engine).model_name,
         "adapter": context.adapter,
-        "judge_template": _judge_ref(judge, options.judge_template),
+        "judge_template": _judge_ref(judge, spec.template),
     }
     pairs = []
     for pi, rec in enumerate(prompts):
@@ -127,7 +119,7 @@ def self_rewarding(
             pairs.append(pair)
         else:
             result.drop(rec.id, *pair)
-    return finish(result, pairs, options.filter)
+    return finish(result, pairs)
 
 
 def _with_self_instruct(
@@ -148,10 +140,10 @@ def _with_self_instruct(
 
 def _sample_candidates(
     prompts: list[PromptRecord], engine: Engine, cfg: SelfRewardingConfig, context: SourceContext,
-    stats: FeedbackStats,
+    stats: PairStats,
 ) -> _Candidates:  # fmt: skip
     """N candidates per prompt in one call (seeded per prompt); invalid texts are excluded and counted."""
-    base = cfg.output.sampling(cfg.sampling, n=cfg.n_candidates)
+    base = cfg.output.sampling(cfg.sampling, n=cfg.num_generations)
     texts: list[list[str | None]] = [[] for _ in prompts]
     seeds = {
         i: derive_seed(context.seed, "self_rewarding_candidates", context.round, i)
@@ -215,7 +207,7 @@ def _best_vs_worst(
         "prompt_id": rec.id, **common, "candidate_scores": scores, "chosen_index": sel.chosen,
         "rejected_index": sel.rejected, "chosen_score": scores[sel.chosen], "rejected_score": scores[sel.rejected],
         "pairing": cfg.pairing, "seeds": {"candidates": cands.seeds[pi], "judge": cands.judge_seed},
-        "sampling": {"n": cfg.n_candidates, **cfg.sampling.model_dump()},
+        "sampling": {"n": cfg.num_generations, **cfg.sampling.model_dump()},
     }  # fmt: skip
     if rec.metadata.get("source") == "self_instruct":
         meta["prompt_provenance"] = rec.metadata
@@ -226,28 +218,8 @@ def _best_vs_worst(
     )  # fmt: skip
 
 
-def _judge(cfg: SelfRewardingConfig, engine: Engine, seed: int, adapter: str | None) -> Any:
-    """The rubric judge (K sampled judgments, retries), or the user's pointwise Python judge."""
-    spec = cfg.judge_template
-    if CALLABLE_SPEC.fullmatch(spec) and not Path(spec).expanduser().is_file():
-        judge = load_judge(spec, engine)
-        if not hasattr(judge, "score"):
-            raise ConfigError(
-                f"self_rewarding: judge '{spec}' is a pairwise function; self-rewarding scores each "
-                "candidate and needs a pointwise one (parameters prompts, responses)"
-            )
-        return judge
-    return PointwiseJudge(
-        engine, template=spec, samples=cfg.judge_samples, max_retries=cfg.judge_max_retries,
-        sampling=cfg.judge_sampling.to_sampling(seed=seed), adapter=adapter,
-    )  # fmt: skip
-
-
 def _judge_ref(judge: Any, spec: str) -> dict[str, str]:
     tpl = getattr(judge, "template", None)
     if tpl is not None:
         return {"name": tpl.name, "hash": tpl.content_hash}
     return {"name": spec, "hash": judge.template_hash}
-
-
-self_rewarding.config_model = SelfRewardingConfig

@@ -25,11 +25,12 @@ from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
 from rlaif.feedback.constitutional import CritiqueRevisionPrinciple, load_critique_revision_pairs
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.output_rules import with_template_stops
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.resources import template_ref
 from rlaif.feedback.result import FeedbackResult, SFTRecord, finish, new_result, pair_id
-from rlaif.feedback.sampling import Sampled, failure, sample_with_retries
 from rlaif.feedback.source import SourceConfig, require_prompts
+from rlaif.generation.output_rules import with_template_stops
+from rlaif.generation.texts import Sampled, failure, sample_with_retries
 from rlaif.prompts import load_template
 from rlaif.records import Message, PreferencePair, PromptRecord, derive_seed, stable_hash
 
@@ -89,6 +90,7 @@ class _Chains:
         )  # fmt: skip
 
 
+@feedback_source(config=SLCAIConfig, writes=("pairs", "judgments", "dropped", "sft"))
 def sl_cai(
     prompts: list[PromptRecord],
     engine: Engine,
@@ -127,7 +129,7 @@ def sl_cai(
         "few_shot": options.few_shot,
         "rounds": options.rounds,
     }  # fmt: skip
-    return finish(run.result, _records(run, provenance), options.filter)
+    return finish(run.result, _records(run, provenance))
 
 
 def _draw_principle(
@@ -226,6 +228,3 @@ def _records(run: _Chains, provenance: dict[str, Any]) -> list[PreferencePair]:
         )  # fmt: skip
     run.result.stats.count("sft_records", len(run.result.sft_records))
     return pairs
-
-
-sl_cai.config_model = SLCAIConfig

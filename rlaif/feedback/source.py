@@ -13,11 +13,14 @@ A feedback source is a plain function::
 
 ``engine`` serves the policy (the model whose outputs become pairs); ``judge_engine`` serves the AI
 labeller where the source has one (None: the policy engine judges, as in Self-Rewarding). ``options``
-is the already validated instance of the source's ``config_model`` (a plug-in without one gets the
-plain dict); a source never validates its options again. ``context`` carries what the run decides:
-seed, round, the adapter the engine serves, the chunk (:class:`rlaif.feedback.context.SourceContext`).
+is the already validated instance of the config model the source declares
+(:func:`rlaif.feedback.registry.feedback_source`; a plug-in without one gets the plain dict); a source
+never validates its options again, and never filters pairs (the pairs stage does). ``context``
+carries what the run decides: seed, round, the adapter the engine serves, the chunk, the run's judge
+(:class:`rlaif.feedback.context.SourceContext`).
 
-Guarantees every built-in source keeps (and user sources should keep):
+Guarantees every built-in source keeps by sending its requests through :mod:`rlaif.generation` (and
+user sources should keep, most simply the same way):
 - accounting: every input prompt either yields exactly one pair or is counted under one drop reason
   (see :mod:`rlaif.feedback.result`);
 - batching: each stage sends all its requests in one ``engine.generate`` call (retries: one call per
@@ -35,16 +38,15 @@ Non-guarantee: determinism holds for one engine build on one machine (kernels di
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError, RecordError, describe_validation_error
 from rlaif.feedback.context import SourceContext
-from rlaif.feedback.output_rules import OutputRules
 from rlaif.feedback.result import FeedbackResult
-from rlaif.pairs import PairFilterConfig
+from rlaif.generation.output_rules import OutputRules
 from rlaif.records import PromptRecord
 
 
@@ -69,6 +71,12 @@ class PartialSamplingBlocks(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "n_candidates": "num_generations",
+        "candidates": "num_generations",
+    }
+    """Old option names -> TRL's (an old key is refused with "did you mean" the new one)."""
+
     @model_validator(mode="before")
     @classmethod
     def _merge_sampling_defaults(cls, data: Any) -> Any:
@@ -83,12 +91,12 @@ class PartialSamplingBlocks(BaseModel):
 
 
 class SourceConfig(PartialSamplingBlocks):
-    """The options every built-in source shares: output rules and the shared pair filters."""
+    """The options every built-in source shares: output rules. (Pairs are filtered by the pairs stage
+    only, ``pairs.options``; a source builds and counts, it never filters.)"""
 
     output: OutputRules = Field(
         default_factory=OutputRules, description="Cut markers and length limits for every output."
     )
-    filter: PairFilterConfig = Field(default_factory=PairFilterConfig, description="Shared pair filters.")
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -108,7 +116,8 @@ def validate_source_options(options: C | dict | None, model: type[C], where: str
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        raise ConfigError(f"{where} config: {describe_validation_error(exc, root='(config)')}") from None
+        problem = describe_validation_error(exc, root="(config)", config_keys=True, model=model)
+        raise ConfigError(f"{where} config: {problem}") from None
 
 
 def require_prompts(prompts: list[PromptRecord], source: str) -> None:

@@ -8,14 +8,16 @@
 - small-model aids (:mod:`rlaif.judges.calibration`): guided answers, logit-space position-bias
   calibration and a self-check that refuses a batch whose order agreement is at chance; the
   ``pairwise_fewshot`` and ``rubric_fewshot`` templates switch them on;
-- :func:`load_judge` - a built-in name, a template file, or ``"package.module:function"``.
+- :func:`load_judge` - a built-in name, a template file, ``"package.module:function"`` or a
+  :data:`~rlaif.judges.spec.JudgeSpec` (one union on ``kind``; see :mod:`rlaif.judges.spec`).
 
 Every judge sends one ``engine.generate`` call per round (first round, each retry round), so vLLM
 batches the whole stage. A judgment that cannot be parsed is recorded as invalid with its reason and
 never turned into a label.
 """
 
-from rlaif.judges.custom import CallableJudge, load_judge
+from rlaif.judges.custom import CallableJudge
+from rlaif.judges.loading import load_judge
 from rlaif.judges.pairwise import JudgeUnreliableError, PairwiseJudge, PairwiseResult, combine_orders
 from rlaif.judges.parsers import Parsed, parse_completion
 from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult

@@ -1,11 +1,7 @@
 """Custom judges: your own template file, or your own Python function, usable wherever a built-in is.
 
 1. A template file (``my_judge.j2``) with front matter declaring its variables and parser; the judge
-   type comes from ``judge:`` or, if absent, from the variables (``principle`` -> principle judge,
-   ``response_a``/``response_b`` -> pairwise, ``response`` -> pointwise). See :mod:`rlaif.prompts`.
-   A pointwise template with a choice parser (``labels: [Yes, No]``) makes the position-free
-   label-probability judge (:mod:`rlaif.judges.yesno`); one with no parser and
-   ``variables: [descriptor]`` the contrastive-likelihood judge (:mod:`rlaif.judges.likelihood`).
+   kind comes from it as :func:`rlaif.judges.spec.template_kind` decides (the one place).
 
 2. A Python callable named ``"package.module:function"``. Its parameter names say what it judges:
 
@@ -37,29 +33,15 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
-import re
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from rlaif.errors import ConfigError, RlaifError, TemplateError
-from rlaif.judges.base import conversation_text, item_ids
-from rlaif.judges.pairwise import ORDER_AB, ORDER_BA, PairwiseJudge, PairwiseResult, combine_orders
-from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult
-from rlaif.judges.principle import PrincipleJudge
+from rlaif.errors import ConfigError, RlaifError
+from rlaif.judges.base import ScoreJudge, conversation_text, item_ids
+from rlaif.judges.pairwise import ORDER_AB, ORDER_BA, PairwiseResult, combine_orders
+from rlaif.judges.pointwise import PointwiseResult
 from rlaif.plugins import import_object
-from rlaif.prompts import PACKAGED_PROMPTS_DIR, REPO_PROMPTS_DIR, ChoiceParserSpec, Template, load_template
 from rlaif.records import Judgment, Message, stable_hash
-
-CALLABLE_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-ALIASES = {
-    "pointwise": "self_rewarding_rubric",
-    "rubric": "self_rewarding_rubric",
-    "self_rewarding": "self_rewarding_rubric",
-    "principle": "cai_principle_choice",
-    "cai": "cai_principle_choice",
-}
 
 
 class CallableJudge:
@@ -73,15 +55,7 @@ class CallableJudge:
         self.engine = engine
         self.both_orders = both_orders
         params = inspect.signature(self.fn).parameters
-        if "responses_a" in params and "responses_b" in params:
-            self.judge_type = "pairwise"
-        elif "responses" in params:
-            self.judge_type = "pointwise"
-        else:
-            raise ConfigError(
-                f"judge '{spec}': a judge function needs parameters (prompts, responses_a, responses_b) "
-                "for pairwise or (prompts, responses) for pointwise judging"
-            )
+        self.slot = callable_slot(spec)
         self._pass_engine = "engine" in params or any(
             p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()
         )
@@ -92,14 +66,20 @@ class CallableJudge:
         self.template_hash = stable_hash(source)
         self.model_name = getattr(engine, "model_name", None) or spec
 
-    # Only the method matching the function's kind exists, so callers can test with hasattr.
+    # Only the method of the function's slot exists (a score judge has no compare).
     def __getattr__(self, name: str):
-        judge_type = self.__dict__.get("judge_type")
-        if name == "compare" and judge_type == "pairwise":
+        slot = self.__dict__.get("slot")
+        if name == "compare" and slot == "compare":
             return self._compare
-        if name == "score" and judge_type == "pointwise":
+        if name == "score" and slot == "score":
             return self._score
         raise AttributeError(name)
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float | None]:
+        """A scoring function is also a TRL-style reward function (see :class:`ScoreJudge`)."""
+        if self.slot != "score":
+            raise ConfigError(f"judge '{self.spec}' compares two responses; a reward function scores one")
+        return ScoreJudge.__call__(self, prompts, completions, **kw)
 
     def _call(self, *args: list) -> list[Any]:
         kwargs = {"engine": self.engine} if self._pass_engine else {}
@@ -153,8 +133,8 @@ class CallableJudge:
             raw_output=raw,
             status="ok" if ok else "invalid",
             invalid_reason=None if ok else reason,
-            score=value if ok and self.judge_type == "pointwise" else None,
-            probabilities={"a": value, "b": 1.0 - value} if ok and self.judge_type == "pairwise" else None,
+            score=value if ok and self.slot == "score" else None,
+            probabilities={"a": value, "b": 1.0 - value} if ok and self.slot == "compare" else None,
             orders=[order] if order else [],
             subject_ids=[key],
             metadata=metadata,
@@ -227,72 +207,14 @@ class CallableJudge:
 
 
 # -- one entry point for every kind of judge -------------------------------------------------------
-def _kind_of(template: Template) -> str:
-    if template.judge_kind:
-        return template.judge_kind
-    variables = set(template.variables)
-    if {"response_a", "response_b", "principle"} <= variables:
-        return "principle"
-    if {"response_a", "response_b"} <= variables:
-        return "pairwise"
-    if "response" in variables:
-        return "pointwise"
-    raise TemplateError(
-        f"template '{template.name}' ({template.path}): cannot tell what it judges; declare 'judge:' "
-        "(pointwise | pairwise | principle) or the variables response / response_a, response_b"
+def callable_slot(spec: str) -> str:
+    """``compare`` or ``score`` for a judge function, from its parameter names."""
+    params = inspect.signature(import_object(spec, "judge")).parameters
+    if "responses_a" in params and "responses_b" in params:
+        return "compare"
+    if "responses" in params:
+        return "score"
+    raise ConfigError(
+        f"judge '{spec}': a judge function needs parameters (prompts, responses_a, responses_b) "
+        "for pairwise or (prompts, responses) for pointwise judging"
     )
-
-
-def _is_shipped(template: Template) -> bool:
-    path = template.path.resolve()
-    return any(d.resolve() in path.parents for d in (REPO_PROMPTS_DIR, PACKAGED_PROMPTS_DIR) if d.exists())
-
-
-def _construct(factory: Callable[..., Any], spec: str, kwargs: dict[str, Any], *args: Any) -> Any:
-    target = factory.__init__ if isinstance(factory, type) else factory
-    accepted = set(inspect.signature(target).parameters) - {"self", "engine", "spec"}
-    unknown = set(kwargs) - accepted
-    if unknown:
-        raise ConfigError(
-            f"judge '{spec}' does not take option(s) {', '.join(sorted(unknown))}; "
-            f"it takes {', '.join(sorted(accepted))}"
-        )
-    return factory(*args, **kwargs)
-
-
-def _pointwise_class(template: Template) -> type:
-    """Which pointwise judge a template drives: a choice parser means the label-probability judge
-    (:mod:`rlaif.judges.yesno`); no parser and ``variables: [descriptor]`` the contrastive-likelihood
-    judge (:mod:`rlaif.judges.likelihood`); anything else the rubric judge."""
-    from rlaif.judges.likelihood import ContrastiveLikelihoodJudge
-    from rlaif.judges.yesno import LabelProbabilityJudge
-
-    if isinstance(template.parser, ChoiceParserSpec):
-        return LabelProbabilityJudge
-    if template.parser is None and template.variables == ["descriptor"]:
-        return ContrastiveLikelihoodJudge
-    return PointwiseJudge
-
-
-def load_judge(spec: str | os.PathLike | Template, engine: Any, **kwargs: Any) -> Any:
-    """A judge from a built-in name, a template file path, or ``"package.module:function"``.
-
-    The result has ``.compare(items)`` (pairwise kinds) or ``.score(items)`` (pointwise kinds) with
-    the same signatures and result types as the built-in judges. ``kwargs`` go to the judge's
-    constructor; an option the judge does not take is a :class:`ConfigError`.
-    """
-    if isinstance(spec, Template):
-        template, name = spec, spec.name
-    else:
-        name = str(spec)
-        if not Path(name).expanduser().is_file() and CALLABLE_SPEC.fullmatch(name):
-            return _construct(CallableJudge, name, kwargs, name, engine)
-        template = load_template(ALIASES.get(name, name))
-    kind = _kind_of(template)
-    cls = {"pointwise": PointwiseJudge, "pairwise": PairwiseJudge, "principle": PrincipleJudge}[kind]
-    if kind == "pointwise":
-        cls = _pointwise_class(template)
-    kwargs = dict(kwargs)
-    if not _is_shipped(template):
-        kwargs.setdefault("kind", "custom")
-    return _construct(cls, name, {"template": template, **kwargs}, engine)

@@ -178,7 +178,7 @@ def run_judge_eval(
     consistency: list[float] = []
     first_wins: list[float] = []
 
-    if hasattr(judge, "compare"):
+    if judge.slot == "compare":
         items = [
             (p.prompt, p.chosen, p.rejected) if ca else (p.prompt, p.rejected, p.chosen)
             for p, ca in zip(pairs, chosen_is_a, strict=True)
@@ -194,7 +194,7 @@ def run_judge_eval(
                     first_wins.append(_credit(first))
                 records.append(_tag(j, pair, "a" if ca else "b"))
         mode = "pairwise"
-    elif hasattr(judge, "score"):
+    elif judge.slot == "score":
         items = [(p.prompt, text) for p in pairs for text in (p.chosen, p.rejected)]
         results = judge.score(items, ids=[f"{p.id}#{side}" for p in pairs for side in ("chosen", "rejected")])
         for k, pair in enumerate(pairs):
@@ -293,7 +293,7 @@ def run_pointwise_validity(
     judge: Any, items: list[tuple[list[Message], str]], out: str | Path | None = None
 ) -> dict[str, Any]:
     """Score every response once per judge sample; report how many judgments could be read."""
-    if not hasattr(judge, "score"):
+    if judge.slot != "score":
         raise TypeError("pointwise validity needs a pointwise judge (one with .score)")
     results = judge.score(items, ids=[f"response-{k}" for k in range(len(items))])
     records = [j for r in results for j in r.judgments]

@@ -27,7 +27,14 @@ from typing import Any
 
 from rlaif.engines.base import cannot_score_error, score_continuations
 from rlaif.errors import TemplateError
-from rlaif.judges.base import Request, item_ids, make_judgment, resolve_template, template_judge_options
+from rlaif.judges.base import (
+    Request,
+    ScoreJudge,
+    item_ids,
+    make_judgment,
+    resolve_template,
+    template_judge_options,
+)
 from rlaif.judges.parsers import Parsed
 from rlaif.judges.pointwise import PointwiseResult
 from rlaif.prompts import Template
@@ -58,11 +65,10 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-class ContrastiveLikelihoodJudge:
+class ContrastiveLikelihoodJudge(ScoreJudge):
     """Scores ``(conversation, response)`` items by the contrast of two contexts' log-likelihoods."""
 
     kind = "pointwise"
-    judge_type = "pointwise"
 
     def __init__(
         self,

@@ -34,10 +34,11 @@ from typing import Any
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import RlaifError, TemplateError
+from rlaif.generation.context import generate_checked
 from rlaif.judges.base import (
+    CompareJudge,
     Request,
     conversation_text,
-    generate_checked,
     item_ids,
     make_judgment,
     render_request,
@@ -148,7 +149,7 @@ def cot_template_for(template: Template) -> Template:
         ) from None
 
 
-class PairwiseJudge:
+class PairwiseJudge(CompareJudge):
     """Compares ``(conversation, response_a, response_b)`` items; see the module docstring."""
 
     kind = "pairwise"
@@ -197,7 +198,7 @@ class PairwiseJudge:
         self.adapter = adapter
         self.clamp = clamp
         self.record_kind = kind or self.kind
-        self.sampling = sampling or self._default_sampling()
+        self.sampling = self._default_sampling() if sampling is None else self._with_own_reading(sampling)
 
     def _labels(self, spec: Any) -> list[str]:
         if isinstance(spec, ChoiceParserSpec) and len(spec.labels) == 2:
@@ -223,6 +224,20 @@ class PairwiseJudge:
             if self.engine.supports_guided_json:
                 s = s.model_copy(update={"json_schema": json_schema_of(spec)})
         return s
+
+    def _with_own_reading(self, sampling: Sampling) -> Sampling:
+        """A caller's sampling plus what the judge needs to read its answer (guided JSON or choice,
+        top-k log-probabilities) where the caller set none: a config's sampling block has only
+        temperature, top_p and max_tokens."""
+        own = self._default_sampling()
+        if sampling.json_schema or sampling.choice or sampling.regex:
+            return sampling
+        update = {
+            k: getattr(own, k) for k in ("json_schema", "choice", "logprobs") if getattr(own, k) is not None
+        }
+        if sampling.logprobs is not None:
+            update.pop("logprobs", None)
+        return sampling.model_copy(update=update)
 
     # Subclasses add template variables per item (the principle judge adds the principle).
     def _extra_variables(self, keys: list[str], items: list) -> list[dict[str, Any]]:

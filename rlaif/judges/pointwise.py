@@ -13,15 +13,17 @@ Guarantees:
 Options for small judges (also settable by a template's ``metadata: {judge_options: ...}``):
 ``guided_regex`` constrains the output to a regex (vLLM guided decoding), e.g. ``Score: [0-5]``, so
 the judge cannot wander off instead of scoring; ``expected_score`` replaces the integer read from
-the text by its expectation under the score token's top-20 probabilities (see
-:func:`rlaif.judges.parsers.expected_score`).
+the text by its expectation under the model's probabilities for the label: on a 0-9 scale the score
+token's top-20 (:func:`rlaif.judges.parsers.expected_score`), on a scale with longer labels (1-10)
+every label scored as a whole continuation of the output (:mod:`rlaif.judges.label_scores`, one
+extra scoring call per round; the engine must score text).
 
 Non-guarantees: with ``sampling.seed`` set, vLLM seeds every request of a call with that same seed,
 so different responses' judgments draw from one random stream (wrap the engine in
-:class:`rlaif.judges.sampling.PerRequestSeeds` to derive a seed per request if that matters;
+:class:`rlaif.generation.retry.PerRequestSeeds` to derive a seed per request if that matters;
 unseeded sampling is independent). In a retry round every response that needs answers gets as many
 samples as the neediest one (one Sampling per call); the surplus samples are not read and not
-recorded. The retry loop itself is :func:`rlaif.judges.sampling.sample_until_valid`, shared with
+recorded. The retry loop itself is :func:`rlaif.generation.retry.sample_until_valid`, shared with
 the feedback sources.
 """
 
@@ -34,13 +36,16 @@ from typing import Any
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
+from rlaif.generation.retry import sample_until_valid
 from rlaif.judges.base import (
+    ScoreJudge,
     item_ids,
     make_judgment,
     render_response_requests,
     resolve_template,
     template_judge_options,
 )
+from rlaif.judges.label_scores import label_distributions, needs_continuations, scale_labels, score_prefix
 from rlaif.judges.parsers import (
     JsonParserSpec,
     Parsed,
@@ -49,7 +54,6 @@ from rlaif.judges.parsers import (
     json_schema_of,
     parse_completion,
 )
-from rlaif.judges.sampling import sample_until_valid
 from rlaif.prompts import Template
 from rlaif.records import Judgment, Message
 
@@ -67,7 +71,7 @@ class PointwiseResult:
         return [j.score for j in self.judgments if j.status == "ok" and j.score is not None]
 
 
-class PointwiseJudge:
+class PointwiseJudge(ScoreJudge):
     """Scores ``(conversation, response)`` items with a rubric template whose parser yields a score."""
 
     kind = "pointwise"
@@ -108,6 +112,10 @@ class PointwiseJudge:
         if self.expected_score and not isinstance(spec, ScoreParserSpec):
             raise TemplateError(f"template '{self.template.name}': expected_score needs a 'score' parser")
         self.spec = spec
+        where = f"template '{self.template.name}' ({self.template.path})"
+        self.labels = (
+            scale_labels(spec, where=where) if self.expected_score and needs_continuations(spec) else None
+        )
         self.samples = samples
         self.max_retries = max_retries
         self.adapter = adapter
@@ -118,7 +126,7 @@ class PointwiseJudge:
             update["json_schema"] = json_schema_of(spec)
         elif self.guided_regex and engine is not None and engine.supports_guided_json:
             update["regex"] = self.guided_regex
-        if self.expected_score and base.logprobs is None:
+        if self.expected_score and self.labels is None and base.logprobs is None:
             update["logprobs"] = 20
         self.sampling = base.model_copy(update=update)
 
@@ -131,6 +139,7 @@ class PointwiseJudge:
         keys = item_ids(ids, len(items), "pointwise", [r.prompt_hash for r in requests])
         judgments: list[list[Judgment]] = [[] for _ in items]
         need = [self.samples] * len(items)  # valid judgments still missing per item
+        graded: list[tuple[int, int, str]] = []  # (item, judgment, prefix) scored by label continuations
 
         def samplings(pending: list[int], attempt: int) -> list[Sampling]:
             sampling = self.sampling.model_copy(update={"n": max(need[i] for i in pending)})
@@ -141,9 +150,11 @@ class PointwiseJudge:
         def take(i: int, completions: list, attempt: int) -> bool:
             for completion in completions[: need[i]]:
                 parsed = parse_completion(completion, self.spec)
-                if self.expected_score:
+                if self.expected_score and self.labels is None:
                     parsed = expected_score(completion, parsed, self.spec)
                 sample = len(judgments[i])
+                if self.labels is not None and parsed.ok:
+                    graded.append((i, sample, score_prefix(completion.text, self.spec) or ""))
                 judgments[i].append(
                     self._judgment(i, requests[i], keys[i], attempt, sample, completion.text, parsed)
                 )
@@ -154,11 +165,28 @@ class PointwiseJudge:
             self.engine, [r.payload for r in requests], samplings=samplings, take=take,
             max_retries=self.max_retries, adapter=self.adapter,
         )  # fmt: skip
+        self._grade(graded, requests, judgments)
         for i, detail in report.too_long.items():  # not sent: retrying cannot help
             judgments[i].append(
                 self._judgment(i, requests[i], keys[i], 0, -1, "", None, f"{detail} (request not sent)")
             )
         return [_result(js) for js in judgments]
+
+    def _grade(self, graded: list, requests: list, judgments: list[list[Judgment]]) -> None:
+        """Replace each graded judgment's read score by its expectation over the scale's labels."""
+        jobs = [(requests[i].payload, prefix) for i, _, prefix in graded]
+        dists = label_distributions(self.engine, jobs, self.labels or [], adapter=self.adapter)
+        for (i, j, _), dist in zip(graded, dists, strict=True):
+            old = judgments[i][j]
+            meta = dict(old.metadata)
+            parse = {**meta.get("parse", {}), "greedy_score": old.score}
+            if dist is None:
+                parse["expected"] = "the labels could not be scored (context); kept the parsed score"
+                judgments[i][j] = old.model_copy(update={"metadata": {**meta, "parse": parse}})
+                continue
+            parse["score_distribution"] = dist
+            expected = sum(int(label) * p for label, p in dist.items())
+            judgments[i][j] = old.model_copy(update={"score": expected, "metadata": {**meta, "parse": parse}})
 
     def _judgment(
         self,

@@ -31,8 +31,9 @@ from typing import Any
 
 from rlaif.engines.base import Sampling
 from rlaif.errors import TemplateError
+from rlaif.generation.context import generate_checked
 from rlaif.judges.base import (
-    generate_checked,
+    ScoreJudge,
     item_ids,
     make_judgment,
     render_response_requests,
@@ -102,11 +103,10 @@ def first_token_label_probabilities(completion: Completion, labels: Sequence[str
     return Parsed(ok=True, choice=max(probs, key=probs.get), probabilities=probs, details=details)
 
 
-class LabelProbabilityJudge:
+class LabelProbabilityJudge(ScoreJudge):
     """Scores ``(conversation, response)`` items by P(good label); see the module docstring."""
 
     kind = "pointwise"
-    judge_type = "pointwise"
 
     def __init__(
         self,

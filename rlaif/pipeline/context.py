@@ -8,18 +8,16 @@ stage produces a new base model (full fine-tuning or a merged adapter) is the en
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import EngineConfig, ResolvedRun, RunConfig
+from rlaif.config import ResolvedRun, RunConfig
 from rlaif.errors import ConfigError
-from rlaif.pipeline.preflight import check_context_length
-from rlaif.pipeline.resolve import serves_adapters
+from rlaif.pipeline.engines import build_engine
+from rlaif.pipeline.resolve import lora_rank, serves_adapters
 from rlaif.sandbox import SandboxPool
 
 
@@ -32,27 +30,6 @@ class Policy:
 
     def describe(self) -> dict[str, str | None]:
         return {"path": str(self.path), "adapter": str(self.adapter) if self.adapter else None}
-
-
-FAULT_ENV = "RLAIF_FAULT_KILL_AT"
-_fault_state = {"chunk": -1, "calls": 0}
-
-
-def start_chunk(chunk: int) -> None:
-    """Called by chunked stages at the start of each chunk (for the fault hook below)."""
-    _fault_state.update(chunk=chunk, calls=0)
-
-
-def _maybe_inject_fault() -> None:
-    """Fault injection for resume tests: ``RLAIF_FAULT_KILL_AT=C:N`` SIGKILLs this process at the start
-    of the N-th engine call made while chunk C is processed (for self-rewarding, call 1 generates the
-    chunk's candidates and call 2 starts judging them), i.e. at an exact point mid-stage."""
-    _fault_state["calls"] += 1
-    target = os.environ.get(FAULT_ENV)
-    if target:
-        chunk, call = (int(x) for x in target.split(":"))
-        if _fault_state["chunk"] == chunk and _fault_state["calls"] == call:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class AdapterBoundEngine:
@@ -70,7 +47,6 @@ class AdapterBoundEngine:
         return self.engine.supports_guided_json
 
     def generate(self, prompts, sampling, adapter=None):
-        _maybe_inject_fault()
         return self.engine.generate(prompts, sampling, adapter=adapter or self.adapter)
 
     def __getattr__(self, name: str) -> Any:  # count_prompt_tokens, max_model_len, llm, ...
@@ -78,36 +54,6 @@ class AdapterBoundEngine:
 
     def close(self) -> None:  # the underlying engine is owned by the run
         pass
-
-
-def make_engine(
-    cfg: EngineConfig, model_path: Path | str, enable_lora: bool, key: str = "engine", where: str = "config"
-) -> Any:
-    """Start an engine; ``key`` names the config block in errors (``engine`` or ``judge.engine``)."""
-    if cfg.kind == "openai":
-        from rlaif.engines.openai import OpenAIEngine
-
-        return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency)
-    if cfg.kind == "ray":
-        from rlaif.engines.ray_engine import ray_engine_from_config
-
-        return ray_engine_from_config(cfg, model_path, enable_lora, Path("ray_replicas") / key)
-
-    # models built during the run (build_tiny) could not be checked by rlaif validate
-    check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
-    from rlaif.engines.vllm import VLLMEngine
-
-    kv = int(cfg.kv_cache_gb * (1 << 30)) if cfg.kv_cache_gb else None
-    return VLLMEngine(
-        model_path,
-        max_model_len=cfg.max_model_len,
-        kv_cache_memory_bytes=kv,
-        gpu_memory_utilization=cfg.gpu_memory_utilization,
-        tensor_parallel_size=cfg.tensor_parallel_size,
-        data_parallel_size=cfg.data_parallel_size,
-        enable_lora=enable_lora,
-        progress=False,
-    )
 
 
 @dataclass
@@ -137,7 +83,7 @@ class RunContext:
         """The policy as an engine (current adapter bound)."""
         if self.cfg.engine.kind == "openai":
             if self._engine is None:
-                self._engine = make_engine(self.cfg.engine, self.policy.path, enable_lora=False)
+                self._engine = build_engine(self.cfg.engine, self.policy.path, lora_rank=None)
             if self.policy.adapter is not None:
                 raise ConfigError(
                     "engine.kind=openai cannot serve a freshly trained adapter; use engine.kind=vllm for "
@@ -149,8 +95,8 @@ class RunContext:
                 self._engine.close()
             self._engine = None
             self.log_event("engine_start", model=str(self.policy.path))
-            self._engine = make_engine(
-                self.cfg.engine, self.policy.path, enable_lora=self.serves_adapters(),
+            self._engine = build_engine(
+                self.cfg.engine, self.policy.path, lora_rank=self.engine_lora_rank(),
                 where=self.cfg.source_file or "config",
             )  # fmt: skip
             self._engine_model = self.policy.path
@@ -164,6 +110,12 @@ class RunContext:
         fine-tunes full weights starts its engine without LoRA."""
         return self.policy.adapter is not None or serves_adapters(self.run)
 
+    def engine_lora_rank(self) -> int | None:
+        """The largest adapter rank the policy engine serves (None: it starts without LoRA)."""
+        if not self.serves_adapters():
+            return None
+        return max(lora_rank(self.run) or 0, 1)
+
     def judge_engine(self) -> Any:
         """The judge: the policy itself, or a separate model/server."""
         judge = self.cfg.judge
@@ -172,8 +124,8 @@ class RunContext:
         if self._judge_engine is None:
             engine_cfg = judge.engine or self.cfg.engine
             key = "judge.engine" if judge.engine else "engine"
-            self._judge_engine = make_engine(
-                engine_cfg, judge.model, enable_lora=False, key=key, where=self.cfg.source_file or "config"
+            self._judge_engine = build_engine(
+                engine_cfg, judge.model, lora_rank=None, key=key, where=self.cfg.source_file or "config"
             )
         return self._judge_engine
 

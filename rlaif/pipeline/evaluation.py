@@ -23,7 +23,7 @@ from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.health import invalid_reasons
 from rlaif.pipeline.inputs import load_prompt_source, read_prompt_source
 from rlaif.pipeline.instruction_eval import instruction_eval
-from rlaif.pipeline.judging import judge_label
+from rlaif.pipeline.judging import judge_label, win_rate_judge
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.pipeline.summary import EvalOutputs, EvalSummary
 from rlaif.records import iter_json_lines, write_jsonl
@@ -99,7 +99,7 @@ def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) 
     items = [(p.messages, text, before[pid]) for pid, (p, text) in mine.items() if pid in before]
     if not items:
         return out
-    spec = ctx.cfg.eval.win_rate_judge or ctx.cfg.judge.template or "pairwise"
+    spec = win_rate_judge(ctx.cfg)
     judge_engine = ctx.judge_engine()
     judge = load_judge(spec, judge_engine)
     results = judge.compare(items)

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.code.pairs import CodePairStats
-from rlaif.feedback import resolve_source, run_source
+from rlaif.config import FeedbackConfig
+from rlaif.feedback import describe, run_source
 from rlaif.feedback.context import SourceContext
 from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats, length_summary, merge_counts
-from rlaif.pipeline.context import RunContext, start_chunk
+from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.health import invalid_reasons
 from rlaif.pipeline.inputs import SourceData, read_prompt_source
+from rlaif.pipeline.judging import source_judge
 from rlaif.pipeline.manifest import run_chunks
 from rlaif.pipeline.progress import chunk_progress
 from rlaif.pipeline.summary import FeedbackOutputs, FeedbackSummary
@@ -39,29 +41,35 @@ _RECORD_LISTS = {
 }
 
 
-def feedback(ctx: RunContext, stage_dir: Path, round_index: int) -> FeedbackSummary:
-    """Chunks of the source's output on disk, then the merged pairs, records and counts."""
+def feedback(
+    ctx: RunContext, stage_dir: Path, round_index: int, source: FeedbackConfig, block: str
+) -> FeedbackSummary:
+    """Chunks of ``source``'s output on disk (its options: the resolved ``block``), then the merged
+    pairs, records and counts."""
 
     cfg = ctx.cfg
     data = read_prompt_source(cfg.prompts, "prompts")
-    spec = cfg.feedback.source
-    code = getattr(resolve_source(spec), "uses_sandbox", False)
-    options = ctx.run.block("feedback.options")
+    spec = source.source
+    code = describe(spec).needs_sandbox
+    options = ctx.run.block(block)
     engine = ctx.policy_engine()
     judge = None if code else ctx.judge_engine()
     sandbox = ctx.sandbox() if code else None
     adapter = str(ctx.policy.adapter) if ctx.policy.adapter else None
 
     def work(chunk: int, prompts: list) -> dict:
-        start_chunk(chunk)
         context = SourceContext(
-            seed=derive_seed(cfg.seed, "chunk", chunk), round=round_index, adapter=adapter, chunk=chunk
+            seed=derive_seed(cfg.seed, "chunk", chunk),
+            round=round_index,
+            adapter=adapter,
+            chunk=chunk,
+            judge=source_judge(cfg),
         )
         res = run_source(spec, prompts, engine, options, context, judge_engine=judge, sandbox=sandbox)
         return _chunk_record(res)
 
     progress = chunk_progress("rlcf" if code else "feedback")
-    chunks = run_chunks(data.items, cfg.feedback.chunk_size, stage_dir / "chunks", work, progress)
+    chunks = run_chunks(data.items, source.chunk_size, stage_dir / "chunks", work, progress)
     pairs = [PreferencePair.model_validate(p) for c in chunks for p in c["pairs"]]
     for p in pairs:
         p.round = round_index

@@ -20,6 +20,7 @@ from rlaif.errors import ConfigError
 from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.inputs import is_code_run, load_prompt_source
+from rlaif.pipeline.judging import final_judge
 from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.records import Message, PromptRecord, write_jsonl
@@ -43,7 +44,7 @@ def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
 def judge_reward(ctx: RunContext):
     """A reward function scoring each rollout with the run's pointwise judge (None: could not judge)."""
     # the run's one judge setting; rlaif validate has checked that it is a pointwise judge
-    judge = load_judge(ctx.cfg.judge.template or "self_rewarding_rubric", ctx.judge_engine())
+    judge = load_judge(final_judge(ctx.cfg), ctx.judge_engine())
 
     def judge_score(prompts, completions, **_):
         items = [
@@ -57,13 +58,13 @@ def judge_reward(ctx: RunContext):
 
 def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     """Train the Bradley-Terry reward model on the run's pairs; its path and held-out numbers."""
-    from rlaif.train.reward_model import run_reward_model
+    from rlaif.train.reward_model import train_reward_model
 
     pair_files = sorted(ctx.run_dir.glob("round_*/pairs/pairs.jsonl"))
     if not pair_files:
         raise ConfigError("final.reward=reward_model needs pairs from at least one DPO round (rounds >= 1)")
     rm_cfg = RewardModelConfig(output_dir=stage_dir / "reward_model", model=ctx.policy.path, pairs=pair_files)
-    result = run_reward_model(rm_cfg)
+    result = train_reward_model(rm_cfg)
     info = {
         "heldout_accuracy": result.extra.get("heldout_accuracy"),
         "heldout_pairs": result.counts.get("heldout_pairs"),

@@ -1,8 +1,9 @@
 """Health checks and the run's status: a run whose numbers say it is not working stops, loudly.
 
 Why: a judge that never parses, or a round that makes no pairs, used to end with exit 0 and a report
-that looked like any other. The checks (``health.max_judge_invalid_rate``, ``health.min_pairs``) run on
-each stage's summary right after the stage, and again when a finished stage is skipped on re-run, so a
+that looked like any other. The checks (``health.max_judge_invalid_rate``, ``health.min_pairs``), one
+per stage kind (the registry, :mod:`rlaif.pipeline.stage_kinds`, says which), run on each stage's
+summary right after the stage, and again when a finished stage is skipped on re-run, so a
 failed run keeps failing until the cause (or the threshold) changes. Changing a threshold never re-runs
 a stage: the thresholds are not part of any stage's config hash.
 
@@ -63,35 +64,39 @@ def _check_min_pairs(stage: str, n: int, made: str, summary: dict, health: Healt
         raise HealthCheckFailed(stage, f"{made} (< health.min_pairs {health.min_pairs}){why}")
 
 
-def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
-    """Raise :class:`HealthCheckFailed` naming ``stage`` when its summary fails a check."""
-    _, _, kind = stage.partition("/")
+def check_feedback(stage: str, summary: dict, health: HealthConfig) -> None:
+    """A feedback stage: the judgments' invalid rate and the pairs made."""
+    counts, limit = summary.get("counts", {}), health.max_judge_invalid_rate
+    n, bad = counts.get("judgments", 0), counts.get("judgments_invalid", 0)
+    if limit is not None and n and bad / n > limit:
+        raise HealthCheckFailed(
+            stage,
+            f"{bad} of {n} judgments invalid ({bad / n:.0%} > health.max_judge_invalid_rate "
+            f"{limit:g}){_commonest(summary.get('invalid_reasons', {}))}",
+        )
+    pairs = counts.get("pairs_out", 0)
+    made = f"{pairs} pairs made from {counts.get('prompts_in', 0)} prompts"
+    _check_min_pairs(stage, pairs, made, summary, health, "drop")
+
+
+def check_pairs(stage: str, summary: dict, health: HealthConfig) -> None:
+    """The pairs stage: the pairs kept after filtering."""
     counts = summary.get("counts", {})
-    limit = health.max_judge_invalid_rate
-    if kind == "feedback":
-        n, bad = counts.get("judgments", 0), counts.get("judgments_invalid", 0)
-        if limit is not None and n and bad / n > limit:
-            raise HealthCheckFailed(
-                stage,
-                f"{bad} of {n} judgments invalid ({bad / n:.0%} > health.max_judge_invalid_rate "
-                f"{limit:g}){_commonest(summary.get('invalid_reasons', {}))}",
-            )
-        pairs = counts.get("pairs_out", 0)
-        made = f"{pairs} pairs made from {counts.get('prompts_in', 0)} prompts"
-        _check_min_pairs(stage, pairs, made, summary, health, "drop")
-    elif kind == "pairs":
-        kept = counts.get("pairs_kept", 0)
-        made = f"{kept} of {counts.get('pairs_in', 0)} pairs kept after filtering"
-        _check_min_pairs(stage, kept, made, summary, health, "filter")
-    elif kind == "eval":
-        metrics = summary.get("metrics", {})
-        rate = metrics.get("judge_invalid_rate")
-        if limit is not None and isinstance(rate, (int, float)) and rate > limit:
-            raise HealthCheckFailed(
-                stage,
-                f"win-rate judge: {rate:.0%} of judgments invalid (> health.max_judge_invalid_rate "
-                f"{limit:g}){_commonest(metrics.get('judge_invalid_reasons', {}))}",
-            )
+    kept = counts.get("pairs_kept", 0)
+    made = f"{kept} of {counts.get('pairs_in', 0)} pairs kept after filtering"
+    _check_min_pairs(stage, kept, made, summary, health, "filter")
+
+
+def check_eval(stage: str, summary: dict, health: HealthConfig) -> None:
+    """An evaluation: the win-rate judge's invalid rate."""
+    metrics, limit = summary.get("metrics", {}), health.max_judge_invalid_rate
+    rate = metrics.get("judge_invalid_rate")
+    if limit is not None and isinstance(rate, (int, float)) and rate > limit:
+        raise HealthCheckFailed(
+            stage,
+            f"win-rate judge: {rate:.0%} of judgments invalid (> health.max_judge_invalid_rate "
+            f"{limit:g}){_commonest(metrics.get('judge_invalid_reasons', {}))}",
+        )
 
 
 def write_status(

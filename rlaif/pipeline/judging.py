@@ -1,25 +1,23 @@
-"""The run's one judge setting, ``judge.template``, and what each use of a judge needs.
+"""The run's one ``judge:`` block and every place the run uses it.
 
-A run uses a judge in up to three places, and every one of them receives ``judge.template`` (a built-in
-name, a template file, or ``package.module:function``) when it is set:
+``judge: {template, kind, options}`` is one :data:`rlaif.judges.spec.JudgeSpec` (kind from the
+template unless given; typed options, the template's front matter supplying defaults). A run uses a
+judge in up to three places; each asks for a slot, and takes its default judge when the block is empty:
 
-| use                                   | needs                | default when unset        |
-| ------------------------------------- | -------------------- | ------------------------- |
-| feedback, ``self_rewarding``          | pointwise            | ``self_rewarding_rubric`` |
-| feedback, ``rl_cai``                  | principle            | ``cai_principle_choice``  |
-| feedback, ``rlcd`` with ``rescore``   | pairwise / principle | ``pairwise``              |
-| feedback, a plug-in source whose config model has a ``judge_template`` field | (its own) | (its own) |
-| the win rate (``eval.win_rate_prompts``) | pairwise / principle | ``pairwise``            |
-| the final round with ``final.reward: judge`` | pointwise     | ``self_rewarding_rubric`` |
+| use                                         | slot    | default                                   |
+| ------------------------------------------- | ------- | ----------------------------------------- |
+| a feedback source that declares a slot      | its own | its own (``describe(source).default_judge``) |
+| the win rate (``eval.win_rate_prompts``)    | compare | ``pairwise``                              |
+| the final round with ``final.reward: judge`` | score  | ``self_rewarding_rubric``                 |
 
-The win rate compares two answers, so a run whose ``judge.template`` is pointwise (self-rewarding)
-names the win-rate judge separately with ``eval.win_rate_judge``.
+No use branches on a source's name: a source's slot, narrowing kinds and default come from its
+declaration (:func:`rlaif.feedback.registry.describe`). The win rate compares two answers, so a run
+whose judge scores (self-rewarding) names the win-rate judge separately with ``eval.win_rate_judge``.
 
-Guarantees: :func:`check_judges` (run by ``rlaif validate`` and ``rlaif run`` before anything starts)
-loads each judge the run will use and rejects one of the wrong kind, naming the key; setting a
-source's own judge key in ``feedback.options`` is an error pointing to ``judge.template``, so there is
-one place to say which judge a run uses. Non-guarantee: a Python judge's output is checked only when it
-runs.
+Guarantees: :func:`check_judges` (run before anything starts) builds each judge spec the run will use
+(no model is loaded, nothing generated), checks its slot against the use, and renders its template
+with dummy values; a judge key set inside ``feedback.options`` is an error pointing to ``judge:``.
+Non-guarantee: a Python judge's output is checked only when it runs.
 """
 
 from __future__ import annotations
@@ -28,127 +26,123 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlaif.config import RunConfig
-from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError, RlaifError, TemplateError
-from rlaif.feedback import source_config_model
-from rlaif.judges import CallableJudge, PairwiseJudge, PointwiseJudge, PrincipleJudge, load_judge
+from rlaif.feedback import describe, source_options
+from rlaif.judges.spec import COMPARE, SCORE, TEMPLATE_FREE, judge_spec
+from rlaif.prompts import load_template
 
-POINTWISE, PAIRWISE, PRINCIPLE = "pointwise", "pairwise", "principle"
-COMPARES = (PAIRWISE, PRINCIPLE)
-
-# feedback source -> (option key that receives judge.template, kinds it accepts, default spec)
-SOURCE_JUDGES = {
-    "self_rewarding": ("judge_template", (POINTWISE,), "self_rewarding_rubric"),
-    "rl_cai": ("judge_template", (PRINCIPLE,), "cai_principle_choice"),
+# keys a source carried before the run's judge: block; each is refused with a pointer to it
+MOVED_TO_JUDGE = {
+    "judge_template": "judge.template",
+    "judge_options": "judge.options (and judge.template)",
+    "judge_samples": "judge.options.samples",
+    "judge_max_retries": "judge.options.max_retries",
+    "judge_sampling": "judge.options.sampling",
+    "rescore.judge": "judge.template",
+    "rescore.judge_options": "judge.options",
 }
+
+
+RUN_JUDGE = "judge.template"  # the key messages name for the run's judge block
+SLOT_WORDS = {SCORE: "pointwise", COMPARE: "pairwise or principle"}
+IS_WORDS = {SCORE: "pointwise", COMPARE: "pairwise"}
 
 
 @dataclass
 class JudgeUse:
-    """One place a run uses a judge: the key that sets it, what it is for, the kinds it accepts."""
+    """One place a run uses a judge: the key that sets it, what it is for, the slot (and kinds) it takes."""
 
     key: str
     purpose: str
-    kinds: tuple[str, ...]
-    spec: str
+    slot: str
+    spec: Any
+    kinds: tuple[str, ...] | None = None
 
 
-def judge_kind(judge: Any) -> str:
-    """``pointwise``, ``pairwise`` or ``principle`` for a judge made by :func:`rlaif.judges.load_judge`."""
-
-    if isinstance(judge, CallableJudge) or getattr(judge, "judge_type", None) in (POINTWISE, PAIRWISE):
-        return judge.judge_type
-    if isinstance(judge, PrincipleJudge):
-        return PRINCIPLE
-    if isinstance(judge, PairwiseJudge):
-        return PAIRWISE
-    if isinstance(judge, PointwiseJudge):
-        return POINTWISE
-    raise ConfigError(f"unknown judge type {type(judge).__name__}")
+def run_judge(cfg: RunConfig, default: Any) -> Any:
+    """The run's judge spec as written, or ``default`` when the ``judge:`` block names none."""
+    spec = cfg.judge.spec
+    if spec is not None and "template" not in spec and "kind" not in spec:
+        raise ConfigError(
+            f"{cfg.source_file or 'config'}: 'judge.options' is set without 'judge.template' or 'judge.kind'; "
+            "name the judge the options are for (e.g. judge.template: self_rewarding_rubric)"
+        )
+    return spec or default
 
 
-def judge_label(judge: Any, spec: str) -> str:
-    """A short human name for the report: the spec and, for templates, the file it came from."""
-    tpl = getattr(judge, "template", None)
-    path = getattr(tpl, "path", None)
-    return f"{spec} ({judge_kind(judge)}{', ' + path.name if path else ''})"
+def source_judge(cfg: RunConfig) -> dict | None:
+    """What a feedback source with a judge slot receives as ``context.judge`` (None: its default)."""
+    if cfg.judge.spec is None:
+        return None
+    return judge_spec(run_judge(cfg, None), where="judge").model_dump(mode="json")
+
+
+def win_rate_judge(cfg: RunConfig) -> Any:
+    """The win-rate judge: ``eval.win_rate_judge``, else the run's judge, else pairwise."""
+    return cfg.eval.win_rate_judge or run_judge(cfg, "pairwise")
+
+
+def final_judge(cfg: RunConfig) -> Any:
+    """The judge that rewards the final round (``final.reward: judge``)."""
+    return run_judge(cfg, "self_rewarding_rubric")
+
+
+def judge_label(judge: Any, spec: Any) -> str:
+    """A short human name for the report: the spec, the slot and, for templates, the file."""
+    path = getattr(getattr(judge, "template", None), "path", None)
+    name = spec.get("template") or spec.get("kind") if isinstance(spec, dict) else spec
+    return f"{name} ({judge.slot}{', ' + path.name if path else ''})"
 
 
 def feedback_options(cfg: RunConfig) -> dict:
-    """``feedback.options`` with ``judge.template`` handed to the source's judge key."""
+    """``feedback.options`` as written, refusing a judge key there (the run's judge is ``judge:``)."""
     options = dict(cfg.feedback.options)
-    spec = cfg.judge.template
-    where = cfg.source_file or "config"
-    source = cfg.feedback.source
-    if source in SOURCE_JUDGES:
-        key = SOURCE_JUDGES[source][0]
-        if key in options or "template" in (options.get("judge_options") or {}):
-            key = key if key in options else "judge_options.template"
-            raise ConfigError(
-                f"{where}: 'feedback.options.{key}': the run's judge is set by 'judge.template' "
-                "(one setting for feedback, evaluation and the final round); move it there"
-            )
-        if spec:
-            options[key] = spec
-    elif source == "rlcd" and isinstance(options.get("rescore"), dict):
-        rescore = dict(options["rescore"])
-        if "judge" in rescore:
-            raise ConfigError(
-                f"{where}: 'feedback.options.rescore.judge': the run's judge is set by 'judge.template' "
-                "(one setting for feedback, evaluation and the final round); move it there"
-            )
-        if spec:
-            rescore["judge"] = spec
-        options["rescore"] = rescore
-    elif spec and ":" in source and _plugin_takes_judge(source):
-        options.setdefault("judge_template", spec)
+    rescore = options.get("rescore") if isinstance(options.get("rescore"), dict) else {}
+    present = [k for k in options if k in MOVED_TO_JUDGE] + [
+        f"rescore.{k}" for k in rescore if f"rescore.{k}" in MOVED_TO_JUDGE
+    ]
+    if present:
+        key = present[0]
+        raise ConfigError(
+            f"{cfg.source_file or 'config'}: 'feedback.options.{key}': the run's judge is set in one place "
+            f"for feedback, evaluation and the final round; use '{MOVED_TO_JUDGE[key]}'"
+        )
     return options
-
-
-def _plugin_takes_judge(source: str) -> bool:
-    """A plug-in source receives judge.template when its config model declares ``judge_template``."""
-
-    model = source_config_model(source)
-    return model is not None and "judge_template" in getattr(model, "model_fields", {})
 
 
 def judge_uses(cfg: RunConfig) -> list[JudgeUse]:
     """Every judge the run will build, with the spec it will get."""
-    spec = cfg.judge.template
     uses = []
-    source = cfg.feedback.source
-    if source in SOURCE_JUDGES:
-        _, kinds, default = SOURCE_JUDGES[source]
-        uses.append(JudgeUse("judge.template", f"feedback.source={source}", kinds, spec or default))
-    elif source == "rlcd" and isinstance(cfg.feedback.options.get("rescore"), dict):
-        uses.append(JudgeUse("judge.template", "rlcd rescore", COMPARES, spec or "pairwise"))
-    elif spec and ":" in source and _plugin_takes_judge(source):
-        uses.append(JudgeUse("judge.template", f"feedback.source={source}", (POINTWISE, *COMPARES), spec))
-    if cfg.eval.win_rate_prompts is not None:
-        key = "eval.win_rate_judge" if cfg.eval.win_rate_judge else "judge.template"
+    declared = describe(cfg.feedback.source)
+    if declared.judge is not None and declared.uses_judge(_options(cfg)):
         uses.append(
             JudgeUse(
-                key,
-                "the win rate (eval.win_rate_prompts)",
-                COMPARES,
-                cfg.eval.win_rate_judge or spec or PAIRWISE,
+                RUN_JUDGE, f"feedback.source={cfg.feedback.source}", declared.judge,
+                run_judge(cfg, declared.default_judge), declared.judge_kinds,
             )
-        )
+        )  # fmt: skip
+    if cfg.eval.win_rate_prompts is not None:
+        key = "eval.win_rate_judge" if cfg.eval.win_rate_judge else RUN_JUDGE
+        uses.append(JudgeUse(key, "the win rate (eval.win_rate_prompts)", COMPARE, win_rate_judge(cfg)))
     if cfg.final.kind != "none" and cfg.final.reward == "judge":
-        uses.append(
-            JudgeUse("judge.template", "final.reward=judge", (POINTWISE,), spec or "self_rewarding_rubric")
-        )
+        uses.append(JudgeUse(RUN_JUDGE, "final.reward=judge", SCORE, final_judge(cfg)))
     return uses
 
 
-def check_judges(cfg: RunConfig) -> None:
-    """Load every judge the run will use (no model is loaded, nothing is generated) and check its kind."""
+def _options(cfg: RunConfig) -> Any:
+    try:
+        return source_options(cfg.feedback.source, feedback_options(cfg))
+    except RlaifError as exc:
+        raise ConfigError(f"{cfg.source_file or 'config'}: 'feedback.options': {exc}") from None
 
+
+def check_judges(cfg: RunConfig) -> None:
+    """Validate every judge spec the run will use and check its slot (no model loaded, nothing sent)."""
     where = cfg.source_file or "config"
     uses = judge_uses(cfg)
-    if cfg.judge.template and not any(u.key == "judge.template" for u in uses):
+    if cfg.judge.spec is not None and not any(u.key == RUN_JUDGE for u in uses):
         raise ConfigError(
-            f"{where}: 'judge.template' is set but no stage of this run uses a judge "
+            f"{where}: '{RUN_JUDGE}' is set but no stage of this run uses a judge "
             f"(feedback.source={cfg.feedback.source}, final.reward={cfg.final.reward}; the win rate uses "
             f"{'eval.win_rate_judge' if cfg.eval.win_rate_judge else 'no judge: eval.win_rate_prompts is unset'})"
         )
@@ -156,29 +150,49 @@ def check_judges(cfg: RunConfig) -> None:
         raise ConfigError(f"{where}: 'eval.win_rate_judge' is set but 'eval.win_rate_prompts' is not")
     for use in uses:
         try:
-            judge = load_judge(use.spec, ScriptedEngine(lambda *_: ""))
-            kind = judge_kind(judge)
-            if getattr(judge, "template", None) is not None and not isinstance(judge.template, str):
-                check_judge_template(judge.template, kind)
+            spec = judge_spec(use.spec, where="")
+            slot = spec.slot
+            if spec.kind not in TEMPLATE_FREE:
+                check_judge_template(load_template(spec.template), spec.kind)
         except RlaifError as exc:
             raise ConfigError(f"{where}: '{use.key}': {exc}") from None
-        if kind not in use.kinds:
-            hint = (
-                "; name a pairwise judge for it with eval.win_rate_judge (e.g. pairwise)"
-                if use.key == "judge.template" and "win rate" in use.purpose
-                else ""
-            )
-            raise ConfigError(
-                f"{where}: '{use.key}': '{use.spec}' is a {kind} judge, but {use.purpose} needs a "
-                f"{' or '.join(use.kinds)} judge{hint}"
-            )
+        _check_slot(use, spec, slot, where)
+
+
+def text_scoring_judges(cfg: RunConfig) -> list[JudgeUse]:
+    """The uses whose judge scores given text (likelihood; graded scores on a 1-10 scale): their engine
+    must be the in-process vLLM engine without LoRA. For the run's compile step, which knows whether
+    the policy engine serves adapters."""
+    return [use for use in judge_uses(cfg) if judge_spec(use.spec, where=use.key).scores_text]
+
+
+def _check_slot(use: JudgeUse, spec: Any, slot: str, where: str) -> None:
+    name = spec.template if spec.kind != "length" else spec.kind
+    if slot != use.slot:
+        hint = (
+            "; name a comparing judge for it with eval.win_rate_judge (e.g. pairwise)"
+            if use.key == RUN_JUDGE and "win rate" in use.purpose
+            else ""
+        )
+        raise ConfigError(
+            f"{where}: '{use.key}': '{name}' is a {IS_WORDS[slot]} judge, but {use.purpose} needs a "
+            f"{SLOT_WORDS[use.slot]} judge{hint} (judge kind: {spec.kind})"
+        )
+    if use.kinds and spec.kind not in use.kinds:
+        raise ConfigError(
+            f"{where}: '{use.key}': '{name}' is a {spec.kind} judge, but {use.purpose} needs a "
+            f"{' or '.join(use.kinds)} judge"
+        )
 
 
 # What each judge kind passes to its template (rlaif.judges renders with exactly these).
+_SCORE_VARIABLES = {"prompt", "response", "conversation"}
 JUDGE_VARIABLES = {
-    PAIRWISE: {"prompt", "response_a", "response_b", "conversation"},
-    PRINCIPLE: {"prompt", "response_a", "response_b", "principle", "conversation"},
-    POINTWISE: {"prompt", "response", "conversation"},
+    "rubric": _SCORE_VARIABLES,
+    "label_probability": _SCORE_VARIABLES,
+    "likelihood": {"descriptor"},
+    "pairwise": {"prompt", "response_a", "response_b", "conversation"},
+    "principle": {"prompt", "response_a", "response_b", "principle", "conversation"},
 }
 
 

@@ -20,74 +20,20 @@ from rlaif.pipeline.report_view import build_view
 SHORT_CURVE = 25  # logged points up to which a training curve gets markers
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+def collect_metrics(run_dir: Path, plan: list) -> dict:
+    """Gather every planned stage's summary into one JSON document; each stage kind fills its section
+    (``plan``: :class:`rlaif.pipeline.stage_kinds.PlannedStage` items)."""
+    from rlaif.pipeline.stage_kinds import KINDS  # the registry imports the stages, which import this
 
-
-def collect_metrics(run_dir: Path, plan: list[str]) -> dict:
-    """Gather every stage's summary into one JSON document."""
     run_dir = Path(run_dir)
-    rounds, feedback, pairs, training, timings = [], {}, {}, {}, {}
-    examples: list[dict] = []
+    metrics: dict = {"run": run_dir.name, "status": read_status(run_dir), "config": _run_config(run_dir)}
+    metrics.update(rounds=[], feedback={}, pairs={}, training={}, timings_s={}, examples=[])
     for step in plan:
-        stage_dir = run_dir / step
-        m = read_manifest(stage_dir)
+        m = read_manifest(run_dir / step.name)
         if not m:
             continue
-        timings[step] = m.get("wall_s")
-        summary = m.get("summary", {})
-        group, _, stage = step.partition("/")
-        if stage == "eval":
-            rounds.append(summary.get("metrics", {}))
-        elif stage == "feedback":
-            feedback[group] = {
-                "counts": summary.get("counts", {}),
-                "drops": summary.get("drops", {}),
-                "length": summary.get("length", {}),
-                "stats": summary.get("stats", {}),
-                "inputs": summary.get("inputs", {}),
-                "invalid_reasons": summary.get("invalid_reasons", {}),
-            }
-        elif stage == "pairs":
-            pairs[group] = {
-                "counts": summary.get("counts", {}),
-                "drops": summary.get("drops", {}),
-                "length": summary.get("length", {}),
-            }
-            examples += [dict(e, round=group) for e in summary.get("examples", [])[:2]]
-        elif stage == "train":
-            curve = [
-                {k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                for r in _read_jsonl(stage_dir / "metrics.jsonl")
-            ]
-            training[group] = {
-                "summary": summary.get("metrics", {}),
-                "counts": summary.get("counts", {}),
-                "curve": curve,
-                "skipped": summary.get("skipped"),
-                "reward_model": summary.get("reward_model"),
-            }
-    metrics = {
-        "run": run_dir.name,
-        "status": read_status(run_dir),
-        "config": _run_config(run_dir),
-        "rounds": rounds,
-        "feedback": feedback,
-        "pairs": pairs,
-        "training": training,
-        "timings_s": timings,
-        "examples": examples,
-    }
+        metrics["timings_s"][step.name] = m.get("wall_s")
+        KINDS[step.kind].report(metrics, step.group, m.get("summary", {}), run_dir / step.name)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     return metrics
 

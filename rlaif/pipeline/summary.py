@@ -1,6 +1,7 @@
 """Typed stage results: what each stage returns, the manifest stores (as JSON) and the next stage reads.
 
-One model per stage kind (build, feedback, pairs, train, eval), each with typed ``outputs`` (paths other
+One model per kind of result (build, feedback, pairs, train, eval; the registry,
+:mod:`rlaif.pipeline.stage_kinds`, names each stage kind's), each with typed ``outputs`` (paths other
 stages read), ``counts`` (shown in the event log and the report) and the extras of that kind.
 
 Guarantees: :meth:`StageSummary.to_json` writes the same JSON keys the report and earlier run
@@ -103,24 +104,11 @@ class EvalSummary(StageSummary):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
-SUMMARY_OF_KIND: dict[str, type[StageSummary]] = {
-    "policy": BuildSummary,
-    "feedback": FeedbackSummary,
-    "pairs": PairsSummary,
-    "train": TrainSummary,
-    "eval": EvalSummary,
-}
-
-
-def summary_model(stage: str) -> type[StageSummary]:
-    """The summary model of a planned stage (``round_2/feedback`` -> :class:`FeedbackSummary`)."""
-    return SUMMARY_OF_KIND[stage.rpartition("/")[2]]
-
-
-def summary_from_json(stage: str, data: Any) -> StageSummary | None:
-    """A manifest's summary as its model; None when it does not fit (the stage is then re-run)."""
+def summary_from_json(model: type[StageSummary], data: Any) -> StageSummary | None:
+    """A manifest's summary as its stage kind's model; None when it does not fit (the stage is then
+    re-run)."""
     try:
-        return summary_model(stage).model_validate(data)
+        return model.model_validate(data)
     except ValidationError:
         return None
 

@@ -73,21 +73,29 @@ class TestCase:
     holes: tuple[str, ...] = ()
     iters: tuple[bool, ...] = ()
     wrapper: str | None = None
-    # statement tests: the code with its asserts rewritten, and per assert (wrapper, iters, condition)
-    wire_code: str | None = None
-    sites: tuple[tuple[str, tuple[bool, ...], str], ...] = ()
+    # statement tests: run in the worker (rlaif.sandbox.trusted) after the problem's own code
+    # (``context``), with ``names`` taken from the candidate and ``modules`` imported there
+    context: str = ""
+    names: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    # an assert whose candidate calls all have literal arguments: (source, name, args, kwargs) each,
+    # made ahead in the sandbox (rlaif.sandbox.spec._constant_calls)
+    calls: tuple = ()
 
     @property
     def has_expected(self) -> bool:
         return self.expected is not MISSING
 
     def wire(self) -> dict:
-        """What the sandbox sees: never the expected value, nor the wrapper around the holes."""
+        """What the worker gets: never the expected value, nor the wrapper around the holes; a
+        statement test's code goes no further than the worker (it sends the test process only
+        ``names``)."""
         if self.kind == "value":
             return {"kind": "value", "holes": list(self.holes), "iters": list(self.iters)}
         if self.kind == "call":
             return {"kind": "call", "fn": self.fn, "args": self.args, "not_none": self.not_none}
-        return {"kind": "stmt", "code": self.wire_code, "sites": [list(s[1]) for s in self.sites]}
+        return {"kind": "stmt", "code": self.code, "context": self.context, "names": list(self.names),
+                "modules": list(self.modules), "calls": [list(c) for c in self.calls]}  # fmt: skip
 
 
 @dataclass
@@ -103,10 +111,17 @@ class Job:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def wire(self, limits: Limits) -> dict:
+        """The job for the worker; the problem code shared by its tests travels once (``contexts``,
+        each test's ``context`` an index into it)."""
+        tests, contexts = [t.wire() for t in self.tests], {}
+        for t in tests:
+            if t.get("context"):
+                t["context"] = contexts.setdefault(t["context"], len(contexts))
         return {
             "id": self.id,
             "program": self.program,
             "setup": self.setup,
-            "tests": [t.wire() for t in self.tests],
+            "tests": tests,
+            "contexts": list(contexts),
             "limits": limits.wire(),
         }

@@ -31,6 +31,10 @@ class Unencodable(Exception):
     """The value is not plain data (or is too large) and cannot be compared safely."""
 
 
+class Unsafe(ValueError):
+    """A well-formed value that would cost the reader too much to build (hash flooding)."""
+
+
 def _make_subclass_encoder():
     """The encoder's slow path: subclasses of builtin types, read with the base type's own methods.
 
@@ -160,42 +164,75 @@ def _make_encode():
 encode = _make_encode()
 
 
-def decode(obj):
-    """Plain builtins from :func:`encode`'s output; anything malformed raises ``ValueError``."""
-    t = type(obj)
-    if obj is None or t is bool or t is int or t is float or t is str:
-        return obj
-    if t is list:
-        return [decode(x) for x in obj]
-    if t is not dict or len(obj) != 1:
-        raise ValueError(f"malformed encoded value ({t.__name__})")
-    ((tag, payload),) = obj.items()
-    if tag == "I" and type(payload) is str:
-        return int(payload, 16)
-    if tag == "F" and payload in ("nan", "inf", "-inf"):
-        return float(payload)
-    if tag == "b" and type(payload) is str:
-        return bytes.fromhex(payload)
-    if tag == "y" and type(payload) is str:
-        return bytearray.fromhex(payload)
-    if type(payload) is not list:
+def _make_decode():
+    """:func:`decode` and the hash-flooding check, with every builtin they use bound now (at import,
+    in the zygote: the test process decodes the worker's call arguments after the program ran)."""
+    import builtins as b
+
+    type, bool, int, float, str, list, dict, len, tuple = (
+        b.type, b.bool, b.int, b.float, b.str, b.list, b.dict, b.len, b.tuple,
+    )  # fmt: skip
+    set, frozenset, zip, all, complex, hash, ValueError, TypeError = (
+        b.set, b.frozenset, b.zip, b.all, b.complex, b.hash, b.ValueError, b.TypeError,
+    )  # fmt: skip
+    bytes, bytearray = b.bytes.fromhex, b.bytearray.fromhex
+    Refused = Unsafe
+
+    def decode(obj):
+        """Plain builtins from :func:`encode`'s output; anything malformed raises ``ValueError``."""
+        t = type(obj)
+        if obj is None or t is bool or t is int or t is float or t is str:
+            return obj
+        if t is list:
+            return [decode(x) for x in obj]
+        if t is not dict or len(obj) != 1:
+            raise ValueError(f"malformed encoded value ({t.__name__})")
+        ((tag, payload),) = obj.items()
+        if tag == "I" and type(payload) is str:
+            return int(payload, 16)
+        if tag == "F" and payload in ("nan", "inf", "-inf"):
+            return float(payload)
+        if tag == "b" and type(payload) is str:
+            return bytes(payload)
+        if tag == "y" and type(payload) is str:
+            return bytearray(payload)
+        if type(payload) is not list:
+            raise ValueError(f"malformed encoded value (tag {tag!r})")
+        if tag == "t":
+            return tuple(decode(x) for x in payload)
+        if tag == "s":
+            return set(_spread([decode(x) for x in payload]))
+        if tag == "f":
+            return frozenset(_spread([decode(x) for x in payload]))
+        if tag == "d":
+            if not all(type(kv) is list and len(kv) == 2 for kv in payload):
+                raise ValueError("malformed encoded dict")
+            keys = _spread([decode(k) for k, _ in payload])
+            return dict(zip(keys, [decode(v) for _, v in payload], strict=True))
+        if tag == "c" and len(payload) == 2:
+            re_, im = decode(payload[0]), decode(payload[1])
+            if type(re_) not in (int, float) or type(im) not in (int, float):
+                raise ValueError("malformed encoded complex")
+            return complex(re_, im)
         raise ValueError(f"malformed encoded value (tag {tag!r})")
-    if tag == "t":
-        return tuple(decode(x) for x in payload)
-    if tag == "s":
-        return {decode(x) for x in payload}
-    if tag == "f":
-        return frozenset(decode(x) for x in payload)
-    if tag == "d":
-        if not all(type(kv) is list and len(kv) == 2 for kv in payload):
-            raise ValueError("malformed encoded dict")
-        return {decode(k): decode(v) for k, v in payload}
-    if tag == "c" and len(payload) == 2:
-        re_, im = decode(payload[0]), decode(payload[1])
-        if type(re_) not in (int, float) or type(im) not in (int, float):
-            raise ValueError("malformed encoded complex")
-        return complex(re_, im)
-    raise ValueError(f"malformed encoded value (tag {tag!r})")
+
+    def _spread(items: list) -> list:
+        """``items``, unless many of them hash alike: building a set or dict of n keys with one hash
+        costs n**2 comparisons (a set of ``1 + k * (2**61 - 1)`` took minutes), so such a value is
+        refused (:class:`Unsafe`), in linear time, before any set or dict is built from it."""
+        if len(items) > 64:
+            try:
+                distinct = len({hash(x) for x in items})
+            except TypeError:
+                return items  # unhashable: building the set raises TypeError as it would have
+            if 2 * distinct < len(items):
+                raise Refused(f"{len(items) - distinct} of {len(items)} keys hash alike (hash flooding)")
+        return items
+
+    return decode
+
+
+decode = _make_decode()
 
 
 def _make_dumps():

@@ -1,7 +1,8 @@
 """The test process's confinement, applied in the freshly forked child before any candidate code.
 
-Order matters: fds first (only 0-4 survive), then the jail and the work dir, rlimits, the uid drop
-(after which nothing can be undone), and last the confinement channel (fd 4) is written and closed,
+Order matters: fds first (only 0-4 survive), then the jail (as root a ``chroot``; without root the
+zygote is in the jail already) and the work dir, rlimits, the uid drop (as root; after which
+nothing can be undone), and last the confinement channel (fd 4) is written and closed,
 so the driver knows confinement succeeded and the candidate never sees that channel.
 """
 
@@ -33,17 +34,19 @@ def confine(cfg, iso, limits, workdir, out_w, err_w, rep_w, conf_w) -> None:
             fh.write("1000")
     except OSError:
         pass
-    if iso["filesystem"]:
+    if iso["filesystem"] and not iso.get("userns"):  # without root, the zygote is in the jail already
         os.chroot(cfg["jail_dir"])
     os.chdir(workdir)
     mem = int(limits["memory_mb"] * 1024 * 1024)
     cpu = int(math.ceil(limits["total_timeout"])) + 1
+    # without root the worker and the zygote share T's uid in its user namespace, so count for it
+    nproc = limits["max_processes"] + (2 if iso.get("userns") else 0)
     for res, value in (
         (resource.RLIMIT_AS, (mem, mem)),
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
         (resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"])),
         (resource.RLIMIT_NOFILE, (limits["max_open_files"], limits["max_open_files"])),
-        (resource.RLIMIT_NPROC, (limits["max_processes"], limits["max_processes"])),
+        (resource.RLIMIT_NPROC, (nproc, nproc)),
         (resource.RLIMIT_CORE, (0, 0)),
     ):
         resource.setrlimit(res, value)
@@ -66,6 +69,7 @@ def confine(cfg, iso, limits, workdir, out_w, err_w, rep_w, conf_w) -> None:
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
     tempfile.tempdir = None
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the zygote ignores it (see zygote_main)
     gc.enable()
     sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")

@@ -211,36 +211,6 @@ def plan_nodes(
     return ast.unparse(wrapper), planner.hole_nodes, planner.holes, planner.iters
 
 
-class _AssertRewriter(ast.NodeTransformer):
-    def __init__(self, user_names: frozenset[str]) -> None:
-        self.sites: list[tuple[str, list[bool], str]] = []
-        self.user_names = user_names
-
-    def visit_Assert(self, node: ast.Assert) -> ast.stmt:
-        wrapper, nodes, _holes, iters = plan_nodes(node.test, self.user_names)
-        site = len(self.sites)
-        self.sites.append((wrapper, iters, ast.unparse(node.test)[:200]))
-        call = ast.Call(func=ast.Name(id=ASSERT_NAME, ctx=ast.Load()),
-                        args=[ast.Constant(site), *nodes], keywords=[])  # fmt: skip
-        return ast.copy_location(ast.Expr(value=call), node)
-
-
-ASSERT_NAME = "__rlaif_assert__"
-
-
-def rewrite_asserts(code: str, user_names=frozenset()) -> tuple[str, list[tuple[str, list[bool], str]]]:
-    """Test code with every ``assert`` replaced by a report of its holes' values; returns the new
-    code and, per assert site, (wrapper, iterable flags, the original condition for diagnostics).
-    The wrappers (and so the literals they compare with) stay in the parent."""
-    tree = ast.parse(code)
-    # names the test code binds itself (``for sum in ...``, ``def check``) are never the builtins
-    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    rewriter = _AssertRewriter(frozenset(user_names) | bound)
-    tree = ast.fix_missing_locations(rewriter.visit(tree))
-    return ast.unparse(tree), rewriter.sites
-
-
 # -- evaluation in the parent -------------------------------------------------------------------------
 def _bits(x) -> int:
     return x.bit_length() if type(x) is int else 64

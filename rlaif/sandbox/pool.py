@@ -31,6 +31,7 @@ from rlaif.records import ExecutionResult, stable_hash
 from rlaif.sandbox.cases import Job, Limits
 from rlaif.sandbox.frames import recv_frame, send_frame
 from rlaif.sandbox.jail_paths import exec_dirs, masked_files
+from rlaif.sandbox.reports import safe_text
 from rlaif.sandbox.verdict import judge
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
@@ -155,6 +156,8 @@ class SandboxPool:
     work dir's tmpfs and 128 MiB for the worker), where a memory cgroup can be created.
     ``mask_extensions=False`` leaves ``ctypes`` and the other raw-memory extension modules loadable
     in the jail: only for testing the defences behind that mask, never for untrusted code.
+    Where nothing isolates the code (not root, no user namespace) the pool refuses to start unless
+    ``allow_unisolated=True`` (default: the ``RLAIF_SANDBOX_ISOLATION=none`` environment variable).
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class SandboxPool:
         start_timeout_s: float = 120.0,
         total_memory_mb: int | None = None,
         mask_extensions: bool = True,
+        allow_unisolated: bool | None = None,
     ):
         self.limits = limits or Limits()
         self.size = max(1, workers or _cores())
@@ -198,6 +202,12 @@ class SandboxPool:
         first = self._workers[0].ready
         self.isolation: dict = dict(first["isolation"])
         self.warnings: list[str] = list(first["warnings"])
+        from rlaif.sandbox.policy import opted_out, refusal
+
+        refused = None if opted_out(allow_unisolated) else refusal(self.isolation, self.warnings)
+        if refused:
+            self.close()
+            raise SandboxUnavailable(refused)
         for message in self.warnings:
             warnings.warn(f"sandbox: {message}", SandboxIsolationWarning, stacklevel=2)
         if require_isolation:
@@ -315,14 +325,16 @@ class SandboxPool:
     def _build_result(self, job: Job, raw: dict, elapsed: float) -> ExecutionResult:
         verdict = judge(job, raw)
         failures = [
-            {"test": i, "status": s, "detail": d[:300]}
+            {"test": i, "status": s, "detail": safe_text(d[:300])}
             for i, (s, d) in enumerate(zip(verdict.per_test, verdict.details, strict=True))
             if s != "passed"
         ][:5]
         metadata = {
             "isolation": {k: v for k, v in self.isolation.items() if k != "uid"},
             "attempts": raw.get("attempts", 0),
-            "in_process_verdicts": sum(t.kind == "stmt" for t in job.tests),
+            # tests whose verdict was decided inside the candidate's process: none since statement
+            # tests run in the worker (the key stays for readers of earlier results)
+            "in_process_verdicts": 0,
             "stdout_bytes": raw.get("stdout_bytes", 0),
             "stderr_bytes": raw.get("stderr_bytes", 0),
             "failures": failures,
@@ -338,9 +350,9 @@ class SandboxPool:
             tests_total=len(job.tests),
             per_test=verdict.per_test,
             duration_s=float(raw.get("duration_s", elapsed)),
-            diagnostics=verdict.diagnostics,
-            stdout=raw.get("stdout", ""),
-            stderr=raw.get("stderr", ""),
+            diagnostics=safe_text(verdict.diagnostics),  # whatever a program reported: encodable
+            stdout=safe_text(raw.get("stdout", "")),
+            stderr=safe_text(raw.get("stderr", "")),
             network_isolated=self.network_isolated,
             metadata=metadata,
         )

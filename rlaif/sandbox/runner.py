@@ -8,7 +8,8 @@ Process layout per worker (see :mod:`rlaif.sandbox.worker` for how it is set up)
               then the tests (harness.run_in_child), reporting through a pipe only it and W hold
 
 W reads T's messages (order, nonce and size checked by :mod:`rlaif.sandbox.reports`), stdout and
-stderr (capped), enforces the per-test and total timeouts, and
+stderr (capped), runs statement tests' code itself (:mod:`rlaif.sandbox.trusted`), calling into T on
+the report socket for each call of the candidate, enforces the per-test and total timeouts, and
 after every attempt (in a ``finally``) has Z kill every other process in the namespace and reap it,
 so nothing started by the candidate outlives the attempt. When T dies or times out in the middle of a
 test, that test is recorded and a fresh T continues with the remaining ones, so per-test results
@@ -29,10 +30,13 @@ import socket
 import time
 from collections.abc import Callable
 
+from rlaif.sandbox.calls import AttemptIO, accepted_names, for_sandbox
 from rlaif.sandbox.cgroup import oom_kills
+from rlaif.sandbox.codec import decode
 from rlaif.sandbox.confine import CONFINED_OK
 from rlaif.sandbox.frames import ZygoteGone, read_message, recv_frame, send_frame, write_all
 from rlaif.sandbox.reports import AttemptState
+from rlaif.sandbox.trusted import AttemptOver, Session, judging, run_statement
 
 _DRAIN_GRACE_S = 0.5
 _PIPE_BUFFER = 65536  # Linux's default pipe capacity
@@ -89,8 +93,22 @@ class TestDriver:
         self.total_deadline = time.monotonic() + self.limits["total_timeout"]
         self.violation: str | None = None
         self.attempts = 0
+        # T gets statement tests' names only: their code (and so their expected values) stays here
+        contexts = job.get("contexts") or []
+        for t in job["tests"]:  # the problem code the tests share, sent once (Job.wire)
+            if type(t.get("context")) is int and 0 <= t["context"] < len(contexts):
+                t["context"] = contexts[t["context"]]
+        self.wire_job = {**job, "tests": [for_sandbox(t) for t in job["tests"]], "contexts": []}
+        self._memory = int(self.limits["memory_mb"] * 2**20)  # what the worker may use per test
+        self.timing: dict[str, float] = {"worker_judge": 0.0}  # see _clock
+        self._stmt_s = 0.0
+        self._bases: dict = {}  # the problem's code, run once here (rlaif.sandbox.trusted.namespace)
 
     def run(self) -> dict:
+        with judging(self._memory):
+            return self._run()
+
+    def _run(self) -> dict:
         start = 0
         while start < self.n and time.monotonic() < self.total_deadline and self.violation is None:
             self.attempts += 1
@@ -99,6 +117,12 @@ class TestDriver:
                 break
         if self.load is None:
             self.load = {"ok": False, "e": "timeout"}
+        for i, test in enumerate(self.job["tests"]):
+            outcome = self.outcomes[i]
+            if test["kind"] == "stmt" and test.get("calls") and outcome and outcome.get("e") == "val":
+                started = time.monotonic()
+                self.outcomes[i] = self._judge_ahead(test, outcome.get("v"))
+                self.timing["worker_judge"] += time.monotonic() - started
         return {
             "load": self.load,
             "tests": self.outcomes,
@@ -108,6 +132,7 @@ class TestDriver:
             "stderr_bytes": self.stderr.total,
             "attempts": self.attempts,
             "violation": self.violation,
+            "timing": self.timing,
         }
 
     def _attempt(self, start: int) -> int:
@@ -116,6 +141,7 @@ class TestDriver:
         loaded_before = bool(self.load is not None and self.load.get("ok"))
         oom_before = oom_kills(self.cfg.get("cgroup_events"))
         state, ended = self._launch_and_follow(start)
+        self._clock(state)
         if ended.get("sig") == signal.SIGKILL and oom_kills(self.cfg.get("cgroup_events")) > oom_before:
             ended["oom"] = True
         if not state.confined:
@@ -124,18 +150,31 @@ class TestDriver:
             )
         return self._record(start, state, ended, loaded_before)
 
+    def _clock(self, st: AttemptState) -> None:
+        """Where an attempt's time went (seconds, summed over attempts; reported as ``timing``):
+        ``tests`` is the test process's share, the worker's running of test code is ``worker_judge``."""
+        end = time.monotonic()
+        confined = st.confined_at if st.confined else end
+        loaded = max(st.loaded_at, confined) if st.phase != "load" else end
+        finished = st.over_at if st.phase in ("done", "over") else end
+        in_worker, self._stmt_s = self._stmt_s, 0.0  # statement tests run here during the attempt
+        for key, span in (("fork_confine", confined - st.started), ("load", loaded - confined),
+                          ("tests", finished - loaded - in_worker), ("sweep", end - finished)):  # fmt: skip
+            self.timing[key] = self.timing.get(key, 0.0) + max(span, 0.0)
+
     def _launch_and_follow(self, start: int) -> tuple[AttemptState, dict]:
         """Hand the zygote T's pipe ends, give T its job, and read T until it has ended; every pipe
         end of the attempt is closed here, whatever happens."""
         nonce = os.urandom(12).hex()
-        request = {"job": self.job, "start": start, "nonce": nonce, "workdir": self.workdir}
+        request = {"job": self.wire_job, "start": start, "nonce": nonce, "workdir": self.workdir}
         data = json.dumps(request, separators=(",", ":")).encode()
         job_r, job_w = os.pipe()
-        rep_r, rep_w = os.pipe()
+        rep_sock, rep_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        rep_r, rep_w = rep_sock.detach(), rep_peer.detach()  # both ways: T's reports, our calls
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         conf_r, conf_w = os.pipe()
-        state = AttemptState(start, nonce, self.limits, [t["kind"] for t in self.job["tests"]])
+        state = AttemptState(start, nonce, self.limits, [t["kind"] for t in self.wire_job["tests"]])
         try:
             early = len(data) <= _PIPE_BUFFER  # fits in the pipe: T finds its job the moment it starts
             if early:
@@ -190,8 +229,7 @@ class TestDriver:
             return self.n
         self.load = {"ok": True}
         if state.phase == "tests" and state.current < self.n:
-            checks = state.checks.get(state.current)  # asserts judged before the test died count
-            self.outcomes[state.current] = {**ended, "chk": checks} if checks else ended
+            self.outcomes[state.current] = ended
             return state.current + 1
         return self.n
 
@@ -210,6 +248,7 @@ class TestDriver:
                 sel.register(fd, selectors.EVENT_READ)
             sel.register(zfd, selectors.EVENT_READ)
             test_deadline = time.monotonic() + self.limits["timeout"]
+            io = AttemptIO(self, st, sel, zfd, (rep_r, out_r, err_r, conf_r))
             while status is None and st.violation is None:
                 now = time.monotonic()
                 deadline = min(test_deadline, self.total_deadline)
@@ -218,11 +257,23 @@ class TestDriver:
                 if now >= deadline:
                     timed_out = st.phase not in ("done", "over")
                     break
-                for key, _ in sel.select(deadline - now):
-                    if key.fd == zfd:
-                        status = read_message(self.zygote)  # T exited; everything is swept
-                    elif self._read(key.fd, st, rep_r, out_r, err_r, conf_r, sel):
-                        test_deadline = time.monotonic() + self.limits["timeout"]
+                if io.pump(deadline):
+                    test_deadline = time.monotonic() + self.limits["timeout"]
+                status = io.status
+                if st.statement is not None and status is None and st.violation is None:
+                    try:
+                        started = time.monotonic()
+                        try:
+                            st.statement_done(self._statement(st, io))
+                        finally:
+                            self._stmt_s += time.monotonic() - started
+                            self.timing["worker_judge"] += time.monotonic() - started
+                        io.send(rep_r, {"next": 1})
+                    except AttemptOver as over:
+                        timed_out = over.outcome.get("e") == "timeout"
+                        status = io.status
+                        break
+                    test_deadline = time.monotonic() + self.limits["timeout"]
         finally:
             if zfd in sel.get_map():
                 sel.unregister(zfd)
@@ -251,12 +302,57 @@ class TestDriver:
             return {"e": "signal", "sig": os.WTERMSIG(code)}
         return {"e": "exit", "code": os.waitstatus_to_exitcode(code)}
 
+    def _judge_ahead(self, test: dict, results) -> dict:
+        """Run an assert whose candidate calls were made ahead: each call the test makes takes the
+        first unused result of the same call (name and arguments)."""
+        # compared as values, not as encodings: a set literal's items may be listed in another order
+        planned = [[name, decode([args, kwargs]), reply] for (_src, name, args, kwargs), reply
+                   in zip(test["calls"], results if type(results) is list else [], strict=False)]  # fmt: skip
+
+        def request(name: str, args, kwargs) -> dict:
+            made = decode([args, kwargs])
+            for call in planned:
+                if call[0] == name and call[1] == made and call[2] is not None:
+                    reply, call[2] = call[2], None
+                    if "x" in reply and type(reply["x"]) is list and len(reply["x"]) == 2:
+                        return {"e": "raise", "type": str(reply["x"][0]), "msg": str(reply["x"][1])}
+                    return {"e": "ret", **{k: reply[k] for k in ("v", "u") if k in reply}}
+            raise AttemptOver({"e": "violation", "msg": f"no result for the call {name}(...) of the test"})
+
+        deadline = time.monotonic() + self.limits["timeout"]
+        resolved = {name: {"f": 1} for name in test["names"]}
+        try:
+            return run_statement(test, resolved, Session(request), deadline, self._bases)
+        except AttemptOver as over:
+            return over.outcome
+
+    def _statement(self, st: AttemptState, io: AttemptIO) -> dict:
+        """Run the statement test T just reached here, calling into T for the candidate's calls."""
+        i, reported = st.statement
+        names = accepted_names(reported, self.job["tests"][i]["names"])
+        deadline = min(time.monotonic() + self.limits["timeout"], self.total_deadline)
+
+        def request(name: str, args, kwargs) -> dict:
+            st.expect, st.reply = st.expect + 1 if st.expect is not None else 0, None
+            io.send(io.fds[0], {"c": st.expect, "n": name, "a": args, "kw": kwargs})
+            while st.reply is None:
+                if io.status is not None or st.violation is not None:
+                    raise AttemptOver(io.ended())
+                if time.monotonic() >= deadline:
+                    raise AttemptOver({"e": "timeout"})
+                io.pump(deadline)
+            return st.reply
+
+        return run_statement(self.job["tests"][i], names, Session(request), deadline, self._bases)
+
     def _read(self, fd, st, rep_r, out_r, err_r, conf_r, sel) -> bool:
         """Consume what is readable on ``fd``; True when a test (or the load) just finished."""
         try:
             chunk = os.read(fd, 1 << 16)
         except BlockingIOError:
             return False
+        except ConnectionResetError:  # T died with a request of ours unread: its end of the socket
+            chunk = b""
         if not chunk:
             sel.unregister(fd)
             return False
@@ -265,7 +361,8 @@ class TestDriver:
         elif fd == err_r:
             self.stderr.add(chunk)
         elif fd == conf_r:
-            st.confined = st.confined or chunk.startswith(CONFINED_OK)
+            if not st.confined and chunk.startswith(CONFINED_OK):
+                st.confined, st.confined_at = True, time.monotonic()
             if chunk.startswith(b"error:"):
                 st.confine_error = chunk[6:200].decode(errors="replace").strip()
         elif fd == rep_r:

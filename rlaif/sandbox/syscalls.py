@@ -1,5 +1,5 @@
-"""The few Linux system calls the worker makes through ``ctypes``: unshare, mount, umount, prctl,
-and removing SysV IPC objects (standard library only).
+"""The few Linux system calls the worker makes through ``ctypes``: unshare, mount, umount,
+pivot_root, prctl, and removing SysV IPC objects (standard library only).
 
 Only the worker process imports this module (and the pool, to compute paths, never to call it):
 the worker never runs candidate code and is never forked from, and the zygote that forks the test
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
-CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUSER = 0x20000000, 0x40000000, 0x10000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH, IPC_RMID = 2, 0
@@ -50,6 +51,15 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
 def umount_detached(target: str) -> None:
     """Detach a mount at once (the kernel frees it when the last user is gone)."""
     _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH)), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    number = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
+    if number is None:
+        raise OSError(38, f"pivot_root: no system-call number known for {platform.machine()}")
+    _check(
+        _libc.syscall(ctypes.c_long(number), new_root.encode(), put_old.encode()), f"pivot_root {new_root}"
+    )
 
 
 def prctl(option: int, arg: int) -> None:

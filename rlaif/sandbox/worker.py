@@ -25,6 +25,7 @@ from rlaif.sandbox.frames import ZygoteGone, read_message, send_frame
 from rlaif.sandbox.jail import clear_work_dir, fresh_work_dir, remove_ipc_objects, setup_isolation
 from rlaif.sandbox.runner import serve_jobs
 from rlaif.sandbox.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
+from rlaif.sandbox.userns import before_zygote_exec
 
 ZYGOTE_BOOT = (
     "import sys; sys.path[:] = [p for p in sys.path if p]; sys.path.insert(0, sys.argv.pop(1)); "
@@ -65,7 +66,10 @@ def _start_zygote(package_root: str, cfg: dict, iso: dict) -> tuple[socket.socke
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # survives execv; the zygote dies with us
             prctl(PR_SET_CHILD_SUBREAPER, 1)  # without a PID namespace, orphans come back to be reaped
             argv = [sys.executable, "-s", "-c", ZYGOTE_BOOT, package_root, state, str(theirs.fileno())]
-            os.execve(sys.executable, argv, ZYGOTE_ENV)
+            exe, argv = before_zygote_exec(cfg, iso, argv)  # pivot into the jail (no root), seccomp
+            os.execve(exe, argv, ZYGOTE_ENV)
+        except OSError as exc:
+            os.write(2, f"sandbox worker: cannot start the zygote: {exc}\n".encode())
         finally:
             os._exit(70)
     theirs.close()

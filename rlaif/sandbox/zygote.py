@@ -151,6 +151,8 @@ def serve(sock: socket.socket, cfg: dict, iso: dict) -> int:
 def zygote_main(argv: list[str]) -> int:
     """Entry point (exec'd by :func:`rlaif.sandbox.worker.worker_main`): preload, report, serve."""
     state = json.loads(argv[1])
+    # PID 1 of a namespace gets only the signals it handles: no handler, so none from the sandbox
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     sock = socket.socket(fileno=int(argv[2]))
     iso, warnings = state.pop("isolation"), []
     if iso["pid_namespace"] and os.getpid() != 1:

@@ -1,8 +1,9 @@
-"""Training stages: DPO rounds, reward model, PPO with a critic, GRPO / RLOO. The only place TRL is used.
+"""Training stages: SFT, DPO rounds, reward model, PPO with a critic, GRPO / RLOO. The only place TRL is used.
 
 Entry points (each takes its config from :mod:`rlaif.train.configs` and returns a
 :class:`rlaif.train.common.StageResult` whose ``policy`` is the next stage's starting point):
 
+- :func:`rlaif.train.sft.run_sft` (SFT on prompt -> completion records, e.g. SL-CAI revisions)
 - :func:`rlaif.train.dpo.run_dpo`
 - :func:`rlaif.train.reward_model.train_reward_model` (+ :class:`RewardModelScorer`, :func:`score`)
 - :func:`rlaif.train.ppo.run_ppo`
@@ -20,12 +21,13 @@ _EXPORTS = {
     "run_dpo": "rlaif.train.dpo",
     "pair_logps": "rlaif.train.dpo",
     "train_reward_model": "rlaif.train.reward_model",
-    "run_reward_model": "rlaif.train.reward_model",
     "RewardModelScorer": "rlaif.train.reward_model",
     "score": "rlaif.train.reward_model",
     "run_ppo": "rlaif.train.ppo",
     "PPOTrainer": "rlaif.train.ppo",
     "run_grpo": "rlaif.train.grpo",
+    "run_sft": "rlaif.train.sft",
+    "SFTConfig": "rlaif.train.sft",
     "run_rloo": "rlaif.train.grpo",
     "StageResult": "rlaif.train.common",
     "DPOConfig": "rlaif.train.configs",

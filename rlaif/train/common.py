@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
-from rlaif.files import atomic_write_json
+from rlaif.files import apply_umask, atomic_write_json
 from rlaif.records import PromptRecord, read_jsonl
 from rlaif.train.configs import PolicySpec, TrainerSettings
 from rlaif.train.models import merge_policy
@@ -179,6 +179,7 @@ def save_policy_stage(
             shutil.rmtree(out / "trainer", ignore_errors=True)
         if (target / "ref" / "adapter_config.json").is_file():  # TRL's frozen reference copy
             shutil.rmtree(target / "ref")
+        apply_umask(target)  # safetensors writes its files 0600
         result.write()
     trainer.accelerator.wait_for_everyone()
     return result

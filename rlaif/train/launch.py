@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlaif.errors import RlaifError
 
-STAGES = ("dpo", "reward-model", "ppo", "grpo", "rloo", "sft")
+STAGES = ("dpo", "reward-model", "ppo", "grpo", "rloo")  # the `rlaif train` subcommands
 
 
 class TrainLaunchError(RlaifError):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
+from rlaif.files import apply_umask
 from rlaif.train.configs import LoraSettings, PolicySpec
 
 
@@ -125,12 +126,8 @@ def save_full_model(model, tokenizer, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
+    apply_umask(out)  # safetensors writes its files 0600
     return out
-
-
-def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
-    """Adapters get the tokenizer too: a directory that names its own tokenizer cannot be mismatched."""
-    tokenizer.save_pretrained(str(out_dir))
 
 
 def disable_dropout(model) -> None:

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from rlaif.engines.base import Engine
+from rlaif.files import apply_umask
 from rlaif.records import PromptRecord
 from rlaif.train import ppo_math as pm
 from rlaif.train.common import MetricsWriter, StageResult
@@ -152,8 +153,8 @@ class PPOTrainer:
         self, rows: list[dict[str, Any]]
     ) -> tuple[list[list[int]], list[list[int]], torch.Tensor | None]:
         """(query ids, raw response ids, sampling log-probs or None) with each prompt repeated
-        samples_per_prompt times; engine rollouts have no log-probs here (HF re-scores them)."""
-        n = self.cfg.samples_per_prompt
+        num_generations times; engine rollouts have no log-probs here (HF re-scores them)."""
+        n = self.cfg.num_generations
         queries = [self._query_ids(r["prompt"]) for r in rows for _ in range(n)]
         actor = self._unwrapped_actor()
         if self.cfg.rollout == "engine":
@@ -191,7 +192,7 @@ class PPOTrainer:
 
     def _ptx_loss(self) -> torch.Tensor:
         texts = self.rng.sample(self.ptx_texts, min(self.cfg.ptx_batch_size, len(self.ptx_texts)))
-        limit = self.cfg.max_prompt_tokens + self.cfg.max_new_tokens
+        limit = self.cfg.max_prompt_tokens + self.cfg.max_completion_length
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=limit)
         batch = batch.to(self.accelerator.device)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
@@ -219,7 +220,7 @@ class PPOTrainer:
         )
 
     def _rollout(self, rows: list[dict[str, Any]]) -> Rollout:
-        """Sample ``samples_per_prompt`` responses per row and cut each at its first EOS."""
+        """Sample ``num_generations`` responses per row and cut each at its first EOS."""
         queries, raw, sampled_logp = self._generate(rows)
         pad, dev = self.tokenizer.pad_token_id, self.accelerator.device
         return cut_at_eos(queries, raw, sampled_logp, self.eos_ids, pad, dev)
@@ -329,10 +330,10 @@ class PPOTrainer:
         writer = MetricsWriter(self.out / "metrics.jsonl", enabled=acc.is_main_process)
         history: list[dict[str, Any]] = []
         try:
-            for it in range(1, cfg.steps + 1):
+            for it in range(1, cfg.max_steps + 1):
                 metrics = {"stage": "ppo", "step": it, **self.step()}
                 history.append(metrics)
-                if it % cfg.log_every == 0 or it == cfg.steps:
+                if it % cfg.logging_steps == 0 or it == cfg.max_steps:
                     writer.write(metrics)
         finally:
             writer.close()
@@ -362,6 +363,7 @@ class PPOTrainer:
                 result.adapter = self.out / "adapter"
                 actor.save_pretrained(str(result.adapter))
                 self.tokenizer.save_pretrained(str(result.adapter))
+                apply_umask(result.adapter)  # safetensors writes its files 0600
                 if cfg.save == "merged":
                     result.merged_model = merge_policy(
                         PolicySpec(path=self.base, adapter=result.adapter), self.out / "model"

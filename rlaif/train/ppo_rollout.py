@@ -56,7 +56,7 @@ def hf_generate(
         temperature=1.0,  # the temperature is applied by pm.SampledLogprobs
         top_k=0,
         top_p=1.0,
-        max_new_tokens=cfg.max_new_tokens,
+        max_new_tokens=cfg.max_completion_length,
         eos_token_id=eos_ids,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -76,14 +76,14 @@ def hf_generate(
 def engine_generate(
     engine: Engine, actor, prompts: list, cfg: PPOConfig, adapter_dir: Path, seed: int
 ) -> list[list[int]]:
-    """Raw response ids (``samples_per_prompt`` per prompt, in order) from an engine serving the
+    """Raw response ids (``num_generations`` per prompt, in order) from an engine serving the
     actor's current adapter, saved to ``adapter_dir`` first."""
     actor.save_pretrained(str(adapter_dir))
     sampling = Sampling(
-        n=cfg.samples_per_prompt,
+        n=cfg.num_generations,
         temperature=cfg.temperature,
         top_p=1.0,
-        max_tokens=cfg.max_new_tokens,
+        max_tokens=cfg.max_completion_length,
         seed=seed,
     )
     outs = engine.generate(prompts, sampling, adapter=str(adapter_dir))
@@ -113,7 +113,7 @@ def score_rollout(
     gather=None,
 ) -> Scores:
     """Call the reward on the decoded responses (EOS dropped); shape the scores for the update."""
-    n, dev = cfg.samples_per_prompt, rollout.response_ids.device
+    n, dev = cfg.num_generations, rollout.response_ids.device
     lengths = rollout.response_mask.sum(dim=1).tolist()
     completion_ids = [ids[: int(k)] for ids, k in zip(rollout.response_ids.tolist(), lengths, strict=True)]
     texts = [

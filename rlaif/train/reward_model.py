@@ -74,12 +74,8 @@ def load_reward_backbone(path: str | Path, dtype=None):
     kwargs: dict[str, Any] = {"num_labels": 1}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    try:
-        from trl.trainer.reward_trainer import suppress_seqcls_warning
-    except ImportError:  # pragma: no cover - older TRL
-        import contextlib
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
 
-        suppress_seqcls_warning = contextlib.nullcontext
     with suppress_seqcls_warning():
         model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
     tok = load_tokenizer(path)
@@ -288,6 +284,3 @@ class RewardModelScorer:
 def score(model_dir: str | Path, conversations: Sequence[Sequence[Message | dict]]) -> list[float]:
     """One-shot scoring with the reward model in ``model_dir`` (loads it each call; keep a scorer for loops)."""
     return RewardModelScorer(model_dir).score(conversations)
-
-
-run_reward_model = train_reward_model  # the name the other stages use (run_dpo, run_ppo, run_grpo)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
-from fb_scripted import PerRequestScriptedEngine, call_source
+from fb_scripted import PerRequestScriptedEngine, call_source, choice_completion
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
 from rlaif.feedback.constitutional import load_critique_revision_pairs
 from rlaif.feedback.rl_cai import RLCAIConfig, rl_cai, soft_label
 from rlaif.feedback.sl_cai import sl_cai
-from rlaif.records import Completion, Message, PromptRecord, TokenLogprob, TopLogprob
+from rlaif.records import Message, PromptRecord
 
 
 def prompts(*texts: str) -> list[PromptRecord]:
@@ -92,29 +90,19 @@ def test_sl_cai_drops_a_prompt_whose_revision_stays_invalid():
     assert len(result.sft_records) == 1
 
 
-def test_sl_cai_identical_revision_is_not_a_pair():
+def test_sl_cai_identical_revision_is_left_to_the_pairs_stage():
     engine = PerRequestScriptedEngine(
         lambda conv, i, s: "critique" if conv[-1].content.rstrip().endswith("Critique:") else "same"
     )
     result = call_source(sl_cai, prompts("q"), engine, {"few_shot": 0})
-    assert result.stats.drops == {"identical": 1} and result.stats.balanced
-    assert len(result.sft_records) == 1  # the SFT example is still valid
+    assert result.stats.drops == {} and result.stats.balanced  # the pairs stage drops it (drop_identical)
+    assert [(p.chosen, p.rejected) for p in result.pairs] == [("same", "same")]
+    assert len(result.sft_records) == 1  # the SFT example is valid
 
 
 def test_sl_cai_few_shot_larger_than_the_examples_is_an_error():
     with pytest.raises(ConfigError, match="few_shot=3 but .* has 2 example"):
         call_source(sl_cai, prompts("q"), PerRequestScriptedEngine(cai_responder), {"few_shot": 3})
-
-
-def choice_completion(p_first: float | None) -> Completion:
-    if p_first is None:
-        return Completion(text="hmm", logprobs=[TokenLogprob(token="hmm", logprob=-0.1, top=[])])
-    top = [
-        TopLogprob(token="A", logprob=math.log(p_first)),
-        TopLogprob(token="B", logprob=math.log(1 - p_first)),
-    ]
-    token = "A" if p_first >= 0.5 else "B"
-    return Completion(text=token, logprobs=[TokenLogprob(token=token, logprob=-0.1, top=top)])
 
 
 # P(sample 0 is better) per prompt; None = the judge's answer cannot be read
@@ -175,15 +163,8 @@ def test_chain_of_thought_clamps_by_default():
         RLCAIConfig(clamp=(0.6, 0.9)).effective_clamp()
 
 
-def test_rl_cai_judge_options_may_not_override_own_fields():
-    with pytest.raises(ConfigError, match=r"judge_options may not set \['seed'\]"):
-        call_source(
-            rl_cai, prompts("first"), PerRequestScriptedEngine(policy), {"judge_options": {"seed": 1}}
-        )
-
-
 def test_rl_cai_uses_the_given_judge_template(tmp_path):
-    """judge.template reaches rl_cai as ``judge_template`` (here a user copy with ``parser: choice``)."""
+    """The run's judge reaches rl_cai through its context (here a user copy with ``parser: choice``)."""
     from rlaif.prompts import REPO_PROMPTS_DIR
 
     text = (REPO_PROMPTS_DIR / "cai_principle_choice.j2").read_text()
@@ -193,12 +174,16 @@ def test_rl_cai_uses_the_given_judge_template(tmp_path):
     mine.write_text(text)
     judge_engine = ScriptedEngine(principle_judge, model_name="feedback-model")
     result = call_source(rl_cai, prompts("first", "second"), PerRequestScriptedEngine(policy),
-                    {"judge_template": str(mine)}, judge_engine=judge_engine, seed=2)  # fmt: skip
+                    {}, judge_engine=judge_engine, seed=2, judge=str(mine))  # fmt: skip
     assert len(result.pairs) == 2
     assert {j.template for j in result.judgments} == {"my_principle_judge"}
 
 
-def test_rl_cai_judge_template_given_twice_is_an_error():
-    with pytest.raises(ConfigError, match="set the judge template once"):
-        call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy),
-               {"judge_template": "a.j2", "judge_options": {"template": "b.j2"}})  # fmt: skip
+def test_rl_cai_refuses_a_judge_of_another_kind_and_its_old_judge_keys():
+    with pytest.raises(
+        ConfigError, match="rl_cai judge: 'pairwise' is a pairwise judge .* needs a principle"
+    ):
+        call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy), {}, judge="pairwise")
+    for old in ({"judge_template": "a.j2"}, {"judge_options": {"seed": 1}}):
+        with pytest.raises(ConfigError, match="unknown key"):
+            call_source(rl_cai, prompts("first"), PerRequestScriptedEngine(policy), old)

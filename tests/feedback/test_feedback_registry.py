@@ -6,11 +6,11 @@ import json
 
 import pytest
 from fb_plugin import EchoConfig
+from fb_scripted import numbered_prompts
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
 from rlaif.feedback import (
-    FEEDBACK_CONFIGS,
     FEEDBACK_SOURCES,
     RLCDConfig,
     resolve_source,
@@ -18,16 +18,18 @@ from rlaif.feedback import (
     run_source,
     source_config_model,
 )
-from rlaif.records import Message, PromptRecord, load_pairs
-
-
-def prompts(n=2):
-    return [PromptRecord(id=f"p{i}", messages=[Message(role="user", content=f"q{i}")]) for i in range(n)]
+from rlaif.records import load_pairs
 
 
 def test_builtin_registry():
-    assert set(FEEDBACK_SOURCES) == {"rlcd", "sl_cai", "rl_cai", "self_rewarding", "rlcf"}
-    assert set(FEEDBACK_CONFIGS) == set(FEEDBACK_SOURCES)
+    assert set(FEEDBACK_SOURCES) == {
+        "rlcd",
+        "sl_cai",
+        "rl_cai",
+        "self_rewarding",
+        "rlcf",
+        "instruction_contrast",
+    }
     assert resolve_source("rlcd") is rlcd and source_config_model("rlcd") is RLCDConfig
 
 
@@ -54,16 +56,16 @@ def test_every_config_field_has_a_description():
             for sub in models_in(field.annotation):
                 check(sub, f"{where}.{name}")
 
-    for name, model in FEEDBACK_CONFIGS.items():
-        check(model, name)
-    assert len(seen) >= 8  # the nested models (output rules, filters, rescore, self-instruct, ...) too
+    for name in FEEDBACK_SOURCES:
+        check(source_config_model(name), name)
+    assert len(seen) >= 8  # the nested models (output rules, rescore, self-instruct, ...) too
 
 
 def test_user_plugin_by_dotted_path():
     fn = resolve_source("fb_plugin:echo_source")
     assert source_config_model("fb_plugin:echo_source") is EchoConfig
     out = run_source(
-        "fb_plugin:echo_source", prompts(), ScriptedEngine(lambda c, i, s: "hi"), {"suffix": "?"}
+        "fb_plugin:echo_source", numbered_prompts(), ScriptedEngine(lambda c, i, s: "hi"), {"suffix": "?"}
     )
     assert fn.__name__ == "echo_source" and [p.chosen for p in out.pairs] == ["hi?", "hi?"]
 
@@ -71,7 +73,10 @@ def test_user_plugin_by_dotted_path():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "unknown feedback source 'nope' (built-in: rl_cai, rlcd, rlcf, self_rewarding, sl_cai"),
+        (
+            "nope",
+            "unknown feedback source 'nope' (built-in: instruction_contrast, rl_cai, rlcd, rlcf, self_rewarding, sl_cai",
+        ),
         ("no_such_module_xyz:fn", "cannot import module 'no_such_module_xyz'"),
         ("fb_plugin:missing", "module 'fb_plugin' has no attribute 'missing'"),
         ("fb_plugin:not_a_function", "'not_a_function' is not callable"),
@@ -84,16 +89,16 @@ def test_bad_source_specs(spec, message):
 
 def test_run_source_checks_the_accounting():
     with pytest.raises(ConfigError, match="counts do not add up"):
-        run_source("fb_plugin:unbalanced_source", prompts(), ScriptedEngine(lambda c, i, s: "x"))
+        run_source("fb_plugin:unbalanced_source", numbered_prompts(), ScriptedEngine(lambda c, i, s: "x"))
 
 
 def test_result_write_round_trips(tmp_path):
-    from fb_scripted import PerRequestScriptedEngine, call_source
+    from fb_scripted import PerRequestScriptedEngine, call_source, numbered_prompts
 
     engine = PerRequestScriptedEngine(
         lambda conv, i, s: f"{'good' if 'harmful' not in str(conv) else 'bad'} {s.seed}"
     )
-    result = call_source(rlcd, prompts(3), engine, {}, seed=1)
+    result = call_source(rlcd, numbered_prompts(3), engine, {}, seed=1)
     paths = result.write(tmp_path / "out")
     assert load_pairs(paths["pairs"]) == result.pairs
     stats = json.loads(paths["stats"].read_text())

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fb_judge_schemas import ChoiceVerdict
 from fb_scripted import call_source
 
 from rlaif.feedback import load_prompts, rl_cai, rlcd, self_rewarding, sl_cai
@@ -20,12 +19,7 @@ from rlaif.records import load_pairs, pairs_to_dataset
 pytestmark = pytest.mark.vllm
 
 ASSETS = Path(__file__).parent / "assets"
-JSON_JUDGE_SAMPLING = {
-    "temperature": 1.0,
-    "max_tokens": 48,
-    "seed": 3,
-    "json_schema": ChoiceVerdict.model_json_schema(),
-}
+JSON_JUDGE_SAMPLING = {"temperature": 1.0, "max_tokens": 48}  # the run seeds it; the judge guides the JSON
 
 COMMON_KEYS = {"prompt_id", "model", "adapter", "seeds"}
 SOURCE_KEYS = {
@@ -48,10 +42,7 @@ CONFIGS = {
     "rlcd": {"sampling": {"max_tokens": 24}},
     "rlcd_rescore": {
         "sampling": {"max_tokens": 24},
-        "rescore": {
-            "judge": str(ASSETS / "json_pairwise.j2"),
-            "judge_options": {"sampling": JSON_JUDGE_SAMPLING},
-        },
+        "rescore": {},
     },
     "sl_cai": {
         "rounds": 2,
@@ -63,16 +54,21 @@ CONFIGS = {
     "rl_cai": {
         "sampling": {"max_tokens": 24},
         "clamp": [0.4, 0.6],
-        "judge_options": {
-            "template": str(ASSETS / "json_principle.j2"),
-            "sampling": JSON_JUDGE_SAMPLING,
-            "both_orders": False,  # text verdicts from one order are 0/1, so no ties
-        },
     },
     "self_rewarding": {
         "sampling": {"max_tokens": 24},
-        "judge_template": str(ASSETS / "json_rubric.j2"),
-        "judge_sampling": {"temperature": 1.0, "max_tokens": 48},
+    },
+}
+JUDGES = {  # the run's judge: block for the sources with a judge slot (SourceContext.judge)
+    "rlcd_rescore": {"template": str(ASSETS / "json_pairwise.j2"), "sampling": JSON_JUDGE_SAMPLING},
+    "rl_cai": {
+        "template": str(ASSETS / "json_principle.j2"),
+        "sampling": JSON_JUDGE_SAMPLING,
+        "both_orders": False,  # text verdicts from one order are 0/1, so no ties
+    },
+    "self_rewarding": {
+        "template": str(ASSETS / "json_rubric.j2"),
+        "sampling": {"temperature": 1.0, "max_tokens": 48},
     },
 }
 SEED = 11  # the run-time seed every source is called with (SourceContext.seed)
@@ -116,7 +112,15 @@ def runs(vllm_engine, real_prompts, lora_adapter):
     for name, fn in FUNCTIONS.items():
         adapter = adapters.get(name)
         out[name] = tuple(
-            call_source(fn, real_prompts, vllm_engine, CONFIGS[name], seed=SEED, adapter=adapter)
+            call_source(
+                fn,
+                real_prompts,
+                vllm_engine,
+                CONFIGS[name],
+                seed=SEED,
+                adapter=adapter,
+                judge=JUDGES.get(name),
+            )
             for _ in range(2)
         )
     return out
@@ -182,7 +186,9 @@ def test_self_instruct_on_the_real_engine(vllm_engine, real_prompts):
         **CONFIGS["self_rewarding"],
         "self_instruct": {"num_prompts": 4, "num_examples": 2, "sampling": {"max_tokens": 32}},
     }
-    result = call_source(self_rewarding, real_prompts, vllm_engine, config, seed=SEED)
+    result = call_source(
+        self_rewarding, real_prompts, vllm_engine, config, seed=SEED, judge=JUDGES["self_rewarding"]
+    )
     counters = result.stats.counters
     accounted = (
         counters["self_instruct_accepted"]

@@ -57,14 +57,14 @@ def test_no_reminder_sends_the_plain_prompt_as_positive():
     assert res.pairs[0].chosen == "BARE " + record(0).messages[-1].content
 
 
-def test_prompts_without_instructions_and_identical_sides_are_counted_drops():
+def test_prompts_without_instructions_are_counted_drops_and_identical_sides_kept():
     plain = PromptRecord(id="plain", messages=[Message(role="user", content="Hi")])
     same = ScriptedEngine(lambda conv, i, s: "the same reply")
     res = run_source(
         SOURCE, [record(0), plain], same, {}, SourceContext(seed=0, round=0, adapter=None, chunk=0)
     )
-    assert res.pairs == []
-    assert res.stats.drops == {"no_instruction": 1, "identical": 1}
+    assert [(p.chosen, p.rejected) for p in res.pairs] == [("the same reply", "the same reply")]
+    assert res.stats.drops == {"no_instruction": 1}  # identical sides: the pairs stage decides
     assert res.stats.pairs_out + res.stats.dropped == res.stats.prompts_in == 2
     assert {d.prompt_id: d.reason for d in res.dropped}["plain"] == "no_instruction"
 
@@ -107,7 +107,7 @@ def candidate_engine(scored: list[tuple[str, str]]) -> ScriptedEngine:
 def test_candidates_pick_the_reply_with_the_highest_contrast_and_keep_every_score():
     scored: list[tuple[str, str]] = []
     engine = candidate_engine(scored)
-    res = call_source(instruction_contrast, [record(0)], engine, {"candidates": 3}, seed=4)
+    res = call_source(instruction_contrast, [record(0)], engine, {"num_generations": 3}, seed=4)
     (pair,) = res.pairs
     assert pair.chosen == "lower case" and pair.rejected == "bare reply"
     cands = pair.metadata["candidates"]
@@ -128,7 +128,7 @@ def test_candidate_ties_go_to_the_first_and_invalid_candidates_are_skipped():
         return ["", "one", "two"][i] if "Remember:" in conv[-1].content else "bare"
 
     engine = ScriptedEngine(respond, scorer=lambda conv, text: [-1.0])  # every contrast is 0
-    res = call_source(instruction_contrast, [record(0)], engine, {"candidates": 3, "max_retries": 0})
+    res = call_source(instruction_contrast, [record(0)], engine, {"num_generations": 3, "max_retries": 0})
     (pair,) = res.pairs
     assert pair.chosen == "one"  # the empty candidate is invalid; "one" and "two" tie
     assert pair.metadata["candidates"]["valid"] == 2 and pair.metadata["candidates"]["chosen"] == 0
@@ -142,5 +142,5 @@ def test_candidates_need_an_engine_that_scores_and_say_so_before_sampling():
 
     engine = ScriptedEngine(lambda conv, i, s: "x")  # no scorer
     with pytest.raises(EngineError, match="cannot score a given text"):
-        call_source(instruction_contrast, [record(0)], engine, {"candidates": 2})
+        call_source(instruction_contrast, [record(0)], engine, {"num_generations": 2})
     assert engine.calls == []  # nothing was generated first

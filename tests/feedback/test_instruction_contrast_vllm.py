@@ -27,7 +27,7 @@ def record(i: int, task: str, kind: str) -> PromptRecord:
 
 
 RECORDS = [record(0, "Describe the moon.", "lowercase"), record(1, "Tell me about dogs.", "max_words")]
-OPTIONS = {"candidates": 3, "sampling": {"temperature": 1.0, "max_tokens": 8}}
+OPTIONS = {"num_generations": 3, "sampling": {"temperature": 1.0, "max_tokens": 8}}
 
 
 @pytest.mark.vllm

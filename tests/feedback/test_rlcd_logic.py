@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
-from fb_scripted import PerRequestScriptedEngine, call_source
+from fb_scripted import PerRequestScriptedEngine, call_source, choice_completion
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
 from rlaif.feedback.rlcd import rlcd
-from rlaif.records import Completion, Message, PromptRecord, TokenLogprob, TopLogprob
+from rlaif.records import Message, PromptRecord
 
 AFFIXES = (
     "pairs:\n  - {positive: kind-one, negative: cruel-one}\n  - {positive: kind-two, negative: cruel-two}\n"
@@ -155,19 +153,6 @@ def test_affix_choice_and_sampling_are_deterministic_for_a_seed():
     assert [p.model_dump() for p in head.pairs] == [p.model_dump() for p in first.pairs[:3]]
 
 
-def choice_completion(p_first: float) -> Completion:
-    """A judge answer whose first token puts P(first shown)=p_first on "A" and the rest on "B"."""
-    top = [
-        TopLogprob(token="A", logprob=math.log(p_first)),
-        TopLogprob(token="B", logprob=math.log(1 - p_first)),
-    ]
-    token = "A" if p_first >= 0.5 else "B"
-    lp = math.log(p_first if token == "A" else 1 - p_first)
-    return Completion(
-        text=token, logprobs=[TokenLogprob(token=token, logprob=lp, top=top)], finish_reason="stop"
-    )
-
-
 def test_rescore_keeps_flips_and_drops_by_threshold(affix_file):
     # P(the "nice" reply is better), per prompt: keep (0.8), flip (0.1 -> 0.9 for the negative), uncertain (0.55)
     belief = {"How do I fix a bike?": 0.8, "Hi?": 0.1, "q2": 0.55}
@@ -207,7 +192,7 @@ def test_rescore_invalid_judgment_drops_the_pair(affix_file):
 
 def test_bad_config_is_a_clear_error(affix_file):
     engine = PerRequestScriptedEngine(kind_or_cruel)
-    with pytest.raises(ConfigError, match="rlcd config: field 'temprature': Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match="rlcd config: unknown key 'temprature'"):
         call_source(rlcd, prompts(), engine, {"temprature": 1.0})
     with pytest.raises(ConfigError, match="rlcd config: field 'rescore.threshold'"):
         call_source(rlcd, prompts(), engine, {"rescore": {"threshold": 0.2}})

@@ -22,6 +22,9 @@ SCORES = {
 }
 
 
+NO_RETRY = {"template": "self_rewarding_rubric", "max_retries": 0}
+
+
 def policy_and_judge(conv, i, sampling):
     text = conv[-1].content
     if "<reply>" in text:  # the rubric prompt: the same policy judges its own candidates
@@ -43,8 +46,9 @@ def test_best_vs_worst_ties_margins_and_excluded_candidates():
         self_rewarding,
         prompts("alpha", "beta", "gamma", "delta"),
         engine,
-        {"min_margin": 0.5, "judge_max_retries": 0},
+        {"min_margin": 0.5},
         seed=1,
+        judge=NO_RETRY,
     )
     gen_call, judge_call = engine.requests
     assert len(gen_call) == 4 and all(s.n == 4 for _, s in gen_call)  # N=4 candidates per prompt, one call
@@ -67,7 +71,13 @@ def test_best_vs_worst_ties_margins_and_excluded_candidates():
 
 def test_judge_retries_fill_invalid_slots():
     engine = PerRequestScriptedEngine(policy_and_judge)
-    result = call_source(self_rewarding, prompts("gamma"), engine, {"judge_max_retries": 1})
+    result = call_source(
+        self_rewarding,
+        prompts("gamma"),
+        engine,
+        {},
+        judge={"template": "self_rewarding_rubric", "max_retries": 1},
+    )
     # the 3 all-invalid candidates are re-asked once (n=3 each) in one more call, still invalid
     assert [len(r) for r in engine.requests] == [1, 4, 3]
     assert result.stats.drops == {"too_few_scored": 1}
@@ -75,7 +85,7 @@ def test_judge_retries_fill_invalid_slots():
 
 def test_zero_margin_keeps_any_non_tie():
     result = call_source(
-        self_rewarding, prompts("delta"), PerRequestScriptedEngine(policy_and_judge), {"judge_max_retries": 0}
+        self_rewarding, prompts("delta"), PerRequestScriptedEngine(policy_and_judge), {}, judge=NO_RETRY
     )
     (pair,) = result.pairs
     assert pair.margin == pytest.approx(1 / 3) and pair.rejected == "answer to delta c1"
@@ -89,15 +99,19 @@ def test_length_control_options():
             return f"Score: {len(reply) % 5}"
         return "x" * (5 + 7 * i)  # lengths 5, 12, 19, 26 -> scores 0, 2, 4, 1
 
-    base = {"judge_samples": 1, "judge_max_retries": 0}
-    plain = call_source(self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), base)
+    one = {"template": "self_rewarding_rubric", "samples": 1, "max_retries": 0}
+    plain = call_source(self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), {}, judge=one)
     assert (len(plain.pairs[0].chosen), len(plain.pairs[0].rejected)) == (19, 5)  # max 4 vs min 0
     capped = call_source(
-        self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), {**base, "max_length_ratio": 2.0}
+        self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), {"max_length_ratio": 2.0}, judge=one
     )
     assert capped.stats.drops == {"length_ratio": 1}  # 19/5 = 3.8 > 2
     matched = call_source(
-        self_rewarding, prompts("q"), PerRequestScriptedEngine(longer), {**base, "pairing": "length_matched"}
+        self_rewarding,
+        prompts("q"),
+        PerRequestScriptedEngine(longer),
+        {"pairing": "length_matched"},
+        judge=one,
     )
     # positive-margin pairs, closest lengths first: (19 vs 26 scores 4 vs 1) |log| 0.31 beats (12 vs 5) 0.88
     assert (len(matched.pairs[0].chosen), len(matched.pairs[0].rejected)) == (19, 26)
@@ -106,9 +120,7 @@ def test_length_control_options():
 
 def test_adapter_serves_generation_and_judging():
     engine = PerRequestScriptedEngine(policy_and_judge)
-    call_source(
-        self_rewarding, prompts("alpha"), engine, {"judge_max_retries": 0}, adapter="/adapters/round1"
-    )
+    call_source(self_rewarding, prompts("alpha"), engine, {}, adapter="/adapters/round1", judge=NO_RETRY)
     assert [adapter for _, _, adapter in engine.calls] == ["/adapters/round1", "/adapters/round1"]
 
 
@@ -135,7 +147,8 @@ def test_self_instruct_new_prompts_with_near_duplicate_filter():
         self_rewarding,
         seeds,
         engine,
-        {"self_instruct": {"num_prompts": 5, "num_examples": 2}, "judge_max_retries": 0},
+        {"self_instruct": {"num_prompts": 5, "num_examples": 2}},
+        judge=NO_RETRY,
     )
     assert [p.messages[0].content for p in result.new_prompts] == [
         "Describe the water cycle for a child",
@@ -164,7 +177,7 @@ def test_rouge_l_hand_computed():
 
 def test_per_request_seeds_make_judgments_of_different_items_independent():
     from rlaif.engines.base import Sampling
-    from rlaif.judges.sampling import PerRequestSeeds
+    from rlaif.generation.retry import PerRequestSeeds
 
     inner = PerRequestScriptedEngine(lambda conv, i, s: f"{s.seed}")
     engine = PerRequestSeeds(inner)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from rlaif.engines.scripted import ScriptedEngine
 from rlaif.records import Completion, TokenLogprob, TopLogprob
 
 
@@ -44,3 +45,15 @@ class ScoreVerdict(BaseModel):
 
     why: str
     score: int
+
+
+class WordCountingEngine(ScriptedEngine):
+    """A scripted engine that counts prompt tokens as words (of a string prompt, or of a conversation's
+    last turn) and has a ``max_model_len``-token context, so long requests can be refused."""
+
+    def __init__(self, *args, max_model_len: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_model_len = max_model_len
+
+    def count_prompt_tokens(self, prompts):
+        return [len((p if isinstance(p, str) else p[-1].content).split()) for p in prompts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from judges_testlib import choice_completion, plain_step, shown_first, step
+from judges_testlib import WordCountingEngine, choice_completion, plain_step, shown_first, step
 
 from rlaif.engines.base import Sampling
 from rlaif.engines.scripted import ScriptedEngine
@@ -249,17 +249,8 @@ def test_pointwise_json_template_uses_guided_decoding(tmp_path):
     assert plain.calls[0][1].json_schema is None
 
 
-class CountingEngine(ScriptedEngine):
-    """An engine that can count prompt tokens (words here) and has a small context."""
-
-    max_model_len = 120
-
-    def count_prompt_tokens(self, prompts):
-        return [len((p if isinstance(p, str) else p[-1].content).split()) for p in prompts]
-
-
 def test_over_long_requests_are_recorded_not_sent():
-    engine = CountingEngine(lambda c, i, s: choice_completion(DISTS[shown_first(c)]))
+    engine = WordCountingEngine(lambda c, i, s: choice_completion(DISTS[shown_first(c)]), max_model_len=120)
     long_item = (conv("q"), "good", "word " * 200)
     r_ok, r_long = PairwiseJudge(engine).compare([ITEMS[0], long_item])
     assert engine.calls[0][0] == 2  # only the two orders of the short item were sent
@@ -269,7 +260,7 @@ def test_over_long_requests_are_recorded_not_sent():
         "the model's context is 120 (request not sent)"
     )
 
-    engine = CountingEngine(lambda c, i, s: "Score: 3")
+    engine = WordCountingEngine(lambda c, i, s: "Score: 3", max_model_len=120)
     engine.max_model_len = 400  # the rubric alone is ~250 words
     short, long_ = PointwiseJudge(engine, samples=2).score([(conv("q"), "fine"), (conv("q"), "w " * 300)])
     assert short.mean_score == 3.0 and long_.mean_score is None

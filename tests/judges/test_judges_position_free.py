@@ -19,7 +19,6 @@ from rlaif.judges import load_judge
 from rlaif.judges.eval import EvalPair, run_judge_eval, shorter_baseline
 from rlaif.judges.likelihood import ContrastiveLikelihoodJudge
 from rlaif.judges.yesno import LabelProbabilityJudge
-from rlaif.pipeline.judging import judge_kind
 from rlaif.records import Completion, Message
 
 PROMPT = [Message(role="user", content="How do I deal with a noisy neighbour?")]
@@ -41,7 +40,7 @@ def yes_no_engine(p_yes_for: dict[str, float], guided: bool = True) -> ScriptedE
 def test_yes_no_score_is_the_renormalised_good_label_probability():
     engine = yes_no_engine({"call the police": 0.25, "egg his car": 0.75})
     judge = load_judge("harm_yesno", engine)
-    assert isinstance(judge, LabelProbabilityJudge) and judge_kind(judge) == "pointwise"
+    assert isinstance(judge, LabelProbabilityJudge) and judge.slot == "score"
     results = judge.score([(PROMPT, "call the police"), (PROMPT, "egg his car")])
     # good label is "No": P(No) = 0.8 * 0.75 / 0.8
     assert [round(r.mean_score, 6) for r in results] == [0.75, 0.25]
@@ -144,7 +143,7 @@ def test_contrast_score_is_the_difference_of_mean_token_logprobs():
     )
     engine = ScriptedEngine(lambda *_: "", scorer=scorer)
     judge = load_judge("contrast_harmless", engine)
-    assert isinstance(judge, ContrastiveLikelihoodJudge) and judge_kind(judge) == "pointwise"
+    assert isinstance(judge, ContrastiveLikelihoodJudge) and judge.slot == "score"
     results = judge.score([(PROMPT, "be kind"), (PROMPT, "hurt him")])
     assert [r.mean_score for r in results] == [pytest.approx(1.5), pytest.approx(-2.0)]  # -1.5+3, -3+1
     assert engine.calls == [(4, "score", None)]  # both contexts of both items in one call

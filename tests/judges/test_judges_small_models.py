@@ -135,7 +135,9 @@ def test_template_judge_options_are_validated(tmp_path):
         "---\nname: bad\nvariables: [prompt, response_a, response_b]\nparser: {type: choice, labels: [A, B]}\n"
         "metadata: {judge_options: {calibrate: true, shout: 1}}\n---\n{{ prompt }} {{ response_a }} {{ response_b }}\n"
     )
-    with pytest.raises(TemplateError, match="unknown judge_options shout"):
+    with pytest.raises(
+        TemplateError, match=r"judge_options: a pairwise judge does not take option\(s\) shout"
+    ):
         load_judge(str(path), biased_judge(0.0, 1.0))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from rlaif.feedback.result import FeedbackResult, FeedbackStats
+from rlaif.feedback.result import FeedbackResult
+from rlaif.pairs import PairStats
 
 VALIDATIONS = {"count": 0}
 CALLS: list[tuple] = []
@@ -23,7 +24,7 @@ class CountingConfig(BaseModel):
 def counting_source(prompts, engine, options, context, *, judge_engine=None) -> FeedbackResult:
     """Records what it was given; every prompt is a counted drop."""
     CALLS.append((options, context))
-    result = FeedbackResult(pairs=[], stats=FeedbackStats(source="counting", prompts_in=len(prompts)))
+    result = FeedbackResult(pairs=[], stats=PairStats(source="counting", prompts_in=len(prompts)))
     for p in prompts:
         result.drop(p.id, "not_paired")
     return result

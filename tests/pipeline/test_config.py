@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_inprocess import rlaif  # next to this test
 
 from rlaif.config import load_run_config
 from rlaif.errors import ConfigError
@@ -26,12 +25,6 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "run.yaml"
     path.write_text(text)
     return path
-
-
-def rlaif(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_shipped_pipelines_exist():
@@ -101,7 +94,9 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
         (["feedback.source=nope"], "unknown feedback source 'nope'"),
         (["dpo.loss_type=nope"], "dpo.loss_type"),
         (["judge.template=missing_template", *win_rate], "'judge.template': no template named"),
-        (["final.kind=ppo", "final.options.steps=0"], "final.options.steps"),
+        (["final.kind=ppo", "final.options.max_steps=0"], "final.options.max_steps"),
+        # PPO speaks TRL's words: an old key names its new spelling
+        (["final.kind=ppo", "final.options.steps=3"], "did you mean 'final.options.max_steps'?"),
     ]
     for overrides, message in cases:
         res = rlaif("validate", str(ok), *overrides)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from rlaif.config import HealthConfig
-from rlaif.pipeline.health import HealthCheckFailed, check_stage, invalid_reasons, read_status, write_status
+from rlaif.pipeline.health import HealthCheckFailed, invalid_reasons, read_status, write_status
+from rlaif.pipeline.stage_kinds import KINDS
+
+KIND_OF = {"feedback": "feedback", "pairs": "pairs", "eval": "eval", "train": "dpo"}
+
+
+def check_stage(stage: str, summary: dict, health: HealthConfig) -> None:
+    """The health check the registry gives the stage's kind (``final/train``: the final RL round)."""
+    kind = "final_rl" if stage == "final/train" else KIND_OF[stage.rpartition("/")[2]]
+    KINDS[kind].check(stage, summary, health)
 
 
 def test_invalid_reasons_group_similar_reasons_and_rank_them():

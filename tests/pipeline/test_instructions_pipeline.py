@@ -34,7 +34,7 @@ def small_overrides(tmp_path: Path, model: Path) -> list[str]:
         "dpo.per_device_batch_size=2",
         "dpo.lora={r: 8, alpha: 16}",  # the shared test engine serves adapters; no second engine
         "dpo.adapter_mode=continue",
-        "feedback.options.candidates=1",  # scoring candidates needs an engine without LoRA (below)
+        "feedback.options.num_generations=1",  # scoring candidates needs an engine without LoRA (below)
     ]
 
 
@@ -96,11 +96,11 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
 ):
     """The shipped settings (candidates scored by the policy, full fine-tuning): the run's own engine
     for the trained policy starts without LoRA, so it can score text."""
+    from rlaif.pipeline.compile import resolve
     from rlaif.pipeline.context import Policy, RunContext
-    from rlaif.pipeline.resolve import resolve
 
     overrides = small_overrides(tmp_path, tiny_model_dir)[:-3] + [
-        "feedback.options.candidates=2",
+        "feedback.options.num_generations=2",
         "dpo.lora=null",
         "prompts.limit=4",
         "eval.instructions.prompts.limit=4",
@@ -138,11 +138,11 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
 )
 def test_scoring_candidates_where_the_engine_cannot_score_are_refused_before_the_run(overrides, message):
     from rlaif.errors import ConfigError
-    from rlaif.pipeline.resolve import resolve
+    from rlaif.pipeline.compile import resolve
 
     with pytest.raises(ConfigError, match=message):
         resolve(load_run_config(PIPELINE, overrides))
-    resolve(load_run_config(PIPELINE, [*overrides, "feedback.options.candidates=1"]))  # no scoring: fine
+    resolve(load_run_config(PIPELINE, [*overrides, "feedback.options.num_generations=1"]))  # no scoring: fine
 
 
 def test_a_missing_heldout_file_is_refused_before_the_run(tmp_path):

@@ -11,20 +11,25 @@ from pydantic import BaseModel, ConfigDict
 from rlaif.config import RunConfig
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
-from rlaif.pipeline.judging import feedback_options, judge_uses
+from rlaif.feedback import feedback_source
+from rlaif.pipeline.judging import (
+    check_judges,
+    feedback_options,
+    judge_uses,
+    source_judge,
+    text_scoring_judges,
+)
 
 
 class JudgedSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    judge_template: str = "its_own_default"
+    size: int = 1
 
 
+@feedback_source(config=JudgedSourceConfig, judge="compare", default_judge="pairwise")
 def judged_source(prompts, engine, config=None, context=None, *, judge_engine=None):
-    """A plug-in that declares a judge."""
+    """A plug-in that declares a judge slot."""
     raise AssertionError("not called here")
-
-
-judged_source.config_model = JudgedSourceConfig
 
 
 def config(**overrides) -> RunConfig:
@@ -34,19 +39,23 @@ def config(**overrides) -> RunConfig:
     return RunConfig.model_validate(data)
 
 
-def test_judge_template_reaches_each_feedback_source():
+def test_the_run_judge_reaches_sources_through_their_context_never_their_options():
     spec = "pipeline_judges:length_score"
-    assert feedback_options(config(judge={"template": spec}))["judge_template"] == spec
-    assert "judge_template" not in feedback_options(config())  # the source's own default applies
-    rl = config(judge={"template": "my_principles.j2"}, feedback={"source": "rl_cai"})
-    assert feedback_options(rl)["judge_template"] == "my_principles.j2"
-    rescore = config(judge={"template": "my_pairwise.j2"},
-                     feedback={"source": "rlcd", "options": {"rescore": {"threshold": 0.6}}})  # fmt: skip
-    assert feedback_options(rescore)["rescore"] == {"threshold": 0.6, "judge": "my_pairwise.j2"}
-    plugin = config(judge={"template": "x.j2"}, feedback={"source": f"{__name__}:judged_source"})
-    assert feedback_options(plugin)["judge_template"] == "x.j2"
-    with pytest.raises(ConfigError, match=r"'feedback.options.judge_template'.*judge.template"):
-        feedback_options(config(feedback={"source": "self_rewarding", "options": {"judge_template": "a"}}))
+    cfg = config(judge={"template": spec})
+    assert feedback_options(cfg) == {} and source_judge(cfg) == {
+        "kind": "python",
+        "template": spec,
+        "both_orders": True,
+    }
+    assert source_judge(config()) is None  # the source's declared default applies
+    rubric = source_judge(config(judge={"template": "rubric_fewshot", "options": {"samples": 1}}))
+    assert (
+        rubric["kind"] == "rubric" and rubric["samples"] == 1 and rubric["expected_score"] is True
+    )  # front matter
+    for key, options in [("judge_template", {"judge_template": "a"}), ("judge_samples", {"judge_samples": 2}),
+                         ("rescore.judge", {"rescore": {"judge": "pairwise"}})]:  # fmt: skip
+        with pytest.raises(ConfigError, match=rf"'feedback.options.{key}'.*judge\."):
+            feedback_options(config(feedback={"source": "rlcd", "options": options}))
 
 
 def test_judge_uses_list_every_place_with_its_default():
@@ -78,12 +87,25 @@ def test_final_round_judge_reward_uses_judge_template():
 
 def test_a_plugin_source_that_declares_a_judge_is_a_judge_use():
     cfg = config(judge={"template": "pairwise"}, feedback={"source": f"{__name__}:judged_source"})
-    assert [(u.purpose, u.spec) for u in judge_uses(cfg)] == [
-        (f"feedback.source={__name__}:judged_source", "pairwise")
+    assert [(u.purpose, u.slot, u.spec) for u in judge_uses(cfg)] == [
+        (f"feedback.source={__name__}:judged_source", "compare", {"template": "pairwise"})
     ]
+    check_judges(cfg)
+    scorer = config(judge={"template": "rubric_fewshot"}, feedback={"source": f"{__name__}:judged_source"})
+    with pytest.raises(ConfigError, match="is a pointwise judge, but feedback.source=.* needs a pairwise"):
+        check_judges(scorer)
 
 
-def test_rl_cai_judge_options_template_in_a_run_points_to_judge_template():
-    cfg = config(feedback={"source": "rl_cai", "options": {"judge_options": {"template": "mine.j2"}}})
-    with pytest.raises(ConfigError, match=r"'feedback.options.judge_options.template'.*judge.template"):
-        feedback_options(cfg)
+def test_every_score_kind_fills_self_rewardings_slot_and_options_are_typed():
+    for spec in ("rubric_fewshot", "harm_yesno", {"kind": "length"}, "pipeline_judges:length_score"):
+        check_judges(config(judge=spec if isinstance(spec, dict) else {"template": spec}))
+    with pytest.raises(ConfigError, match=r"a rubric judge does not take option\(s\) both_orders"):
+        check_judges(config(judge={"template": "rubric_fewshot", "options": {"both_orders": False}}))
+    with pytest.raises(ConfigError, match="drives a rubric judge, not pairwise"):
+        check_judges(config(judge={"template": "rubric_fewshot", "kind": "pairwise"}))
+
+
+def test_judges_that_score_text_are_listed_for_the_engine_check():
+    assert text_scoring_judges(config()) == []
+    uses = text_scoring_judges(config(judge={"template": "contrast_harmless"}))
+    assert [(u.key, u.purpose) for u in uses] == [("judge.template", "feedback.source=self_rewarding")]

@@ -14,7 +14,7 @@ from rlaif.errors import ConfigError
 from rlaif.feedback import RLCDConfig, run_source
 from rlaif.feedback.context import SourceContext
 from rlaif.pairs import PairFilterConfig
-from rlaif.pipeline.resolve import resolve
+from rlaif.pipeline.compile import resolve
 from rlaif.records import Message, PromptRecord
 
 

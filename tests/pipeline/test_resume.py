@@ -1,7 +1,7 @@
 """Resume after SIGKILL: the final records equal an uninterrupted run's, with no loss or duplicate.
 
 The feedback stage (self-rewarding: one engine call generates a chunk's candidates, the next ones
-judge them) is killed twice at exact points with the runner's fault hook, which SIGKILLs the process
+judge them) is killed twice at exact points with the tests' fault hook (fault_run.py), which SIGKILLs the process
 at the start of the N-th engine call of chunk C: first while chunk 1 is generating (1:1), then, in
 the resumed run, while chunk 2 is being judged (2:2).
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 import yaml
 
 from rlaif.config import load_run_config
-from rlaif.pipeline.context import FAULT_ENV
 from rlaif.pipeline.runner import Runner
 
+FAULT_RUN = Path(__file__).resolve().parent / "fault_run.py"
+REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("pairs.jsonl", "judgments.jsonl", "dropped.jsonl")
 
 
@@ -34,11 +35,13 @@ def config(tmp_path: Path, out: str, model: Path, shared: Path) -> Path:
             "source": "self_rewarding",
             "chunk_size": 2,
             "options": {
-                "n_candidates": 3,
+                "num_generations": 3,
                 "sampling": {"max_tokens": 24},
-                "judge_samples": 2,
-                "judge_sampling": {"max_tokens": 24},
             },
+        },
+        "judge": {
+            "template": "self_rewarding_rubric",
+            "options": {"samples": 2, "sampling": {"max_tokens": 24}},
         },
         "rounds": 1,
         "dpo": {
@@ -56,10 +59,10 @@ def config(tmp_path: Path, out: str, model: Path, shared: Path) -> Path:
 
 
 def run_killed_at(path: Path, point: str, log: Path) -> None:
-    env = {**os.environ, FAULT_ENV: point}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rlaif.cli", "run", str(path)],
+            [sys.executable, str(FAULT_RUN), point, str(path)],
             stdout=fh,
             stderr=fh,
             env=env,

@@ -47,7 +47,7 @@ def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(tmp_
         "feedback": {
             "source": "self_rewarding",
             "chunk_size": 8,
-            "options": {"n_candidates": 3, "sampling": {"max_tokens": 12}},
+            "options": {"num_generations": 3, "sampling": {"max_tokens": 12}},
         },  # fmt: skip
         "rounds": 1,
         "dpo": {

@@ -44,6 +44,13 @@ def test_shipped_hh_pipeline_runs_past_line_668(pipeline, tmp_path, tiny_model_d
         "health.min_pairs=0",
     ]
     overrides += ["feedback.options.sampling.max_tokens=12"]  # rlcd and rl_cai: one nested sampling block
+    if pipeline == "constitutional":  # the SL-CAI stage's three sampling blocks, and one SFT step
+        overrides += [f"sft.feedback.options.{k}.max_tokens=12" for k in ("response", "critique", "revision")]
+        overrides += [
+            "sft.feedback.options.few_shot=0",
+            "sft.options.max_steps=1",
+            "sft.options.max_length=256",
+        ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
         [sys.executable, "-m", "rlaif.cli", "run", str(REPO / "pipelines" / f"{pipeline}.yaml"), *overrides],

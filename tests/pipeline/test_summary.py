@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlaif.config import RunConfig
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.runner import Runner
 from rlaif.pipeline.summary import (
@@ -30,10 +29,10 @@ def test_a_summary_round_trips_through_json_with_the_report_keys():
     data = s.to_json()
     assert data["outputs"] == {"pairs": "p.jsonl", "judgments": "j.jsonl"}  # unset paths left out
     assert "stats" not in data and data["drops"] == {"tie": 1}
-    back = summary_from_json("round_2/feedback", json.loads(json.dumps(data)))
+    back = summary_from_json(FeedbackSummary, json.loads(json.dumps(data)))
     assert back == s and isinstance(back.counts["position_consistency"], float)
-    assert summary_from_json("round_2/feedback", {**data, "surprise": 1}) is None
-    assert summary_from_json("round_2/pairs", data) is None  # a feedback summary is not a pairs summary
+    assert summary_from_json(FeedbackSummary, {**data, "surprise": 1}) is None
+    assert summary_from_json(PairsSummary, data) is None  # a feedback summary is not a pairs summary
 
 
 def test_the_next_policy_comes_from_the_train_summary():
@@ -46,17 +45,13 @@ def test_the_next_policy_comes_from_the_train_summary():
     assert next_policy(skipped, start) is start
 
 
-def _runner(tmp_path: Path) -> tuple[Runner, RunContext]:
-    cfg = RunConfig.model_validate(
-        {"name": "s", "output_dir": str(tmp_path), "policy": {"path": "m"},
-         "prompts": {"kind": "jsonl", "path": "p"}, "feedback": {"source": "rlcd"}}
-    )  # fmt: skip
-    runner = Runner(cfg)
+def _runner(run_config) -> tuple[Runner, RunContext]:
+    runner = Runner(run_config(feedback={"source": "rlcd"}))
     return runner, RunContext(run=runner.run_config, run_dir=runner.run_dir, policy=Policy(Path("m")))
 
 
-def test_stage_skips_a_finished_stage_and_reruns_one_whose_summary_does_not_fit(tmp_path):
-    runner, ctx = _runner(tmp_path)
+def test_stage_skips_a_finished_stage_and_reruns_one_whose_summary_does_not_fit(run_config):
+    runner, ctx = _runner(run_config)
     runs = []
 
     def body(stage_dir: Path) -> PairsSummary:

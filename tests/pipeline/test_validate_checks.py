@@ -1,6 +1,7 @@
-"""``rlaif validate`` through the real CLI: the one judge setting and its kind per use, data files read up
-front (malformed records skipped and counted, or an error with ``malformed: error``), and
-``max_model_len`` against the model's config.json. Every failure is one ``error:`` line naming the key."""
+"""``rlaif validate``: the one judge setting and its kind per use, data files read up front (malformed
+records skipped and counted, or an error with ``malformed: error``), and ``max_model_len`` against the
+model's config.json. Every failure is one ``error:`` line naming the key. The CLI runs in-process
+(``rlaif.cli.main(argv)``); one test runs it as its own process, and ``rlaif run`` always does."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli_inprocess  # next to this test
 import pytest
 import yaml
 
@@ -18,11 +20,16 @@ REPO = HERE.parents[1]
 HH = HERE / "assets" / "hh_with_malformed.jsonl"  # 12 HH harmless-base test records + line 668 (4th here)
 
 
-def rlaif(*args: str) -> subprocess.CompletedProcess:
+def rlaif_process(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
     return subprocess.run(
         [sys.executable, "-m", "rlaif.cli", *args], capture_output=True, text=True, timeout=120, env=env
     )
+
+
+def rlaif(*args: str) -> subprocess.CompletedProcess:
+    """``rlaif validate`` in-process (the same output and exit code); other commands in a process."""
+    return cli_inprocess.rlaif(*args) if args[0] == "validate" else rlaif_process(*args)
 
 
 @pytest.fixture
@@ -59,7 +66,7 @@ def fails(res: subprocess.CompletedProcess, *needles: str) -> None:
 
 
 def test_malformed_records_are_skipped_counted_and_named(config):
-    res = rlaif("validate", str(config))
+    res = rlaif_process("validate", str(config))  # the CLI as its own process: notes and the ok line
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok:")
     # both the prompts and the eval prompts say how many records were skipped, and where

@@ -180,9 +180,11 @@ def test_environment_secret_is_not_readable(monkeypatch):
         "        print(open(path, 'rb').read())\n"
         "    except OSError as exc:\n"
         "        print('no', path, exc)\n"
+        "def env():\n"
+        "    return sorted(os.environ)\n"
     )
     with SandboxPool(workers=1) as own_pool:  # started after the secret was set
-        res = run(own_pool, program, "assert sorted(os.environ) == ['HOME', 'LANG', 'PATH', 'TMPDIR']")
+        res = run(own_pool, program, "assert env() == ['HOME', 'LANG', 'PATH', 'TMPDIR']")
     assert res.status == "passed", res.diagnostics
     assert "PATH" in res.stdout
     assert secret not in res.stdout and secret not in res.stderr
@@ -372,9 +374,10 @@ def test_thread_exiting_the_process_mid_test_is_not_a_pass(isolated):
 
 def test_limits_are_per_run_not_per_pool(isolated):
     # a tight limit on one run does not leak into the next one (run by the healthy check)
-    res = run(isolated, "x = bytearray(64 * 2**20)\n", "assert x[-1] == 0", memory_mb=48)
+    program = "x = bytearray(64 * 2**20)\ndef last():\n    return x[-1]\n"
+    res = run(isolated, program, "assert last() == 0", memory_mb=48)
     assert res.status == "memory_exceeded"
-    big = run(isolated, "x = bytearray(64 * 2**20)\n", "assert x[-1] == 0", memory_mb=512)
+    big = run(isolated, program, "assert last() == 0", memory_mb=512)
     assert big.status == "passed"
 
 

@@ -10,8 +10,8 @@ import pytest
 from rlaif.sandbox import Job, assert_test, statement_test
 from rlaif.sandbox import codec as codec_module
 
-# a statement test that cannot be wrapped in a function (a star import), so the harness injects its
-# assert reporter into the test's globals under ASSERT_NAME
+# a statement test with a star import (it once ran in the sandbox with an injected reporter; it now
+# runs in the worker, and the patched names must still change nothing)
 UNWRAPPABLE = "from math import *\nfor i in range(3):\n    assert f(i) == i + 1\n"
 
 NAME_PATCHER = """

@@ -9,7 +9,7 @@ import pytest
 
 from rlaif.errors import RlaifError
 from rlaif.sandbox.harness import Unencodable, decode, encode
-from rlaif.sandbox.spec import Job, assert_test, call_test, judge, outputs_match, statement_test
+from rlaif.sandbox.spec import Job, Limits, call_test, judge, outputs_match, statement_test, value_test
 
 ROUND_TRIP = [
     None,
@@ -97,25 +97,25 @@ def test_malformed_encodings_are_rejected(bad):
 
 # -- planning ---------------------------------------------------------------------------------------
 def test_equality_against_a_literal_becomes_a_value_test():
-    t = assert_test("assert min_cost([[1, 2], [3, 4]], 1, 1) == 8")
+    t = value_test("assert min_cost([[1, 2], [3, 4]], 1, 1) == 8")
     assert (t.kind, t.expr, t.op, t.expected) == ("value", "min_cost([[1, 2], [3, 4]], 1, 1)", "==", 8)
     assert "8" not in str(t.wire())  # the expected value never travels to the sandbox
 
 
 def test_literal_on_the_left_is_mirrored():
-    t = assert_test("assert 3 < f(x)")
+    t = value_test("assert 3 < f(x)")
     assert (t.expr, t.op, t.expected) == ("f(x)", ">", 3)
 
 
 def test_constructor_literals_are_accepted():
-    t = assert_test("assert set(f(1)) == set([1, 2])")
+    t = value_test("assert set(f(1)) == set([1, 2])")
     assert (t.kind, t.expr, t.expected) == ("value", "set(f(1))", {1, 2})
-    assert assert_test("assert f() == float('inf')").expected == float("inf")
+    assert value_test("assert f() == float('inf')").expected == float("inf")
 
 
 def test_truthiness_and_negation_and_identity():
-    assert (assert_test("assert is_ok(3)").op, assert_test("assert not is_ok(3)").op) == ("truthy", "falsy")
-    t = assert_test("assert f(1) is None")
+    assert (value_test("assert is_ok(3)").op, value_test("assert not is_ok(3)").op) == ("truthy", "falsy")
+    t = value_test("assert f(1) is None")
     assert (t.kind, t.op, t.expected) == ("value", "is", None)
 
 
@@ -130,29 +130,31 @@ def test_any_assert_is_a_value_test_with_only_the_candidates_parts_in_the_sandbo
         "assert 1 == 1": ("1 == 1", ()),
     }
     for src, (wrapper, holes) in cases.items():
-        t = assert_test(src)
+        t = value_test(src)
         assert (t.kind, t.wrapper, t.holes) == ("value", wrapper, holes), src
         wire = str(t.wire())
         assert "0.5" not in wire and "1.5" not in wire and "[1, 2]" not in wire  # never in the sandbox
-    assert assert_test("x = 1").kind == "stmt"
+    assert value_test("x = 1").kind == "stmt"
 
 
-def test_statement_asserts_are_rewritten_and_judged_in_the_parent():
+def test_statement_tests_send_the_sandbox_only_the_candidates_names():
     t = statement_test("for x, y in [(1, 2), (3, 4)]:\n    assert f(x) == y\nassert abs(g() - 0.25) < 1e-9\n")
-    assert "__rlaif_assert__(0, f(x), y)" in t.wire()["code"]
-    assert "0.25" not in str(t.wire())
-    assert [s[0] for s in t.sites] == ["_h0 == _h1", "abs(_h0 - 0.25) < 1e-09"]
-    ok = {"e": "ok", "chk": [{"s": 0, "v": [2, 2]}, {"s": 0, "v": [4, 4]}, {"s": 1, "v": [0.25]}]}
-    assert judge(_job(t), {"load": {"ok": True}, "tests": [ok]}).status == "passed"
-    bad = {"e": "ok", "chk": [{"s": 0, "v": [2, 2]}, {"s": 0, "v": [[1], 4]}, {"s": 1, "v": [0.25]}]}
-    v = judge(_job(t), {"load": {"ok": True}, "tests": [bad]})
-    assert v.status == "failed" and "assert f(x) == y" in v.diagnostics
-    unknown = {"e": "ok", "chk": [{"s": 7, "v": []}]}
-    assert judge(_job(t), {"load": {"ok": True}, "tests": [unknown]}).status == "runtime_error"
+    assert t.names == ("f", "g") and t.modules == ()
+    # the worker keeps the code; the test process is sent the names only (TestDriver.wire_job)
+    from rlaif.sandbox.runner import TestDriver
+
+    driver = TestDriver({"tests": [t.wire()], "limits": Limits().wire()}, {}, {}, "/", None)
+    assert driver.wire_job["tests"] == [{"kind": "stmt", "names": ["f", "g"]}]
+    # the problem's helpers come from its own code, never from the candidate
+    code = "def check(c):\n    assert c(poly([1], 0)) == 1\ncheck(find_zero)\n"
+    context = "import math\ndef poly(xs, x):\n    return 1\ndef find_zero(xs):\n    ''\n"
+    assert statement_test(code, context=context).names == ()  # the prompt's stub is not the candidate
+    assert statement_test(code, context=context, candidates=("find_zero",)).names == ("find_zero",)
+    assert statement_test("assert math.sqrt(f(4)) == 2").modules == ("math",)
 
 
 def test_ok_is_accepted_only_for_statement_tests_and_values_only_for_value_tests():
-    value, stmt = assert_test("assert f(1) == 2"), statement_test("check(f)")
+    value, stmt = value_test("assert f(1) == 2"), statement_test("check(f)")
     forged_ok = judge(_job(value), {"load": {"ok": True}, "tests": [{"e": "ok"}]})
     assert forged_ok.status == "runtime_error" and "protocol violated" in forged_ok.diagnostics
     forged_val = judge(_job(stmt), {"load": {"ok": True}, "tests": [{"e": "val", "v": [2]}]})
@@ -161,7 +163,7 @@ def test_ok_is_accepted_only_for_statement_tests_and_values_only_for_value_tests
 
 def test_parent_refuses_wrappers_that_would_stall_it():
     for src in ("assert 2 ** f(1) == 4", "assert f(1) << f(2) == 0", "assert 'x' * f(1) == ''"):
-        t = assert_test(src)
+        t = value_test(src)
         raw = {"load": {"ok": True}, "tests": [{"e": "val", "v": [10**9] * len(t.holes)}]}
         v = judge(_job(t), raw)
         assert v.status == "runtime_error" and "cannot evaluate" in v.diagnostics, src
@@ -169,7 +171,7 @@ def test_parent_refuses_wrappers_that_would_stall_it():
 
 def test_invalid_test_is_an_error():
     with pytest.raises(RlaifError, match="not valid Python"):
-        assert_test("assert f(1) ==")
+        value_test("assert f(1) ==")
 
 
 def test_outputs_match_follows_evalplus():
@@ -186,7 +188,7 @@ def _job(*tests):
 
 
 def test_judge_compares_values_in_the_parent():
-    job = _job(assert_test("assert f(1) == 2"), assert_test("assert f(2) == 4"), assert_test("assert g()"))
+    job = _job(value_test("assert f(1) == 2"), value_test("assert f(2) == 4"), value_test("assert g()"))
     raw = {
         "load": {"ok": True},
         "tests": [{"e": "val", "v": [2]}, {"e": "val", "v": [3]}, {"e": "val", "v": [[]]}],
@@ -198,7 +200,7 @@ def test_judge_compares_values_in_the_parent():
 
 
 def test_judge_severity_and_missing_outcomes():
-    job = _job(*(assert_test(f"assert f({i}) == 1") for i in range(5)))
+    job = _job(*(value_test(f"assert f({i}) == 1") for i in range(5)))
     raw = {
         "load": {"ok": True},
         "tests": [
@@ -214,7 +216,7 @@ def test_judge_severity_and_missing_outcomes():
 
 
 def test_judge_load_failures():
-    job = _job(assert_test("assert f() == 1"), assert_test("assert f() == 2"))
+    job = _job(value_test("assert f() == 1"), value_test("assert f() == 2"))
     syntax = judge(
         job, {"load": {"ok": False, "e": "load_err", "syntax": True, "type": "SyntaxError", "line": 3}}
     )
@@ -242,15 +244,24 @@ def test_judge_rejects_undecodable_values_and_honours_oracles():
 
 
 def test_statement_test_ok_is_a_pass():
+    # (a statement test's outcome is decided in the worker; the test process never reports one)
     v = judge(_job(statement_test("check(f)")), {"load": {"ok": True}, "tests": [{"e": "ok"}]})
     assert v.status == "passed"
 
 
 def test_functions_named_like_builtins_are_the_candidates():
     # MBPP task 126 defines ``sum(a, b)``: its test must call the candidate, not the builtin
-    assert assert_test("assert sum(10, 15) == 6").holes == ("sum(10, 15)",)
-    t = assert_test("assert sum([x, 1]) == 6", user_names={"sum"})
+    assert value_test("assert sum(10, 15) == 6").holes == ("sum(10, 15)",)
+    t = value_test("assert sum([x, 1]) == 6", user_names={"sum"})
     assert (t.wrapper, t.holes) == ("_h0 == 6", ("sum([x, 1])",))
     # a literal written with a constructor stays here, out of the sandbox's reach
-    t = assert_test("assert f(1) == float('inf')")
+    t = value_test("assert f(1) == float('inf')")
     assert (t.wrapper, t.holes) == ("_h0 == float('inf')", ("f(1)",))
+
+
+def test_the_test_process_resolves_only_the_names_the_test_needs():
+    # a forged start of a statement test cannot bind the problem's helpers or builtins to proxies
+    from rlaif.sandbox.calls import accepted_names
+
+    forged = {"candidate": {"f": 1}, "poly": {"f": 1}, "range": {"v": []}}
+    assert accepted_names(forged, ["candidate", "helper"]) == {"candidate": {"f": 1}, "helper": {"m": 1}}

@@ -13,7 +13,11 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / "rlaif" / "sandbox"
 PREFIX = "rlaif.sandbox"
 # what the pool's worker process and the zygote import: standard library only (see their docstrings)
 STDLIB_ONLY = {"cgroup", "codec", "confine", "frames", "harness", "jail", "jail_paths", "reports", "runner",
-               "syscalls", "worker", "zygote"}  # fmt: skip
+               "syscalls", "trusted", "calls", "worker", "zygote"}  # fmt: skip
+
+
+# the isolation modules the worker imports (and nothing the zygote loads: they use ctypes)
+STDLIB_ONLY |= {"landlock", "seccomp", "userns"}
 
 
 def _module_name(path: Path) -> str:

@@ -75,7 +75,8 @@ def test_collecting_outputs_returns_raw_values(pool):
 
 def test_oversized_value_fails_without_flooding_the_driver(pool):
     res = run(pool, "def f():\n    return 'x' * 3_000_000\n", "assert f() == 'x'", "assert f()[:1] == 'x'")
-    assert res.per_test == ["failed", "passed"]
+    # the whole value goes to the worker, which takes the item: beyond max_value_bytes both fail
+    assert res.per_test == ["failed", "failed"]
     assert "value too large" in res.diagnostics
 
 
@@ -85,7 +86,7 @@ def test_statement_tests_run_test_code(pool):
     bad = statement_test("for i in range(10):\n    assert sq(i) == i + i\n")
     res = pool.run_one(Job(program=program, tests=[good, bad]))
     assert res.per_test == ["passed", "failed"]
-    assert res.metadata["in_process_verdicts"] == 2
+    assert res.metadata["in_process_verdicts"] == 0  # both were judged in the worker
 
 
 def test_setup_code_runs_after_the_program(pool):

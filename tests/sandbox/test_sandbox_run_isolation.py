@@ -16,6 +16,7 @@ import pytest
 from sandbox_testlib import assert_healthy, run, sandbox_processes
 
 from rlaif.sandbox import Job, Limits, SandboxPool, assert_test
+from rlaif.sandbox.spec import value_test
 
 RAW_MEMORY_MODULES = ("_ctypes", "_cffi_backend", "_testcapi", "_testinternalcapi")
 
@@ -76,14 +77,12 @@ SECRET_HOLDER = """
 def f():
     return ["RLAIF" + "MARK" + "{token}" + str(i) for i in range(500)]
 """
-# Reads its own process's memory the way an attacker with ctypes would: process_vm_readv on itself
-# reads any address without crashing on unmapped ones, so it sweeps the address space around the
+# Reads its own process's memory the way an attacker with ctypes would: write(2) from any address into
+# a pipe fails with EFAULT instead of crashing on unmapped ones (process_vm_readv, which would do the
+# same, is denied by the seccomp filter), so it sweeps the address space around the
 # heap and the allocator's arenas for what an earlier owner of that memory left behind.
 MEMORY_READER = """
 import ctypes, os
-
-class IOVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 def tokens():
     marker = ("RLAIF" + "MARK").encode()
@@ -92,17 +91,18 @@ def tokens():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.sbrk.restype = ctypes.c_void_p
     chunk = 1 << 16
-    buf = ctypes.create_string_buffer(chunk)
-    local, remote = IOVec(ctypes.addressof(buf), chunk), IOVec(0, chunk)
-    found, pid = set(), os.getpid()
+    pipe_r, pipe_w = os.pipe()
+    os.set_blocking(pipe_w, False)
+    found = set()
     for centre in (id(object()), libc.sbrk(0), id(marker)):
         start = max(chunk, (centre - (512 << 20)) & ~(chunk - 1))
         for addr in range(start, centre + (512 << 20), chunk):
-            remote.base = addr
-            n = libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+            n = libc.write(pipe_w, ctypes.c_void_p(addr), chunk)
             if n <= 0:
                 continue
-            data = buf.raw[:n]
+            data = b""
+            while len(data) < n:
+                data += os.read(pipe_r, n - len(data))
             at = data.find(marker)
             while at >= 0:
                 found.add(data[at + 9 : at + 41].decode("ascii", "replace"))
@@ -138,7 +138,7 @@ def test_a_later_sample_cannot_read_an_earlier_samples_memory():
         # the image every test process is forked from holds nothing of it (read from outside)
         assert _copies_in_memory(_zygote_pid(own._workers[0].proc.pid), earlier) == 0
         assert _copies_in_memory(own._workers[0].proc.pid, earlier) > 0  # the worker saw it
-        probe = Job(program=MEMORY_READER.format(token=later), tests=[assert_test("assert tokens() == []")])
+        probe = Job(program=MEMORY_READER.format(token=later), tests=[value_test("assert tokens() == []")])
         raw = own.run_raw([probe])[0]
         seen = raw["tests"][0]["v"][0]
         assert later in seen  # the scan works: it finds the reader's own token
@@ -173,7 +173,9 @@ def test_ipc_objects_do_not_outlive_the_run():
     with SandboxPool(workers=1, mask_extensions=False, total_memory_mb=450, limits=limits) as own:
         if not (own.isolation.get("memory_cgroup") and own.isolation.get("ipc")):
             pytest.skip("needs a memory cgroup and an IPC namespace: " + "; ".join(own.warnings))
-        hog = own.run_raw([Job(program=SHM_HOG, tests=[assert_test("assert grab(200) > 0")])])[0]
+        if own.isolation.get("seccomp"):  # the first line of defence: test_sandbox_seccomp.py
+            pytest.skip("SysV IPC is denied by the seccomp filter; this tests the cleanup behind it")
+        hog = own.run_raw([Job(program=SHM_HOG, tests=[value_test("assert grab(200) > 0")])])[0]
         shmid = hog["tests"][0]["v"][0]
         assert type(shmid) is int and shmid >= 0, hog
         res = run(own, SHM_PROBE, f"assert attach({shmid})", "assert use(250) == 250 << 20")

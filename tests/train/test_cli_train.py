@@ -45,11 +45,11 @@ def test_train_ppo_with_a_reward_function_by_name(
                 "policy": {"path": str(tiny_model_dir)},
                 "prompts": [str(prompts_file)],
                 "reward": {"function": "my_rewards:length_reward", "kwargs": {"scale": 0.5}},
-                "steps": 1,
+                "max_steps": 1,
                 "batch_size": 2,
                 "minibatch_size": 2,
                 "ppo_epochs": 1,
-                "max_new_tokens": 4,
+                "max_completion_length": 4,
                 "save_critic": False,
             }
         )

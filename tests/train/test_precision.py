@@ -139,11 +139,11 @@ def test_ppo_kl_is_exactly_zero_at_step_zero_under_bf16(tiny_model_dir, tmp_path
         policy=PolicySpec(path=tiny_model_dir),
         lora=lora,
         precision="bf16",
-        steps=1,
+        max_steps=1,
         batch_size=4,
         minibatch_size=4,
         ppo_epochs=1,
-        max_new_tokens=6,
+        max_completion_length=6,
         learning_rate=1e-3,
         save_critic=False,
     )
@@ -178,11 +178,11 @@ def test_dpo_then_ppo_in_one_process_with_two_precisions(
             output_dir=tmp_path / f"ppo{i}",
             policy=dpo.policy,
             precision=precision,
-            steps=1,
+            max_steps=1,
             batch_size=2,
             minibatch_size=2,
             ppo_epochs=1,
-            max_new_tokens=4,
+            max_completion_length=4,
             save_critic=False,
         )
         trainer = PPOTrainer(cfg, prompts=toy_prompts(2), reward_fn=reward)

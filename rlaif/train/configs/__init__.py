@@ -6,7 +6,7 @@ text for ``rlaif train ... --help`` and the docs, and the stage modules translat
 arguments in one place. TRL options we do not model are still reachable through ``trainer_args``,
 which is handed to TRL verbatim (TRL validates it; its errors become :class:`ConfigError`).
 
-Layout: :mod:`.base` (LoRA, policy, trainer settings, reward sources, :func:`validate_config`),
+Layout: :mod:`.base` (LoRA, policy, the trainers' shared base and TRL trainer settings, reward sources),
 :mod:`.preference` (DPO, reward model), :mod:`.rl` (PPO, GRPO, RLOO). Every name is re-exported here,
 so ``rlaif.train.configs`` stays the one import path for callers.
 
@@ -21,9 +21,8 @@ from rlaif.train.configs.base import (
     LoraSettings,
     PolicySpec,
     RewardSpec,
-    StrictSettings,
+    TrainerBase,
     TrainerSettings,
-    validate_config,
 )
 from rlaif.train.configs.preference import DPO_LOSS_TYPES, DPOConfig, RewardModelConfig
 from rlaif.train.configs.rl import GRPOConfig, PPOConfig, RLOOConfig
@@ -39,7 +38,6 @@ __all__ = [
     "RLOOConfig",
     "RewardModelConfig",
     "RewardSpec",
-    "StrictSettings",
+    "TrainerBase",
     "TrainerSettings",
-    "validate_config",
 ]

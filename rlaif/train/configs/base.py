@@ -1,27 +1,24 @@
 """Shared building blocks of the stage configs: strict models, LoRA shape, policy, trainer settings,
-reward sources, and the one validation entry point that turns pydantic errors into ConfigError.
+and reward sources.
+Validation goes through :func:`rlaif.config.validate_model`, like the run config's.
 
-Guarantees: ``extra="forbid"`` on every model here and in the stage configs built from them.
+Guarantees: ``extra="forbid"`` on every model (the one strict base, :class:`rlaif.config.Strict`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from rlaif.errors import ConfigError, describe_validation_error
+from rlaif.config import Strict
 
 # Projections vLLM can serve LoRA on for Llama-style models (packed into qkv_proj / gate_up_proj there).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-class StrictSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class LoraSettings(StrictSettings):
+class LoraSettings(Strict):
     """LoRA adapter shape. Defaults are servable by vLLM (rank <= its ``max_lora_rank``, no bias/DoRA)."""
 
     r: int = Field(
@@ -47,24 +44,36 @@ class LoraSettings(StrictSettings):
         return v
 
 
-class PolicySpec(StrictSettings):
+class PolicySpec(Strict):
     """A policy: a model directory, optionally with a LoRA adapter trained on top of it."""
 
     path: Path = Field(description="Model directory (HF format, with tokenizer files).")
     adapter: Path | None = Field(None, description="LoRA adapter directory applied on top of `path`, if any.")
 
 
-class TrainerSettings(StrictSettings):
-    """Optimisation settings shared by the TRL-backed stages (mapped onto transformers' TrainingArguments)."""
+class TrainerBase(Strict):
+    """What every trainer (TRL's and our PPO) is set with, in TRL's words (``max_steps``,
+    ``logging_steps``, ...). ``renamed_keys``: keys of earlier versions, named by the "did you mean"
+    hint of a config error."""
+
+    renamed_keys: ClassVar[dict[str, str]] = {}
 
     output_dir: Path = Field(
         description="Directory for the stage's outputs (model/adapter, metrics.jsonl, result.json)."
     )
     learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate of AdamW.")
+    max_steps: int = Field(-1, description="Stop after this many optimiser steps; -1 means use `epochs`.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clipping threshold.")
+    seed: int = Field(0, description="Seed for data order, adapter initialisation and sampling.")
+    logging_steps: int = Field(1, ge=1, description="Log training metrics every N optimiser steps.")
+
+
+class TrainerSettings(TrainerBase):
+    """Optimisation settings shared by the TRL-backed stages (mapped onto transformers' TrainingArguments)."""
+
     epochs: float = Field(
         1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0)."
     )
-    max_steps: int = Field(-1, description="Stop after this many optimiser steps; -1 means use `epochs`.")
     per_device_batch_size: int = Field(4, ge=1, description="Examples (pairs/prompts) per device per step.")
     gradient_accumulation_steps: int = Field(
         1, ge=1, description="Micro-batches accumulated per optimiser step."
@@ -74,14 +83,11 @@ class TrainerSettings(StrictSettings):
     )
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of steps with linear warm-up.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clipping threshold.")
     max_length: int | None = Field(1024, ge=8, description="Maximum tokens per prompt+response sequence.")
-    seed: int = Field(0, description="Seed for data order, adapter initialisation and sampling.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on a GPU that supports it, fp32 otherwise (CPU)."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (slower).")
-    logging_steps: int = Field(1, ge=1, description="Log training metrics every N optimiser steps.")
     save_steps: int | None = Field(
         None,
         ge=1,
@@ -102,7 +108,7 @@ class TrainerSettings(StrictSettings):
     )
 
 
-class RewardSpec(StrictSettings):
+class RewardSpec(Strict):
     """Where a stage's scalar reward comes from (exactly one source)."""
 
     reward_model: Path | None = Field(
@@ -121,12 +127,3 @@ class RewardSpec(StrictSettings):
         if self.function is not None and ":" not in self.function:
             raise ValueError(f"function must look like 'package.module:function', got {self.function!r}")
         return self
-
-
-def validate_config(model: type[BaseModel], data: dict[str, Any], source: str = "config") -> Any:
-    """Validate ``data`` into ``model``; errors name the source and the dotted field path."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problem = describe_validation_error(exc, limit=5, root="(config)")
-        raise ConfigError(f"{source}: invalid {model.__name__}: {problem}") from None

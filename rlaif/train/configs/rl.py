@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from rlaif.train.configs.base import LoraSettings, PolicySpec, RewardSpec, StrictSettings, TrainerSettings
+from rlaif.train.configs.base import LoraSettings, PolicySpec, RewardSpec, TrainerBase, TrainerSettings
 
 
-class PPOConfig(StrictSettings):
-    """Our PPO with a critic (DESIGN.md section 7); defaults follow the InstructGPT/TRL-0.x recipe."""
+class PPOConfig(TrainerBase):
+    """Our PPO with a critic; defaults follow the InstructGPT/TRL-0.x recipe. Shares the trainers' base
+    and TRL's words (``max_steps``, ``num_generations``, ``max_completion_length``, ``logging_steps``)."""
+
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "steps": "max_steps",
+        "samples_per_prompt": "num_generations",
+        "max_new_tokens": "max_completion_length",
+        "log_every": "logging_steps",
+    }
 
     output_dir: Path = Field(
         description="Directory for the actor adapter/model, critic, metrics.jsonl, result.json."
@@ -37,12 +45,12 @@ class PPOConfig(StrictSettings):
         "hf",
         description="Generate rollouts with HF generate, or with a vLLM engine serving the current adapter.",
     )
-    steps: int = Field(20, ge=1, description="PPO iterations (rollout + update).")
+    max_steps: int = Field(20, ge=1, description="PPO iterations (rollout + update).")
     batch_size: int = Field(8, ge=1, description="Prompts per iteration (per process).")
-    samples_per_prompt: int = Field(1, ge=1, description="Responses sampled per prompt per iteration.")
+    num_generations: int = Field(1, ge=1, description="Responses sampled per prompt per iteration.")
     ppo_epochs: int = Field(4, ge=1, description="Optimisation passes over each rollout batch.")
     minibatch_size: int = Field(4, ge=1, description="Responses per gradient step within a PPO epoch.")
-    max_new_tokens: int = Field(32, ge=1, description="Maximum response tokens per rollout.")
+    max_completion_length: int = Field(32, ge=1, description="Maximum response tokens per rollout.")
     max_prompt_tokens: int = Field(
         256, ge=1, description="Prompts longer than this are cut from the left (counted)."
     )
@@ -70,7 +78,9 @@ class PPOConfig(StrictSettings):
         True, description="Normalise advantages to mean 0 / std 1 over the batch."
     )
     missing_eos_penalty: float | None = Field(
-        1.0, ge=0, description="Subtracted from the score of responses with no EOS (cut at max_new_tokens)."
+        1.0,
+        ge=0,
+        description="Subtracted from the score of responses with no EOS (cut at max_completion_length).",
     )
     normalize_rewards: bool = Field(
         False, description="Normalise scores by running mean/std before the KL term."
@@ -94,7 +104,7 @@ class PPOConfig(StrictSettings):
     save_critic: bool = Field(
         True, description="Save the trained critic (value head model) next to the actor."
     )
-    log_every: int = Field(1, ge=1, description="Write a metrics.jsonl line every N iterations.")
+    logging_steps: int = Field(1, ge=1, description="Write a metrics.jsonl line every N iterations.")
 
     @model_validator(mode="after")
     def _consistent(self) -> PPOConfig:

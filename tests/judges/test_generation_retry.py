@@ -1,24 +1,17 @@
-"""The shared sample-until-valid loop (rlaif.judges.sampling) with a scripted engine."""
+"""The shared sample-until-valid loop (rlaif.generation.retry) with a scripted engine."""
 
 from __future__ import annotations
 
+from judges_testlib import WordCountingEngine
+
 from rlaif.engines.base import Sampling
 from rlaif.engines.scripted import ScriptedEngine
-from rlaif.judges.sampling import generate_each, sample_until_valid
-
-
-class CountingEngine(ScriptedEngine):
-    """Counts prompt tokens as words and has a 5-token context, so long requests can be refused."""
-
-    max_model_len = 5
-
-    def count_prompt_tokens(self, prompts):
-        return [len(str(p).split()) for p in prompts]
+from rlaif.generation.retry import generate_each, sample_until_valid
 
 
 def test_retries_hold_only_pending_requests_and_long_ones_are_never_sent():
     answers = {"a": ["bad", "bad", "ok"], "b": ["ok"], "c": ["bad", "bad", "bad", "bad"]}
-    engine = CountingEngine(lambda conv, i, s: answers[conv[-1].content].pop(0))
+    engine = WordCountingEngine(lambda conv, i, s: answers[conv[-1].content].pop(0), max_model_len=5)
     requests = ["a", "b", "c", "one two three four five six"]
     valid: dict[int, int] = {}
 

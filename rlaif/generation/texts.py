@@ -1,6 +1,6 @@
-"""Sampling valid texts for the feedback sources: per-request seeds, batched retries, counted failures.
+"""Sampling valid texts (feedback sources): per-request seeds, batched retries, counted failures.
 
-Guarantees (on top of :func:`rlaif.judges.sampling.sample_until_valid`, which does the batching):
+Guarantees (on top of :func:`rlaif.generation.retry.sample_until_valid`, which does the batching):
 - request ``i`` is sampled with seed ``derive_seed(seed, stage, keys[i], attempt)``, so a prompt's
   samples depend on the seed, the stage, its own key and the attempt, never on its batch neighbours;
 - an unfilled slot keeps ``text=None`` with the reason of its last failure; a request longer than the
@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from rlaif.engines.base import Engine, PromptInput, Sampling
-from rlaif.feedback.output_rules import OutputRules, clean_output
-from rlaif.feedback.result import FeedbackStats
-from rlaif.judges.sampling import sample_until_valid
+from rlaif.generation.output_rules import OutputRules, clean_output
+from rlaif.generation.retry import sample_until_valid
 from rlaif.records import Completion, derive_seed
+
+
+class Counts(Protocol):
+    """Where failures are counted (a source's ``PairStats``): ``count(name, n)``."""
+
+    def count(self, name: str, n: int = 1) -> None: ...
 
 
 @dataclass
@@ -45,7 +50,7 @@ def sample_n_with_retries(
     stage: str,
     keys: Sequence[str] | None = None,
     adapter: str | None = None,
-    stats: FeedbackStats | None = None,
+    stats: Counts | None = None,
 ) -> list[list[Sampled]]:
     """Sample ``n`` valid texts per request; each attempt fills the still invalid slots in order."""
     keys = [str(i) for i in range(len(requests))] if keys is None else [str(k) for k in keys]
@@ -98,6 +103,6 @@ def failure(reason: str, sampled: Sampled, round_: int | None = None) -> tuple[s
     return reason, f"{where}{sampled.reason} after {sampled.attempts} attempt(s)"
 
 
-def _count(stats: FeedbackStats | None, name: str, n: int = 1) -> None:
+def _count(stats: Counts | None, name: str, n: int = 1) -> None:
     if stats is not None and n:
         stats.count(name, n)

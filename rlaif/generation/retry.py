@@ -1,4 +1,4 @@
-"""Sampling until valid, and per-request seeds: the one retry loop judges and feedback sources share.
+"""Retry-until-valid and per-request seeds: the one sampling loop judges and feedback sources share.
 
 Why one loop: a pointwise judge re-asks for judgments that could not be parsed, and a feedback source
 re-samples outputs that are empty or cut off; both send every request that still needs samples in one
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlaif.engines.base import Engine, PromptInput, Sampling
-from rlaif.judges.base import context_overflow
+from rlaif.generation.context import context_overflow
 from rlaif.records import Completion, Message, derive_seed, stable_hash
 
 SamplingsFor = Callable[[list[int], int], Sequence[Sampling]]

@@ -1,0 +1,123 @@
+"""Compile a run config into a :class:`RunPlan` before any stage runs.
+
+Why: a wrong combination used to surface mid-run, after hours of feedback and training (a sandbox
+reward on text prompts, an engine that cannot serve the round's adapters, a soft-label clamp checked
+only when the first chunk was judged). :func:`compile_run` is the one place every cross-field rule is
+checked; ``rlaif validate``, ``rlaif run`` and :class:`~rlaif.pipeline.runner.Runner` (the Python API)
+all call it, so none of them can start a run the others would refuse.
+
+Guarantees: every option block is validated once (:func:`resolve`); the data
+files are read as the stages will read them; each refusal is a :class:`~rlaif.errors.ConfigError`
+naming the file and the key; no model is loaded and nothing is generated. The plan records the LoRA
+rank the policy engine must serve, so the engine is started able to load every adapter the run trains.
+Non-guarantees: a model built during the run (``policy.build_tiny``) is checked when it exists; a
+plug-in source's own run-time checks are its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlaif.config import ResolvedRun, RunConfig, resolve_run
+from rlaif.errors import ConfigError
+from rlaif.pipeline.inputs import is_code_run
+from rlaif.pipeline.judging import check_judges
+from rlaif.pipeline.preflight import check_context_lengths, read_inputs
+from rlaif.pipeline.resolve import check_text_scoring, lora_rank, serves_adapters
+from rlaif.pipeline.stage_kinds import run_blocks
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run that passed every check: the resolved blocks, the LoRA rank its policy engine serves
+    (None: no LoRA) and what was read from each data file (for notes about skipped records)."""
+
+    run: ResolvedRun
+    lora_rank: int | None
+    inputs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def config(self) -> RunConfig:
+        return self.run.config
+
+
+def resolve(cfg: RunConfig) -> ResolvedRun:
+    """Every option block of ``cfg`` validated against its stage's model, once: each stage kind of the
+    registry (:mod:`rlaif.pipeline.stage_kinds`) names its blocks."""
+    run = resolve_run(cfg, run_blocks(cfg))
+    check_text_scoring(run)
+    return run
+
+
+def compile_run(cfg: RunConfig) -> RunPlan:
+    """Every check a run needs before its first stage; raises :class:`ConfigError` on the first problem."""
+    run = resolve(cfg)
+    where = cfg.source_file or "config"
+    _check_policy_path(cfg, where)
+    check_context_lengths(cfg)
+    check_judges(cfg)
+    inputs = read_inputs(cfg)
+    for rule in RULES:
+        rule(run, where)
+    return RunPlan(run=run, lora_rank=lora_rank(run), inputs=inputs)
+
+
+def _check_policy_path(cfg: RunConfig, where: str) -> None:
+    local = cfg.policy.path.startswith(("/", ".", "~"))  # otherwise a hub name, resolved by vLLM/HF
+    if local and not cfg.policy.build_tiny and not Path(cfg.policy.path).expanduser().exists():
+        raise ConfigError(f"{where}: 'policy.path': model directory not found: {cfg.policy.path}")
+
+
+# -- cross-field rules: each (run, where) -> None or ConfigError ---------------------------------------
+
+
+def _sandbox_reward_needs_code(run: ResolvedRun, where: str) -> None:
+    cfg = run.config
+    if cfg.final.kind != "none" and cfg.final.reward == "sandbox" and not is_code_run(cfg):
+        raise ConfigError(
+            f"{where}: 'final.reward': sandbox rewards run code problems' tests, but the run's prompts are "
+            f"{cfg.prompts.kind} text prompts; use final.reward=judge or reward_model, or code prompts"
+        )
+
+
+def _run_rollouts_on_hf(run: ResolvedRun, where: str) -> None:
+    options = run.blocks.get("final.options")
+    if getattr(options, "rollout", None) == "engine":
+        raise ConfigError(
+            f"{where}: 'final.options.rollout': 'engine' needs a second vLLM engine beside the run's "
+            "policy engine, which a run does not start; use rollout: hf (or `rlaif train ppo` for engine "
+            "rollouts)"
+        )
+
+
+def _openai_serves_no_trained_policy(run: ResolvedRun, where: str) -> None:
+    cfg = run.config
+    if cfg.engine.kind == "openai" and serves_adapters(run):
+        raise ConfigError(
+            f"{where}: 'engine.kind': an OpenAI-compatible server cannot serve the LoRA adapters this run "
+            "trains (or starts from) and evaluates; use engine.kind=vllm, or rounds: 0 with final.kind: "
+            "none and no policy.adapter"
+        )
+
+
+def _source_self_checks(run: ResolvedRun, where: str) -> None:
+    """A source config's own consistency checks that it otherwise makes when the first chunk runs."""
+    for key, block in run.blocks.items():
+        for check in SELF_CHECKS:
+            method = getattr(block, check, None)
+            if callable(method):
+                try:
+                    method()
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: '{key}': {exc}") from None
+
+
+SELF_CHECKS = ("effective_clamp",)  # rl_cai's soft-label clamp bounds
+RULES: list[Any] = [
+    _sandbox_reward_needs_code,
+    _run_rollouts_on_hf,
+    _openai_serves_no_trained_policy,
+    _source_self_checks,
+]

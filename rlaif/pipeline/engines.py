@@ -1,0 +1,65 @@
+"""The one place an :class:`~rlaif.config.EngineConfig` becomes a running engine.
+
+Why one place: the engine used to be built in several places with different LoRA limits, so a run
+training rank-32 adapters passed ``rlaif validate`` and failed when vLLM loaded the first adapter. The
+pipeline and the CLI commands call :func:`build_engine` with the LoRA rank they will serve; vLLM's
+``max_lora_rank`` is raised to it (never below vLLM's default 16).
+
+Guarantees: ``lora_rank=None`` starts an engine without LoRA (it can score text); a ``max_model_len``
+above a local model's context is a :class:`~rlaif.errors.ConfigError` naming ``key`` before vLLM loads.
+Non-guarantee: an OpenAI-compatible server is only connected to; its LoRA limits are its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rlaif.config import EngineConfig
+from rlaif.pipeline.preflight import check_context_length
+
+VLLM_DEFAULT_LORA_RANK = 16
+
+
+def max_lora_rank(rank: int | None) -> int:
+    """The engine's ``max_lora_rank`` for adapters of rank ``rank`` (vLLM's default covers ranks <= 16)."""
+    return max(VLLM_DEFAULT_LORA_RANK, rank or 0)
+
+
+def build_engine(
+    cfg: EngineConfig,
+    model_path: Path | str,
+    *,
+    lora_rank: int | None,
+    seed: int = 0,
+    key: str = "engine",
+    where: str = "config",
+) -> Any:
+    """Start the engine ``cfg`` describes on ``model_path``; ``lora_rank``: the largest adapter rank it
+    must serve (None: no LoRA). ``key`` names the config block in errors (``engine``, ``judge.engine``)."""
+    if cfg.kind == "openai":
+        from rlaif.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency)
+    if cfg.kind == "ray":
+        from rlaif.engines.ray_engine import ray_engine_from_config
+
+        return ray_engine_from_config(cfg, model_path, lora_rank is not None, Path("ray_replicas") / key)
+
+    # models built during the run (build_tiny) could not be checked by rlaif validate
+    check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
+    from rlaif.engines.vllm import VLLMEngine
+
+    kv = int(cfg.kv_cache_gb * (1 << 30)) if cfg.kv_cache_gb else None
+    return VLLMEngine(
+        model_path,
+        seed=seed,
+        max_model_len=cfg.max_model_len,
+        kv_cache_memory_bytes=kv,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        data_parallel_size=cfg.data_parallel_size,
+        enable_lora=lora_rank is not None,
+        max_lora_rank=max_lora_rank(lora_rank),
+        progress=False,
+    )
