@@ -48,7 +48,7 @@ def main() -> None:
         output_dir=out,
         policy=PolicySpec(path=model),
         lora=None,
-        steps=3,
+        max_steps=3,
         batch_size=per_process,
         minibatch_size=per_process,  # one global minibatch per epoch, so sample order cannot matter
         ppo_epochs=2,
