@@ -163,6 +163,9 @@ def train_reward_model(cfg: RewardModelConfig, *, callbacks: list | None = None)
         raise ConfigError(f"reward model: no training pairs left after holding out {len(held)}")
     soft_count = sum(p.soft_label is not None for p in train_pairs)
 
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the score head is drawn at load: unseeded, two runs (or ranks) started apart
     dtype = trainable_dtype(cfg.precision)  # fp32 master weights; frozen blocks stay bit-identical
     model, tokenizer = load_reward_backbone(cfg.model, dtype)
     frozen = freeze_layers(model, cfg.freeze_fraction)
