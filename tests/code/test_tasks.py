@@ -39,8 +39,12 @@ def _instruction_prompts() -> list[PromptRecord]:
     lower = [{"kind": "lowercase"}]
     two = [{"kind": "lowercase"}, {"kind": "keyword", "value": "moon"}]
     return [
-        PromptRecord(id="a", messages=[Message(role="user", content="say hi")], metadata={"instructions": lower}),
-        PromptRecord(id="b", messages=[Message(role="user", content="say moon")], metadata={"instructions": two}),
+        PromptRecord(
+            id="a", messages=[Message(role="user", content="say hi")], metadata={"instructions": lower}
+        ),
+        PromptRecord(
+            id="b", messages=[Message(role="user", content="say moon")], metadata={"instructions": two}
+        ),
         PromptRecord(id="c", messages=[Message(role="user", content="anything")]),
     ]
 
