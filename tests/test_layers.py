@@ -26,7 +26,6 @@ LAYERS = {
     "rlaif.judges": 2,
     "rlaif.tasks": 2,
     "rlaif.code": 2,
-    "rlaif.code.pairs": 3,
     "rlaif.feedback": 3,
     "rlaif.pairs": 3,
     "rlaif.train": 4,

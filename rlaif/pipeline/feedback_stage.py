@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlaif.code.pairs import CodePairStats
 from rlaif.feedback import resolve_source, run_source
 from rlaif.feedback.context import SourceContext
+from rlaif.feedback.rlcf import CodePairStats
 from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats, length_summary, merge_counts
 from rlaif.pipeline.context import RunContext, start_chunk

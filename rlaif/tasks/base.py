@@ -67,6 +67,10 @@ class Task:
     def verify(self, record: Any, completion: Any) -> Verdict:
         raise NotImplementedError
 
+    def canonical(self, record: Any, text: str) -> str:
+        """The text two candidates must share to count as the same (de-duplication)."""
+        return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
     def verify_many(
         self, items: Sequence[tuple[Any, Any]], sample_indices: Sequence[int | None] | None = None
     ) -> list[Verdict]:
