@@ -114,3 +114,18 @@ def test_completion_text_reads_strings_conversations_and_engine_completions():
     assert completion_text(Completion(index=0, text="c")) == "c"
     with pytest.raises(RlaifError, match="cannot read a completion of type int"):
         completion_text(3)
+
+
+def test_the_demo_registers_its_problem_set_and_corpus_by_name():
+    from rlaif.tasks import catalog
+
+    train = catalog.problem_set("demo_code")("train")
+    held = catalog.problem_set("demo_code")("heldout")
+    assert train and held and not {p.task_id for p in train} & {p.task_id for p in held}
+    text = catalog.corpus("demo:code")(lambda conv: f"<u>{conv[0]['content']}</u><a>{conv[1]['content']}</a>")
+    assert text.count("<u>") == len(train) and train[0].reference_solution in text
+    assert catalog.corpus("data/corpus.txt") is None  # not a registered name: a file path
+    with pytest.raises(ConfigError, match="unknown problem set 'nope' \\(known: demo_code"):
+        catalog.problem_set("nope")
+    with pytest.raises(ConfigError, match="registered twice"):
+        catalog.register_problem_set("demo_code", lambda split: [])
