@@ -1,7 +1,9 @@
 """``rlaif eval-code``: execute code samples against their problems' tests and print pass@k as JSON.
 
 The problems and samples files are fully checked (unknown task ids, missing fields) before any
-sandbox worker starts. The sandbox is imported inside the command, so ``rlaif --help`` stays fast.
+sandbox worker starts; problems with a reference solution are then validated in the sandbox (a broken
+problem is reported as one, not blamed on its samples). The sandbox is imported inside the command, so
+``rlaif --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ def eval_code(
         None, help="Per-sample results JSONL (default: <samples>_results.jsonl)."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+    validate: bool = typer.Option(
+        True, help="Check problems with a reference solution first (reference passes, a None answer fails)."
+    ),
 ) -> None:
     """Run every sample in the sandbox; write per-sample results; print pass@k, statuses, samples/s."""
     from rlaif.code.evaluate import run_eval_code
 
     summary = run_eval_code(
-        problems, samples, ks=_parse_ks(k), timeout_s=timeout, workers=workers, out=out, progress=progress
-    )
+        problems, samples, ks=_parse_ks(k), timeout_s=timeout, workers=workers, out=out, progress=progress,
+        validate=validate,
+    )  # fmt: skip
     emit(json.dumps(summary, indent=2))
 
 
