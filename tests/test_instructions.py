@@ -194,3 +194,37 @@ def test_paired_change_pairs_by_key_and_counts_the_unmatched():
         "sign_test_p": 1.0,
         "unmatched": 2,  # gone (only before), new (only after)
     }
+
+
+def test_the_instruction_checker_rewards_a_real_grpo_step(tiny_model_dir, tmp_path):
+    """The verifier reward (rlaif.train.rewards.verifier_reward) on the instruction task, in one real TRL
+    GRPO step: the rollouts' ``instructions`` column reaches the checker, each rollout gets a verdict."""
+    from rlaif.records import Message, PromptRecord
+    from rlaif.tasks.instruction import InstructionTask
+    from rlaif.train.common import read_metrics
+    from rlaif.train.configs import GRPOConfig, PolicySpec
+    from rlaif.train.grpo import run_grpo
+    from rlaif.train.rewards import verifier_reward
+
+    specs = [{"kind": "lowercase"}, {"kind": "no_commas"}]
+    prompts = [
+        PromptRecord(
+            id=f"q{i}",
+            messages=[Message(role="user", content=f"Say something about {i}.")],
+            metadata={"instructions": specs},
+        )  # fmt: skip
+        for i in range(4)
+    ]
+    reward = verifier_reward(InstructionTask(), "fraction")
+    cfg = GRPOConfig(
+        output_dir=tmp_path / "grpo", policy=PolicySpec(path=tiny_model_dir), prompts=[tmp_path / "unused.jsonl"],
+        num_generations=4, per_device_batch_size=8, max_completion_length=12, max_steps=1, learning_rate=5e-3,
+    )  # fmt: skip
+    result = run_grpo(cfg, prompts=prompts, reward_funcs=[reward])
+    assert result.counts["steps"] == 1
+    (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "reward" in m]
+    assert "rewards/instructions_fraction/mean" in line
+    assert len(reward.last_verdicts) > 0 and all(
+        v.status in ("passed", "failed") for v in reward.last_verdicts
+    )
+    assert {v.score for v in reward.last_verdicts} <= {0.0, 0.5, 1.0} and 0.0 <= line["reward"] <= 1.0
