@@ -228,3 +228,38 @@ def test_the_instruction_checker_rewards_a_real_grpo_step(tiny_model_dir, tmp_pa
         v.status in ("passed", "failed") for v in reward.last_verdicts
     )
     assert {v.score for v in reward.last_verdicts} <= {0.0, 0.5, 1.0} and 0.0 <= line["reward"] <= 1.0
+
+
+def test_instruction_pairs_is_a_verifier_gated_source_through_the_plugin_path():
+    """The instruction instance of rlaif.feedback.verified: a reply that follows every instruction beats
+    one that does not; a prompt whose replies all pass (or all fail alike) is dropped with its reason."""
+    from rlaif.engines.scripted import ScriptedEngine
+    from rlaif.feedback import run_source
+    from rlaif.feedback.context import SourceContext
+    from rlaif.records import Message, PromptRecord, derive_seed
+
+    lower = [{"kind": "lowercase"}]
+    prompts = [
+        PromptRecord(
+            id=f"p{i}",
+            messages=[Message(role="user", content=f"prompt {i}")],
+            metadata={"instructions": lower},
+        )  # fmt: skip
+        for i in range(3)
+    ]
+    replies = {"prompt 0": ["all lower", "Not Lower"], "prompt 1": ["ok", "fine"], "prompt 2": ["A", "B"]}
+    engine = ScriptedEngine(lambda conv, index, sampling: replies[conv[-1].content][index])
+    context = SourceContext(seed=4, round=2, adapter=None, chunk=0)
+    spec = "rlaif.feedback.verified:instruction_pairs"
+    res = run_source(spec, prompts, engine, {"k": 2, "partial_margin": None}, context)
+    (pair,) = res.pairs
+    assert (pair.chosen, pair.rejected, pair.round, pair.metadata["prompt_id"]) == (
+        "all lower",
+        "Not Lower",
+        2,
+        "p0",
+    )
+    assert res.stats.drops == {"all_passed": 1, "no_passing_candidate": 1} and res.stats.balanced
+    assert {d.prompt_id: d.reason for d in res.dropped} == {"p1": "all_passed", "p2": "no_passing_candidate"}
+    (_, samplings, _) = engine.calls[0]
+    assert [s.seed for s in samplings] == [derive_seed(4, "verified", p.id, 0) for p in prompts]

@@ -305,8 +305,10 @@ def instruction_pairs(
 ) -> FeedbackResult:
     """The instruction instance: replies that follow every instruction beat replies that do not.
     Usable as a plug-in source ``rlaif.feedback.verified:instruction_pairs``."""
+    from rlaif.feedback.source import require_prompts
     from rlaif.tasks.instruction import InstructionTask
 
+    require_prompts(prompts, "instruction_pairs")
     cfg = (
         InstructionPairsConfig.model_validate(options or {})
         if not isinstance(options, BaseModel)
