@@ -129,3 +129,20 @@ def test_the_demo_registers_its_problem_set_and_corpus_by_name():
         catalog.problem_set("nope")
     with pytest.raises(ConfigError, match="registered twice"):
         catalog.register_problem_set("demo_code", lambda split: [])
+
+
+def test_a_validated_code_task_gives_broken_problems_their_own_verdict_left_out_of_pass_at_k(
+    code_pool, assets
+):
+    from rlaif.tasks.metric import Checked, pass_at_k
+
+    good = load_problems(assets / "mbpp_mini.jsonl")[0]
+    broken = good.model_copy(update={"task_id": "broken", "tests": ["assert remove_Occ('ab', 'a') == 'xyz'"]})
+    task = CodeTask([good, broken], pool=code_pool)
+    assert set(task.validate()) == {"broken"} and "reference solution does not pass" in task.bad["broken"]
+    verdicts = task.verify_many([(good, good.reference_solution), (broken, broken.reference_solution)])
+    assert [v.status for v in verdicts] == ["passed", "bad_problem"] and not verdicts[1].counts
+    checked = [Checked(p, p.task_id, None, v) for p, v in zip([good, broken], verdicts, strict=True)]
+    summary = pass_at_k(checked, [1])
+    assert (summary["pass@1"], summary["problems"], summary["bad_problems"]) == (1.0, 1, 1)
+    assert reward_function(task, "coderl").score(verdicts[1]) is None  # not the policy's fault
