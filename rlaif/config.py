@@ -62,23 +62,63 @@ class ModelConfig(Strict):
 class EngineConfig(Strict):
     """How to serve a model for generation and judging."""
 
-    kind: Literal["vllm", "openai"] = Field(
-        "vllm", description="In-process vLLM or an OpenAI-compatible server."
+    kind: Literal["vllm", "openai", "ray"] = Field(
+        "vllm",
+        description="In-process vLLM, OpenAI-compatible server(s), or vLLM replicas started as Ray actors.",
     )
     url: str | None = Field(None, description="Base URL for kind=openai, e.g. http://127.0.0.1:8000/v1.")
+    urls: list[str] | None = Field(
+        None,
+        description="Several replicas of the same model for kind=openai (instead of url); requests go to "
+        "the least-loaded one, a replica that stays down is dropped.",
+    )
     model: str | None = Field(None, description="Served model name (openai) or model path override.")
     max_model_len: int | None = Field(1024, description="Context length to reserve.")
     kv_cache_gb: float | None = Field(None, description="KV cache size in GiB (CPU); default 1.")
     gpu_memory_utilization: float | None = Field(None, description="GPU memory fraction for vLLM.")
     tensor_parallel_size: int = Field(1, description="vLLM tensor parallelism.")
     data_parallel_size: int = Field(1, description="vLLM data parallelism.")
-    concurrency: int = Field(16, description="Requests in flight for kind=openai.")
+    concurrency: int = Field(16, description="Requests in flight per server for kind=openai and kind=ray.")
+    replicas: int = Field(1, ge=1, description="kind=ray: how many vLLM replicas (one `vllm serve` each).")
+    address: str | None = Field(
+        None,
+        description="kind=ray: Ray cluster to join (e.g. 'auto' or ray://host:10001); default a local one.",
+    )
+    replica_cpus: float = Field(1.0, gt=0, description="kind=ray: CPUs reserved per replica.")
+    replica_gpus: float | None = Field(
+        None,
+        ge=0,
+        description="kind=ray: GPUs per replica (default tensor_parallel_size when GPUs exist, else 0).",
+    )
 
     @model_validator(mode="after")
     def _url_for_openai(self) -> EngineConfig:
-        if self.kind == "openai" and not self.url:
-            raise ValueError("engine.kind=openai needs engine.url")
+        if self.kind == "openai" and not self.url and self.urls is None:
+            raise ValueError("engine.kind=openai needs engine.url or engine.urls")
+        if self.url and self.urls:
+            raise ValueError("set engine.url or engine.urls, not both")
+        if self.urls is not None:
+            if self.kind != "openai":
+                raise ValueError(f"engine.urls is for kind=openai, not kind={self.kind}")
+            bad = [u for u in self.urls if not u.startswith(("http://", "https://"))]
+            if not self.urls or bad:
+                raise ValueError(f"engine.urls needs http(s):// URLs, got {bad or 'an empty list'}")
+            if len(set(self.urls)) != len(self.urls):
+                raise ValueError("engine.urls lists a server twice")
+        if self.data_parallel_size > 1 and self.kind == "vllm":
+            raise ValueError(
+                "engine.data_parallel_size > 1: vLLM refuses data parallelism in one process; run "
+                "replicas instead (engine.kind=ray with engine.replicas, or engine.urls)"
+            )
+        ray_only = [k for k in ("address",) if getattr(self, k) is not None]
+        if self.kind != "ray" and (ray_only or self.replicas != 1):
+            raise ValueError(f"engine.{(ray_only or ['replicas'])[0]} is for kind=ray, not kind={self.kind}")
         return self
+
+    @property
+    def servers(self) -> list[str]:
+        """The OpenAI-compatible servers of kind=openai (url or urls)."""
+        return list(self.urls) if self.urls else [self.url] if self.url else []
 
 
 class JudgeConfig(Strict):

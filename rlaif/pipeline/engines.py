@@ -40,7 +40,11 @@ def build_engine(
     if cfg.kind == "openai":
         from rlaif.engines.openai import OpenAIEngine
 
-        return OpenAIEngine(cfg.url, model=cfg.model, concurrency=cfg.concurrency)
+        return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency)
+    if cfg.kind == "ray":
+        from rlaif.engines.ray_engine import ray_engine_from_config
+
+        return ray_engine_from_config(cfg, model_path, lora_rank is not None, Path("ray_replicas") / key)
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)

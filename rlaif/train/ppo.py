@@ -25,8 +25,16 @@ after the first EOS carry no reward and no gradient; a missing EOS is penalised;
 removes that sample from the update (counted as ``reward_none``); ``metrics.jsonl`` gets one line per
 iteration: score, KL, clip fraction, value loss, explained variance, response length, EOS rate, ...
 
+Data parallelism (``accelerate launch``, DDP): the prompt set is sharded, ``batch_size`` and
+``minibatch_size`` are per process, and an iteration equals one process holding the global batch:
+gradients are all-reduced by DDP with each process's loss weighted by its share of the minibatch's
+response tokens (a token mean over the global minibatch), advantages are whitened with the global mean
+and std, the reward moments see every process's scores, and the KL controller is fed the global mean
+KL and the global batch size (tests/train/test_ppo_ddp.py checks the weights against one process).
+
 Non-guarantees: engine rollouts run in a single process (the engine is not shared across ranks);
-under several processes the prompt set is sharded and metrics are averaged over ranks.
+metrics are averaged over ranks; sampling uses a different seed per rank, so rollouts (and hence
+weights) match one process only when the rollouts do.
 """
 
 from __future__ import annotations
@@ -93,7 +101,9 @@ class PPOTrainer:
         from accelerate.utils import set_seed
 
         self.cfg = cfg
-        self.accelerator = acc = fresh_accelerator(cfg.precision)
+        # cpu=True without CUDA, as the TRL stages do (train/common.py): otherwise accelerate sees no
+        # device, ignores the launcher's world and every `accelerate launch` process trains alone
+        self.accelerator = acc = fresh_accelerator(cfg.precision, cpu=not torch.cuda.is_available())
         # under autocast the KV-cached sampling logits differ from a full forward by bf16 rounding:
         # the old log-probs are then recomputed exactly as the reference's and the update's
         self.mixed = acc.mixed_precision != "no"
@@ -218,8 +228,9 @@ class PPOTrainer:
         return cut_at_eos(queries, raw, sampled_logp, self.eos_ids, pad, dev)
 
     def _score(self, rows: list[dict[str, Any]], rollout: Rollout) -> Scores:
+        gather = self.accelerator.gather if self.accelerator.num_processes > 1 else None
         return score_rollout(
-            self.reward_fn, self.tokenizer, self.eos_ids, rows, rollout, self.cfg, self.moments
+            self.reward_fn, self.tokenizer, self.eos_ids, rows, rollout, self.cfg, self.moments, gather
         )
 
     def _estimate(self, rollout: Rollout, scores: Scores) -> Estimates:
@@ -232,7 +243,8 @@ class PPOTrainer:
         rewards, kl = pm.kl_penalised_rewards(old_logp, ref_logp, scores.shaped, scores.mask, kl_coef)
         advantages, returns = pm.gae_advantages(rewards, old_values, scores.mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
-            advantages = pm.masked_whiten(advantages, scores.mask)
+            reduce = self._all_reduce if self.accelerator.num_processes > 1 else None
+            advantages = pm.masked_whiten(advantages, scores.mask, all_reduce=reduce)
         return Estimates(inputs, q_ids.shape[1], old_logp, old_values, kl, kl_coef, advantages, returns)
 
     def _old_policy_statistics(self, rollout: Rollout, inputs, context: int):
@@ -266,6 +278,22 @@ class PPOTrainer:
                 self._critic_update(mb, idx, scores, est, stats)
         return stats
 
+    def _all_reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum over processes (identity in one process)."""
+        acc = self.accelerator
+        return acc.reduce(x.clone(), reduction="sum") if acc.num_processes > 1 else x
+
+    def _token_share(self, mask: torch.Tensor) -> torch.Tensor | float:
+        """The factor that turns this process's token-mean loss into its share of the GLOBAL minibatch's
+        token mean, once DDP averages the gradients over processes: world * local tokens / all tokens.
+        Why: processes hold different numbers of response tokens, and the mean of per-process means
+        is not the mean over the global minibatch that one process would take."""
+        world = self.accelerator.num_processes
+        if world == 1:
+            return 1.0
+        local = mask.sum().detach().float()
+        return local * world / self._all_reduce(local.reshape(1))[0].clamp(min=1)
+
     def _actor_update(self, mb, idx, rollout: Rollout, scores: Scores, est: Estimates, stats) -> None:
         """Clipped-ratio policy loss (plus the ptx LM loss when on); one clipped AdamW step."""
         cfg, acc, m = self.cfg, self.accelerator, scores.mask[idx]
@@ -273,7 +301,7 @@ class PPOTrainer:
         pg_loss, clipfrac, approx_kl = pm.policy_loss(
             logp, est.old_logp[idx], est.advantages[idx], m, cfg.cliprange
         )
-        loss = pg_loss
+        loss = pg_loss * self._token_share(m)
         if self.ptx_texts is not None:
             ptx = self._ptx_loss()
             loss = loss + cfg.ptx_coef * ptx
@@ -291,7 +319,7 @@ class PPOTrainer:
         cfg, acc, m = self.cfg, self.accelerator, scores.mask[idx]
         vpred = self.critic(**mb)[:, est.context - 1 : -1]
         vf_loss, vclip = pm.value_loss(vpred, est.old_values[idx], est.returns[idx], m, cfg.cliprange_value)
-        acc.backward(cfg.vf_coef * vf_loss)
+        acc.backward(cfg.vf_coef * vf_loss * self._token_share(m))
         acc.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
         self.critic_opt.step()
         self.critic_opt.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ PPO" notes (whitening, value clipping, EOS handling).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,14 +39,38 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
 
 
 def masked_whiten(
-    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """(x - mean) / std over the masked entries; padding stays 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    """(x - mean) / std over the masked entries; padding stays 0.
+
+    ``all_reduce`` (a sum over processes) makes mean and std those of the GLOBAL batch under data
+    parallelism, so each process whitens exactly as one process holding every sample would."""
+    if all_reduce is None:
+        mean, var = masked_mean(x, mask), masked_var(x, mask)
+    else:
+        mean, var = global_masked_moments(x, mask, all_reduce)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
     return out * mask
+
+
+def global_masked_moments(
+    x: torch.Tensor, mask: torch.Tensor, all_reduce: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased variance of the masked entries of every process (two passes, like
+    :func:`masked_var`, so one process gives the same numbers)."""
+    total = all_reduce(torch.stack([masked_sum(x, mask), mask.sum()]).float())
+    n = total[1]
+    mean = total[0] / n.clamp(min=1)
+    var = all_reduce(masked_sum((x - mean) ** 2, mask).reshape(1).float())[0] / n.clamp(min=1)
+    if n > 1:
+        var = var * n / (n - 1)
+    return mean, var
 
 
 def truncate_at_eos(
@@ -259,12 +283,18 @@ class RunningMoments:
 
 
 def normalise_scores(
-    scores: torch.Tensor, moments: RunningMoments | None, clip: float | None
+    scores: torch.Tensor,
+    moments: RunningMoments | None,
+    clip: float | None,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Update the running moments with this batch, then standardise and optionally clip to [-clip, clip]."""
+    """Update the running moments with this batch, then standardise and optionally clip to [-clip, clip].
+
+    ``gather`` (every process's scores, concatenated) feeds the moments the GLOBAL batch, so every
+    process keeps the same moments as one process holding every sample."""
     out = scores
     if moments is not None:
-        moments.update(scores)
+        moments.update(gather(scores) if gather is not None else scores)
         out = (scores - moments.mean) / (moments.std + 1e-8)
     if clip is not None:
         out = out.clamp(-clip, clip)

@@ -110,6 +110,7 @@ def score_rollout(
     rollout: Rollout,
     cfg: PPOConfig,
     moments: pm.RunningMoments | None,
+    gather=None,
 ) -> Scores:
     """Call the reward on the decoded responses (EOS dropped); shape the scores for the update."""
     n, dev = cfg.num_generations, rollout.response_ids.device
@@ -131,5 +132,5 @@ def score_rollout(
     shaped = pm.apply_missing_eos_penalty(raw, rollout.has_eos, cfg.missing_eos_penalty)
     if moments is not None or cfg.reward_clip is not None:
         shaped = torch.where(valid, shaped, torch.zeros_like(shaped))
-        shaped = pm.normalise_scores(shaped, moments, cfg.reward_clip)
+        shaped = pm.normalise_scores(shaped, moments, cfg.reward_clip, gather)
     return Scores(raw, shaped, valid, (rollout.response_mask * valid.unsqueeze(1)).float())

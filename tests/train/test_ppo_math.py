@@ -160,3 +160,21 @@ def test_sampled_logprobs_recorder():
     assert close(scaled, [[0.0, math.log(3.0)]])  # sampling sees logits / T
     rec(torch.tensor([[5, 1]]), torch.tensor([[math.log(9.0), 0.0]]))
     assert close(rec.finish(torch.tensor([[1, 0]])), [[math.log(0.75), math.log(0.75)]])
+
+
+def test_global_whitening_over_two_shards_equals_whitening_the_whole_batch():
+    """What each DDP process computes with a sum over processes equals one process on every sample."""
+    torch.manual_seed(0)
+    x, mask = torch.randn(6, 5), (torch.rand(6, 5) > 0.3).float()
+    shards = [(slice(0, 2), x[:2], mask[:2]), (slice(2, 6), x[2:], mask[2:])]  # unequal token counts
+    total, count = pm.masked_sum(x, mask), mask.sum()
+    squares = sum(pm.masked_sum((sx - total / count) ** 2, sm) for _, sx, sm in shards)
+    whole = pm.masked_whiten(x, mask)
+    for rows, sx, sm in shards:
+        # the two collectives' answers: (sum, count) over every shard, then the squared deviations
+        answers = iter([torch.stack([total, count]), squares.reshape(1)])
+        out = pm.masked_whiten(sx, sm, all_reduce=lambda t, a=answers: next(a))
+        assert torch.allclose(out, whole[rows], atol=1e-6)
+        assert not torch.allclose(pm.masked_whiten(sx, sm), whole[rows], atol=1e-3)  # local differs
+    mean, var = pm.global_masked_moments(x, mask, lambda t: t)
+    assert torch.allclose(mean, pm.masked_mean(x, mask)) and torch.allclose(var, pm.masked_var(x, mask))
