@@ -11,7 +11,7 @@ Why: the health checks (:mod:`rlaif.pipeline.health`) see counts, so a run whose
   an exact sign test p below ``health.drop_p_value`` (code: each problem's sample k against the
   previous round's sample k, whose seed is the same; pass@k: each problem solved or not; instructions:
   the evaluation's own paired change);
-- ``invalid_rise``: a stage's judge invalid rate (feedback judgments, and the win-rate judge
+- ``invalid_rise``: a stage's judge invalid rate (the DPO rounds' feedback, and the win-rate judge
   separately) exceeds the lowest rate of the earlier rounds by more than ``health.max_invalid_rate_rise``.
 
 Guarantees: each warning names its check, round, stage and figure in one line; the same inputs give
@@ -125,7 +125,7 @@ def find_warnings(run_dir: Path, plan: list, health: HealthConfig) -> list[dict]
                     out += [found] if found else []
             previous_code = code if code[0] else previous_code
             rate, series = metrics.get("judge_invalid_rate"), "win-rate judge"
-        elif step.kind in ("feedback", "sft_feedback"):
+        elif step.kind == "feedback":  # the DPO rounds only: SFT feedback is judged for another purpose
             counts = summary.get("counts") or {}
             n = counts.get("judgments") or 0
             rate, series = (counts.get("judgments_invalid", 0) / n if n else None), "feedback"
