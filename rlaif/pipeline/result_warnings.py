@@ -50,7 +50,7 @@ def _code_outcomes(stage_dir: Path) -> tuple[dict[str, bool], dict[str, bool]]:
     samples: dict[str, bool] = {}
     if path.is_file():
         for _, row in iter_json_lines(path):
-            if row.get("kind") == "code":
+            if row.get("kind") == "code" and row.get("passed") is not None:  # bad problems: left out
                 samples[f"{row['id']}#{row['sample']}"] = bool(row.get("passed"))
     solved: dict[str, bool] = {}
     for key, ok in samples.items():
