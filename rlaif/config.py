@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlaif.errors import ConfigError, describe_validation_error
 from rlaif.files import load_yaml_mapping
@@ -271,11 +271,20 @@ class HealthConfig(Strict):
         description="Warn when a stage's judge invalid rate exceeds the lowest of the earlier rounds' "
         "by more than this (null: never).",
     )
-    warnings_as_errors: bool | list[Literal["judge_consistency", "drop", "invalid_rise"]] = Field(
+    warnings_as_errors: bool | list[str] = Field(
         False,
         description="Stop the run on the report's warnings: true for all, or a list of checks "
         "(judge_consistency, drop, invalid_rise).",
     )
+
+    @field_validator("warnings_as_errors")
+    @classmethod
+    def _known_checks(cls, value: bool | list[str]) -> bool | list[str]:
+        known = ("judge_consistency", "drop", "invalid_rise")
+        unknown = [v for v in value if v not in known] if isinstance(value, list) else []
+        if unknown:
+            raise ValueError(f"unknown check {unknown[0]!r} (known: {', '.join(known)})")
+        return value
 
 
 class RunConfig(Strict):

@@ -117,7 +117,9 @@ def test_warnings_as_errors_all_or_per_check(tmp_path):
         assert str(err.value).startswith(
             "round_1/eval: health check failed: win-rate judge position consistency 25.0%"
         )
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match="unknown check 'judge' \\(known: judge_consistency, drop, invalid_rise\\)"
+    ):
         HealthConfig(warnings_as_errors=["judge"])
 
 
