@@ -80,6 +80,7 @@ def _execute(resolved, dry_run: bool, command: list[str]) -> None:
                 "executed": runner.executed,
                 "skipped": runner.skipped,
                 "rounds": metrics["rounds"],
+                "warnings": [w["message"] for w in metrics["warnings"]],
             },
             indent=2,
             default=str,
@@ -95,6 +96,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
     from rlaif.errors import describe_validation_error
     from rlaif.files import load_yaml_mapping
     from rlaif.pipeline.report import collect_metrics, write_report
+    from rlaif.pipeline.result_warnings import print_warnings
     from rlaif.pipeline.stage_kinds import plan_stages
 
     cfg_file = run_dir / "config.yaml"
@@ -108,6 +110,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
         ) from None
     metrics = collect_metrics(run_dir, plan_stages(cfg))
     emit(write_report(run_dir, metrics))
+    print_warnings(metrics["warnings"])
 
 
 def demo(
