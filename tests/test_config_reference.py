@@ -17,6 +17,7 @@ from rlaif.commands.config_reference import (
     explain,
     model_rows,
     render_markdown,
+    run_sections,
     section_rows,
 )
 from rlaif.config import RunConfig
@@ -120,3 +121,26 @@ def test_docs_config_writes_and_checks(tmp_path):
     out.write_text(out.read_text(encoding="utf-8").replace("DPO beta", "DPO b"), encoding="utf-8")
     stale = rlaif("docs", "config", "--out", str(out), "--check")
     assert stale.returncode == 2 and "out of date" in stale.stderr
+
+
+def test_the_readme_shrink_command_is_a_valid_run():
+    """The README's "shrink a run" command: every override is a key the run takes and its value passes
+    the block's validation (no model or data file is needed for that)."""
+    import re
+    import shlex
+
+    from rlaif.config import load_run_config
+    from rlaif.pipeline.compile import resolve
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (command,) = re.findall(
+        r"^rlaif run pipelines/\S+ policy\.path=YOUR/MODEL prompts\.limit=.*$", readme, re.M
+    )
+    _, _, file, *overrides = shlex.split(command)
+    run = resolve(load_run_config(REPO / file, overrides))
+    assert run.config.prompts.limit == 16 and run.config.rounds == 1
+    assert run.block("dpo").max_steps == 2
+    assert run.block("feedback.options").sampling.max_tokens == 64
+    sections = run_sections(run.config)
+    for item in overrides:
+        explain(item.split("=", 1)[0], sections)  # each key is documented for this run
