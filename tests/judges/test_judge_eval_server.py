@@ -76,3 +76,16 @@ def test_judge_eval_server_errors_are_one_line(tmp_path, capsys):
         assert main(["judge-eval", "--pairs", pairs, "--judge", "pairwise", *extra]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("error: ") and message in line, line
+
+
+def test_the_readme_server_judge_block_is_a_valid_judge_config():
+    """The README's `judge:` block for a server is what a run config accepts (an OpenAI engine)."""
+    import yaml
+
+    from rlaif.config import JudgeConfig
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```yaml\n(judge:\n  model: openai.*?)```", readme, re.S)
+    judge = JudgeConfig.model_validate(yaml.safe_load(block)["judge"])
+    assert judge.model != "policy" and judge.engine.kind == "openai"
+    assert judge.engine.servers == ["http://127.0.0.1:8001/v1"] and judge.engine.model == "judge"
