@@ -174,6 +174,8 @@ class PromptSource(Strict):
 
 
 class FeedbackConfig(Strict):
+    """The feedback source of each round: which one and its own options."""
+
     source: str = Field(
         ..., description="Built-in source (rlcd, sl_cai, rl_cai, self_rewarding, rlcf) or module:function."
     )
@@ -205,6 +207,8 @@ class SFTStageConfig(Strict):
 
 
 class FinalRoundConfig(Strict):
+    """An optional RL round (PPO, GRPO or RLOO) after the DPO rounds, and what rewards it."""
+
     kind: Literal["none", "ppo", "grpo", "rloo"] = Field("none", description="Final RL round.")
     reward: Literal["sandbox", "reward_model", "judge"] = Field(
         "sandbox", description="What scores rollouts."
@@ -222,6 +226,8 @@ class InstructionEvalConfig(Strict):
 
 
 class EvalConfig(Strict):
+    """Evaluation after every round: code pass@k, win rate against the previous round, instructions."""
+
     code_problems: PromptSource | None = Field(None, description="Held-out code problems for pass@k.")
     code_samples: int = Field(4, description="Samples per held-out problem for pass@1 (unbiased estimator).")
     code_temperature: float = Field(1.0, description="Sampling temperature for pass@k.")

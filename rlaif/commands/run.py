@@ -35,12 +35,29 @@ def check_config(file: Path, overrides: list[str]):
 def validate(
     file: Path = typer.Argument(..., help="Run config YAML."),
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
+    explain: str | None = typer.Option(
+        None, "--explain", help="Print a key's type, default and meaning for this run (e.g. dpo.beta)."
+    ),
 ) -> None:
     """Check a run config (and every stage's options) without loading any model."""
     file = resolve_pipeline(file)
+    if explain is not None:
+        _explain(file, overrides or [], explain)
+        return
     cfg = check_config(file, overrides or []).config
     sft = "SFT, then " if cfg.sft else ""
     emit(f"ok: {file} (run '{cfg.name}', {sft}{cfg.rounds} DPO round(s), final={cfg.final.kind})")
+
+
+def _explain(file: Path, overrides: list[str], key: str) -> None:
+    """One key as this run reads it: its source's options, its judge kind's, its final trainer's.
+    Only the schema is loaded (no data file or model is checked), so it works before they exist."""
+    from rlaif.commands.config_reference import all_sections, explain, run_sections
+    from rlaif.config import load_run_config
+
+    cfg = load_run_config(file, overrides)
+    for text in explain(key, run_sections(cfg), str(file), others=all_sections()):
+        emit(text)
 
 
 def run(
