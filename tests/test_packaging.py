@@ -107,8 +107,12 @@ def test_prompts_list_finds_the_shipped_templates(installed):
 
 def test_validate_a_shipped_pipeline_from_outside_the_tree(installed):
     target = installed[0]
+    model = installed[1] / "local_model"  # the GPU examples name a hub model as a placeholder, and
+    model.mkdir(exist_ok=True)  # training loads local folders only: validate them with a local one
+    (model / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 32768}')
     for name in ("pipelines/demo.yaml", "pipelines/self_rewarding.yaml", "code_rlcf"):
-        result = rlaif(installed, "validate", name)
+        args = [] if name == "pipelines/demo.yaml" else [f"policy.path={model}"]
+        result = rlaif(installed, "validate", name, *args)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"ok: {target / 'rlaif' / '_pipelines'}"), result.stdout
     missing = rlaif(installed, "validate", "pipelines/nope.yaml")

@@ -56,7 +56,7 @@ def _report(result) -> None:
 
 def _interrupt_hint(stage: str, cfg, config: Path | None, overrides: list[str]) -> None:
     """Say on Ctrl-C what a stopped training run leaves behind: the steps logged so far, and (with
-    save_steps) trainer checkpoints; the stage itself starts again from step 0 when re-run."""
+    save_steps) checkpoints, from which the same command resumes; without them it starts at step 0."""
     import shlex
 
     from rlaif.commands import interrupts
@@ -69,7 +69,10 @@ def _interrupt_hint(stage: str, cfg, config: Path | None, overrides: list[str]) 
         command += ["--set", item]
     kept = f"the steps logged so far are kept in {out / 'metrics.jsonl'}"
     if getattr(cfg, "save_steps", None):
-        kept += f" and checkpoints every {cfg.save_steps} steps in {out / 'trainer'}"
+        folder = out / ("checkpoints" if stage == "ppo" else "trainer")
+        kept += f" and checkpoints every {cfg.save_steps} steps in {folder}"
+        interrupts.set_resume_hint(f"{kept}; resume from the newest with: {shlex.join(command)}")
+        return
     interrupts.set_resume_hint(f"{kept}; no model was saved; train again with: {shlex.join(command)}")
 
 
@@ -107,6 +110,7 @@ def ppo(
     from rlaif.train.ppo import run_ppo
 
     cfg = load_stage_config("ppo", config, set_)
+    _interrupt_hint("ppo", cfg, config, set_)
     factory = None
     if cfg.rollout == "engine":
         from rlaif.config import EngineConfig

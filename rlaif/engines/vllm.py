@@ -14,15 +14,18 @@ Guarantees:
   directory, out of memory, anything else);
 - the engine's processes (vLLM's EngineCore and workers, found as the new descendants of this process
   while the engine starts) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
-  start-up fails, so none outlives the process that made the engine; they start with SIGINT blocked,
+  start-up fails, so none outlives the process that made the engine, and a watchdog process
+  (:func:`rlaif.processes.start_watchdog`) SIGKILLs them if that process dies without closing the
+  engine (SIGKILL, a crash, the OOM killer); they start with SIGINT blocked,
   so a terminal's Ctrl-C reaches only the process that owns the engine; after a generate call that
   was interrupted, :meth:`close` kills the EngineCore first instead of vLLM's shutdown handshake
   (either would end its step early, and it logs a traceback for that). See :mod:`rlaif.engines.vllm_processes`.
 
 Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
 or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
-``if __name__ == "__main__":`` guard. A SIGKILLed owner cannot stop its engine processes (the
-``rlaif`` CLI handles SIGINT/SIGTERM itself; see :mod:`rlaif.commands.interrupts`).
+``if __name__ == "__main__":`` guard. After a SIGKILL of the owner its engine processes live on for
+up to about a second, until the watchdog sees the death (the ``rlaif`` CLI handles SIGINT/SIGTERM
+itself; see :mod:`rlaif.commands.interrupts`).
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ class VLLMEngine:
             raise EngineError(
                 "vllm is not installed: pip install -e '.[cpu]' (CPU) or '.[gpu]' (CUDA)"
             ) from exc
+        self._watchdog = vllm_processes.start_watchdog()  # kills them if this process is SIGKILLed
         before = vllm_processes.descendants()
         try:
             try:
@@ -160,9 +164,9 @@ class VLLMEngine:
                     self.llm = LLM(**self.engine_args)
             finally:
                 self._processes = [p for p in vllm_processes.descendants().values() if p.pid not in before]
-                vllm_processes.track(self._processes)
+                vllm_processes.track([*self._processes, self._watchdog])
         except Exception as exc:
-            vllm_processes.stop(self._processes)
+            vllm_processes.stop([*self._processes, self._watchdog])
             raise EngineError(_explain_start_failure(model, exc)) from exc
         self.tokenizer = self.llm.get_tokenizer()
         self._lora_ids: dict[tuple[str, float], int] = {}
@@ -357,6 +361,9 @@ class VLLMEngine:
             except Exception:
                 pass
         vllm_processes.stop(getattr(self, "_processes", []))
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:  # after the engine's processes: it guards them until then
+            vllm_processes.stop([watchdog])
         self.llm = None
         import gc
 

@@ -7,8 +7,9 @@ must be stopped without asking the mid-step EngineCore to shut down (vLLM then c
 logs a "cancelled" traceback from every process).
 
 Guarantees: processes recorded with :func:`track` are terminated, then killed after a timeout, by
-:func:`stop` and at interpreter exit. Non-guarantees: a SIGKILLed owner cannot stop them; processes
-that left our process tree are not found.
+:func:`stop` and at interpreter exit; a SIGKILLed owner cannot do that, so :func:`start_watchdog`
+(see :mod:`rlaif.processes`) kills them once the owner is gone. Non-guarantees: processes that left
+our process tree before the watchdog saw them are not found.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def _stop_all() -> None:
 def track(procs: list) -> None:
     """Stop these processes at interpreter exit unless :func:`stop` got to them first."""
     _LIVE.extend(procs)
+
+
+def start_watchdog():
+    """A process that SIGKILLs the engine processes started after it if this process dies first."""
+    from rlaif.processes import start_watchdog as start
+
+    return start()
 
 
 def kill_engine_cores(procs: list, timeout: float = 5.0) -> None:

@@ -7,9 +7,10 @@ summary right after the stage, and again when a finished stage is skipped on re-
 failed run keeps failing until the cause (or the threshold) changes. Changing a threshold never re-runs
 a stage: the thresholds are not part of any stage's config hash.
 
-``status.json`` in the run directory says ``running``, ``ok`` or ``failed`` (with the stage and the
-reason); the report's banner is drawn from it. A run killed without a chance to write it stays
-``running``, which the report shows as incomplete.
+``status.json`` in the run directory says ``running``, ``ok``, ``failed`` or ``interrupted`` (with the
+stage and the reason); the report's banner is drawn from it. A run killed without a chance to write it
+(SIGKILL) still says ``running`` on disk, and reads as ``interrupted`` here once its run lock shows
+that no process holds the folder (:mod:`rlaif.pipeline.run_lock`).
 
 Non-guarantee: the checks see counts, not quality; a judge that parses but answers at random passes.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from rlaif.config import HealthConfig
 from rlaif.errors import RlaifError
 from rlaif.files import atomic_write_text
+from rlaif.pipeline import run_lock
 
 STATUS_FILE = "status.json"
 
@@ -119,9 +121,13 @@ def write_status(
 
 
 def read_status(run_dir: Path) -> dict:
-    """The run's status record; a run directory without one (older runs) reads as unknown."""
+    """The run's status record; a run directory without one (older runs) reads as unknown, and a
+    ``running`` run whose lock was left by a killed process (SIGKILL, crash) reads as interrupted."""
     path = Path(run_dir) / STATUS_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return {"status": "unknown", "stage": None, "reason": None}
+    if record.get("status") == "running" and run_lock.run_was_killed(Path(run_dir)):
+        record.update(status="interrupted", reason="the run was killed (no chance to record where)")
+    return record

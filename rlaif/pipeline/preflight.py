@@ -18,6 +18,7 @@ from pathlib import Path
 from rlaif.config import RunConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.pipeline.inputs import read_prompt_source
+from rlaif.pipeline.model_paths import check_model_paths
 
 _LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length")
 
@@ -56,7 +57,9 @@ def check_context_length(max_model_len: int | None, model: str | Path, key: str,
 
 
 def check_context_lengths(cfg: RunConfig) -> None:
-    """The policy engine's and the judge engine's ``max_model_len`` against their models."""
+    """The policy engine's and the judge engine's ``max_model_len`` against their models (after every
+    model and adapter path was checked)."""
+    check_model_paths(cfg)
     where = cfg.source_file or "config"
     if cfg.engine.kind == "vllm":
         check_context_length(cfg.engine.max_model_len, cfg.policy.path, "engine.max_model_len", where)

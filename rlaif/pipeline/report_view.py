@@ -76,6 +76,11 @@ def _status(status: dict) -> dict:
         where = status.get("stage") or "setup"
         return {"state": "failed", "css": "failed", "failed": True,
                 "title": f"Status: FAILED at {where}", "why": status.get("reason") or ""}  # fmt: skip
+    if state == "interrupted":
+        where = status.get("stage") or "an unknown stage"
+        return {"state": "interrupted", "css": "running", "failed": False,
+                "title": f"Status: INTERRUPTED during {where} \u2013 the figures below are partial",
+                "why": "rlaif run resumes it from the last finished chunk or training checkpoint"}  # fmt: skip
     if state == "running":
         return {"state": "running", "css": "running", "failed": False,
                 "title": "Status: incomplete \u2013 the run is still going, or stopped before it finished",

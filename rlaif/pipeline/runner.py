@@ -13,7 +13,8 @@ Layout of a run directory::
       final/train, final/eval the final RL round
       metrics.json            every number of the report, for machines
       metrics.jsonl           the event log (stage start/skip/finish with timings)
-      status.json             running / ok / failed (stage, reason), for the report's banner
+      status.json             running / ok / failed / interrupted (stage, reason), for the report's banner
+      run.lock                held by the run writing here (one run per folder, see run_lock)
       report.html + *.png     the report
 
 The run is a loop over the planned stages (:func:`rlaif.pipeline.stage_kinds.plan_stages`): each
@@ -41,7 +42,7 @@ import yaml
 
 from rlaif.config import RunConfig
 from rlaif.errors import RlaifError
-from rlaif.pipeline import report, result_warnings
+from rlaif.pipeline import report, result_warnings, run_lock
 from rlaif.pipeline.compile import RunPlan, compile_run
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.health import write_status
@@ -79,6 +80,7 @@ class Runner:
         self.summaries: dict[str, StageSummary] = {}
         self.skipped: list[str] = []
         self.executed: list[str] = []
+        self.executing: str | None = None  # the stage running now (named by an interrupted status)
 
     # -- planning ---------------------------------------------------------------------------------
     def plan(self) -> list[str]:
@@ -110,6 +112,7 @@ class Runner:
             ctx.log_event("stage_skipped", stage=name)
             self.skipped.append(name)
         else:
+            self.executing = name
             summary = self._execute(ctx, stage_dir, name, config_hash, input_hashes, body)
             self.executed.append(name)
         self.summaries[name] = summary
@@ -155,8 +158,12 @@ class Runner:
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> dict:
         """Run every stage; on a stage failure or a failed health check the report is still written,
-        with a failed status banner, before the error is raised."""
+        with a failed status banner, before the error is raised. The run folder is locked meanwhile."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock.hold(self.run_dir):
+            return self._run_locked()
+
+    def _run_locked(self) -> dict:
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(self.cfg.model_dump(mode="json", exclude={"source_file"}), sort_keys=False)
         )
@@ -168,6 +175,10 @@ class Runner:
                 self.run_dir, "failed", getattr(exc, "stage", None), getattr(exc, "reason", str(exc))
             )
             result_warnings.print_warnings(self._write_report()["warnings"])
+            raise
+        except BaseException:  # Ctrl-C, kill: the CLI's Interrupted, KeyboardInterrupt, SystemExit
+            write_status(self.run_dir, "interrupted", self.executing, "interrupted by a signal")
+            self._write_report()
             raise
         write_status(self.run_dir, "ok")
         metrics = self._write_report()

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
         **mixed_precision_flags(cfg.precision),
     )
     if cfg.save_steps:
-        kw["save_steps"] = cfg.save_steps
+        kw.update(save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit)
     if cfg.deepspeed is not None:
         kw["deepspeed"] = str(cfg.deepspeed)
     if cfg.fsdp is not None:
@@ -89,15 +90,19 @@ def _jsonable(value: Any) -> Any:
 
 
 class MetricsWriter:
-    """Append-only ``metrics.jsonl``; a fresh run truncates it. Writes nothing off the main process."""
+    """Append-only ``metrics.jsonl``; a fresh run truncates it, a run resumed from a checkpoint at step
+    ``resume_step`` keeps the lines up to that step (the later ones are logged again). Writes nothing
+    off the main process."""
 
-    def __init__(self, path: str | Path, enabled: bool = True):
+    def __init__(self, path: str | Path, enabled: bool = True, resume_step: int = 0):
         self.path = Path(path)
         self.enabled = enabled
         self._fh = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            kept = _lines_up_to(self.path, resume_step) if resume_step else []
             self._fh = open(self.path, "w", encoding="utf-8")
+            self._fh.writelines(kept)
 
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is None:
@@ -110,6 +115,86 @@ class MetricsWriter:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _lines_up_to(path: Path, step: int) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except OSError:
+        return []
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        except json.JSONDecodeError:  # a line cut by the kill
+            continue
+    return kept
+
+
+RESUME_KEY_FILE = "resume_key.txt"
+
+
+def resume_checkpoint(args, key: str) -> str | None:
+    """The newest complete TRL checkpoint in ``args.output_dir`` made with the same ``key`` (the stage's
+    settings and data), or None. Why the key: a checkpoint from other settings or data must not be
+    continued; those are removed (main process) and the stage starts from step 0. A checkpoint cut
+    short by a kill has no ``trainer_state.json`` (transformers writes it last) and is removed too."""
+    if args.save_strategy == "no":
+        return None
+    folder = Path(args.output_dir)
+    key_file = folder / RESUME_KEY_FILE
+    same = key_file.is_file() and key_file.read_text(encoding="utf-8") == key
+    complete = sorted(
+        (d for d in folder.glob("checkpoint-*") if (d / "trainer_state.json").is_file()),
+        key=lambda d: int(d.name.rpartition("-")[2]) if d.name.rpartition("-")[2].isdigit() else -1,
+    )
+    if args.process_index == 0:
+        if not same:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for partial in set(folder.glob("checkpoint-*")) - set(complete):
+                shutil.rmtree(partial, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key, encoding="utf-8")
+    return str(complete[-1]) if same and complete else None
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    if checkpoint is None:
+        return 0
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state.get("global_step", 0))
+
+
+def resume_key(cfg, data: Any) -> str:
+    """A hash of a stage's settings and training data: checkpoints are resumed only under the same key."""
+    import hashlib
+
+    blob = json.dumps([cfg.model_dump(mode="json"), data], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+FAULT_ENV = "RLAIF_FAULT_KILL_AT_STEP"
+
+
+def kill_if_fault_step(step: int) -> None:
+    """Fault injection for the resume tests: ``RLAIF_FAULT_KILL_AT_STEP=N`` SIGKILLs this process when
+    optimiser step N has ended (before any checkpoint of that step is written), a real mid-stage kill."""
+    if os.environ.get(FAULT_ENV) == str(step):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fault_callback():
+    from transformers import TrainerCallback
+
+    class _Fault(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            kill_if_fault_step(state.global_step)
+
+    return _Fault()
 
 
 def metrics_callback(writer: MetricsWriter, stage: str):
@@ -132,14 +217,23 @@ def run_logged_trainer(
     *,
     callbacks: list | None = None,
     evaluate: bool = False,
+    key: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build a TRL trainer with our metrics callback first (``build(callbacks)``), train it, evaluate
-    when asked; ``<out>/metrics.jsonl`` is closed even when training fails. Returns (trainer, eval
-    metrics)."""
-    writer = MetricsWriter(Path(out) / "metrics.jsonl", enabled=args.process_index == 0)
+    when asked; ``<out>/metrics.jsonl`` is closed even when training fails. With checkpoints on
+    (``save_steps``) and a ``key`` (:func:`resume_key`), training resumes from the newest checkpoint
+    made under the same key: weights, optimiser, scheduler, RNG and data position (TRL/transformers'
+    ``resume_from_checkpoint``). Returns (trainer, eval metrics)."""
+    checkpoint = resume_checkpoint(args, key) if key is not None else None
+    if checkpoint is not None and args.process_index == 0:
+        print(f"{stage}: resuming from {checkpoint} (step {checkpoint_step(checkpoint)})", file=sys.stderr)
+    writer = MetricsWriter(
+        Path(out) / "metrics.jsonl", enabled=args.process_index == 0, resume_step=checkpoint_step(checkpoint)
+    )
     try:
-        trainer = build([metrics_callback(writer, stage), *(callbacks or [])])
-        trainer.train()
+        fault = [_fault_callback()] if os.environ.get(FAULT_ENV) else []
+        trainer = build([metrics_callback(writer, stage), *(callbacks or []), *fault])
+        trainer.train(resume_from_checkpoint=checkpoint)
         eval_metrics = trainer.evaluate() if evaluate else {}
     finally:
         writer.close()

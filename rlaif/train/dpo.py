@@ -22,6 +22,7 @@ from rlaif.records import PreferencePair, load_pairs, pairs_to_dataset
 from rlaif.train.common import (
     StageResult,
     make_trl_config,
+    resume_key,
     run_logged_trainer,
     save_policy_stage,
     trainer_kwargs,
@@ -118,8 +119,9 @@ def run_dpo(
             callbacks=all_callbacks,
         )
 
+    key = resume_key(cfg, [p.model_dump(mode="json") for p in train_pairs + eval_pairs])
     trainer, _ = run_logged_trainer(
-        build, args, "dpo", Path(cfg.output_dir), callbacks=callbacks, evaluate=eval_ds is not None
+        build, args, "dpo", Path(cfg.output_dir), callbacks=callbacks, evaluate=eval_ds is not None, key=key
     )
     return save_policy_stage(
         trainer,

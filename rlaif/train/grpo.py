@@ -25,6 +25,7 @@ from rlaif.train.common import (
     load_prompt_records,
     make_trl_config,
     prompt_rows,
+    resume_key,
     run_logged_trainer,
     save_policy_stage,
     trainer_kwargs,
@@ -122,7 +123,8 @@ def _run_group_rl(
             callbacks=callbacks,
         )
 
-    trainer, _ = run_logged_trainer(build, args, stage, out)
+    key = resume_key(cfg, [prompt_rows(records), [reward_name(f) for f in funcs]])
+    trainer, _ = run_logged_trainer(build, args, stage, out, key=key)
     return save_policy_stage(
         trainer,
         cfg,

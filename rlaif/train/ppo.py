@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +52,9 @@ import torch
 from rlaif.engines.base import Engine
 from rlaif.files import apply_umask
 from rlaif.records import PromptRecord
+from rlaif.train import ppo_checkpoint
 from rlaif.train import ppo_math as pm
-from rlaif.train.common import MetricsWriter, StageResult
+from rlaif.train.common import MetricsWriter, StageResult, kill_if_fault_step, resume_key
 from rlaif.train.configs import PolicySpec, PPOConfig
 from rlaif.train.critic import save_critic
 from rlaif.train.models import (
@@ -327,19 +329,31 @@ class PPOTrainer:
     # -- the run -----------------------------------------------------------------------------------
     def train(self) -> StageResult:
         cfg, acc = self.cfg, self.accelerator
-        writer = MetricsWriter(self.out / "metrics.jsonl", enabled=acc.is_main_process)
-        history: list[dict[str, Any]] = []
+        key = self._resume_key()
+        done, history = ppo_checkpoint.resume(self, key) if cfg.save_steps else (0, [])
+        if done and acc.is_main_process:
+            print(f"ppo: resumed from the checkpoint after step {done} of {cfg.max_steps}", file=sys.stderr)
+        writer = MetricsWriter(self.out / "metrics.jsonl", enabled=acc.is_main_process, resume_step=done)
         try:
-            for it in range(1, cfg.max_steps + 1):
+            for it in range(done + 1, cfg.max_steps + 1):
                 metrics = {"stage": "ppo", "step": it, **self.step()}
                 history.append(metrics)
                 if it % cfg.logging_steps == 0 or it == cfg.max_steps:
                     writer.write(metrics)
+                kill_if_fault_step(it)
+                if cfg.save_steps and it % cfg.save_steps == 0 and it < cfg.max_steps:
+                    ppo_checkpoint.save(self, it, history, key)
         finally:
             writer.close()
             if self._own_engine and self.engine is not None:
                 self.engine.close()
         return self.save(history)
+
+    def _resume_key(self) -> str:
+        """Checkpoints are resumed only for the same settings, prompts (this process's share) and
+        number of processes."""
+        reward = getattr(self.reward_fn, "__name__", type(self.reward_fn).__name__)
+        return resume_key(self.cfg, [self.rows, reward, self.accelerator.num_processes])
 
     def save(self, history: list[dict[str, Any]]) -> StageResult:
         cfg, acc = self.cfg, self.accelerator
@@ -375,6 +389,7 @@ class PPOTrainer:
                     save_critic(acc.unwrap_model(self.critic), self.tokenizer, self.out / "critic")
                 )
             shutil.rmtree(self.out / "rollout_adapter", ignore_errors=True)
+            shutil.rmtree(self.out / ppo_checkpoint.CHECKPOINTS, ignore_errors=True)  # the stage is done
             result.write()
         acc.wait_for_everyone()
         return result

@@ -25,7 +25,14 @@ from typing import Any
 from rlaif.errors import ConfigError
 from rlaif.records import Message, PreferencePair, as_conversation, load_pairs, pairs_to_dataset, stable_hash
 from rlaif.tasks.base import completion_text
-from rlaif.train.common import StageResult, last_values, make_trl_config, run_logged_trainer, trainer_kwargs
+from rlaif.train.common import (
+    StageResult,
+    last_values,
+    make_trl_config,
+    resume_key,
+    run_logged_trainer,
+    trainer_kwargs,
+)
 from rlaif.train.configs import RewardModelConfig
 from rlaif.train.models import (
     check_model_dir,
@@ -193,8 +200,9 @@ def train_reward_model(cfg: RewardModelConfig, *, callbacks: list | None = None)
             callbacks=all_callbacks,
         )
 
+    key = resume_key(cfg, [p.model_dump(mode="json") for p in train_pairs + held])
     trainer, eval_metrics = run_logged_trainer(
-        build, args, "reward_model", out, callbacks=callbacks, evaluate=bool(held)
+        build, args, "reward_model", out, callbacks=callbacks, evaluate=bool(held), key=key
     )
 
     target = out / "model"

@@ -28,7 +28,7 @@ class FakeTrainer:
         self.accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
         self.evaluated = False
 
-    def train(self):
+    def train(self, resume_from_checkpoint=None):
         state = SimpleNamespace(is_world_process_zero=True, global_step=1)
         for cb in self.callbacks:
             cb.on_log(None, state, None, logs={"loss": 1.0})

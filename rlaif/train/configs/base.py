@@ -91,7 +91,11 @@ class TrainerSettings(TrainerBase):
     save_steps: int | None = Field(
         None,
         ge=1,
-        description="Write a resumable trainer checkpoint every N steps (None: only the final model).",
+        description="Write a resumable trainer checkpoint every N steps (None: only the final model); "
+        "a stage re-run with the same settings and data resumes from the newest one.",
+    )
+    save_total_limit: int = Field(
+        2, ge=1, description="With save_steps: keep only the newest K checkpoints (older ones are deleted)."
     )
     deepspeed: Path | None = Field(
         None, description="DeepSpeed JSON config, passed to TRL/transformers unchanged."

@@ -105,6 +105,13 @@ class PPOConfig(TrainerBase):
         True, description="Save the trained critic (value head model) next to the actor."
     )
     logging_steps: int = Field(1, ge=1, description="Write a metrics.jsonl line every N iterations.")
+    save_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Checkpoint actor, critic, optimisers, KL controller and RNG every N iterations "
+        "in output_dir/checkpoints; a re-run with the same settings resumes from the newest one.",
+    )
+    save_total_limit: int = Field(2, ge=1, description="With save_steps: keep only the newest K checkpoints.")
 
     @model_validator(mode="after")
     def _consistent(self) -> PPOConfig:

@@ -1,0 +1,193 @@
+"""Mid-stage resume through the real CLI: a training stage SIGKILLed mid-way (a real subprocess, killed
+by the fault hook right after an optimiser step) resumes from its newest checkpoint and ends with the
+same weights as an uninterrupted run (CPU, fixed seed), for DPO and the reward model (TRL) and for our
+PPO."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_process import CliProcess
+
+from rlaif.train.common import FAULT_ENV, read_metrics
+
+REWARD_MODULE = """
+def length_reward(prompts, completions, completion_ids, **kw):
+    return [len(ids) / 8.0 for ids in completion_ids]
+"""
+
+
+def _train(tmp_path: Path, stage: str, cfg: dict, out: Path, name: str, kill_at: int | None = None):
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({**cfg, "output_dir": str(out)}))
+    env = {FAULT_ENV: str(kill_at)} if kill_at else {}
+    cli = CliProcess(["train", stage, "--config", str(config)], tmp_path, name, env=env)
+    try:
+        code = cli.finish(timeout=600)
+        assert cli.survivors() == []
+    finally:
+        cli.cleanup()
+    return code, cli
+
+
+def _tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    import torch
+
+    ta, tb = _tensors(a), _tensors(b)
+    assert ta.keys() == tb.keys() and ta
+    for key in ta:
+        assert torch.allclose(ta[key], tb[key], rtol=0, atol=1e-6), key
+
+
+def _check_resumed_metrics(path: Path, steps: int) -> None:
+    assert [line["step"] for line in read_metrics(path) if "loss" in line or "score" in line] == list(
+        range(1, steps + 1)
+    )  # the steps before the checkpoint kept, the lost ones redone once, none twice
+
+
+def test_dpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, dpo_pairs_file):
+    cfg = {
+        "policy": {"path": str(tiny_model_dir)},
+        "pairs": [str(dpo_pairs_file)],
+        "max_steps": 6,
+        "per_device_batch_size": 2,
+        "learning_rate": 1e-3,
+        "lora": {"r": 4, "alpha": 8},
+        "save_steps": 2,
+        "save_total_limit": 2,
+    }
+    code, _ = _train(tmp_path, "dpo", cfg, tmp_path / "whole", "whole")
+    assert code == 0
+    out = tmp_path / "resumed"
+    code, killed = _train(tmp_path, "dpo", cfg, out, "killed", kill_at=5)
+    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    assert sorted(p.name for p in (out / "trainer").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert not (out / "adapter").exists()
+    code, resumed = _train(tmp_path, "dpo", cfg, out, "resumed")
+    assert code == 0, resumed.stderr()[-3000:]
+    assert json.loads(resumed.stdout())["counts"]["steps"] == 6
+    assert f"dpo: resuming from {out / 'trainer' / 'checkpoint-4'} (step 4)" in resumed.stderr()
+    assert "4 cached" in resumed.stderr() or "(cached)" in resumed.stderr(), resumed.stderr()[-2000:]
+    _check_resumed_metrics(out / "metrics.jsonl", 6)
+    _assert_same_weights(tmp_path / "whole" / "adapter" / "adapter_model.safetensors",
+                         out / "adapter" / "adapter_model.safetensors")  # fmt: skip
+
+
+def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, rm_pairs_file):
+    cfg = {
+        "model": str(tiny_model_dir),
+        "pairs": [str(rm_pairs_file)],
+        "max_steps": 6,
+        "per_device_batch_size": 4,
+        "learning_rate": 1e-3,
+        "save_steps": 2,
+    }
+    code, _ = _train(tmp_path, "reward-model", cfg, tmp_path / "whole", "whole")
+    assert code == 0
+    out = tmp_path / "resumed"
+    code, killed = _train(tmp_path, "reward-model", cfg, out, "killed", kill_at=5)
+    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    code, resumed = _train(tmp_path, "reward-model", cfg, out, "resumed")
+    assert code == 0, resumed.stderr()[-3000:]
+    assert f"reward_model: resuming from {out / 'trainer' / 'checkpoint-4'} (step 4)" in resumed.stderr()
+    assert "(cached)" in resumed.stderr() or "4 cached" in resumed.stderr(), resumed.stderr()[-2000:]
+    _check_resumed_metrics(out / "metrics.jsonl", 6)
+    _assert_same_weights(
+        tmp_path / "whole" / "model" / "model.safetensors", out / "model" / "model.safetensors"
+    )
+
+
+@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+def test_ppo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, prompts_file, lora):
+    (tmp_path / "my_rewards.py").write_text(REWARD_MODULE)  # importable: the CLI runs in tmp_path
+    cfg = {
+        "policy": {"path": str(tiny_model_dir)},
+        "prompts": [str(prompts_file)],
+        "reward": {"function": "my_rewards:length_reward"},
+        "max_steps": 5,
+        "batch_size": 4,
+        "minibatch_size": 2,
+        "ppo_epochs": 2,
+        "max_completion_length": 6,
+        "learning_rate": 1e-3,
+        "adaptive_kl": True,
+        "kl_target": 0.1,
+        "normalize_rewards": True,
+        "save_steps": 2,
+        "save_total_limit": 1,
+    }
+    if not lora:
+        cfg["lora"] = None
+    code, _ = _train(tmp_path, "ppo", cfg, tmp_path / "whole", "whole")
+    assert code == 0
+    out = tmp_path / "resumed"
+    code, killed = _train(tmp_path, "ppo", cfg, out, "killed", kill_at=3)
+    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000002"]
+    code, resumed = _train(tmp_path, "ppo", cfg, out, "resumed")
+    assert code == 0, resumed.stderr()[-3000:]
+    assert "ppo: resumed from the checkpoint after step 2 of 5" in resumed.stderr()
+    result = json.loads(resumed.stdout())
+    assert result["counts"]["steps"] == 5 and len(result["extra"]["score_curve"]) == 5
+    _check_resumed_metrics(out / "metrics.jsonl", 5)
+    assert not (out / "checkpoints").exists()  # removed once the stage finished
+    weights = "adapter/adapter_model.safetensors" if lora else "model/model.safetensors"
+    _assert_same_weights(tmp_path / "whole" / weights, out / weights)
+    _assert_same_weights(
+        tmp_path / "whole" / "critic" / "model.safetensors", out / "critic" / "model.safetensors"
+    )
+
+
+def test_only_complete_checkpoints_made_under_the_same_key_are_resumed(tmp_path):
+    from types import SimpleNamespace
+
+    from rlaif.train.common import resume_checkpoint
+
+    args = SimpleNamespace(save_strategy="steps", output_dir=str(tmp_path / "trainer"), process_index=0)
+    assert resume_checkpoint(args, "k1") is None  # nothing yet
+    for step in (2, 4, 10):
+        (tmp_path / "trainer" / f"checkpoint-{step}").mkdir()
+    for step in (2, 4):  # checkpoint-10 was cut short by the kill: no trainer_state.json
+        (tmp_path / "trainer" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resume_checkpoint(args, "k1") == str(tmp_path / "trainer" / "checkpoint-4")
+    assert not (tmp_path / "trainer" / "checkpoint-10").exists()
+    assert resume_checkpoint(args, "k2") is None  # other settings or data: start over
+    assert not list((tmp_path / "trainer").glob("checkpoint-*"))
+    assert resume_checkpoint(SimpleNamespace(save_strategy="no"), "k2") is None
+
+
+def test_grpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, prompts_file):
+    (tmp_path / "my_rewards.py").write_text(REWARD_MODULE)
+    cfg = {
+        "policy": {"path": str(tiny_model_dir)},
+        "prompts": [str(prompts_file)],
+        "rewards": [{"function": "my_rewards:length_reward"}],
+        "num_generations": 4,
+        "per_device_batch_size": 8,
+        "max_completion_length": 8,
+        "max_steps": 4,
+        "learning_rate": 5e-3,
+        "lora": {"r": 4, "alpha": 8},
+        "save_steps": 2,
+    }
+    code, _ = _train(tmp_path, "grpo", cfg, tmp_path / "whole", "whole")
+    assert code == 0
+    out = tmp_path / "resumed"
+    code, killed = _train(tmp_path, "grpo", cfg, out, "killed", kill_at=3)
+    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    code, resumed = _train(tmp_path, "grpo", cfg, out, "resumed")
+    assert code == 0, resumed.stderr()[-3000:]
+    assert f"grpo: resuming from {out / 'trainer' / 'checkpoint-2'} (step 2)" in resumed.stderr()
+    _check_resumed_metrics(out / "metrics.jsonl", 4)
+    _assert_same_weights(tmp_path / "whole" / "adapter" / "adapter_model.safetensors",
+                         out / "adapter" / "adapter_model.safetensors")  # fmt: skip
