@@ -24,16 +24,20 @@ def test_train_block_errors_are_one_line(run_config, tmp_path):
     assert "train.num_processes" in message and str(path) in message and "\n" not in message
 
 
-def test_missing_accelerate_config_and_a_launched_final_round_are_refused(run_config, tmp_path):
+def test_missing_accelerate_config_and_a_launched_judge_reward_are_refused(run_config, tmp_path):
     missing = tmp_path / "zero2.yaml"
     with pytest.raises(ConfigError, match="'train.accelerate_config': file not found: .*zero2.yaml"):
         compile_run(run_config(train={"accelerate_config": str(missing)}))
     missing.write_text("distributed_type: DEEPSPEED\n")
     assert compile_run(run_config(train={"accelerate_config": str(missing)})).config.train.distributed
     final = {"kind": "ppo", "reward": "judge"}
-    with pytest.raises(ConfigError, match="'train': the final ppo round runs in one process only"):
+    with pytest.raises(
+        ConfigError, match="'train': a final ppo round with a judge reward runs in one process"
+    ):
         compile_run(run_config(train={"num_processes": 2}, final=final))
     compile_run(run_config(final=final))  # one process: the final round is allowed
+    # a reward model crosses the process boundary as a path: every process loads it
+    compile_run(run_config(train={"num_processes": 2}, final={"kind": "grpo", "reward": "reward_model"}))
 
 
 def _weights(folder):
@@ -109,3 +113,34 @@ def test_a_round_trained_by_two_processes_matches_one_process(
     print(f"2 vs 1 process: max |diff| {worst:.2e}, max |lora_B| {moved:.2e}")
     # Adam turns float-order differences of the all-reduced gradients into ~3e-5 after 2 steps here
     assert worst < 1e-4 and moved > 100 * worst, (worst, moved)
+
+
+@pytest.mark.slow  # three launches of two processes each (~6 min on a loaded 2-core machine)
+def test_a_reward_model_final_round_runs_on_two_processes(
+    tmp_path, tiny_model_dir, vllm_engine, shared_data, monkeypatch
+):
+    from rlaif.pipeline.runner import Runner
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = _round_config(tmp_path, tiny_model_dir, shared_data)
+    data["dpo"]["max_steps"] = 1
+    ppo = {"max_steps": 1, "batch_size": 2, "minibatch_size": 2, "ppo_epochs": 1, "max_completion_length": 8}
+    data["final"] = {"kind": "ppo", "reward": "reward_model", "options": ppo}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_run_config(path)
+    runner = Runner(cfg, engine=vllm_engine)
+    runner.run()
+    assert "final/eval" in runner.executed
+    stage = cfg.run_dir() / "final" / "train"
+    # the reward model and PPO each ran as `rlaif train ...` in two processes, from their YAML configs
+    for name in ("reward-model", "ppo"):
+        assert (stage / f"{name}.launch.yaml").is_file() and (stage / f"{name}.launch.log").is_file()
+    rm = json.loads((stage / "reward_model" / "result.json").read_text())
+    assert rm["counts"]["world_size"] == 2
+    summary = json.loads((stage / "manifest.json").read_text())["summary"]
+    assert summary["counts"]["world_size"] == 2 and summary["reward_model"]["train_pairs"] > 0
+    launched = yaml.safe_load((stage / "ppo.launch.yaml").read_text())
+    assert launched["reward"]["reward_model"] == (rm["merged_model"] or rm["base_model"])
+    assert (stage / "adapter" / "adapter_config.json").is_file()
