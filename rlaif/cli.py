@@ -41,6 +41,7 @@ _COMMAND_MODULES = [
     "rlaif.commands.run",
     "rlaif.commands.init",
     "rlaif.commands.export",
+    "rlaif.commands.docs",
 ]
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlaif.errors import ConfigError, describe_validation_error
 from rlaif.files import load_yaml_mapping
@@ -174,6 +174,8 @@ class PromptSource(Strict):
 
 
 class FeedbackConfig(Strict):
+    """The feedback source of each round: which one and its own options."""
+
     source: str = Field(
         ..., description="Built-in source (rlcd, sl_cai, rl_cai, self_rewarding, rlcf) or module:function."
     )
@@ -205,6 +207,8 @@ class SFTStageConfig(Strict):
 
 
 class FinalRoundConfig(Strict):
+    """An optional RL round (PPO, GRPO or RLOO) after the DPO rounds, and what rewards it."""
+
     kind: Literal["none", "ppo", "grpo", "rloo"] = Field("none", description="Final RL round.")
     reward: Literal["sandbox", "reward_model", "judge"] = Field(
         "sandbox", description="What scores rollouts."
@@ -222,6 +226,8 @@ class InstructionEvalConfig(Strict):
 
 
 class EvalConfig(Strict):
+    """Evaluation after every round: code pass@k, win rate against the previous round, instructions."""
+
     code_problems: PromptSource | None = Field(None, description="Held-out code problems for pass@k.")
     code_samples: int = Field(4, description="Samples per held-out problem for pass@1 (unbiased estimator).")
     code_temperature: float = Field(1.0, description="Sampling temperature for pass@k.")
@@ -250,6 +256,41 @@ class HealthConfig(Strict):
     min_pairs: int = Field(
         1, ge=0, description="Stop when a round has fewer preference pairs than this (after filtering)."
     )
+    min_judge_consistency: float | None = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Warn when the win-rate judge's position consistency is below this (a judge that "
+        "ignores the answers scores 0.5 or less; null: never).",
+    )
+    drop_p_value: float | None = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="Warn when a round's paired held-out outcomes (code samples, pass@k problems, "
+        "instructions) fall vs the previous round with a sign-test p below this (null: never).",
+    )
+    max_invalid_rate_rise: float | None = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Warn when a stage's judge invalid rate exceeds the lowest of the earlier rounds' "
+        "by more than this (null: never).",
+    )
+    warnings_as_errors: bool | list[str] = Field(
+        False,
+        description="Stop the run on the report's warnings: true for all, or a list of checks "
+        "(judge_consistency, drop, invalid_rise).",
+    )
+
+    @field_validator("warnings_as_errors")
+    @classmethod
+    def _known_checks(cls, value: bool | list[str]) -> bool | list[str]:
+        known = ("judge_consistency", "drop", "invalid_rise")
+        unknown = [v for v in value if v not in known] if isinstance(value, list) else []
+        if unknown:
+            raise ValueError(f"unknown check {unknown[0]!r} (known: {', '.join(known)})")
+        return value
 
 
 class LaunchSettings(Strict):

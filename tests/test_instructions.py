@@ -194,3 +194,72 @@ def test_paired_change_pairs_by_key_and_counts_the_unmatched():
         "sign_test_p": 1.0,
         "unmatched": 2,  # gone (only before), new (only after)
     }
+
+
+def test_the_instruction_checker_rewards_a_real_grpo_step(tiny_model_dir, tmp_path):
+    """The verifier reward (rlaif.train.rewards.verifier_reward) on the instruction task, in one real TRL
+    GRPO step: the rollouts' ``instructions`` column reaches the checker, each rollout gets a verdict."""
+    from rlaif.records import Message, PromptRecord
+    from rlaif.tasks.instruction import InstructionTask
+    from rlaif.train.common import read_metrics
+    from rlaif.train.configs import GRPOConfig, PolicySpec
+    from rlaif.train.grpo import run_grpo
+    from rlaif.train.rewards import verifier_reward
+
+    specs = [{"kind": "lowercase"}, {"kind": "no_commas"}]
+    prompts = [
+        PromptRecord(
+            id=f"q{i}",
+            messages=[Message(role="user", content=f"Say something about {i}.")],
+            metadata={"instructions": specs},
+        )  # fmt: skip
+        for i in range(4)
+    ]
+    reward = verifier_reward(InstructionTask(), "fraction")
+    cfg = GRPOConfig(
+        output_dir=tmp_path / "grpo", policy=PolicySpec(path=tiny_model_dir), prompts=[tmp_path / "unused.jsonl"],
+        num_generations=4, per_device_batch_size=8, max_completion_length=12, max_steps=1, learning_rate=5e-3,
+    )  # fmt: skip
+    result = run_grpo(cfg, prompts=prompts, reward_funcs=[reward])
+    assert result.counts["steps"] == 1
+    (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "reward" in m]
+    assert "rewards/instructions_fraction/mean" in line
+    assert len(reward.last_verdicts) > 0 and all(
+        v.status in ("passed", "failed") for v in reward.last_verdicts
+    )
+    assert {v.score for v in reward.last_verdicts} <= {0.0, 0.5, 1.0} and 0.0 <= line["reward"] <= 1.0
+
+
+def test_instruction_pairs_is_a_verifier_gated_source_through_the_plugin_path():
+    """The instruction instance of rlaif.feedback.verified: a reply that follows every instruction beats
+    one that does not; a prompt whose replies all pass (or all fail alike) is dropped with its reason."""
+    from rlaif.engines.scripted import ScriptedEngine
+    from rlaif.feedback import run_source
+    from rlaif.feedback.context import SourceContext
+    from rlaif.records import Message, PromptRecord, derive_seed
+
+    lower = [{"kind": "lowercase"}]
+    prompts = [
+        PromptRecord(
+            id=f"p{i}",
+            messages=[Message(role="user", content=f"prompt {i}")],
+            metadata={"instructions": lower},
+        )  # fmt: skip
+        for i in range(3)
+    ]
+    replies = {"prompt 0": ["all lower", "Not Lower"], "prompt 1": ["ok", "fine"], "prompt 2": ["A", "B"]}
+    engine = ScriptedEngine(lambda conv, index, sampling: replies[conv[-1].content][index])
+    context = SourceContext(seed=4, round=2, adapter=None, chunk=0)
+    spec = "rlaif.feedback.verified:instruction_pairs"
+    res = run_source(spec, prompts, engine, {"k": 2, "partial_margin": None}, context)
+    (pair,) = res.pairs
+    assert (pair.chosen, pair.rejected, pair.round, pair.metadata["prompt_id"]) == (
+        "all lower",
+        "Not Lower",
+        2,
+        "p0",
+    )
+    assert res.stats.drops == {"all_passed": 1, "no_passing_candidate": 1} and res.stats.balanced
+    assert {d.prompt_id: d.reason for d in res.dropped} == {"p1": "all_passed", "p2": "no_passing_candidate"}
+    (_, samplings, _) = engine.calls[0]
+    assert [s.seed for s in samplings] == [derive_seed(4, "verified", p.id, 0) for p in prompts]

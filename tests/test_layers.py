@@ -25,9 +25,10 @@ LAYERS = {
     "rlaif.sandbox": 1,
     "rlaif.generation": 1,  # 1.5: between engines and judges; may import engines, never judges
     "rlaif.judges": 2,
+    "rlaif.tasks": 2,
+    "rlaif.code": 2,
     "rlaif.feedback": 3,
     "rlaif.pairs": 3,
-    "rlaif.code": 3,
     "rlaif.train": 4,
     "rlaif.pipeline": 5,
     "rlaif.demo": 5,
@@ -152,3 +153,37 @@ def test_the_cycle_finder_finds_a_cycle_through_function_level_imports():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
     assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+NEVER = [
+    # the demo is a plug-in (rlaif.tasks.catalog): the pipeline reads its problem set and corpus by name
+    ("rlaif.pipeline", "rlaif.demo"),
+    # trainers get rewards as functions (rlaif.tasks.rewards), never from the code machinery itself
+    ("rlaif.train", "rlaif.code"),
+]
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def never_violations(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{name} imports {target} ({src} must never import {dst})"
+        for name, targets in sorted(graph.items())
+        for target in sorted(targets)
+        for src, dst in NEVER
+        if _within(name, src) and _within(target, dst)
+    ]
+
+
+def test_never_rules_hold_for_module_and_function_level_imports():
+    violations = never_violations(import_graph())
+    assert not violations, "\n".join(violations)
+
+
+def test_the_never_rules_catch_a_forbidden_import():
+    graph = {"rlaif.pipeline.stages": {"rlaif.demo.tasks"}, "rlaif.train.grpo": {"rlaif.tasks.rewards"}}
+    assert never_violations(graph) == [
+        "rlaif.pipeline.stages imports rlaif.demo.tasks (rlaif.pipeline must never import rlaif.demo)"
+    ]

@@ -153,7 +153,7 @@ def test_pair_stats_merge_adds_counts_and_leaves_length_to_the_caller():
 
 
 def test_merge_counts_sums_any_count_model_field_by_field():
-    from rlaif.code.pairs import CodePairStats
+    from rlaif.feedback.rlcf import CodePairStats
     from rlaif.pairs import merge_counts
 
     parts = [

@@ -9,6 +9,9 @@ an error naming the file and line, before anything runs; every sample gets exact
 whatever it does (huge values, malformed reports, a crashed worker: a failure of the machinery is
 recorded as ``sandbox_error`` for that sample and its worker replaced, never dropped, never fatal to
 the run); problems without any sample are counted in the summary, not silently left out of it.
+Problems with a reference solution are validated first (:mod:`rlaif.code.validate`): a broken
+problem's samples get status ``bad_problem`` with the reason, are left out of pass@k, and the summary
+counts and names the broken problems (``bad_problems``, ``bad_problem_reasons``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rlaif.records import CodeProblem, ExecutionResult, iter_json_lines, write_j
 
 from .jobs import build_job, prepare_expected
 from .passk import mean_pass_at_k
+from .validate import find_bad_problems
 
 
 @dataclass(frozen=True)
@@ -63,38 +67,60 @@ def evaluate_samples(
     *,
     ks: Sequence[int] = (1, 10),
     on_result: Callable[[int, ExecutionResult], None] | None = None,
-) -> tuple[list[ExecutionResult], dict]:
-    """Execute every sample; returns the per-sample results (input order) and the summary dict."""
+    validate: bool = True,
+) -> tuple[list[ExecutionResult | dict], dict]:
+    """Execute every sample; returns the per-sample results (input order) and the summary dict.
+
+    With ``validate``, problems with a reference solution are checked first
+    (:func:`rlaif.code.validate.find_bad_problems`); the samples of a broken problem are not run: each
+    gets a result row with status ``bad_problem`` and the reason, and pass@k leaves them out (counted).
+    """
     by_id = {p.task_id: p for p in problems}
     used = [by_id[t] for t in dict.fromkeys(s.task_id for s in samples)]
     prepare_expected(used, pool)
-    jobs = [build_job(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in samples]
+    bad = find_bad_problems(used, pool) if validate else {}
+    run = [s for s in samples if s.task_id not in bad]
+    jobs = [build_job(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in run]
     started = time.monotonic()
-    results = pool.run(jobs, on_result=on_result)
+    executed = iter(pool.run(jobs, on_result=on_result) if jobs else [])
     elapsed = time.monotonic() - started
+    results = [_bad_row(s, bad[s.task_id]) if s.task_id in bad else next(executed) for s in samples]
+    ran = [r for r in results if isinstance(r, ExecutionResult)]
+    return results, _summary(problems, ran, results, bad, ks, elapsed)
 
+
+def _bad_row(sample: Sample, reason: str) -> dict:
+    return {"task_id": sample.task_id, "sample_index": sample.sample_index, "status": "bad_problem",
+            "passed": None, "diagnostics": reason}  # fmt: skip
+
+
+def _summary(
+    problems: Sequence[CodeProblem], ran: list[ExecutionResult], results: list, bad: dict[str, str],
+    ks: Sequence[int], elapsed: float,
+) -> dict:  # fmt: skip
     counts: dict[str, list[int]] = {}
-    for r in results:
+    for r in ran:
         n_c = counts.setdefault(r.task_id, [0, 0])
         n_c[0] += 1
         n_c[1] += int(r.passed)
     scores, skipped = mean_pass_at_k({t: (n, c) for t, (n, c) in counts.items()}, ks)
-    statuses = Counter(r.status for r in results)
+    statuses = Counter(r.status if isinstance(r, ExecutionResult) else r["status"] for r in results)
     summary = {
         "problems": len(counts),
-        "problems_without_samples": len(problems) - len(counts),
+        "problems_without_samples": len(problems) - len(counts) - len(bad),
         "samples": len(results),
         **scores,
         "status_counts": dict(sorted(statuses.items())),
-        "tests_passed_fraction": (
-            sum(r.tests_passed for r in results) / max(1, sum(r.tests_total for r in results))
-        ),
-        "samples_per_s": len(results) / elapsed if elapsed > 0 else None,
+        "tests_passed_fraction": (sum(r.tests_passed for r in ran) / max(1, sum(r.tests_total for r in ran))),
+        "samples_per_s": len(ran) / elapsed if elapsed > 0 else None,
         "elapsed_s": round(elapsed, 3),
     }
+    if bad:
+        summary["bad_problems"] = len(bad)
+        summary["bad_problem_reasons"] = dict(sorted(bad.items()))
     if skipped:
         summary["skipped_k"] = skipped
-    return results, summary
+    return summary
 
 
 def run_eval_code(
@@ -107,6 +133,7 @@ def run_eval_code(
     out: Path | None = None,
     progress: bool = True,
     allow_unisolated: bool | None = None,
+    validate: bool = True,
 ) -> dict:
     """The whole command: load, check, run (with a progress bar on stderr), write, summarise."""
     from rlaif.code.problems import load_problems
@@ -121,7 +148,9 @@ def run_eval_code(
         ) as pool,
         _Progress(len(samples), progress) as bar,
     ):
-        results, summary = evaluate_samples(problems, samples, pool, ks=ks, on_result=bar.advance)
+        results, summary = evaluate_samples(
+            problems, samples, pool, ks=ks, on_result=bar.advance, validate=validate
+        )
         isolation = {k: v for k, v in pool.isolation.items() if k != "uid"}
         warnings = list(pool.warnings)
     write_jsonl(out, results)

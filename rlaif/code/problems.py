@@ -109,7 +109,7 @@ def detect_format(obj: dict) -> str:
         return "mbppplus"
     if "test_list" in obj:
         return "mbpp"
-    if "test" in obj and "entry_point" in obj:
+    if "test" in obj or "canonical_solution" in obj:  # HumanEval's own fields (native has test_code)
         return "humaneval"
     return "native"
 

@@ -1,7 +1,9 @@
 """``rlaif eval-code``: execute code samples against their problems' tests and print pass@k as JSON.
 
 The problems and samples files are fully checked (unknown task ids, missing fields) before any
-sandbox worker starts. The sandbox is imported inside the command, so ``rlaif --help`` stays fast.
+sandbox worker starts; problems with a reference solution are then validated in the sandbox (a broken
+problem is reported as one, not blamed on its samples). The sandbox is imported inside the command, so
+``rlaif --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def eval_code(
         help="Run the samples even where nothing can isolate them (not root, "
         "no user namespace): as your own user, with your files and network in reach.",
     ),
+    validate: bool = typer.Option(
+        True, help="Check problems with a reference solution first (reference passes, a None answer fails)."
+    ),
 ) -> None:
     """Run every sample in the sandbox; write per-sample results; print pass@k, statuses, samples/s."""
     from rlaif.code.evaluate import run_eval_code
@@ -54,6 +59,7 @@ def eval_code(
         out=out,
         progress=progress,
         allow_unisolated=unsafe_no_isolation or None,
+        validate=validate,
     )
     emit(json.dumps(summary, indent=2))
 

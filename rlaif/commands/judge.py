@@ -35,6 +35,12 @@ def _precheck_judge(judge: str) -> bool:
 
 def judge_eval(
     model: str | None = typer.Option(None, help="Judge model directory (needed by template judges)."),
+    server: str | None = typer.Option(
+        None, help="Judge on an OpenAI-compatible server (e.g. `vllm serve`): its base URL, ending in /v1."
+    ),
+    served_model: str | None = typer.Option(
+        None, help="With --server: the served model name (default: the first model the server lists)."
+    ),
     pairs: Path | None = typer.Option(
         None, help="HH transcripts or {prompt, chosen, rejected} JSONL (.gz ok)."
     ),
@@ -84,13 +90,15 @@ def judge_eval(
         self_check=self_check,
         guided=guided,
     )
-    if model is None and needs_model:
-        raise ConfigError(f"judge '{judge}' needs a model: pass --model PATH")
-    engine = (
-        None
-        if model is None
-        else _start_engine(model, seed, max_model_len, kv_cache_gb, tensor_parallel_size, adapter)
-    )
+    _check_server(server, served_model, model, adapter)
+    if model is None and server is None and needs_model:
+        raise ConfigError(f"judge '{judge}' needs a model: pass --model PATH (or --server URL)")
+    if server is not None:
+        engine = _connect(server, served_model) if needs_model else None
+    elif model is not None:
+        engine = _start_engine(model, seed, max_model_len, kv_cache_gb, tensor_parallel_size, adapter)
+    else:
+        engine = None
     out_path = out or _default_out(judge)
     try:
         judge_obj = load_judge(judge, engine, **options)
@@ -153,6 +161,32 @@ def _judge_options(*, chain_of_thought: bool, single_order: bool, **given: objec
     if single_order:
         options["both_orders"] = False
     return options
+
+
+def _check_server(
+    server: str | None, served_model: str | None, model: str | None, adapter: str | None
+) -> None:
+    """--server replaces --model; an adapter on a server is served by name (``--lora-modules``)."""
+    if server is None:
+        if served_model is not None:
+            raise ConfigError("--served-model names a model on a server: pass --server URL too")
+        return
+    if model is not None:
+        raise ConfigError("pass --model PATH (in-process vLLM) or --server URL, not both")
+    if adapter is not None:
+        raise ConfigError(
+            "--adapter loads a LoRA adapter in-process; on a server, serve it with "
+            "`vllm serve MODEL --enable-lora --lora-modules NAME=DIR` and pass --served-model NAME"
+        )
+    if not server.startswith(("http://", "https://")):
+        raise ConfigError(f"--server needs an http(s):// base URL, got {server!r}")
+
+
+def _connect(server: str, served_model: str | None):
+    """The server's engine; an unreachable server or an unknown model is one error line, at once."""
+    from rlaif.engines.openai import OpenAIEngine
+
+    return OpenAIEngine(server, model=served_model)
 
 
 def _start_engine(

@@ -35,12 +35,29 @@ def check_config(file: Path, overrides: list[str]):
 def validate(
     file: Path = typer.Argument(..., help="Run config YAML."),
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
+    explain: str | None = typer.Option(
+        None, "--explain", help="Print a key's type, default and meaning for this run (e.g. dpo.beta)."
+    ),
 ) -> None:
     """Check a run config (and every stage's options) without loading any model."""
     file = resolve_pipeline(file)
+    if explain is not None:
+        _explain(file, overrides or [], explain)
+        return
     cfg = check_config(file, overrides or []).config
     sft = "SFT, then " if cfg.sft else ""
     emit(f"ok: {file} (run '{cfg.name}', {sft}{cfg.rounds} DPO round(s), final={cfg.final.kind})")
+
+
+def _explain(file: Path, overrides: list[str], key: str) -> None:
+    """One key as this run reads it: its source's options, its judge kind's, its final trainer's.
+    Only the schema is loaded (no data file or model is checked), so it works before they exist."""
+    from rlaif.commands.config_reference import all_sections, explain, run_sections
+    from rlaif.config import load_run_config
+
+    cfg = load_run_config(file, overrides)
+    for text in explain(key, run_sections(cfg), str(file), others=all_sections()):
+        emit(text)
 
 
 def run(
@@ -80,6 +97,7 @@ def _execute(resolved, dry_run: bool, command: list[str]) -> None:
                 "executed": runner.executed,
                 "skipped": runner.skipped,
                 "rounds": metrics["rounds"],
+                "warnings": [w["message"] for w in metrics["warnings"]],
             },
             indent=2,
             default=str,
@@ -95,6 +113,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
     from rlaif.errors import describe_validation_error
     from rlaif.files import load_yaml_mapping
     from rlaif.pipeline.report import collect_metrics, write_report
+    from rlaif.pipeline.result_warnings import print_warnings
     from rlaif.pipeline.stage_kinds import plan_stages
 
     cfg_file = run_dir / "config.yaml"
@@ -108,6 +127,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
         ) from None
     metrics = collect_metrics(run_dir, plan_stages(cfg))
     emit(write_report(run_dir, metrics))
+    print_warnings(metrics["warnings"])
 
 
 def demo(

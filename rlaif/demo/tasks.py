@@ -5,6 +5,9 @@ small and the model is tiny, yet the feedback is real: every candidate program i
 its asserts in the sandbox. Each task family is parameterised by a constant ``k`` that the model must
 copy from the prompt into the code; held-out problems use (family, k) combinations never seen in
 training, so a pass there is generalisation, not memorisation.
+
+A plug-in: importing this module registers the problem set ``demo_code`` and the pre-training corpus
+``demo:code`` (:mod:`rlaif.tasks.catalog`); the pipeline knows only those names.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import random
 from dataclasses import dataclass
 
 from rlaif.records import CodeProblem
+from rlaif.tasks.catalog import register_corpus, register_problem_set
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,18 @@ def sft_corpus(problems: list[CodeProblem], chat_template_render) -> str:
         ]
         blocks.append(chat_template_render(convo))
     return "\n".join(blocks)
+
+
+def _demo_split(split: str) -> list[CodeProblem]:
+    train, held = demo_problems()
+    return {"train": train, "heldout": held, "all": train + held}[split]
+
+
+def _demo_corpus(render) -> str:
+    train, _ = demo_problems()
+    return sft_corpus(train, render)
+
+
+# the demo is a plug-in: the pipeline reads these by name (rlaif.tasks.catalog), never imports this module
+register_problem_set("demo_code", _demo_split)
+register_corpus("demo:code", _demo_corpus)

@@ -1,29 +1,79 @@
-"""RLCF as a feedback source: code candidates judged by their own unit tests (:mod:`rlaif.code.pairs`).
+"""RLCF as a feedback source: the code instance of the verifier-gated source (:mod:`rlaif.feedback.verified`),
+code candidates judged by their own unit tests in the sandbox.
 
 Registered as ``rlcf`` next to the other sources and called the same way,
 ``rlcf(problems, engine, options, context, judge_engine=..., sandbox=...)``; it declares
-``uses_sandbox`` so the pipeline hands it the run's sandbox pool (alone it starts and closes its own).
+``needs=("sandbox",)`` so the pipeline hands it the run's sandbox pool (alone it starts and closes its own).
 
-Guarantees: every problem is accounted for in ``stats`` (it made a pair, or its reason is counted in
-``stats.drops``: ``stats.pairs_out`` counts problems with at least one pair, the pairs themselves may be
-more with ``pairs_per_problem > 1``); every execution is returned in ``executions``; each pair records
-the model and the adapter the engine really served. Non-guarantee: ``dropped`` is empty, since the
-pairing step counts reasons per problem without naming the problem.
+Guarantees: those of :mod:`rlaif.feedback.verified` (one generate call, a seed per problem derived from
+``context.seed``, ``"rlcf"`` and the task id, ``prompt_too_long`` drops, every problem accounted for and
+every dropped one named in ``dropped``); every execution is returned in ``executions``; each pair
+records the model and the adapter the engine really served. ``stats.pairs_out`` counts problems with
+at least one pair (the pairs themselves may be more with ``pairs_per_problem > 1``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from rlaif.code.pairs import CodePairConfig, CodePairStats, build_code_pairs
-from rlaif.code.problems import code_prompt
-from rlaif.engines.base import Engine, SamplingSettings
+from rlaif.engines.base import Engine, PromptInput, Sampling, SamplingSettings
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
+from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.result import FeedbackResult
-from rlaif.pairs import PairStats
-from rlaif.records import CodeProblem, ExecutionResult, derive_seed
+from rlaif.feedback.verified import VerifiedPairConfig, VerifiedPairStats, as_feedback_result, verified_pairs
+from rlaif.records import CodeProblem, ExecutionResult, PreferencePair
+from rlaif.tasks.code import CodeTask
+
+SOURCE = "rlcf"
+
+
+class CodePairConfig(VerifiedPairConfig):
+    """How many candidate programs to sample and how to pair them."""
+
+
+class CodePairStats(VerifiedPairStats):
+    """Counts for one RLCF run (``executions``: sandbox jobs run; ``sandbox_errors``: never paired)."""
+
+    source: str = SOURCE
+
+
+@dataclass
+class CodePairRun:
+    pairs: list[PreferencePair]
+    executions: list[ExecutionResult]
+    stats: CodePairStats
+
+
+def build_code_pairs(
+    problems: Sequence[CodeProblem],
+    engine: Engine,
+    pool,
+    *,
+    config: CodePairConfig | None = None,
+    sampling: Sampling | None = None,
+    adapter: str | None = None,
+    render: Callable[[CodeProblem], PromptInput] | None = None,
+    round: int = 0,
+) -> CodePairRun:
+    """Sample ``config.k`` candidates per problem, execute them in ``pool``, and pair them.
+
+    ``sampling`` sets temperature and length; its ``seed`` (default 0) is the base of the per-problem
+    seeds and its ``n`` is replaced by ``config.k``. ``render`` turns a problem into the engine prompt
+    (default: ``problem.prompt`` as the user turn; e.g. ``lambda p: tpl.render(problem=p.prompt)``).
+    """
+    config = config or CodePairConfig()
+    sampling = sampling or Sampling(temperature=0.8, top_p=0.95, max_tokens=512)
+    render = render or (lambda p: p.prompt)
+    context = SourceContext(seed=sampling.seed or 0, round=round, adapter=adapter, chunk=0)
+    run = verified_pairs(
+        CodeTask(problems, pool=pool), problems, engine, config, context, sampling, source=SOURCE,
+        prompts=[render(p) for p in problems],
+    )  # fmt: skip
+    executions = [v.evidence for v in run.verdicts if v.evidence is not None]
+    return CodePairRun(run.pairs, executions, CodePairStats.model_validate(run.stats.model_dump()))
 
 
 class RLCFConfig(CodePairConfig):
@@ -43,6 +93,9 @@ class CodeFeedbackResult(FeedbackResult):
     code_stats: CodePairStats | None = None
 
 
+@feedback_source(
+    config=RLCFConfig, needs=("sandbox",), writes=("pairs", "judgments", "dropped", "executions")
+)
 def rlcf(
     problems: list[CodeProblem],
     engine: Engine,
@@ -55,32 +108,14 @@ def rlcf(
     """Sample ``k`` programs per problem, run them against the tests, pair passing with failing."""
     cfg = options if options is not None else RLCFConfig()
     ctx = context or DEFAULT_CONTEXT
-    sampling = cfg.sampling.to_sampling(seed=derive_seed(ctx.seed, "rlcf", ctx.round))
-    own_pool = sandbox is None
-    if own_pool:
-        from rlaif.sandbox import SandboxPool
-
-        sandbox = SandboxPool()
+    task = CodeTask(problems, pool=sandbox)  # starts (and closes) its own pool without one
     try:
-        run = build_code_pairs(
-            problems, engine, sandbox, config=cfg, sampling=sampling, adapter=ctx.adapter,
-            render=code_prompt, round=ctx.round,
-        )  # fmt: skip
+        run = verified_pairs(task, problems, engine, cfg, ctx, cfg.sampling.to_sampling(), source="rlcf")
     finally:
-        if own_pool:
-            sandbox.close()
-    for pair in run.pairs:
-        pair.metadata.update(model=getattr(engine, "model_name", None), adapter=ctx.adapter)
-    stats = PairStats(
-        source="rlcf",
-        prompts_in=run.stats.problems,
-        pairs_out=run.stats.problems_with_pair,
-        drops=dict(run.stats.no_pair),
-        counters={"pairs": run.stats.pairs, "executions": run.stats.executions},
-        length=run.stats.length,
+        task.close()
+    res = as_feedback_result(run, engine, ctx)
+    executions = [v.evidence for v in run.verdicts if v.evidence is not None]
+    code_stats = CodePairStats.model_validate(run.stats.model_dump())
+    return CodeFeedbackResult(
+        pairs=res.pairs, stats=res.stats, dropped=res.dropped, executions=executions, code_stats=code_stats
     )
-    return CodeFeedbackResult(pairs=run.pairs, stats=stats, executions=run.executions, code_stats=run.stats)
-
-
-rlcf.config_model = RLCFConfig
-rlcf.uses_sandbox = True

@@ -55,6 +55,13 @@ def conversation_text(conversation: Sequence[Message] | str) -> str:
     return tpl.render(conversation=[m.model_dump() for m in conv]).strip()
 
 
+def judge_items(items: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The items with each conversation as :class:`Message` records: a judge takes what
+    ``engine.generate`` takes (a plain string, message dicts or messages), so a caller can pass its
+    prompts to both unchanged. A malformed message is a ``ValidationError`` naming the field."""
+    return [(as_conversation(conv if isinstance(conv, str) else list(conv)), *rest) for conv, *rest in items]
+
+
 @dataclass
 class Request:
     """One rendered judge prompt and the identity it is recorded under."""

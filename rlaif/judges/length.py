@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rlaif.judges.base import ScoreJudge, conversation_text, item_ids
+from rlaif.judges.base import ScoreJudge, conversation_text, item_ids, judge_items
 from rlaif.judges.pointwise import PointwiseResult
 from rlaif.records import Judgment, Message, stable_hash
 
@@ -34,7 +34,7 @@ class LengthJudge(ScoreJudge):
     def score(
         self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None
     ) -> list[PointwiseResult]:
-        items = list(items)
+        items = judge_items(items)
         contents = [conversation_text(conv) + "\x00" + reply for conv, reply in items]
         keys = item_ids(ids, len(items), "length", contents)
         sign = -1.0 if self.prefer == "shorter" else 1.0

@@ -31,6 +31,7 @@ from rlaif.judges.base import (
     Request,
     ScoreJudge,
     item_ids,
+    judge_items,
     make_judgment,
     resolve_template,
     template_judge_options,
@@ -103,7 +104,7 @@ class ContrastiveLikelihoodJudge(ScoreJudge):
         self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None
     ) -> list[PointwiseResult]:
         """Contrast score per (conversation, response), in input order; one scoring call."""
-        items = list(items)
+        items = judge_items(items)
         prompts: list[list[Message]] = []
         for conv, _ in items:
             prompts.extend(self.contexts(list(conv)))

@@ -40,6 +40,7 @@ from rlaif.judges.base import (
     Request,
     conversation_text,
     item_ids,
+    judge_items,
     make_judgment,
     render_request,
     resolve_template,
@@ -249,7 +250,7 @@ class PairwiseJudge(CompareJudge):
         ids: Sequence[str] | None = None,
     ) -> list[PairwiseResult]:
         """Judge every (conversation, response_a, response_b); results in input order."""
-        items = list(items)
+        items = judge_items(items)
         prompts = [conversation_text(conv) for conv, _, _ in items]
         contents = [p + "\x00" + a + "\x00" + b for p, (_, a, b) in zip(prompts, items, strict=True)]
         keys = item_ids(ids, len(items), self.kind, contents)

@@ -40,6 +40,7 @@ from rlaif.generation.retry import sample_until_valid
 from rlaif.judges.base import (
     ScoreJudge,
     item_ids,
+    judge_items,
     make_judgment,
     render_response_requests,
     resolve_template,
@@ -134,7 +135,7 @@ class PointwiseJudge(ScoreJudge):
         self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None
     ) -> list[PointwiseResult]:
         """Judge every (conversation, response); results in input order."""
-        items = list(items)
+        items = judge_items(items)
         requests = render_response_requests(self.template, items)
         keys = item_ids(ids, len(items), "pointwise", [r.prompt_hash for r in requests])
         judgments: list[list[Judgment]] = [[] for _ in items]

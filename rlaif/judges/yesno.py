@@ -35,6 +35,7 @@ from rlaif.generation.context import generate_checked
 from rlaif.judges.base import (
     ScoreJudge,
     item_ids,
+    judge_items,
     make_judgment,
     render_response_requests,
     resolve_template,
@@ -143,7 +144,7 @@ class LabelProbabilityJudge(ScoreJudge):
         self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None
     ) -> list[PointwiseResult]:
         """P(good label) per (conversation, response), in input order; one generate call."""
-        items = list(items)
+        items = judge_items(items)
         requests = render_response_requests(self.template, items)
         keys = item_ids(ids, len(items), "label-probability", [r.prompt_hash for r in requests])
         outputs = generate_checked(self.engine, [r.payload for r in requests], self.sampling, self.adapter)

@@ -1,8 +1,9 @@
 """Per-round evaluation of the current policy.
 
 What is measured (each only where the config asks for it):
-- ``pass@1`` on held-out code problems: ``code_samples`` samples per problem at ``code_temperature``,
-  each executed in the sandbox; pass@1 is the unbiased estimator (the mean of c/n);
+- ``pass@1`` (and ``pass@<code_samples>``) on held-out code problems: ``code_samples`` samples per
+  problem at ``code_temperature``, each executed in the sandbox; both are the unbiased estimator of
+  the one verified metric (:mod:`rlaif.tasks.metric`);
 - ``win_rate_vs_previous``: the judge compares this round's answer with the previous round's on the
   same prompts, in both orders; the soft label P(this round better) is averaged over valid judgments;
 - judge health for that comparison: invalid rate and position consistency;
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlaif.code.jobs import build_job, prepare_expected
-from rlaif.code.problems import code_prompt
 from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.health import invalid_reasons
@@ -27,48 +26,36 @@ from rlaif.pipeline.judging import judge_label, win_rate_judge
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.pipeline.summary import EvalOutputs, EvalSummary
 from rlaif.records import iter_json_lines, write_jsonl
+from rlaif.tasks.code import CodeTask
+from rlaif.tasks.metric import pass_at_k_metric
 
 
 def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
-
+    """pass@1 and pass@n through the one verified metric (unbiased estimator, bad problems left out)."""
     ev = ctx.cfg.eval
     problems = load_prompt_source(ev.code_problems, "eval.code_problems")
-    prepare_expected(problems, ctx.sandbox())
     sampling = per_record_sampling(
         ctx.cfg.seed, "eval_code", [p.task_id for p in problems],
         n=ev.code_samples, temperature=ev.code_temperature, max_tokens=ev.max_tokens,
     )  # fmt: skip
-    outputs = engine.generate([code_prompt(p) for p in problems], sampling)
-    jobs, owners = [], []
-    for p, comps in zip(problems, outputs, strict=True):
-        for c in comps:
-            jobs.append(build_job(p, c.text, sample_index=c.index))
-            owners.append((p, c))
-    results = ctx.sandbox().run(jobs)
-    per_problem: dict[str, list[bool]] = {}
-    statuses: dict[str, int] = {}
-    for (p, c), res in zip(owners, results, strict=True):
-        per_problem.setdefault(p.task_id, []).append(res.passed)
-        statuses[res.status] = statuses.get(res.status, 0) + 1
+    metric = pass_at_k_metric(CodeTask(problems, pool=ctx.sandbox()), sorted({1, ev.code_samples}))
+    checked, summary = metric.measure(engine, problems, sampling)
+    for c in checked:
         rows.append(
             {
                 "kind": "code",
-                "id": p.task_id,
-                "sample": c.index,
-                "text": c.text,
-                "tokens": len(c.token_ids or []),
-                "status": res.status,
-                "passed": res.passed,
+                "id": c.key,
+                "sample": c.completion.index,
+                "text": c.completion.text,
+                "tokens": len(c.completion.token_ids or []),
+                "status": c.verdict.status,
+                "passed": c.verdict.passed,
             }
         )
-    pass1 = sum(sum(v) / len(v) for v in per_problem.values()) / max(1, len(per_problem))
-    solved = sum(1 for v in per_problem.values() if any(v))
-    return {
-        "pass@1": round(pass1, 4),
-        f"pass@{ev.code_samples}": round(solved / max(1, len(per_problem)), 4),
-        "code_problems": len(per_problem),
-        "code_status": statuses,
-    }
+    scores = {f"pass@{k}": summary.get(f"pass@{k}") for k in sorted({1, ev.code_samples})}
+    out: dict = {k: None if v is None else round(v, 4) for k, v in scores.items()}
+    out.update(code_problems=summary["problems"], code_status=summary["status_counts"])
+    return out
 
 
 def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) -> dict:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlaif.code.pairs import CodePairStats
 from rlaif.config import FeedbackConfig
 from rlaif.feedback import describe, run_source
 from rlaif.feedback.context import SourceContext
+from rlaif.feedback.rlcf import CodePairStats
 from rlaif.files import atomic_write_text
 from rlaif.pairs import PairStats, length_summary, merge_counts
 from rlaif.pipeline.context import RunContext
@@ -68,7 +68,7 @@ def feedback(
         res = run_source(spec, prompts, engine, options, context, judge_engine=judge, sandbox=sandbox)
         return _chunk_record(res)
 
-    progress = chunk_progress("rlcf" if code else "feedback")
+    progress = chunk_progress("feedback")
     chunks = run_chunks(data.items, source.chunk_size, stage_dir / "chunks", work, progress)
     pairs = [PreferencePair.model_validate(p) for c in chunks for p in c["pairs"]]
     for p in pairs:

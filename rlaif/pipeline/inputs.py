@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 from rlaif.code.problems import load_problems
 from rlaif.config import PromptSource, RunConfig
-from rlaif.demo.tasks import demo_problems
 from rlaif.errors import ConfigError
 from rlaif.feedback.prompts_io import read_prompt_file
 from rlaif.records import PromptRecord, as_conversation
+from rlaif.tasks.catalog import problem_set
 
 
 @dataclass
@@ -66,14 +66,16 @@ def load_prompt_source(src: PromptSource, where: str) -> list:
 
 
 def is_code_run(cfg: RunConfig) -> bool:
-    """A run on code problems (RLCF feedback or code prompts): the final round rewards by tests."""
-    return cfg.feedback.source == "rlcf" or cfg.prompts.kind in ("code", "demo_code")
+    """A run on code problems (a source that needs the sandbox, or code prompts): the final round rewards
+    by tests."""
+    from rlaif.feedback.registry import describe
+
+    return describe(cfg.feedback.source).needs_sandbox or cfg.prompts.kind in ("code", "demo_code")
 
 
 def _read(src: PromptSource, where: str) -> SourceData:
     if src.kind == "demo_code":
-        train, held = demo_problems()
-        return SourceData({"train": train, "heldout": held, "all": train + held}[src.split])
+        return SourceData(problem_set(src.kind)(src.split))
     if not src.path:
         raise ConfigError(f"{where}.path is required for kind={src.kind}")
     if src.kind == "code":

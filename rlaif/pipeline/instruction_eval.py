@@ -1,7 +1,8 @@
 """Per-round held-out metric: the pass rate of the policy's replies on verifiable instructions.
 
 No judge is involved: each held-out prompt lists its instructions in ``metadata["instructions"]`` (the
-format :mod:`rlaif.instructions` writes), and :func:`rlaif.instructions.check_all` decides each reply.
+format :mod:`rlaif.instructions` writes), and :class:`rlaif.tasks.instruction.InstructionTask` decides
+each reply; the pass rate is the instruction instance of the one verified metric (:mod:`rlaif.tasks.metric`).
 The training signal of an instruction-following run (e.g. RLCD affixes) never calls the checker, so
 this is a metric the loop cannot optimise directly.
 
@@ -22,10 +23,12 @@ import json
 from pathlib import Path
 
 from rlaif.errors import ConfigError
-from rlaif.instructions import check_all, paired_change, pass_summary
+from rlaif.instructions import paired_change
 from rlaif.pipeline.inputs import load_prompt_source
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.records import iter_json_lines, stable_hash
+from rlaif.tasks.instruction import InstructionTask
+from rlaif.tasks.metric import instruction_pass_rate_metric
 
 
 def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | None = None) -> dict:
@@ -46,27 +49,22 @@ def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | N
         ctx.cfg.seed, "eval_instructions", [p.id for p in prompts],
         n=opts.samples, temperature=opts.temperature, max_tokens=ev.max_tokens,
     )  # fmt: skip
-    outputs = engine.generate([p.messages for p in prompts], sampling)
-    results = []
-    for p, comps in zip(prompts, outputs, strict=True):
-        specs = p.metadata.get("instructions") or []
-        prompt_hash = stable_hash(json.dumps([m.model_dump(mode="json") for m in p.messages], sort_keys=True))
-        for c in comps:
-            ok = check_all(c.text, specs, where=f"prompt {p.id}") if specs else False
-            results.append((specs, ok))
-            rows.append(
-                {
-                    "kind": "instructions",
-                    "id": p.id,
-                    "sample": c.index,
-                    "text": c.text,
-                    "tokens": len(c.token_ids or []),
-                    "instructions": specs,
-                    "prompt_hash": prompt_hash,
-                    "passed": ok,
-                }
-            )
-    metrics = pass_summary(results)
+    metric = instruction_pass_rate_metric(InstructionTask(prompts))
+    checked, metrics = metric.measure(engine, prompts, sampling)
+    for c in checked:
+        p = c.record
+        rows.append(
+            {
+                "kind": "instructions",
+                "id": p.id,
+                "sample": c.completion.index,
+                "text": c.completion.text,
+                "tokens": len(c.completion.token_ids or []),
+                "instructions": p.metadata.get("instructions") or [],
+                "prompt_hash": _prompt_hash(p),
+                "passed": c.verdict.passed,
+            }
+        )
     mine = _outcomes(rows)
     for label, path in (compare or {}).items():
         if path is not None and Path(path).is_file():
@@ -77,6 +75,10 @@ def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | N
                 f"fail of {change['paired']} paired samples (sign test p={change['sign_test_p']})"
             )
     return metrics
+
+
+def _prompt_hash(p) -> str:
+    return stable_hash(json.dumps([m.model_dump(mode="json") for m in p.messages], sort_keys=True))
 
 
 def _outcomes(rows) -> dict[str, bool]:

@@ -4,7 +4,8 @@ The plots and the page are drawn from ``metrics.json`` alone (never from in-memo
 can be re-rendered for any finished, failed or partial run with ``rlaif report RUN_DIR``. The page is
 the Jinja2 template ``rlaif/assets/report.html.j2`` (autoescaped: model output in example pairs cannot
 inject markup); :mod:`rlaif.pipeline.report_view` turns the metrics into its header, status banner and
-formatted tables.
+formatted tables. ``metrics["warnings"]`` holds the results that mean nothing
+(:mod:`rlaif.pipeline.result_warnings`), shown as a warning block under the status banner.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rlaif.files import atomic_write_text
 from rlaif.pipeline.health import read_status
 from rlaif.pipeline.manifest import read_manifest
 from rlaif.pipeline.report_view import build_view
+from rlaif.pipeline.result_warnings import find_warnings
 
 SHORT_CURVE = 25  # logged points up to which a training curve gets markers
 
@@ -34,6 +36,7 @@ def collect_metrics(run_dir: Path, plan: list) -> dict:
             continue
         metrics["timings_s"][step.name] = m.get("wall_s")
         KINDS[step.kind].report(metrics, step.group, m.get("summary", {}), run_dir / step.name)
+    metrics["warnings"] = find_warnings(run_dir, plan, _health(metrics["config"]))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     return metrics
 
@@ -132,6 +135,18 @@ def _run_config(run_dir: Path) -> dict:
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _health(config: dict):
+    """The run's health thresholds as saved in ``config.yaml`` (the defaults where unreadable)."""
+    from pydantic import ValidationError
+
+    from rlaif.config import HealthConfig
+
+    try:
+        return HealthConfig.model_validate(config.get("health") or {})
+    except ValidationError:
+        return HealthConfig()
 
 
 def write_report(run_dir: Path, metrics: dict) -> Path:

@@ -1,5 +1,5 @@
-"""What the report page shows, built from ``metrics.json``: the header, the status banner and tables of
-formatted numbers (rates as percentages, counts with thousands separators, missing values as a dash).
+"""What the report page shows, built from ``metrics.json``: the header, the status banner, the warnings
+(results that mean nothing; an ok banner says how many) and tables of formatted numbers (rates as percentages, counts with thousands separators, missing values as a dash).
 
 Pure data in, plain dicts out; the HTML itself is the template ``rlaif/assets/report.html.j2``.
 """
@@ -227,10 +227,15 @@ def build_view(metrics: dict) -> dict:
         }
         for e in metrics.get("examples") or []
     ]
+    warnings = [w["message"] for w in metrics.get("warnings") or []]
+    status = _status(metrics.get("status") or {})
+    if warnings and status["state"] == "ok":
+        status["title"] += f", but {len(warnings)} warning(s) below say some results mean nothing"
     return {
         "run": metrics.get("run", DASH),
         "header": _header(metrics),
-        "status": _status(metrics.get("status") or {}),
+        "status": status,
+        "warnings": warnings,
         "rounds": _rounds(metrics.get("rounds") or []),
         "sections": [s for s in sections if s],
         "examples": examples,

@@ -41,7 +41,7 @@ import yaml
 
 from rlaif.config import RunConfig
 from rlaif.errors import RlaifError
-from rlaif.pipeline import report
+from rlaif.pipeline import report, result_warnings
 from rlaif.pipeline.compile import RunPlan, compile_run
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.health import write_status
@@ -114,6 +114,11 @@ class Runner:
             self.executed.append(name)
         self.summaries[name] = summary
         kind.check(name, summary.to_json(), self.cfg.health)
+        if result_warnings.as_errors(self.cfg.health):  # results that mean nothing, when asked to stop
+            done = self.stages[: self.stages.index(planned) + 1]
+            result_warnings.raise_on_warnings(
+                result_warnings.find_warnings(self.run_dir, done, self.cfg.health), self.cfg.health
+            )
         return summary
 
     @staticmethod
@@ -162,11 +167,12 @@ class Runner:
             write_status(
                 self.run_dir, "failed", getattr(exc, "stage", None), getattr(exc, "reason", str(exc))
             )
-            self._write_report()
+            result_warnings.print_warnings(self._write_report()["warnings"])
             raise
         write_status(self.run_dir, "ok")
         metrics = self._write_report()
         print(f"report: {self.run_dir / 'report.html'}", file=sys.stderr, flush=True)
+        result_warnings.print_warnings(metrics["warnings"])
         return metrics
 
     def _write_report(self) -> dict:

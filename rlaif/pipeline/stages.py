@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.config import RunConfig
-from rlaif.demo.tasks import demo_problems, sft_corpus
 from rlaif.pairs import filter_pairs as apply_filter
 from rlaif.pairs import length_summary
 from rlaif.pipeline.context import RunContext
@@ -25,6 +24,7 @@ from rlaif.pipeline.summary import (
     train_summary,
 )
 from rlaif.records import PreferencePair, read_jsonl, write_jsonl
+from rlaif.tasks.catalog import corpus as named_corpus
 from rlaif.tiny_model import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -34,12 +34,11 @@ def build_policy(cfg: RunConfig, stage_dir: Path) -> BuildSummary:
     """Build the tiny policy (demo/smoke runs); 'demo:code' pre-trains on the demo's training tasks."""
     b = cfg.policy.build_tiny
     corpus = b.corpus
-    if corpus == "demo:code":
+    if corpus is not None and (builder := named_corpus(corpus)) is not None:
         import jinja2
 
         template = jinja2.Template(CHAT_TEMPLATE)
-        train, _ = demo_problems()
-        text = sft_corpus(train, lambda conv: template.render(messages=conv, bos_token="<|bos|>"))
+        text = builder(lambda conv: template.render(messages=conv, bos_token="<|bos|>"))
         corpus = stage_dir / "corpus.txt"
         corpus.write_text(text, encoding="utf-8")
     heads = b.hidden_size // 64

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlaif.code.rewards import completion_text
 from rlaif.errors import ConfigError
 from rlaif.records import Message, PreferencePair, as_conversation, load_pairs, pairs_to_dataset, stable_hash
+from rlaif.tasks.base import completion_text
 from rlaif.train.common import StageResult, last_values, make_trl_config, run_logged_trainer, trainer_kwargs
 from rlaif.train.configs import RewardModelConfig
 from rlaif.train.models import (

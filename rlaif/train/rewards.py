@@ -6,8 +6,12 @@ None]``, where for chat prompts each prompt is a list of message dicts and each 
 problem's tests) arrive as lists aligned with the completions. ``None`` means "no reward for this
 sample": TRL turns it into NaN and skips it; our PPO leaves that sample out of the update and counts it.
 
+Verifier rewards: :func:`verifier_reward` turns any :class:`~rlaif.tasks.base.Task` (code problems in
+the sandbox, verifiable instructions) into such a function, so the final RL round can be rewarded by
+the same verifier that evaluation and the verifier-gated feedback source use.
+
 Imports run one way: this module uses :mod:`rlaif.train.reward_model` (the scorer); the scorer needs
-nothing from here (``completion_text`` lives in :mod:`rlaif.code.rewards`).
+nothing from here (``completion_text`` lives in :mod:`rlaif.tasks.base`).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rlaif.code.rewards import completion_text  # noqa: F401  (re-exported: one implementation)
 from rlaif.errors import RlaifError
 from rlaif.plugins import import_object
+from rlaif.tasks.base import Task, completion_text  # noqa: F401  (re-exported: one implementation)
+from rlaif.tasks.rewards import TaskReward, reward_function
 from rlaif.train.configs import RewardSpec
 from rlaif.train.reward_model import RewardModelScorer
 
@@ -36,6 +41,13 @@ def load_reward(spec: RewardSpec, *, device: str | None = None) -> RewardFn:
         functools.update_wrapper(bound, fn)
         return bound
     return fn
+
+
+def verifier_reward(task: Task, kind: str = "binary") -> TaskReward:
+    """One call for the final round: ``verifier_reward(CodeTask(problems, pool=pool), "coderl")`` or
+    ``verifier_reward(InstructionTask(), "binary")`` (the rollouts' ``instructions`` column is checked).
+    Kinds: binary, fraction, coderl, rltf (:mod:`rlaif.tasks.rewards`); ``close()`` releases the task."""
+    return reward_function(task, kind)
 
 
 def reward_name(fn: Any) -> str:

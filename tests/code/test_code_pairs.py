@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from rlaif.code.pairs import CodePairConfig, _Candidate, build_code_pairs, select_pairs
 from rlaif.code.problems import load_problems
 from rlaif.engines.base import Sampling
 from rlaif.engines.scripted import ScriptedEngine
-from rlaif.records import ExecutionResult
+from rlaif.feedback.rlcf import CodePairConfig, build_code_pairs
+from rlaif.feedback.verified import Candidate, select_pairs
+from rlaif.records import ExecutionResult, derive_seed
+from rlaif.tasks.code import execution_verdict
 
 
-def cand(index: int, status: str, passed: int, total: int = 3) -> _Candidate:
+def cand(index: int, status: str, passed: int, total: int = 3) -> Candidate:
     r = ExecutionResult(id=f"e{index}", task_id="t", status=status, passed=status == "passed",
                         tests_passed=passed, tests_total=total)  # fmt: skip
-    return _Candidate(index, f"program {index}", r)
+    return Candidate(index, f"program {index}", execution_verdict(r))
 
 
 def test_pass_beats_fail_most_wrong_failure_first():
@@ -39,12 +41,12 @@ def test_without_a_pass_only_a_large_enough_margin_makes_a_pair():
 
 def test_no_pair_reasons():
     assert select_pairs([cand(0, "passed", 3), cand(1, "passed", 3)], CodePairConfig())[1] == "all_passed"
-    assert select_pairs([cand(0, "passed", 3)], CodePairConfig())[1] == "single_distinct_program"
+    assert select_pairs([cand(0, "passed", 3)], CodePairConfig())[1] == "single_distinct_candidate"
     errors = [cand(0, "sandbox_error", 0), cand(1, "sandbox_error", 0)]
     assert select_pairs(errors, CodePairConfig())[1] == "no_candidates"
     # a sandbox error never becomes a rejected program
     mixed = [cand(0, "passed", 3), cand(1, "sandbox_error", 0)]
-    assert select_pairs(mixed, CodePairConfig())[1] == "single_distinct_program"
+    assert select_pairs(mixed, CodePairConfig())[1] == "single_distinct_candidate"
 
 
 PROGRAMS = {
@@ -93,11 +95,14 @@ def test_builder_with_fixed_candidates(code_pool, problems):
     config = CodePairConfig(k=4, pairs_per_problem=2, partial_margin=0.5)
     run = build_code_pairs(problems, engine, code_pool, config=config, sampling=Sampling(seed=1), round=2)
 
-    assert len(engine.calls) == 1 and engine.calls[0][0] == 5 and engine.calls[0][1].n == 4  # one batch
+    (count, samplings, _), *later = engine.calls
+    assert count == 5 and not later and all(s.n == 4 for s in samplings)  # one batch
+    # one seed per problem, from the base seed, the source and the task id (not the batch)
+    assert [s.seed for s in samplings] == [derive_seed(1, "rlcf", p.task_id, 0) for p in problems]
     s = run.stats
     assert (s.problems, s.candidates, s.duplicates_removed, s.executions) == (5, 20, 6, 14)
     assert (s.problems_with_pass, s.problems_with_pair, s.pairs) == (2, 2, 4)
-    assert s.no_pair == {"all_passed": 1, "single_distinct_program": 1, "no_pass_below_margin": 1}
+    assert s.no_pair == {"all_passed": 1, "single_distinct_candidate": 1, "no_pass_below_margin": 1}
     assert s.balanced
     assert len(run.executions) == 14 and s.status_counts["syntax_error"] == 5
 
@@ -111,6 +116,7 @@ def test_builder_with_fixed_candidates(code_pool, problems):
     assert b.metadata["rejected"] == {
         "sample_index": 2,
         "status": "failed",
+        "score": pytest.approx(2 / 3),
         "tests_passed": 2,
         "tests_total": 3,
     }

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlaif.code.pairs import CodePairConfig, build_code_pairs
 from rlaif.code.problems import load_problems
 from rlaif.engines.base import Sampling
+from rlaif.feedback.rlcf import CodePairConfig, build_code_pairs
 from rlaif.prompts import load_template
 
 pytestmark = pytest.mark.vllm

@@ -68,7 +68,7 @@ def test_rewards_match_hand_values(status, passed, total, values):
 
 
 def test_unknown_reward_name():
-    with pytest.raises(ConfigError, match="unknown code reward 'bleu'"):
+    with pytest.raises(ConfigError, match="unknown verifier reward 'bleu'"):
         reward_fn("bleu")
 
 

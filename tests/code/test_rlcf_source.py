@@ -10,6 +10,7 @@ from rlaif.engines.scripted import ScriptedEngine
 from rlaif.feedback import FEEDBACK_SOURCES, RLCFConfig, run_source, source_config_model
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.rlcf import CodeFeedbackResult
+from rlaif.records import derive_seed
 
 
 def test_rlcf_is_registered_and_called_with_options_and_context(code_pool, assets: Path):
@@ -27,11 +28,43 @@ def test_rlcf_is_registered_and_called_with_options_and_context(code_pool, asset
     res = run_source("rlcf", problems, engine, options, context, sandbox=code_pool)
 
     assert isinstance(res, CodeFeedbackResult) and res.stats.balanced
-    (count, sampling, adapter) = engine.calls[0]
+    (count, samplings, adapter) = engine.calls[0]
     assert count == 2 and adapter == context.adapter  # the adapter of the context reaches the engine
-    assert (sampling.n, sampling.temperature, sampling.max_tokens) == (2, 0.5, 64)
+    assert {(s.n, s.temperature, s.max_tokens) for s in samplings} == {(2, 0.5, 64)}
+    # the source contract: one seed per request, from context.seed, the stage and the request's key
+    assert [s.seed for s in samplings] == [derive_seed(5, "rlcf", p.task_id, 0) for p in problems]
     assert res.stats.prompts_in == 2 and res.code_stats.executions == len(res.executions) == 4
     assert len(res.pairs) == res.stats.pairs_out == 2  # reference passes, the stub fails
     for pair in res.pairs:
         assert (pair.source, pair.round) == ("rlcf", 3)
         assert pair.metadata["adapter"] == context.adapter and pair.metadata["model"] == "scripted"
+
+
+class _Seeded(ScriptedEngine):
+    """Answers with the request's own seed (so a candidate shows which random stream made it), and
+    counts prompt tokens as characters with a small context (so a long prompt is too long)."""
+
+    max_model_len = 200
+
+    def __init__(self):
+        super().__init__(lambda conv, index, sampling: f"def f():\n    return {sampling.seed + index}\n")
+
+    def count_prompt_tokens(self, prompts):
+        return [len(p[-1].content) for p in prompts]
+
+
+def test_rlcf_candidates_do_not_depend_on_the_batch_and_too_long_prompts_are_dropped(code_pool, assets):
+    problems = load_problems(assets / "mbpp_mini.jsonl")[:3]
+    long = problems[0].model_copy(update={"prompt": "x" * 500, "task_id": "long"})
+    context = SourceContext(seed=5, round=1, adapter=None, chunk=0)
+    options = {"k": 2, "partial_margin": None}
+    alone = run_source("rlcf", problems[1:2], _Seeded(), options, context, sandbox=code_pool)
+    batch = run_source("rlcf", [long, *problems], _Seeded(), options, context, sandbox=code_pool)
+
+    assert len(alone.executions) == 2  # two distinct candidates, executed
+    same = [e for e in batch.executions if e.task_id == problems[1].task_id]
+    assert {e.id for e in same} == {e.id for e in alone.executions}  # same programs, batch or alone
+    assert batch.stats.drops["prompt_too_long"] == 1 and batch.stats.balanced
+    (too_long,) = [d for d in batch.dropped if d.reason == "prompt_too_long"]
+    assert too_long.prompt_id == "long" and "500 tokens" in too_long.detail
+    assert all(e.task_id != "long" for e in batch.executions)  # never sent, never run

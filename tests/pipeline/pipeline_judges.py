@@ -22,3 +22,8 @@ def prefer_shorter(prompts, responses_a, responses_b):
     return [
         1.0 if len(a) < len(b) else 0.0 if len(a) > len(b) else 0.5 for a, b in zip(responses_a, responses_b)
     ]
+
+
+def always_a(prompts, responses_a, responses_b):
+    """Pairwise: always prefers the first answer shown, whatever it says (position consistency 0%)."""
+    return [1.0 for _ in responses_a]

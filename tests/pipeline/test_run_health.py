@@ -84,7 +84,7 @@ def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(tmp_
     assert fb["counts"]["pairs_out"] >= 1
     # the win rate was judged by eval.win_rate_judge, and the report says so with n
     ev = json.loads((run_dir / "round_1" / "eval" / "manifest.json").read_text())["summary"]["metrics"]
-    assert ev["win_rate_judge"].startswith("pipeline_judges:prefer_shorter (pairwise")
+    assert ev["win_rate_judge"].startswith("pipeline_judges:prefer_shorter (compare")
     assert ev["win_rate_n"] == 4 and ev["win_rate_prompts_skipped_malformed"] == 1
     page = Report((run_dir / "report.html").read_text())
     assert page.by_id["status"]["attrs"]["data-status"] == "ok"

