@@ -115,7 +115,7 @@ def test_a_round_trained_by_two_processes_matches_one_process(
     assert worst < 1e-4 and moved > 100 * worst, (worst, moved)
 
 
-@pytest.mark.slow  # three launches of two processes each (~6 min on a loaded 2-core machine)
+@pytest.mark.slow  # three launches of two processes each (~2 min here, ~6 min on a loaded machine)
 def test_a_reward_model_final_round_runs_on_two_processes(
     tmp_path, tiny_model_dir, vllm_engine, shared_data, monkeypatch
 ):
