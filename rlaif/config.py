@@ -329,7 +329,10 @@ class RunConfig(Strict):
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
-    train: LaunchSettings = Field(default_factory=LaunchSettings)
+    train: LaunchSettings = Field(
+        default_factory=LaunchSettings,
+        description="Training stages on several processes (accelerate launch): DPO, SFT, a reward model's final round.",
+    )
 
     # set by the loader, not by users
     source_file: str | None = Field(None, exclude=True, description="(internal) the YAML file.")
