@@ -293,6 +293,24 @@ class HealthConfig(Strict):
         return value
 
 
+class LaunchSettings(Strict):
+    """The run's ``train:`` block: how its training stages are launched (``rlaif.train.launch``)."""
+
+    num_processes: int = Field(1, ge=1, description="Processes (one per GPU; CPU processes use gloo).")
+    accelerate_config: str | None = Field(
+        None,
+        description="accelerate config file (from `accelerate config`): DeepSpeed ZeRO, FSDP, multi-node.",
+    )
+    main_process_port: int | None = Field(
+        None, ge=1, le=65535, description="Rendezvous port (default: a free one on this machine)."
+    )
+
+    @property
+    def distributed(self) -> bool:
+        """Whether stages must go through ``accelerate launch`` at all."""
+        return self.num_processes > 1 or self.accelerate_config is not None
+
+
 class RunConfig(Strict):
     """One self-improvement run: rounds of feedback → pairs → DPO → evaluate, then an optional RL round."""
 
@@ -311,6 +329,10 @@ class RunConfig(Strict):
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    train: LaunchSettings = Field(
+        default_factory=LaunchSettings,
+        description="Training stages on several processes (accelerate launch): DPO, SFT, a reward model's final round.",
+    )
 
     # set by the loader, not by users
     source_file: str | None = Field(None, exclude=True, description="(internal) the YAML file.")

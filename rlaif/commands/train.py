@@ -1,4 +1,4 @@
-"""``rlaif train dpo|reward-model|ppo|grpo|rloo|options``: run one training stage from a YAML config.
+"""``rlaif train dpo|sft|reward-model|ppo|grpo|rloo|options``: run one training stage from a YAML config.
 
 Each stage reads one YAML mapping validated against its pydantic config (unknown keys are errors),
 then ``--set key.sub=value`` overrides (parsed as YAML scalars). Relative paths are taken from the
@@ -23,6 +23,7 @@ from rlaif.files import load_yaml_mapping
 
 STAGES = {
     "dpo": "DPOConfig",
+    "sft": "SFTConfig",
     "reward-model": "RewardModelConfig",
     "ppo": "PPOConfig",
     "grpo": "GRPOConfig",
@@ -37,7 +38,6 @@ def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
     """YAML file + overrides -> the stage's validated config (errors name the file and key)."""
 
     from rlaif import config as run_config
-    from rlaif.train import configs
 
     data: dict[str, Any] = {}
     source = "command line"
@@ -45,7 +45,18 @@ def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
         data = load_yaml_mapping(config)
         source = str(config)
     data = run_config.apply_overrides(data, list(overrides), source)
-    return run_config.validate_model(getattr(configs, STAGES[stage]), data, source)
+    return run_config.validate_model(_config_model(stage), data, source)
+
+
+def _config_model(stage: str):
+    """The stage's pydantic config (SFT's lives beside its trainer, the others in rlaif.train.configs)."""
+    if stage == "sft":
+        from rlaif.train.sft import SFTConfig
+
+        return SFTConfig
+    from rlaif.train import configs
+
+    return getattr(configs, STAGES[stage])
 
 
 def _report(result) -> None:
@@ -89,6 +100,15 @@ def dpo(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     cfg = load_stage_config("dpo", config, set_)
     _interrupt_hint("dpo", cfg, config, set_)
     _report(run_dpo(cfg, callbacks=_progress_callbacks("dpo")))
+
+
+def sft(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
+    """SFT (TRL SFTTrainer) on SFT record files (id, prompt, completion); writes the trained policy."""
+    from rlaif.train.sft import run_sft
+
+    cfg = load_stage_config("sft", config, set_)
+    _interrupt_hint("sft", cfg, config, set_)
+    _report(run_sft(cfg, callbacks=_progress_callbacks("sft")))
 
 
 def reward_model(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
@@ -138,11 +158,9 @@ def rloo(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     _report(run_rloo(load_stage_config("rloo", config, set_)))
 
 
-def options(stage: str = typer.Argument(..., help="dpo, reward-model, ppo, grpo or rloo.")) -> None:
+def options(stage: str = typer.Argument(..., help="dpo, sft, reward-model, ppo, grpo or rloo.")) -> None:
     """List a stage's config keys with their defaults and help texts."""
     from pydantic import BaseModel
-
-    from rlaif.train import configs
 
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
@@ -162,12 +180,15 @@ def options(stage: str = typer.Argument(..., help="dpo, reward-model, ppo, grpo 
             if nested:
                 walk(nested[0], f"{prefix}{name}.")
 
-    walk(getattr(configs, STAGES[stage]), "")
+    walk(_config_model(stage), "")
 
 
 def register(app: typer.Typer) -> None:
-    train_app = typer.Typer(help="Training stages: DPO, reward model, PPO, GRPO, RLOO.", no_args_is_help=True)
+    train_app = typer.Typer(
+        help="Training stages: DPO, SFT, reward model, PPO, GRPO, RLOO.", no_args_is_help=True
+    )
     train_app.command("dpo")(dpo)
+    train_app.command("sft")(sft)
     train_app.command("reward-model")(reward_model)
     train_app.command("ppo")(ppo)
     train_app.command("grpo")(grpo)

@@ -114,10 +114,28 @@ def _source_self_checks(run: ResolvedRun, where: str) -> None:
                     raise ConfigError(f"{where}: '{key}': {exc}") from None
 
 
+def _train_launch(run: ResolvedRun, where: str) -> None:
+    """The ``train:`` block: an accelerate config that exists, and a final RL round over several
+    processes only with a reward every process can rebuild from the stage's YAML (a reward model's
+    path); the sandbox pool and the judge's engine live in the pipeline's process."""
+    cfg = run.config
+    launch = cfg.train
+    if launch.accelerate_config is not None and not Path(launch.accelerate_config).expanduser().is_file():
+        raise ConfigError(f"{where}: 'train.accelerate_config': file not found: {launch.accelerate_config}")
+    if launch.distributed and cfg.final.kind != "none" and cfg.final.reward != "reward_model":
+        raise ConfigError(
+            f"{where}: 'train': a final {cfg.final.kind} round with a {cfg.final.reward} reward runs in one "
+            "process only (the reward lives in the pipeline's process); use final.reward: reward_model, "
+            "or train.num_processes: 1 and no accelerate_config, or final.kind: none and launch the final "
+            "round by hand (`accelerate launch -m rlaif.cli train ppo` with a module:function reward)"
+        )
+
+
 SELF_CHECKS = ("effective_clamp",)  # rl_cai's soft-label clamp bounds
 RULES: list[Any] = [
     _sandbox_reward_needs_code,
     _run_rollouts_on_hf,
     _openai_serves_no_trained_policy,
     _source_self_checks,
+    _train_launch,
 ]

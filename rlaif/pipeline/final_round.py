@@ -22,6 +22,7 @@ from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.inputs import is_code_run, load_prompt_source
 from rlaif.pipeline.judging import final_judge
 from rlaif.pipeline.resolve import stage_policy
+from rlaif.pipeline.stages import launched_or_local
 from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.records import Message, PromptRecord, write_jsonl
 from rlaif.train.configs import RewardModelConfig, RewardSpec
@@ -64,7 +65,10 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     if not pair_files:
         raise ConfigError("final.reward=reward_model needs pairs from at least one DPO round (rounds >= 1)")
     rm_cfg = RewardModelConfig(output_dir=stage_dir / "reward_model", model=ctx.policy.path, pairs=pair_files)
-    result = train_reward_model(rm_cfg)
+    label = "final/reward_model"
+    result = launched_or_local(
+        ctx, "reward-model", rm_cfg, stage_dir, label, lambda: train_reward_model(rm_cfg)
+    )
     info = {
         "heldout_accuracy": result.extra.get("heldout_accuracy"),
         "heldout_pairs": result.counts.get("heldout_pairs"),
@@ -87,6 +91,18 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     return (None, *_reward_model(ctx, stage_dir))
 
 
+def _local(kind: str, options, records: list[PromptRecord], reward_fn):
+    """The final trainer in this process, with in-memory prompts and reward function."""
+    if kind == "ppo":
+        from rlaif.train.ppo import PPOTrainer
+
+        return lambda: PPOTrainer(options, prompts=records, reward_fn=reward_fn).train()
+    from rlaif.train.grpo import run_grpo, run_rloo
+
+    runner = run_grpo if kind == "grpo" else run_rloo
+    return lambda: runner(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+
+
 def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:
     """Train the final round on the run's prompts with the resolved ``final.options``."""
     fin = ctx.cfg.final
@@ -101,15 +117,11 @@ def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:
     options = ctx.run.runtime(
         "final.options", defaults={"output_dir": stage_dir, "seed": ctx.cfg.seed}, forced=forced
     )
-    if fin.kind == "ppo":
-        from rlaif.train.ppo import PPOTrainer
-
-        result = PPOTrainer(options, prompts=records, reward_fn=reward_fn).train()
-    else:
-        from rlaif.train.grpo import run_grpo, run_rloo
-
-        runner = run_grpo if fin.kind == "grpo" else run_rloo
-        result = runner(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+    # under accelerate launch (compile_run allows it for a reward model only: a path in the stage's
+    # YAML), each process reads the prompts file written above and loads the reward model itself
+    result = launched_or_local(
+        ctx, fin.kind, options, stage_dir, "final/train", _local(fin.kind, options, records, reward_fn)
+    )
     summary = train_summary(result)
     summary.reward_model = rm_info
     return summary

@@ -229,7 +229,8 @@ def _train_sft(ctx: RunContext, stage_dir: Path, records: Path | None) -> TrainS
     from rlaif.train.progress import TrainingProgress
     from rlaif.train.sft import run_sft
 
-    return train_summary(run_sft(sft_cfg, records=rows, callbacks=[TrainingProgress("  sft/train")]))
+    local = lambda: run_sft(sft_cfg, records=rows, callbacks=[TrainingProgress("  sft/train")])  # noqa: E731
+    return train_summary(stages.launched_or_local(ctx, "sft", sft_cfg, stage_dir, "sft/train", local))
 
 
 def _sft_blocks(cfg: RunConfig) -> dict[str, Block]:

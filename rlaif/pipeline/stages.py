@@ -102,5 +102,20 @@ def train_dpo(ctx: RunContext, stage_dir: Path, pairs_file: Path, round_index: i
     from rlaif.train.dpo import run_dpo
     from rlaif.train.progress import TrainingProgress
 
-    result = run_dpo(dpo_cfg, pairs=pairs, callbacks=[TrainingProgress(f"  round_{round_index}/train")])
-    return train_summary(result)
+    label = f"round_{round_index}/train"
+    local = lambda: run_dpo(dpo_cfg, pairs=pairs, callbacks=[TrainingProgress(f"  {label}")])  # noqa: E731
+    return train_summary(launched_or_local(ctx, "dpo", dpo_cfg, stage_dir, label, local))
+
+
+def launched_or_local(ctx: RunContext, stage: str, cfg, stage_dir: Path, label: str, local):
+    """The stage's result: under ``accelerate launch`` (``rlaif train STAGE`` in each process, from
+    the stage config written beside its outputs) when the run's ``train:`` block asks for several
+    processes or an accelerate config, else ``local()`` in this process."""
+    launch = ctx.cfg.train
+    if not launch.distributed:
+        return local()
+    from rlaif.train.launch import run_stage
+
+    log = stage_dir / f"{stage}.launch.log"
+    ctx.say(f"[{label}] {stage} under accelerate launch, {launch.num_processes} processes (log: {log})")
+    return run_stage(stage, cfg, launch, stage_dir)

@@ -35,35 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from rlaif.config import LaunchSettings  # the run's `train:` block (re-exported here)
 from rlaif.errors import RlaifError
 
-STAGES = ("dpo", "reward-model", "ppo", "grpo", "rloo")  # the `rlaif train` subcommands
+STAGES = ("dpo", "sft", "reward-model", "ppo", "grpo", "rloo")  # the `rlaif train` subcommands
 
 
 class TrainLaunchError(RlaifError):
     """A launched training stage failed (the message names its log)."""
-
-
-class LaunchSettings(BaseModel):
-    """The run's ``train:`` block: how training stages are launched."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    num_processes: int = Field(1, ge=1, description="Processes (one per GPU; CPU processes use gloo).")
-    accelerate_config: str | None = Field(
-        None,
-        description="accelerate config file (from `accelerate config`): DeepSpeed ZeRO, FSDP, multi-node.",
-    )
-    main_process_port: int | None = Field(
-        None, ge=1, le=65535, description="Rendezvous port (default: a free one on this machine)."
-    )
-
-    @property
-    def distributed(self) -> bool:
-        """Whether stages must go through ``accelerate launch`` at all."""
-        return self.num_processes > 1 or self.accelerate_config is not None
 
 
 def _free_port() -> int:
