@@ -10,8 +10,9 @@ Guarantees:
   up to ``max_retries`` failures per index; the caller builds the request body once per index, so a
   retry or a hedge sends the same body (same seed) and the result does not depend on the replica;
 - a failed request puts its replica under a health probe (no new requests meanwhile); a replica that
-  stays down is dropped (:meth:`ReplicaSet.probe`), and the batch fails with :class:`EngineError` only
-  when no replica is left or an index exhausts its retries;
+  stays down is dropped (:meth:`ReplicaSet.probe`; a probe under way ends before the batch returns),
+  and the batch fails with :class:`EngineError` only when no replica is left or an index exhausts its
+  retries;
 - stragglers: once every index has been started, a request that has run longer than ``hedge_factor``
   times the median latency of this batch's finished requests is sent once more to an idle replica;
   the first answer wins and the other request is cancelled (the connection is closed, which aborts
@@ -120,6 +121,9 @@ class Router:
                 for task in done:
                     if task in b.running:
                         self._finished(b, task, loop.time())
+            # a probe started by a failure ends before the batch returns, so a replica that stays down
+            # is dropped now (not left half-probed for the next batch to fail on again)
+            await asyncio.gather(*(t for t in self.probes.values() if not t.done()), return_exceptions=True)
         finally:
             pending = list(b.running) + list(self.probes.values())
             for task in pending:
