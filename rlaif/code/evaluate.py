@@ -11,7 +11,9 @@ recorded as ``sandbox_error`` for that sample and its worker replaced, never dro
 the run); problems without any sample are counted in the summary, not silently left out of it.
 Problems with a reference solution are validated first (:mod:`rlaif.code.validate`): a broken
 problem's samples get status ``bad_problem`` with the reason, are left out of pass@k, and the summary
-counts and names the broken problems (``bad_problems``, ``bad_problem_reasons``).
+counts and names the broken problems (``bad_problems``, ``bad_problem_reasons``). Those checks are
+remembered across runs (:mod:`rlaif.code.check_cache`); ``problem_checks`` in the summary says how
+many were run and how many came from the cache.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from rlaif.errors import RecordError
 from rlaif.records import CodeProblem, ExecutionResult, iter_json_lines, write_jsonl
 
+from .check_cache import CheckCache
 from .jobs import build_job, prepare_expected
 from .passk import mean_pass_at_k
 from .validate import find_bad_problems
@@ -68,17 +71,19 @@ def evaluate_samples(
     ks: Sequence[int] = (1, 10),
     on_result: Callable[[int, ExecutionResult], None] | None = None,
     validate: bool = True,
+    check_cache: CheckCache | None = None,
 ) -> tuple[list[ExecutionResult | dict], dict]:
     """Execute every sample; returns the per-sample results (input order) and the summary dict.
 
     With ``validate``, problems with a reference solution are checked first
     (:func:`rlaif.code.validate.find_bad_problems`); the samples of a broken problem are not run: each
     gets a result row with status ``bad_problem`` and the reason, and pass@k leaves them out (counted).
+    With ``check_cache`` those checks are looked up first and stored after.
     """
     by_id = {p.task_id: p for p in problems}
     used = [by_id[t] for t in dict.fromkeys(s.task_id for s in samples)]
     prepare_expected(used, pool)
-    bad = find_bad_problems(used, pool) if validate else {}
+    bad = find_bad_problems(used, pool, check_cache) if validate else {}
     run = [s for s in samples if s.task_id not in bad]
     jobs = [build_job(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in run]
     started = time.monotonic()
@@ -86,7 +91,12 @@ def evaluate_samples(
     elapsed = time.monotonic() - started
     results = [_bad_row(s, bad[s.task_id]) if s.task_id in bad else next(executed) for s in samples]
     ran = [r for r in results if isinstance(r, ExecutionResult)]
-    return results, _summary(problems, ran, results, bad, ks, elapsed)
+    summary = _summary(problems, ran, results, bad, ks, elapsed)
+    if validate:
+        checkable = sum(bool(p.reference_solution) for p in used)
+        hits = check_cache.hits if check_cache is not None else 0
+        summary["problem_checks"] = {"run": checkable - hits, "from_cache": hits}
+    return results, summary
 
 
 def _bad_row(sample: Sample, reason: str) -> dict:
@@ -134,14 +144,18 @@ def run_eval_code(
     progress: bool = True,
     allow_unisolated: bool | None = None,
     validate: bool = True,
+    check_cache: bool | Path = True,
 ) -> dict:
-    """The whole command: load, check, run (with a progress bar on stderr), write, summarise."""
+    """The whole command: load, check, run (with a progress bar on stderr), write, summarise.
+
+    ``check_cache``: True (the default folder), a folder, or False (check every problem again)."""
     from rlaif.code.problems import load_problems
     from rlaif.sandbox import Limits, SandboxPool
 
     problems = load_problems(problems_path)
     samples = load_samples(samples_path, {p.task_id: p for p in problems})
     out = out or samples_path.with_name(samples_path.name.split(".jsonl")[0] + "_results.jsonl")
+    cache = None if check_cache is False else CheckCache(None if check_cache is True else Path(check_cache))
     with (
         SandboxPool(
             workers=workers, limits=Limits(timeout_s=timeout_s), allow_unisolated=allow_unisolated
@@ -149,7 +163,7 @@ def run_eval_code(
         _Progress(len(samples), progress) as bar,
     ):
         results, summary = evaluate_samples(
-            problems, samples, pool, ks=ks, on_result=bar.advance, validate=validate
+            problems, samples, pool, ks=ks, on_result=bar.advance, validate=validate, check_cache=cache
         )
         isolation = {k: v for k, v in pool.isolation.items() if k != "uid"}
         warnings = list(pool.warnings)

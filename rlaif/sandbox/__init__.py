@@ -107,7 +107,9 @@ runs them under a fresh uid). What differs without root:
 Where no isolation is possible at all (not root and no user namespace, or namespaces disabled
 without root) the pool refuses to start with one line naming what is missing
 (:mod:`rlaif.sandbox.policy`), unless the user opts out explicitly: ``allow_unisolated=True``,
-``rlaif eval-code --unsafe-no-isolation``, or ``RLAIF_SANDBOX_ISOLATION=none`` in the environment.
+``rlaif eval-code --isolation none`` (or ``--unsafe-no-isolation``), ``sandbox.isolation: none`` in a
+run config, or ``RLAIF_SANDBOX_ISOLATION=none`` in the environment (``required`` refuses whatever the
+environment says).
 
 Determinism: every sandboxed interpreter uses string-hash seed 0, so the order of a set of strings
 is the same in every worker (reference outputs and candidates' outputs are compared across workers).
