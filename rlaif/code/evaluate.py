@@ -28,7 +28,7 @@ from rlaif.errors import RecordError
 from rlaif.records import CodeProblem, ExecutionResult, iter_json_lines, write_jsonl
 
 from .check_cache import CheckCache
-from .jobs import build_job, prepare_expected
+from .jobs import JobBuilder, prepare_expected
 from .passk import mean_pass_at_k
 from .validate import find_bad_problems
 
@@ -83,9 +83,10 @@ def evaluate_samples(
     by_id = {p.task_id: p for p in problems}
     used = [by_id[t] for t in dict.fromkeys(s.task_id for s in samples)]
     prepare_expected(used, pool)
-    bad = find_bad_problems(used, pool, check_cache) if validate else {}
+    build = JobBuilder()  # each problem's tests made once, for its check and all its samples
+    bad = find_bad_problems(used, pool, check_cache, build) if validate else {}
     run = [s for s in samples if s.task_id not in bad]
-    jobs = [build_job(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in run]
+    jobs = [build(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in run]
     started = time.monotonic()
     executed = iter(pool.run(jobs, on_result=on_result) if jobs else [])
     elapsed = time.monotonic() - started

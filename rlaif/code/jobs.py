@@ -137,18 +137,41 @@ def _call_tests(problem: CodeProblem, expected: list | None) -> list[TestCase]:
     return out
 
 
-def build_job(problem: CodeProblem, completion: str, *, sample_index: int | None = None) -> Job:
-    tests, setup = problem_tests(problem)
+def build_job(
+    problem: CodeProblem,
+    completion: str,
+    *,
+    sample_index: int | None = None,
+    prepared: tuple[list[TestCase], str] | None = None,
+) -> Job:
+    """``prepared``: the problem's :func:`problem_tests`, made once for many samples (see
+    :class:`JobBuilder`)."""
+    tests, setup = prepared if prepared is not None else problem_tests(problem)
     program = program_for(problem, completion)
     meta = {} if sample_index is None else {"sample_index": sample_index}
     return Job(
         program=program,
-        tests=tests,
+        tests=list(tests),
         setup=setup,
         task_id=problem.task_id,
         id=stable_hash(problem.task_id, str(sample_index), program),
         metadata=meta,
     )
+
+
+class JobBuilder:
+    """:func:`build_job` with each problem's tests made once: making them parses and analyses every
+    test (tens of ms per HumanEval problem), and they depend only on the problem. Holds the problems
+    it saw; not for problems changed in between (call :func:`prepare_expected` first)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[CodeProblem, tuple[list[TestCase], str]]] = {}
+
+    def __call__(self, problem: CodeProblem, completion: str, *, sample_index: int | None = None) -> Job:
+        made = self._made.get(id(problem))
+        if made is None or made[0] is not problem:
+            made = self._made[id(problem)] = (problem, problem_tests(problem))
+        return build_job(problem, completion, sample_index=sample_index, prepared=made[1])
 
 
 def reference_job(problem: CodeProblem) -> Job:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from rlaif.records import CodeProblem, ExecutionResult
 
 from .check_cache import CheckCache, pool_setting, problem_key
-from .jobs import build_job, prepare_expected
+from .jobs import JobBuilder, prepare_expected
 
 INCONCLUSIVE = {"timeout", "killed", "sandbox_error"}
 
@@ -53,12 +53,13 @@ def _why_reference(r: ExecutionResult) -> str:
 
 
 def find_bad_problems(
-    problems: Sequence[CodeProblem], pool, cache: CheckCache | None = None
+    problems: Sequence[CodeProblem], pool, cache: CheckCache | None = None, build: JobBuilder | None = None
 ) -> dict[str, str]:
     """{task_id: reason} for each problem with a reference solution whose tests are broken.
 
     With a ``cache`` (:mod:`rlaif.code.check_cache`), problems checked before with the same content,
-    limits and code are not run again, and the conclusive outcomes of this run are stored."""
+    limits and code are not run again, and the conclusive outcomes of this run are stored. ``build``:
+    a :class:`~rlaif.code.jobs.JobBuilder` to share the problems' tests with the caller's jobs."""
     bad: dict[str, str] = {}
     checked = [p for p in problems if p.reference_solution]
     keys: dict[str, str] = {}
@@ -73,14 +74,14 @@ def find_bad_problems(
                 bad[p.task_id] = reason
         checked = todo
     prepare_expected(checked, pool)
-    jobs, owners = [], []
+    jobs, owners, build = [], [], build or JobBuilder()
     for p in checked:
         if not p.inputs:  # MBPP+ expected outputs come from the reference: it agrees with itself
-            jobs.append(build_job(p, p.reference_solution or ""))
+            jobs.append(build(p, p.reference_solution or ""))
             owners.append((p, "reference"))
         wrong = none_answer(p)
         if wrong is not None:
-            jobs.append(build_job(p, wrong))
+            jobs.append(build(p, wrong))
             owners.append((p, "none"))
     inconclusive: set[str] = set()
     for (p, kind), r in zip(owners, pool.run(jobs) if jobs else [], strict=True):
