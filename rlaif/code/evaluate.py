@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,18 +73,20 @@ def evaluate_samples(
     on_result: Callable[[int, ExecutionResult], None] | None = None,
     validate: bool = True,
     check_cache: CheckCache | None = None,
+    build: JobBuilder | None = None,
 ) -> tuple[list[ExecutionResult | dict], dict]:
     """Execute every sample; returns the per-sample results (input order) and the summary dict.
 
     With ``validate``, problems with a reference solution are checked first
     (:func:`rlaif.code.validate.find_bad_problems`); the samples of a broken problem are not run: each
     gets a result row with status ``bad_problem`` and the reason, and pass@k leaves them out (counted).
-    With ``check_cache`` those checks are looked up first and stored after.
+    With ``check_cache`` those checks are looked up first and stored after. ``build``: a
+    :class:`~rlaif.code.jobs.JobBuilder` that may have made the problems' tests already.
     """
     by_id = {p.task_id: p for p in problems}
     used = [by_id[t] for t in dict.fromkeys(s.task_id for s in samples)]
     prepare_expected(used, pool)
-    build = JobBuilder()  # each problem's tests made once, for its check and all its samples
+    build = build or JobBuilder()  # each problem's tests made once, for its check and all its samples
     bad = find_bad_problems(used, pool, check_cache, build) if validate else {}
     run = [s for s in samples if s.task_id not in bad]
     jobs = [build(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in run]
@@ -153,18 +156,39 @@ def run_eval_code(
     from rlaif.code.problems import load_problems
     from rlaif.sandbox import Limits, SandboxPool
 
-    problems = load_problems(problems_path)
-    samples = load_samples(samples_path, {p.task_id: p for p in problems})
     out = out or samples_path.with_name(samples_path.name.split(".jsonl")[0] + "_results.jsonl")
     cache = None if check_cache is False else CheckCache(None if check_cache is True else Path(check_cache))
+    with ThreadPoolExecutor(1, thread_name_prefix="sandbox-start") as starter:
+        # the workers boot (a fresh interpreter each, isolation, the zygote's imports) while the files
+        # are read and the problems' tests made: both take a fraction of a second, neither needs the other
+        starting = starter.submit(
+            SandboxPool,
+            workers=workers,
+            limits=Limits(timeout_s=timeout_s),
+            allow_unisolated=allow_unisolated,
+        )
+        try:
+            problems = load_problems(problems_path)
+            samples = load_samples(samples_path, {p.task_id: p for p in problems})
+            used = {s.task_id for s in samples}
+            build = JobBuilder().prepare([p for p in problems if p.task_id in used])
+        except BaseException:
+            _close_once_started(starting)  # the file's own error is the one to report
+            raise
+        started = starting.result()
     with (
-        SandboxPool(
-            workers=workers, limits=Limits(timeout_s=timeout_s), allow_unisolated=allow_unisolated
-        ) as pool,
+        started as pool,
         _Progress(len(samples), progress) as bar,
     ):
         results, summary = evaluate_samples(
-            problems, samples, pool, ks=ks, on_result=bar.advance, validate=validate, check_cache=cache
+            problems,
+            samples,
+            pool,
+            ks=ks,
+            on_result=bar.advance,
+            validate=validate,
+            check_cache=cache,
+            build=build,
         )
         isolation = {k: v for k, v in pool.isolation.items() if k != "uid"}
         warnings = list(pool.warnings)
@@ -174,6 +198,13 @@ def run_eval_code(
         summary["warnings"] = warnings
     summary["results"] = str(out)
     return summary
+
+
+def _close_once_started(starting) -> None:
+    try:
+        starting.result().close()
+    except BaseException:  # it did not start: nothing to close, and the caller's error comes first
+        pass
 
 
 class _Progress:

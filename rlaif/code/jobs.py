@@ -45,12 +45,18 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
     code = problem.test_code or ""
     entry = problem.entry_point
     user = defined_names(problem)
-    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user,
-                            context=problem.prompt, candidates=(entry,))]  # fmt: skip
-    tree = ast.parse(code)
+
+    def whole() -> list[TestCase]:  # made only where the check cannot be split
+        return [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user,
+                               context=problem.prompt, candidates=(entry,))]  # fmt: skip
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return whole(), ""  # which says, in one line, that the test code is not valid Python
     checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if len(checks) != 1 or len(checks[0].args.args) != 1:
-        return whole, ""
+        return whole(), ""
     check = checks[0]
     param = check.args.args[0].arg
     asserts = []
@@ -60,12 +66,12 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
         if isinstance(stmt, ast.Pass):
             continue
         if not isinstance(stmt, ast.Assert):
-            return whole, ""
+            return whole(), ""
         if isinstance(stmt.test, ast.Constant) and stmt.test.value is True:
             continue  # "assert True" placeholders
         asserts.append(ast.unparse(ast.Assert(test=stmt.test, msg=None)))
     if not asserts:
-        return whole, ""
+        return whole(), ""
     preamble = [ast.unparse(n) for n in tree.body if n is not check]
     setup = "\n".join(preamble + [f"{param} = {entry}"])
     context = "\n".join([problem.prompt, *preamble])  # trusted: the tests see the problem's helpers
@@ -166,6 +172,13 @@ class JobBuilder:
 
     def __init__(self) -> None:
         self._made: dict[int, tuple[CodeProblem, tuple[list[TestCase], str]]] = {}
+
+    def prepare(self, problems: Sequence[CodeProblem]) -> JobBuilder:
+        """Make the tests of every problem that needs nothing from the sandbox (not MBPP+-style) now."""
+        for p in problems:
+            if not p.inputs and id(p) not in self._made:
+                self._made[id(p)] = (p, problem_tests(p))
+        return self
 
     def __call__(self, problem: CodeProblem, completion: str, *, sample_index: int | None = None) -> Job:
         made = self._made.get(id(problem))
