@@ -36,7 +36,7 @@ where every mechanism below is available; the pool's ``isolation`` dict and ever
   * a test with no reported outcome (``sys.exit(0)``, ``os._exit(0)``, a crash, a kill) is not a
     pass; every report must carry the attempt's nonce and arrive in order; the harness binds what it
     calls (its codec, its JSON writer, builtins) before the program runs;
-- **the machine** -- each run is its own session and process group inside the worker's PID
+- **the machine** -- each run is its own process group (no controlling terminal) inside the worker's PID
   namespace; after every attempt (in a ``finally``) the zygote, its PID 1, kills every other process
   in it, daemons included, and reaps them; ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_NPROC``
   (fork bombs, threads), ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, no core dumps; per-test and total
