@@ -20,7 +20,9 @@ Reported: executions/s (wall clock of the whole command, and the command's own s
 sandbox runs only), per core (divided by ``--workers``), ratios, and a breakdown per sample of this
 checkout's time (from one extra in-process run with the pool's timing reports): fork + confinement
 (jail, rlimits, uid), program load, tests in the sandbox, sweep, the worker's judging, the worker's
-other work (work dir, framing), pool <-> worker transfer and queueing, and the parent's evaluation.
+other work (work dir, framing), pool <-> worker transfer and queueing, and the parent's evaluation;
+and the CPU per sample of the workers, the zygotes and the test processes (from /proc), which other
+load moves far less than the wall-clock phases.
 
     .venv/bin/python benchmarks/sandbox_throughput.py --old-ref main --repeats 3 --workers 2
 
@@ -142,11 +144,38 @@ def breakdown(problems_path: Path, samples: list[dict], workers: int, timeout: f
     with TimedPool(workers=workers, limits=Limits(timeout_s=timeout)) as pool:
         pool.run(jobs[: min(len(jobs), 20)])  # warm up
         phases.clear()
+        before = cpu_by_role(pool)
         results = pool.run(jobs)
+        after = cpu_by_role(pool)
     failed = sum(not r.passed for r in results)
     if failed:
         print(f"  (breakdown run: {failed} samples did not pass)")
+    for role, seconds in after.items():
+        phases[f"cpu: {role}"] = seconds - before.get(role, 0.0)
     return {k: 1000 * v / len(jobs) for k, v in phases.items()}
+
+
+def cpu_by_role(pool) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the workers, their zygotes and the test processes the
+    zygotes reaped, from /proc: unlike the wall-clock phases, hardly moved by other load."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+
+    def stat(pid: int) -> list[int]:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()
+        return [int(fields[i]) for i in (11, 12, 13, 14)]  # utime stime cutime cstime
+
+    try:
+        for w in pool._workers:
+            pid = w.proc.pid
+            zygote = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+            wu, ws, _, _ = stat(pid)
+            zu, zs, tu, ts = stat(zygote)
+            for role, ticks in (("worker", wu + ws), ("zygote", zu + zs), ("test processes", tu + ts)):
+                out[role] = out.get(role, 0.0) + ticks / tick
+    except (OSError, IndexError, ValueError):
+        return {}
+    return out
 
 
 def old_checkout(args, stack: list) -> Path | None:
@@ -227,10 +256,17 @@ def main() -> None:
         for name in ("new", "new-cold"):
             print(f"{name + ' / old:':18s}{rate[name] / rate['old']:.2f}x whole command, "
                   f"{statistics.median(inner[name]) / statistics.median(inner['old']):.2f}x in the sandbox")  # fmt: skip
+    wall = {k: v for k, v in phases.items() if not k.startswith("cpu: ")}
     print("\nwhere the time goes, per sample (ms of one worker; the pool runs --workers at a time):")
-    for key, ms in sorted(phases.items(), key=lambda kv: -kv[1]):
+    for key, ms in sorted(wall.items(), key=lambda kv: -kv[1]):
         print(f"  {key:40s} {ms:7.2f}")
-    print(f"  {'total':40s} {sum(phases.values()):7.2f}")
+    print(f"  {'total':40s} {sum(wall.values()):7.2f}")
+    cpu = {k: v for k, v in phases.items() if k.startswith("cpu: ")}
+    if cpu:
+        print("CPU per sample (ms, all workers together; the parent's evaluation is above):")
+        for key, ms in cpu.items():
+            print(f"  {key:40s} {ms:7.2f}")
+        print(f"  {'cpu: total':40s} {sum(cpu.values()):7.2f}")
 
 
 if __name__ == "__main__":
