@@ -33,12 +33,17 @@ from rlaif.records import CodeProblem, stable_hash
 DERIVED_METADATA = ("expected", "reference_failed")  # computed by the sandbox from the reference
 
 
-def default_dir() -> Path:
-    """``$RLAIF_CACHE_DIR/problem-checks``, else under ``$XDG_CACHE_HOME`` or ``~/.cache``."""
-    root = os.environ.get("RLAIF_CACHE_DIR")
-    if not root:
-        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rlaif")
-    return Path(root) / "problem-checks"
+def default_dir() -> Path | None:
+    """``$RLAIF_CACHE_DIR/problem-checks``, else under ``$XDG_CACHE_HOME`` or ``~/.cache``; None
+    where there is no home to put it in (then nothing is remembered)."""
+    if os.environ.get("RLAIF_CACHE_DIR"):
+        return Path(os.environ["RLAIF_CACHE_DIR"]) / "problem-checks"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "rlaif" / "problem-checks"
+    try:
+        return Path.home() / ".cache" / "rlaif" / "problem-checks"
+    except (RuntimeError, KeyError):  # no $HOME and no passwd entry (a bare uid in a container)
+        return None
 
 
 @functools.cache
@@ -70,7 +75,7 @@ class CheckCache:
 
     def __init__(self, folder: Path | None = None):
         self.folder = folder or default_dir()
-        self.path = self.folder / f"{code_fingerprint()}.jsonl"
+        self.path = self.folder / f"{code_fingerprint()}.jsonl" if self.folder else None
         self.hits = self.stored = 0
         self._known: dict[str, str | None] | None = None
 
@@ -78,7 +83,9 @@ class CheckCache:
         if self._known is None:
             self._known = {}
             try:
-                lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+                lines = (
+                    self.path.read_text(encoding="utf-8", errors="replace").splitlines() if self.path else []
+                )
             except OSError:
                 lines = []
             for line in lines:
@@ -102,7 +109,7 @@ class CheckCache:
     def store(self, entries: Iterable[tuple[str, str | None]]) -> None:
         """Append conclusive outcomes; a cache that cannot be written only costs time next run."""
         entries = list(entries)
-        if not entries:
+        if not entries or self.folder is None:
             return
         data = "".join(json.dumps({"key": k, "bad": b}) + "\n" for k, b in entries).encode()
         try:

@@ -100,3 +100,21 @@ def test_the_key_covers_the_problem_and_the_limits_not_the_computed_outputs(tmp_
     assert cache.lookup(key) == (False, None)
     cache.store([(key, "broken because")])
     assert CheckCache(tmp_path / "c").lookup(key) == (True, "broken because")
+
+
+def test_the_folder_follows_the_environment_and_without_a_home_nothing_is_remembered(monkeypatch, tmp_path):
+    monkeypatch.setenv("RLAIF_CACHE_DIR", str(tmp_path / "r"))
+    assert default_dir() == tmp_path / "r" / "problem-checks"
+    monkeypatch.delenv("RLAIF_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_dir() == tmp_path / "x" / "rlaif" / "problem-checks"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr("pathlib.Path.home", no_home)
+    assert default_dir() is None
+    cache = CheckCache()
+    cache.store([("k", None)])
+    assert cache.lookup("k") == (False, None) and cache.stored == 0
