@@ -35,6 +35,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -212,7 +213,7 @@ def main() -> None:
     problems_path.write_text("".join(json.dumps(p) + "\n" for p in problems))
     samples_path = tmp / "samples.jsonl"
     samples_path.write_text("".join(json.dumps(s) + "\n" for s in samples))
-    cleanups: list = []
+    cleanups: list = [lambda: shutil.rmtree(tmp, ignore_errors=True)]
     old = old_checkout(args, cleanups)
     print(f"{n} HumanEval samples ({len(problems)} canonical solutions x {args.copies}), "
           f"{args.repeats} repeats, {args.workers} workers; old code: {old or 'not compared'}", flush=True)  # fmt: skip
