@@ -244,6 +244,17 @@ class EvalConfig(Strict):
     )
 
 
+class SandboxConfig(Strict):
+    """The code sandbox every stage of the run shares (RLCF feedback, code rewards, pass@k)."""
+
+    isolation: Literal["required", "none"] | None = Field(
+        None,
+        description="Where nothing can isolate untrusted code (not root, no user namespace): 'required' "
+        "refuses to run it, 'none' runs it anyway as your own user (isolation is still used wherever "
+        "the machine offers it). Unset: refuse unless RLAIF_SANDBOX_ISOLATION=none is set.",
+    )
+
+
 class HealthConfig(Strict):
     """Checks that stop a run whose numbers say it is not working, instead of ending with exit 0."""
 
@@ -329,6 +340,7 @@ class RunConfig(Strict):
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     train: LaunchSettings = Field(
         default_factory=LaunchSettings,
         description="Training stages on several processes (accelerate launch): DPO, SFT, a reward model's final round.",
