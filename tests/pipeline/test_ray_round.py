@@ -1,7 +1,8 @@
 """A pipeline round on ``engine: {kind: ray, replicas: 2}``: a local Ray cluster with two CPU vLLM
 replicas generates the round-0 evaluation and the RLCD feedback, DPO trains full weights (Ray
 replicas serve no LoRA adapters), and the round-1 evaluation runs on two fresh replicas of the new
-weights. Slow (four ``vllm serve`` starts and a DPO step: several minutes on two cores)."""
+weights (slow: four ``vllm serve`` starts and a DPO step, several minutes on two cores); and
+``rlaif validate`` refusing Ray replicas for a run that trains LoRA adapters."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import pytest
 import yaml
 
 from rlaif.config import load_run_config
+from rlaif.errors import ConfigError
+from rlaif.pipeline.compile import compile_run
 from rlaif.records import iter_json_lines
-
-pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'rlaif[ray]'")
-pytestmark = pytest.mark.slow
 
 
 def _config(tmp_path, model, shared) -> dict:
@@ -50,17 +50,27 @@ def _config(tmp_path, model, shared) -> dict:
     }
 
 
+def test_validate_refuses_ray_replicas_for_a_run_that_trains_adapters(run_config):
+    engine = {"kind": "ray", "replicas": 2}
+    with pytest.raises(
+        ConfigError, match="'engine.kind': Ray replicas cannot serve the LoRA adapters"
+    ) as info:
+        compile_run(run_config(engine=engine))  # DPO trains a LoRA adapter by default
+    assert "\n" not in str(info.value) and "dpo.lora: null" in str(info.value)
+    assert compile_run(run_config(engine=engine, dpo={"lora": None})).lora_rank is None
+
+
 def _answers(stage_dir) -> dict:
     return {
         r["id"]: r["text"] for _, r in iter_json_lines(stage_dir / "samples.jsonl") if r["kind"] == "answer"
     }
 
 
+@pytest.mark.slow
 def test_a_round_on_two_ray_replicas_serves_the_trained_weights(
     tmp_path, tiny_model_dir, shared_data, monkeypatch
 ):
-    import ray
-
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'rlaif[ray]'")
     from rlaif.pipeline.runner import Runner
 
     monkeypatch.chdir(tmp_path)  # the replicas' logs go to ./ray_replicas
