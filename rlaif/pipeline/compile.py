@@ -94,11 +94,13 @@ def _run_rollouts_on_hf(run: ResolvedRun, where: str) -> None:
 
 def _openai_serves_no_trained_policy(run: ResolvedRun, where: str) -> None:
     cfg = run.config
-    if cfg.engine.kind == "openai" and serves_adapters(run):
+    if cfg.engine.kind in ("openai", "ray") and serves_adapters(run):
+        who, fix = "an OpenAI-compatible server", "rounds: 0 with final.kind: none and no policy.adapter"
+        if cfg.engine.kind == "ray":  # Ray replicas restart on new full weights, not on adapters
+            who, fix = "Ray replicas", "full-weight training (dpo.lora: null, no policy.adapter)"
         raise ConfigError(
-            f"{where}: 'engine.kind': an OpenAI-compatible server cannot serve the LoRA adapters this run "
-            "trains (or starts from) and evaluates; use engine.kind=vllm, or rounds: 0 with final.kind: "
-            "none and no policy.adapter"
+            f"{where}: 'engine.kind': {who} cannot serve the LoRA adapters this run trains (or starts "
+            f"from) and evaluates; use engine.kind=vllm, or {fix}"
         )
 
 
