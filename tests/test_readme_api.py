@@ -30,7 +30,15 @@ def python_blocks(section: str) -> list[str]:
 def test_the_section_has_every_part_the_api_offers():
     blocks = python_blocks(readme_section())
     code = "\n".join(blocks)
-    for call in ("build_engine(", "build_judge(", ".score(", "run_source(", "pairs_to_dataset(", "export_pairs(", "Runner("):
+    for call in (
+        "build_engine(",
+        "build_judge(",
+        ".score(",
+        "run_source(",
+        "pairs_to_dataset(",
+        "export_pairs(",
+        "Runner(",
+    ):
         assert call in code, call
     assert any(FILE_MARK.match(b.splitlines()[0]) for b in blocks), "the Python judge's module is not shown"
 
