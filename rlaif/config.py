@@ -89,6 +89,11 @@ class EngineConfig(Strict):
         "the least-loaded one, a replica that stays down is dropped.",
     )
     model: str | None = Field(None, description="Served model name (openai) or model path override.")
+    api_key_env: str | None = Field(
+        None,
+        description="kind=openai: the environment variable holding the servers' API key (sent as a Bearer "
+        "token, e.g. for `vllm serve --api-key`); the key itself never goes in a config file.",
+    )
     max_model_len: int | None = Field(1024, description="Context length to reserve.")
     kv_cache_gb: float | None = Field(None, description="KV cache size in GiB (CPU); default 1.")
     gpu_memory_utilization: float | None = Field(None, description="GPU memory fraction for vLLM.")
@@ -126,6 +131,8 @@ class EngineConfig(Strict):
                 "engine.data_parallel_size > 1: vLLM refuses data parallelism in one process; run "
                 "replicas instead (engine.kind=ray with engine.replicas, or engine.urls)"
             )
+        if self.api_key_env is not None and self.kind != "openai":
+            raise ValueError(f"engine.api_key_env is for kind=openai, not kind={self.kind}")
         ray_only = [k for k in ("address",) if getattr(self, k) is not None]
         if self.kind != "ray" and (ray_only or self.replicas != 1):
             raise ValueError(f"engine.{(ray_only or ['replicas'])[0]} is for kind=ray, not kind={self.kind}")
