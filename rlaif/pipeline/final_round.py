@@ -64,7 +64,14 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     pair_files = sorted(ctx.run_dir.glob("round_*/pairs/pairs.jsonl"))
     if not pair_files:
         raise ConfigError("final.reward=reward_model needs pairs from at least one DPO round (rounds >= 1)")
-    rm_cfg = RewardModelConfig(output_dir=stage_dir / "reward_model", model=ctx.policy.path, pairs=pair_files)
+    rm_dir = stage_dir / "reward_model"
+    rm_cfg = RewardModelConfig(
+        output_dir=rm_dir,
+        model=ctx.policy.path,
+        pairs=pair_files,
+        report_to=ctx.cfg.report_to,
+        logging_dir=ctx.cfg.tracking_dir(rm_dir),
+    )
     label = "final/reward_model"
     result = launched_or_local(
         ctx, "reward-model", rm_cfg, stage_dir, label, lambda: train_reward_model(rm_cfg)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlaif.config import Strict
+from rlaif.config import Strict, check_report_to
 
 # Projections vLLM can serve LoRA on for Llama-style models (packed into qkv_proj / gate_up_proj there).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -66,6 +66,17 @@ class TrainerBase(Strict):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clipping threshold.")
     seed: int = Field(0, description="Seed for data order, adapter initialisation and sampling.")
     logging_steps: int = Field(1, ge=1, description="Log training metrics every N optimiser steps.")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Trackers the training metrics also go to (tensorboard; wandb, trackio when installed); "
+        "a run sets its own report_to here.",
+    )
+    logging_dir: Path | None = Field(
+        None,
+        description="With report_to: [tensorboard]: the event files' folder (default <output_dir>/tensorboard).",
+    )
+
+    _report_to = field_validator("report_to")(check_report_to)
 
 
 class TrainerSettings(TrainerBase):
