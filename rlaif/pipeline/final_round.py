@@ -11,6 +11,7 @@ Rewards:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.code.jobs import prepare_expected
@@ -24,8 +25,9 @@ from rlaif.pipeline.judging import final_judge
 from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.stages import launched_or_local
 from rlaif.pipeline.summary import TrainSummary, train_summary
+from rlaif.plugins import import_object
 from rlaif.records import Message, PromptRecord, write_jsonl
-from rlaif.train.configs import RewardModelConfig, RewardSpec
+from rlaif.train.configs import GRPOConfig, PPOConfig, RewardModelConfig, RewardSpec, RLOOConfig
 from rlaif.train.rewards import completion_text
 
 
@@ -91,36 +93,54 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     return (None, *_reward_model(ctx, stage_dir))
 
 
-def _local(kind: str, options, records: list[PromptRecord], reward_fn):
-    """The final trainer in this process, with in-memory prompts and reward function."""
-    if kind == "ppo":
-        from rlaif.train.ppo import PPOTrainer
+@dataclass(frozen=True)
+class FinalTrainer:
+    """One final-round kind: its config model, its trainer (``module:function`` taking the config,
+    ``prompts=`` and the in-process reward), and whether it takes a list of rewards (TRL's
+    ``reward_funcs`` / ``rewards``) or one (our PPO's ``reward_fn`` / ``reward``)."""
 
-        return lambda: PPOTrainer(options, prompts=records, reward_fn=reward_fn).train()
-    from rlaif.train.grpo import run_grpo, run_rloo
+    config: type
+    runner: str
+    many_rewards: bool
 
-    runner = run_grpo if kind == "grpo" else run_rloo
-    return lambda: runner(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+    def reward_model_options(self, spec: RewardSpec) -> dict:
+        return {"rewards": [spec]} if self.many_rewards else {"reward": spec}
+
+    def local(self, options, records: list[PromptRecord], reward_fn):
+        """The trainer in this process, with in-memory prompts and reward function."""
+        train = import_object(self.runner, "final-round trainer", error=ConfigError)
+        if self.many_rewards:
+            reward = {"reward_funcs": [reward_fn] if reward_fn else None}
+        else:
+            reward = {"reward_fn": reward_fn}
+        return lambda: train(options, prompts=records, **reward)
+
+
+FINAL_TRAINERS = {
+    "ppo": FinalTrainer(PPOConfig, "rlaif.train.ppo:run_ppo", many_rewards=False),
+    "grpo": FinalTrainer(GRPOConfig, "rlaif.train.grpo:run_grpo", many_rewards=True),
+    "rloo": FinalTrainer(RLOOConfig, "rlaif.train.grpo:run_rloo", many_rewards=True),
+}
+"""Final kind -> trainer; the stage registry reads the config model from here."""
 
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:
     """Train the final round on the run's prompts with the resolved ``final.options``."""
-    fin = ctx.cfg.final
+    fin, trainer = ctx.cfg.final, FINAL_TRAINERS[ctx.cfg.final.kind]
     records, problems = _prompt_records(ctx)
     reward_fn, rm_path, rm_info = _reward(ctx, stage_dir, problems)
     prompts_file = stage_dir / "prompts.jsonl"  # the exact prompts trained on, kept with the stage
     write_jsonl(prompts_file, records)
     forced: dict = {"policy": stage_policy(ctx.policy), "prompts": [prompts_file]}
     if rm_path is not None:
-        spec = RewardSpec(reward_model=rm_path)
-        forced.update({"reward": spec} if fin.kind == "ppo" else {"rewards": [spec]})
+        forced.update(trainer.reward_model_options(RewardSpec(reward_model=rm_path)))
     options = ctx.run.runtime(
         "final.options", defaults={"output_dir": stage_dir, "seed": ctx.cfg.seed}, forced=forced
     )
     # under accelerate launch (compile_run allows it for a reward model only: a path in the stage's
     # YAML), each process reads the prompts file written above and loads the reward model itself
     result = launched_or_local(
-        ctx, fin.kind, options, stage_dir, "final/train", _local(fin.kind, options, records, reward_fn)
+        ctx, fin.kind, options, stage_dir, "final/train", trainer.local(options, records, reward_fn)
     )
     summary = train_summary(result)
     summary.reward_model = rm_info
