@@ -3,6 +3,9 @@
 Rewards:
 - ``sandbox``: the run's code problems; each rollout is executed against its problem's tests in the
   run's sandbox pool and mapped by ``final.reward_kind`` (binary, fraction, coderl, rltf);
+- ``verifier``: the prompts' own verifier (:mod:`rlaif.tasks`), mapped the same way: the sandbox on
+  code problems, the instruction checker on prompts that list their ``instructions`` (each rollout is
+  checked against its prompt's instructions, passed to the reward as a column);
 - ``reward_model``: a Bradley-Terry reward model is first trained on every pair the run collected
   (``final/reward_model``), then scores rollouts;
 - ``judge``: the run's pointwise judge scores each rollout (mean of its valid judgments; a rollout
@@ -28,7 +31,7 @@ from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.plugins import import_object
 from rlaif.records import Message, PromptRecord, write_jsonl
 from rlaif.train.configs import GRPOConfig, PPOConfig, RewardModelConfig, RewardSpec, RLOOConfig
-from rlaif.train.rewards import completion_text
+from rlaif.train.rewards import completion_text, verifier_reward
 
 
 def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
@@ -79,15 +82,26 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     return Path(result.merged_model or result.base_model), info
 
 
+def _task_reward(ctx: RunContext, problems: dict):
+    """The task's verifier as a reward: code problems run in the sandbox; other prompts are checked
+    against their instructions (compile_run has refused prompts without any)."""
+    fin = ctx.cfg.final
+    if problems:
+        # MBPP+ expected outputs (CodeReward skips this step when it is given a pool)
+        prepare_expected(list(problems.values()), ctx.sandbox())
+        return CodeReward(problems, fin.reward_kind, pool=ctx.sandbox())
+    if fin.reward == "sandbox":
+        raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
+    from rlaif.tasks.instruction import InstructionTask
+
+    return verifier_reward(InstructionTask(), fin.reward_kind)
+
+
 def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     """(reward function or None, reward model path or None, reward model numbers or None)."""
     fin = ctx.cfg.final
-    if fin.reward == "sandbox":
-        if not problems:
-            raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
-        # MBPP+ expected outputs (CodeReward skips this step when it is given a pool)
-        prepare_expected(list(problems.values()), ctx.sandbox())
-        return CodeReward(problems, fin.reward_kind, pool=ctx.sandbox()), None, None
+    if fin.reward in ("sandbox", "verifier"):
+        return _task_reward(ctx, problems), None, None
     if fin.reward == "judge":
         return judge_reward(ctx), None, None
     return (None, *_reward_model(ctx, stage_dir))

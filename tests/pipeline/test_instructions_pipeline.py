@@ -128,6 +128,33 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
     assert not serves(["rounds=0"])
 
 
+def test_a_final_grpo_round_is_rewarded_by_the_instruction_checker(tmp_path, tiny_model_dir, vllm_engine):
+    """``final.reward: verifier`` on instruction prompts: each GRPO rollout is checked against its
+    prompt's instructions by code, and that verdict is the reward (no judge, no reward model)."""
+    from rlaif.train.common import read_metrics
+
+    overrides = small_overrides(tmp_path, tiny_model_dir) + [
+        "rounds=0",
+        "prompts.limit=4",
+        "eval.instructions.prompts.limit=4",
+        "final.kind=grpo",
+        "final.reward=verifier",
+        "final.reward_kind=fraction",
+        "final.options={max_steps: 2, num_generations: 2, per_device_batch_size: 4, "
+        "max_completion_length: 12, learning_rate: 1.0e-3, lora: {r: 8, alpha: 16}}",
+    ]
+    cfg = load_run_config(PIPELINE, overrides)
+    runner = Runner(cfg, engine=vllm_engine)
+    runner.run()
+    assert "final/train" in runner.executed and "final/eval" in runner.executed
+    stage = cfg.run_dir() / "final" / "train"
+    trained = [json.loads(line) for line in (stage / "prompts.jsonl").read_text().splitlines()]
+    assert len(trained) == 4 and all(r["metadata"]["instructions"] for r in trained)
+    steps = [m for m in read_metrics(stage / "metrics.jsonl") if "rewards/instructions_fraction/mean" in m]
+    assert len(steps) == 2  # two GRPO steps, each rewarded by the checker (TRL names it after the reward)
+    assert all(0.0 <= m["rewards/instructions_fraction/mean"] <= 1.0 for m in steps)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
