@@ -74,7 +74,7 @@ def test_train_dpo_interrupted_after_a_step_then_rerun(tmp_path, tiny_model_dir)
                 "policy": {"path": str(tiny_model_dir)},
                 "pairs": [str(pairs)],
                 "output_dir": str(tmp_path / "out"),
-                "per_device_batch_size": 2,
+                "per_device_train_batch_size": 2,
                 "lora": {"r": 4, "alpha": 8},
             }
         )
@@ -122,7 +122,7 @@ def _run_config(tmp_path: Path, model: Path, shared: Path) -> Path:
             "options": {"samples": 1, "sampling": {"max_tokens": 16}},
         },
         "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 4, "alpha": 8}},
+        "dpo": {"max_steps": 1, "per_device_train_batch_size": 2, "lora": {"r": 4, "alpha": 8}},
         "engine": {"kv_cache_gb": 0.25, "max_model_len": 1024},
         "health": {"max_judge_invalid_rate": None, "min_pairs": 0},  # the random tiny model rarely parses
     }

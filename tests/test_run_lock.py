@@ -33,7 +33,7 @@ def _config(tmp_path: Path, model: Path, shared: Path) -> Path:
             },
         },
         "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 4, "alpha": 8}},
+        "dpo": {"max_steps": 1, "per_device_train_batch_size": 2, "lora": {"r": 4, "alpha": 8}},
         "engine": {"kv_cache_gb": 0.25, "max_model_len": 1024},
         "health": {"max_judge_invalid_rate": None, "min_pairs": 0},
     }

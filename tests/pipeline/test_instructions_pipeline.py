@@ -31,7 +31,7 @@ def small_overrides(tmp_path: Path, model: Path) -> list[str]:
         "eval.max_tokens=12",
         "rounds=1",
         "dpo.max_steps=2",
-        "dpo.per_device_batch_size=2",
+        "dpo.per_device_train_batch_size=2",
         "dpo.lora={r: 8, alpha: 16}",  # the shared test engine serves adapters; no second engine
         "dpo.adapter_mode=continue",
         "feedback.options.num_generations=1",  # scoring candidates needs an engine without LoRA (below)
@@ -140,7 +140,7 @@ def test_a_final_grpo_round_is_rewarded_by_the_instruction_checker(tmp_path, tin
         "final.kind=grpo",
         "final.reward=verifier",
         "final.reward_kind=fraction",
-        "final.options={max_steps: 2, num_generations: 2, per_device_batch_size: 4, "
+        "final.options={max_steps: 2, num_generations: 2, per_device_train_batch_size: 4, "
         "max_completion_length: 12, learning_rate: 1.0e-3, lora: {r: 8, alpha: 16}}",
     ]
     cfg = load_run_config(PIPELINE, overrides)

@@ -29,7 +29,7 @@ def rlcd_config(tmp_path: Path, model: Path, shared: Path, rounds: int = 2) -> P
         "rounds": rounds,
         "dpo": {
             "max_steps": 2,
-            "per_device_batch_size": 2,
+            "per_device_train_batch_size": 2,
             "learning_rate": 1e-3,
             "adapter_mode": "continue",
             "lora": {"r": 8, "alpha": 16},

@@ -46,7 +46,7 @@ def config(tmp_path: Path, out: str, model: Path, shared: Path) -> Path:
         "rounds": 1,
         "dpo": {
             "max_steps": 1,
-            "per_device_batch_size": 2,
+            "per_device_train_batch_size": 2,
             "adapter_mode": "continue",
             "lora": {"r": 8, "alpha": 16},
         },

@@ -52,7 +52,7 @@ def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(tmp_
         "rounds": 1,
         "dpo": {
             "max_steps": 1,
-            "per_device_batch_size": 2,
+            "per_device_train_batch_size": 2,
             "adapter_mode": "continue",
             "lora": {"r": 8, "alpha": 16},
             "max_length": 256,

@@ -46,7 +46,7 @@ def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(tmp
         "prompts": {"kind": "hh", "path": str(HH), "limit": 6},
         "feedback": {"source": "self_rewarding", "options": {"num_generations": 3, "sampling": {"max_tokens": 12}}},
         "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 8, "alpha": 16}, "max_length": 256},
+        "dpo": {"max_steps": 1, "per_device_train_batch_size": 2, "lora": {"r": 8, "alpha": 16}, "max_length": 256},
         "eval": {
             "win_rate_prompts": {"kind": "hh", "path": str(HH), "limit": 3},
             "win_rate_limit": 3,
