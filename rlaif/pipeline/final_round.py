@@ -14,8 +14,10 @@ Rewards:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlaif.code.jobs import prepare_expected
 from rlaif.code.problems import code_prompt
@@ -28,7 +30,6 @@ from rlaif.pipeline.judging import final_judge
 from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.stages import launched_or_local
 from rlaif.pipeline.summary import TrainSummary, train_summary
-from rlaif.plugins import import_object
 from rlaif.records import Message, PromptRecord, write_jsonl
 from rlaif.train.configs import GRPOConfig, PPOConfig, RewardModelConfig, RewardSpec, RLOOConfig
 from rlaif.train.rewards import completion_text, verifier_reward
@@ -107,33 +108,45 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     return (None, *_reward_model(ctx, stage_dir))
 
 
+def _ppo(options, records: list[PromptRecord], reward_fn):
+    from rlaif.train.ppo import run_ppo
+
+    return run_ppo(options, prompts=records, reward_fn=reward_fn)
+
+
+def _grpo(options, records: list[PromptRecord], reward_fn):
+    from rlaif.train.grpo import run_grpo
+
+    return run_grpo(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+
+
+def _rloo(options, records: list[PromptRecord], reward_fn):
+    from rlaif.train.grpo import run_rloo
+
+    return run_rloo(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+
+
 @dataclass(frozen=True)
 class FinalTrainer:
-    """One final-round kind: its config model, its trainer (``module:function`` taking the config,
-    ``prompts=`` and the in-process reward), and whether it takes a list of rewards (TRL's
-    ``reward_funcs`` / ``rewards``) or one (our PPO's ``reward_fn`` / ``reward``)."""
+    """One final-round kind: its config model, its trainer in this process (config, in-memory prompts,
+    reward function or None), and whether its config names a reward model in a list (TRL's
+    ``rewards``) or alone (our PPO's ``reward``)."""
 
     config: type
-    runner: str
+    train: Callable[[Any, list[PromptRecord], Any], Any]
     many_rewards: bool
 
     def reward_model_options(self, spec: RewardSpec) -> dict:
         return {"rewards": [spec]} if self.many_rewards else {"reward": spec}
 
-    def local(self, options, records: list[PromptRecord], reward_fn):
-        """The trainer in this process, with in-memory prompts and reward function."""
-        train = import_object(self.runner, "final-round trainer", error=ConfigError)
-        if self.many_rewards:
-            reward = {"reward_funcs": [reward_fn] if reward_fn else None}
-        else:
-            reward = {"reward_fn": reward_fn}
-        return lambda: train(options, prompts=records, **reward)
+    def local(self, options, records: list[PromptRecord], reward_fn) -> Callable[[], Any]:
+        return lambda: self.train(options, records, reward_fn)
 
 
 FINAL_TRAINERS = {
-    "ppo": FinalTrainer(PPOConfig, "rlaif.train.ppo:run_ppo", many_rewards=False),
-    "grpo": FinalTrainer(GRPOConfig, "rlaif.train.grpo:run_grpo", many_rewards=True),
-    "rloo": FinalTrainer(RLOOConfig, "rlaif.train.grpo:run_rloo", many_rewards=True),
+    "ppo": FinalTrainer(PPOConfig, _ppo, many_rewards=False),
+    "grpo": FinalTrainer(GRPOConfig, _grpo, many_rewards=True),
+    "rloo": FinalTrainer(RLOOConfig, _rloo, many_rewards=True),
 }
 """Final kind -> trainer; the stage registry reads the config model from here."""
 
