@@ -233,10 +233,15 @@ class FinalRoundConfig(Strict):
     """An optional RL round (PPO, GRPO or RLOO) after the DPO rounds, and what rewards it."""
 
     kind: Literal["none", "ppo", "grpo", "rloo"] = Field("none", description="Final RL round.")
-    reward: Literal["sandbox", "reward_model", "judge"] = Field(
-        "sandbox", description="What scores rollouts."
+    reward: Literal["sandbox", "verifier", "reward_model", "judge"] = Field(
+        "sandbox",
+        description="What scores rollouts: sandbox (code problems' tests), verifier (the prompts' own "
+        "verifier: the sandbox for code, the instruction checker for prompts listing 'instructions'), "
+        "reward_model (trained on the run's pairs) or judge (the run's score judge).",
     )
-    reward_kind: str = Field("fraction", description="Sandbox reward map: binary, fraction, coderl, rltf.")
+    reward_kind: str = Field(
+        "fraction", description="Verifier reward map (sandbox, verifier): binary, fraction, coderl, rltf."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="The trainer's own config.")
 
 

@@ -39,6 +39,9 @@ _SAME_NAME_SETTINGS = (
     "seed",
     "gradient_checkpointing",
     "logging_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "lr_scheduler_type",
 )
 
 
@@ -49,10 +52,7 @@ def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
     kw: dict[str, Any] = {name: getattr(cfg, name) for name in _SAME_NAME_SETTINGS}
     kw.update(
         output_dir=str(Path(cfg.output_dir) / "trainer"),
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.per_device_batch_size,
-        per_device_eval_batch_size=cfg.per_device_batch_size,
-        lr_scheduler_type=cfg.lr_scheduler,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
         warmup_steps=cfg.warmup_ratio,
         save_strategy="steps" if cfg.save_steps else "no",
         report_to=list(cfg.report_to),
