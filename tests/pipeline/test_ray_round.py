@@ -40,7 +40,7 @@ def _config(tmp_path, model, shared) -> dict:
         },
         "pairs": {"options": {"min_margin": None}},
         "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "learning_rate": 5e-3, "lora": None},
+        "dpo": {"max_steps": 1, "per_device_train_batch_size": 2, "learning_rate": 5e-3, "lora": None},
         "health": {"max_judge_invalid_rate": None, "min_pairs": 0},
         "eval": {
             "win_rate_prompts": {"kind": "mtbench", "path": questions},

@@ -42,7 +42,12 @@ def _config(tmp_path: Path, model: Path, **changes) -> Path:
         },
         "pairs": {"options": {"min_margin": None}},
         "rounds": 1,
-        "dpo": {"max_steps": 2, "per_device_batch_size": 2, "lora": {"r": 8, "alpha": 16}, "max_length": 128},
+        "dpo": {
+            "max_steps": 2,
+            "per_device_train_batch_size": 2,
+            "lora": {"r": 8, "alpha": 16},
+            "max_length": 128,
+        },
         "health": {"max_judge_invalid_rate": None, "min_pairs": 0, "min_judge_consistency": None},
         "eval": {
             "win_rate_prompts": {"kind": "jsonl", "path": str(prompts)},

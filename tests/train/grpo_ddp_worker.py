@@ -71,7 +71,7 @@ def main() -> None:
         prompts=[os.devnull],
         lora=None,
         num_generations=GROUP,
-        per_device_batch_size=per_process,
+        per_device_train_batch_size=per_process,
         max_completion_length=8,
         max_steps=2,
         learning_rate=0.5,

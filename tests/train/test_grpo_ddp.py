@@ -71,7 +71,7 @@ def test_grpo_stage_runs_to_the_end_on_two_processes(tiny_model_dir, tmp_path):
         prompts=[prompts],
         rewards=[RewardSpec(function="ddp_rewards:varied")],
         num_generations=4,
-        per_device_batch_size=4,
+        per_device_train_batch_size=4,
         max_completion_length=8,
         max_steps=2,
         learning_rate=5e-3,

@@ -28,7 +28,7 @@ def test_sft_reports_to_tensorboard_in_its_output_folder(tiny_model_dir, tmp_pat
         policy=PolicySpec(path=tiny_model_dir),
         records=[tmp_path / "sft.jsonl"],
         max_steps=2,
-        per_device_batch_size=2,
+        per_device_train_batch_size=2,
         report_to=["tensorboard"],
     )
     assert TENSORBOARD_ENV not in os.environ
