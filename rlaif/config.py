@@ -251,6 +251,11 @@ class InstructionEvalConfig(Strict):
     prompts: PromptSource = Field(..., description="Prompts whose records list their 'instructions'.")
     samples: int = Field(1, ge=1, description="Replies per prompt.")
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy replies.")
+    more_sets: dict[str, PromptSource] = Field(
+        default_factory=dict,
+        description="More held-out sets checked the same way (name -> prompts, e.g. paraphrased: held-out "
+        "wordings and values); their metrics are named <name>_instruction_pass_rate, ...",
+    )
 
 
 class EvalConfig(Strict):

@@ -11,6 +11,8 @@ Guarantees:
 - :func:`build_prompt_sets` is deterministic for a seed: the held-out split is drawn over the base
   *requests*, so no held-out request appears in training with any instruction; instruction kinds are
   dealt round-robin from a seeded order, so every kind appears (nearly) equally often in each split;
+- :func:`build_paraphrased_heldout` (``--paraphrased``) holds out wordings and values as well: the same
+  held-out requests with every kind worded as in :data:`PARAPHRASES` and values no training prompt uses;
 - :func:`pass_summary` reports the pass rate with a Wilson 95% interval and per-kind rates, and counts
   (never drops) prompts without instructions; :func:`paired_change` compares two evaluations of the
   same prompts sample by sample, with an exact sign test on the samples whose outcome changed.
@@ -134,6 +136,29 @@ KINDS: dict[str, InstructionKind] = {
 }
 
 
+# Held-out wordings and values: a second held-out set asks for the same kinds of constraint in other
+# words and with values that no training prompt uses (the training values are KINDS[...].values), so it
+# measures whether a policy learned the constraint or the training sentence.
+PARAPHRASES: dict[str, tuple[str, tuple]] = {
+    "lowercase": ("Use only small letters in your reply; no capital letters at all.", (None,)),
+    "uppercase": ("Type every letter of your reply as a capital letter.", (None,)),
+    "max_words": ("Use no more than {value} words in your reply.", (12, 25)),
+    "keyword": (
+        'Make sure the word "{value}" appears somewhere in your reply.',
+        ("careful", "usually", "good"),
+    ),
+    "no_commas": ("Avoid the comma character entirely in your reply.", (None,)),
+    "bullets": ("Reply with a list of exactly {value} lines, each beginning with '- '.", (5, 6)),
+    "ends_with": (
+        'Finish your reply with the phrase "{value}" and add nothing after it.',
+        ("See you soon.", "Good luck.", "The end."),
+    ),
+    "starts_with": ('The very first word of your reply must be "{value}".', ("Okay", "Certainly", "So")),
+    "quoted": ("Wrap your entire reply in double quotes.", (None,)),
+    "title": ("Start with a title between double angle brackets, for example <<a title>>.", (None,)),
+}
+
+
 def _kind(spec: Any, where: str) -> tuple[InstructionKind, Any]:
     if not isinstance(spec, dict) or "kind" not in spec:
         raise RecordError(f"{where}: an instruction must be a mapping with a 'kind' (got {spec!r})")
@@ -234,6 +259,58 @@ def build_prompt_sets(
     return make("train", train, train_per_task), make("heldout", held, heldout_per_task)
 
 
+def build_paraphrased_heldout(
+    tasks: list[str],
+    *,
+    seed: int = 0,
+    heldout_tasks: int = HELDOUT_TASKS,
+    heldout_per_task: int = HELDOUT_PER_TASK,
+) -> list[dict]:
+    """The held-out requests of :func:`build_prompt_sets` (same seed), each with instructions in the
+    :data:`PARAPHRASES` wordings and held-out values: requests, wordings and values all unseen in training.
+
+    Why a separate random stream: the shipped train and held-out files stay byte-identical."""
+    _, held = build_prompt_sets(
+        tasks, seed=seed, heldout_tasks=heldout_tasks, heldout_per_task=heldout_per_task
+    )
+    requests = list(dict.fromkeys(r["task"] for r in held))
+    rng = random.Random(f"{seed}:paraphrased")
+    kinds = list(PARAPHRASES)
+    rng.shuffle(kinds)
+    out, dealt = [], 0
+    for task in requests:
+        for _ in range(heldout_per_task):
+            name = kinds[dealt % len(kinds)]
+            dealt += 1
+            wording, values = PARAPHRASES[name]
+            spec = {"kind": name, "value": rng.choice(values)}
+            _kind(spec, f"paraphrase '{name}'")  # the checker takes the held-out value
+            out.append(
+                {
+                    "id": f"if-paraphrased-{len(out):04d}",
+                    "prompt": f"{task} {wording.format(value=spec['value'])}",
+                    "task": task,
+                    "instructions": [spec],
+                }
+            )
+    return out
+
+
+def split_instruction(text: str) -> tuple[str, str] | None:
+    """(request, instruction sentence) for a prompt built here (``"<request> <instruction>"``, shipped
+    or paraphrased wording), or None when the text ends with no known instruction wording.
+
+    Why: a judge that sees only the conversation (not the record's metadata) can still contrast the
+    reply's likelihood with and without the instruction."""
+    for wording in [k.wording for k in KINDS.values()] + [w for w, _ in PARAPHRASES.values()]:
+        head, _, tail = wording.partition("{value}")
+        pattern = re.escape(head) + ("(.+?)" + re.escape(tail) if "{value}" in wording else "")
+        m = re.search(rf"\s({pattern})\s*$", text)
+        if m and text[: m.start()].strip():
+            return text[: m.start()].strip(), m.group(1)
+    return None
+
+
 def write_prompt_sets(out_dir: str | Path, train: list[dict], heldout: list[dict]) -> tuple[Path, Path]:
     """Write ``train.jsonl`` and ``heldout.jsonl`` (one JSON object a line, stable key order)."""
     out = Path(out_dir)
@@ -328,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--heldout-per-task", type=int, default=HELDOUT_PER_TASK, help="instructions per held-out request"
     )
+    parser.add_argument(
+        "--paraphrased", action="store_true",
+        help="also write heldout_paraphrased.jsonl: the held-out requests with held-out wordings and values",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         train, held = build_prompt_sets(
@@ -339,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     paths = write_prompt_sets(args.out_dir, train, held)
     print(f"wrote {len(train)} train prompts to {paths[0]} and {len(held)} held-out prompts to {paths[1]}")
+    if args.paraphrased:
+        para = build_paraphrased_heldout(
+            load_tasks(args.tasks), seed=args.seed, heldout_tasks=args.heldout_tasks,
+            heldout_per_task=args.heldout_per_task,
+        )  # fmt: skip
+        path = Path(args.out_dir) / "heldout_paraphrased.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in para), encoding="utf-8")
+        print(f"wrote {len(para)} held-out prompts with held-out wordings and values to {path}")
     return 0
 
 

@@ -35,14 +35,26 @@ def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | N
     """Generate one reply per sample for every held-out prompt, check it, append rows, return metrics.
 
     ``compare``: label -> an earlier evaluation's ``samples.jsonl``; each that exists gives an
-    ``instruction_change_vs_<label>`` entry (gained, lost, sign test).
+    ``instruction_change_vs_<label>`` entry (gained, lost, sign test). Each of ``more_sets`` is
+    evaluated the same way, its rows marked with ``set`` and its metric names prefixed with the name.
     """
+    opts = ctx.cfg.eval.instructions
+    metrics = _one_set(ctx, engine, rows, None, opts.prompts, compare or {})
+    for name, source in opts.more_sets.items():
+        found = _one_set(ctx, engine, rows, name, source, compare or {})
+        metrics.update({f"{name}_{k}": v for k, v in found.items()})
+    return metrics
+
+
+def _one_set(ctx, engine, rows: list[dict], name: str | None, source, compare: dict[str, Path]) -> dict:
+    """One held-out set: replies, checks, rows (``set``: name, absent for the main set), metrics."""
     ev = ctx.cfg.eval
     opts = ev.instructions
-    prompts = load_prompt_source(opts.prompts, "eval.instructions.prompts")
+    key = "eval.instructions.prompts" if name is None else f"eval.instructions.more_sets.{name}"
+    prompts = load_prompt_source(source, key)
     if not any(p.metadata.get("instructions") for p in prompts):
         raise ConfigError(
-            f"eval.instructions.prompts: no prompt in {opts.prompts.path} has 'instructions' "
+            f"{key}: no prompt in {source.path} has 'instructions' "
             "(build the sets with `python -m rlaif.instructions OUT_DIR`)"
         )
     sampling = per_record_sampling(
@@ -56,6 +68,7 @@ def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | N
         rows.append(
             {
                 "kind": "instructions",
+                **({"set": name} if name else {}),
                 "id": p.id,
                 "sample": c.completion.index,
                 "text": c.completion.text,
@@ -65,14 +78,15 @@ def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | N
                 "passed": c.verdict.passed,
             }
         )
-    mine = _outcomes(rows)
-    for label, path in (compare or {}).items():
+    mine = _outcomes(rows, name)
+    for label, path in compare.items():
         if path is not None and Path(path).is_file():
-            change = paired_change(_outcomes(r for _, r in iter_json_lines(path)), mine)
+            change = paired_change(_outcomes((r for _, r in iter_json_lines(path)), name), mine)
             metrics[f"instruction_change_vs_{label}"] = change
             ctx.say(
-                f"  held-out instructions vs {label}: {change['gained']} newly pass, {change['lost']} newly "
-                f"fail of {change['paired']} paired samples (sign test p={change['sign_test_p']})"
+                f"  held-out instructions{f' ({name})' if name else ''} vs {label}: {change['gained']} newly "
+                f"pass, {change['lost']} newly fail of {change['paired']} paired samples "
+                f"(sign test p={change['sign_test_p']})"
             )
     return metrics
 
@@ -81,13 +95,14 @@ def _prompt_hash(p) -> str:
     return stable_hash(json.dumps([m.model_dump(mode="json") for m in p.messages], sort_keys=True))
 
 
-def _outcomes(rows) -> dict[str, bool]:
+def _outcomes(rows, name: str | None = None) -> dict[str, bool]:
     """``{"<prompt id>#<sample>#<prompt hash>": passed}`` for the instruction rows of an evaluation.
 
     The prompt's hash is in the key so that a held-out file rebuilt between two evaluations (same ids,
-    other prompts) counts as unmatched instead of being paired by id."""
+    other prompts) counts as unmatched instead of being paired by id. ``name``: which set (None: the
+    main one)."""
     return {
         f"{r['id']}#{r['sample']}#{r.get('prompt_hash')}": bool(r["passed"])
         for r in rows
-        if r.get("kind") == "instructions"
+        if r.get("kind") == "instructions" and r.get("set") == name
     }

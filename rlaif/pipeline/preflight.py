@@ -80,11 +80,13 @@ def read_inputs(cfg: RunConfig) -> dict[str, dict]:
 
     where = cfg.source_file or "config"
     out = {}
+    more = cfg.eval.instructions.more_sets if cfg.eval.instructions else {}
     for name, src in (
         ("prompts", cfg.prompts),
         ("eval.code_problems", cfg.eval.code_problems),
         ("eval.win_rate_prompts", cfg.eval.win_rate_prompts),
         ("eval.instructions.prompts", cfg.eval.instructions.prompts if cfg.eval.instructions else None),
+        *((f"eval.instructions.more_sets.{k}", v) for k, v in more.items()),
     ):
         if src is None:
             continue

@@ -7,6 +7,7 @@ Pure data in, plain dicts out; the HTML itself is the template ``rlaif/assets/re
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 from typing import Any
 
 DASH = "\u2013"
@@ -134,11 +135,15 @@ def _rounds(rounds: list[dict]) -> dict:
             f"Win rate = P(this round's answer beats the previous round's), {line}; {', '.join(which)}."
         )
     for r in rounds:
-        for against in ("start", "previous"):
-            change = r.get(f"instruction_change_vs_{against}")
+        sets = [""] + sorted(
+            k[: -len("instruction_change_vs_start")] for k in r if k.endswith("_instruction_change_vs_start")
+        )
+        for prefix, against in itertools.product(sets, ("start", "previous")):
+            change = r.get(f"{prefix}instruction_change_vs_{against}")
             if isinstance(change, dict):
+                named = f" ({prefix[:-1]})" if prefix else ""
                 notes.append(
-                    f"{r.get('label')}, held-out instructions vs the {against} policy: "
+                    f"{r.get('label')}, held-out instructions{named} vs the {against} policy: "
                     f"{change.get('gained')} samples newly pass, {change.get('lost')} newly fail of "
                     f"{change.get('paired')} (exact sign test p={change.get('sign_test_p')})."
                 )

@@ -32,7 +32,7 @@ def serves_adapters(run: ResolvedRun) -> bool:
     stage with LoRA, or a final RL round). If not, its engine starts without LoRA and can score text."""
     cfg = run.config
     trains_adapters = any(getattr(run.blocks[k], "lora", True) is not None for k in run.training)
-    return cfg.policy.adapter is not None or trains_adapters or cfg.final.kind != "none"
+    return cfg.policy.adapter is not None or trains_adapters  # a final round counts by its own lora
 
 
 def lora_rank(run: ResolvedRun) -> int | None:

@@ -1,0 +1,60 @@
+"""Are a run's preference pairs right about instruction following? The checker's verdict on each pair's
+chosen and rejected reply (the run itself never calls the checker).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/instruction_pair_quality.py runs/NAME/round_1/pairs/pairs.jsonl \\
+        [--prompts prompts/instructions/train.jsonl]
+
+Per file: how many pairs have only the chosen reply following its instruction ("right"), only the
+rejected one ("wrong"), both or neither (no signal about the instruction), with an exact sign test of
+right against wrong, and the mean length ratio chosen/rejected (length bias).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quality(pair_rows: list[dict], instructions: dict[str, list[dict]]) -> dict:
+    from rlaif.instructions import check_all, sign_test_p
+
+    counts = {"right": 0, "wrong": 0, "both_follow": 0, "neither_follows": 0, "no_instructions": 0}
+    ratios = []
+    for p in pair_rows:
+        specs = instructions.get(p["metadata"].get("prompt_id", ""))
+        if not specs:
+            counts["no_instructions"] += 1
+            continue
+        c, r = check_all(p["chosen"], specs), check_all(p["rejected"], specs)
+        key = (
+            "right" if c and not r else "wrong" if r and not c else "both_follow" if c else "neither_follows"
+        )
+        counts[key] += 1
+        ratios.append(len(p["chosen"]) / max(1, len(p["rejected"])))
+    return {
+        "pairs": len(pair_rows),
+        **counts,
+        "sign_test_p": float(f"{sign_test_p(counts['right'], counts['wrong']):.3g}"),
+        "mean_length_ratio_chosen_over_rejected": round(sum(ratios) / len(ratios), 3) if ratios else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("pairs", nargs="+")
+    ap.add_argument("--prompts", default=str(REPO / "prompts" / "instructions" / "train.jsonl"))
+    args = ap.parse_args()
+    instructions = {}
+    for line in Path(args.prompts).read_text().splitlines():
+        row = json.loads(line)
+        instructions[row["id"]] = row.get("instructions") or []
+    for path in args.pairs:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        print(json.dumps({"file": path, **quality(rows, instructions)}))
+
+
+if __name__ == "__main__":
+    main()

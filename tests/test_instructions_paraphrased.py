@@ -1,0 +1,143 @@
+"""The second held-out set (held-out wordings and values), the prompt splitter the instruction-likelihood
+judge relies on, and that judge's arithmetic (fake scores) and its run on a real engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlaif.instructions import (
+    KINDS,
+    PARAPHRASES,
+    build_paraphrased_heldout,
+    build_prompt_sets,
+    check,
+    load_tasks,
+    main,
+    split_instruction,
+)
+from rlaif.judges.instruction_likelihood import instruction_likelihood
+from rlaif.records import Message
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "prompts" / "instructions"
+TASKS = REPO / "prompts" / "instruction_tasks.yaml"
+
+
+def _rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (SHIPPED / name).read_text().splitlines()]
+
+
+def test_paraphrased_set_holds_out_requests_wordings_and_values():
+    tasks = load_tasks(TASKS)
+    train, held = build_prompt_sets(tasks)
+    para = build_paraphrased_heldout(tasks)
+    assert len(para) == len(held) == 400
+    assert {r["task"] for r in para} == {r["task"] for r in held}  # the held-out requests
+    assert not {r["task"] for r in para} & {r["task"] for r in train}
+    train_sentences = {r["prompt"][len(r["task"]) :].strip() for r in train}
+    for r in para:
+        (spec,) = r["instructions"]
+        sentence = r["prompt"][len(r["task"]) :].strip()
+        assert sentence not in train_sentences, sentence
+        assert sentence == PARAPHRASES[spec["kind"]][0].format(value=spec["value"])
+        if KINDS[spec["kind"]].values != (None,):
+            assert spec["value"] not in KINDS[spec["kind"]].values, r
+    per_kind = [sum(r["instructions"][0]["kind"] == k for r in para) for k in KINDS]
+    assert per_kind == [40] * len(KINDS)
+    assert build_paraphrased_heldout(tasks) == para  # deterministic
+    assert build_paraphrased_heldout(tasks, seed=1) != para
+
+
+def test_every_paraphrase_is_checkable_and_a_different_sentence():
+    assert set(PARAPHRASES) == set(KINDS)
+    for name, (wording, values) in PARAPHRASES.items():
+        assert wording != KINDS[name].wording
+        for value in values:
+            assert check("x", {"kind": name, "value": value}) in (True, False)
+
+
+def test_shipped_paraphrased_set_is_what_the_builder_writes(tmp_path):
+    assert main([str(tmp_path), "--paraphrased"]) == 0
+    for name in ("train.jsonl", "heldout.jsonl", "heldout_paraphrased.jsonl"):
+        assert (tmp_path / name).read_text() == (SHIPPED / name).read_text(), name
+
+
+def test_without_the_option_no_paraphrased_file_is_written(tmp_path):
+    assert main([str(tmp_path)]) == 0
+    assert not (tmp_path / "heldout_paraphrased.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["train.jsonl", "heldout.jsonl", "heldout_paraphrased.jsonl"])
+def test_split_instruction_finds_the_request_of_every_shipped_prompt(name):
+    for r in _rows(name):
+        request, sentence = split_instruction(r["prompt"])
+        assert request == r["task"]
+        assert r["prompt"] == f"{request} {sentence}"
+
+
+def test_split_instruction_refuses_text_without_a_known_instruction():
+    assert split_instruction("Tell me about the moon.") is None
+    assert split_instruction("Answer in at most 10 words.") is None  # no request before it
+    assert split_instruction("Tell me about the moon. Answer in at most 10 words. Thanks") is None
+
+
+class _FakeScorer:
+    """Per-token log-probs: -1 per token given the instruction, -3 without it; None for 'too long'."""
+
+    model_name = "fake"
+
+    def __init__(self):
+        self.calls = []
+
+    def score_continuations(self, prompts, continuations, adapter=None):
+        self.calls.append(list(prompts))
+        out = []
+        for msgs, text in zip(prompts, continuations, strict=True):
+            if text == "too long":
+                out.append(None)
+                continue
+            has = split_instruction(msgs[-1].content) is not None
+            out.append([-1.0 if has else -3.0] * len(text.split()))
+        return out
+
+
+def _conv(text: str) -> list[Message]:
+    return [Message(role="system", content="Be brief."), Message(role="user", content=text)]
+
+
+def test_instruction_likelihood_is_the_per_token_contrast_and_names_invalid_items():
+    engine = _FakeScorer()
+    prompts = [
+        _conv("Describe tea. Answer in at most 10 words."),
+        _conv("Describe tea."),
+        _conv("Describe tea. Use no more than 12 words in your reply."),
+        _conv("Describe tea. Answer in at most 10 words."),
+    ]
+    out = instruction_likelihood(prompts, ["hot leaf water", "x", "  ", "too long"], engine=engine)
+    assert out[0] == pytest.approx(2.0)  # (-1 * 3) - (-3 * 3) over 3 tokens
+    assert out[1]["value"] is None and "no known instruction" in out[1]["invalid_reason"]
+    assert out[2] == {"value": None, "invalid_reason": "empty reply"}
+    assert "does not fit" in out[3]["invalid_reason"]
+    assert len(engine.calls) == 1  # one batched call
+    bare = engine.calls[0][1]
+    assert bare[0].content == "Be brief." and bare[-1].content == "Describe tea."
+
+
+def test_instruction_likelihood_runs_as_a_self_rewarding_judge_on_a_real_engine(scoring_engine):
+    """Through the judge spec the runs use, on the tiny vLLM model: real scores, one per reply."""
+    from rlaif.judges.spec import build_judge
+
+    judge = build_judge(
+        {"kind": "python", "template": "rlaif.judges.instruction_likelihood:instruction_likelihood"},
+        scoring_engine,
+    )
+    rows = _rows("train.jsonl")[:3]
+    items = [([Message(role="user", content=r["prompt"])], "hello there friend") for r in rows]
+    items.append(([Message(role="user", content="No instruction here.")], "hello"))
+    verdicts = judge.score(items)
+    assert [v.mean_score is not None for v in verdicts] == [True, True, True, False]
+    assert all(isinstance(v.mean_score, float) for v in verdicts[:3])
+    assert len({round(v.mean_score, 6) for v in verdicts[:3]}) > 1  # depends on the instruction
