@@ -58,9 +58,9 @@ def test_self_rewarding_loop_with_both_heldout_sets_on_the_tiny_model(
             "engine.kv_cache_gb=0.25",
             "rounds=1",
             "dpo.max_steps=1",
-            "dpo.per_device_batch_size=2",
+            "dpo.per_device_train_batch_size=2",
             "final.options.max_steps=1",
-            "final.options.per_device_batch_size=4",
+            "final.options.per_device_train_batch_size=4",
             "final.options.max_completion_length=8",
         ],
     )
