@@ -12,6 +12,10 @@ Usage (on a quiet machine with >= 12 GB free; each mode takes a few minutes on 2
     PYTHONPATH=$PWD python benchmarks/run_memory.py \\
         --model /work/main/models/smollm2-135m-instruct --out /tmp/run_memory
 
+``--reuse-from DIR`` skips the stages before the first training stage by copying them from a finished
+run of the same settings (they do not depend on the mode); ``--attach PID --run-dir DIR`` samples a
+run that is already going.
+
 Non-guarantees: RSS summed over processes counts pages they share (the CUDA/torch libraries mapped in
 both the trainer and vLLM) twice, so the tree total is an upper bound on what the run costs the machine;
 a sample every 0.25 s can miss a shorter spike.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -110,42 +115,76 @@ def run_config_overrides(args, mode: str, out: Path) -> list[str]:
     return sets + list(args.set)
 
 
+def reuse_stages(source: Path, run_dir: Path) -> list[str]:
+    """Copy the finished stages of ``source`` (another mode's run) that come before its first training
+    stage into ``run_dir``; the run skips them (same config and inputs). Why: engine.during_training
+    acts only from the first training stage on, so those stages are the same in every mode, and a
+    shrunk run on a loaded 2-core machine spends most of its time there."""
+    names = []
+    for stage, _, _ in stage_windows(source / "metrics.jsonl"):
+        if stage.endswith("/train"):
+            break
+        shutil.copytree(source / stage, run_dir / stage, dirs_exist_ok=True)
+        names.append(stage)
+    return names
+
+
 def measure(args, mode: str, out: Path) -> dict:
     from rlaif.config import load_run_config
 
     sets = run_config_overrides(args, mode, out)
     run_dir = load_run_config(args.pipeline, sets).run_dir()
+    reused = reuse_stages(args.reuse_from, run_dir) if args.reuse_from else []
     command = [sys.executable, "-m", "rlaif.cli", "run", str(args.pipeline), *sets]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = out / f"{mode}.log"
-    print(f"[{mode}] {' '.join(command)}  (log: {log})", flush=True)
+    print(f"[{mode}] {' '.join(command)}  (log: {log}; reused: {reused or 'none'})", flush=True)
     t0 = time.time()
     with open(log, "w") as fh:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        sampler = Sampler(proc.pid, args.interval)
-        sampler.start()
-        rc = proc.wait()
-        sampler.stopped.set()
-        sampler.join()
-    if rc != 0:
-        raise SystemExit(f"[{mode}] the run failed with exit code {rc}; see {log}")
-    windows = stage_windows(run_dir / "metrics.jsonl")
-    return {
-        "mode": mode,
-        "wall_s": time.time() - t0,
-        "peak": max(rss for _, rss in sampler.samples),
-        "stages": per_stage_peaks(sampler.samples, windows),
-    }
+        samples = sample_until_exit(proc.pid, args.interval, proc.wait)
+    if proc.returncode != 0:
+        raise SystemExit(f"[{mode}] the run failed with exit code {proc.returncode}; see {log}")
+    return summarise(mode, samples, run_dir, time.time() - t0, reused)
+
+
+def sample_until_exit(pid: int, interval: float, wait) -> list[tuple[float, int]]:
+    sampler = Sampler(pid, interval)
+    sampler.start()
+    wait()
+    sampler.stopped.set()
+    sampler.join()
+    return sampler.samples
+
+
+def summarise(mode: str, samples, run_dir: Path, wall_s: float, reused: list[str]) -> dict:
+    """Per-stage peaks of the stages this run executed (a reused stage that was skipped has no window)."""
+    stages = per_stage_peaks(samples, stage_windows(run_dir / "metrics.jsonl"))
+    peak = max(rss for _, rss in samples)
+    return {"mode": mode, "wall_s": wall_s, "peak": peak, "stages": stages, "reused": reused}
+
+
+def attach(args) -> dict:
+    """Sample a run started elsewhere (``--attach PID``) until it exits."""
+    proc = psutil.Process(args.attach)
+    t0 = time.time()
+
+    def wait() -> None:
+        while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(args.interval)
+
+    samples = sample_until_exit(args.attach, args.interval, wait)
+    return summarise(f"pid {args.attach}", samples, args.run_dir, time.time() - t0, [])
 
 
 def print_table(results: list[dict]) -> None:
-    stages = [s for s, _, _ in results[0]["stages"]]
+    stages = list(dict.fromkeys(s for r in results for s, _, _ in r["stages"]))
     head = f"{'stage':<24}" + "".join(f"{r['mode'] + ' GB':>12}{'s':>8}" for r in results)
     print(head)
-    for i, stage in enumerate(stages):
+    for stage in stages:
         cells = []
         for r in results:
-            row = r["stages"][i] if i < len(r["stages"]) and r["stages"][i][0] == stage else None
+            row = next((x for x in r["stages"] if x[0] == stage), None)
             cells.append(f"{row[2] / GB:>12.2f}{row[1]:>8.0f}" if row else f"{'-':>12}{'-':>8}")
         print(f"{stage:<24}" + "".join(cells))
     print(
@@ -164,11 +203,26 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--interval", type=float, default=0.25)
     ap.add_argument("--set", action="append", default=[], help="more run-config overrides, KEY=VALUE")
+    ap.add_argument(
+        "--reuse-from",
+        type=Path,
+        help="a finished run directory of the same shrunk run: copy its stages before the first training "
+        "stage (the same in every mode) instead of running them; a copied stage that is skipped is "
+        "left out of the table (one whose settings differ, e.g. --eval-limit, runs again)",
+    )
+    ap.add_argument("--attach", type=int, help="sample a run already going (its `rlaif run` PID) instead")
+    ap.add_argument("--run-dir", type=Path, help="with --attach: that run's directory (its event log)")
     args = ap.parse_args()
-    if not (args.model / "config.json").is_file():
-        raise SystemExit(f"--model: no config.json in {args.model}")
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [measure(args, mode, args.out) for mode in args.modes.split(",")]
+    if args.attach:
+        results = [attach(args)]
+    else:
+        if not (args.model / "config.json").is_file():
+            raise SystemExit(f"--model: no config.json in {args.model}")
+        results = []
+        for mode in args.modes.split(","):
+            results.append(measure(args, mode, args.out))
+            (args.out / f"results_{mode}.json").write_text(json.dumps(results[-1], indent=1))
     print_table(results)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
