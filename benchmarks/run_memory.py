@@ -121,11 +121,15 @@ def reuse_stages(source: Path, run_dir: Path) -> list[str]:
     acts only from the first training stage on, so those stages are the same in every mode, and a
     shrunk run on a loaded 2-core machine spends most of its time there."""
     names = []
-    for stage, _, _ in stage_windows(source / "metrics.jsonl"):
-        if stage.endswith("/train"):
+    for line in (source / "metrics.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") not in ("stage_start", "stage_skipped"):  # a skipped stage is finished too
+            continue
+        if event["stage"].endswith("/train"):
             break
-        shutil.copytree(source / stage, run_dir / stage, dirs_exist_ok=True)
-        names.append(stage)
+        if event["stage"] not in names:
+            shutil.copytree(source / event["stage"], run_dir / event["stage"], dirs_exist_ok=True)
+            names.append(event["stage"])
     return names
 
 
@@ -143,9 +147,11 @@ def measure(args, mode: str, out: Path) -> dict:
     with open(log, "w") as fh:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
         samples = sample_until_exit(proc.pid, args.interval, proc.wait)
-    if proc.returncode != 0:
-        raise SystemExit(f"[{mode}] the run failed with exit code {proc.returncode}; see {log}")
-    return summarise(mode, samples, run_dir, time.time() - t0, reused)
+    result = summarise(mode, samples, run_dir, time.time() - t0, reused)
+    if proc.returncode != 0:  # still report what was sampled (e.g. killed by the OOM killer: -9)
+        print(f"[{mode}] the run failed with exit code {proc.returncode}; see {log}", flush=True)
+        result["mode"] += f" (FAILED, exit {proc.returncode})"
+    return result
 
 
 def sample_until_exit(pid: int, interval: float, wait) -> list[tuple[float, int]]:
