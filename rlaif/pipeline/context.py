@@ -5,7 +5,7 @@ once on the base model with LoRA enabled and every round's adapter is served per
 stage produces a new base model (full fine-tuning or a merged adapter) is the engine restarted. By
 default the run's own vLLM engines are closed while a training stage runs and started again when a
 later stage asks for them (``engine.during_training``): on a small model, an engine kept alive beside
-the trainer was the largest part of a run's peak memory.
+the trainer added its 2-3 GB to the run's peak.
 """
 
 from __future__ import annotations
