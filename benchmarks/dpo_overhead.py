@@ -116,7 +116,7 @@ def main() -> None:
                 output_dir=tmp / name,
                 policy={"path": policy},
                 pairs=[pairs],
-                per_device_batch_size=args.batch_size,
+                per_device_train_batch_size=args.batch_size,
                 learning_rate=1e-4,
                 logging_steps=1,
                 precision=args.precision,

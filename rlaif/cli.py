@@ -132,17 +132,35 @@ def _run_command(args: list[str]) -> int:
     except SystemExit as exc:  # typer/click exit codes
         return int(exc.code or 0)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        usage_errors, aborts = _click_exception_types()
+        if isinstance(exc, usage_errors):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, aborts):
             print("aborted", file=sys.stderr)
             return 1
         raise
     # typer returns the status of an explicit typer.Exit (and 130 for a KeyboardInterrupt it caught)
     return code if isinstance(code, int) else 0
+
+
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Typer >= 0.20 vendors click as ``typer._click`` and raises that copy's exceptions (an unknown
+    option would otherwise escape as a traceback); older typer raises click's own."""
+    import importlib
+
+    usage_errors: list[type] = []
+    aborts: list[type] = []
+    for name in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "ClickException"):
+            usage_errors.append(module.ClickException)
+        if hasattr(module, "Abort"):
+            aborts.append(module.Abort)
+    return tuple(usage_errors), tuple(aborts)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ the registry) hands over each block's model and the run-time values the stage se
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,21 @@ class Strict(BaseModel):
     """The one strict base of every config model (run configs and the trainers' configs)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# Where training and per-round metrics are also logged; each name is the module that must be installed.
+TRACKERS = ("tensorboard", "wandb", "trackio")
+
+
+def check_report_to(names: list[str]) -> list[str]:
+    """``report_to`` as transformers takes it, checked now: an unknown tracker or one that is not installed
+    is a config error (``rlaif validate`` says so), not a failure when the first trainer starts."""
+    for name in names:
+        if name not in TRACKERS:
+            raise ValueError(f"unknown tracker '{name}' (choose from {', '.join(TRACKERS)})")
+        if importlib.util.find_spec(name) is None:
+            raise ValueError(f"'{name}' is not installed (pip install {name})")
+    return list(dict.fromkeys(names))
 
 
 class TinyModelBuild(Strict):
@@ -73,6 +89,11 @@ class EngineConfig(Strict):
         "the least-loaded one, a replica that stays down is dropped.",
     )
     model: str | None = Field(None, description="Served model name (openai) or model path override.")
+    api_key_env: str | None = Field(
+        None,
+        description="kind=openai: the environment variable holding the servers' API key (sent as a Bearer "
+        "token, e.g. for `vllm serve --api-key`); the key itself never goes in a config file.",
+    )
     max_model_len: int | None = Field(1024, description="Context length to reserve.")
     kv_cache_gb: float | None = Field(None, description="KV cache size in GiB (CPU); default 1.")
     gpu_memory_utilization: float | None = Field(None, description="GPU memory fraction for vLLM.")
@@ -115,6 +136,8 @@ class EngineConfig(Strict):
                 "engine.data_parallel_size > 1: vLLM refuses data parallelism in one process; run "
                 "replicas instead (engine.kind=ray with engine.replicas, or engine.urls)"
             )
+        if self.api_key_env is not None and self.kind != "openai":
+            raise ValueError(f"engine.api_key_env is for kind=openai, not kind={self.kind}")
         ray_only = [k for k in ("address",) if getattr(self, k) is not None]
         if self.kind != "ray" and (ray_only or self.replicas != 1):
             raise ValueError(f"engine.{(ray_only or ['replicas'])[0]} is for kind=ray, not kind={self.kind}")
@@ -215,10 +238,15 @@ class FinalRoundConfig(Strict):
     """An optional RL round (PPO, GRPO or RLOO) after the DPO rounds, and what rewards it."""
 
     kind: Literal["none", "ppo", "grpo", "rloo"] = Field("none", description="Final RL round.")
-    reward: Literal["sandbox", "reward_model", "judge"] = Field(
-        "sandbox", description="What scores rollouts."
+    reward: Literal["sandbox", "verifier", "reward_model", "judge"] = Field(
+        "sandbox",
+        description="What scores rollouts: sandbox (code problems' tests), verifier (the prompts' own "
+        "verifier: the sandbox for code, the instruction checker for prompts listing 'instructions'), "
+        "reward_model (trained on the run's pairs) or judge (the run's score judge).",
     )
-    reward_kind: str = Field("fraction", description="Sandbox reward map: binary, fraction, coderl, rltf.")
+    reward_kind: str = Field(
+        "fraction", description="Verifier reward map (sandbox, verifier): binary, fraction, coderl, rltf."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="The trainer's own config.")
 
 
@@ -246,6 +274,17 @@ class EvalConfig(Strict):
     max_tokens: int = Field(128, description="Max tokens for evaluation samples.")
     instructions: InstructionEvalConfig | None = Field(
         None, description="Held-out verifiable-instruction prompts: pass rate per round."
+    )
+
+
+class SandboxConfig(Strict):
+    """The code sandbox every stage of the run shares (RLCF feedback, code rewards, pass@k)."""
+
+    isolation: Literal["required", "none"] | None = Field(
+        None,
+        description="Where nothing can isolate untrusted code (not root, no user namespace): 'required' "
+        "refuses to run it, 'none' runs it anyway as your own user (isolation is still used wherever "
+        "the machine offers it). Unset: refuse unless RLAIF_SANDBOX_ISOLATION=none is set.",
     )
 
 
@@ -334,16 +373,33 @@ class RunConfig(Strict):
     final: FinalRoundConfig = Field(default_factory=FinalRoundConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     train: LaunchSettings = Field(
         default_factory=LaunchSettings,
         description="Training stages on several processes (accelerate launch): DPO, SFT, a reward model's final round.",
     )
+
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Also log to these trackers (tensorboard; wandb, trackio when installed): every "
+        "trainer's steps, and with tensorboard the per-round metrics, under <run>/tensorboard/.",
+    )
+
+    _report_to = field_validator("report_to")(check_report_to)
 
     # set by the loader, not by users
     source_file: str | None = Field(None, exclude=True, description="(internal) the YAML file.")
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+    def tracking_dir(self, stage_dir: str | Path) -> Path:
+        """A stage's tensorboard folder: ``<run>/tensorboard/<the stage's path in the run>``."""
+        stage_dir, run_dir = Path(stage_dir), self.run_dir()
+        try:
+            return run_dir / "tensorboard" / stage_dir.relative_to(run_dir)
+        except ValueError:
+            return run_dir / "tensorboard" / stage_dir.name
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -450,9 +506,20 @@ class ResolvedRun:
         """The block with a stage's run-time values filled in: ``defaults`` where the user did not set
         the key, ``forced`` always (typed values: they are not validated again)."""
         user = self.user_keys.get(key, frozenset())
-        kept = {**{k: v for k, v in defaults.items() if k not in user}, **forced}
         block = self.block(key)
+        defaults = {**self._tracking(block, defaults.get("output_dir")), **defaults}
+        kept = {**{k: v for k, v in defaults.items() if k not in user}, **forced}
         return block.model_copy(update=kept) if isinstance(block, BaseModel) else {**block, **kept}
+
+    def _tracking(self, block: Any, stage_dir: Any) -> dict[str, Any]:
+        """A trainer block's report_to is the run's, its tensorboard folder the stage's own under
+        ``<run>/tensorboard/`` (``round_1/train``, ...), so one ``tensorboard --logdir`` shows the run."""
+        if not isinstance(block, BaseModel) or "report_to" not in type(block).model_fields:
+            return {}
+        out = {"report_to": list(self.config.report_to)}
+        if stage_dir is not None:
+            out["logging_dir"] = self.config.tracking_dir(stage_dir)
+        return out
 
 
 def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:

@@ -1,14 +1,18 @@
-"""Session-wide fixtures: one tiny model and ONE vLLM engine shared by every test that needs them.
+"""Session-wide fixtures: one tiny model and ONE vLLM engine shared by every test that needs them,
+and the tests' one run-config builder (:func:`run_config`).
 
 Starting vLLM takes ~20 s, so the engine is built lazily on first use and reused for the session.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_KV_CACHE_BYTES = 256 * 1024 * 1024
@@ -70,3 +74,96 @@ def scoring_engine(tiny_model_dir):
     )
     yield engine
     engine.close()
+
+
+# -- the one run-config builder ---------------------------------------------------------------------
+TINY_RUN = {
+    "engine": {"kv_cache_gb": 0.25, "max_model_len": 1024},
+    "rounds": 1,
+    "dpo": {
+        "max_steps": 1,
+        "per_device_train_batch_size": 2,
+        "adapter_mode": "continue",
+        "lora": {"r": 8, "alpha": 16},
+        "max_length": 256,
+    },
+    # the random tiny model's judgments rarely parse: tests about stages turn the health checks off
+    "health": {"max_judge_invalid_rate": None, "min_pairs": 0},
+}
+"""What a real run on the tiny model changes: a small engine, one short DPO step on a LoRA adapter
+continued across rounds, no health checks."""
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` merged in, nested mappings key by key (``None`` values kept)."""
+    out = dict(base)
+    for key, value in changes.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if nested else value
+    return out
+
+
+def _leaves(data: dict, head: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` for every non-mapping value (an empty mapping is a value)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out += _leaves(value, f"{head}{key}.")
+        else:
+            out.append((f"{head}{key}", value))
+    return out
+
+
+class RunConfigBuilder:
+    """``run_config(**changes)``: a :class:`RunConfig` for a self-rewarding run on a two-prompt JSONL
+    file and a model directory with a 1024-token context (no weights: for logic tests);
+    ``run_config.tiny(model, **changes)``: the mapping of a real run on ``model`` (:data:`TINY_RUN`);
+    ``run_config.write(data)``: that mapping as a YAML file, for ``load_run_config`` or the CLI;
+    ``run_config.tiny_overrides(model, **changes)``: the same settings as ``key.sub=value`` overrides
+    of a shipped pipeline (``load_run_config(pipeline, overrides)``).
+    ``changes`` are merged into the mapping (nested dicts key by key, ``None`` values kept)."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+
+    def base(self) -> dict[str, Any]:
+        model = self.tmp_path / "model"
+        model.mkdir(exist_ok=True)
+        config = {"model_type": "llama", "max_position_embeddings": 1024}
+        (model / "config.json").write_text(json.dumps(config))
+        prompts = self.tmp_path / "prompts.jsonl"
+        rows = [{"id": f"p{i}", "prompt": f"Question {i}?"} for i in range(2)]
+        prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return {
+            "name": "r",
+            "output_dir": str(self.tmp_path / "runs"),
+            "policy": {"path": str(model)},
+            "engine": {"max_model_len": 1024},
+            "prompts": {"kind": "jsonl", "path": str(prompts)},
+            "feedback": {"source": "self_rewarding"},
+        }
+
+    def __call__(self, **changes: Any):
+        from rlaif.config import RunConfig
+
+        return RunConfig.model_validate(merge(self.base(), changes))
+
+    def tiny(self, model: Path, **changes: Any) -> dict[str, Any]:
+        base = merge(self.base(), {**TINY_RUN, "policy": {"path": str(model)}})
+        return merge(base, changes)
+
+    def tiny_overrides(self, model: Path, **changes: Any) -> list[str]:
+        settings = merge(
+            {**TINY_RUN, "output_dir": str(self.tmp_path / "runs"), "policy": {"path": str(model)}}, changes
+        )
+        return [f"{key}={json.dumps(value)}" for key, value in _leaves(settings)]
+
+    def write(self, data: dict[str, Any], name: str = "run.yaml") -> Path:
+        path = self.tmp_path / name
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+
+@pytest.fixture
+def run_config(tmp_path) -> RunConfigBuilder:
+    return RunConfigBuilder(tmp_path)

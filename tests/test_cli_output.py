@@ -47,3 +47,10 @@ def test_help_is_still_printed_on_stdout(tmp_path):
     cli = CliProcess(["--help"], tmp_path, "help")
     assert cli.finish(timeout=120) == 0
     assert "Usage" in cli.stdout() and "--verbose" in cli.stdout()
+
+
+def test_an_unknown_option_is_one_usage_error_not_a_traceback(tmp_path):
+    cli = CliProcess(["validate", "pipelines/demo.yaml", "--no-such-option", "x"], tmp_path, "badopt")
+    assert cli.finish(timeout=120) == 2
+    assert "No such option: --no-such-option" in cli.stderr()
+    assert "Traceback" not in cli.stderr() and cli.stdout() == ""

@@ -74,7 +74,7 @@ def test_train_dpo_interrupted_after_a_step_then_rerun(tmp_path, tiny_model_dir)
                 "policy": {"path": str(tiny_model_dir)},
                 "pairs": [str(pairs)],
                 "output_dir": str(tmp_path / "out"),
-                "per_device_batch_size": 2,
+                "per_device_train_batch_size": 2,
                 "lora": {"r": 4, "alpha": 8},
             }
         )
@@ -102,38 +102,29 @@ def test_train_dpo_interrupted_after_a_step_then_rerun(tmp_path, tiny_model_dir)
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
 
 
-def _run_config(tmp_path: Path, model: Path, shared: Path) -> Path:
-    cfg = {
-        "name": "signals",
-        "seed": 3,
-        "output_dir": str(tmp_path / "runs"),
-        "policy": {"path": str(model)},
-        "prompts": {"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 40},
-        "feedback": {
+def _run_config(run_config, model: Path, shared: Path) -> Path:
+    data = run_config.tiny(
+        model,
+        name="signals",
+        seed=3,
+        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 40},
+        feedback={
             "source": "self_rewarding",
             "chunk_size": 2,
-            "options": {
-                "num_generations": 2,
-                "sampling": {"max_tokens": 16},
-            },
+            "options": {"num_generations": 2, "sampling": {"max_tokens": 16}},
         },
-        "judge": {
+        judge={
             "template": "self_rewarding_rubric",
             "options": {"samples": 1, "sampling": {"max_tokens": 16}},
         },
-        "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 4, "alpha": 8}},
-        "engine": {"kv_cache_gb": 0.25, "max_model_len": 1024},
-        "health": {"max_judge_invalid_rate": None, "min_pairs": 0},  # the random tiny model rarely parses
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+        dpo={"lora": {"r": 4, "alpha": 8}},
+    )
+    return run_config.write(data)
 
 
 @pytest.mark.slow
-def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, tiny_model_dir, shared_data):
-    config = _run_config(tmp_path, tiny_model_dir, shared_data)
+def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, run_config, tiny_model_dir, shared_data):
+    config = _run_config(run_config, tiny_model_dir, shared_data)
     run_dir = tmp_path / "runs" / "signals"
     chunks = run_dir / "round_1" / "feedback" / "chunks"
     hint = f"finished stages and chunks are kept in {run_dir}; resume with: rlaif run {config}"

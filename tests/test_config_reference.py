@@ -113,6 +113,18 @@ def test_validate_explain_reads_the_runs_own_source_and_judge(tmp_path):
     )
 
 
+def test_validate_explain_needs_no_run_file():
+    out = rlaif("validate", "--explain", "dpo.beta")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("dpo.beta (dpo: each DPO round)") and "type: float" in out.stdout
+    out = rlaif("validate", "--explain", "feedback.options.num_generations")  # every source that has it
+    assert out.returncode == 0 and "source: self_rewarding" in out.stdout, out.stderr
+    out = rlaif("validate", "--explain", "dpo.betta")
+    assert out.returncode == 2 and out.stderr.strip().endswith("(did you mean 'dpo.beta'?)")
+    out = rlaif("validate")
+    assert out.returncode == 2 and "needs a run config FILE" in out.stderr
+
+
 def test_docs_config_writes_and_checks(tmp_path):
     out = tmp_path / "config.md"
     assert rlaif("docs", "config", "--out", str(out)).returncode == 0

@@ -218,7 +218,7 @@ def test_the_instruction_checker_rewards_a_real_grpo_step(tiny_model_dir, tmp_pa
     reward = verifier_reward(InstructionTask(), "fraction")
     cfg = GRPOConfig(
         output_dir=tmp_path / "grpo", policy=PolicySpec(path=tiny_model_dir), prompts=[tmp_path / "unused.jsonl"],
-        num_generations=4, per_device_batch_size=8, max_completion_length=12, max_steps=1, learning_rate=5e-3,
+        num_generations=4, per_device_train_batch_size=8, max_completion_length=12, max_steps=1, learning_rate=5e-3,
     )  # fmt: skip
     result = run_grpo(cfg, prompts=prompts, reward_funcs=[reward])
     assert result.counts["steps"] == 1

@@ -10,42 +10,32 @@ import os
 import signal
 from pathlib import Path
 
-import yaml
 from cli_process import CliProcess
 
 from rlaif.pipeline import run_lock
 from rlaif.pipeline.health import read_status
 
 
-def _config(tmp_path: Path, model: Path, shared: Path) -> Path:
-    cfg = {
-        "name": "locked",
-        "seed": 3,
-        "output_dir": str(tmp_path / "runs"),
-        "policy": {"path": str(model)},
-        "prompts": {"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 40},
-        "feedback": {
+def _config(run_config, model: Path, shared: Path) -> Path:
+    data = run_config.tiny(
+        model,
+        name="locked",
+        seed=3,
+        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 40},
+        feedback={
             "source": "self_rewarding",
             "chunk_size": 2,
-            "options": {
-                "num_generations": 2,
-                "sampling": {"max_tokens": 16},
-            },
+            "options": {"num_generations": 2, "sampling": {"max_tokens": 16}},
         },
-        "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 4, "alpha": 8}},
-        "engine": {"kv_cache_gb": 0.25, "max_model_len": 1024},
-        "health": {"max_judge_invalid_rate": None, "min_pairs": 0},
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+        dpo={"lora": {"r": 4, "alpha": 8}},
+    )
+    return run_config.write(data)
 
 
 def test_second_run_into_a_busy_folder_refuses_then_a_killed_run_reads_interrupted(
-    tmp_path, tiny_model_dir, shared_data
+    tmp_path, run_config, tiny_model_dir, shared_data
 ):
-    config = _config(tmp_path, tiny_model_dir, shared_data)
+    config = _config(run_config, tiny_model_dir, shared_data)
     run_dir = tmp_path / "runs" / "locked"
     lock = run_dir / run_lock.LOCK_FILE
     first = CliProcess(["run", str(config)], tmp_path, "first")

@@ -11,7 +11,9 @@ recorded as ``sandbox_error`` for that sample and its worker replaced, never dro
 the run); problems without any sample are counted in the summary, not silently left out of it.
 Problems with a reference solution are validated first (:mod:`rlaif.code.validate`): a broken
 problem's samples get status ``bad_problem`` with the reason, are left out of pass@k, and the summary
-counts and names the broken problems (``bad_problems``, ``bad_problem_reasons``).
+counts and names the broken problems (``bad_problems``, ``bad_problem_reasons``). Those checks are
+remembered across runs (:mod:`rlaif.code.check_cache`); ``problem_checks`` in the summary says how
+many were run and how many came from the cache.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.errors import RecordError
 from rlaif.records import CodeProblem, ExecutionResult, iter_json_lines, write_jsonl
 
-from .jobs import build_job, prepare_expected
+from .check_cache import CheckCache
+from .jobs import JobBuilder, prepare_expected
 from .passk import mean_pass_at_k
 from .validate import find_bad_problems
 
@@ -68,25 +72,35 @@ def evaluate_samples(
     ks: Sequence[int] = (1, 10),
     on_result: Callable[[int, ExecutionResult], None] | None = None,
     validate: bool = True,
+    check_cache: CheckCache | None = None,
+    build: JobBuilder | None = None,
 ) -> tuple[list[ExecutionResult | dict], dict]:
     """Execute every sample; returns the per-sample results (input order) and the summary dict.
 
     With ``validate``, problems with a reference solution are checked first
     (:func:`rlaif.code.validate.find_bad_problems`); the samples of a broken problem are not run: each
     gets a result row with status ``bad_problem`` and the reason, and pass@k leaves them out (counted).
+    With ``check_cache`` those checks are looked up first and stored after. ``build``: a
+    :class:`~rlaif.code.jobs.JobBuilder` that may have made the problems' tests already.
     """
     by_id = {p.task_id: p for p in problems}
     used = [by_id[t] for t in dict.fromkeys(s.task_id for s in samples)]
     prepare_expected(used, pool)
-    bad = find_bad_problems(used, pool) if validate else {}
+    build = build or JobBuilder()  # each problem's tests made once, for its check and all its samples
+    bad = find_bad_problems(used, pool, check_cache, build) if validate else {}
     run = [s for s in samples if s.task_id not in bad]
-    jobs = [build_job(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in run]
+    jobs = [build(by_id[s.task_id], s.completion, sample_index=s.sample_index) for s in run]
     started = time.monotonic()
     executed = iter(pool.run(jobs, on_result=on_result) if jobs else [])
     elapsed = time.monotonic() - started
     results = [_bad_row(s, bad[s.task_id]) if s.task_id in bad else next(executed) for s in samples]
     ran = [r for r in results if isinstance(r, ExecutionResult)]
-    return results, _summary(problems, ran, results, bad, ks, elapsed)
+    summary = _summary(problems, ran, results, bad, ks, elapsed)
+    if validate:
+        checkable = sum(bool(p.reference_solution) for p in used)
+        hits = check_cache.hits if check_cache is not None else 0
+        summary["problem_checks"] = {"run": checkable - hits, "from_cache": hits}
+    return results, summary
 
 
 def _bad_row(sample: Sample, reason: str) -> dict:
@@ -134,22 +148,47 @@ def run_eval_code(
     progress: bool = True,
     allow_unisolated: bool | None = None,
     validate: bool = True,
+    check_cache: bool | Path = True,
 ) -> dict:
-    """The whole command: load, check, run (with a progress bar on stderr), write, summarise."""
+    """The whole command: load, check, run (with a progress bar on stderr), write, summarise.
+
+    ``check_cache``: True (the default folder), a folder, or False (check every problem again)."""
     from rlaif.code.problems import load_problems
     from rlaif.sandbox import Limits, SandboxPool
 
-    problems = load_problems(problems_path)
-    samples = load_samples(samples_path, {p.task_id: p for p in problems})
     out = out or samples_path.with_name(samples_path.name.split(".jsonl")[0] + "_results.jsonl")
+    cache = None if check_cache is False else CheckCache(None if check_cache is True else Path(check_cache))
+    with ThreadPoolExecutor(1, thread_name_prefix="sandbox-start") as starter:
+        # the workers boot (a fresh interpreter each, isolation, the zygote's imports) while the files
+        # are read and the problems' tests made: both take a fraction of a second, neither needs the other
+        starting = starter.submit(
+            SandboxPool,
+            workers=workers,
+            limits=Limits(timeout_s=timeout_s),
+            allow_unisolated=allow_unisolated,
+        )
+        try:
+            problems = load_problems(problems_path)
+            samples = load_samples(samples_path, {p.task_id: p for p in problems})
+            used = {s.task_id for s in samples}
+            build = JobBuilder().prepare([p for p in problems if p.task_id in used])
+        except BaseException:
+            _close_once_started(starting)  # the file's own error is the one to report
+            raise
+        started = starting.result()
     with (
-        SandboxPool(
-            workers=workers, limits=Limits(timeout_s=timeout_s), allow_unisolated=allow_unisolated
-        ) as pool,
+        started as pool,
         _Progress(len(samples), progress) as bar,
     ):
         results, summary = evaluate_samples(
-            problems, samples, pool, ks=ks, on_result=bar.advance, validate=validate
+            problems,
+            samples,
+            pool,
+            ks=ks,
+            on_result=bar.advance,
+            validate=validate,
+            check_cache=cache,
+            build=build,
         )
         isolation = {k: v for k, v in pool.isolation.items() if k != "uid"}
         warnings = list(pool.warnings)
@@ -159,6 +198,13 @@ def run_eval_code(
         summary["warnings"] = warnings
     summary["results"] = str(out)
     return summary
+
+
+def _close_once_started(starting) -> None:
+    try:
+        starting.result().close()
+    except BaseException:  # it did not start: nothing to close, and the caller's error comes first
+        pass
 
 
 class _Progress:

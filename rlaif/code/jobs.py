@@ -45,12 +45,18 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
     code = problem.test_code or ""
     entry = problem.entry_point
     user = defined_names(problem)
-    whole = [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user,
-                            context=problem.prompt, candidates=(entry,))]  # fmt: skip
-    tree = ast.parse(code)
+
+    def whole() -> list[TestCase]:  # made only where the check cannot be split
+        return [statement_test(f"{code}\n\ncheck({entry})\n", label=f"check({entry})", user_names=user,
+                               context=problem.prompt, candidates=(entry,))]  # fmt: skip
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return whole(), ""  # which says, in one line, that the test code is not valid Python
     checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if len(checks) != 1 or len(checks[0].args.args) != 1:
-        return whole, ""
+        return whole(), ""
     check = checks[0]
     param = check.args.args[0].arg
     asserts = []
@@ -60,12 +66,12 @@ def _humaneval_tests(problem: CodeProblem) -> tuple[list[TestCase], str]:
         if isinstance(stmt, ast.Pass):
             continue
         if not isinstance(stmt, ast.Assert):
-            return whole, ""
+            return whole(), ""
         if isinstance(stmt.test, ast.Constant) and stmt.test.value is True:
             continue  # "assert True" placeholders
         asserts.append(ast.unparse(ast.Assert(test=stmt.test, msg=None)))
     if not asserts:
-        return whole, ""
+        return whole(), ""
     preamble = [ast.unparse(n) for n in tree.body if n is not check]
     setup = "\n".join(preamble + [f"{param} = {entry}"])
     context = "\n".join([problem.prompt, *preamble])  # trusted: the tests see the problem's helpers
@@ -137,18 +143,48 @@ def _call_tests(problem: CodeProblem, expected: list | None) -> list[TestCase]:
     return out
 
 
-def build_job(problem: CodeProblem, completion: str, *, sample_index: int | None = None) -> Job:
-    tests, setup = problem_tests(problem)
+def build_job(
+    problem: CodeProblem,
+    completion: str,
+    *,
+    sample_index: int | None = None,
+    prepared: tuple[list[TestCase], str] | None = None,
+) -> Job:
+    """``prepared``: the problem's :func:`problem_tests`, made once for many samples (see
+    :class:`JobBuilder`)."""
+    tests, setup = prepared if prepared is not None else problem_tests(problem)
     program = program_for(problem, completion)
     meta = {} if sample_index is None else {"sample_index": sample_index}
     return Job(
         program=program,
-        tests=tests,
+        tests=list(tests),
         setup=setup,
         task_id=problem.task_id,
         id=stable_hash(problem.task_id, str(sample_index), program),
         metadata=meta,
     )
+
+
+class JobBuilder:
+    """:func:`build_job` with each problem's tests made once: making them parses and analyses every
+    test (tens of ms per HumanEval problem), and they depend only on the problem. Holds the problems
+    it saw; not for problems changed in between (call :func:`prepare_expected` first)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[CodeProblem, tuple[list[TestCase], str]]] = {}
+
+    def prepare(self, problems: Sequence[CodeProblem]) -> JobBuilder:
+        """Make the tests of every problem that needs nothing from the sandbox (not MBPP+-style) now."""
+        for p in problems:
+            if not p.inputs and id(p) not in self._made:
+                self._made[id(p)] = (p, problem_tests(p))
+        return self
+
+    def __call__(self, problem: CodeProblem, completion: str, *, sample_index: int | None = None) -> Job:
+        made = self._made.get(id(problem))
+        if made is None or made[0] is not problem:
+            made = self._made[id(problem)] = (problem, problem_tests(problem))
+        return build_job(problem, completion, sample_index=sample_index, prepared=made[1])
 
 
 def reference_job(problem: CodeProblem) -> Job:

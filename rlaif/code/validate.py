@@ -12,6 +12,8 @@ sandbox error says nothing about the problem and is not reported; every reason n
 Non-guarantees: problems without a reference solution are not checked; a problem whose right answer
 really is None for every test is reported broken (the reason says why, so it can be checked by hand);
 MBPP+-style problems compare with their reference's own outputs, so only the None answer is checked.
+Outcomes can be remembered across runs (:mod:`rlaif.code.check_cache`; ``rlaif eval-code`` does by
+default), so a problems file is checked once per content, limits and rlaif version.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Sequence
 
 from rlaif.records import CodeProblem, ExecutionResult
 
-from .jobs import build_job, prepare_expected
+from .check_cache import CheckCache, pool_setting, problem_key
+from .jobs import JobBuilder, prepare_expected
 
 INCONCLUSIVE = {"timeout", "killed", "sandbox_error"}
 
@@ -49,21 +52,41 @@ def _why_reference(r: ExecutionResult) -> str:
     return f"its reference solution does not pass its own tests ({r.status}, {r.tests_passed}/{r.tests_total}{last})"
 
 
-def find_bad_problems(problems: Sequence[CodeProblem], pool) -> dict[str, str]:
-    """{task_id: reason} for each problem with a reference solution whose tests are broken."""
+def find_bad_problems(
+    problems: Sequence[CodeProblem], pool, cache: CheckCache | None = None, build: JobBuilder | None = None
+) -> dict[str, str]:
+    """{task_id: reason} for each problem with a reference solution whose tests are broken.
+
+    With a ``cache`` (:mod:`rlaif.code.check_cache`), problems checked before with the same content,
+    limits and code are not run again, and the conclusive outcomes of this run are stored. ``build``:
+    a :class:`~rlaif.code.jobs.JobBuilder` to share the problems' tests with the caller's jobs."""
+    bad: dict[str, str] = {}
     checked = [p for p in problems if p.reference_solution]
+    keys: dict[str, str] = {}
+    if cache is not None:
+        setting, todo = pool_setting(pool), []
+        for p in checked:
+            keys[p.task_id] = problem_key(p, setting)
+            found, reason = cache.lookup(keys[p.task_id])
+            if not found:
+                todo.append(p)
+            elif reason is not None:
+                bad[p.task_id] = reason
+        checked = todo
     prepare_expected(checked, pool)
-    jobs, owners = [], []
+    jobs, owners, build = [], [], build or JobBuilder()
     for p in checked:
         if not p.inputs:  # MBPP+ expected outputs come from the reference: it agrees with itself
-            jobs.append(build_job(p, p.reference_solution or ""))
+            jobs.append(build(p, p.reference_solution or ""))
             owners.append((p, "reference"))
         wrong = none_answer(p)
         if wrong is not None:
-            jobs.append(build_job(p, wrong))
+            jobs.append(build(p, wrong))
             owners.append((p, "none"))
-    bad: dict[str, str] = {}
+    inconclusive: set[str] = set()
     for (p, kind), r in zip(owners, pool.run(jobs) if jobs else [], strict=True):
+        if r.status in INCONCLUSIVE:
+            inconclusive.add(p.task_id)
         if p.task_id in bad or r.status in INCONCLUSIVE:
             continue
         if kind == "reference" and not r.passed:
@@ -72,4 +95,7 @@ def find_bad_problems(problems: Sequence[CodeProblem], pool) -> dict[str, str]:
             bad[p.task_id] = (
                 "an answer that returns None passes its tests (do the tests assert anything about the result?)"
             )
+    if cache is not None:  # a broken problem is broken whatever else timed out; a sound one only if all ran
+        cache.store((keys[p.task_id], bad.get(p.task_id)) for p in checked
+                    if p.task_id in bad or p.task_id not in inconclusive)  # fmt: skip
     return bad

@@ -43,13 +43,30 @@ def eval_code(
         help="Run the samples even where nothing can isolate them (not root, "
         "no user namespace): as your own user, with your files and network in reach.",
     ),
+    isolation: str | None = typer.Option(
+        None,
+        help="Where nothing can isolate the samples: 'required' refuses, 'none' runs them as your own "
+        "user (as --unsafe-no-isolation). Default: refuse unless RLAIF_SANDBOX_ISOLATION=none.",
+    ),
     validate: bool = typer.Option(
         True, help="Check problems with a reference solution first (reference passes, a None answer fails)."
+    ),
+    check_cache: bool = typer.Option(
+        True,
+        help="Remember those checks per problem content, limits and rlaif version (in "
+        "~/.cache/rlaif/problem-checks, or $RLAIF_CACHE_DIR; delete it to clear).",
     ),
 ) -> None:
     """Run every sample in the sandbox; write per-sample results; print pass@k, statuses, samples/s."""
     from rlaif.code.evaluate import run_eval_code
+    from rlaif.sandbox.policy import allow_unisolated
 
+    try:
+        allow = allow_unisolated(isolation)
+    except ValueError as exc:
+        raise ConfigError(f"--isolation: {exc}") from None
+    if unsafe_no_isolation and allow is False:
+        raise ConfigError("--unsafe-no-isolation contradicts --isolation required")
     summary = run_eval_code(
         problems,
         samples,
@@ -58,8 +75,9 @@ def eval_code(
         workers=workers,
         out=out,
         progress=progress,
-        allow_unisolated=unsafe_no_isolation or None,
+        allow_unisolated=True if unsafe_no_isolation else allow,
         validate=validate,
+        check_cache=check_cache,
     )
     emit(json.dumps(summary, indent=2))
 

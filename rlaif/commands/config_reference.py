@@ -154,7 +154,7 @@ def _trainer_sections(finals: tuple[str, ...] = FINAL_KINDS) -> list[Section]:
         ("`sft.options`: SFT before round 1", "sft.options.", SFTConfig),
     ]
     trainers += [
-        (f"`final.options` for `final.kind: {kind}`", "final.options.", FINAL_TRAINERS[kind])
+        (f"`final.options` for `final.kind: {kind}`", "final.options.", FINAL_TRAINERS[kind].config)
         for kind in finals
     ]
     return [

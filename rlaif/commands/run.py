@@ -33,13 +33,21 @@ def check_config(file: Path, overrides: list[str]):
 
 
 def validate(
-    file: Path = typer.Argument(..., help="Run config YAML."),
+    file: Path | None = typer.Argument(None, help="Run config YAML (optional with --explain)."),
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
     explain: str | None = typer.Option(
-        None, "--explain", help="Print a key's type, default and meaning for this run (e.g. dpo.beta)."
+        None,
+        "--explain",
+        help="Print a key's type, default and meaning (e.g. dpo.beta): for this run's own source, judge "
+        "and final trainer with FILE, for every block that has the key without it.",
     ),
 ) -> None:
     """Check a run config (and every stage's options) without loading any model."""
+    if file is None:
+        if explain is None:
+            raise ConfigError("validate needs a run config FILE (or --explain KEY alone)")
+        _explain_any(explain)
+        return
     file = resolve_pipeline(file)
     if explain is not None:
         _explain(file, overrides or [], explain)
@@ -57,6 +65,15 @@ def _explain(file: Path, overrides: list[str], key: str) -> None:
 
     cfg = load_run_config(file, overrides)
     for text in explain(key, run_sections(cfg), str(file), others=all_sections()):
+        emit(text)
+
+
+def _explain_any(key: str) -> None:
+    """One key in every block of the reference that has it (``feedback.options.X`` may belong to several
+    sources, each paragraph names its own), when there is no run to narrow it down."""
+    from rlaif.commands.config_reference import all_sections, explain
+
+    for text in explain(key, all_sections(), "config"):
         emit(text)
 
 

@@ -60,7 +60,12 @@ class SamplingSettings(BaseModel):
 
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature (0 means greedy).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    max_tokens: int = Field(128, ge=1, description="Maximum new tokens per sample.")
+    max_tokens: int = Field(
+        128,
+        ge=1,
+        description="Maximum new tokens per sample (vLLM's word, kept for sampling; the trainers' "
+        "rollouts use TRL's max_completion_length).",
+    )
 
     def to_sampling(self, **run_values: Any) -> Sampling:
         """The engine-level Sampling: these settings plus what the run decides (n, seed, stop...)."""

@@ -15,7 +15,9 @@ Guarantees:
 - each ``vllm serve`` and its engine core are SIGKILLed when their actor's process dies
   (:mod:`rlaif.engines.reaper`), so a killed actor is a dead server: the router drops it with one
   warning and the batch goes on elsewhere;
-- :meth:`RayEngine.close` stops every server, kills the actors and removes the placement group.
+- :meth:`RayEngine.close` stops every server, kills the actors and removes the placement group;
+- replicas without GPUs run ``vllm serve --enforce-eager`` (as :class:`VLLMEngine` on CPU: graph
+  compilation costs minutes there and gains nothing).
 
 Non-guarantees: ``ray`` is an optional extra (``pip install rlaif[ray]``) and only this module
 imports it; model paths must be readable on every node (a shared file system); LoRA adapters are not
@@ -96,6 +98,8 @@ class RayEngine(OpenAIEngine):
             ray.get(self._pg.ready(), timeout=start_timeout_s)
             actor_cls = ray.remote(_Replica)
             options = {"served_name": SERVED_NAME, **(serve_options or {})}
+            if not gpus and "--enforce-eager" not in options.get("extra", []):
+                options["extra"] = [*options.get("extra", []), "--enforce-eager"]
             for i in range(replicas):
                 strategy = PlacementGroupSchedulingStrategy(
                     placement_group=self._pg, placement_group_bundle_index=i

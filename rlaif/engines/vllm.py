@@ -21,6 +21,9 @@ Guarantees:
   was interrupted, :meth:`close` kills the EngineCore first instead of vLLM's shutdown handshake
   (either would end its step early, and it logs a traceback for that). See :mod:`rlaif.engines.vllm_processes`.
 
+- vLLM's log goes to stderr, not stdout, unless the user set ``VLLM_LOGGING_STREAM`` or their own
+  logging config (``VLLM_LOGGING_LEVEL`` still sets how much it says).
+
 Non-guarantees: the same seed gives the same text on the same machine and vLLM build; across CPU/GPU
 or versions kernels differ. vLLM spawns worker processes, so scripts that create an engine need an
 ``if __name__ == "__main__":`` guard. After a SIGKILL of the owner its engine processes live on for
@@ -30,6 +33,7 @@ itself; see :mod:`rlaif.commands.interrupts`).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -65,6 +69,23 @@ def _use_every_core_on_small_machines() -> None:
     variable because vLLM reads it in the engine's own processes, which inherit it."""
     if (os.cpu_count() or 1) <= SMALL_MACHINE_CPUS:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
+def _vllm_logs_to_stderr() -> None:
+    """vLLM logs to stdout by default (about 55 lines per engine start), which mixes its log into the
+    output of a program that uses rlaif as a library. Unless the user chose a stream
+    (``VLLM_LOGGING_STREAM``) or their own logging (``VLLM_CONFIGURE_LOGGING=0``,
+    ``VLLM_LOGGING_CONFIG_PATH``), its log goes to stderr: the variable covers this process (vLLM reads
+    it when it configures logging) and the engine processes it spawns; a ``vllm`` logger that an earlier
+    ``import vllm`` already pointed at stdout is moved to stderr."""
+    if "VLLM_LOGGING_STREAM" in os.environ or "VLLM_LOGGING_CONFIG_PATH" in os.environ:
+        return
+    os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
+    if os.environ.get("VLLM_CONFIGURE_LOGGING", "1") == "0":
+        return
+    for handler in logging.getLogger("vllm").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(sys.stderr)
 
 
 def _explain_start_failure(model: str, exc: BaseException) -> str:
@@ -150,6 +171,7 @@ class VLLMEngine:
         args.update(extra_engine_args or {})
         self.engine_args = {k: v for k, v in args.items() if v is not None}
 
+        _vllm_logs_to_stderr()
         try:
             from vllm import LLM
         except ImportError as exc:

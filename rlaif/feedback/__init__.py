@@ -41,24 +41,11 @@ from rlaif.feedback.self_rewarding import SelfRewardingConfig, self_rewarding
 from rlaif.feedback.sl_cai import SLCAIConfig, sl_cai
 from rlaif.feedback.source import FeedbackSource, validate_source_options
 
-FEEDBACK_SOURCES = tuple(BUILTINS)
-"""The built-in source names."""
-
-
-def resolve_source(spec: str) -> FeedbackSource:
-    """A built-in source by name, or a user's ``"package.module:function"``."""
-    return describe(spec).run
-
-
-def source_config_model(spec: str) -> type | None:
-    """The config model of a source (None: a plug-in without one takes a plain dict)."""
-    return describe(spec).config_model
-
 
 def source_options(spec: str, options: Any) -> Any:
     """The source's options as its config model, validated here once (an instance passes as is; a
     plug-in without a config model gets the mapping)."""
-    model = source_config_model(spec)
+    model = describe(spec).config_model
     if model is None:
         return options if options is not None else {}
     return validate_source_options(options, model, spec)
@@ -94,7 +81,7 @@ def run_source(
 
 
 __all__ = [
-    "FEEDBACK_SOURCES",
+    "BUILTINS",
     "FeedbackResult",
     "FeedbackSource",
     "RLCAIConfig",
@@ -109,13 +96,11 @@ __all__ = [
     "feedback_source",
     "load_prompts",
     "read_prompt_file",
-    "resolve_source",
     "rl_cai",
     "rlcd",
     "rlcf",
     "run_source",
     "self_rewarding",
     "sl_cai",
-    "source_config_model",
     "source_options",
 ]

@@ -8,6 +8,8 @@
 - small-model aids (:mod:`rlaif.judges.calibration`): guided answers, logit-space position-bias
   calibration and a self-check that refuses a batch whose order agreement is at chance; the
   ``pairwise_fewshot`` and ``rubric_fewshot`` templates switch them on;
+- :func:`from_template` - a judge class built from Python through the spec (the template's front-matter
+  defaults included; the bare constructors take none);
 - :func:`load_judge` - a built-in name, a template file, ``"package.module:function"`` or a
   :data:`~rlaif.judges.spec.JudgeSpec` (one union on ``kind``; see :mod:`rlaif.judges.spec`).
 
@@ -17,7 +19,7 @@ never turned into a label.
 """
 
 from rlaif.judges.custom import CallableJudge
-from rlaif.judges.loading import load_judge
+from rlaif.judges.loading import from_template, load_judge
 from rlaif.judges.pairwise import JudgeUnreliableError, PairwiseJudge, PairwiseResult, combine_orders
 from rlaif.judges.parsers import Parsed, parse_completion
 from rlaif.judges.pointwise import PointwiseJudge, PointwiseResult
@@ -34,6 +36,7 @@ __all__ = [
     "Principle",
     "PrincipleJudge",
     "combine_orders",
+    "from_template",
     "load_judge",
     "load_principles",
     "parse_completion",

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from rlaif.errors import TemplateError
 from rlaif.prompts import Template, load_template
 from rlaif.records import Judgment, Message, as_conversation, stable_hash
 
@@ -21,26 +20,6 @@ TRANSCRIPT_TEMPLATE = "conversation_transcript"
 
 def resolve_template(template: str | os.PathLike | Template) -> Template:
     return template if isinstance(template, Template) else load_template(template)
-
-
-def template_judge_options(template: Template, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The judge's option defaults, overridden by the template's ``metadata: {judge_options: ...}``.
-
-    Lets a template ship the settings it was written for (guided decoding, calibration) so that
-    every caller, the pipelines included, gets them; an unknown option is a TemplateError.
-    """
-    opts = template.metadata.get("judge_options") or {}
-    if not isinstance(opts, dict):
-        raise TemplateError(
-            f"template '{template.name}' ({template.path}): metadata.judge_options must be a mapping"
-        )
-    unknown = set(opts) - set(defaults)
-    if unknown:
-        raise TemplateError(
-            f"template '{template.name}' ({template.path}): unknown judge_options {', '.join(sorted(unknown))} "
-            f"(this judge takes {', '.join(sorted(defaults))})"
-        )
-    return {**defaults, **opts}
 
 
 @lru_cache(maxsize=4)
@@ -155,6 +134,7 @@ class ScoreJudge:
     so any score judge can reward a GRPO/RLOO/PPO round."""
 
     slot = "score"
+    spec_kind = ""  # the JudgeSpec kind that builds this class (see rlaif.judges.loading.from_template)
 
     def score(self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None) -> list:
         raise NotImplementedError
@@ -168,6 +148,7 @@ class CompareJudge:
     """A judge in the ``compare`` slot: ``compare(items, ids) -> list[PairwiseResult]``."""
 
     slot = "compare"
+    spec_kind = ""
 
 
 def _text(completion: Any) -> str:

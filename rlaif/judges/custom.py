@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlaif.errors import ConfigError, RlaifError
-from rlaif.judges.base import ScoreJudge, conversation_text, item_ids
+from rlaif.judges.base import ScoreJudge, conversation_text, item_ids, judge_items
 from rlaif.judges.pairwise import ORDER_AB, ORDER_BA, PairwiseResult, combine_orders
 from rlaif.judges.pointwise import PointwiseResult
 from rlaif.plugins import import_object
@@ -143,7 +143,7 @@ class CallableJudge:
     def _compare(
         self, items: Sequence[tuple[Sequence[Message], str, str]], ids: Sequence[str] | None = None
     ) -> list[PairwiseResult]:
-        items = list(items)
+        items = judge_items(items)  # the function gets Message lists, as documented
         prompts = [list(conv) for conv, _, _ in items]
         contents = [
             conversation_text(c) + "\x00" + a + "\x00" + b
@@ -190,7 +190,7 @@ class CallableJudge:
     def _score(
         self, items: Sequence[tuple[Sequence[Message], str]], ids: Sequence[str] | None = None
     ) -> list[PointwiseResult]:
-        items = list(items)
+        items = judge_items(items)  # the function gets Message lists, as documented
         prompts = [list(conv) for conv, _ in items]
         contents = [conversation_text(c) + "\x00" + r for c, (_, r) in zip(prompts, items, strict=True)]
         keys = item_ids(ids, len(items), "custom", contents)

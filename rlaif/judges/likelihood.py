@@ -9,7 +9,8 @@ the model never has to answer in a format or pick a position; it only reads the 
 fluency and length of the reply cancel in the difference, leaving what the descriptor changes.
 
 A template selects this judge with ``judge: pointwise`` and
-``metadata: {judge_options: {positive: ..., negative: ...}}``; its body is the system prompt, with
+``metadata: {judge_options: {positive: ..., negative: ...}}`` (read by the judge spec:
+``from_template(ContrastiveLikelihoodJudge, ...)`` from Python); its body is the system prompt, with
 ``{{ descriptor }}`` where the descriptor goes, and it declares ``variables: [descriptor]``.
 
 Guarantees: one ``score_continuations`` call per ``score`` call (both contexts of every item); an
@@ -34,7 +35,6 @@ from rlaif.judges.base import (
     judge_items,
     make_judgment,
     resolve_template,
-    template_judge_options,
 )
 from rlaif.judges.parsers import Parsed
 from rlaif.judges.pointwise import PointwiseResult
@@ -51,11 +51,11 @@ def contrast_system_prompts(
         raise TemplateError(
             f"{where}: a contrastive-likelihood template declares variables: [descriptor] and no parser"
         )
-    opts = template_judge_options(template, {"positive": None, "negative": None})
-    positive = positive if positive is not None else opts["positive"]
-    negative = negative if negative is not None else opts["negative"]
     if not positive or not negative:
-        raise TemplateError(f"{where}: set judge_options positive and negative (the two descriptors)")
+        raise TemplateError(
+            f"{where}: set judge_options positive and negative (the two descriptors); built from Python, "
+            "use rlaif.judges.from_template(ContrastiveLikelihoodJudge, ...) to take them from the template"
+        )
     pos, neg = template.render(descriptor=positive).strip(), template.render(descriptor=negative).strip()
     if pos == neg:
         raise TemplateError(f"{where}: the positive and negative system prompts are identical")
@@ -70,6 +70,7 @@ class ContrastiveLikelihoodJudge(ScoreJudge):
     """Scores ``(conversation, response)`` items by the contrast of two contexts' log-likelihoods."""
 
     kind = "pointwise"
+    spec_kind = "likelihood"
 
     def __init__(
         self,

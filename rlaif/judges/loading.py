@@ -7,9 +7,11 @@ values are checked when it runs.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from rlaif.engines.base import Sampling
+from rlaif.errors import ConfigError
 from rlaif.judges.spec import build_judge, judge_spec
 
 
@@ -28,6 +30,23 @@ def load_judge(spec: Any, engine: Any, **kwargs: Any) -> Any:
         base = judge_spec(spec, where=f"judge '{_name(spec)}'")
         spec = {**base.model_dump(exclude_unset=True), "kind": base.kind, "template": base.template, **kwargs}
     return build_judge(judge_spec(spec, where=f"judge '{_name(spec)}'"), engine, **run)
+
+
+def from_template(judge_class: type, engine: Any, template: Any = None, **options: Any) -> Any:
+    """A ``judge_class`` (e.g. :class:`~rlaif.judges.pairwise.PairwiseJudge`) built from Python through
+    the judge spec: ``template`` (default: the class's own), the template's front-matter
+    ``judge_options`` as defaults and ``options`` on top, all validated by the kind's model.
+
+    Why: the spec is the only reader of a template's front matter, so the bare constructor takes none of
+    its defaults (guided decoding, calibration, the likelihood descriptors); this is how Python code
+    gets the settings a template ships with. ``options`` may also be what a caller decides
+    (``adapter``, ``seed``, ``principles``, a ready ``sampling``)."""
+    kind = getattr(judge_class, "spec_kind", "")
+    if not kind:
+        raise ConfigError(f"{judge_class.__name__} is not built from a template (no spec kind)")
+    if template is None:
+        template = inspect.signature(judge_class).parameters["template"].default
+    return load_judge({"kind": kind, "template": template}, engine, **options)
 
 
 def _name(spec: Any) -> str:

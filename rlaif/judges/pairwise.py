@@ -19,7 +19,9 @@ Options for small judges (see :mod:`rlaif.judges.calibration`):
   ``consistent`` then means the two orders agree after that subtraction;
 - ``self_check``: ``refuse`` marks every judgment of a batch invalid (with the reason) and ``error``
   raises :class:`JudgeUnreliableError` when calibrated order agreement is not above chance.
-Templates may set these defaults in their front matter (``metadata: {judge_options: {...}}``).
+Templates may set these defaults in their front matter (``metadata: {judge_options: {...}}``:
+the judge spec (:mod:`rlaif.judges.spec`) reads them; from Python,
+``from_template(PairwiseJudge, engine, ...)`` takes them, the bare constructor does not).
 
 Non-guarantee: with ``source: text`` (or a json parser) a readable order counts as probability 1 or
 0 for the label it names; only ``source: logprobs`` gives graded soft labels.
@@ -44,7 +46,6 @@ from rlaif.judges.base import (
     make_judgment,
     render_request,
     resolve_template,
-    template_judge_options,
 )
 from rlaif.judges.calibration import (
     SELF_CHECK_MODES,
@@ -154,6 +155,7 @@ class PairwiseJudge(CompareJudge):
     """Compares ``(conversation, response_a, response_b)`` items; see the module docstring."""
 
     kind = "pairwise"
+    spec_kind = "pairwise"
     required_variables = ("prompt", "response_a", "response_b")
 
     def __init__(
@@ -174,10 +176,8 @@ class PairwiseJudge(CompareJudge):
         tpl = resolve_template(template)
         if chain_of_thought:
             tpl = cot_template_for(tpl)
-        defaults = template_judge_options(tpl, {"guided": False, "calibrate": False, "self_check": "off"})
-        self.guided = bool(defaults["guided"] if guided is None else guided)
-        self.calibrate = bool(defaults["calibrate"] if calibrate is None else calibrate)
-        self.self_check_mode = defaults["self_check"] if self_check is None else self_check
+        self.guided, self.calibrate = bool(guided), bool(calibrate)
+        self.self_check_mode = "off" if self_check is None else self_check
         if self.self_check_mode not in SELF_CHECK_MODES:
             raise ValueError(f"self_check must be one of {', '.join(SELF_CHECK_MODES)}, got {self_check!r}")
         self.last_self_check: SelfCheck | None = None

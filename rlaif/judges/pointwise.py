@@ -10,7 +10,8 @@ Guarantees:
 - every judgment made is returned (valid or not, with its attempt number and reason); the mean is
   over valid scores only and is ``None`` when none is valid.
 
-Options for small judges (also settable by a template's ``metadata: {judge_options: ...}``):
+Options for small judges (also settable by a template's ``metadata: {judge_options: ...}``, which
+only the judge spec reads: use ``from_template(PointwiseJudge, ...)`` from Python):
 ``guided_regex`` constrains the output to a regex (vLLM guided decoding), e.g. ``Score: [0-5]``, so
 the judge cannot wander off instead of scoring; ``expected_score`` replaces the integer read from
 the text by its expectation under the model's probabilities for the label: on a 0-9 scale the score
@@ -44,7 +45,6 @@ from rlaif.judges.base import (
     make_judgment,
     render_response_requests,
     resolve_template,
-    template_judge_options,
 )
 from rlaif.judges.label_scores import label_distributions, needs_continuations, scale_labels, score_prefix
 from rlaif.judges.parsers import (
@@ -76,6 +76,7 @@ class PointwiseJudge(ScoreJudge):
     """Scores ``(conversation, response)`` items with a rubric template whose parser yields a score."""
 
     kind = "pointwise"
+    spec_kind = "rubric"
 
     def __init__(
         self,
@@ -107,9 +108,8 @@ class PointwiseJudge(ScoreJudge):
                 f"template '{self.template.name}' ({self.template.path}): a pointwise template must "
                 f"declare the variables prompt and response (missing: {', '.join(sorted(missing))})"
             )
-        defaults = template_judge_options(self.template, {"guided_regex": None, "expected_score": False})
-        self.guided_regex = defaults["guided_regex"] if guided_regex is None else guided_regex
-        self.expected_score = bool(defaults["expected_score"] if expected_score is None else expected_score)
+        self.guided_regex = guided_regex
+        self.expected_score = bool(expected_score)
         if self.expected_score and not isinstance(spec, ScoreParserSpec):
             raise TemplateError(f"template '{self.template.name}': expected_score needs a 'score' parser")
         self.spec = spec

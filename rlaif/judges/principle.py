@@ -70,6 +70,7 @@ class PrincipleJudge(PairwiseJudge):
     """A pairwise judge whose template also receives a sampled ``principle``."""
 
     kind = "principle"
+    spec_kind = "principle"
     required_variables = ("prompt", "response_a", "response_b", "principle")
 
     def __init__(

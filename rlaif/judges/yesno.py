@@ -12,7 +12,8 @@ A template selects this judge with ``judge: pointwise`` and a choice parser
 (``parser: {type: choice, labels: [Yes, No], source: logprobs}``). Its
 ``metadata: {judge_options: {...}}`` may set ``good_label`` (default: the first label) and
 ``guided`` (default true: the answer is constrained to one label, vLLM guided choice, so the answer
-token is always a label).
+token is always a label); only the judge spec reads them (``from_template(LabelProbabilityJudge, ...)``
+from Python).
 
 Guarantees: one ``engine.generate`` call per ``score`` call (greedy, one judgment per response); a
 prompt longer than the context, or an answer whose top-20 holds no label, is an invalid judgment
@@ -39,7 +40,6 @@ from rlaif.judges.base import (
     make_judgment,
     render_response_requests,
     resolve_template,
-    template_judge_options,
 )
 from rlaif.judges.parsers import Parsed
 from rlaif.judges.pointwise import PointwiseResult
@@ -108,6 +108,7 @@ class LabelProbabilityJudge(ScoreJudge):
     """Scores ``(conversation, response)`` items by P(good label); see the module docstring."""
 
     kind = "pointwise"
+    spec_kind = "label_probability"
 
     def __init__(
         self,
@@ -121,14 +122,13 @@ class LabelProbabilityJudge(ScoreJudge):
         self.engine = engine
         self.template = resolve_template(template)
         self.spec = check_label_template(self.template)
-        defaults = template_judge_options(self.template, {"good_label": self.spec.labels[0], "guided": True})
-        self.good_label = str(defaults["good_label"] if good_label is None else good_label)
+        self.good_label = str(self.spec.labels[0] if good_label is None else good_label)
         if self.good_label not in self.spec.labels:
             raise TemplateError(
                 f"template '{self.template.name}': good_label {self.good_label!r} is not one of the labels "
                 f"{self.spec.labels}"
             )
-        self.guided = bool(defaults["guided"] if guided is None else guided)
+        self.guided = True if guided is None else bool(guided)
         self.adapter = adapter
         self.record_kind = kind or self.kind
         constrain = self.guided and engine is not None and engine.supports_guided_json

@@ -22,11 +22,12 @@ from typing import Any
 
 from rlaif.config import ResolvedRun, RunConfig, resolve_run
 from rlaif.errors import ConfigError
-from rlaif.pipeline.inputs import is_code_run
+from rlaif.pipeline.inputs import is_code_run, load_prompt_source
 from rlaif.pipeline.judging import check_judges
 from rlaif.pipeline.preflight import check_context_lengths, read_inputs
 from rlaif.pipeline.resolve import check_text_scoring, lora_rank, serves_adapters
 from rlaif.pipeline.stage_kinds import run_blocks
+from rlaif.tasks.rewards import verdict_reward
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,31 @@ def _sandbox_reward_needs_code(run: ResolvedRun, where: str) -> None:
     if cfg.final.kind != "none" and cfg.final.reward == "sandbox" and not is_code_run(cfg):
         raise ConfigError(
             f"{where}: 'final.reward': sandbox rewards run code problems' tests, but the run's prompts are "
-            f"{cfg.prompts.kind} text prompts; use final.reward=judge or reward_model, or code prompts"
+            f"{cfg.prompts.kind} text prompts; use final.reward=verifier (prompts listing their instructions), "
+            "judge or reward_model, or code prompts"
+        )
+
+
+def _verifier_reward_needs_a_verifier(run: ResolvedRun, where: str) -> None:
+    """``final.reward: verifier`` checks each rollout with the prompts' own verifier: the sandbox for
+    code problems, the instruction checker for prompts that list their instructions. A prompt with
+    neither would get a reward that says nothing, so the run is refused."""
+    fin = run.config.final
+    if fin.kind == "none" or fin.reward not in ("sandbox", "verifier"):
+        return
+    try:
+        verdict_reward(fin.reward_kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: 'final.reward_kind': {exc}") from None
+    if fin.reward == "sandbox" or is_code_run(run.config):
+        return
+    prompts = load_prompt_source(run.config.prompts, "prompts")
+    missing = [str(p.id) for p in prompts if not getattr(p, "metadata", {}).get("instructions")]
+    if missing:
+        raise ConfigError(
+            f"{where}: 'final.reward': verifier rewards need prompts a verifier can check (code "
+            f"problems, or prompts listing their 'instructions'); {len(missing)} of {len(prompts)} "
+            f"prompts list no instructions (first: {missing[0]}); use final.reward=judge or reward_model"
         )
 
 
@@ -94,11 +119,13 @@ def _run_rollouts_on_hf(run: ResolvedRun, where: str) -> None:
 
 def _openai_serves_no_trained_policy(run: ResolvedRun, where: str) -> None:
     cfg = run.config
-    if cfg.engine.kind == "openai" and serves_adapters(run):
+    if cfg.engine.kind in ("openai", "ray") and serves_adapters(run):
+        who, fix = "an OpenAI-compatible server", "rounds: 0 with final.kind: none and no policy.adapter"
+        if cfg.engine.kind == "ray":  # Ray replicas restart on new full weights, not on adapters
+            who, fix = "Ray replicas", "full-weight training (dpo.lora: null, no policy.adapter)"
         raise ConfigError(
-            f"{where}: 'engine.kind': an OpenAI-compatible server cannot serve the LoRA adapters this run "
-            "trains (or starts from) and evaluates; use engine.kind=vllm, or rounds: 0 with final.kind: "
-            "none and no policy.adapter"
+            f"{where}: 'engine.kind': {who} cannot serve the LoRA adapters this run trains (or starts "
+            f"from) and evaluates; use engine.kind=vllm, or {fix}"
         )
 
 
@@ -134,6 +161,7 @@ def _train_launch(run: ResolvedRun, where: str) -> None:
 SELF_CHECKS = ("effective_clamp",)  # rl_cai's soft-label clamp bounds
 RULES: list[Any] = [
     _sandbox_reward_needs_code,
+    _verifier_reward_needs_a_verifier,
     _run_rollouts_on_hf,
     _openai_serves_no_trained_policy,
     _source_self_checks,

@@ -22,6 +22,7 @@ from rlaif.errors import ConfigError
 from rlaif.pipeline.engines import build_engine
 from rlaif.pipeline.resolve import lora_rank, serves_adapters
 from rlaif.sandbox import SandboxPool
+from rlaif.sandbox.policy import allow_unisolated
 
 
 @dataclass
@@ -139,7 +140,7 @@ class RunContext:
     def sandbox(self) -> Any:
         """One pre-forked sandbox pool for the whole run (code feedback, rewards, pass@k)."""
         if self._sandbox is None:
-            self._sandbox = SandboxPool()
+            self._sandbox = SandboxPool(allow_unisolated=allow_unisolated(self.cfg.sandbox.isolation))
         return self._sandbox
 
     def adopt_engine(self, engine: Any, model_path: Path) -> None:

@@ -12,10 +12,12 @@ Non-guarantee: an OpenAI-compatible server is only connected to; its LoRA limits
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from rlaif.config import EngineConfig
+from rlaif.errors import ConfigError
 from rlaif.pipeline.preflight import check_context_length
 
 VLLM_DEFAULT_LORA_RANK = 16
@@ -24,6 +26,17 @@ VLLM_DEFAULT_LORA_RANK = 16
 def max_lora_rank(rank: int | None) -> int:
     """The engine's ``max_lora_rank`` for adapters of rank ``rank`` (vLLM's default covers ranks <= 16)."""
     return max(VLLM_DEFAULT_LORA_RANK, rank or 0)
+
+
+def api_key(cfg: EngineConfig, key: str = "engine") -> str | None:
+    """The key named by ``api_key_env``, read when the engine starts (not at validation: the run may
+    start elsewhere); an unset or empty variable is an error naming it rather than a 401 later."""
+    if cfg.api_key_env is None:
+        return None
+    value = os.environ.get(cfg.api_key_env, "")
+    if not value:
+        raise ConfigError(f"{key}.api_key_env: the environment variable {cfg.api_key_env} is not set")
+    return value
 
 
 def build_engine(
@@ -40,7 +53,9 @@ def build_engine(
     if cfg.kind == "openai":
         from rlaif.engines.openai import OpenAIEngine
 
-        return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency)
+        return OpenAIEngine(
+            cfg.servers, model=cfg.model, concurrency=cfg.concurrency, api_key=api_key(cfg, key)
+        )
     if cfg.kind == "ray":
         from rlaif.engines.ray_engine import ray_engine_from_config
 

@@ -3,6 +3,9 @@
 Rewards:
 - ``sandbox``: the run's code problems; each rollout is executed against its problem's tests in the
   run's sandbox pool and mapped by ``final.reward_kind`` (binary, fraction, coderl, rltf);
+- ``verifier``: the prompts' own verifier (:mod:`rlaif.tasks`), mapped the same way: the sandbox on
+  code problems, the instruction checker on prompts that list their ``instructions`` (each rollout is
+  checked against its prompt's instructions, passed to the reward as a column);
 - ``reward_model``: a Bradley-Terry reward model is first trained on every pair the run collected
   (``final/reward_model``), then scores rollouts;
 - ``judge``: the run's pointwise judge scores each rollout (mean of its valid judgments; a rollout
@@ -11,7 +14,10 @@ Rewards:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlaif.code.jobs import prepare_expected
 from rlaif.code.problems import code_prompt
@@ -25,8 +31,8 @@ from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.stages import launched_or_local
 from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.records import Message, PromptRecord, write_jsonl
-from rlaif.train.configs import RewardModelConfig, RewardSpec
-from rlaif.train.rewards import completion_text
+from rlaif.train.configs import GRPOConfig, PPOConfig, RewardModelConfig, RewardSpec, RLOOConfig
+from rlaif.train.rewards import completion_text, verifier_reward
 
 
 def _prompt_records(ctx: RunContext) -> tuple[list[PromptRecord], dict]:
@@ -64,7 +70,14 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     pair_files = sorted(ctx.run_dir.glob("round_*/pairs/pairs.jsonl"))
     if not pair_files:
         raise ConfigError("final.reward=reward_model needs pairs from at least one DPO round (rounds >= 1)")
-    rm_cfg = RewardModelConfig(output_dir=stage_dir / "reward_model", model=ctx.policy.path, pairs=pair_files)
+    rm_dir = stage_dir / "reward_model"
+    rm_cfg = RewardModelConfig(
+        output_dir=rm_dir,
+        model=ctx.policy.path,
+        pairs=pair_files,
+        report_to=ctx.cfg.report_to,
+        logging_dir=ctx.cfg.tracking_dir(rm_dir),
+    )
     label = "final/reward_model"
     result = launched_or_local(
         ctx, "reward-model", rm_cfg, stage_dir, label, lambda: train_reward_model(rm_cfg)
@@ -77,50 +90,91 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
     return Path(result.merged_model or result.base_model), info
 
 
+def _task_reward(ctx: RunContext, problems: dict):
+    """The task's verifier as a reward: code problems run in the sandbox; other prompts are checked
+    against their instructions (compile_run has refused prompts without any)."""
+    fin = ctx.cfg.final
+    if problems:
+        # MBPP+ expected outputs (CodeReward skips this step when it is given a pool)
+        prepare_expected(list(problems.values()), ctx.sandbox())
+        return CodeReward(problems, fin.reward_kind, pool=ctx.sandbox())
+    if fin.reward == "sandbox":
+        raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
+    from rlaif.tasks.instruction import InstructionTask
+
+    return verifier_reward(InstructionTask(), fin.reward_kind)
+
+
 def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     """(reward function or None, reward model path or None, reward model numbers or None)."""
     fin = ctx.cfg.final
-    if fin.reward == "sandbox":
-        if not problems:
-            raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
-        # MBPP+ expected outputs (CodeReward skips this step when it is given a pool)
-        prepare_expected(list(problems.values()), ctx.sandbox())
-        return CodeReward(problems, fin.reward_kind, pool=ctx.sandbox()), None, None
+    if fin.reward in ("sandbox", "verifier"):
+        return _task_reward(ctx, problems), None, None
     if fin.reward == "judge":
         return judge_reward(ctx), None, None
     return (None, *_reward_model(ctx, stage_dir))
 
 
-def _local(kind: str, options, records: list[PromptRecord], reward_fn):
-    """The final trainer in this process, with in-memory prompts and reward function."""
-    if kind == "ppo":
-        from rlaif.train.ppo import PPOTrainer
+def _ppo(options, records: list[PromptRecord], reward_fn):
+    from rlaif.train.ppo import run_ppo
 
-        return lambda: PPOTrainer(options, prompts=records, reward_fn=reward_fn).train()
-    from rlaif.train.grpo import run_grpo, run_rloo
+    return run_ppo(options, prompts=records, reward_fn=reward_fn)
 
-    runner = run_grpo if kind == "grpo" else run_rloo
-    return lambda: runner(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+
+def _grpo(options, records: list[PromptRecord], reward_fn):
+    from rlaif.train.grpo import run_grpo
+
+    return run_grpo(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+
+
+def _rloo(options, records: list[PromptRecord], reward_fn):
+    from rlaif.train.grpo import run_rloo
+
+    return run_rloo(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+
+
+@dataclass(frozen=True)
+class FinalTrainer:
+    """One final-round kind: its config model, its trainer in this process (config, in-memory prompts,
+    reward function or None), and whether its config names a reward model in a list (TRL's
+    ``rewards``) or alone (our PPO's ``reward``)."""
+
+    config: type
+    train: Callable[[Any, list[PromptRecord], Any], Any]
+    many_rewards: bool
+
+    def reward_model_options(self, spec: RewardSpec) -> dict:
+        return {"rewards": [spec]} if self.many_rewards else {"reward": spec}
+
+    def local(self, options, records: list[PromptRecord], reward_fn) -> Callable[[], Any]:
+        return lambda: self.train(options, records, reward_fn)
+
+
+FINAL_TRAINERS = {
+    "ppo": FinalTrainer(PPOConfig, _ppo, many_rewards=False),
+    "grpo": FinalTrainer(GRPOConfig, _grpo, many_rewards=True),
+    "rloo": FinalTrainer(RLOOConfig, _rloo, many_rewards=True),
+}
+"""Final kind -> trainer; the stage registry reads the config model from here."""
 
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:
     """Train the final round on the run's prompts with the resolved ``final.options``."""
-    fin = ctx.cfg.final
+    fin, trainer = ctx.cfg.final, FINAL_TRAINERS[ctx.cfg.final.kind]
     records, problems = _prompt_records(ctx)
     reward_fn, rm_path, rm_info = _reward(ctx, stage_dir, problems)
     prompts_file = stage_dir / "prompts.jsonl"  # the exact prompts trained on, kept with the stage
     write_jsonl(prompts_file, records)
     forced: dict = {"policy": stage_policy(ctx.policy), "prompts": [prompts_file]}
     if rm_path is not None:
-        spec = RewardSpec(reward_model=rm_path)
-        forced.update({"reward": spec} if fin.kind == "ppo" else {"rewards": [spec]})
+        forced.update(trainer.reward_model_options(RewardSpec(reward_model=rm_path)))
     options = ctx.run.runtime(
         "final.options", defaults={"output_dir": stage_dir, "seed": ctx.cfg.seed}, forced=forced
     )
     # under accelerate launch (compile_run allows it for a reward model only: a path in the stage's
     # YAML), each process reads the prompts file written above and loads the reward model itself
     result = launched_or_local(
-        ctx, fin.kind, options, stage_dir, "final/train", _local(fin.kind, options, records, reward_fn)
+        ctx, fin.kind, options, stage_dir, "final/train", trainer.local(options, records, reward_fn)
     )
     summary = train_summary(result)
     summary.reward_model = rm_info

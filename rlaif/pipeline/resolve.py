@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rlaif.config import Block, FeedbackConfig, ResolvedRun, RunConfig
 from rlaif.errors import ConfigError, RlaifError
-from rlaif.feedback import FEEDBACK_SOURCES, resolve_source, source_config_model
+from rlaif.feedback.registry import BUILTINS, describe
 from rlaif.pipeline.judging import feedback_options
 from rlaif.train.configs import PolicySpec
 
@@ -80,10 +80,10 @@ def source_block(cfg: RunConfig, feedback: FeedbackConfig, key: str) -> Block:
     where = cfg.source_file or "config"
     source = feedback.source
     try:
-        resolve_source(source)
+        declared = describe(source)
     except RlaifError as exc:
         raise ConfigError(f"{where}: '{key.rpartition('.')[0]}.source': {exc}") from None
-    if source in FEEDBACK_SOURCES:
+    if source in BUILTINS:
         for name in RUN_DECIDES:
             if name in feedback.options:
                 raise ConfigError(
@@ -96,7 +96,7 @@ def source_block(cfg: RunConfig, feedback: FeedbackConfig, key: str) -> Block:
                 "(min_margin, dedup, drop_identical, max_length_ratio); move it there"
             )
     options = feedback_options(cfg) if feedback is cfg.feedback else dict(feedback.options)
-    return Block(source_config_model(source), options)
+    return Block(declared.config_model, options)
 
 
 def policy_values(cfg: RunConfig) -> dict:

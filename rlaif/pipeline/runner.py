@@ -42,7 +42,7 @@ import yaml
 
 from rlaif.config import RunConfig
 from rlaif.errors import RlaifError
-from rlaif.pipeline import report, result_warnings, run_lock
+from rlaif.pipeline import report, result_warnings, run_lock, tracking
 from rlaif.pipeline.compile import RunPlan, compile_run
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.health import write_status
@@ -118,6 +118,7 @@ class Runner:
             summary = self._execute(ctx, stage_dir, name, config_hash, input_hashes, body)
             self.executed.append(name)
         self.summaries[name] = summary
+        self._track()
         kind.check(name, summary.to_json(), self.cfg.health)
         if result_warnings.as_errors(self.cfg.health):  # results that mean nothing, when asked to stop
             done = self.stages[: self.stages.index(planned) + 1]
@@ -192,6 +193,12 @@ class Runner:
         metrics = report.collect_metrics(self.run_dir, self.stages)
         report.write_report(self.run_dir, metrics)
         return metrics
+
+    def _track(self) -> None:
+        """The per-round metrics known so far to the run's trackers (tensorboard), after every stage."""
+        if self.cfg.report_to:
+            metrics = report.collect_metrics(self.run_dir, self.stages)
+            tracking.log_round_metrics(self.run_dir, metrics, self.cfg.report_to)
 
     def _run_stages(self) -> None:
         """Every planned stage in order; a training stage hands the next stages its policy."""

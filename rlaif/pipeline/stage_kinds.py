@@ -25,7 +25,7 @@ from rlaif.pipeline import health, report_sections, stages
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.evaluation import evaluate_policy
 from rlaif.pipeline.feedback_stage import feedback
-from rlaif.pipeline.final_round import run_final_round
+from rlaif.pipeline.final_round import FINAL_TRAINERS, run_final_round
 from rlaif.pipeline.manifest import fingerprint_dir
 from rlaif.pipeline.resolve import policy_values, source_block, stage_policy
 from rlaif.pipeline.summary import (
@@ -37,7 +37,7 @@ from rlaif.pipeline.summary import (
     TrainSummary,
     train_summary,
 )
-from rlaif.train.configs import DPOConfig, GRPOConfig, PPOConfig, RLOOConfig
+from rlaif.train.configs import DPOConfig
 
 StageBody = Callable[[Path], StageSummary]
 StageSpec = tuple[Any, dict[str, Path | str | None], StageBody]
@@ -169,8 +169,6 @@ def _round_blocks(cfg: RunConfig) -> dict[str, Block]:
 
 # -- the final RL round -------------------------------------------------------------------------------
 
-FINAL_TRAINERS = {"ppo": PPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig}
-
 
 def _final_spec(call: StageCall) -> StageSpec:
     cfg = call.cfg
@@ -183,7 +181,7 @@ def _final_blocks(cfg: RunConfig) -> dict[str, Block]:
         return {}
     stage_dir = cfg.run_dir() / "final" / "train"
     block = Block(
-        FINAL_TRAINERS[cfg.final.kind],
+        FINAL_TRAINERS[cfg.final.kind].config,
         cfg.final.options,
         defaults={"output_dir": str(stage_dir), "seed": cfg.seed},
         forced={"policy": policy_values(cfg), "prompts": [str(stage_dir / "prompts.jsonl")]},

@@ -36,7 +36,7 @@ where every mechanism below is available; the pool's ``isolation`` dict and ever
   * a test with no reported outcome (``sys.exit(0)``, ``os._exit(0)``, a crash, a kill) is not a
     pass; every report must carry the attempt's nonce and arrive in order; the harness binds what it
     calls (its codec, its JSON writer, builtins) before the program runs;
-- **the machine** -- each run is its own session and process group inside the worker's PID
+- **the machine** -- each run is its own process group (no controlling terminal) inside the worker's PID
   namespace; after every attempt (in a ``finally``) the zygote, its PID 1, kills every other process
   in it, daemons included, and reaps them; ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_NPROC``
   (fork bombs, threads), ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, no core dumps; per-test and total
@@ -107,7 +107,9 @@ runs them under a fresh uid). What differs without root:
 Where no isolation is possible at all (not root and no user namespace, or namespaces disabled
 without root) the pool refuses to start with one line naming what is missing
 (:mod:`rlaif.sandbox.policy`), unless the user opts out explicitly: ``allow_unisolated=True``,
-``rlaif eval-code --unsafe-no-isolation``, or ``RLAIF_SANDBOX_ISOLATION=none`` in the environment.
+``rlaif eval-code --isolation none`` (or ``--unsafe-no-isolation``), ``sandbox.isolation: none`` in a
+run config, or ``RLAIF_SANDBOX_ISOLATION=none`` in the environment (``required`` refuses whatever the
+environment says).
 
 Determinism: every sandboxed interpreter uses string-hash seed 0, so the order of a set of strings
 is the same in every worker (reference outputs and candidates' outputs are compared across workers).

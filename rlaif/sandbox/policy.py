@@ -3,9 +3,12 @@
 Why a refusal, not a warning: without root and without a user namespace nothing isolates the code
 at all -- it would run as your own user, with your files, your network and your processes in reach.
 So that case stops with one line naming what is missing, unless the user opts out explicitly
-(``SandboxPool(allow_unisolated=True)``, ``rlaif eval-code --unsafe-no-isolation``, or the
-environment variable ``RLAIF_SANDBOX_ISOLATION=none`` for every pool a process starts, e.g. the
-RLCF stage of a pipeline). Plain logic, standard library only.
+(``SandboxPool(allow_unisolated=True)``, ``rlaif eval-code --isolation none`` or
+``--unsafe-no-isolation``, ``sandbox.isolation: none`` in a run config, or the environment variable
+``RLAIF_SANDBOX_ISOLATION=none`` for every pool a process starts that was not told otherwise).
+``required`` refuses whatever the environment says. Neither setting turns isolation off where the
+machine offers it: ``none`` only allows running where there is none. Plain logic, standard library
+only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,19 @@ NEEDED = {
     "pid_namespace": "no PID namespace",
     "network": "no network isolation",
 }
+
+
+MODES = ("required", "none")
+
+
+def allow_unisolated(mode: str | None) -> bool | None:
+    """A ``sandbox.isolation`` / ``--isolation`` value as the pool's ``allow_unisolated`` (None: not
+    set, the environment decides); raises ValueError with one line for anything else."""
+    if mode is None:
+        return None
+    if mode not in MODES:
+        raise ValueError(f"isolation must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode == "none"
 
 
 def opted_out(allow_unisolated: bool | None) -> bool:
@@ -49,5 +65,6 @@ def refusal(isolation: dict, warnings: list[str]) -> str | None:
         why = why or "not root and no namespace could be built"
     return (
         f"the sandbox refuses to run untrusted code without isolation: {why}. Opt out with "
-        f"--unsafe-no-isolation (rlaif eval-code) or {ENV_VAR}=none to run it as your own user anyway"
+        f"--unsafe-no-isolation (rlaif eval-code), sandbox.isolation: none (a run config) or {ENV_VAR}=none "
+        "to run it as your own user anyway"
     )

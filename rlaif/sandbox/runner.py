@@ -4,7 +4,7 @@ Process layout per worker (see :mod:`rlaif.sandbox.worker` for how it is set up)
 
     worker W (root; host PID namespace; namespaces, jail and cgroup set up; serves the pool)
       └─ zygote Z (fresh interpreter, PID 1 of the worker's PID namespace; never sees job data)
-           └─ T per attempt: own session, chroot jail, rlimits, unprivileged uid; runs the program,
+           └─ T per attempt: own process group, chroot jail, rlimits, unprivileged uid; runs the program,
               then the tests (harness.run_in_child), reporting through a pipe only it and W hold
 
 W reads T's messages (order, nonce and size checked by :mod:`rlaif.sandbox.reports`), stdout and

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import sys
 from dataclasses import replace
 from typing import Any, Literal
@@ -42,15 +43,16 @@ _MIRROR = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def statement_test(code: str, label: str | None = None, *, user_names=frozenset(), context: str = "",
-                   candidates=None) -> TestCase:  # fmt: skip
+                   candidates=None, _tree: ast.Module | None = None) -> TestCase:  # fmt: skip
     """Arbitrary test code, run in the worker (never in the candidate's process) after the problem's
     own ``context`` code (HumanEval's prompt: the helpers the test may call). ``candidates``: the
     names that are the candidate's (its entry point); by default every name the test uses without
     defining it that is neither a builtin, a standard module nor defined by ``context`` -- and
-    ``user_names`` (names the problem defines that are also builtins', see :func:`assert_test`)."""
+    ``user_names`` (names the problem defines that are also builtins', see :func:`assert_test`);
+    ``_tree``: ``code`` already parsed (by :func:`assert_test`)."""
     try:
-        tree = ast.parse(code)
-        context_names = _defined(ast.parse(context)) if context else set()
+        tree = _tree or ast.parse(code)
+        context_names = _context_names(context) if context else frozenset()
     except SyntaxError as exc:
         raise RlaifError(f"test code {code.strip()[:80]!r} is not valid Python ({exc.msg})") from None
     free = _free_names(tree)
@@ -65,6 +67,13 @@ def statement_test(code: str, label: str | None = None, *, user_names=frozenset(
 
 
 _BUILTINS = frozenset(dir(builtins))
+
+
+@functools.lru_cache(maxsize=64)
+def _context_names(context: str) -> frozenset[str]:
+    """The names a problem's own code defines: parsed once for all its asserts (a HumanEval prompt
+    is shared by every assert of its ``check``)."""
+    return frozenset(_defined(ast.parse(context)))
 
 
 def _defined(tree: ast.AST) -> set[str]:
@@ -135,7 +144,7 @@ def assert_test(source: str, *, user_names=frozenset(), context: str = "", candi
     except SyntaxError as exc:
         raise RlaifError(f"test {source[:80]!r} is not valid Python ({exc.msg})") from None
     test = statement_test(source, label=source[:200], user_names=user_names, context=context,
-                          candidates=candidates)  # fmt: skip
+                          candidates=candidates, _tree=tree)  # fmt: skip
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return test
     shape = _describe(source, tree.body[0].test)

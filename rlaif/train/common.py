@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from rlaif.train.configs import PolicySpec, TrainerSettings
 from rlaif.train.models import merge_policy
 from rlaif.train.precision import mixed_precision_flags
 
+TENSORBOARD_ENV = "TENSORBOARD_LOGGING_DIR"
+
 # our settings that TrainingArguments spells the same way
 _SAME_NAME_SETTINGS = (
     "learning_rate",
@@ -36,6 +39,9 @@ _SAME_NAME_SETTINGS = (
     "seed",
     "gradient_checkpointing",
     "logging_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "lr_scheduler_type",
 )
 
 
@@ -46,13 +52,10 @@ def trainer_kwargs(cfg: TrainerSettings) -> dict[str, Any]:
     kw: dict[str, Any] = {name: getattr(cfg, name) for name in _SAME_NAME_SETTINGS}
     kw.update(
         output_dir=str(Path(cfg.output_dir) / "trainer"),
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.per_device_batch_size,
-        per_device_eval_batch_size=cfg.per_device_batch_size,
-        lr_scheduler_type=cfg.lr_scheduler,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
         warmup_steps=cfg.warmup_ratio,
         save_strategy="steps" if cfg.save_steps else "no",
-        report_to=[],
+        report_to=list(cfg.report_to),
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
         **mixed_precision_flags(cfg.precision),
@@ -92,17 +95,29 @@ def _jsonable(value: Any) -> Any:
 class MetricsWriter:
     """Append-only ``metrics.jsonl``; a fresh run truncates it, a run resumed from a checkpoint at step
     ``resume_step`` keeps the lines up to that step (the later ones are logged again). Writes nothing
-    off the main process."""
+    off the main process. With ``tensorboard_dir`` (our own PPO, which has no transformers callbacks)
+    every numeric value also goes to a tensorboard event file there, at the record's ``step``."""
 
-    def __init__(self, path: str | Path, enabled: bool = True, resume_step: int = 0):
+    def __init__(
+        self,
+        path: str | Path,
+        enabled: bool = True,
+        resume_step: int = 0,
+        tensorboard_dir: Path | None = None,
+    ):
         self.path = Path(path)
         self.enabled = enabled
         self._fh = None
+        self._tb = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             kept = _lines_up_to(self.path, resume_step) if resume_step else []
             self._fh = open(self.path, "w", encoding="utf-8")
             self._fh.writelines(kept)
+            if tensorboard_dir is not None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(log_dir=str(tensorboard_dir))
 
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is None:
@@ -110,11 +125,47 @@ class MetricsWriter:
         self._fh.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        if self._tb is not None:
+            step = int(record.get("step", 0))
+            for key, value in record.items():
+                value = _jsonable(value)
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(f"train/{key}", value, step)
+            self._tb.flush()
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def tensorboard_dir(cfg) -> Path | None:
+    """Where a stage's tensorboard event files go: ``cfg.logging_dir`` (a run sets it), else
+    ``<output_dir>/tensorboard``; None when ``cfg.report_to`` does not name tensorboard."""
+    if "tensorboard" not in cfg.report_to:
+        return None
+    return Path(cfg.logging_dir) if cfg.logging_dir is not None else Path(cfg.output_dir) / "tensorboard"
+
+
+@contextmanager
+def _tensorboard_logging_dir(path: Path | None):
+    """transformers' TensorBoardCallback reads its folder from ``TENSORBOARD_LOGGING_DIR`` when the
+    trainer is built (TrainingArguments has no logging_dir any more); set only for that moment."""
+    if path is None:
+        yield
+        return
+    before = os.environ.get(TENSORBOARD_ENV)
+    os.environ[TENSORBOARD_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TENSORBOARD_ENV, None)
+        else:
+            os.environ[TENSORBOARD_ENV] = before
 
 
 def _lines_up_to(path: Path, step: int) -> list[str]:
@@ -218,12 +269,14 @@ def run_logged_trainer(
     callbacks: list | None = None,
     evaluate: bool = False,
     key: str | None = None,
+    logging_dir: Path | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build a TRL trainer with our metrics callback first (``build(callbacks)``), train it, evaluate
     when asked; ``<out>/metrics.jsonl`` is closed even when training fails. With checkpoints on
     (``save_steps``) and a ``key`` (:func:`resume_key`), training resumes from the newest checkpoint
     made under the same key: weights, optimiser, scheduler, RNG and data position (TRL/transformers'
-    ``resume_from_checkpoint``). Returns (trainer, eval metrics)."""
+    ``resume_from_checkpoint``). ``logging_dir``: the tensorboard folder (:func:`tensorboard_dir`: None
+    unless ``report_to`` names tensorboard). Returns (trainer, eval metrics)."""
     checkpoint = resume_checkpoint(args, key) if key is not None else None
     if checkpoint is not None and args.process_index == 0:
         print(f"{stage}: resuming from {checkpoint} (step {checkpoint_step(checkpoint)})", file=sys.stderr)
@@ -232,7 +285,8 @@ def run_logged_trainer(
     )
     try:
         fault = [_fault_callback()] if os.environ.get(FAULT_ENV) else []
-        trainer = build([metrics_callback(writer, stage), *(callbacks or []), *fault])
+        with _tensorboard_logging_dir(logging_dir):
+            trainer = build([metrics_callback(writer, stage), *(callbacks or []), *fault])
         trainer.train(resume_from_checkpoint=checkpoint)
         eval_metrics = trainer.evaluate() if evaluate else {}
     finally:

@@ -25,6 +25,7 @@ from rlaif.train.common import (
     resume_key,
     run_logged_trainer,
     save_policy_stage,
+    tensorboard_dir,
     trainer_kwargs,
 )
 from rlaif.train.configs import DPOConfig
@@ -121,7 +122,14 @@ def run_dpo(
 
     key = resume_key(cfg, [p.model_dump(mode="json") for p in train_pairs + eval_pairs])
     trainer, _ = run_logged_trainer(
-        build, args, "dpo", Path(cfg.output_dir), callbacks=callbacks, evaluate=eval_ds is not None, key=key
+        build,
+        args,
+        "dpo",
+        Path(cfg.output_dir),
+        callbacks=callbacks,
+        evaluate=eval_ds is not None,
+        key=key,
+        logging_dir=tensorboard_dir(cfg),
     )
     return save_policy_stage(
         trainer,

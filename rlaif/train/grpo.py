@@ -30,6 +30,7 @@ from rlaif.train.common import (
     resume_key,
     run_logged_trainer,
     save_policy_stage,
+    tensorboard_dir,
     trainer_kwargs,
 )
 from rlaif.train.configs import GRPOConfig, RLOOConfig
@@ -130,7 +131,9 @@ def _run_group_rl(
 
     key = resume_key(cfg, [prompt_rows(records), [reward_name(f) for f in funcs]])
     progress = [TrainingProgress(stage)] if callbacks is None else callbacks
-    trainer, _ = run_logged_trainer(build, args, stage, out, key=key, callbacks=progress)
+    trainer, _ = run_logged_trainer(
+        build, args, stage, out, key=key, callbacks=progress, logging_dir=tensorboard_dir(cfg)
+    )
     return save_policy_stage(
         trainer,
         cfg,

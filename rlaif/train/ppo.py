@@ -54,7 +54,7 @@ from rlaif.files import apply_umask
 from rlaif.records import PromptRecord
 from rlaif.train import ppo_batch, ppo_checkpoint
 from rlaif.train import ppo_math as pm
-from rlaif.train.common import MetricsWriter, StageResult, kill_if_fault_step, resume_key
+from rlaif.train.common import MetricsWriter, StageResult, kill_if_fault_step, resume_key, tensorboard_dir
 from rlaif.train.configs import PolicySpec, PPOConfig
 from rlaif.train.critic import save_critic
 from rlaif.train.models import (
@@ -333,7 +333,15 @@ class PPOTrainer:
         done, history = ppo_checkpoint.resume(self, key) if cfg.save_steps else (0, [])
         if done and acc.is_main_process:
             print(f"ppo: resumed from the checkpoint after step {done} of {cfg.max_steps}", file=sys.stderr)
-        writer = MetricsWriter(self.out / "metrics.jsonl", enabled=acc.is_main_process, resume_step=done)
+        untracked = [t for t in cfg.report_to if t != "tensorboard"]
+        if untracked and acc.is_main_process:  # our own loop has no transformers integrations
+            print(f"ppo: report_to {untracked} is not supported by PPO (tensorboard is)", file=sys.stderr)
+        writer = MetricsWriter(
+            self.out / "metrics.jsonl",
+            enabled=acc.is_main_process,
+            resume_step=done,
+            tensorboard_dir=tensorboard_dir(cfg),
+        )
         progress = ppo_batch.ppo_progress(cfg.max_steps, done, acc.is_main_process)
         try:
             for it in range(done + 1, cfg.max_steps + 1):

@@ -31,6 +31,7 @@ from rlaif.train.common import (
     make_trl_config,
     resume_key,
     run_logged_trainer,
+    tensorboard_dir,
     trainer_kwargs,
 )
 from rlaif.train.configs import RewardModelConfig
@@ -202,7 +203,14 @@ def train_reward_model(cfg: RewardModelConfig, *, callbacks: list | None = None)
 
     key = resume_key(cfg, [p.model_dump(mode="json") for p in train_pairs + held])
     trainer, eval_metrics = run_logged_trainer(
-        build, args, "reward_model", out, callbacks=callbacks, evaluate=bool(held), key=key
+        build,
+        args,
+        "reward_model",
+        out,
+        callbacks=callbacks,
+        evaluate=bool(held),
+        key=key,
+        logging_dir=tensorboard_dir(cfg),
     )
 
     target = out / "model"

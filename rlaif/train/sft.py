@@ -26,6 +26,7 @@ from rlaif.train.common import (
     make_trl_config,
     run_logged_trainer,
     save_policy_stage,
+    tensorboard_dir,
     trainer_kwargs,
 )
 from rlaif.train.configs import LoraSettings, PolicySpec, TrainerSettings
@@ -114,7 +115,9 @@ def run_sft(cfg: SFTConfig, *, records: list | None = None, callbacks: list | No
             callbacks=all_callbacks,
         )
 
-    trainer, _ = run_logged_trainer(build, args, "sft", Path(cfg.output_dir), callbacks=callbacks)
+    trainer, _ = run_logged_trainer(
+        build, args, "sft", Path(cfg.output_dir), callbacks=callbacks, logging_dir=tensorboard_dir(cfg)
+    )
     return save_policy_stage(
         trainer, cfg, tokenizer, stage="sft", base=base, counts={"records": len(rows)}, extra={}
     )

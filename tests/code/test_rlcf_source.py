@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rlaif.code.problems import load_problems
 from rlaif.engines.scripted import ScriptedEngine
-from rlaif.feedback import FEEDBACK_SOURCES, RLCFConfig, run_source, source_config_model
+from rlaif.feedback import BUILTINS, RLCFConfig, describe, run_source
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.rlcf import CodeFeedbackResult
 from rlaif.records import derive_seed
@@ -22,7 +22,7 @@ def test_rlcf_is_registered_and_called_with_options_and_context(code_pool, asset
         return refs[task.task_id] if index == 0 else "def nothing():\n    return None\n"
 
     engine = ScriptedEngine(responder)
-    assert "rlcf" in FEEDBACK_SOURCES and source_config_model("rlcf") is RLCFConfig
+    assert "rlcf" in BUILTINS and describe("rlcf").config_model is RLCFConfig
     context = SourceContext(seed=5, round=3, adapter="runs/x/round_2/train/adapter", chunk=0)
     options = {"k": 2, "sampling": {"temperature": 0.5, "max_tokens": 64}}
     res = run_source("rlcf", problems, engine, options, context, sandbox=code_pool)

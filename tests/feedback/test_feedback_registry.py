@@ -10,19 +10,13 @@ from fb_scripted import numbered_prompts
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
-from rlaif.feedback import (
-    FEEDBACK_SOURCES,
-    RLCDConfig,
-    resolve_source,
-    rlcd,
-    run_source,
-    source_config_model,
-)
+from rlaif.feedback import RLCDConfig, rlcd, run_source
+from rlaif.feedback.registry import BUILTINS, describe
 from rlaif.records import load_pairs
 
 
 def test_builtin_registry():
-    assert set(FEEDBACK_SOURCES) == {
+    assert set(BUILTINS) == {
         "rlcd",
         "sl_cai",
         "rl_cai",
@@ -30,7 +24,7 @@ def test_builtin_registry():
         "rlcf",
         "instruction_contrast",
     }
-    assert resolve_source("rlcd") is rlcd and source_config_model("rlcd") is RLCDConfig
+    assert describe("rlcd").run is rlcd and describe("rlcd").config_model is RLCDConfig
 
 
 def test_every_config_field_has_a_description():
@@ -56,14 +50,14 @@ def test_every_config_field_has_a_description():
             for sub in models_in(field.annotation):
                 check(sub, f"{where}.{name}")
 
-    for name in FEEDBACK_SOURCES:
-        check(source_config_model(name), name)
+    for name in BUILTINS:
+        check(describe(name).config_model, name)
     assert len(seen) >= 8  # the nested models (output rules, rescore, self-instruct, ...) too
 
 
 def test_user_plugin_by_dotted_path():
-    fn = resolve_source("fb_plugin:echo_source")
-    assert source_config_model("fb_plugin:echo_source") is EchoConfig
+    fn = describe("fb_plugin:echo_source").run
+    assert describe("fb_plugin:echo_source").config_model is EchoConfig
     out = run_source(
         "fb_plugin:echo_source", numbered_prompts(), ScriptedEngine(lambda c, i, s: "hi"), {"suffix": "?"}
     )
@@ -84,7 +78,7 @@ def test_user_plugin_by_dotted_path():
 )
 def test_bad_source_specs(spec, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        resolve_source(spec)
+        describe(spec)
 
 
 def test_run_source_checks_the_accounting():

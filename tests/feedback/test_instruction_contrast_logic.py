@@ -7,7 +7,7 @@ from __future__ import annotations
 from fb_scripted import call_source
 
 from rlaif.engines.scripted import ScriptedEngine
-from rlaif.feedback import SourceContext, run_source, source_config_model
+from rlaif.feedback import SourceContext, describe, run_source
 from rlaif.feedback.instruction_contrast import InstructionContrastConfig, instruction_contrast
 from rlaif.records import Message, PromptRecord
 
@@ -82,7 +82,7 @@ def test_invalid_outputs_are_retried_then_dropped():
 
 
 def test_the_pipeline_validates_its_options_against_the_config_model():
-    assert source_config_model(SOURCE) is InstructionContrastConfig
+    assert describe(SOURCE).config_model is InstructionContrastConfig
 
 
 # -- candidates chosen by the policy's own contrastive likelihood ------------------------------------

@@ -11,7 +11,7 @@ from judges_testlib import choice_completion
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import EngineError, TemplateError
-from rlaif.judges import PointwiseJudge
+from rlaif.judges import PointwiseJudge, from_template
 from rlaif.judges.base import render_response_requests
 from rlaif.judges.label_scores import needs_continuations, scale_labels
 from rlaif.prompts import ScoreParserSpec
@@ -37,7 +37,7 @@ class ScoringScripted(ScriptedEngine):
 
 def test_a_score_of_9_on_a_1_to_10_scale_is_not_pulled_towards_1():
     engine = ScoringScripted()
-    result = PointwiseJudge(engine, template=TEMPLATE, samples=1).score([(PROMPT, "Boil it.")])[0]
+    result = from_template(PointwiseJudge, engine, TEMPLATE, samples=1).score([(PROMPT, "Boil it.")])[0]
     exact = {"9": 0.5, "1": 0.4 - 0.35, "10": 0.35, "8": 0.05}
     want = sum(int(k) * p for k, p in exact.items()) / sum(exact.values())
     assert result.mean_score == pytest.approx(want) and result.mean_score > 8.5
@@ -49,7 +49,7 @@ def test_a_score_of_9_on_a_1_to_10_scale_is_not_pulled_towards_1():
 def test_an_engine_that_cannot_score_text_is_refused_with_its_reason():
     engine = ScriptedEngine(lambda *_: "Score: 9")
     with pytest.raises(EngineError, match="cannot score a given text"):
-        PointwiseJudge(engine, template=TEMPLATE, samples=1).score([(PROMPT, "Boil it.")])
+        from_template(PointwiseJudge, engine, TEMPLATE, samples=1).score([(PROMPT, "Boil it.")])
 
 
 def test_which_scales_need_whole_label_scoring():
@@ -64,7 +64,7 @@ def test_which_scales_need_whole_label_scoring():
 def test_1_to_10_expected_scores_on_the_real_engine(scoring_engine):
     """Guided "Score: N" on the tiny model; each label's mass is checked against the engine's own
     log p(prefix + label), scored separately here."""
-    judge = PointwiseJudge(scoring_engine, template=TEMPLATE, samples=1)
+    judge = from_template(PointwiseJudge, scoring_engine, TEMPLATE, samples=1)
     items = [(PROMPT, f"Reply number {k}: put it in hot water.") for k in range(6)]
     results = judge.score(items)
     assert all(r.n_valid == 1 for r in results)

@@ -20,7 +20,7 @@ import rlaif.judges.calibration as calibration
 from rlaif.engines.base import Sampling
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import TemplateError
-from rlaif.judges import PairwiseJudge, PointwiseJudge, load_judge
+from rlaif.judges import PairwiseJudge, PointwiseJudge, from_template, load_judge
 from rlaif.judges.eval import EvalPair, run_judge_eval, split_pairs
 from rlaif.judges.pairwise import JudgeUnreliableError
 from rlaif.prompts import load_template
@@ -66,12 +66,12 @@ def test_calibration_doctests():
 
 def test_calibration_removes_a_constant_first_position_bias():
     data = items(40)
-    raw = PairwiseJudge(
-        biased_judge(3.0, 1.0), template="pairwise_fewshot", calibrate=False, self_check="off"
+    raw = from_template(
+        PairwiseJudge, biased_judge(3.0, 1.0), "pairwise_fewshot", calibrate=False, self_check="off"
     )
     raw_results = raw.compare(data)
     assert all(r.consistent is False for r in raw_results)  # every order names the first reply
-    cal = PairwiseJudge(biased_judge(3.0, 1.0), template="pairwise_fewshot")  # template: calibrate on
+    cal = from_template(PairwiseJudge, biased_judge(3.0, 1.0), "pairwise_fewshot")  # template: calibrate on
     assert cal.calibrate and cal.guided and cal.self_check_mode == "refuse"
     results = cal.compare(data)
     good_is_a = [a.startswith("good") for _, a, _ in data]
@@ -89,8 +89,8 @@ def test_calibration_removes_a_constant_first_position_bias():
 
 def test_single_order_subtracts_the_batch_bias():
     data = items(40)
-    judge = PairwiseJudge(
-        biased_judge(2.0, 1.0), template="pairwise_fewshot", both_orders=False, self_check="off"
+    judge = from_template(
+        PairwiseJudge, biased_judge(2.0, 1.0), "pairwise_fewshot", both_orders=False, self_check="off"
     )
     results = judge.compare(data)
     assert all((r.prob_a > 0.5) == a.startswith("good") for r, (_, a, _) in zip(results, data, strict=True))
@@ -98,7 +98,7 @@ def test_single_order_subtracts_the_batch_bias():
 
 def test_self_check_refuses_or_raises_when_order_agreement_is_at_chance():
     data = items(60)
-    judge = PairwiseJudge(biased_judge(0.0, 0.0, noise_seed=1), template="pairwise_fewshot")
+    judge = from_template(PairwiseJudge, biased_judge(0.0, 0.0, noise_seed=1), "pairwise_fewshot")
     results = judge.compare(data)
     assert judge.last_self_check.passed is False
     assert all(not r.valid and r.prob_a is None for r in results)
@@ -107,23 +107,25 @@ def test_self_check_refuses_or_raises_when_order_agreement_is_at_chance():
     )
     assert all("refused_label" in j.metadata for r in results for j in r.judgments)
     with pytest.raises(JudgeUnreliableError, match="not above chance"):
-        PairwiseJudge(
-            biased_judge(0.0, 0.0, noise_seed=1), template="pairwise_fewshot", self_check="error"
+        from_template(
+            PairwiseJudge, biased_judge(0.0, 0.0, noise_seed=1), "pairwise_fewshot", self_check="error"
         ).compare(data)
-    measured = PairwiseJudge(
-        biased_judge(0.0, 0.0, noise_seed=1), template="pairwise_fewshot", self_check="off"
+    measured = from_template(
+        PairwiseJudge, biased_judge(0.0, 0.0, noise_seed=1), "pairwise_fewshot", self_check="off"
     )
     assert all(r.valid for r in measured.compare(data)) and measured.last_self_check.passed is False
-    small = PairwiseJudge(biased_judge(0.0, 0.0, noise_seed=1), template="pairwise_fewshot").compare(data[:8])
+    small = from_template(PairwiseJudge, biased_judge(0.0, 0.0, noise_seed=1), "pairwise_fewshot").compare(
+        data[:8]
+    )
     assert all(r.valid for r in small)  # too few pairs to tell: labels kept, check says None
 
 
 def test_guided_choice_is_requested_only_from_engines_that_support_it():
-    guided = PairwiseJudge(biased_judge(0.0, 1.0), template="pairwise_fewshot")
+    guided = from_template(PairwiseJudge, biased_judge(0.0, 1.0), "pairwise_fewshot")
     assert guided.sampling.choice == ["A", "B"] and guided.sampling.logprobs == 20
-    plain = PairwiseJudge(ScriptedEngine(lambda c, i, s: "A"), template="pairwise_fewshot")
+    plain = from_template(PairwiseJudge, ScriptedEngine(lambda c, i, s: "A"), "pairwise_fewshot")
     assert plain.sampling.choice is None
-    off = PairwiseJudge(biased_judge(0.0, 1.0), template="pairwise_fewshot", guided=False)
+    off = from_template(PairwiseJudge, biased_judge(0.0, 1.0), "pairwise_fewshot", guided=False)
     assert off.sampling.choice is None
     default = PairwiseJudge(biased_judge(0.0, 1.0))  # the shipped plain template keeps its old behaviour
     assert default.sampling.choice is None and not default.calibrate and default.self_check_mode == "off"
@@ -153,7 +155,9 @@ def test_rubric_fewshot_reads_an_expected_score():
         dist = {"4": 0.6, "5": 0.3, "x": 0.1} if good else {"1": 0.5, "0": 0.3, "2": 0.2}
         return choice_completion(dist, prefix=["Score", ": "])
 
-    judge = PointwiseJudge(ScriptedEngine(respond, guided_json=True), template="rubric_fewshot", samples=1)
+    judge = from_template(
+        PointwiseJudge, ScriptedEngine(respond, guided_json=True), "rubric_fewshot", samples=1
+    )
     res = judge.score([(PROMPT, "boil it for 8 minutes"), (PROMPT, "no")])
     assert res[0].mean_score == pytest.approx((4 * 0.6 + 5 * 0.3) / 0.9)
     assert res[1].mean_score == pytest.approx(0.5 + 0.4)
@@ -173,7 +177,7 @@ def test_judge_eval_reports_agreement_ci_and_self_check():
         EvalPair(id=str(k), line=k, prompt=PROMPT, chosen=f"good reply {k}", rejected=f"bad reply {k}")
         for k in range(40)
     ]
-    summary = run_judge_eval(PairwiseJudge(biased_judge(3.0, 1.0), template="pairwise_fewshot"), pairs)
+    summary = run_judge_eval(from_template(PairwiseJudge, biased_judge(3.0, 1.0), "pairwise_fewshot"), pairs)
     assert summary["agreement"] == 1.0 and summary["position_consistency"] == 1.0
     lo, hi = summary["agreement_ci95"]
     assert 0.9 < lo < 1.0 and hi == 1.0

@@ -7,8 +7,11 @@ import pytest
 
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError, TemplateError
-from rlaif.judges import load_judge
+from rlaif.judges import from_template, load_judge
+from rlaif.judges.likelihood import ContrastiveLikelihoodJudge
+from rlaif.judges.pairwise import PairwiseJudge
 from rlaif.judges.spec import KINDS, build_judge, judge_spec
+from rlaif.judges.yesno import LabelProbabilityJudge
 from rlaif.records import Message
 
 PROMPT = [Message(role="user", content="How do I boil an egg?")]
@@ -60,6 +63,27 @@ def test_a_bad_front_matter_default_is_a_template_error(tmp_path):
         TemplateError, match=r"template 'bad' .*metadata.judge_options: field 'rubric.samples'"
     ):
         judge_spec(str(bad))
+
+
+def test_python_builds_a_judge_through_the_spec_which_alone_reads_the_front_matter(tmp_path):
+    engine = ScriptedEngine(lambda *_: "A", guided_json=True)
+    built = from_template(PairwiseJudge, engine, "pairwise_fewshot", self_check="off")
+    assert (built.guided, built.calibrate, built.self_check_mode) == (True, True, "off")
+    bare = PairwiseJudge(engine, template="pairwise_fewshot")  # the constructor reads no front matter
+    assert (bare.guided, bare.calibrate, bare.self_check_mode) == (False, False, "off")
+    assert from_template(ContrastiveLikelihoodJudge, None).positive_system.startswith("You are")
+    with pytest.raises(TemplateError, match="set judge_options positive and negative"):
+        ContrastiveLikelihoodJudge(None)
+    assert from_template(LabelProbabilityJudge, engine, "harm_yesno").good_label == "No"
+    bad = tmp_path / "bad_pairwise.j2"
+    bad.write_text(
+        "---\nname: bad_pairwise\nvariables: [prompt, response_a, response_b]\n"
+        "parser: {type: choice, labels: [A, B]}\nmetadata: {judge_options: {self_check: sometimes}}\n"
+        "---\n{{ prompt }} {{ response_a }} {{ response_b }}\n"
+    )
+    with pytest.raises(TemplateError) as err:
+        from_template(PairwiseJudge, engine, bad)
+    assert str(bad) in str(err.value) and "judge_options: field 'pairwise.self_check'" in str(err.value)
 
 
 def test_the_run_decides_seed_and_adapter_where_the_kind_takes_them():

@@ -28,6 +28,18 @@ def test_a_sandbox_reward_on_text_prompts_is_refused(run_config):
     compile_run(run_config(final={"kind": "grpo", "reward": "judge"}))
 
 
+def test_a_verifier_reward_needs_prompts_a_verifier_can_check(run_config, tmp_path):
+    verifier = {"kind": "grpo", "reward": "verifier"}
+    refused(run_config(final=verifier), "'final.reward'", "2 of 2 prompts list no instructions (first: p0)")
+    listed = tmp_path / "listed.jsonl"
+    rows = [{"id": "i0", "prompt": "Say hi.", "instructions": [{"kind": "lowercase", "value": None}]}]
+    listed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plan = compile_run(run_config(final=verifier, prompts={"path": str(listed)}))
+    assert plan.config.final.reward == "verifier"
+    bad_map = run_config(final={**verifier, "reward_kind": "pass"}, prompts={"path": str(listed)})
+    refused(bad_map, "'final.reward_kind'", "unknown verifier reward 'pass'")
+
+
 def test_engine_rollouts_in_a_run_are_refused(run_config):
     cfg = run_config(final={"kind": "ppo", "reward": "judge", "options": {"rollout": "engine"}})
     refused(cfg, "'final.options.rollout'", "rollout: hf")

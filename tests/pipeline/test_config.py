@@ -152,3 +152,27 @@ def test_suggest_key_looks_one_level_down_then_at_spellings():
     assert suggest_key(Outer, ("sampling", "temprature")) == "sampling.temperature"
     assert suggest_key(Outer, ("bogus",)) is None
     assert suggest_key(Outer, ("nothere", "temperature")) is None  # no such block: no guess
+
+
+@pytest.mark.parametrize(
+    ("changes", "old", "meant"),
+    [
+        ({"dpo": {"epochs": 2}}, "dpo.epochs", "dpo.num_train_epochs"),
+        (
+            {"dpo": {"per_device_batch_size": 2}},
+            "dpo.per_device_batch_size",
+            "dpo.per_device_train_batch_size",
+        ),
+        ({"dpo": {"lr_scheduler": "cosine"}}, "dpo.lr_scheduler", "dpo.lr_scheduler_type"),
+        (
+            {"final": {"kind": "grpo", "reward": "judge", "options": {"per_device_batch_size": 2}}},
+            "final.options.per_device_batch_size",
+            "final.options.per_device_train_batch_size",
+        ),
+    ],
+)
+def test_trainers_speak_trls_words_and_name_the_new_key_for_an_old_one(run_config, changes, old, meant):
+    from rlaif.pipeline.compile import resolve
+
+    with pytest.raises(ConfigError, match=rf"unknown key '{old}' \(did you mean '{meant}'\?\)"):
+        resolve(run_config(**changes))

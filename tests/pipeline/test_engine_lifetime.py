@@ -70,7 +70,7 @@ def test_the_run_closes_its_engine_for_training_and_starts_it_again(tmp_path, ti
         "engine.kv_cache_gb=0.25",
         "rounds=1",
         "dpo.max_steps=1",
-        "dpo.per_device_batch_size=2",
+        "dpo.per_device_train_batch_size=2",
         "health.min_pairs=0",
     ]
     cfg = load_run_config(PIPELINE, overrides)

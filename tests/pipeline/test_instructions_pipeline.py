@@ -20,26 +20,26 @@ REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "pipelines" / "rlcd_instructions.yaml"
 
 
-def small_overrides(tmp_path: Path, model: Path) -> list[str]:
-    return [
-        f"output_dir={tmp_path / 'runs'}",
-        f"policy.path={model}",
-        "prompts.limit=6",
-        "feedback.chunk_size=4",
-        "feedback.options.sampling.max_tokens=12",
-        "eval.instructions.prompts.limit=10",
-        "eval.max_tokens=12",
-        "rounds=1",
-        "dpo.max_steps=2",
-        "dpo.per_device_batch_size=2",
-        "dpo.lora={r: 8, alpha: 16}",  # the shared test engine serves adapters; no second engine
-        "dpo.adapter_mode=continue",
-        "feedback.options.num_generations=1",  # scoring candidates needs an engine without LoRA (below)
-    ]
+SMALL = {
+    "prompts": {"limit": 6},
+    "feedback": {
+        "chunk_size": 4,
+        # one candidate: scoring candidates needs an engine without LoRA (below), and the shared test
+        # engine serves adapters (dpo.lora from the builder's tiny run)
+        "options": {"sampling": {"max_tokens": 12}, "num_generations": 1},
+    },
+    "eval": {"instructions": {"prompts": {"limit": 10}}, "max_tokens": 12},
+    "dpo": {"max_steps": 2},
+}
 
 
-def test_instruction_loop_runs_on_the_tiny_model(tmp_path, tiny_model_dir, vllm_engine):
-    cfg = load_run_config(PIPELINE, small_overrides(tmp_path, tiny_model_dir))
+def small_overrides(run_config, model: Path) -> list[str]:
+    """The shipped pipeline made small: the builder's tiny run plus :data:`SMALL`, as overrides."""
+    return run_config.tiny_overrides(model, **SMALL)
+
+
+def test_instruction_loop_runs_on_the_tiny_model(run_config, tiny_model_dir, vllm_engine):
+    cfg = load_run_config(PIPELINE, small_overrides(run_config, tiny_model_dir))
     runner = Runner(cfg, engine=vllm_engine)
     metrics = runner.run()
     run_dir = cfg.run_dir()
@@ -86,20 +86,20 @@ def test_instruction_loop_runs_on_the_tiny_model(tmp_path, tiny_model_dir, vllm_
     assert "instruction_change_vs_start" not in rounds[0]
 
     # a re-run skips every stage
-    again = Runner(load_run_config(PIPELINE, small_overrides(tmp_path, tiny_model_dir)), engine=vllm_engine)
+    again = Runner(load_run_config(PIPELINE, small_overrides(run_config, tiny_model_dir)), engine=vllm_engine)
     again.run()
     assert again.executed == []
 
 
 def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
-    tmp_path, tiny_model_dir, scoring_engine
+    tmp_path, run_config, tiny_model_dir, scoring_engine
 ):
     """The shipped settings (candidates scored by the policy, full fine-tuning): the run's own engine
     for the trained policy starts without LoRA, so it can score text."""
     from rlaif.pipeline.compile import resolve
     from rlaif.pipeline.context import Policy, RunContext
 
-    overrides = small_overrides(tmp_path, tiny_model_dir)[:-3] + [
+    overrides = small_overrides(run_config, tiny_model_dir) + [
         "feedback.options.num_generations=2",
         "dpo.lora=null",
         "prompts.limit=4",
@@ -118,7 +118,7 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
     assert any(e.get("event") == "engine_start" for e in events)  # the trained model got its own engine
 
     def serves(extra: list[str], adapter: Path | None = None) -> bool:
-        c = load_run_config(PIPELINE, small_overrides(tmp_path, tiny_model_dir) + extra)
+        c = load_run_config(PIPELINE, small_overrides(run_config, tiny_model_dir) + extra)
         policy = Policy(Path(c.policy.path), adapter)
         return RunContext(run=resolve(c), run_dir=tmp_path / "ctx", policy=policy).serves_adapters()
 
@@ -126,6 +126,51 @@ def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
     assert serves([])  # dpo.lora set
     assert serves(["dpo.lora=null"], adapter=tmp_path)  # a starting adapter
     assert not serves(["rounds=0"])
+
+
+FINAL_ROUNDS = {
+    "grpo": (
+        "{max_steps: 2, num_generations: 2, per_device_train_batch_size: 4, max_completion_length: 12, "
+        "learning_rate: 1.0e-3, lora: {r: 8, alpha: 16}}",
+        "rewards/instructions_fraction/mean",  # TRL names the column after the reward function
+    ),
+    "ppo": (
+        "{max_steps: 2, batch_size: 2, minibatch_size: 2, ppo_epochs: 1, max_completion_length: 12, "
+        "lora: {r: 8, alpha: 16}}",
+        "score",  # our PPO's raw reward, before KL shaping
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FINAL_ROUNDS))
+def test_a_final_rl_round_is_rewarded_by_the_instruction_checker(
+    run_config, tiny_model_dir, vllm_engine, kind
+):
+    """``final.reward: verifier`` on instruction prompts: each rollout is checked against its prompt's
+    instructions by code, and that verdict is the reward (no judge, no reward model)."""
+    from rlaif.train.common import read_metrics
+
+    options, reward_key = FINAL_ROUNDS[kind]
+    overrides = small_overrides(run_config, tiny_model_dir) + [
+        "rounds=0",
+        "prompts.limit=4",
+        "eval.instructions.prompts.limit=4",
+        f"final.kind={kind}",
+        "final.reward=verifier",
+        "final.reward_kind=fraction",
+        f"final.options={options}",
+    ]
+    cfg = load_run_config(PIPELINE, overrides)
+    runner = Runner(cfg, engine=vllm_engine)
+    runner.run()
+    assert "final/train" in runner.executed and "final/eval" in runner.executed
+    stage = cfg.run_dir() / "final" / "train"
+    trained = [json.loads(line) for line in (stage / "prompts.jsonl").read_text().splitlines()]
+    assert len(trained) == 4 and all(r["metadata"]["instructions"] for r in trained)
+    steps = [m for m in read_metrics(stage / "metrics.jsonl") if reward_key in m]
+    assert len(steps) == 2  # two steps, each rewarded by the checker
+    assert all(0.0 <= m[reward_key] <= 1.0 for m in steps)
+    assert all(m.get("reward_none", 0) == 0 for m in steps)  # every rollout had instructions to check
 
 
 @pytest.mark.parametrize(
@@ -157,10 +202,10 @@ def test_a_missing_heldout_file_is_refused_before_the_run(tmp_path):
     assert shipped["eval.instructions.prompts"]["records"] == 400
 
 
-def test_eval_prompts_without_instructions_are_an_error(tmp_path, tiny_model_dir, vllm_engine):
+def test_eval_prompts_without_instructions_are_an_error(tmp_path, run_config, tiny_model_dir, vllm_engine):
     plain = tmp_path / "plain.jsonl"
     plain.write_text('{"id": "a", "prompt": "Hi"}\n')
-    overrides = small_overrides(tmp_path, tiny_model_dir) + [f"eval.instructions.prompts.path={plain}"]
+    overrides = small_overrides(run_config, tiny_model_dir) + [f"eval.instructions.prompts.path={plain}"]
     with pytest.raises(
         StageFailed, match="round_0/eval: eval.instructions.prompts: no prompt in .* has 'instructions'"
     ):

@@ -6,55 +6,40 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from rlaif.config import load_run_config
 from rlaif.pipeline.runner import Runner
 from rlaif.records import PreferencePair, read_jsonl
 
 
-def rlcd_config(tmp_path: Path, model: Path, shared: Path, rounds: int = 2) -> Path:
-    cfg = {
-        "name": "e2e",
-        "seed": 3,
-        "output_dir": str(tmp_path / "runs"),
-        "policy": {"path": str(model)},
-        "prompts": {"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 6},
-        "feedback": {
+def rlcd_config(run_config, model: Path, shared: Path) -> Path:
+    """A two-round RLCD run on the tiny model and MT-Bench prompts, as a YAML file."""
+    questions = str(shared / "mt-bench" / "question.jsonl")
+    data = run_config.tiny(
+        model,
+        name="e2e",
+        seed=3,
+        prompts={"kind": "mtbench", "path": questions, "limit": 6},
+        feedback={
             "source": "rlcd",
             "chunk_size": 4,
             "options": {"affixes": "rlcd_helpful", "sampling": {"max_tokens": 12}, "max_retries": 1},
         },
-        "pairs": {"options": {"min_margin": None}},
-        "rounds": rounds,
-        "dpo": {
-            "max_steps": 2,
-            "per_device_batch_size": 2,
-            "learning_rate": 1e-3,
-            "adapter_mode": "continue",
-            "lora": {"r": 8, "alpha": 16},
-            "max_length": 256,
-        },
+        pairs={"options": {"min_margin": None}},
+        rounds=2,
+        dpo={"max_steps": 2, "learning_rate": 1e-3},
         # the random tiny model's pairwise judgments are mostly unparseable: this test is about stages,
         # skips and resume, so the health checks are off (tests/pipeline/test_run_health.py covers them)
-        "health": {"max_judge_invalid_rate": None, "min_pairs": 0},
-        "eval": {
-            "win_rate_prompts": {
-                "kind": "mtbench",
-                "path": str(shared / "mt-bench" / "question.jsonl"),
-                "limit": 3,
-            },
+        eval={
+            "win_rate_prompts": {"kind": "mtbench", "path": questions, "limit": 3},
             "win_rate_limit": 3,
             "max_tokens": 8,
         },
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    )
+    return run_config.write(data)
 
 
-def test_two_round_rlcd_run_end_to_end_and_resume_skips(tmp_path, tiny_model_dir, vllm_engine, shared_data):
-    path = rlcd_config(tmp_path, tiny_model_dir, shared_data)
+def test_two_round_rlcd_run_end_to_end_and_resume_skips(run_config, tiny_model_dir, vllm_engine, shared_data):
+    path = rlcd_config(run_config, tiny_model_dir, shared_data)
     cfg = load_run_config(path)
     t0 = time.time()
     runner = Runner(cfg, engine=vllm_engine)

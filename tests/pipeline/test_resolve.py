@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import resolve_plugin  # a plug-in module next to this test
 
-from rlaif.config import RunConfig
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.errors import ConfigError
 from rlaif.feedback import RLCDConfig, run_source
@@ -17,23 +16,21 @@ from rlaif.pairs import PairFilterConfig
 from rlaif.pipeline.compile import resolve
 from rlaif.records import Message, PromptRecord
 
-
-def config(**overrides) -> RunConfig:
-    data = {
-        "name": "r",
-        "seed": 4,
-        "output_dir": "/tmp/runs",
-        "policy": {"path": "m"},
-        "prompts": {"kind": "jsonl", "path": "p"},
-        "feedback": {"source": "rlcd", "options": {"max_retries": 2}},
-        "pairs": {"options": {"min_margin": 0.5}},
-        "dpo": {"beta": 0.2},
-    }
-    data.update(overrides)
-    return RunConfig.model_validate(data)
+BASE = {
+    "seed": 4,
+    "feedback": {"source": "rlcd", "options": {"max_retries": 2}},
+    "pairs": {"options": {"min_margin": 0.5}},
+    "dpo": {"beta": 0.2},
+}
 
 
-def test_every_block_is_its_stages_typed_model():
+@pytest.fixture
+def config(run_config):
+    """The shared builder's run with these blocks; a change replaces a whole top-level block."""
+    return lambda **changes: run_config(**{**BASE, **changes})
+
+
+def test_every_block_is_its_stages_typed_model(config):
     from rlaif.train.configs import DPOConfig, PPOConfig
 
     run = resolve(config(final={"kind": "ppo", "options": {"rollout": "hf"}}))
@@ -43,13 +40,14 @@ def test_every_block_is_its_stages_typed_model():
     assert isinstance(fb, RLCDConfig) and fb.max_retries == 2
     assert isinstance(pairs, PairFilterConfig) and pairs.min_margin == 0.5
     assert isinstance(dpo, DPOConfig) and dpo.beta == 0.2 and dpo.seed == 5
-    assert dpo.output_dir == Path("/tmp/runs/r/round_1/train") and dpo.policy.path == Path("m")
-    assert isinstance(final, PPOConfig) and final.prompts == [Path("/tmp/runs/r/final/train/prompts.jsonl")]
+    run_dir = run.config.run_dir()
+    assert dpo.output_dir == run_dir / "round_1" / "train" and dpo.policy.path == Path(run.config.policy.path)
+    assert isinstance(final, PPOConfig) and final.prompts == [run_dir / "final" / "train" / "prompts.jsonl"]
     with pytest.raises(ConfigError, match="'final.options' was not resolved"):
         resolve(config()).block("final.options")
 
 
-def test_run_time_values_fill_defaults_and_forced_keys_without_validating_again(tmp_path):
+def test_run_time_values_fill_defaults_and_forced_keys_without_validating_again(config, tmp_path):
     from rlaif.train.configs import PolicySpec
 
     run = resolve(config(dpo={"beta": 0.2, "seed": 77}))
@@ -76,17 +74,17 @@ def test_run_time_values_fill_defaults_and_forced_keys_without_validating_again(
         ({"max_retries": -1}, "feedback.options.max_retries"),
     ],
 )
-def test_what_the_run_decides_and_per_source_filters_are_refused(options, message):
+def test_what_the_run_decides_and_per_source_filters_are_refused(config, options, message):
     with pytest.raises(ConfigError, match=message):
         resolve(config(feedback={"source": "rlcd", "options": options}))
 
 
-def test_bad_source_names_the_key():
+def test_bad_source_names_the_key(config):
     with pytest.raises(ConfigError, match="'feedback.source': unknown feedback source 'nope'"):
         resolve(config(feedback={"source": "nope"}))
 
 
-def test_a_plugin_source_gets_its_options_validated_once_and_the_context():
+def test_a_plugin_source_gets_its_options_validated_once_and_the_context(config):
     resolve_plugin.VALIDATIONS["count"] = 0
     run = resolve(config(feedback={"source": "resolve_plugin:counting_source", "options": {"suffix": "?"}}))
     options = run.block("feedback.options")

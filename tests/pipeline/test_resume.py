@@ -24,38 +24,25 @@ REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("pairs.jsonl", "judgments.jsonl", "dropped.jsonl")
 
 
-def config(tmp_path: Path, out: str, model: Path, shared: Path) -> Path:
-    cfg = {
-        "name": "resume",
-        "seed": 11,
-        "output_dir": str(tmp_path / out),
-        "policy": {"path": str(model)},
-        "prompts": {"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 10},
-        "feedback": {
+def config(run_config, out: str, model: Path, shared: Path) -> Path:
+    """A one-round self-rewarding run on 10 MT-Bench prompts, in chunks of 2, into ``out``."""
+    data = run_config.tiny(
+        model,
+        name="resume",
+        seed=11,
+        output_dir=str(run_config.tmp_path / out),
+        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 10},
+        feedback={
             "source": "self_rewarding",
             "chunk_size": 2,
-            "options": {
-                "num_generations": 3,
-                "sampling": {"max_tokens": 24},
-            },
+            "options": {"num_generations": 3, "sampling": {"max_tokens": 24}},
         },
-        "judge": {
+        judge={
             "template": "self_rewarding_rubric",
             "options": {"samples": 2, "sampling": {"max_tokens": 24}},
         },
-        "rounds": 1,
-        "dpo": {
-            "max_steps": 1,
-            "per_device_batch_size": 2,
-            "adapter_mode": "continue",
-            "lora": {"r": 8, "alpha": 16},
-        },
-        "engine": {"kv_cache_gb": 0.25, "max_model_len": 1024},
-        "health": {"max_judge_invalid_rate": None, "min_pairs": 0},  # the random tiny model rarely parses
-    }
-    path = tmp_path / f"{out}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    )
+    return run_config.write(data, f"{out}.yaml")
 
 
 def run_killed_at(path: Path, point: str, log: Path) -> None:
@@ -80,13 +67,13 @@ def run_killed_at(path: Path, point: str, log: Path) -> None:
 
 
 def test_sigkill_mid_feedback_resumes_to_identical_records(
-    tmp_path, tiny_model_dir, vllm_engine, shared_data
+    tmp_path, run_config, tiny_model_dir, vllm_engine, shared_data
 ):
-    reference = load_run_config(config(tmp_path, "uninterrupted", tiny_model_dir, shared_data))
+    reference = load_run_config(config(run_config, "uninterrupted", tiny_model_dir, shared_data))
     Runner(reference, engine=vllm_engine).run()
     ref_dir = reference.run_dir() / "round_1" / "feedback"
 
-    path = config(tmp_path, "killed", tiny_model_dir, shared_data)
+    path = config(run_config, "killed", tiny_model_dir, shared_data)
     fb_dir = load_run_config(path).run_dir() / "round_1" / "feedback"
     chunks = fb_dir / "chunks"
     run_killed_at(path, "1:1", tmp_path / "kill1.log")  # chunk 1 generating

@@ -25,7 +25,7 @@ def test_rlcf_round_on_the_tiny_model(tmp_path, tiny_model_dir, vllm_engine):
                 "options": {"k": 2, "partial_margin": 0.0, "sampling": {"max_tokens": 16}},
             },
             "rounds": 1,
-            "dpo": {"max_steps": 1, "per_device_batch_size": 2, "max_length": 128},
+            "dpo": {"max_steps": 1, "per_device_train_batch_size": 2, "max_length": 128},
             "health": {"min_pairs": 0},  # a random tiny model rarely writes a program that passes
         }
     )

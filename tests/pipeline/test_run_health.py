@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 HH = HERE / "assets" / "hh_with_malformed.jsonl"  # 12 HH harmless-base test records + line 668 (4th here)
@@ -35,38 +33,29 @@ def rlaif(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
-def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(tmp_path, tiny_model_dir):
-    cfg = {
-        "name": "health",
-        "seed": 5,
-        "output_dir": str(tmp_path / "runs"),
-        "policy": {"path": str(tiny_model_dir)},
-        "engine": {"max_model_len": 1024, "kv_cache_gb": 0.25},
-        "judge": {"template": "pipeline_judges:length_score"},
-        "prompts": {"kind": "hh", "path": str(HH), "limit": 8},
-        "feedback": {
+def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(
+    tmp_path, run_config, tiny_model_dir
+):
+    data = run_config.tiny(
+        tiny_model_dir,
+        name="health",
+        seed=5,
+        judge={"template": "pipeline_judges:length_score"},
+        prompts={"kind": "hh", "path": str(HH), "limit": 8},
+        feedback={
             "source": "self_rewarding",
             "chunk_size": 8,
             "options": {"num_generations": 3, "sampling": {"max_tokens": 12}},
-        },  # fmt: skip
-        "rounds": 1,
-        "dpo": {
-            "max_steps": 1,
-            "per_device_batch_size": 2,
-            "adapter_mode": "continue",
-            "lora": {"r": 8, "alpha": 16},
-            "max_length": 256,
-        },  # fmt: skip
-        "eval": {
+        },
+        eval={
             "win_rate_prompts": {"kind": "hh", "path": str(HH), "limit": 4},
             "win_rate_limit": 4,
             "max_tokens": 8,
             "win_rate_judge": "pipeline_judges:prefer_shorter",
-        },  # fmt: skip
-        "health": {"max_judge_invalid_rate": 0.5, "min_pairs": 1},
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+        },
+        health={"max_judge_invalid_rate": 0.5, "min_pairs": 1},
+    )
+    path = run_config.write(data)
     run_dir = tmp_path / "runs" / "health"
 
     res = rlaif("run", str(path))

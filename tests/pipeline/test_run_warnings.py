@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 HH = HERE / "assets" / "hh_with_malformed.jsonl"
@@ -35,27 +33,28 @@ def rlaif(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(tmp_path, tiny_model_dir):
-    cfg = {
-        "name": "warned",
-        "seed": 3,
-        "output_dir": str(tmp_path / "runs"),
-        "policy": {"path": str(tiny_model_dir)},
-        "engine": {"max_model_len": 1024, "kv_cache_gb": 0.25},
-        "judge": {"template": "pipeline_judges:length_score"},
-        "prompts": {"kind": "hh", "path": str(HH), "limit": 6},
-        "feedback": {"source": "self_rewarding", "options": {"num_generations": 3, "sampling": {"max_tokens": 12}}},
-        "rounds": 1,
-        "dpo": {"max_steps": 1, "per_device_batch_size": 2, "lora": {"r": 8, "alpha": 16}, "max_length": 256},
-        "eval": {
+def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(
+    tmp_path, run_config, tiny_model_dir
+):
+    data = run_config.tiny(
+        tiny_model_dir,
+        name="warned",
+        seed=3,
+        judge={"template": "pipeline_judges:length_score"},
+        prompts={"kind": "hh", "path": str(HH), "limit": 6},
+        feedback={
+            "source": "self_rewarding",
+            "options": {"num_generations": 3, "sampling": {"max_tokens": 12}},
+        },
+        eval={
             "win_rate_prompts": {"kind": "hh", "path": str(HH), "limit": 3},
             "win_rate_limit": 3,
             "max_tokens": 8,
             "win_rate_judge": "pipeline_judges:always_a",
         },
-    }  # fmt: skip
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+        health={"max_judge_invalid_rate": 0.5, "min_pairs": 1},  # the checks on, as a user's run has them
+    )
+    path = run_config.write(data)
     run_dir = tmp_path / "runs" / "warned"
 
     res = rlaif("run", str(path))

@@ -33,7 +33,7 @@ def test_shipped_hh_pipeline_runs_past_line_668(pipeline, tmp_path, tiny_model_d
         "feedback.chunk_size=8",
         "rounds=1",
         "dpo.max_steps=1",
-        "dpo.per_device_batch_size=2",
+        "dpo.per_device_train_batch_size=2",
         "dpo.max_length=256",
         "final.kind=none",
         "eval.win_rate_prompts.limit=3",

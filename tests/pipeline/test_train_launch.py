@@ -66,7 +66,7 @@ def _round_config(tmp_path, model, shared) -> dict:
         # per process: 2 processes x 1 pair = the global batch of 2 the 1-process reference takes
         "dpo": {
             "max_steps": 2,
-            "per_device_batch_size": 1,
+            "per_device_train_batch_size": 1,
             "learning_rate": 5e-3,
             "lora": {"r": 8, "alpha": 16},
             "max_length": 256,
@@ -104,7 +104,9 @@ def test_a_round_trained_by_two_processes_matches_one_process(
 
     # one process, the same stage config, the whole global batch per step
     data = yaml.safe_load((stage / "dpo.launch.yaml").read_text())
-    one = run_dpo(DPOConfig(**{**data, "output_dir": str(tmp_path / "one"), "per_device_batch_size": 2}))
+    one = run_dpo(
+        DPOConfig(**{**data, "output_dir": str(tmp_path / "one"), "per_device_train_batch_size": 2})
+    )
     assert one.counts["world_size"] == 1 and one.counts["steps"] == 2
     a, b = _weights(stage / "adapter"), _weights(one.adapter)
     assert a.keys() == b.keys()

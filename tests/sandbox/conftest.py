@@ -25,3 +25,10 @@ def isolated(pool):
         pytest.skip(f"this machine cannot provide: {', '.join(missing)} (needs root or user namespaces)")
     yield pool
     assert_healthy(pool)
+
+
+@pytest.fixture(autouse=True)
+def _private_check_cache(tmp_path_factory, monkeypatch):
+    """``rlaif eval-code`` remembers problem checks in a cache folder: each test gets its own, never
+    the user's (so no test sees another's entries)."""
+    monkeypatch.setenv("RLAIF_CACHE_DIR", str(tmp_path_factory.mktemp("rlaif-cache")))

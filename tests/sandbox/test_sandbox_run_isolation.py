@@ -245,3 +245,22 @@ def test_a_dead_worker_or_zygote_costs_one_classified_result_and_is_replaced():
         results = own.run([honest, honest, honest])
         assert [r.status for r in results] == ["sandbox_error", "passed", "passed"]
         assert_healthy(own)
+
+
+SESSION_PROBE = """
+import os
+def probe():
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR))
+        tty = "opened"
+    except OSError as exc:
+        tty = type(exc).__name__
+    return [os.getpgid(0) == os.getpid(), os.getsid(0) == os.getpid(), tty]
+"""
+
+
+def test_the_test_process_leads_its_own_group_but_no_session_and_has_no_terminal(pool):
+    """Its own process group (what the sweep kills without a PID namespace), not a session of its own
+    (which only cost time): outside any session leader's reach, it can never get a controlling tty."""
+    res = run(pool, SESSION_PROBE, "assert probe()[:2] == [True, False]", "assert probe()[2] != 'opened'")
+    assert res.status == "passed", res.diagnostics

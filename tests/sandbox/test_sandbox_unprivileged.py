@@ -62,7 +62,9 @@ def _hidden_top(path: str) -> str | None:
     return None
 
 
-def _as_fresh_user(argv: list[str], home: str, uid: int) -> subprocess.CompletedProcess:
+def _as_fresh_user(
+    argv: list[str], home: str, uid: int, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``argv`` as ``uid`` (not root, no groups) with the interpreter reachable and this
     worktree importable; returns the finished process (stdout and stderr captured)."""
     prefix = os.path.realpath(sys.base_prefix)
@@ -83,6 +85,7 @@ def _as_fresh_user(argv: list[str], home: str, uid: int) -> subprocess.Completed
         "LANG": "C.UTF-8",
         "PYTHONPATH": str(REPO),
         "PYTHONDONTWRITEBYTECODE": "1",
+        **(env or {}),
     }
     return subprocess.run(
         ["unshare", "-m", "sh", "-c", "\n".join(steps)],
@@ -197,6 +200,26 @@ def test_eval_code_refuses_without_namespaces_unless_told_otherwise(fresh_user):
     summary = json.loads(isolated.stdout)
     assert summary["pass@1"] == 1.0 and os.path.exists(out)
     assert summary["isolation"]["userns"] and summary["isolation"]["filesystem"], summary["isolation"]
+
+
+def test_the_isolation_option_decides_where_nothing_isolates(fresh_user):
+    """``--isolation none`` is the opt-out; ``--isolation required`` refuses even where the environment
+    variable opts out; the environment variable alone still opts out."""
+    uid, home = fresh_user
+    problems, samples = _mini_samples(home)
+    out = os.path.join(home, "results.jsonl")
+    cmd = [sys.executable, "-c", NO_USERNS, "eval-code", "--problems", problems, "--samples", samples]
+    cmd += ["--k", "1", "--no-progress", "--workers", "1", "--out", out]
+    ran = _as_fresh_user(cmd + ["--isolation", "none"], home, uid)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["pass@1"] == 1.0 and os.path.exists(out)
+    os.unlink(out)
+    refused = _as_fresh_user(cmd + ["--isolation", "required"], home, uid, env={ENV_VAR: "none"})
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "refuses to run untrusted code" in refused.stderr and not os.path.exists(out)
+    by_env = _as_fresh_user(cmd, home, uid, env={ENV_VAR: "none"})
+    assert by_env.returncode == 0, by_env.stderr
+    assert json.loads(by_env.stdout)["pass@1"] == 1.0
 
 
 # -- the refusal's logic (plain dicts; the real path is the eval-code test above) ---------------------

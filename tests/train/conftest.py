@@ -167,8 +167,8 @@ def trained_reward_model(tiny_model_dir, rm_pairs_file, tmp_path_factory):
         eval_fraction=0.25,
         freeze_fraction=0.7,
         learning_rate=3e-3,
-        epochs=3,
-        per_device_batch_size=8,
+        num_train_epochs=3,
+        per_device_train_batch_size=8,
     )
     try:
         return cfg, train_reward_model(cfg)

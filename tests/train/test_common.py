@@ -90,3 +90,19 @@ def test_save_policy_stage_writes_the_layout_and_removes_scratch(tmp_path):
     assert not (tmp_path / "out" / "trainer").exists()  # nothing resumable was asked for
     written = json.loads((tmp_path / "out" / "result.json").read_text())
     assert written["stage"] == "grpo" and written["adapter"] == str(adapter)
+
+
+def test_metrics_writer_copies_numbers_to_tensorboard(tmp_path):
+    """Our PPO's metrics (no transformers callbacks there) reach tensorboard through MetricsWriter."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rlaif.train.common import MetricsWriter
+
+    writer = MetricsWriter(tmp_path / "metrics.jsonl", tensorboard_dir=tmp_path / "tb")
+    writer.write({"stage": "ppo", "step": 1, "policy_loss": 0.5, "kl": float("nan"), "done": True})
+    writer.write({"stage": "ppo", "step": 2, "policy_loss": 0.25})
+    writer.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert acc.Tags()["scalars"] == ["train/policy_loss"]  # no text, NaN or flag
+    assert [(e.step, e.value) for e in acc.Scalars("train/policy_loss")] == [(1, 0.5), (2, 0.25)]

@@ -34,7 +34,7 @@ def test_dpo_two_processes_with_accelerate(tiny_model_dir, dpo_pairs_file, tmp_p
                 "policy": {"path": str(tiny_model_dir)},
                 "pairs": [str(dpo_pairs_file)],
                 "learning_rate": 5e-3,
-                "per_device_batch_size": 2,
+                "per_device_train_batch_size": 2,
             }
         )
     )

@@ -1,6 +1,6 @@
 """rlaif.train.launch: stages under ``accelerate launch``, and the TRL stages' data parallelism is
 correct - DPO and the reward model on 2 gloo processes give the weights of one process holding the
-same global batch (per_device_batch_size halved, so every optimiser step sees the same pairs).
+same global batch (per_device_train_batch_size halved, so every optimiser step sees the same pairs).
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def test_dpo_two_processes_equal_one_process(tiny_model_dir, dpo_pairs_file, tmp
     from rlaif.train.dpo import run_dpo
 
     common = {"policy": PolicySpec(path=tiny_model_dir), "pairs": [dpo_pairs_file], "learning_rate": 5e-3}
-    one = run_dpo(DPOConfig(output_dir=tmp_path / "one", per_device_batch_size=4, **common))
+    one = run_dpo(DPOConfig(output_dir=tmp_path / "one", per_device_train_batch_size=4, **common))
     two = run_stage(
-        "dpo", DPOConfig(output_dir=tmp_path / "two", per_device_batch_size=2, **common),
+        "dpo", DPOConfig(output_dir=tmp_path / "two", per_device_train_batch_size=2, **common),
         LaunchSettings(num_processes=2), tmp_path / "work", env=ENV,
     )  # fmt: skip
     assert two.counts["world_size"] == 2 and one.counts["steps"] == two.counts["steps"] == 4
@@ -97,10 +97,10 @@ def test_reward_model_two_processes_equal_one_process(tiny_model_dir, rm_pairs_f
         "learning_rate": 3e-3,
     }
     one = train_reward_model(
-        RewardModelConfig(output_dir=tmp_path / "one", per_device_batch_size=8, **common)
+        RewardModelConfig(output_dir=tmp_path / "one", per_device_train_batch_size=8, **common)
     )
     two = run_stage(
-        "reward-model", RewardModelConfig(output_dir=tmp_path / "two", per_device_batch_size=4, **common),
+        "reward-model", RewardModelConfig(output_dir=tmp_path / "two", per_device_train_batch_size=4, **common),
         LaunchSettings(num_processes=2), tmp_path / "work", env=ENV,
     )  # fmt: skip
     assert one.counts["steps"] == two.counts["steps"] > 0

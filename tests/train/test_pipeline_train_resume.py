@@ -31,7 +31,7 @@ def _config(tmp_path: Path, model: Path, shared: Path) -> Path:
         "rounds": 1,
         "dpo": {
             "max_steps": 4,
-            "per_device_batch_size": 2,
+            "per_device_train_batch_size": 2,
             "learning_rate": 1e-3,
             "lora": {"r": 4, "alpha": 8},
             "max_length": 256,

@@ -68,7 +68,7 @@ def test_bf16_full_dpo_trains_fp32_master_weights(tiny_model_dir, dpo_pairs_file
         lora=None,
         precision="bf16",
         learning_rate=1e-5,
-        lr_scheduler="constant",
+        lr_scheduler_type="constant",
         max_steps=2,
     )
     result = run_dpo(cfg, callbacks=[Probe()])
@@ -97,7 +97,7 @@ def test_bf16_reward_model_keeps_frozen_block_bit_identical(tiny_model_dir, rm_p
         precision="bf16",
         learning_rate=1e-3,
         max_steps=2,
-        per_device_batch_size=8,
+        per_device_train_batch_size=8,
     )
     result = train_reward_model(cfg)
     assert result.counts["frozen_layers"] == 1

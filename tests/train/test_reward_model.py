@@ -132,7 +132,7 @@ def test_soft_label_loss_is_soft_bradley_terry(tiny_model_dir, tmp_path, precisi
         pairs=[tmp_path / "soft.jsonl"],
         eval_fraction=0.0,
         max_steps=1,
-        per_device_batch_size=1,
+        per_device_train_batch_size=1,
         precision=precision,
     )
     train_reward_model(cfg)

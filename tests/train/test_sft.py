@@ -45,7 +45,7 @@ def test_sft_raises_the_completions_likelihood_with_a_servable_adapter(tiny_mode
         records=[path],
         learning_rate=5e-3,
         max_steps=6,
-        per_device_batch_size=4,
+        per_device_train_batch_size=4,
     )
     result = run_sft(cfg)
     tok = load_tokenizer(tiny_model_dir)

@@ -33,9 +33,9 @@ def test_sft_two_processes_equal_one_process(tiny_model_dir, tmp_path):
         "learning_rate": 5e-3,
         "max_steps": 2,
     }
-    one = run_sft(SFTConfig(output_dir=tmp_path / "one", per_device_batch_size=4, **common))
+    one = run_sft(SFTConfig(output_dir=tmp_path / "one", per_device_train_batch_size=4, **common))
     two = run_stage(
-        "sft", SFTConfig(output_dir=tmp_path / "two", per_device_batch_size=2, **common),
+        "sft", SFTConfig(output_dir=tmp_path / "two", per_device_train_batch_size=2, **common),
         LaunchSettings(num_processes=2), tmp_path / "work", env=ENV,
     )  # fmt: skip
     assert two.counts["world_size"] == 2 and one.counts["steps"] == two.counts["steps"] == 2

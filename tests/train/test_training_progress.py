@@ -47,7 +47,7 @@ def test_grpo_prints_steps_loss_throughput_and_eta(tiny_model_dir, tmp_path, toy
         policy=PolicySpec(path=tiny_model_dir),
         prompts=[tmp_path / "unused.jsonl"],
         num_generations=4,
-        per_device_batch_size=4,
+        per_device_train_batch_size=4,
         max_completion_length=8,
         max_steps=2,
         logging_steps=1,

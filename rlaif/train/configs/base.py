@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlaif.config import Strict
+from rlaif.config import Strict, check_report_to
 
 # Projections vLLM can serve LoRA on for Llama-style models (packed into qkv_proj / gate_up_proj there).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -62,23 +62,45 @@ class TrainerBase(Strict):
         description="Directory for the stage's outputs (model/adapter, metrics.jsonl, result.json)."
     )
     learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate of AdamW.")
-    max_steps: int = Field(-1, description="Stop after this many optimiser steps; -1 means use `epochs`.")
+    max_steps: int = Field(
+        -1, description="Stop after this many optimiser steps; -1 means use `num_train_epochs`."
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clipping threshold.")
     seed: int = Field(0, description="Seed for data order, adapter initialisation and sampling.")
     logging_steps: int = Field(1, ge=1, description="Log training metrics every N optimiser steps.")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Trackers the training metrics also go to (tensorboard; wandb, trackio when installed); "
+        "a run sets its own report_to here.",
+    )
+    logging_dir: Path | None = Field(
+        None,
+        description="With report_to: [tensorboard]: the event files' folder (default <output_dir>/tensorboard).",
+    )
+
+    _report_to = field_validator("report_to")(check_report_to)
 
 
 class TrainerSettings(TrainerBase):
-    """Optimisation settings shared by the TRL-backed stages (mapped onto transformers' TrainingArguments)."""
+    """Optimisation settings shared by the TRL-backed stages (mapped onto transformers' TrainingArguments),
+    named as TrainingArguments names them."""
 
-    epochs: float = Field(
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "epochs": "num_train_epochs",
+        "per_device_batch_size": "per_device_train_batch_size",
+        "lr_scheduler": "lr_scheduler_type",
+    }
+
+    num_train_epochs: float = Field(
         1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0)."
     )
-    per_device_batch_size: int = Field(4, ge=1, description="Examples (pairs/prompts) per device per step.")
+    per_device_train_batch_size: int = Field(
+        4, ge=1, description="Examples (pairs/prompts) per device per step."
+    )
     gradient_accumulation_steps: int = Field(
         1, ge=1, description="Micro-batches accumulated per optimiser step."
     )
-    lr_scheduler: str = Field(
+    lr_scheduler_type: str = Field(
         "linear", description="transformers scheduler name: linear, cosine, constant, ..."
     )
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of steps with linear warm-up.")

@@ -150,7 +150,7 @@ class _GroupRLConfig(TrainerSettings):
         "adapter", description="With LoRA: save the adapter, or also merged."
     )
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate of AdamW.")
-    per_device_batch_size: int = Field(
+    per_device_train_batch_size: int = Field(
         4, ge=1, description="Completions per device per step; the global batch must hold whole groups."
     )
 
