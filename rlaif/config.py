@@ -100,6 +100,11 @@ class EngineConfig(Strict):
     tensor_parallel_size: int = Field(1, description="vLLM tensor parallelism.")
     data_parallel_size: int = Field(1, description="vLLM data parallelism.")
     concurrency: int = Field(16, description="Requests in flight per server for kind=openai and kind=ray.")
+    during_training: Literal["close", "keep"] = Field(
+        "close",
+        description="This vLLM engine while a training stage runs: close (frees its memory; it is "
+        "started again when a later stage needs it) or keep (no restart; engine and trainer share memory).",
+    )
     replicas: int = Field(1, ge=1, description="kind=ray: how many vLLM replicas (one `vllm serve` each).")
     address: str | None = Field(
         None,

@@ -12,12 +12,33 @@ Non-guarantees: the ETA assumes the remaining steps take as long as the ones don
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 
 PLAIN_INTERVAL_S = 10.0
 _now = time.monotonic  # the clock (a seam for tests)
+_generation_label: ContextVar[str] = ContextVar("generation_label", default="generating")
+_OUTPUT_SPEED = re.compile(r"output:\s*([0-9.]+)\s*toks/s")
+
+
+def tokens_per_s(tokens: float, seconds: float) -> str:
+    """The throughput note every progress line uses: ``"123 tok/s"``."""
+    return f"{tokens / max(seconds, 1e-9):.0f} tok/s"
+
+
+@contextmanager
+def generation_label(label: str) -> Iterator[None]:
+    """Name the engine progress lines drawn inside the block (``eval/code: 3/40 requests, ...``)."""
+    token = _generation_label.set(label)
+    try:
+        yield
+    finally:
+        _generation_label.reset(token)
 
 
 def _clock(seconds: float) -> str:
@@ -136,23 +157,48 @@ class StepProgress:
 
 class TqdmLike:
     """The part of tqdm's interface vLLM's ``LLM.generate(use_tqdm=callable)`` uses, drawn by
-    :class:`StepProgress`, so engine progress looks like every other progress display."""
+    :class:`StepProgress`, so engine progress looks like every other progress display. vLLM writes its
+    token speeds into ``postfix``; the output speed becomes the line's ``tok/s`` note. The description
+    is the one :func:`generation_label` set around the call, if any. vLLM also wraps its prompt list
+    (``tqdm(prompts, desc="Rendering prompts")``): that pass is iterated without a display."""
 
-    def __init__(self, description: str = "generating", *, total: int = 0, desc: str | None = None, **_):
-        self._progress = StepProgress(description, total=total or 0, unit="requests").__enter__()
+    def __init__(self, iterable=None, *, total: int = 0, desc: str | None = None, **_):
+        self._iterable = iterable
         self.n = 0
-        self.postfix = ""
+        self._postfix = ""
+        self._note = ""
+        self._progress = None
+        if iterable is None:
+            label = _generation_label.get()
+            self._progress = StepProgress(label, total=total or 0, unit="requests").__enter__()
+
+    def __iter__(self):
+        return iter(self._iterable if self._iterable is not None else ())
+
+    @property
+    def postfix(self) -> str:
+        return self._postfix
+
+    @postfix.setter
+    def postfix(self, text: str) -> None:
+        self._postfix = str(text)
+        match = _OUTPUT_SPEED.search(self._postfix)
+        if match:
+            self._note = f"{float(match.group(1)):.0f} tok/s"
 
     @property
     def format_dict(self) -> dict:
-        return {"elapsed": max(_now() - self._progress.start, 1e-9), "n": self.n}
+        start = self._progress.start if self._progress is not None else _now()
+        return {"elapsed": max(_now() - start, 1e-9), "n": self.n}
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        self._progress.advance(n)
+        if self._progress is not None:
+            self._progress.advance(n, note=self._note)
 
     def refresh(self) -> None:
         pass
 
     def close(self) -> None:
-        self._progress.__exit__(None, None, None)
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)

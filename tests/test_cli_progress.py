@@ -48,3 +48,20 @@ def test_tqdm_interface_for_vllm():
     bar.refresh()
     bar.close()
     assert stream.getvalue().splitlines()[-1].startswith("generating: 3/3 requests")
+
+
+def test_tqdm_interface_passes_vllms_prompt_list_through_and_names_the_generation(monkeypatch):
+    """vLLM wraps its prompt list in the same callable (``tqdm(prompts, desc=...)``); the request bar
+    takes the label set around the call and vLLM's output speed as its note."""
+    from rlaif.progress import generation_label
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    assert list(TqdmLike(["a", "b"], desc="Rendering prompts")) == ["a", "b"]
+    with generation_label("eval/code"):
+        bar = TqdmLike(total=2, desc="Processed prompts", postfix="est. speed")
+    bar.postfix = "est. speed input: 10.00 toks/s, output: 41.70 toks/s"
+    bar.update(2)
+    bar.close()
+    (line,) = stream.getvalue().splitlines()  # nothing drawn for the prompt list
+    assert line.startswith("eval/code: 2/2 requests, ") and line.endswith(", 42 tok/s"), line

@@ -2,7 +2,10 @@
 
 Why one place: starting vLLM costs ~20 s on CPU and minutes on big GPUs; the policy engine is started
 once on the base model with LoRA enabled and every round's adapter is served per request. Only when a
-stage produces a new base model (full fine-tuning or a merged adapter) is the engine restarted.
+stage produces a new base model (full fine-tuning or a merged adapter) is the engine restarted. By
+default the run's own vLLM engines are closed while a training stage runs and started again when a
+later stage asks for them (``engine.during_training``): on a small model, an engine kept alive beside
+the trainer added its 2-3 GB to the run's peak.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ class AdapterBoundEngine:
 
     def close(self) -> None:  # the underlying engine is owned by the run
         pass
+
+
+def _closes(engine_cfg: Any) -> bool:
+    return engine_cfg.kind == "vllm" and engine_cfg.during_training == "close"
 
 
 @dataclass
@@ -140,6 +147,33 @@ class RunContext:
         """Use an engine someone else started (and will close) for the policy at ``model_path``."""
         self._engine = self._external_engine = engine
         self._engine_model = model_path
+
+    def release_for_training(self) -> None:
+        """Close the run's own vLLM engines before a training stage (``during_training: close`` in
+        ``engine:``, and in ``judge.engine:`` for a separate judge).
+
+        Why: a vLLM engine holds the model, its KV cache and its worker processes (2-3 GB for a 135M
+        model on CPU) while the trainer holds the model again with gradients and optimiser state; the
+        two together set the run's peak. vLLM's sleep mode would keep the engine warm, but it needs CUDA.
+        Engines are started again lazily by :meth:`policy_engine` / :meth:`judge_engine`. An engine
+        someone else started (``Runner(engine=...)``) and OpenAI-compatible servers are left alone."""
+        judge_cfg = self.cfg.judge.engine or self.cfg.engine
+        closing = {
+            "policy": self._engine if _closes(self.cfg.engine) else None,
+            "judge": self._judge_engine if _closes(judge_cfg) else None,
+        }
+        closing = {k: e for k, e in closing.items() if e is not None and e is not self._external_engine}
+        for engine in closing.values():
+            engine.close()
+        if "policy" in closing:
+            self._engine, self._engine_model = None, None
+        if "judge" in closing:
+            self._judge_engine = None
+        if closing:
+            self.log_event("engines_released", engines=sorted(closing))
+            self.say(
+                f"  closed the {' and '.join(sorted(closing))} engine for training (engine.during_training)"
+            )
 
     def close_engines(self) -> None:
         if self._sandbox is not None:

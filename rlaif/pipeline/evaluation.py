@@ -11,6 +11,7 @@ What is measured (each only where the config asks for it):
 - ``mean_response_tokens``: reward hacking by length must be visible round over round.
 
 Sampling seeds derive from the run seed and the record id only, so a re-run gives the same samples.
+Each generation shows its progress on stderr (requests done, ETA, output tok/s) where the engine can.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rlaif.pipeline.health import invalid_reasons
 from rlaif.pipeline.inputs import load_prompt_source, read_prompt_source
 from rlaif.pipeline.instruction_eval import instruction_eval
 from rlaif.pipeline.judging import judge_label, win_rate_judge
+from rlaif.pipeline.progress import engine_progress
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.pipeline.summary import EvalOutputs, EvalSummary
 from rlaif.records import iter_json_lines, write_jsonl
@@ -117,15 +119,19 @@ def evaluate_policy(
     engine = ctx.policy_engine()
     rows: list[dict] = []
     metrics: dict = {"round": round_index, "label": label}
+    where = f"  {stage_dir.parent.name}/{stage_dir.name}"
     if ev.code_problems is not None:
-        metrics.update(_code_eval(ctx, engine, rows))
+        with engine_progress(engine, f"{where} code"):
+            metrics.update(_code_eval(ctx, engine, rows))
     if ev.win_rate_prompts is not None:
         prev_samples = previous / "samples.jsonl" if previous is not None else None
-        metrics.update(_win_rate(ctx, engine, rows, prev_samples))
+        with engine_progress(engine, f"{where} answers"):
+            metrics.update(_win_rate(ctx, engine, rows, prev_samples))
     if ev.instructions is not None:
         compare = {"start": start or previous} | ({"previous": previous} if start is not None else {})
         compare = {k: v / "samples.jsonl" for k, v in compare.items() if v is not None}
-        metrics.update(instruction_eval(ctx, engine, rows, compare))
+        with engine_progress(engine, f"{where} instructions"):
+            metrics.update(instruction_eval(ctx, engine, rows, compare))
     tokens = [r["tokens"] for r in rows]
     metrics["mean_response_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else None
     write_jsonl(stage_dir / "samples.jsonl", rows)

@@ -2,6 +2,8 @@
 
 The plots and the page are drawn from ``metrics.json`` alone (never from in-memory state), so the report
 can be re-rendered for any finished, failed or partial run with ``rlaif report RUN_DIR``. The page is
+self-contained: the plots are embedded in it as base64 PNG (``data:`` URIs), so ``report.html`` can be
+mailed or attached alone; the PNG files are also written beside it for other uses. The page is
 the Jinja2 template ``rlaif/assets/report.html.j2`` (autoescaped: model output in example pairs cannot
 inject markup); :mod:`rlaif.pipeline.report_view` turns the metrics into its header, status banner and
 formatted tables. ``metrics["warnings"]`` holds the results that mean nothing
@@ -10,6 +12,7 @@ formatted tables. ``metrics["warnings"]`` holds the results that mean nothing
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -37,6 +40,7 @@ def collect_metrics(run_dir: Path, plan: list) -> dict:
         metrics["timings_s"][step.name] = m.get("wall_s")
         KINDS[step.kind].report(metrics, step.group, m.get("summary", {}), run_dir / step.name)
     metrics["warnings"] = find_warnings(run_dir, plan, _health(metrics["config"]))
+    metrics["judge_uses"] = _judge_uses(metrics["config"])
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     return metrics
 
@@ -89,15 +93,18 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
     if fb:
         groups = list(fb)
         reasons = sorted({r for g in groups for r in fb[g]["drops"]})
-        fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(groups) + 2), 3.4))
-        bottom = [0.0] * len(groups)
-        series = [("pairs", [fb[g]["counts"].get("pairs_out", 0) for g in groups])]
-        series += [(f"drop: {r}", [fb[g]["drops"].get(r, 0) for g in groups]) for r in reasons]
-        for name, values in series:
-            ax.bar(groups, values, bottom=bottom, label=name)
+        width = max(4, 1.6 * len(groups) + 2)
+        fig, (ax, ax_drop) = plt.subplots(1, 2, figsize=(2 * width, 3.4))
+        ax.bar(groups, [fb[g]["counts"].get("pairs_out", 0) for g in groups])
+        ax.set_title("feedback: pairs made")
+        bottom = [0.0] * len(groups)  # drops count prompts (problems), not pairs: a panel of their own
+        for r in reasons:
+            values = [fb[g]["drops"].get(r, 0) for g in groups]
+            ax_drop.bar(groups, values, bottom=bottom, label=r)
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        ax.set_title("feedback: pairs made and drops by reason")
-        ax.legend(fontsize=7)
+        ax_drop.set_title("feedback: prompts dropped, by reason")
+        if reasons:
+            ax_drop.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(run_dir / "pairs.png", dpi=110)
         plt.close(fig)
@@ -124,6 +131,24 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
         plt.close(fig)
         made.append("training.png")
     return made
+
+
+def _judge_uses(config: dict) -> list[str] | None:
+    """What the run's judge is used for (feedback, win rate, final reward); [] for a run that uses no
+    judge (the report then shows no judge line); None when the saved config cannot say."""
+    from rlaif.config import RunConfig
+    from rlaif.pipeline.judging import judge_uses
+
+    try:
+        return [use.purpose for use in judge_uses(RunConfig.model_validate(config))]
+    except Exception:  # a report must render for any run directory, including old or broken ones
+        return None
+
+
+def _embedded(path: Path) -> dict[str, str]:
+    """The plot as the template shows it: its file name and a ``data:`` URI of its bytes."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return {"name": path.name, "src": f"data:image/png;base64,{data}"}
 
 
 def _run_config(run_dir: Path) -> dict:
@@ -154,7 +179,7 @@ def write_report(run_dir: Path, metrics: dict) -> Path:
     import jinja2
 
     run_dir = Path(run_dir)
-    images = _plots(run_dir, metrics)
+    images = [_embedded(run_dir / name) for name in _plots(run_dir, metrics)]
     template_dir = Path(__file__).resolve().parents[1] / "assets"
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),

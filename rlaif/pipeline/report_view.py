@@ -98,13 +98,17 @@ def _header(metrics: dict) -> dict:
     if final_text != "none":
         final_text += f" (reward: {final.get('reward')})"
     who = "the policy" if judge.get("model", "policy") == "policy" else judge.get("model")
+    uses = metrics.get("judge_uses")  # None: not known (older metrics.json), shown as before
+    judge_text = f"{judge.get('template') or 'built-in defaults'} on {who}"
+    if uses is not None:
+        judge_text = f"{judge_text} (for {', '.join(uses)})" if uses else None
     return {
         "model": policy.get("path", DASH),
         "adapter": policy.get("adapter"),
         "config_file": (metrics.get("status") or {}).get("config_file") or DASH,
         "feedback": f"{(cfg.get('feedback') or {}).get('source', DASH)} on {prompts.get('kind', '?')} "
         f"prompts{' from ' + str(prompts['path']) if prompts.get('path') else ''}",
-        "judge": f"{judge.get('template') or 'built-in defaults'} on {who}",
+        "judge": judge_text,  # None: the run uses no judge, no line
         "rounds": cfg.get("rounds", DASH),
         "final": final_text,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -150,28 +154,30 @@ def _rounds(rounds: list[dict]) -> dict:
     return {"head": ["round"] + [ROUND_COLUMNS.get(k, k) for k in keys], "rows": rows, "notes": notes}
 
 
-def _feedback(fb: dict) -> dict | None:
+def _feedback(fb: dict) -> list[dict]:
+    """Two tables: what the feedback made (pairs, judgments) and what it dropped (prompts or code
+    problems that gave no pair, by reason) - a pair and a dropped prompt are different units."""
     if not fb:
-        return None
-    fixed = {"prompts_in": "prompts in", "pairs_out": "pairs made", "dropped": "dropped",
-             "judgments": "judgments", "judgments_invalid": "invalid judgments",
-             "prompts_skipped_malformed": "malformed prompts skipped"}  # fmt: skip
-    rows, notes = [], []
+        return []
+    made = {"prompts_in": "prompts in", "pairs_out": "pairs made", "judgments": "judgments",
+            "judgments_invalid": "invalid judgments",
+            "prompts_skipped_malformed": "malformed prompts skipped"}  # fmt: skip
+    rows, drop_rows, notes = [], [], []
     for group, v in fb.items():
         counts = v.get("counts", {})
-        other = {k: n for k, n in counts.items() if k not in fixed}
-        rows.append(
-            [cell("round", group)]
-            + [cell(k, counts.get(k)) for k in fixed]
-            + [
-                cell("drops", v.get("drops") or {}),
-                cell("reasons", v.get("invalid_reasons") or {}),
-                cell("other", other),
-            ]
-        )
+        other = {k: n for k, n in counts.items() if k not in made and k != "dropped"}
+        rows.append([cell("round", group)] + [cell(k, counts.get(k)) for k in made] + [cell("other", other)])
+        drop_rows.append([cell("round", group), cell("n", counts.get("dropped")),
+                          cell("drops", v.get("drops") or {}),
+                          cell("reasons", v.get("invalid_reasons") or {})])  # fmt: skip
         notes += [f"{group}: skipped {line}" for line in (v.get("inputs") or {}).get("skipped_examples", [])]
-    head = ["round", *fixed.values(), "drops by reason", "commonest invalid judgments", "other counts"]
-    return {"id": "feedback", "title": "Feedback", "head": head, "rows": rows, "notes": notes}
+    dropped = {"id": "feedback_dropped", "title": "Feedback: dropped prompts / problems", "rows": drop_rows,
+               "head": ["round", "dropped", "drops by reason", "commonest invalid judgments"],
+               "notes": ["A dropped prompt (or code problem) gave no pair; every drop is listed with its "
+                         "reason in the round's feedback/dropped.jsonl."]}  # fmt: skip
+    head = ["round", *made.values(), "other counts"]
+    return [{"id": "feedback", "title": "Feedback: pairs made", "head": head, "rows": rows, "notes": notes},
+            dropped]  # fmt: skip
 
 
 def _pairs(pairs: dict) -> dict | None:
@@ -226,7 +232,7 @@ def _duration(seconds: Any) -> str:
 
 def build_view(metrics: dict) -> dict:
     """Everything the template needs, already formatted."""
-    sections = [_feedback(metrics.get("feedback") or {}), _pairs(metrics.get("pairs") or {})]
+    sections = [*_feedback(metrics.get("feedback") or {}), _pairs(metrics.get("pairs") or {})]
     sections += _training(metrics.get("training") or {})
     examples = [
         {

@@ -113,6 +113,8 @@ class Runner:
             self.skipped.append(name)
         else:
             self.executing = name
+            if kind.trains:
+                ctx.release_for_training()
             summary = self._execute(ctx, stage_dir, name, config_hash, input_hashes, body)
             self.executed.append(name)
         self.summaries[name] = summary

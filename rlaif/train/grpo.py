@@ -9,6 +9,8 @@ Like PPO, a starting adapter is merged into the base first (``<output_dir>/base`
 for LoRA is the base with the adapter disabled, which must be the starting policy. Generation uses
 TRL's HF path by default; TRL's own vLLM modes can be switched on through ``trainer_args`` on GPUs.
 
+Progress (steps, loss, tok/s, ETA) goes to stderr through :class:`rlaif.train.progress.TrainingProgress`.
+
 Outputs: ``adapter/`` (LoRA) or ``model/``, ``metrics.jsonl`` (TRL's reward, reward_std,
 per-function rewards, KL, clip ratios, completion lengths), ``result.json``.
 """
@@ -98,8 +100,11 @@ def _run_group_rl(
     stage: str,
     prompts: list[PromptRecord] | None,
     reward_funcs: list[RewardFn] | None,
+    callbacks: list | None,
 ) -> StageResult:
     from datasets import Dataset
+
+    from rlaif.train.progress import TrainingProgress
 
     check_model_dir(cfg.policy.path, "policy.path")
     records = prompts if prompts is not None else load_prompt_records(cfg.prompts)
@@ -125,7 +130,10 @@ def _run_group_rl(
         )
 
     key = resume_key(cfg, [prompt_rows(records), [reward_name(f) for f in funcs]])
-    trainer, _ = run_logged_trainer(build, args, stage, out, key=key, logging_dir=tensorboard_dir(cfg))
+    progress = [TrainingProgress(stage)] if callbacks is None else callbacks
+    trainer, _ = run_logged_trainer(
+        build, args, stage, out, key=key, callbacks=progress, logging_dir=tensorboard_dir(cfg)
+    )
     return save_policy_stage(
         trainer,
         cfg,
@@ -138,14 +146,23 @@ def _run_group_rl(
 
 
 def run_grpo(
-    cfg: GRPOConfig, *, prompts: list[PromptRecord] | None = None, reward_funcs: list[RewardFn] | None = None
+    cfg: GRPOConfig,
+    *,
+    prompts: list[PromptRecord] | None = None,
+    reward_funcs: list[RewardFn] | None = None,
+    callbacks: list | None = None,
 ) -> StageResult:
-    """GRPO round; ``reward_funcs`` are added after the config's ``rewards``."""
-    return _run_group_rl(cfg, "grpo", prompts, reward_funcs)
+    """GRPO round; ``reward_funcs`` are added after the config's ``rewards``; ``callbacks`` replace
+    the default progress display (steps, loss, tok/s, ETA on stderr)."""
+    return _run_group_rl(cfg, "grpo", prompts, reward_funcs, callbacks)
 
 
 def run_rloo(
-    cfg: RLOOConfig, *, prompts: list[PromptRecord] | None = None, reward_funcs: list[RewardFn] | None = None
+    cfg: RLOOConfig,
+    *,
+    prompts: list[PromptRecord] | None = None,
+    reward_funcs: list[RewardFn] | None = None,
+    callbacks: list | None = None,
 ) -> StageResult:
-    """RLOO round; ``reward_funcs`` are added after the config's ``rewards``."""
-    return _run_group_rl(cfg, "rloo", prompts, reward_funcs)
+    """RLOO round; as :func:`run_grpo`."""
+    return _run_group_rl(cfg, "rloo", prompts, reward_funcs, callbacks)

@@ -52,7 +52,7 @@ import torch
 from rlaif.engines.base import Engine
 from rlaif.files import apply_umask
 from rlaif.records import PromptRecord
-from rlaif.train import ppo_checkpoint
+from rlaif.train import ppo_batch, ppo_checkpoint
 from rlaif.train import ppo_math as pm
 from rlaif.train.common import MetricsWriter, StageResult, kill_if_fault_step, resume_key, tensorboard_dir
 from rlaif.train.configs import PolicySpec, PPOConfig
@@ -342,10 +342,12 @@ class PPOTrainer:
             resume_step=done,
             tensorboard_dir=tensorboard_dir(cfg),
         )
+        progress = ppo_batch.ppo_progress(cfg.max_steps, done, acc.is_main_process)
         try:
             for it in range(done + 1, cfg.max_steps + 1):
                 metrics = {"stage": "ppo", "step": it, **self.step()}
                 history.append(metrics)
+                progress.advance(note=ppo_batch.iteration_note(metrics))
                 if it % cfg.logging_steps == 0 or it == cfg.max_steps:
                     writer.write(metrics)
                 kill_if_fault_step(it)
@@ -353,6 +355,7 @@ class PPOTrainer:
                     ppo_checkpoint.save(self, it, history, key)
         finally:
             writer.close()
+            progress.__exit__(None, None, None)
             if self._own_engine and self.engine is not None:
                 self.engine.close()
         return self.save(history)

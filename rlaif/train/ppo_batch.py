@@ -108,3 +108,31 @@ def iteration_metrics(
         "tokens_per_s": tokens / max(t_end - t0, 1e-9),
         "response_tokens": tokens,
     }
+
+
+def ppo_progress(max_steps: int, done: int, main: bool):
+    """The PPO iterations' progress display on stderr (main process only; a silent one elsewhere);
+    iterations read back from a checkpoint count as cached, outside the ETA."""
+    from rlaif.progress import StepProgress
+
+    progress = StepProgress("ppo", total=max_steps, unit="iterations", stream=None if main else _Silent())
+    progress.__enter__()
+    if done:
+        progress.advance(done, cached=True)
+    return progress
+
+
+def iteration_note(metrics: dict[str, Any]) -> str:
+    """What a user watches per iteration: the score, the KL and the throughput of the iteration."""
+    return f"score {metrics['score']:.3f}, kl {metrics['kl']:.4f}, {metrics['tokens_per_s']:.0f} tok/s"
+
+
+class _Silent:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False

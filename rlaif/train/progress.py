@@ -2,7 +2,8 @@
 
 Why: transformers' own bar is off (``disable_tqdm`` keeps logs clean) and its per-step log dicts are
 not a progress display. This callback drives :class:`rlaif.progress.StepProgress` from the trainer's
-state, on the main process only, and shows the latest loss next to the count.
+state, on the main process only, and shows the latest loss and the training throughput (tok/s, from
+the cumulative ``num_tokens`` TRL's DPO, SFT, GRPO and RLOO trainers log) next to the count.
 
 Under the quiet ``rlaif`` CLI (``RLAIF_QUIET=1``, set unless ``-v``) it also mutes transformers'
 PrinterCallback, which prints every log dict (the values are in ``metrics.jsonl``, and the progress
@@ -15,10 +16,11 @@ trainer's ``max_steps`` as known at ``on_train_begin``.
 from __future__ import annotations
 
 import os
+import time
 
 from transformers import TrainerCallback
 
-from rlaif.progress import StepProgress
+from rlaif.progress import StepProgress, tokens_per_s
 
 
 def _mute_log_dict_printer() -> None:
@@ -35,18 +37,30 @@ class TrainingProgress(TrainerCallback):
         self._progress: StepProgress | None = None
         self._seen = 0
         self._note = ""
+        self._tokens_at_start: tuple[float, float] | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self._progress = StepProgress(self.description, total=state.max_steps, unit="steps")
             self._progress.__enter__()
             self._seen = state.global_step
-            if state.global_step:  # resumed from a checkpoint
+            self._tokens_at_start = (0.0, self._progress.start)
+            if state.global_step:  # resumed from a checkpoint: its tokens are not this run's
                 self._progress.advance(state.global_step, cached=True)
+                self._tokens_at_start = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self._note = f"loss {float(logs['loss']):.4f}"
+        if not logs:
+            return
+        notes = [f"loss {float(logs['loss']):.4f}"] if "loss" in logs else []
+        if "num_tokens" in logs and self._progress is not None:  # TRL: tokens seen so far, cumulative
+            if self._tokens_at_start is None:  # resumed: a rate from the next log on
+                self._tokens_at_start = (float(logs["num_tokens"]), time.monotonic())
+            else:
+                tokens0, t0 = self._tokens_at_start
+                notes.append(tokens_per_s(float(logs["num_tokens"]) - tokens0, time.monotonic() - t0))
+        if notes:
+            self._note = ", ".join(notes)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._progress is not None and state.global_step > self._seen:

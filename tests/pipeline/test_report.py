@@ -4,7 +4,9 @@ model's held-out accuracy, and a failed run that looks failed."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,10 +119,14 @@ def test_report_has_header_status_and_formatted_tables(tmp_path):
     )
     fb = page.tables["feedback"]
     assert page.column("feedback", "prompts in") == ["1,234"]
-    assert page.column("feedback", "drops by reason") == ["tie: 200 too_few_scored: 34"]
+    assert page.column("feedback", "pairs made") == ["1,000"]
     assert page.column("feedback", "malformed prompts skipped") == ["2"]
-    assert "no score found" in page.column("feedback", "commonest invalid judgments")[0]
     assert "hh.jsonl:668" in note and len(fb) == 2
+    # pairs and dropped prompts are different units: separate tables
+    assert not {"dropped", "drops by reason"} & set(fb[0])
+    assert page.column("feedback_dropped", "dropped") == ["234"]
+    assert page.column("feedback_dropped", "drops by reason") == ["tie: 200 too_few_scored: 34"]
+    assert "no score found" in page.column("feedback_dropped", "commonest invalid judgments")[0]
     assert page.column("pairs", "chosen/rejected length") == ["1.235"]
     assert page.column("training", "loss") == ["0.6931", "\u2013"]
     assert page.column("training", "reward accuracy") == ["75.0%", "\u2013"]
@@ -129,11 +135,42 @@ def test_report_has_header_status_and_formatted_tables(tmp_path):
     assert ["round_1/feedback", "12 min 34 s"] in page.tables["timings"]
     # tables, not raw dicts
     assert "{'" not in html and '{"' not in html
-    assert (
-        "training.png" in page.images
-        and (tmp_path / "runs" / "reported" / "training.png").stat().st_size > 5000
-    )
+    assert (tmp_path / "runs" / "reported" / "training.png").stat().st_size > 5000
+    assert 'alt="training.png"' in html and len(page.images) == 3  # per round, pairs, training
+    # the judge line says what the judge is for
+    assert "pipeline_judges:length_score on the policy (for feedback.source=self_rewarding" in note
     assert not page.title.startswith("FAILED")
+
+
+def test_report_is_one_self_contained_file(tmp_path):
+    """Plots are embedded (base64 PNG); nothing in the page refers to a file beside it."""
+    run_dir = make_run(tmp_path, "ok")
+    page = render(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
+    for src in page.images:
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", html, flags=re.I)
+    assert refs and all(r.startswith("data:") for r in refs), [r[:40] for r in refs]
+    # the page still renders with the PNG files gone: moved alone, it loses nothing
+    moved = tmp_path / "elsewhere.html"
+    moved.write_text(html)
+    for png in run_dir.glob("*.png"):
+        png.unlink()
+    assert Report(moved.read_text()).images == page.images
+
+
+def test_a_run_without_a_judge_has_no_judge_line(tmp_path):
+    run_dir = make_run(tmp_path, "ok")
+    config = dict(CONFIG, feedback={"source": "rlaif.feedback.instruction_contrast:instruction_contrast"})
+    config = {k: v for k, v in config.items() if k not in ("eval", "judge")} | {"final": {"kind": "none"}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    page = render(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert json.loads((run_dir / "metrics.json").read_text())["judge_uses"] == []
+    assert "<dt>judge</dt>" not in html and "built-in defaults" not in html
+    assert "<dt>feedback</dt>" in html and page.by_id["status"]["attrs"]["data-status"] == "ok"
 
 
 def test_failed_run_looks_failed(tmp_path):

@@ -1,0 +1,91 @@
+"""engine.during_training: the run's own vLLM engines are closed before a training stage (default) or
+kept (``keep``), and started again when a later stage needs them.
+
+The logic test uses stand-in engines; the real test runs the instruction loop on the tiny model with
+the run's own vLLM engine and reads the event log: the engine is started for round 0's evaluation,
+released before round 1's training, and started again (on the trained model) for round 1's evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlaif.config import load_run_config
+from rlaif.pipeline.context import Policy, RunContext
+from rlaif.pipeline.resolve import ResolvedRun
+from rlaif.pipeline.runner import Runner
+
+PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "rlcd_instructions.yaml"
+
+
+class StandIn:
+    model_name = "stand-in"
+
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def _context(tmp_path, run_config, **changes) -> RunContext:
+    cfg = run_config(**changes)
+    run = ResolvedRun(config=cfg, blocks={}, user_keys={})
+    return RunContext(run=run, run_dir=tmp_path / "run", policy=Policy(Path(cfg.policy.path)))
+
+
+@pytest.mark.parametrize("mode", ["close", "keep"])
+def test_release_closes_the_runs_own_engines_only_when_asked(tmp_path, run_config, mode):
+    ctx = _context(tmp_path, run_config, engine={"during_training": mode})
+    policy, judge = StandIn(), StandIn()
+    ctx._engine, ctx._engine_model, ctx._judge_engine = policy, ctx.policy.path, judge
+    ctx.release_for_training()
+    released = mode == "close"
+    assert policy.closed is released and judge.closed is released
+    assert (ctx._engine is None) is released and (ctx._judge_engine is None) is released
+    events = [json.loads(x) for x in ctx.events_path.read_text().splitlines()] if released else []
+    assert [e["event"] for e in events] == (["engines_released"] if released else [])
+
+
+def test_an_engine_someone_else_started_is_never_closed(tmp_path, run_config):
+    ctx = _context(tmp_path, run_config)
+    shared = StandIn()
+    ctx.adopt_engine(shared, ctx.policy.path)
+    ctx.release_for_training()
+    assert not shared.closed and ctx._engine is shared and not ctx.events_path.exists()
+
+
+def test_the_run_closes_its_engine_for_training_and_starts_it_again(tmp_path, tiny_model_dir):
+    overrides = [
+        f"output_dir={tmp_path / 'runs'}",
+        f"policy.path={tiny_model_dir}",
+        "prompts.limit=4",
+        "feedback.chunk_size=4",
+        "feedback.options.sampling.max_tokens=8",
+        "feedback.options.num_generations=1",
+        "eval.instructions.prompts.limit=4",
+        "eval.max_tokens=8",
+        "engine.kv_cache_gb=0.25",
+        "rounds=1",
+        "dpo.max_steps=1",
+        "dpo.per_device_train_batch_size=2",
+        "health.min_pairs=0",
+    ]
+    cfg = load_run_config(PIPELINE, overrides)
+    Runner(cfg).run()
+    events = [json.loads(x) for x in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    seq = [(e["event"], e.get("stage") or e.get("model") or e.get("engines")) for e in events]
+    seq = [s for s in seq if s[0] in ("engine_start", "engines_released", "stage_start")]
+    trained = str(cfg.run_dir() / "round_1" / "train" / "model")
+    assert seq == [
+        ("stage_start", "round_0/eval"),
+        ("engine_start", str(tiny_model_dir)),
+        ("stage_start", "round_1/feedback"),
+        ("stage_start", "round_1/pairs"),
+        ("engines_released", ["policy"]),
+        ("stage_start", "round_1/train"),
+        ("stage_start", "round_1/eval"),
+        ("engine_start", trained),
+    ], seq
