@@ -105,7 +105,7 @@ class RunContext:
             self.log_event("engine_start", model=str(self.policy.path))
             self._engine = build_engine(
                 self.cfg.engine, self.policy.path, lora_rank=self.engine_lora_rank(),
-                where=self.cfg.source_file or "config",
+                where=self.cfg.source_file or "config", log_dir=self.run_dir / "ray_replicas",
             )  # fmt: skip
             self._engine_model = self.policy.path
         return AdapterBoundEngine(self._engine, str(self.policy.adapter) if self.policy.adapter else None)
@@ -133,8 +133,9 @@ class RunContext:
             engine_cfg = judge.engine or self.cfg.engine
             key = "judge.engine" if judge.engine else "engine"
             self._judge_engine = build_engine(
-                engine_cfg, judge.model, lora_rank=None, key=key, where=self.cfg.source_file or "config"
-            )
+                engine_cfg, judge.model, lora_rank=None, key=key, where=self.cfg.source_file or "config",
+                log_dir=self.run_dir / "ray_replicas",
+            )  # fmt: skip
         return self._judge_engine
 
     def sandbox(self) -> Any:

@@ -47,9 +47,12 @@ def build_engine(
     seed: int = 0,
     key: str = "engine",
     where: str = "config",
+    log_dir: Path | None = None,
 ) -> Any:
     """Start the engine ``cfg`` describes on ``model_path``; ``lora_rank``: the largest adapter rank it
-    must serve (None: no LoRA). ``key`` names the config block in errors (``engine``, ``judge.engine``)."""
+    must serve (None: no LoRA). ``key`` names the config block in errors (``engine``, ``judge.engine``).
+    ``log_dir``: where Ray replicas write their server logs (a run passes its own folder; default
+    ``./ray_replicas``)."""
     if cfg.kind == "openai":
         from rlaif.engines.openai import OpenAIEngine
 
@@ -59,7 +62,9 @@ def build_engine(
     if cfg.kind == "ray":
         from rlaif.engines.ray_engine import ray_engine_from_config
 
-        return ray_engine_from_config(cfg, model_path, lora_rank is not None, Path("ray_replicas") / key)
+        return ray_engine_from_config(
+            cfg, model_path, lora_rank is not None, (log_dir or Path("ray_replicas")) / key
+        )
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)

@@ -73,7 +73,7 @@ def test_a_round_on_two_ray_replicas_serves_the_trained_weights(
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'rlaif[ray]'")
     from rlaif.pipeline.runner import Runner
 
-    monkeypatch.chdir(tmp_path)  # the replicas' logs go to ./ray_replicas
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(_config(tmp_path, tiny_model_dir, shared_data)))
     cfg = load_run_config(path)
@@ -95,7 +95,8 @@ def test_a_round_on_two_ray_replicas_serves_the_trained_weights(
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     starts = [e["model"] for e in events if e["event"] == "engine_start"]
     assert len(starts) == 2 and starts[0] == str(tiny_model_dir) and starts[1] != starts[0], starts
-    logs = sorted((tmp_path / "ray_replicas").rglob("replica-*.log"))
+    logs = sorted((run / "ray_replicas").rglob("replica-*.log"))
+    assert not (tmp_path / "ray_replicas").exists(), "replica logs belong in the run folder"
     assert len(logs) == 4, logs
     # the same per-record seeds gave other answers in round 1: the new weights were served
     before, after = _answers(run / "round_0" / "eval"), _answers(run / "round_1" / "eval")
