@@ -45,7 +45,7 @@ def test_code_eval_pairs_each_round_with_the_start(tmp_path, tiny_model_dir, vll
             "prompts": {"kind": "demo_code", "split": "train", "limit": 2},
             "feedback": {"source": "rlcf", "options": {"k": 2, "sampling": {"max_tokens": 16}}},
             "rounds": 1,
-            "dpo": {"max_steps": 1, "per_device_batch_size": 2, "max_length": 128},
+            "dpo": {"max_steps": 1, "per_device_train_batch_size": 2, "max_length": 128},
             "eval": {
                 "code_problems": {"kind": "demo_code", "split": "heldout", "limit": 3},
                 "code_samples": 2,
