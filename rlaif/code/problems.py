@@ -274,5 +274,11 @@ def load_problems(
 
 
 def code_prompt(problem: CodeProblem) -> list[Message]:
-    """The chat prompt a policy sees for a code problem (RLCF feedback, evaluation, the final round)."""
+    """The chat prompt a policy sees for a code problem (RLCF feedback, evaluation, the final round).
+
+    An MBPP problem's text never names the function its tests call, so it is shown with its first
+    test the way EvalPlus writes MBPP+ prompts (a docstring holding the text and one assert): without
+    it a correct program fails on its name alone, and MBPP training prompts look like MBPP+ ones."""
+    if problem.source_format == "mbpp" and problem.tests:
+        return as_conversation(f'"""\n{problem.prompt}\n{problem.tests[0]}\n"""\n')
     return as_conversation(problem.prompt)

@@ -3,7 +3,9 @@
 What is measured (each only where the config asks for it):
 - ``pass@1`` (and ``pass@<code_samples>``) on held-out code problems: ``code_samples`` samples per
   problem at ``code_temperature``, each executed in the sandbox; both are the unbiased estimator of
-  the one verified metric (:mod:`rlaif.tasks.metric`);
+  the one verified metric (:mod:`rlaif.tasks.metric`); after training, each sample is paired with
+  the same sample of the starting policy's (and the previous round's) evaluation: newly passing,
+  newly failing, and an exact sign test (``code_change_vs_start`` / ``code_change_vs_previous``);
 - ``win_rate_vs_previous``: the judge compares this round's answer with the previous round's on the
   same prompts, in both orders; the soft label P(this round better) is averaged over valid judgments;
 - judge health for that comparison: invalid rate and position consistency;
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlaif.instructions import paired_change
 from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.health import invalid_reasons
@@ -32,8 +35,19 @@ from rlaif.tasks.code import CodeTask
 from rlaif.tasks.metric import pass_at_k_metric
 
 
-def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
-    """pass@1 and pass@n through the one verified metric (unbiased estimator, bad problems left out)."""
+def _code_outcomes(rows) -> dict[str, bool]:
+    """``{"<task id>#<sample>": passed}`` for the code rows of an evaluation (bad problems left out)."""
+    return {
+        f"{r['id']}#{r['sample']}": bool(r["passed"])
+        for r in rows
+        if r.get("kind") == "code" and r.get("passed") is not None
+    }
+
+
+def _code_eval(ctx: RunContext, engine, rows: list[dict], compare: dict[str, Path] | None = None) -> dict:
+    """pass@1 and pass@n through the one verified metric (unbiased estimator, bad problems left out);
+    ``compare`` (label -> an earlier evaluation's samples.jsonl) adds the paired per-sample change and
+    its sign test, because a per-round pass@1 alone cannot tell a consistent gain from noise."""
     ev = ctx.cfg.eval
     problems = load_prompt_source(ev.code_problems, "eval.code_problems")
     sampling = per_record_sampling(
@@ -57,6 +71,15 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict]) -> dict:
     scores = {f"pass@{k}": summary.get(f"pass@{k}") for k in sorted({1, ev.code_samples})}
     out: dict = {k: None if v is None else round(v, 4) for k, v in scores.items()}
     out.update(code_problems=summary["problems"], code_status=summary["status_counts"])
+    mine = _code_outcomes(rows)
+    for label, path in (compare or {}).items():
+        if path.is_file():
+            change = paired_change(_code_outcomes(r for _, r in iter_json_lines(path)), mine)
+            out[f"code_change_vs_{label}"] = change
+            ctx.say(
+                f"  held-out code vs {label}: {change['gained']} newly pass, {change['lost']} newly fail "
+                f"of {change['paired']} paired samples (sign test p={change['sign_test_p']})"
+            )
     return out
 
 
@@ -120,16 +143,16 @@ def evaluate_policy(
     rows: list[dict] = []
     metrics: dict = {"round": round_index, "label": label}
     where = f"  {stage_dir.parent.name}/{stage_dir.name}"
+    compare = {"start": start or previous} | ({"previous": previous} if start is not None else {})
+    compare = {k: v / "samples.jsonl" for k, v in compare.items() if v is not None}
     if ev.code_problems is not None:
         with engine_progress(engine, f"{where} code"):
-            metrics.update(_code_eval(ctx, engine, rows))
+            metrics.update(_code_eval(ctx, engine, rows, compare))
     if ev.win_rate_prompts is not None:
         prev_samples = previous / "samples.jsonl" if previous is not None else None
         with engine_progress(engine, f"{where} answers"):
             metrics.update(_win_rate(ctx, engine, rows, prev_samples))
     if ev.instructions is not None:
-        compare = {"start": start or previous} | ({"previous": previous} if start is not None else {})
-        compare = {k: v / "samples.jsonl" for k, v in compare.items() if v is not None}
         with engine_progress(engine, f"{where} instructions"):
             metrics.update(instruction_eval(ctx, engine, rows, compare))
     tokens = [r["tokens"] for r in rows]
