@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlaif.code.problems import load_problems
+from rlaif.code.problems import code_prompt, load_problems
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.feedback import BUILTINS, RLCFConfig, describe, run_source
 from rlaif.feedback.context import SourceContext
@@ -44,7 +44,7 @@ class _Seeded(ScriptedEngine):
     """Answers with the request's own seed (so a candidate shows which random stream made it), and
     counts prompt tokens as characters with a small context (so a long prompt is too long)."""
 
-    max_model_len = 200
+    max_model_len = 400  # an MBPP prompt shows its first assert: ~200-300 characters
 
     def __init__(self):
         super().__init__(lambda conv, index, sampling: f"def f():\n    return {sampling.seed + index}\n")
@@ -55,7 +55,7 @@ class _Seeded(ScriptedEngine):
 
 def test_rlcf_candidates_do_not_depend_on_the_batch_and_too_long_prompts_are_dropped(code_pool, assets):
     problems = load_problems(assets / "mbpp_mini.jsonl")[:3]
-    long = problems[0].model_copy(update={"prompt": "x" * 500, "task_id": "long"})
+    long = problems[0].model_copy(update={"prompt": "x" * 1000, "task_id": "long"})
     context = SourceContext(seed=5, round=1, adapter=None, chunk=0)
     options = {"k": 2, "partial_margin": None}
     alone = run_source("rlcf", problems[1:2], _Seeded(), options, context, sandbox=code_pool)
@@ -66,5 +66,6 @@ def test_rlcf_candidates_do_not_depend_on_the_batch_and_too_long_prompts_are_dro
     assert {e.id for e in same} == {e.id for e in alone.executions}  # same programs, batch or alone
     assert batch.stats.drops["prompt_too_long"] == 1 and batch.stats.balanced
     (too_long,) = [d for d in batch.dropped if d.reason == "prompt_too_long"]
-    assert too_long.prompt_id == "long" and "500 tokens" in too_long.detail
+    long_tokens = len(code_prompt(long)[-1].content)
+    assert too_long.prompt_id == "long" and f"{long_tokens} tokens" in too_long.detail
     assert all(e.task_id != "long" for e in batch.executions)  # never sent, never run
