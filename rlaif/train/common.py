@@ -376,13 +376,16 @@ def last_values(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+ROW_COLUMN = "rlaif_row"  # the dataset column GRPO/RLOO use to find a prompt's metadata
+
+
 def prompt_rows(records) -> list[dict[str, Any]]:
     """PromptRecords as rows: ``prompt`` messages plus each metadata key as a column for reward functions."""
     rows = []
     for rec in records:
         row = {"prompt": [m.model_dump() for m in rec.messages], "prompt_id": rec.id}
         for key, value in rec.metadata.items():
-            if key in ("prompt", "completion", "completions", "prompts", "completion_ids"):
+            if key in ("prompt", "completion", "completions", "prompts", "completion_ids", ROW_COLUMN):
                 raise ConfigError(
                     f"prompt {rec.id}: metadata key {key!r} clashes with a reward-function argument"
                 )

@@ -3,7 +3,10 @@
 Rewards are TRL-style callables ``(prompts, completions, **columns) -> list[float | None]`` - the
 sandbox rewards in :mod:`rlaif.code.rewards`, a reward-model scorer, a judge - given as Python
 callables or as :class:`rlaif.train.configs.RewardSpec` entries in the config. A prompt record's
-metadata becomes dataset columns, so a code problem's tests reach the sandbox reward as a keyword.
+metadata reaches every reward function as keyword columns (a code problem's ``tests``, an instruction
+prompt's ``instructions``), exactly as written in the prompt file: it is looked up by row, never stored
+in the Arrow dataset, because Arrow needs one type per column and metadata often mixes them (an
+instruction's ``value`` is a number for a word limit and a phrase for a closing line).
 
 Like PPO, a starting adapter is merged into the base first (``<output_dir>/base``): TRL's reference
 for LoRA is the base with the adapter disabled, which must be the starting policy. Generation uses
@@ -23,6 +26,7 @@ from typing import Any
 from rlaif.errors import ConfigError
 from rlaif.records import PromptRecord
 from rlaif.train.common import (
+    ROW_COLUMN,
     StageResult,
     load_prompt_records,
     make_trl_config,
@@ -70,6 +74,20 @@ def _reward_functions(
     return funcs
 
 
+def _with_metadata(fn: RewardFn, records: list[PromptRecord]) -> RewardFn:
+    """``fn`` called with each prompt's metadata as columns, looked up by the dataset's row index."""
+    rows = prompt_rows(records)
+    keys = list(dict.fromkeys(k for row in rows for k in row if k != "prompt"))
+
+    def reward_with_metadata(prompts, completions, **columns):
+        indices = columns.pop(ROW_COLUMN)
+        columns.update({k: [rows[i].get(k) for i in indices] for k in keys})
+        return fn(prompts=prompts, completions=completions, **columns)
+
+    reward_with_metadata.__name__ = reward_name(fn)
+    return reward_with_metadata
+
+
 def _trl_trainer_and_args(cfg: GRPOConfig | RLOOConfig, stage: str):
     """(TRL trainer class, TRL config) for ``stage``; ``cfg.trainer_args`` overrides last."""
     kw: dict[str, Any] = trainer_kwargs(cfg)
@@ -109,7 +127,8 @@ def _run_group_rl(
     check_model_dir(cfg.policy.path, "policy.path")
     records = prompts if prompts is not None else load_prompt_records(cfg.prompts)
     funcs = _reward_functions(cfg, stage, reward_funcs)
-    dataset = Dataset.from_list(prompt_rows(records))
+    rows = prompt_rows(records)  # checks metadata keys against TRL's own arguments
+    dataset = Dataset.from_list([{"prompt": row["prompt"], ROW_COLUMN: i} for i, row in enumerate(rows)])
 
     out = Path(cfg.output_dir)
     base = merged_starting_base(cfg.policy, out)
@@ -121,7 +140,7 @@ def _run_group_rl(
     def build(callbacks: list):
         return trainer_cls(
             model=model,
-            reward_funcs=funcs,
+            reward_funcs=[_with_metadata(f, records) for f in funcs],
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
@@ -129,7 +148,7 @@ def _run_group_rl(
             callbacks=callbacks,
         )
 
-    key = resume_key(cfg, [prompt_rows(records), [reward_name(f) for f in funcs]])
+    key = resume_key(cfg, [rows, [reward_name(f) for f in funcs]])
     progress = [TrainingProgress(stage)] if callbacks is None else callbacks
     trainer, _ = run_logged_trainer(
         build, args, stage, out, key=key, callbacks=progress, logging_dir=tensorboard_dir(cfg)

@@ -92,3 +92,45 @@ def test_rloo_step_with_sandbox_reward(
     start = load_file(str(tiny_model_dir / "model.safetensors"))
     after = load_file(str(result.base_model / "model.safetensors"))
     assert_changed_in_fp32(start, after)  # a bf16 save would change every tensor without training
+
+
+def test_grpo_passes_mixed_type_metadata_unchanged(tiny_model_dir, toy_prompts, tmp_path):
+    """Instruction prompts mix a number (a word limit) and a phrase (a closing line) under one key;
+    Arrow cannot hold that column, so the metadata must reach the reward function by row lookup."""
+    kinds = [
+        [{"kind": "max_words", "value": 20}],
+        [{"kind": "end_phrase", "value": "Thank you."}],
+        [{"kind": "bullets", "value": 3}, {"kind": "keyword", "value": "river"}],
+        [],
+    ]
+    prompts = [
+        p.model_copy(update={"metadata": {"instructions": k, "source": f"s{i}"}})
+        for i, (p, k) in enumerate(zip(toy_prompts(4), kinds, strict=True))
+    ]
+    expected = {p.id: p.metadata for p in prompts}
+    seen: list[tuple] = []
+
+    def length_reward(prompts, completions, instructions, source, prompt_id, **kw):
+        for pid, inst, src in zip(prompt_id, instructions, source, strict=True):
+            seen.append((pid, inst, src))
+        return [float(len(completion_text(c)) % 3) for c in completions]
+
+    cfg = GRPOConfig(
+        output_dir=tmp_path / "grpo",
+        policy=PolicySpec(path=tiny_model_dir),
+        prompts=[tmp_path / "unused.jsonl"],
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=8,
+        max_steps=1,
+        learning_rate=5e-3,
+    )
+    result = run_grpo(cfg, prompts=prompts, reward_funcs=[length_reward])
+    assert result.counts["steps"] == 1
+    assert len(seen) == 8  # one step: 2 prompts x 4 generations
+    for pid, inst, src in seen:
+        assert inst == expected[pid]["instructions"] and src == expected[pid]["source"]
+    numbers = [i["value"] for _, inst, _ in seen for i in inst if i["kind"] in ("max_words", "bullets")]
+    assert numbers and all(type(v) is int for v in numbers)  # not widened to float or text
+    (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "reward" in m]
+    assert "rewards/length_reward/mean" in line
