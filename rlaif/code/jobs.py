@@ -26,6 +26,16 @@ from .problems import MBPP_PLUS_NOT_NONE, MBPP_PLUS_ORACLES, mbppplus_args
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
+# Where a chat answer's first code block closes and its prose begins ("```" then a blank line): only
+# that block is ever run (extract_code), so code generation stops there instead of paying for the
+# explanation and usage examples chat models write after it. Why a blank line too: an unlabelled
+# *opening* fence ("```" + newline) is followed by code, not by an empty line, so the stop cannot cut
+# an answer before its code; a closing fence followed by prose on the next line, or by the end of the
+# answer, is simply not stopped at. vLLM leaves the stop string out of the text, so a stopped answer
+# ends inside its block; extract_code takes an unclosed block to the end of the text. Non-guarantee:
+# an answer that opens with another language's block (```bash ... ```) stops before its Python block.
+CODE_STOP = ("\n```\n\n",)
+
 
 def extract_code(text: str) -> str:
     """The first fenced code block of a chat answer, or the text itself when it has none."""

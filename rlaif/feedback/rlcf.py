@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
+from rlaif.code.jobs import CODE_STOP
 from rlaif.engines.base import Engine, PromptInput, Sampling, SamplingSettings
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.feedback.registry import feedback_source
@@ -65,7 +66,7 @@ def build_code_pairs(
     (default: ``problem.prompt`` as the user turn; e.g. ``lambda p: tpl.render(problem=p.prompt)``).
     """
     config = config or CodePairConfig()
-    sampling = sampling or Sampling(temperature=0.8, top_p=0.95, max_tokens=512)
+    sampling = sampling or Sampling(temperature=0.8, top_p=0.95, max_tokens=512, stop=list(CODE_STOP))
     render = render or (lambda p: p.prompt)
     context = SourceContext(seed=sampling.seed or 0, round=round, adapter=adapter, chunk=0)
     run = verified_pairs(
@@ -110,7 +111,8 @@ def rlcf(
     ctx = context or DEFAULT_CONTEXT
     task = CodeTask(problems, pool=sandbox)  # starts (and closes) its own pool without one
     try:
-        run = verified_pairs(task, problems, engine, cfg, ctx, cfg.sampling.to_sampling(), source="rlcf")
+        sampling = cfg.sampling.to_sampling(stop=list(CODE_STOP))  # only the first block is run
+        run = verified_pairs(task, problems, engine, cfg, ctx, sampling, source="rlcf")
     finally:
         task.close()
     res = as_feedback_result(run, engine, ctx)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlaif.code.jobs import CODE_STOP
 from rlaif.instructions import paired_change
 from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
@@ -52,7 +53,7 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict], compare: dict[str, Pat
     problems = load_prompt_source(ev.code_problems, "eval.code_problems")
     sampling = per_record_sampling(
         ctx.cfg.seed, "eval_code", [p.task_id for p in problems],
-        n=ev.code_samples, temperature=ev.code_temperature, max_tokens=ev.max_tokens,
+        n=ev.code_samples, temperature=ev.code_temperature, max_tokens=ev.max_tokens, stop=list(CODE_STOP),
     )  # fmt: skip
     metric = pass_at_k_metric(CodeTask(problems, pool=ctx.sandbox()), sorted({1, ev.code_samples}))
     checked, summary = metric.measure(engine, problems, sampling)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rlaif.code.jobs import build_job, extract_code, problem_tests, program_for
+from rlaif.code.jobs import CODE_STOP, build_job, extract_code, problem_tests, program_for
 from rlaif.code.problems import load_problems, mbppplus_args
 from rlaif.errors import RecordError, RlaifError
 
@@ -72,6 +72,35 @@ def test_chat_completions_contribute_their_first_code_block(assets):
     assert extract_code(text) == "def f():\n    return 1\n"
     assert program_for(p, text) == "def f():\n    return 1\n"
     assert extract_code("def g(): pass") == "def g(): pass"
+
+
+def _stopped(text: str) -> str:
+    """What vLLM returns with ``stop=CODE_STOP``: the text up to the first stop string, without it."""
+    cuts = [text.find(s) for s in CODE_STOP if s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+@pytest.mark.parametrize(
+    ("answer", "cut"),
+    [
+        # the usual chat answer: a block, a blank line, then prose and a usage example nobody runs
+        ("```python\ndef f():\n    return 1\n```\n\nIt returns 1.\n\n```python\nprint(f())\n```\n", True),
+        ("Here you go:\n\n```python\ndef f():\n\n    return 1\n```\n\n### Explanation\n1. ...", True),
+        # an unlabelled opening fence is followed by code, not by a blank line: never cut before the code
+        ("Sure:\n```\ndef f():\n    return 1\n```\n\nDone.", True),
+        # a closing fence followed by prose on the next line or by the end: not stopped at, same program
+        ("```python\ndef f():\n    return 1\n```\nThat is all.", False),
+        ("```python\ndef f():\n    return 1\n```", False),
+    ],
+)
+def test_stopping_at_the_first_blocks_end_runs_the_same_program(assets, answer, cut):
+    """Code generation stops at CODE_STOP: what is run must be what the whole answer would have run."""
+    [p] = load_problems(assets / "mbpp_mini.jsonl")[:1]
+    stopped = _stopped(answer)
+    program = program_for(p, answer)
+    assert "return 1" in program and program_for(p, stopped).rstrip() == program.rstrip()
+    assert (len(stopped) < len(answer)) is cut
+    assert not cut or ("print(f())" not in stopped and "Explanation" not in stopped and "Done" not in stopped)
 
 
 def test_missing_field_names_file_line_and_field(tmp_path):

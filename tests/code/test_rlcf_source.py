@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlaif.code.jobs import CODE_STOP
 from rlaif.code.problems import code_prompt, load_problems
 from rlaif.engines.scripted import ScriptedEngine
 from rlaif.feedback import BUILTINS, RLCFConfig, describe, run_source
@@ -30,7 +31,7 @@ def test_rlcf_is_registered_and_called_with_options_and_context(code_pool, asset
     assert isinstance(res, CodeFeedbackResult) and res.stats.balanced
     (count, samplings, adapter) = engine.calls[0]
     assert count == 2 and adapter == context.adapter  # the adapter of the context reaches the engine
-    assert {(s.n, s.temperature, s.max_tokens) for s in samplings} == {(2, 0.5, 64)}
+    assert {(s.n, s.temperature, s.max_tokens, tuple(s.stop)) for s in samplings} == {(2, 0.5, 64, CODE_STOP)}
     # the source contract: one seed per request, from context.seed, the stage and the request's key
     assert [s.seed for s in samplings] == [derive_seed(5, "rlcf", p.task_id, 0) for p in problems]
     assert res.stats.prompts_in == 2 and res.code_stats.executions == len(res.executions) == 4
