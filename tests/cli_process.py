@@ -1,9 +1,8 @@
-"""Run ``rlaif`` as a real subprocess (for the CLI tests): the one helper every CLI test shares.
+"""Run ``rlaif`` as a real subprocess (for the CLI tests that signal, kill or watch a command).
 
 - :class:`CliProcess`: a running command whose whole process tree is watched: every descendant seen
   while it runs (vLLM's EngineCore and workers are spawned late) is remembered, so a test can assert
   that none of them outlives the command; as a context manager it kills what is left on exit;
-- :func:`run_cli`: a command run to its end, its output captured;
 - :func:`interruptible_run`: a run config long enough to signal or kill mid-feedback.
 """
 
@@ -28,16 +27,6 @@ def cli_env(*paths: Path | str) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join([str(REPO), *map(str, paths)]),
         "OMP_NUM_THREADS": "1",
     }
-
-
-def run_cli(
-    *args: str, timeout: int = 600, paths: tuple[Path | str, ...] = ()
-) -> subprocess.CompletedProcess:
-    """``rlaif ARGS`` to its end, stdout and stderr captured as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", *args], capture_output=True, text=True, timeout=timeout,
-        env=cli_env(*paths),
-    )  # fmt: skip
 
 
 def interruptible_run(run_config, model: Path, shared: Path, name: str, **changes) -> Path:
