@@ -61,7 +61,8 @@ def _prompt_id(row: dict, path: Path) -> str:
 
 def revision_fixes(records: list[dict], specs: dict[str, list[dict]], path: Path) -> dict:
     """SL-CAI SFT records (completion = final revision, metadata.initial_response) -> fix counts."""
-    from rlaif.instructions import check_all, sign_test_p
+    from rlaif.instructions import check_all
+    from rlaif.tasks.metric import sign_test_p
 
     counts = {"records": len(records), "unscored": 0, "fixed": 0, "broken": 0, "both_pass": 0, "both_fail": 0}
     by_kind: dict[str, list[int]] = {}

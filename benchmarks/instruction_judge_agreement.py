@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def agreement(pairs) -> dict:
     """Labelled candidate pairs -> agreement of the contrast and of prefer-shorter with the checker."""
-    from rlaif.instructions import check_all, paired_change, wilson_interval
+    from rlaif.instructions import check_all, wilson_interval
+    from rlaif.tasks.metric import paired_change
 
     judge_right: dict[str, bool] = {}
     shorter_right: dict[str, bool] = {}

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def quality(pair_rows: list[dict], instructions: dict[str, list[dict]]) -> dict:
-    from rlaif.instructions import check_all, sign_test_p
+    from rlaif.instructions import check_all
+    from rlaif.tasks.metric import sign_test_p
 
     counts = {"right": 0, "wrong": 0, "both_follow": 0, "neither_follows": 0, "no_instructions": 0}
     ratios = []

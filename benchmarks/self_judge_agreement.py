@@ -104,7 +104,8 @@ def main() -> None:
 
     from rlaif.engines.vllm import VLLMEngine
     from rlaif.feedback import load_prompts
-    from rlaif.instructions import paired_change, wilson_interval
+    from rlaif.instructions import wilson_interval
+    from rlaif.tasks.metric import paired_change
 
     prompts = load_prompts(args.prompts, format="jsonl")[: args.limit]
     texts: list[list[str]] = []

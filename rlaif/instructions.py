@@ -14,8 +14,8 @@ Guarantees:
 - :func:`build_paraphrased_heldout` (``--paraphrased``) holds out wordings and values as well: the same
   held-out requests with every kind worded as in :data:`PARAPHRASES` and values no training prompt uses;
 - :func:`pass_summary` reports the pass rate with a Wilson 95% interval and per-kind rates, and counts
-  (never drops) prompts without instructions; :func:`paired_change` compares two evaluations of the
-  same prompts sample by sample, with an exact sign test on the samples whose outcome changed.
+  (never drops) prompts without instructions (comparing two evaluations is the task metric's
+  :func:`rlaif.tasks.metric.paired_change`).
 
 Non-guarantees: the checks are literal (``"- "`` and ``"* "`` bullets only; words are runs of letters,
 digits and apostrophes), so a reply that a human would accept may fail; passing says nothing about the
@@ -352,39 +352,6 @@ def pass_summary(results: list[tuple[list[dict], bool]]) -> dict:
         "instruction_samples": len(scored),
         "instruction_unscored": len(results) - len(scored),
         "instruction_pass_by_kind": {k: round(v[0] / v[1], 4) for k, v in sorted(per_kind.items())},
-    }
-
-
-def sign_test_p(gained: int, lost: int) -> float:
-    """Exact two-sided sign test on the discordant pairs (McNemar's exact test).
-
-    Why this test: the same held-out prompts are answered before and after training, so the rounds are
-    paired; two overlapping Wilson intervals can hide a consistent gain, and only the prompts whose
-    outcome changed carry information about the change. Under "training changed nothing" each of the
-    ``gained + lost`` changes is a fair coin.
-    """
-    n = gained + lost
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(gained, lost) + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
-def paired_change(before: dict[str, bool], after: dict[str, bool]) -> dict:
-    """Per-sample outcome change between two evaluations of the same held-out prompts.
-
-    ``before``/``after`` map a sample key (prompt id and sample index) to passed. Keys found in only
-    one evaluation are counted (``unmatched``), never paired by position.
-    """
-    common = sorted(before.keys() & after.keys())
-    gained = sum(1 for k in common if after[k] and not before[k])
-    lost = sum(1 for k in common if before[k] and not after[k])
-    return {
-        "paired": len(common),
-        "gained": gained,
-        "lost": lost,
-        "sign_test_p": float(f"{sign_test_p(gained, lost):.3g}"),  # 3 significant digits: p can be 1e-12
-        "unmatched": len(before.keys() ^ after.keys()),
     }
 
 

@@ -1,7 +1,9 @@
-"""Run ``rlaif`` as a real subprocess and watch its whole process tree (for the CLI tests).
+"""Run ``rlaif`` as a real subprocess (for the CLI tests that signal, kill or watch a command).
 
-Every descendant seen while the command runs (vLLM's EngineCore and workers are spawned late) is
-remembered, so a test can assert that none of them outlives the command.
+- :class:`CliProcess`: a running command whose whole process tree is watched: every descendant seen
+  while it runs (vLLM's EngineCore and workers are spawned late) is remembered, so a test can assert
+  that none of them outlives the command; as a context manager it kills what is left on exit;
+- :func:`interruptible_run`: a run config long enough to signal or kill mid-feedback.
 """
 
 from __future__ import annotations
@@ -18,11 +20,36 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 
 
+def cli_env(*paths: Path | str) -> dict[str, str]:
+    """This checkout (then ``paths``, for test plug-ins) on ``PYTHONPATH``; one OpenMP thread."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), *map(str, paths)]),
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def interruptible_run(run_config, model: Path, shared: Path, name: str, **changes) -> Path:
+    """A one-round self-rewarding run on 40 MT-Bench prompts in 20 chunks of 2 (seed 3): long enough
+    to be signalled or killed mid-feedback, with its engine processes up. ``changes`` add or replace
+    whole top-level sections."""
+    sections = {
+        "prompts": {"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 40},
+        "feedback": {
+            "source": "self_rewarding",
+            "chunk_size": 2,
+            "options": {"num_generations": 2, "sampling": {"max_tokens": 16}},
+        },
+        "dpo": {"lora": {"r": 4, "alpha": 8}},
+    }
+    return run_config.write(run_config.tiny(model, name=name, seed=3, **{**sections, **changes}))
+
+
 class CliProcess:
     def __init__(self, args: list[str], workdir: Path, name: str, env: dict | None = None):
         self.out = workdir / f"{name}.stdout"
         self.err = workdir / f"{name}.stderr"
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
+        full_env = {**cli_env(), **(env or {})}
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rlaif.cli", *args],
@@ -33,6 +60,12 @@ class CliProcess:
                 start_new_session=True,  # its own process group, like a shell job
             )
         self.seen: dict[int, psutil.Process] = {}
+
+    def __enter__(self) -> CliProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
 
     def _watch(self) -> None:
         try:

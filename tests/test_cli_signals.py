@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import signal
-from pathlib import Path
 
 import pytest
 import yaml
-from cli_process import CliProcess
+from cli_process import CliProcess, interruptible_run
 
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -28,8 +27,7 @@ def _last_line(text: str) -> str:
 )
 def test_tiny_model_pretraining_interrupted_then_rebuilt(tmp_path, sig):
     out = tmp_path / "model"
-    cli = CliProcess(["tiny-model", str(out), "--steps", "5000"], tmp_path, "killed")
-    try:
+    with CliProcess(["tiny-model", str(out), "--steps", "5000"], tmp_path, "killed") as cli:
         cli.wait_until(lambda: "pre-training: 1/5000 steps" in cli.stderr(), timeout=300)
         cli.send(sig, group=sig == signal.SIGINT)
         assert cli.finish(timeout=120) == CODES[sig]
@@ -40,8 +38,6 @@ def test_tiny_model_pretraining_interrupted_then_rebuilt(tmp_path, sig):
         assert cli.stdout() == ""
         assert cli.survivors() == []
         assert not (out / "model.safetensors").exists()
-    finally:
-        cli.cleanup()
     again = CliProcess(["tiny-model", str(out), "--steps", "2"], tmp_path, "again")
     assert again.finish(timeout=300) == 0, again.stderr()
     assert again.stdout() == f"{out}\n"  # the result only; progress went to stderr
@@ -80,8 +76,9 @@ def test_train_dpo_interrupted_after_a_step_then_rerun(tmp_path, tiny_model_dir)
         )
     )
     metrics = tmp_path / "out" / "metrics.jsonl"
-    cli = CliProcess(["train", "dpo", "-c", str(config), "--set", "max_steps=5000"], tmp_path, "killed")
-    try:
+    with CliProcess(
+        ["train", "dpo", "-c", str(config), "--set", "max_steps=5000"], tmp_path, "killed"
+    ) as cli:
         cli.wait_until(lambda: metrics.is_file() and metrics.read_text().strip() != "", timeout=600)
         cli.send(signal.SIGINT, group=True)
         assert cli.finish(timeout=120) == 130
@@ -92,8 +89,6 @@ def test_train_dpo_interrupted_after_a_step_then_rerun(tmp_path, tiny_model_dir)
         assert cli.stdout() == ""
         assert cli.survivors() == []
         assert not (tmp_path / "out" / "adapter").exists()
-    finally:
-        cli.cleanup()
     again = CliProcess(["train", "dpo", "-c", str(config), "--set", "max_steps=2"], tmp_path, "again")
     assert again.finish(timeout=600) == 0, again.stderr()
     result = json.loads(again.stdout())  # the result only: TRL's per-step dicts went to stderr
@@ -102,29 +97,10 @@ def test_train_dpo_interrupted_after_a_step_then_rerun(tmp_path, tiny_model_dir)
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
 
 
-def _run_config(run_config, model: Path, shared: Path) -> Path:
-    data = run_config.tiny(
-        model,
-        name="signals",
-        seed=3,
-        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 40},
-        feedback={
-            "source": "self_rewarding",
-            "chunk_size": 2,
-            "options": {"num_generations": 2, "sampling": {"max_tokens": 16}},
-        },
-        judge={
-            "template": "self_rewarding_rubric",
-            "options": {"samples": 1, "sampling": {"max_tokens": 16}},
-        },
-        dpo={"lora": {"r": 4, "alpha": 8}},
-    )
-    return run_config.write(data)
-
-
 @pytest.mark.slow
 def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, run_config, tiny_model_dir, shared_data):
-    config = _run_config(run_config, tiny_model_dir, shared_data)
+    judge = {"template": "self_rewarding_rubric", "options": {"samples": 1, "sampling": {"max_tokens": 16}}}
+    config = interruptible_run(run_config, tiny_model_dir, shared_data, "signals", judge=judge)
     run_dir = tmp_path / "runs" / "signals"
     chunks = run_dir / "round_1" / "feedback" / "chunks"
     hint = f"finished stages and chunks are kept in {run_dir}; resume with: rlaif run {config}"
@@ -133,8 +109,7 @@ def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, run_config, ti
         return len(list(chunks.glob("chunk_*.json"))) if chunks.is_dir() else 0
 
     # 1. kill (SIGTERM to the CLI only) once the engine runs and the first chunk is on disk
-    first = CliProcess(["run", str(config)], tmp_path, "sigterm")
-    try:
+    with CliProcess(["run", str(config)], tmp_path, "sigterm") as first:
         first.wait_until(lambda: n_chunks() >= 1)
         assert {"VLLM::EngineCore", "VLLM::Worker"} <= first.seen_names()
         first.send(signal.SIGTERM)
@@ -142,14 +117,11 @@ def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, run_config, ti
         assert _last_line(first.stderr()) == f"interrupted (SIGTERM): {hint}"
         assert first.survivors() == [], "engine processes outlived the run"
         assert first.stdout() == ""
-    finally:
-        first.cleanup()
     kept = n_chunks()
     assert 1 <= kept < 20 and not (run_dir / "round_1" / "feedback" / "manifest.json").exists()
 
     # 2. resume, then Ctrl-C (SIGINT to the whole process group) after one more chunk
-    second = CliProcess(["run", str(config)], tmp_path, "sigint")
-    try:
+    with CliProcess(["run", str(config)], tmp_path, "sigint") as second:
         second.wait_until(lambda: n_chunks() > kept)
         second.send(signal.SIGINT, group=True)
         assert second.finish(timeout=180) == 130
@@ -157,16 +129,11 @@ def test_run_sigterm_then_sigint_then_resume_to_the_end(tmp_path, run_config, ti
         assert second.survivors() == []
         assert "(cached)" in second.stderr()  # the chunks from run 1 were read back, not redone
         assert "Traceback" not in second.stderr(), second.stderr()[-6000:]  # vLLM did not see the Ctrl-C
-    finally:
-        second.cleanup()
 
     # 3. resume to the end: stdout is exactly the JSON result, stderr has progress but no vLLM INFO logs
-    last = CliProcess(["run", str(config)], tmp_path, "resume")
-    try:
+    with CliProcess(["run", str(config)], tmp_path, "resume") as last:
         assert last.finish(timeout=900) == 0, last.stderr()[-3000:]
         assert last.survivors() == []
-    finally:
-        last.cleanup()
     result = json.loads(last.stdout())
     assert result["run_dir"] == str(run_dir) and "round_1/feedback" in result["executed"]
     assert "round_0/eval" in result["skipped"]

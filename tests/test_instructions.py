@@ -18,9 +18,7 @@ from rlaif.instructions import (
     check_all,
     describe,
     load_tasks,
-    paired_change,
     pass_summary,
-    sign_test_p,
     wilson_interval,
     write_prompt_sets,
 )
@@ -169,31 +167,6 @@ def test_write_prompt_sets_round_trips(tmp_path):
     train, held = build_prompt_sets([f"Task {i}." for i in range(6)], seed=3, heldout_tasks=2)
     paths = write_prompt_sets(tmp_path, train, held)
     assert [json.loads(line) for line in paths[1].read_text().splitlines()] == held
-
-
-def test_sign_test_matches_hand_computed_binomial_tails():
-    # n = 12 changes, 3 the minority: 2 * (C(12,0)+C(12,1)+C(12,2)+C(12,3)) / 2^12 = 2 * 299 / 4096
-    assert sign_test_p(9, 3) == pytest.approx(2 * 299 / 4096)
-    assert sign_test_p(3, 9) == sign_test_p(9, 3)
-    assert sign_test_p(5, 0) == pytest.approx(2 / 32)
-    assert sign_test_p(3, 3) == 1.0 and sign_test_p(0, 0) == 1.0
-    # a large one-sided change keeps its magnitude in the summary (not rounded to 0)
-    tiny = paired_change({str(i): False for i in range(75)}, {str(i): i < 68 for i in range(75)})
-    assert tiny["gained"] == 68 and 0 < tiny["sign_test_p"] < 1e-15
-
-
-def test_paired_change_pairs_by_key_and_counts_the_unmatched():
-    before = {"a#0": False, "b#0": False, "c#0": True, "d#0": True, "gone#0": True}
-    after = {"a#0": True, "b#0": False, "c#0": False, "d#0": True, "new#0": True, "e#0": True}
-    before["e#0"] = False
-    change = paired_change(before, after)
-    assert change == {
-        "paired": 5,
-        "gained": 2,  # a, e
-        "lost": 1,  # c
-        "sign_test_p": 1.0,
-        "unmatched": 2,  # gone (only before), new (only after)
-    }
 
 
 def test_the_instruction_checker_rewards_a_real_grpo_step(tiny_model_dir, tmp_path):

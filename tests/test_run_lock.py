@@ -8,38 +8,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
-from cli_process import CliProcess
+from cli_process import CliProcess, interruptible_run
 
 from rlaif.pipeline import run_lock
 from rlaif.pipeline.health import read_status
 
 
-def _config(run_config, model: Path, shared: Path) -> Path:
-    data = run_config.tiny(
-        model,
-        name="locked",
-        seed=3,
-        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 40},
-        feedback={
-            "source": "self_rewarding",
-            "chunk_size": 2,
-            "options": {"num_generations": 2, "sampling": {"max_tokens": 16}},
-        },
-        dpo={"lora": {"r": 4, "alpha": 8}},
-    )
-    return run_config.write(data)
-
-
 def test_second_run_into_a_busy_folder_refuses_then_a_killed_run_reads_interrupted(
     tmp_path, run_config, tiny_model_dir, shared_data
 ):
-    config = _config(run_config, tiny_model_dir, shared_data)
+    config = interruptible_run(run_config, tiny_model_dir, shared_data, "locked")
     run_dir = tmp_path / "runs" / "locked"
     lock = run_dir / run_lock.LOCK_FILE
-    first = CliProcess(["run", str(config)], tmp_path, "first")
-    try:
+    with CliProcess(["run", str(config)], tmp_path, "first") as first:
         first.wait_until(lambda: lock.is_file() and lock.read_text().strip() == str(first.proc.pid))
         assert run_lock.holder(run_dir) == first.proc.pid
         second = CliProcess(["run", str(config)], tmp_path, "second")
@@ -53,8 +35,6 @@ def test_second_run_into_a_busy_folder_refuses_then_a_killed_run_reads_interrupt
         first.send(signal.SIGKILL)
         first.proc.wait(timeout=30)
         assert first.survivors(grace=10) == [], "engine processes outlived the SIGKILLed run"
-    finally:
-        first.cleanup()
     assert run_lock.holder(run_dir) is None  # the kernel dropped the lock with the process
     assert json.loads((run_dir / "status.json").read_text())["status"] == "running"  # as left on disk
     assert read_status(run_dir)["status"] == "interrupted"
@@ -63,16 +43,13 @@ def test_second_run_into_a_busy_folder_refuses_then_a_killed_run_reads_interrupt
     assert "Status: INTERRUPTED" in (run_dir / "report.html").read_text()
 
     # the next run says the last one was killed; SIGTERM now leaves status 'interrupted' at its stage
-    third = CliProcess(["run", str(config)], tmp_path, "third")
-    try:
+    with CliProcess(["run", str(config)], tmp_path, "third") as third:
         third.wait_until(lambda: "VLLM::EngineCore" in third.seen_names(), timeout=300)
         third.send(signal.SIGTERM)
         assert third.finish(timeout=180) == 143
         # writing the interrupted report adds nothing after the resume hint
         assert third.stderr().strip().splitlines()[-1].startswith("interrupted (SIGTERM): finished stages")
         assert third.survivors() == []
-    finally:
-        third.cleanup()
     assert (
         f"note: the previous run in {run_dir} (pid {first.proc.pid}) was killed; resuming" in third.stderr()
     )

@@ -7,7 +7,8 @@ a ``return None`` answer) before any sample -- on HumanEval 164 x 3 samples that
 Guarantees: an entry is used only for a problem with the same content (every field; of the metadata
 all but the expected outputs the sandbox itself computes from the reference), the same sandbox
 limits and isolation, the same Python, and the same rlaif sources that build and judge the jobs (a
-hash of ``rlaif/sandbox`` and ``rlaif/code``), so editing the checker or the problem invalidates it.
+hash of ``rlaif/sandbox``, ``rlaif/code`` and ``rlaif/records.py``, read once per process), so editing
+the checker or the problem invalidates it for the next command.
 Only conclusive outcomes are stored: a problem whose check timed out, was killed or met a sandbox
 error is checked again next time. Each store is one ``O_APPEND`` write of whole lines, so runs at
 once never tear an entry; a line that does not parse is ignored (its problem is checked again).
@@ -46,14 +47,20 @@ def default_dir() -> Path | None:
         return None
 
 
-@functools.cache
-def code_fingerprint() -> str:
-    """The Python version and every source file that builds or judges a check's jobs."""
+def fingerprint_of(package: Path) -> str:
+    """The Python version and every source file under ``package`` that builds or judges a check's jobs
+    (``sandbox/*.py``, ``code/*.py``, ``records.py``)."""
     h = hashlib.sha256(sys.version.encode())
-    package = Path(__file__).resolve().parent.parent
     for path in sorted([*package.glob("sandbox/*.py"), *package.glob("code/*.py"), package / "records.py"]):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """This rlaif's :func:`fingerprint_of`, read once per process: the sources do not change under a
+    running command, and a pipeline builds a cache per evaluation."""
+    return fingerprint_of(Path(__file__).resolve().parent.parent)
 
 
 def problem_key(problem: CodeProblem, setting: str) -> str:

@@ -43,7 +43,7 @@ from rlaif.feedback.context import SourceContext
 from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.result import FeedbackResult, finish, new_result, pair_id
 from rlaif.feedback.source import SourceConfig, require_prompts
-from rlaif.generation import require_scoring, score_continuations
+from rlaif.generation import log_prob_contrasts, require_scoring
 from rlaif.generation.texts import Sampled, sample_n_with_retries, sample_with_retries
 from rlaif.instructions import describe
 from rlaif.records import Message, PreferencePair, PromptRecord
@@ -139,23 +139,21 @@ def _choose(
 ) -> dict[str, tuple[int, list[float | None]]]:
     """Per prompt: the index (among its valid candidates) of the highest contrast, and every contrast.
 
-    One ``score_continuations`` call scores each valid candidate under the pair's prompt and under the
-    bare request; a candidate that does not fit the context scores None and is picked only if no
-    candidate has a score."""
-    prompts, texts, owners = [], [], []
+    One :func:`~rlaif.generation.log_prob_contrasts` call scores each valid candidate under the pair's
+    prompt and under the bare request; a candidate that does not fit the context scores None and is
+    picked only if no candidate has a score."""
+    items, owners = [], []
     for rec, cands in zip(plans, positives, strict=True):
         bare = _with_last_user(rec.messages, rec.metadata["task"])
         for c in cands:
             if c.text is not None:
-                prompts += [rec.messages, bare]
-                texts += [c.text, c.text]
+                items.append((rec.messages, bare, c.text))
                 owners.append(rec.id)
-    scores = score_continuations(engine, prompts, texts, adapter=context.adapter)
     contrasts: dict[str, list[float | None]] = {}
-    for j, rec_id in enumerate(owners):
-        given, bare = scores[2 * j], scores[2 * j + 1]
-        value = None if not given or not bare else (sum(given) - sum(bare)) / len(given)
-        contrasts.setdefault(rec_id, []).append(None if value is None else round(value, 4))
+    for rec_id, contrast in zip(
+        owners, log_prob_contrasts(engine, items, adapter=context.adapter), strict=True
+    ):
+        contrasts.setdefault(rec_id, []).append(None if contrast.value is None else round(contrast.value, 4))
     out = {}
     for rec_id, values in contrasts.items():
         ranked = [(v if v is not None else float("-inf"), -k) for k, v in enumerate(values)]

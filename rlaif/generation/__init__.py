@@ -7,7 +7,8 @@
 - :mod:`.texts` - valid texts for feedback sources: seeds derived from (seed, stage, key, attempt),
   :class:`~.output_rules.OutputRules` deciding validity, failures counted;
 - text scoring: :func:`score_continuations` / :func:`require_scoring` (prompt log-probabilities,
-  the engine's optional capability).
+  the engine's optional capability), and :mod:`.contrast`, the log-probability contrast of a reply
+  under two contexts (:func:`log_prob_contrasts`).
 
 Judges and every feedback source send requests through this layer, so the source contract (one call
 per stage and retry round, per-request seeds, over-long prompts dropped) holds by construction.
@@ -16,6 +17,7 @@ Non-guarantee: determinism holds for one engine build on one machine.
 
 from rlaif.engines.base import require_scoring, score_continuations
 from rlaif.generation.context import context_overflow, generate_checked, token_counter
+from rlaif.generation.contrast import Contrast, log_prob_contrasts
 from rlaif.generation.output_rules import OutputRules, clean_output, with_template_stops
 from rlaif.generation.retry import (
     PerRequestSeeds,
@@ -27,6 +29,7 @@ from rlaif.generation.retry import (
 from rlaif.generation.texts import Sampled, failure, sample_n_with_retries, sample_with_retries
 
 __all__ = [
+    "Contrast",
     "OutputRules",
     "PerRequestSeeds",
     "RetryReport",
@@ -37,6 +40,7 @@ __all__ = [
     "failure",
     "generate_checked",
     "generate_each",
+    "log_prob_contrasts",
     "require_scoring",
     "sample_n_with_retries",
     "sample_until_valid",

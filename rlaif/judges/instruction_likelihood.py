@@ -11,7 +11,8 @@ With ``judge.model: policy`` the judge is the current policy, so it changes roun
 
 The bare request is found in the last user turn by :func:`rlaif.instructions.split_instruction` (the
 prompt ends with an instruction in a shipped or held-out wording), so the judge needs only the
-conversation. Guarantees: one ``score_continuations`` call per batch; a prompt without a known
+conversation. Guarantees: one ``score_continuations`` call per batch (the contrast is
+:func:`rlaif.generation.contrast.log_prob_contrasts`); a prompt without a known
 instruction wording, an empty reply, or a reply that does not fit the context is an invalid judgment
 with its reason, never a made-up score. Needs an engine that scores text (in-process vLLM, no LoRA).
 Non-guarantee: the scale is a log-likelihood ratio that depends on the model; compare within one judge.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlaif.engines.base import score_continuations
+from rlaif.generation.contrast import log_prob_contrasts
 from rlaif.instructions import split_instruction
 from rlaif.records import Message
 
@@ -46,7 +47,7 @@ def instruction_likelihood(
     if engine is None:
         raise ValueError("instruction_likelihood needs the judge engine (it scores text)")
     out: list[float | dict | None] = [None] * len(prompts)
-    asks, texts, owners = [], [], []
+    items, owners = [], []
     for i, (messages, reply) in enumerate(zip(prompts, responses, strict=True)):
         msgs = [m if isinstance(m, Message) else Message.model_validate(m) for m in messages]
         bare = _bare(msgs)
@@ -55,14 +56,11 @@ def instruction_likelihood(
         elif not reply.strip():
             out[i] = {"value": None, "invalid_reason": "empty reply"}
         else:
-            asks += [msgs, bare]
-            texts += [reply, reply]
+            items.append((msgs, bare, reply))
             owners.append(i)
-    scores = score_continuations(engine, asks, texts)
-    for j, i in enumerate(owners):
-        given, bare = scores[2 * j], scores[2 * j + 1]
-        if not given or not bare:
+    for i, contrast in zip(owners, log_prob_contrasts(engine, items), strict=True):
+        if contrast.value is None:
             out[i] = {"value": None, "invalid_reason": "reply does not fit the context"}
         else:
-            out[i] = round((sum(given) - sum(bare)) / len(given), 4)
+            out[i] = round(contrast.value, 4)
     return out  # type: ignore[return-value]

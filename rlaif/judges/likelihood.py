@@ -13,7 +13,8 @@ A template selects this judge with ``judge: pointwise`` and
 ``from_template(ContrastiveLikelihoodJudge, ...)`` from Python); its body is the system prompt, with
 ``{{ descriptor }}`` where the descriptor goes, and it declares ``variables: [descriptor]``.
 
-Guarantees: one ``score_continuations`` call per ``score`` call (both contexts of every item); an
+Guarantees: one ``score_continuations`` call per ``score`` call (both contexts of every item, through
+:func:`rlaif.generation.contrast.log_prob_contrasts`, the one place the contrast is computed); an
 item that does not fit the context, or an empty reply, is an invalid judgment with its reason; an
 engine without the scoring capability is an :class:`EngineError` before anything is judged.
 Non-guarantees: the score is a log-likelihood ratio, not a probability, and its scale depends on
@@ -26,8 +27,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from rlaif.engines.base import cannot_score_error, score_continuations
+from rlaif.engines.base import cannot_score_error
 from rlaif.errors import TemplateError
+from rlaif.generation.contrast import Contrast, log_prob_contrasts
 from rlaif.judges.base import (
     Request,
     ScoreJudge,
@@ -62,8 +64,10 @@ def contrast_system_prompts(
     return pos, neg
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+_INVALID = {
+    "too_long": "the conversation and reply do not fit the model's context (not scored)",
+    "empty": "empty reply: nothing to score",
+}
 
 
 class ContrastiveLikelihoodJudge(ScoreJudge):
@@ -106,18 +110,16 @@ class ContrastiveLikelihoodJudge(ScoreJudge):
     ) -> list[PointwiseResult]:
         """Contrast score per (conversation, response), in input order; one scoring call."""
         items = judge_items(items)
-        prompts: list[list[Message]] = []
-        for conv, _ in items:
-            prompts.extend(self.contexts(list(conv)))
-        replies = [response for _, response in items for _ in range(2)]
-        logprobs = score_continuations(self.engine, prompts, replies, adapter=self.adapter)
+        contrasts = log_prob_contrasts(
+            self.engine, [(*self.contexts(list(conv)), response) for conv, response in items], self.adapter
+        )
         hashes = [
             stable_hash(self.contrast_template.content_hash, str(conv), response) for conv, response in items
         ]
         keys = item_ids(ids, len(items), "contrast", hashes)
         results = []
-        for i, (_, response) in enumerate(items):
-            judgment = self._judgment(i, keys[i], hashes[i], response, logprobs[2 * i], logprobs[2 * i + 1])
+        for i, contrast in enumerate(contrasts):
+            judgment = self._judgment(i, keys[i], hashes[i], contrast)
             ok = judgment.status == "ok"
             results.append(
                 PointwiseResult(
@@ -126,27 +128,14 @@ class ContrastiveLikelihoodJudge(ScoreJudge):
             )
         return results
 
-    def _judgment(
-        self,
-        index: int,
-        key: str,
-        content_hash: str,
-        response: str,
-        pos: list[float] | None,
-        neg: list[float] | None,
-    ) -> Judgment:
-        reason, parsed, meta = None, None, {"item_index": index}
-        if pos is None or neg is None:
-            reason = "the conversation and reply do not fit the model's context (not scored)"
-        elif not pos or not neg:
-            reason = "empty reply: nothing to score"
-        else:
-            mean_pos, mean_neg = _mean(pos), _mean(neg)
-            parsed = Parsed(ok=True, score=mean_pos - mean_neg)
+    def _judgment(self, index: int, key: str, content_hash: str, contrast: Contrast) -> Judgment:
+        reason, parsed, meta = _INVALID.get(contrast.invalid), None, {"item_index": index}
+        if contrast.value is not None:
+            parsed = Parsed(ok=True, score=contrast.value)
             meta |= {
-                "mean_logprob_positive": mean_pos,
-                "mean_logprob_negative": mean_neg,
-                "reply_tokens": len(pos),
+                "mean_logprob_positive": contrast.mean_positive,
+                "mean_logprob_negative": contrast.mean_negative,
+                "reply_tokens": contrast.tokens,
             }
         request = Request(text=self.positive_system, prompt_hash=content_hash, payload=self.positive_system)
         return make_judgment(

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.code.jobs import CODE_STOP
-from rlaif.instructions import paired_change
 from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.health import invalid_reasons
@@ -33,7 +32,7 @@ from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.pipeline.summary import EvalOutputs, EvalSummary
 from rlaif.records import iter_json_lines, write_jsonl
 from rlaif.tasks.code import CodeTask
-from rlaif.tasks.metric import pass_at_k_metric
+from rlaif.tasks.metric import paired_change, pass_at_k_metric
 
 
 def _code_outcomes(rows) -> dict[str, bool]:

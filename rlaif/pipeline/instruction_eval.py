@@ -12,7 +12,7 @@ prompts without instructions are counted (``instruction_unscored``), never silen
 malformed instruction is an error naming the prompt. After training, the round is compared sample by
 sample with the starting policy's evaluation (and with the previous round's, from round 2 on): how many
 held-out samples newly pass, how many newly fail, and an exact sign test on those changes
-(:func:`rlaif.instructions.paired_change`), because overlapping per-round intervals can hide a
+(:func:`rlaif.tasks.metric.paired_change`), because overlapping per-round intervals can hide a
 consistent paired gain. Non-guarantee: the p-value is per comparison, not corrected for the number of
 rounds looked at.
 """
@@ -23,12 +23,11 @@ import json
 from pathlib import Path
 
 from rlaif.errors import ConfigError
-from rlaif.instructions import paired_change
 from rlaif.pipeline.inputs import load_prompt_source
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.records import iter_json_lines, stable_hash
 from rlaif.tasks.instruction import InstructionTask
-from rlaif.tasks.metric import instruction_pass_rate_metric
+from rlaif.tasks.metric import instruction_pass_rate_metric, paired_change
 
 
 def instruction_eval(ctx, engine, rows: list[dict], compare: dict[str, Path] | None = None) -> dict:

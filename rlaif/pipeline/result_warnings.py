@@ -27,10 +27,10 @@ import sys
 from pathlib import Path
 
 from rlaif.config import HealthConfig
-from rlaif.instructions import paired_change
 from rlaif.pipeline.health import HealthCheckFailed
 from rlaif.pipeline.manifest import read_manifest
 from rlaif.records import iter_json_lines
+from rlaif.tasks.metric import paired_change
 
 CHECKS = ("judge_consistency", "drop", "invalid_rise")
 

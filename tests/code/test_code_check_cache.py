@@ -5,9 +5,12 @@ other limits or a torn cache line are checked again; inconclusive checks are nev
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 from rlaif.cli import main
-from rlaif.code.check_cache import CheckCache, default_dir, pool_setting, problem_key
+from rlaif.code import check_cache
+from rlaif.code.check_cache import CheckCache, default_dir, fingerprint_of, pool_setting, problem_key
 from rlaif.code.problems import load_problems
 from rlaif.sandbox import Limits
 
@@ -118,3 +121,36 @@ def test_the_folder_follows_the_environment_and_without_a_home_nothing_is_rememb
     cache = CheckCache()
     cache.store([("k", None)])
     assert cache.lookup("k") == (False, None) and cache.stored == 0
+
+
+def test_the_source_fingerprint_is_read_once_per_process_and_follows_every_checker_source(
+    tmp_path, monkeypatch
+):
+    package = Path(check_cache.__file__).resolve().parents[1]
+    copy = tmp_path / "rlaif"
+    shutil.copytree(package / "sandbox", copy / "sandbox", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(package / "code", copy / "code", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(package / "records.py", copy / "records.py")
+    original = fingerprint_of(copy)
+    assert original == fingerprint_of(package)  # only these sources count
+    (copy / "judges").mkdir()
+    (copy / "judges" / "other.py").write_text("x = 1\n")
+    assert fingerprint_of(copy) == original  # a source that does not build or judge a check
+    for source in ("sandbox/runner.py", "code/validate.py", "records.py"):
+        path = copy / source
+        text = path.read_text()
+        path.write_text(text + "\n# edited\n")
+        assert fingerprint_of(copy) != original, source
+        path.write_text(text)
+        assert fingerprint_of(copy) == original, source
+
+    reads = []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real_read(self))
+    check_cache.code_fingerprint.cache_clear()
+    assert CheckCache(tmp_path / "c").path.name == f"{original}.jsonl"
+    n_sources = len(reads)
+    assert n_sources > 10  # every sandbox and code module and records.py were read ...
+    CheckCache(tmp_path / "c")
+    CheckCache(tmp_path / "d")
+    assert len(reads) == n_sources  # ... once: later caches in the process reuse the fingerprint

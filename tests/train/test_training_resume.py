@@ -25,13 +25,28 @@ def _train(tmp_path: Path, stage: str, cfg: dict, out: Path, name: str, kill_at:
     config = tmp_path / f"{name}.yaml"
     config.write_text(yaml.safe_dump({**cfg, "output_dir": str(out)}))
     env = {FAULT_ENV: str(kill_at)} if kill_at else {}
-    cli = CliProcess(["train", stage, "--config", str(config)], tmp_path, name, env=env)
-    try:
+    with CliProcess(["train", stage, "--config", str(config)], tmp_path, name, env=env) as cli:
         code = cli.finish(timeout=600)
         assert cli.survivors() == []
-    finally:
-        cli.cleanup()
     return code, cli
+
+
+def _whole_then_killed(tmp_path: Path, stage: str, cfg: dict, kill_at: int) -> Path:
+    """Train ``cfg`` uninterrupted into ``whole/``, then again into ``resumed/`` (returned), SIGKILLed
+    by the fault hook right after optimiser step ``kill_at``."""
+    code, _ = _train(tmp_path, stage, cfg, tmp_path / "whole", "whole")
+    assert code == 0
+    out = tmp_path / "resumed"
+    code, killed = _train(tmp_path, stage, cfg, out, "killed", kill_at=kill_at)
+    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    return out
+
+
+def _resume(tmp_path: Path, stage: str, cfg: dict, out: Path) -> CliProcess:
+    """The same command again into the killed run's ``out``: it must finish."""
+    code, resumed = _train(tmp_path, stage, cfg, out, "resumed")
+    assert code == 0, resumed.stderr()[-3000:]
+    return resumed
 
 
 def _tensors(path: Path) -> dict:
@@ -40,10 +55,11 @@ def _tensors(path: Path) -> dict:
     return load_file(str(path))
 
 
-def _assert_same_weights(a: Path, b: Path) -> None:
+def _assert_same_weights(tmp_path: Path, out: Path, weights: str) -> None:
+    """``weights`` (a path under the output folder) of the resumed run equal the uninterrupted run's."""
     import torch
 
-    ta, tb = _tensors(a), _tensors(b)
+    ta, tb = _tensors(tmp_path / "whole" / weights), _tensors(out / weights)
     assert ta.keys() == tb.keys() and ta
     for key in ta:
         assert torch.allclose(ta[key], tb[key], rtol=0, atol=1e-6), key
@@ -66,21 +82,15 @@ def test_dpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
         "save_steps": 2,
         "save_total_limit": 2,
     }
-    code, _ = _train(tmp_path, "dpo", cfg, tmp_path / "whole", "whole")
-    assert code == 0
-    out = tmp_path / "resumed"
-    code, killed = _train(tmp_path, "dpo", cfg, out, "killed", kill_at=5)
-    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    out = _whole_then_killed(tmp_path, "dpo", cfg, kill_at=5)
     assert sorted(p.name for p in (out / "trainer").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert not (out / "adapter").exists()
-    code, resumed = _train(tmp_path, "dpo", cfg, out, "resumed")
-    assert code == 0, resumed.stderr()[-3000:]
+    resumed = _resume(tmp_path, "dpo", cfg, out)
     assert json.loads(resumed.stdout())["counts"]["steps"] == 6
     assert f"dpo: resuming from {out / 'trainer' / 'checkpoint-4'} (step 4)" in resumed.stderr()
     assert "4 cached" in resumed.stderr() or "(cached)" in resumed.stderr(), resumed.stderr()[-2000:]
     _check_resumed_metrics(out / "metrics.jsonl", 6)
-    _assert_same_weights(tmp_path / "whole" / "adapter" / "adapter_model.safetensors",
-                         out / "adapter" / "adapter_model.safetensors")  # fmt: skip
+    _assert_same_weights(tmp_path, out, "adapter/adapter_model.safetensors")
 
 
 def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, rm_pairs_file):
@@ -92,19 +102,12 @@ def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tin
         "learning_rate": 1e-3,
         "save_steps": 2,
     }
-    code, _ = _train(tmp_path, "reward-model", cfg, tmp_path / "whole", "whole")
-    assert code == 0
-    out = tmp_path / "resumed"
-    code, killed = _train(tmp_path, "reward-model", cfg, out, "killed", kill_at=5)
-    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
-    code, resumed = _train(tmp_path, "reward-model", cfg, out, "resumed")
-    assert code == 0, resumed.stderr()[-3000:]
+    out = _whole_then_killed(tmp_path, "reward-model", cfg, kill_at=5)
+    resumed = _resume(tmp_path, "reward-model", cfg, out)
     assert f"reward_model: resuming from {out / 'trainer' / 'checkpoint-4'} (step 4)" in resumed.stderr()
     assert "(cached)" in resumed.stderr() or "4 cached" in resumed.stderr(), resumed.stderr()[-2000:]
     _check_resumed_metrics(out / "metrics.jsonl", 6)
-    _assert_same_weights(
-        tmp_path / "whole" / "model" / "model.safetensors", out / "model" / "model.safetensors"
-    )
+    _assert_same_weights(tmp_path, out, "model/model.safetensors")
 
 
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
@@ -128,24 +131,17 @@ def test_ppo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
     }
     if not lora:
         cfg["lora"] = None
-    code, _ = _train(tmp_path, "ppo", cfg, tmp_path / "whole", "whole")
-    assert code == 0
-    out = tmp_path / "resumed"
-    code, killed = _train(tmp_path, "ppo", cfg, out, "killed", kill_at=3)
-    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
+    out = _whole_then_killed(tmp_path, "ppo", cfg, kill_at=3)
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000002"]
-    code, resumed = _train(tmp_path, "ppo", cfg, out, "resumed")
-    assert code == 0, resumed.stderr()[-3000:]
+    resumed = _resume(tmp_path, "ppo", cfg, out)
     assert "ppo: resumed from the checkpoint after step 2 of 5" in resumed.stderr()
     result = json.loads(resumed.stdout())
     assert result["counts"]["steps"] == 5 and len(result["extra"]["score_curve"]) == 5
     _check_resumed_metrics(out / "metrics.jsonl", 5)
     assert not (out / "checkpoints").exists()  # removed once the stage finished
     weights = "adapter/adapter_model.safetensors" if lora else "model/model.safetensors"
-    _assert_same_weights(tmp_path / "whole" / weights, out / weights)
-    _assert_same_weights(
-        tmp_path / "whole" / "critic" / "model.safetensors", out / "critic" / "model.safetensors"
-    )
+    _assert_same_weights(tmp_path, out, weights)
+    _assert_same_weights(tmp_path, out, "critic/model.safetensors")
 
 
 def test_only_complete_checkpoints_made_under_the_same_key_are_resumed(tmp_path):
@@ -180,14 +176,8 @@ def test_grpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_
         "lora": {"r": 4, "alpha": 8},
         "save_steps": 2,
     }
-    code, _ = _train(tmp_path, "grpo", cfg, tmp_path / "whole", "whole")
-    assert code == 0
-    out = tmp_path / "resumed"
-    code, killed = _train(tmp_path, "grpo", cfg, out, "killed", kill_at=3)
-    assert code == -signal.SIGKILL, killed.stderr()[-2000:]
-    code, resumed = _train(tmp_path, "grpo", cfg, out, "resumed")
-    assert code == 0, resumed.stderr()[-3000:]
+    out = _whole_then_killed(tmp_path, "grpo", cfg, kill_at=3)
+    resumed = _resume(tmp_path, "grpo", cfg, out)
     assert f"grpo: resuming from {out / 'trainer' / 'checkpoint-2'} (step 2)" in resumed.stderr()
     _check_resumed_metrics(out / "metrics.jsonl", 4)
-    _assert_same_weights(tmp_path / "whole" / "adapter" / "adapter_model.safetensors",
-                         out / "adapter" / "adapter_model.safetensors")  # fmt: skip
+    _assert_same_weights(tmp_path, out, "adapter/adapter_model.safetensors")
