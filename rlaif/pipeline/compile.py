@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import ResolvedRun, RunConfig, resolve_run
+from rlaif.config import RunConfig
 from rlaif.errors import ConfigError
 from rlaif.pipeline.inputs import is_code_run, load_prompt_source
 from rlaif.pipeline.judging import check_judges
 from rlaif.pipeline.preflight import check_context_lengths, read_inputs
-from rlaif.pipeline.resolve import check_text_scoring, lora_rank, serves_adapters
+from rlaif.pipeline.resolve import ResolvedRun, check_text_scoring, lora_rank, resolve_run, serves_adapters
 from rlaif.pipeline.stage_kinds import run_blocks
 from rlaif.tasks.rewards import verdict_reward
 

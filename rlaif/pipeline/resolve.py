@@ -1,30 +1,111 @@
-"""What resolving a run needs besides the registry: feedback source blocks, the values a stage sets
-itself, and what the resolved run's policy engine serves.
+"""Resolving a run: every option block validated once against its stage's model, with the values
+the stage sets itself, and what the resolved run's policy engine serves.
 
-The config layer (:func:`rlaif.config.resolve_run`) validates; each stage kind of the registry
-(:mod:`rlaif.pipeline.stage_kinds`) names its blocks' models and the values its stage sets itself (the
-output directory and seed a user may override, the policy, pair and prompt files a user may not);
-:func:`rlaif.pipeline.compile.resolve` puts them together, so a block is validated once, with the values
-the stage will really use, and the stages only fill in per-round values.
+Each stage kind of the registry (:mod:`rlaif.pipeline.stage_kinds`) names its blocks (:class:`Block`):
+the model, the user's options, the output directory and seed a user may override, the policy, pair
+and prompt files a user may not. :func:`resolve_run` validates them once into a :class:`ResolvedRun`
+(:func:`rlaif.pipeline.compile.resolve` puts registry and run together), so a block is validated with
+the values the stage will really use and stages only fill in per-round values with ``model_copy``,
+never by validating again.
 
 Guarantees: an unknown or broken ``feedback.source`` is an error naming that key; values the run
 decides (``seed``, ``round``, ``adapter``: see :class:`rlaif.feedback.context.SourceContext`) and the
 per-source pair filter (``filter``: pairs are filtered in one place, ``pairs.options``) are refused in
-a built-in source's ``feedback.options`` with a message saying where they belong.
+a built-in source's ``feedback.options`` with a message saying where they belong; every validation
+error names the file and the key.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rlaif.config import Block, FeedbackConfig, ResolvedRun, RunConfig
+from pydantic import BaseModel
+
+from rlaif.config import RunConfig
+from rlaif.config.base import validate_model
+from rlaif.config.stages import FeedbackConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.feedback.registry import BUILTINS, describe
 from rlaif.pipeline.judging import feedback_options
 from rlaif.train.configs import PolicySpec
 
 RUN_DECIDES = ("seed", "round", "adapter")
+
+
+# -- every option block validated once -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """One option block to resolve: its config model (None: passed on as the plain mapping), the
+    user's mapping, values the stage sets when the user does not (``defaults``) and values the stage
+    always sets itself (``forced``, e.g. the policy a round starts from); ``trains``: the block
+    configures a training stage this run executes (its LoRA decides what the policy engine serves)."""
+
+    model: type[BaseModel] | None
+    options: Mapping[str, Any]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    forced: Mapping[str, Any] = field(default_factory=dict)
+    trains: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A run config with every option block validated against its stage's model, once.
+
+    ``blocks`` maps the YAML key (``feedback.options``, ``pairs.options``, ``dpo``, ``final.options``)
+    to the typed model (or the mapping, for a plug-in without a config model); ``user_keys`` holds the
+    keys the user wrote in each block, so a stage knows which run-time values it may still set;
+    ``training`` the keys of the blocks whose training stage the run executes.
+    """
+
+    config: RunConfig
+    blocks: Mapping[str, Any]
+    user_keys: Mapping[str, frozenset[str]]
+    training: frozenset[str] = frozenset()
+
+    def block(self, key: str) -> Any:
+        if key not in self.blocks:
+            raise ConfigError(f"'{key}' was not resolved for this run")
+        return self.blocks[key]
+
+    def runtime(self, key: str, defaults: Mapping[str, Any], forced: Mapping[str, Any]) -> Any:
+        """The block with a stage's run-time values filled in: ``defaults`` where the user did not set
+        the key, ``forced`` always (typed values: they are not validated again)."""
+        user = self.user_keys.get(key, frozenset())
+        block = self.block(key)
+        defaults = {**self._tracking(block, defaults.get("output_dir")), **defaults}
+        kept = {**{k: v for k, v in defaults.items() if k not in user}, **forced}
+        return block.model_copy(update=kept) if isinstance(block, BaseModel) else {**block, **kept}
+
+    def _tracking(self, block: Any, stage_dir: Any) -> dict[str, Any]:
+        """A trainer block's report_to is the run's, its tensorboard folder the stage's own under
+        ``<run>/tensorboard/`` (``round_1/train``, ...), so one ``tensorboard --logdir`` shows the run."""
+        if not isinstance(block, BaseModel) or "report_to" not in type(block).model_fields:
+            return {}
+        out = {"report_to": list(self.config.report_to)}
+        if stage_dir is not None:
+            out["logging_dir"] = self.config.tracking_dir(stage_dir)
+        return out
+
+
+def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:
+    """Validate each block (defaults < user's options < forced values); errors name the file and key."""
+    file = cfg.source_file or "config"
+    typed = {}
+    for key, block in blocks.items():
+        data = {**block.defaults, **block.options, **block.forced}
+        typed[key] = data if block.model is None else validate_model(block.model, data, file, f"{key}.")
+    keys = {key: frozenset(block.options) for key, block in blocks.items()}
+    training = frozenset(key for key, block in blocks.items() if block.trains)
+    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys, training=training)
+
+
+# -- what the resolved run needs ----------------------------------------------------------------------
 
 
 def serves_adapters(run: ResolvedRun) -> bool:

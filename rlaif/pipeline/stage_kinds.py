@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import Block, HealthConfig, RunConfig
+from rlaif.config import RunConfig
+from rlaif.config.health import HealthConfig
 from rlaif.pairs import PairFilterConfig
 from rlaif.pipeline import health, report_sections, stages
 from rlaif.pipeline.context import RunContext
@@ -27,7 +28,7 @@ from rlaif.pipeline.evaluation import evaluate_policy
 from rlaif.pipeline.feedback_stage import feedback
 from rlaif.pipeline.final_round import FINAL_TRAINERS, run_final_round
 from rlaif.pipeline.manifest import fingerprint_dir
-from rlaif.pipeline.resolve import policy_values, source_block, stage_policy
+from rlaif.pipeline.resolve import Block, policy_values, source_block, stage_policy
 from rlaif.pipeline.summary import (
     BuildSummary,
     EvalSummary,

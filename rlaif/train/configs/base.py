@@ -1,8 +1,8 @@
 """Shared building blocks of the stage configs: strict models, LoRA shape, policy, trainer settings,
 and reward sources.
-Validation goes through :func:`rlaif.config.validate_model`, like the run config's.
+Validation goes through :func:`rlaif.config.base.validate_model`, like the run config's.
 
-Guarantees: ``extra="forbid"`` on every model (the one strict base, :class:`rlaif.config.Strict`).
+Guarantees: ``extra="forbid"`` on every model (the one strict base, :class:`rlaif.config.base.Strict`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlaif.config import Strict, check_report_to
+from rlaif.config.base import Strict, check_report_to
 
 # Projections vLLM can serve LoRA on for Llama-style models (packed into qkv_proj / gate_up_proj there).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
