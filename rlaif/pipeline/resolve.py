@@ -2,17 +2,20 @@
 the stage sets itself, and what the resolved run's policy engine serves.
 
 Each stage kind of the registry (:mod:`rlaif.pipeline.stage_kinds`) names its blocks (:class:`Block`):
-the model, the user's options, the output directory and seed a user may override, the policy, pair
-and prompt files a user may not. :func:`resolve_run` validates them once into a :class:`ResolvedRun`
-(:func:`rlaif.pipeline.compile.resolve` puts registry and run together), so a block is validated with
-the values the stage will really use and stages only fill in per-round values with ``model_copy``,
-never by validating again.
+the model of what the user sets, the user's options, the output directory and seed a user may
+override, and for a trainer the config model its stage hands the trainer (the options plus the
+policy and data files the run decides). :func:`resolve_run` validates what the user set once into a
+:class:`ResolvedRun` (:func:`rlaif.pipeline.compile.resolve` puts registry and run together): no
+input is invented to pass validation, since the files a stage trains on do not exist before the run
+makes them. A stage then builds its trainer's config from the resolved block and its real inputs
+(:meth:`ResolvedRun.runtime`), never by validating the user's options again.
 
 Guarantees: an unknown or broken ``feedback.source`` is an error naming that key; values the run
 decides (``seed``, ``round``, ``adapter``: see :class:`rlaif.feedback.context.SourceContext`) and the
 per-source pair filter (``filter``: pairs are filtered in one place, ``pairs.options``) are refused in
-a built-in source's ``feedback.options`` with a message saying where they belong; every validation
-error names the file and the key.
+a built-in source's ``feedback.options`` with a message saying where they belong; a trainer input
+the run decides (``dpo.pairs``, ``final.options.policy``, ...) is refused in its block; every
+validation error names the file and the key.
 """
 
 from __future__ import annotations
@@ -41,16 +44,24 @@ RUN_DECIDES = ("seed", "round", "adapter")
 
 @dataclass(frozen=True)
 class Block:
-    """One option block to resolve: its config model (None: passed on as the plain mapping), the
-    user's mapping, values the stage sets when the user does not (``defaults``) and values the stage
-    always sets itself (``forced``, e.g. the policy a round starts from); ``trains``: the block
-    configures a training stage this run executes (its LoRA decides what the policy engine serves)."""
+    """One option block to resolve: the model of what the user sets (None: passed on as the plain
+    mapping), the user's mapping, values the stage sets when the user does not (``defaults``: its
+    output folder, its seed); ``config``: the model the stage hands its trainer, i.e. ``model`` plus the
+    inputs the run decides (the policy, the data files), which a user may not set; ``trains``: the
+    block configures a training stage this run executes (its LoRA decides what the policy engine
+    serves)."""
 
     model: type[BaseModel] | None
     options: Mapping[str, Any]
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    forced: Mapping[str, Any] = field(default_factory=dict)
+    config: type[BaseModel] | None = None
     trains: bool = False
+
+    def run_inputs(self) -> list[str]:
+        """The fields of ``config`` the run fills in at stage time (not in ``model``)."""
+        if self.config is None or self.model is None:
+            return []
+        return [k for k in self.config.model_fields if k not in self.model.model_fields]
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,8 @@ class ResolvedRun:
     """A run config with every option block validated against its stage's model, once.
 
     ``blocks`` maps the YAML key (``feedback.options``, ``pairs.options``, ``dpo``, ``final.options``)
-    to the typed model (or the mapping, for a plug-in without a config model); ``user_keys`` holds the
+    to the typed model of what the user set (or the mapping, for a plug-in without a config model);
+    ``configs`` the model a block becomes at stage time, with the run's inputs; ``user_keys`` holds the
     keys the user wrote in each block, so a stage knows which run-time values it may still set;
     ``training`` the keys of the blocks whose training stage the run executes.
     """
@@ -67,6 +79,7 @@ class ResolvedRun:
     blocks: Mapping[str, Any]
     user_keys: Mapping[str, frozenset[str]]
     training: frozenset[str] = frozenset()
+    configs: Mapping[str, type[BaseModel]] = field(default_factory=dict)
 
     def block(self, key: str) -> Any:
         if key not in self.blocks:
@@ -75,12 +88,15 @@ class ResolvedRun:
 
     def runtime(self, key: str, defaults: Mapping[str, Any], forced: Mapping[str, Any]) -> Any:
         """The block with a stage's run-time values filled in: ``defaults`` where the user did not set
-        the key, ``forced`` always (typed values: they are not validated again)."""
+        the key, ``forced`` always (the inputs the run decides: typed values, not validated again)."""
         user = self.user_keys.get(key, frozenset())
         block = self.block(key)
         defaults = {**self._tracking(block, defaults.get("output_dir")), **defaults}
         kept = {**{k: v for k, v in defaults.items() if k not in user}, **forced}
-        return block.model_copy(update=kept) if isinstance(block, BaseModel) else {**block, **kept}
+        if not isinstance(block, BaseModel):
+            return {**block, **kept}
+        config = self.configs.get(key)
+        return config.model_construct(**{**dict(block), **kept}) if config else block.model_copy(update=kept)
 
     def _tracking(self, block: Any, stage_dir: Any) -> dict[str, Any]:
         """A trainer block's report_to is the run's, its tensorboard folder the stage's own under
@@ -94,15 +110,23 @@ class ResolvedRun:
 
 
 def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:
-    """Validate each block (defaults < user's options < forced values); errors name the file and key."""
+    """Validate what the user set in each block (stage defaults < user's options), nothing invented
+    for the inputs the run decides; errors name the file and key."""
     file = cfg.source_file or "config"
     typed = {}
     for key, block in blocks.items():
-        data = {**block.defaults, **block.options, **block.forced}
+        taken = [k for k in block.run_inputs() if k in block.options]
+        if taken:
+            raise ConfigError(
+                f"{file}: '{key}.{taken[0]}' is decided by the run (a stage trains the policy the run "
+                "has reached on the data the run made); remove it"
+            )
+        data = {**block.defaults, **block.options}
         typed[key] = data if block.model is None else validate_model(block.model, data, file, f"{key}.")
     keys = {key: frozenset(block.options) for key, block in blocks.items()}
     training = frozenset(key for key, block in blocks.items() if block.trains)
-    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys, training=training)
+    configs = {key: block.config for key, block in blocks.items() if block.config is not None}
+    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys, training=training, configs=configs)
 
 
 # -- what the resolved run needs ----------------------------------------------------------------------
@@ -178,10 +202,6 @@ def source_block(cfg: RunConfig, feedback: FeedbackConfig, key: str) -> Block:
             )
     options = feedback_options(cfg) if feedback is cfg.feedback else dict(feedback.options)
     return Block(declared.config_model, options)
-
-
-def policy_values(cfg: RunConfig) -> dict:
-    return {"path": cfg.policy.path, "adapter": cfg.policy.adapter}
 
 
 def stage_policy(policy) -> object:

@@ -51,6 +51,12 @@ class PolicySpec(Strict):
     adapter: Path | None = Field(None, description="LoRA adapter directory applied on top of `path`, if any.")
 
 
+def refuse_full_finetuning_of_an_adapter(lora: LoraSettings | None, policy: PolicySpec) -> None:
+    """DPO and SFT train the starting policy as it is: full fine-tuning cannot train an adapter."""
+    if lora is None and policy.adapter is not None:
+        raise ValueError("full fine-tuning (lora: null) of a policy with an adapter: merge it first")
+
+
 class TrainerBase(Strict):
     """What every trainer (TRL's and our PPO) is set with, in TRL's words (``max_steps``,
     ``logging_steps``, ...). ``renamed_keys``: keys of earlier versions, named by the "did you mean"
