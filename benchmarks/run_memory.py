@@ -98,7 +98,7 @@ def per_stage_peaks(samples, windows) -> list[tuple[str, float, int]]:
 
 
 def run_config_overrides(args, mode: str, out: Path) -> list[str]:
-    from rlaif.config import load_run_config
+    from rlaif.config.loading import load_run_config
 
     sets = [
         f"output_dir={out / mode}",
@@ -134,7 +134,7 @@ def reuse_stages(source: Path, run_dir: Path) -> list[str]:
 
 
 def measure(args, mode: str, out: Path) -> dict:
-    from rlaif.config import load_run_config
+    from rlaif.config.loading import load_run_config
 
     sets = run_config_overrides(args, mode, out)
     run_dir = load_run_config(args.pipeline, sets).run_dir()

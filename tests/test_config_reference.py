@@ -141,7 +141,7 @@ def test_the_readme_shrink_command_is_a_valid_run():
     import re
     import shlex
 
-    from rlaif.config import load_run_config
+    from rlaif.config.loading import load_run_config
     from rlaif.pipeline.compile import resolve
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")

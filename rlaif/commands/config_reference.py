@@ -124,9 +124,8 @@ def _source_sections(prefix: str, sources: list[str] | None = None) -> list[Sect
     for name in sources or sorted(BUILTINS):
         model = describe(name).config_model
         if model is not None:
-            out.append(
-                Section(f"`{prefix.rstrip('.')}` for `source: {name}`", prefix, model, run_sets=RUN_DECIDES)
-            )
+            sets = tuple(k for k in RUN_DECIDES if k in model.model_fields)
+            out.append(Section(f"`{prefix.rstrip('.')}` for `source: {name}`", prefix, model, run_sets=sets))
     return out
 
 
@@ -144,26 +143,30 @@ def _judge_sections(kinds: list[str] | None = None) -> list[Section]:
 def _trainer_sections(finals: tuple[str, ...] = FINAL_KINDS) -> list[Section]:
     from rlaif.pairs import PairFilterConfig
     from rlaif.pipeline.stage_kinds import FINAL_TRAINERS
-    from rlaif.train.configs import DPOConfig
-    from rlaif.train.sft import SFTConfig
+    from rlaif.train.configs import DPOConfig, DPOOptions
+    from rlaif.train.sft import SFTConfig, SFTOptions
 
-    sets = ("policy", "pairs", "prompts", "records")
     run = (("output_dir", "(the stage's folder in the run)"), ("seed", "(from the run's seed)"))
     trainers = [
-        ("`dpo`: each DPO round", "dpo.", DPOConfig),
-        ("`sft.options`: SFT before round 1", "sft.options.", SFTConfig),
+        ("`dpo`: each DPO round", "dpo.", DPOOptions, DPOConfig),
+        ("`sft.options`: SFT before round 1", "sft.options.", SFTOptions, SFTConfig),
     ]
     trainers += [
-        (f"`final.options` for `final.kind: {kind}`", "final.options.", FINAL_TRAINERS[kind].config)
-        for kind in finals
+        (f"`final.options` for `final.kind: {kind}`", "final.options.", t.options, t.config)
+        for kind, t in ((kind, FINAL_TRAINERS[kind]) for kind in finals)
     ]
     return [
         Section("`pairs.options`: the pair filters", "pairs.options.", PairFilterConfig),
         *(
-            Section(title, prefix, model, run_sets=sets, run_defaults=run)
-            for title, prefix, model in trainers
+            Section(title, prefix, options, run_sets=_run_inputs(options, config), run_defaults=run)
+            for title, prefix, options, config in trainers
         ),
     ]
+
+
+def _run_inputs(options: type[BaseModel], config: type[BaseModel]) -> tuple[str, ...]:
+    """What a trainer's config adds to the user's options: the inputs the run gives each stage."""
+    return tuple(k for k in config.model_fields if k not in options.model_fields)
 
 
 def all_sections() -> list[Section]:
@@ -223,9 +226,8 @@ def render_markdown(sections: list[Section] | None = None) -> str:
     for section in sections:
         lines += [f"## {section.title}", ""]
         extra = [section.note] if section.note else []
-        run_sets = [k for k in section.run_sets if k in section.model.model_fields]
-        if run_sets:
-            shown = ", ".join(f"`{k}`" for k in run_sets)
+        if section.run_sets:
+            shown = ", ".join(f"`{k}`" for k in section.run_sets)
             extra.append(f"Not in this block (the run or the keys next to it set them): {shown}.")
         lines += [*extra, ""] if extra else []
         lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]

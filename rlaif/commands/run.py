@@ -17,7 +17,7 @@ def check_config(file: Path, overrides: list[str]):
     """Load and compile a run config (:func:`rlaif.pipeline.compile.compile_run`: every block, judge, data
     file and cross-field rule, without loading any model). Returns the plan the runner reuses; notes
     (skipped malformed records) go to stderr."""
-    from rlaif.config import load_run_config
+    from rlaif.config.loading import load_run_config
     from rlaif.pipeline.compile import compile_run
 
     plan = compile_run(load_run_config(file, overrides))
@@ -61,7 +61,7 @@ def _explain(file: Path, overrides: list[str], key: str) -> None:
     """One key as this run reads it: its source's options, its judge kind's, its final trainer's.
     Only the schema is loaded (no data file or model is checked), so it works before they exist."""
     from rlaif.commands.config_reference import all_sections, explain, run_sections
-    from rlaif.config import load_run_config
+    from rlaif.config.loading import load_run_config
 
     cfg = load_run_config(file, overrides)
     for text in explain(key, run_sections(cfg), str(file), others=all_sections()):

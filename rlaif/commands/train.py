@@ -37,15 +37,16 @@ SetOpt = typer.Option([], "--set", "-s", help="Override: key.sub=value (repeatab
 def load_stage_config(stage: str, config: Path | None, overrides: list[str]):
     """YAML file + overrides -> the stage's validated config (errors name the file and key)."""
 
-    from rlaif import config as run_config
+    from rlaif.config.base import validate_model
+    from rlaif.config.loading import apply_overrides
 
     data: dict[str, Any] = {}
     source = "command line"
     if config is not None:
         data = load_yaml_mapping(config)
         source = str(config)
-    data = run_config.apply_overrides(data, list(overrides), source)
-    return run_config.validate_model(_config_model(stage), data, source)
+    data = apply_overrides(data, list(overrides), source)
+    return validate_model(_config_model(stage), data, source)
 
 
 def _config_model(stage: str):

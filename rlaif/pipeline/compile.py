@@ -20,12 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import ResolvedRun, RunConfig, resolve_run
+from rlaif.config import RunConfig
 from rlaif.errors import ConfigError
 from rlaif.pipeline.inputs import is_code_run, load_prompt_source
 from rlaif.pipeline.judging import check_judges
 from rlaif.pipeline.preflight import check_context_lengths, read_inputs
-from rlaif.pipeline.resolve import check_text_scoring, lora_rank, serves_adapters
+from rlaif.pipeline.resolve import (
+    ResolvedRun,
+    check_text_scoring,
+    lora_rank,
+    resolve_run,
+    serves_adapters,
+    stage_policy,
+)
 from rlaif.pipeline.stage_kinds import run_blocks
 from rlaif.tasks.rewards import verdict_reward
 
@@ -141,6 +148,19 @@ def _source_self_checks(run: ResolvedRun, where: str) -> None:
                     raise ConfigError(f"{where}: '{key}': {exc}") from None
 
 
+def _trainers_can_start_from_the_policy(run: ResolvedRun, where: str) -> None:
+    """A training block's own check of the run's starting policy (full fine-tuning of an adapter),
+    which its trainer config makes with the policy a stage gives it: made now, with the run's."""
+    start = stage_policy(run.config.policy)
+    for key in sorted(run.training):
+        check = getattr(run.blocks[key], "check_start", None)
+        if callable(check):
+            try:
+                check(start)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: '{key}': {exc}") from None
+
+
 def _train_launch(run: ResolvedRun, where: str) -> None:
     """The ``train:`` block: an accelerate config that exists, and a final RL round over several
     processes only with a reward every process can rebuild from the stage's YAML (a reward model's
@@ -165,5 +185,6 @@ RULES: list[Any] = [
     _run_rollouts_on_hf,
     _openai_serves_no_trained_policy,
     _source_self_checks,
+    _trainers_can_start_from_the_policy,
     _train_launch,
 ]

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import ResolvedRun, RunConfig
+from rlaif.config import RunConfig
 from rlaif.errors import ConfigError
 from rlaif.pipeline.engines import build_engine
-from rlaif.pipeline.resolve import lora_rank, serves_adapters
+from rlaif.pipeline.resolve import ResolvedRun, lora_rank, serves_adapters
 from rlaif.sandbox import SandboxPool
 from rlaif.sandbox.policy import allow_unisolated
 

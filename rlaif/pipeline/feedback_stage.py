@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import FeedbackConfig
+from rlaif.config.stages import FeedbackConfig
 from rlaif.feedback import describe, run_source
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.rlcf import CodePairStats

@@ -31,7 +31,16 @@ from rlaif.pipeline.resolve import stage_policy
 from rlaif.pipeline.stages import launched_or_local
 from rlaif.pipeline.summary import TrainSummary, train_summary
 from rlaif.records import Message, PromptRecord, write_jsonl
-from rlaif.train.configs import GRPOConfig, PPOConfig, RewardModelConfig, RewardSpec, RLOOConfig
+from rlaif.train.configs import (
+    GRPOConfig,
+    GRPOOptions,
+    PPOConfig,
+    PPOOptions,
+    RewardModelConfig,
+    RewardSpec,
+    RLOOConfig,
+    RLOOOptions,
+)
 from rlaif.train.rewards import completion_text, verifier_reward
 
 
@@ -135,10 +144,12 @@ def _rloo(options, records: list[PromptRecord], reward_fn):
 
 @dataclass(frozen=True)
 class FinalTrainer:
-    """One final-round kind: its config model, its trainer in this process (config, in-memory prompts,
-    reward function or None), and whether its config names a reward model in a list (TRL's
-    ``rewards``) or alone (our PPO's ``reward``)."""
+    """One final-round kind: its options model (what ``final.options`` may set), its config model (the
+    options plus the policy and prompt files the stage gives it), its trainer in this process (config,
+    in-memory prompts, reward function or None), and whether its config names a reward model in a list
+    (TRL's ``rewards``) or alone (our PPO's ``reward``)."""
 
+    options: type
     config: type
     train: Callable[[Any, list[PromptRecord], Any], Any]
     many_rewards: bool
@@ -151,11 +162,11 @@ class FinalTrainer:
 
 
 FINAL_TRAINERS = {
-    "ppo": FinalTrainer(PPOConfig, _ppo, many_rewards=False),
-    "grpo": FinalTrainer(GRPOConfig, _grpo, many_rewards=True),
-    "rloo": FinalTrainer(RLOOConfig, _rloo, many_rewards=True),
+    "ppo": FinalTrainer(PPOOptions, PPOConfig, _ppo, many_rewards=False),
+    "grpo": FinalTrainer(GRPOOptions, GRPOConfig, _grpo, many_rewards=True),
+    "rloo": FinalTrainer(RLOOOptions, RLOOConfig, _rloo, many_rewards=True),
 }
-"""Final kind -> trainer; the stage registry reads the config model from here."""
+"""Final kind -> trainer; the stage registry reads the options and config models from here."""
 
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from rlaif.config import HealthConfig
+from rlaif.config.health import HealthConfig
 from rlaif.errors import RlaifError
 from rlaif.files import atomic_write_text
 from rlaif.pipeline import run_lock

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 
 from rlaif.code.problems import load_problems
-from rlaif.config import PromptSource, RunConfig
+from rlaif.config import RunConfig
+from rlaif.config.stages import PromptSource
 from rlaif.errors import ConfigError
 from rlaif.feedback.prompts_io import read_prompt_file
 from rlaif.records import PromptRecord, as_conversation

@@ -166,7 +166,7 @@ def _health(config: dict):
     """The run's health thresholds as saved in ``config.yaml`` (the defaults where unreadable)."""
     from pydantic import ValidationError
 
-    from rlaif.config import HealthConfig
+    from rlaif.config.health import HealthConfig
 
     try:
         return HealthConfig.model_validate(config.get("health") or {})

@@ -1,30 +1,135 @@
-"""What resolving a run needs besides the registry: feedback source blocks, the values a stage sets
-itself, and what the resolved run's policy engine serves.
+"""Resolving a run: every option block validated once against its stage's model, with the values
+the stage sets itself, and what the resolved run's policy engine serves.
 
-The config layer (:func:`rlaif.config.resolve_run`) validates; each stage kind of the registry
-(:mod:`rlaif.pipeline.stage_kinds`) names its blocks' models and the values its stage sets itself (the
-output directory and seed a user may override, the policy, pair and prompt files a user may not);
-:func:`rlaif.pipeline.compile.resolve` puts them together, so a block is validated once, with the values
-the stage will really use, and the stages only fill in per-round values.
+Each stage kind of the registry (:mod:`rlaif.pipeline.stage_kinds`) names its blocks (:class:`Block`):
+the model of what the user sets, the user's options, the output directory and seed a user may
+override, and for a trainer the config model its stage hands the trainer (the options plus the
+policy and data files the run decides). :func:`resolve_run` validates what the user set once into a
+:class:`ResolvedRun` (:func:`rlaif.pipeline.compile.resolve` puts registry and run together): no
+input is invented to pass validation, since the files a stage trains on do not exist before the run
+makes them. A stage then builds its trainer's config from the resolved block and its real inputs
+(:meth:`ResolvedRun.runtime`), never by validating the user's options again.
 
 Guarantees: an unknown or broken ``feedback.source`` is an error naming that key; values the run
 decides (``seed``, ``round``, ``adapter``: see :class:`rlaif.feedback.context.SourceContext`) and the
 per-source pair filter (``filter``: pairs are filtered in one place, ``pairs.options``) are refused in
-a built-in source's ``feedback.options`` with a message saying where they belong.
+a built-in source's ``feedback.options`` with a message saying where they belong; a trainer input
+the run decides (``dpo.pairs``, ``final.options.policy``, ...) is refused in its block; every
+validation error names the file and the key.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rlaif.config import Block, FeedbackConfig, ResolvedRun, RunConfig
+from pydantic import BaseModel
+
+from rlaif.config import RunConfig
+from rlaif.config.base import validate_model
+from rlaif.config.stages import FeedbackConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.feedback.registry import BUILTINS, describe
 from rlaif.pipeline.judging import feedback_options
 from rlaif.train.configs import PolicySpec
 
 RUN_DECIDES = ("seed", "round", "adapter")
+
+
+# -- every option block validated once -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """One option block to resolve: the model of what the user sets (None: passed on as the plain
+    mapping), the user's mapping, values the stage sets when the user does not (``defaults``: its
+    output folder, its seed); ``config``: the model the stage hands its trainer, i.e. ``model`` plus the
+    inputs the run decides (the policy, the data files), which a user may not set; ``trains``: the
+    block configures a training stage this run executes (its LoRA decides what the policy engine
+    serves)."""
+
+    model: type[BaseModel] | None
+    options: Mapping[str, Any]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    config: type[BaseModel] | None = None
+    trains: bool = False
+
+    def run_inputs(self) -> list[str]:
+        """The fields of ``config`` the run fills in at stage time (not in ``model``)."""
+        if self.config is None or self.model is None:
+            return []
+        return [k for k in self.config.model_fields if k not in self.model.model_fields]
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A run config with every option block validated against its stage's model, once.
+
+    ``blocks`` maps the YAML key (``feedback.options``, ``pairs.options``, ``dpo``, ``final.options``)
+    to the typed model of what the user set (or the mapping, for a plug-in without a config model);
+    ``configs`` the model a block becomes at stage time, with the run's inputs; ``user_keys`` holds the
+    keys the user wrote in each block, so a stage knows which run-time values it may still set;
+    ``training`` the keys of the blocks whose training stage the run executes.
+    """
+
+    config: RunConfig
+    blocks: Mapping[str, Any]
+    user_keys: Mapping[str, frozenset[str]]
+    training: frozenset[str] = frozenset()
+    configs: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+
+    def block(self, key: str) -> Any:
+        if key not in self.blocks:
+            raise ConfigError(f"'{key}' was not resolved for this run")
+        return self.blocks[key]
+
+    def runtime(self, key: str, defaults: Mapping[str, Any], forced: Mapping[str, Any]) -> Any:
+        """The block with a stage's run-time values filled in: ``defaults`` where the user did not set
+        the key, ``forced`` always (the inputs the run decides: typed values, not validated again)."""
+        user = self.user_keys.get(key, frozenset())
+        block = self.block(key)
+        defaults = {**self._tracking(block, defaults.get("output_dir")), **defaults}
+        kept = {**{k: v for k, v in defaults.items() if k not in user}, **forced}
+        if not isinstance(block, BaseModel):
+            return {**block, **kept}
+        config = self.configs.get(key)
+        return config.model_construct(**{**dict(block), **kept}) if config else block.model_copy(update=kept)
+
+    def _tracking(self, block: Any, stage_dir: Any) -> dict[str, Any]:
+        """A trainer block's report_to is the run's, its tensorboard folder the stage's own under
+        ``<run>/tensorboard/`` (``round_1/train``, ...), so one ``tensorboard --logdir`` shows the run."""
+        if not isinstance(block, BaseModel) or "report_to" not in type(block).model_fields:
+            return {}
+        out = {"report_to": list(self.config.report_to)}
+        if stage_dir is not None:
+            out["logging_dir"] = self.config.tracking_dir(stage_dir)
+        return out
+
+
+def resolve_run(cfg: RunConfig, blocks: Mapping[str, Block]) -> ResolvedRun:
+    """Validate what the user set in each block (stage defaults < user's options), nothing invented
+    for the inputs the run decides; errors name the file and key."""
+    file = cfg.source_file or "config"
+    typed = {}
+    for key, block in blocks.items():
+        taken = [k for k in block.run_inputs() if k in block.options]
+        if taken:
+            raise ConfigError(
+                f"{file}: '{key}.{taken[0]}' is decided by the run (a stage trains the policy the run "
+                "has reached on the data the run made); remove it"
+            )
+        data = {**block.defaults, **block.options}
+        typed[key] = data if block.model is None else validate_model(block.model, data, file, f"{key}.")
+    keys = {key: frozenset(block.options) for key, block in blocks.items()}
+    training = frozenset(key for key, block in blocks.items() if block.trains)
+    configs = {key: block.config for key, block in blocks.items() if block.config is not None}
+    return ResolvedRun(config=cfg, blocks=typed, user_keys=keys, training=training, configs=configs)
+
+
+# -- what the resolved run needs ----------------------------------------------------------------------
 
 
 def serves_adapters(run: ResolvedRun) -> bool:
@@ -97,10 +202,6 @@ def source_block(cfg: RunConfig, feedback: FeedbackConfig, key: str) -> Block:
             )
     options = feedback_options(cfg) if feedback is cfg.feedback else dict(feedback.options)
     return Block(declared.config_model, options)
-
-
-def policy_values(cfg: RunConfig) -> dict:
-    return {"path": cfg.policy.path, "adapter": cfg.policy.adapter}
 
 
 def stage_policy(policy) -> object:

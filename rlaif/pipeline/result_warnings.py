@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rlaif.config import HealthConfig
+from rlaif.config.health import HealthConfig
 from rlaif.pipeline.health import HealthCheckFailed
 from rlaif.pipeline.manifest import read_manifest
 from rlaif.records import iter_json_lines

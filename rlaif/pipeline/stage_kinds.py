@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlaif.config import Block, HealthConfig, RunConfig
+from rlaif.config import RunConfig
+from rlaif.config.health import HealthConfig
 from rlaif.pairs import PairFilterConfig
 from rlaif.pipeline import health, report_sections, stages
 from rlaif.pipeline.context import RunContext
@@ -27,7 +28,7 @@ from rlaif.pipeline.evaluation import evaluate_policy
 from rlaif.pipeline.feedback_stage import feedback
 from rlaif.pipeline.final_round import FINAL_TRAINERS, run_final_round
 from rlaif.pipeline.manifest import fingerprint_dir
-from rlaif.pipeline.resolve import policy_values, source_block, stage_policy
+from rlaif.pipeline.resolve import Block, source_block, stage_policy
 from rlaif.pipeline.summary import (
     BuildSummary,
     EvalSummary,
@@ -37,7 +38,7 @@ from rlaif.pipeline.summary import (
     TrainSummary,
     train_summary,
 )
-from rlaif.train.configs import DPOConfig
+from rlaif.train.configs import DPOConfig, DPOOptions
 
 StageBody = Callable[[Path], StageSummary]
 StageSpec = tuple[Any, dict[str, Path | str | None], StageBody]
@@ -158,10 +159,10 @@ def _round_blocks(cfg: RunConfig) -> dict[str, Block]:
         "feedback.options": source_block(cfg, cfg.feedback, "feedback.options"),
         "pairs.options": Block(PairFilterConfig, cfg.pairs.options),
         "dpo": Block(
-            DPOConfig,
+            DPOOptions,
             cfg.dpo,
             defaults={"output_dir": str(first / "train"), "seed": cfg.seed + 1},
-            forced={"policy": policy_values(cfg), "pairs": [str(first / "pairs" / "pairs.jsonl")]},
+            config=DPOConfig,
             trains=cfg.rounds > 0,
         ),
     }
@@ -180,11 +181,12 @@ def _final_blocks(cfg: RunConfig) -> dict[str, Block]:
     if cfg.final.kind == "none":
         return {}
     stage_dir = cfg.run_dir() / "final" / "train"
+    trainer = FINAL_TRAINERS[cfg.final.kind]
     block = Block(
-        FINAL_TRAINERS[cfg.final.kind].config,
+        trainer.options,
         cfg.final.options,
         defaults={"output_dir": str(stage_dir), "seed": cfg.seed},
-        forced={"policy": policy_values(cfg), "prompts": [str(stage_dir / "prompts.jsonl")]},
+        config=trainer.config,
         trains=True,
     )
     return {"final.options": block}
@@ -234,14 +236,13 @@ def _train_sft(ctx: RunContext, stage_dir: Path, records: Path | None) -> TrainS
 def _sft_blocks(cfg: RunConfig) -> dict[str, Block]:
     if cfg.sft is None:
         return {}
-    from rlaif.train.sft import SFTConfig
+    from rlaif.train.sft import SFTConfig, SFTOptions
 
-    stage_dir = cfg.run_dir() / "sft"
     block = Block(
-        SFTConfig,
+        SFTOptions,
         cfg.sft.options,
-        defaults={"output_dir": str(stage_dir / "train"), "seed": cfg.seed},
-        forced={"policy": policy_values(cfg), "records": [str(stage_dir / "feedback" / "sft.jsonl")]},
+        defaults={"output_dir": str(cfg.run_dir() / "sft" / "train"), "seed": cfg.seed},
+        config=SFTConfig,
         trains=True,
     )
     fb_block = source_block(cfg, cfg.sft.feedback, "sft.feedback.options")

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from rlaif.config import LaunchSettings  # the run's `train:` block (re-exported here)
+from rlaif.config.run import LaunchSettings  # the run's `train:` block (re-exported here)
 from rlaif.errors import RlaifError
 
 STAGES = ("dpo", "sft", "reward-model", "ppo", "grpo", "rloo")  # the `rlaif train` subcommands

@@ -4,8 +4,10 @@ One iteration: sample responses for a batch of prompts (HF ``generate`` or a vLL
 current LoRA adapter), cut them at the first EOS, score them (a reward model or any reward callable),
 then run ``ppo_epochs`` passes of clipped-ratio policy updates and clipped value updates over the batch.
 The arithmetic lives in :mod:`rlaif.train.ppo_math`, the set-up (models, optimisers, reward, engine)
-in :mod:`rlaif.train.ppo_setup`; this module runs the iteration as named phases: rollout, score,
-estimate (old log-probs, values, KL-penalised rewards, advantages), optimise, metrics.
+in :mod:`rlaif.train.ppo_setup`, sampling and scoring in :mod:`rlaif.train.ppo_rollout`, the update
+in :mod:`rlaif.train.ppo_update`, checkpoints in :mod:`rlaif.train.ppo_checkpoint` and the stage's
+outputs in :mod:`rlaif.train.ppo_save`; this module runs the iteration as named phases: rollout,
+score, estimate (old log-probs, values, KL-penalised rewards, advantages), optimise, metrics.
 
 Roles: actor (LoRA or full); critic = a value head on every token (:mod:`rlaif.train.critic`),
 initialised from the reward model when there is one; reference = the starting policy, frozen - with
@@ -40,7 +42,6 @@ weights) match one process only when the rollouts do.
 from __future__ import annotations
 
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -50,20 +51,12 @@ from typing import Any
 import torch
 
 from rlaif.engines.base import Engine
-from rlaif.files import apply_umask
 from rlaif.records import PromptRecord
 from rlaif.train import ppo_batch, ppo_checkpoint
 from rlaif.train import ppo_math as pm
-from rlaif.train.common import MetricsWriter, StageResult, kill_if_fault_step, resume_key, tensorboard_dir
-from rlaif.train.configs import PolicySpec, PPOConfig
-from rlaif.train.critic import save_critic
-from rlaif.train.models import (
-    check_model_dir,
-    load_tokenizer,
-    merge_policy,
-    merged_starting_base,
-    save_full_model,
-)
+from rlaif.train.common import MetricsWriter, StageResult, kill_if_fault_step, tensorboard_dir
+from rlaif.train.configs import PPOConfig
+from rlaif.train.models import check_model_dir, load_tokenizer, merged_starting_base
 from rlaif.train.ppo_batch import Estimates, Rollout, Scores, iteration_metrics, process_mean
 from rlaif.train.ppo_rollout import (
     cut_at_eos,
@@ -73,6 +66,7 @@ from rlaif.train.ppo_rollout import (
     left_pad,
     score_rollout,
 )
+from rlaif.train.ppo_save import checkpoint_key, save_stage
 from rlaif.train.ppo_setup import (
     build_models,
     configured_reward,
@@ -82,6 +76,7 @@ from rlaif.train.ppo_setup import (
     rollout_engine,
     sharded_prompt_rows,
 )
+from rlaif.train.ppo_update import all_reduce, optimise
 from rlaif.train.precision import fresh_accelerator
 from rlaif.train.rewards import RewardFn
 
@@ -192,14 +187,6 @@ class PPOTrainer:
         with self._unwrapped_actor().disable_adapter():
             return self._logprobs(self.actor, inputs, r_ids)[0]
 
-    def _ptx_loss(self) -> torch.Tensor:
-        texts = self.rng.sample(self.ptx_texts, min(self.cfg.ptx_batch_size, len(self.ptx_texts)))
-        limit = self.cfg.max_prompt_tokens + self.cfg.max_completion_length
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=limit)
-        batch = batch.to(self.accelerator.device)
-        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        return self.actor(**batch, labels=labels, use_cache=False).loss
-
     # -- one iteration -----------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
         """One PPO iteration: rollout, score, estimate under the old policy, optimise; returns metrics."""
@@ -210,7 +197,7 @@ class PPOTrainer:
         scores = self._score(rows, rollout)
         t_score = time.perf_counter()
         est = self._estimate(rollout, scores)
-        stats = self._optimise(rollout, scores, est)
+        stats = optimise(self, rollout, scores, est)
         t_end = time.perf_counter()
 
         seq_kl = pm.masked_sum(est.kl, scores.mask, dim=1)
@@ -243,7 +230,8 @@ class PPOTrainer:
         rewards, kl = pm.kl_penalised_rewards(old_logp, ref_logp, scores.shaped, scores.mask, kl_coef)
         advantages, returns = pm.gae_advantages(rewards, old_values, scores.mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
-            reduce = self._all_reduce if self.accelerator.num_processes > 1 else None
+            acc = self.accelerator
+            reduce = (lambda x: all_reduce(acc, x)) if acc.num_processes > 1 else None
             advantages = pm.masked_whiten(advantages, scores.mask, all_reduce=reduce)
         return Estimates(inputs, q_ids.shape[1], old_logp, old_values, kl, kl_coef, advantages, returns)
 
@@ -264,72 +252,10 @@ class PPOTrainer:
         old = torch.cat(old_logp) if old_logp else rollout.sampled_logp.to(dev) * rollout.response_mask
         return old, torch.cat(ref_logp), torch.cat(old_values)
 
-    def _optimise(self, rollout: Rollout, scores: Scores, est: Estimates) -> dict[str, list[float]]:
-        """``ppo_epochs`` passes over the batch in shuffled minibatches; per-minibatch losses and rates."""
-        n, size = len(rollout.queries), self.cfg.minibatch_size
-        keys = ("policy_loss", "value_loss", "clipfrac", "value_clipfrac", "approx_kl", "entropy", "ptx_loss")
-        stats: dict[str, list[float]] = {k: [] for k in keys}
-        for _ in range(self.cfg.ppo_epochs):
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.rng.randrange(2**31)))
-            for s in range(0, n, size):
-                idx = perm[s : s + size].to(self.accelerator.device)
-                mb = {k: v[idx] for k, v in est.inputs.items()}
-                self._actor_update(mb, idx, rollout, scores, est, stats)
-                self._critic_update(mb, idx, scores, est, stats)
-        return stats
-
-    def _all_reduce(self, x: torch.Tensor) -> torch.Tensor:
-        """Sum over processes (identity in one process)."""
-        acc = self.accelerator
-        return acc.reduce(x.clone(), reduction="sum") if acc.num_processes > 1 else x
-
-    def _token_share(self, mask: torch.Tensor) -> torch.Tensor | float:
-        """The factor that turns this process's token-mean loss into its share of the GLOBAL minibatch's
-        token mean, once DDP averages the gradients over processes: world * local tokens / all tokens.
-        Why: processes hold different numbers of response tokens, and the mean of per-process means
-        is not the mean over the global minibatch that one process would take."""
-        world = self.accelerator.num_processes
-        if world == 1:
-            return 1.0
-        local = mask.sum().detach().float()
-        return local * world / self._all_reduce(local.reshape(1))[0].clamp(min=1)
-
-    def _actor_update(self, mb, idx, rollout: Rollout, scores: Scores, est: Estimates, stats) -> None:
-        """Clipped-ratio policy loss (plus the ptx LM loss when on); one clipped AdamW step."""
-        cfg, acc, m = self.cfg, self.accelerator, scores.mask[idx]
-        logp, ent = self._logprobs(self.actor, mb, rollout.response_ids[idx], with_entropy=True)
-        pg_loss, clipfrac, approx_kl = pm.policy_loss(
-            logp, est.old_logp[idx], est.advantages[idx], m, cfg.cliprange
-        )
-        loss = pg_loss * self._token_share(m)
-        if self.ptx_texts is not None:
-            ptx = self._ptx_loss()
-            loss = loss + cfg.ptx_coef * ptx
-            stats["ptx_loss"].append(float(ptx.detach()))
-        acc.backward(loss)
-        acc.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
-        self.actor_opt.step()
-        self.actor_opt.zero_grad(set_to_none=True)
-        for key, val in (("policy_loss", pg_loss), ("clipfrac", clipfrac), ("approx_kl", approx_kl)):
-            stats[key].append(float(val.detach()))
-        stats["entropy"].append(float(pm.masked_mean(ent.detach(), m)))
-
-    def _critic_update(self, mb, idx, scores: Scores, est: Estimates, stats) -> None:
-        """Clipped value loss around the rollout's values, weighted by vf_coef; one clipped AdamW step."""
-        cfg, acc, m = self.cfg, self.accelerator, scores.mask[idx]
-        vpred = self.critic(**mb)[:, est.context - 1 : -1]
-        vf_loss, vclip = pm.value_loss(vpred, est.old_values[idx], est.returns[idx], m, cfg.cliprange_value)
-        acc.backward(cfg.vf_coef * vf_loss * self._token_share(m))
-        acc.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-        self.critic_opt.step()
-        self.critic_opt.zero_grad(set_to_none=True)
-        stats["value_loss"].append(float(vf_loss.detach()))
-        stats["value_clipfrac"].append(float(vclip.detach()))
-
     # -- the run -----------------------------------------------------------------------------------
     def train(self) -> StageResult:
         cfg, acc = self.cfg, self.accelerator
-        key = self._resume_key()
+        key = checkpoint_key(self)
         done, history = ppo_checkpoint.resume(self, key) if cfg.save_steps else (0, [])
         if done and acc.is_main_process:
             print(f"ppo: resumed from the checkpoint after step {done} of {cfg.max_steps}", file=sys.stderr)
@@ -360,50 +286,9 @@ class PPOTrainer:
                 self.engine.close()
         return self.save(history)
 
-    def _resume_key(self) -> str:
-        """Checkpoints are resumed only for the same settings, prompts (this process's share) and
-        number of processes."""
-        reward = getattr(self.reward_fn, "__name__", type(self.reward_fn).__name__)
-        return resume_key(self.cfg, [self.rows, reward, self.accelerator.num_processes])
-
     def save(self, history: list[dict[str, Any]]) -> StageResult:
-        cfg, acc = self.cfg, self.accelerator
-        acc.wait_for_everyone()
-        result = StageResult(
-            stage="ppo",
-            output_dir=self.out,
-            base_model=self.base,
-            metrics_path=self.out / "metrics.jsonl",
-            metrics=history[-1] if history else {},
-            counts={
-                "steps": len(history),
-                "prompts": len(self.rows) * acc.num_processes,
-                "world_size": acc.num_processes,
-            },
-            extra={"score_curve": [h["score"] for h in history], "kl_curve": [h["kl"] for h in history]},
-        )
-        if acc.is_main_process:
-            actor = self._unwrapped_actor()
-            if cfg.lora is not None:
-                result.adapter = self.out / "adapter"
-                actor.save_pretrained(str(result.adapter))
-                self.tokenizer.save_pretrained(str(result.adapter))
-                apply_umask(result.adapter)  # safetensors writes its files 0600
-                if cfg.save == "merged":
-                    result.merged_model = merge_policy(
-                        PolicySpec(path=self.base, adapter=result.adapter), self.out / "model"
-                    )
-            else:
-                result.base_model = save_full_model(actor, self.tokenizer, self.out / "model")
-            if cfg.save_critic:
-                result.extra["critic"] = str(
-                    save_critic(acc.unwrap_model(self.critic), self.tokenizer, self.out / "critic")
-                )
-            shutil.rmtree(self.out / "rollout_adapter", ignore_errors=True)
-            shutil.rmtree(self.out / ppo_checkpoint.CHECKPOINTS, ignore_errors=True)  # the stage is done
-            result.write()
-        acc.wait_for_everyone()
-        return result
+        """The actor, the critic and ``result.json`` (:mod:`rlaif.train.ppo_save`)."""
+        return save_stage(self, history)
 
 
 def run_ppo(

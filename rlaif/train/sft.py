@@ -30,6 +30,7 @@ from rlaif.train.common import (
     trainer_kwargs,
 )
 from rlaif.train.configs import LoraSettings, PolicySpec, TrainerSettings
+from rlaif.train.configs.base import refuse_full_finetuning_of_an_adapter
 from rlaif.train.models import (
     check_adapter_dir,
     check_model_dir,
@@ -41,11 +42,9 @@ from rlaif.train.models import (
 from rlaif.train.precision import trainable_dtype
 
 
-class SFTConfig(TrainerSettings):
-    """One SFT stage: the policy trained on prompt -> completion records (e.g. SL-CAI revisions)."""
+class SFTOptions(TrainerSettings):
+    """What a user sets for an SFT stage (a run's ``sft.options``); :class:`SFTConfig` adds the inputs."""
 
-    policy: PolicySpec = Field(description="Starting policy.")
-    records: list[Path] = Field(min_length=1, description="SFT record JSONL files (id, prompt, completion).")
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate of AdamW.")
     lora: LoraSettings | None = Field(
         default_factory=LoraSettings, description="LoRA adapter settings; null means full fine-tuning."
@@ -54,10 +53,21 @@ class SFTConfig(TrainerSettings):
         "adapter", description="With LoRA: save the adapter only, or also a merged model directory."
     )
 
+    def check_start(self, policy: PolicySpec) -> None:
+        """Whether these options can train ``policy`` (a run checks its starting policy up front)."""
+        refuse_full_finetuning_of_an_adapter(self.lora, policy)
+
+
+class SFTConfig(SFTOptions):
+    """One SFT stage: the policy trained on prompt -> completion records (e.g. SL-CAI revisions). In a
+    run, the run decides ``policy`` and ``records`` (the records its SFT source wrote)."""
+
+    policy: PolicySpec = Field(description="Starting policy.")
+    records: list[Path] = Field(min_length=1, description="SFT record JSONL files (id, prompt, completion).")
+
     @model_validator(mode="after")
-    def _consistent(self) -> SFTConfig:
-        if self.lora is None and self.policy.adapter is not None:
-            raise ValueError("full fine-tuning (lora: null) of a policy with an adapter: merge it first")
+    def _starts_from_policy(self) -> SFTConfig:
+        self.check_start(self.policy)
         return self
 
 

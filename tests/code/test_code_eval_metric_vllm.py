@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from rlaif.config import PromptSource
+from rlaif.config.stages import PromptSource
 from rlaif.pipeline.evaluation import _code_eval
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rlaif.code.problems import code_prompt, load_problems
-from rlaif.config import RunConfig, load_run_config
+from rlaif.config import RunConfig
+from rlaif.config.loading import load_run_config
 from rlaif.pipeline.runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]

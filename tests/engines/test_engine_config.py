@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.errors import ConfigError
 
 MINIMAL = """

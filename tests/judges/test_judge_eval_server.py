@@ -82,7 +82,7 @@ def test_the_readme_server_judge_block_is_a_valid_judge_config():
     """The README's `judge:` block for a server is what a run config accepts (an OpenAI engine)."""
     import yaml
 
-    from rlaif.config import JudgeConfig
+    from rlaif.config.engine import JudgeConfig
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     (block,) = re.findall(r"```yaml\n(judge:\n  model: openai.*?)```", readme, re.S)

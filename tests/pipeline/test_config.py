@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cli_inprocess import rlaif  # next to this test
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

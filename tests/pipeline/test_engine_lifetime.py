@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.resolve import ResolvedRun
 from rlaif.pipeline.runner import Runner

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.pipeline.progress import engine_progress
 from rlaif.pipeline.runner import Runner
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlaif.config import HealthConfig
+from rlaif.config.health import HealthConfig
 from rlaif.pipeline.health import HealthCheckFailed, invalid_reasons, read_status, write_status
 from rlaif.pipeline.stage_kinds import KINDS
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlaif.config import HealthConfig
+from rlaif.config.health import HealthConfig
 from rlaif.pipeline.health import HealthCheckFailed, write_status
 from rlaif.pipeline.manifest import write_manifest
 from rlaif.pipeline.result_warnings import find_warnings, raise_on_warnings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.feedback.prompts_io import load_prompts
 from rlaif.instructions import check_all
 from rlaif.pipeline.runner import Runner, StageFailed

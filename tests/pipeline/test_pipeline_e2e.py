@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.pipeline.runner import Runner
 from rlaif.records import PreferencePair, read_jsonl
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.pipeline.runner import Runner
 
 FAULT_RUN = Path(__file__).resolve().parent / "fault_run.py"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.instructions import check_all
 from rlaif.pipeline.runner import Runner
 from rlaif.records import PreferencePair, read_jsonl

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.feedback.result import SFTRecord
 from rlaif.pipeline.manifest import hash_path
 from rlaif.pipeline.runner import Runner

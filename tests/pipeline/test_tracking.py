@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.errors import ConfigError
 from rlaif.pipeline.tracking import round_scalars
 

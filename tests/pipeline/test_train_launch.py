@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.errors import ConfigError
 from rlaif.pipeline.compile import compile_run
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from rlaif.cli import main
-from rlaif.config import load_run_config
+from rlaif.config.loading import load_run_config
 from rlaif.errors import ConfigError
 from rlaif.pipeline import context
 from rlaif.sandbox.policy import ENV_VAR, allow_unisolated, opted_out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from rlaif.config import validate_model
+from rlaif.config.base import validate_model
 from rlaif.errors import ConfigError, RlaifError, suggest_key
 from rlaif.train import configs as c
 from rlaif.train.sft import SFTConfig

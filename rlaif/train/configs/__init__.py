@@ -10,6 +10,10 @@ Layout: :mod:`.base` (LoRA, policy, the trainers' shared base and TRL trainer se
 :mod:`.preference` (DPO, reward model), :mod:`.rl` (PPO, GRPO, RLOO). Every name is re-exported here,
 so ``rlaif.train.configs`` stays the one import path for callers.
 
+Each stage has two models: ``XOptions``, what a user sets (a run validates its block against it, with
+no input invented), and ``XConfig(XOptions)``, the options plus the inputs a run decides itself
+(the starting policy and the data files), which a trainer and ``rlaif train`` take.
+
 Guarantees: ``extra="forbid"`` everywhere; paths are not checked for existence here (a config may be
 written before its inputs exist) but each stage checks them before loading anything.
 """
@@ -24,18 +28,22 @@ from rlaif.train.configs.base import (
     TrainerBase,
     TrainerSettings,
 )
-from rlaif.train.configs.preference import DPO_LOSS_TYPES, DPOConfig, RewardModelConfig
-from rlaif.train.configs.rl import GRPOConfig, PPOConfig, RLOOConfig
+from rlaif.train.configs.preference import DPO_LOSS_TYPES, DPOConfig, DPOOptions, RewardModelConfig
+from rlaif.train.configs.rl import GRPOConfig, GRPOOptions, PPOConfig, PPOOptions, RLOOConfig, RLOOOptions
 
 __all__ = [
     "DEFAULT_LORA_TARGETS",
     "DPO_LOSS_TYPES",
     "DPOConfig",
+    "DPOOptions",
     "GRPOConfig",
+    "GRPOOptions",
     "LoraSettings",
     "PPOConfig",
+    "PPOOptions",
     "PolicySpec",
     "RLOOConfig",
+    "RLOOOptions",
     "RewardModelConfig",
     "RewardSpec",
     "TrainerBase",

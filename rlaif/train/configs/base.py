@@ -1,8 +1,8 @@
 """Shared building blocks of the stage configs: strict models, LoRA shape, policy, trainer settings,
 and reward sources.
-Validation goes through :func:`rlaif.config.validate_model`, like the run config's.
+Validation goes through :func:`rlaif.config.base.validate_model`, like the run config's.
 
-Guarantees: ``extra="forbid"`` on every model (the one strict base, :class:`rlaif.config.Strict`).
+Guarantees: ``extra="forbid"`` on every model (the one strict base, :class:`rlaif.config.base.Strict`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlaif.config import Strict, check_report_to
+from rlaif.config.base import Strict, check_report_to
 
 # Projections vLLM can serve LoRA on for Llama-style models (packed into qkv_proj / gate_up_proj there).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -49,6 +49,12 @@ class PolicySpec(Strict):
 
     path: Path = Field(description="Model directory (HF format, with tokenizer files).")
     adapter: Path | None = Field(None, description="LoRA adapter directory applied on top of `path`, if any.")
+
+
+def refuse_full_finetuning_of_an_adapter(lora: LoraSettings | None, policy: PolicySpec) -> None:
+    """DPO and SFT train the starting policy as it is: full fine-tuning cannot train an adapter."""
+    if lora is None and policy.adapter is not None:
+        raise ValueError("full fine-tuning (lora: null) of a policy with an adapter: merge it first")
 
 
 class TrainerBase(Strict):

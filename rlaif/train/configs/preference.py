@@ -7,7 +7,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlaif.train.configs.base import LoraSettings, PolicySpec, TrainerSettings
+from rlaif.train.configs.base import (
+    LoraSettings,
+    PolicySpec,
+    TrainerSettings,
+    refuse_full_finetuning_of_an_adapter,
+)
 
 # TRL 1.16 DPOTrainer loss names (trl/trainer/dpo_trainer.py); checked here so a typo fails before loading.
 DPO_LOSS_TYPES = (
@@ -29,8 +34,8 @@ DPO_LOSS_TYPES = (
 )
 
 
-class DPOConfig(TrainerSettings):
-    """One DPO round: policy + pair files -> a new adapter or model directory vLLM can serve.
+class DPOOptions(TrainerSettings):
+    """What a user sets for a DPO round (a run's ``dpo:`` block); :class:`DPOConfig` adds the inputs.
 
     LoRA modes (when `lora` is set):
     - ``adapter_mode: new`` - the starting policy's adapter (if any) is merged into its base and saved
@@ -41,8 +46,6 @@ class DPOConfig(TrainerSettings):
       the starting adapter (TRL's "ref" adapter).
     """
 
-    policy: PolicySpec = Field(description="Starting policy of this round (the previous round's output).")
-    pairs: list[Path] = Field(min_length=1, description="PreferencePair JSONL files to train on.")
     eval_pairs: list[Path] = Field(
         default_factory=list, description="Optional held-out pair files for evaluation."
     )
@@ -97,15 +100,30 @@ class DPOConfig(TrainerSettings):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> DPOConfig:
+    def _consistent(self) -> DPOOptions:
         if self.reference == "sft" and self.sft_model is None:
             raise ValueError("reference='sft' needs sft_model")
         if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
             raise ValueError(
                 f"loss_weights has {len(self.loss_weights)} entries for {len(self.loss_type)} loss types"
             )
-        if self.lora is None and self.policy.adapter is not None:
-            raise ValueError("full fine-tuning (lora: null) of a policy with an adapter: merge it first")
+        return self
+
+    def check_start(self, policy: PolicySpec) -> None:
+        """Whether these options can train ``policy`` (a run checks its starting policy up front)."""
+        refuse_full_finetuning_of_an_adapter(self.lora, policy)
+
+
+class DPOConfig(DPOOptions):
+    """One DPO round: policy + pair files -> a new adapter or model directory vLLM can serve. In a run,
+    the run decides ``policy`` (the previous round's output) and ``pairs`` (the round's filtered pairs)."""
+
+    policy: PolicySpec = Field(description="Starting policy of this round (the previous round's output).")
+    pairs: list[Path] = Field(min_length=1, description="PreferencePair JSONL files to train on.")
+
+    @model_validator(mode="after")
+    def _starts_from_policy(self) -> DPOConfig:
+        self.check_start(self.policy)
         return self
 
 

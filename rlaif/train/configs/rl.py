@@ -10,9 +10,10 @@ from pydantic import Field, model_validator
 from rlaif.train.configs.base import LoraSettings, PolicySpec, RewardSpec, TrainerBase, TrainerSettings
 
 
-class PPOConfig(TrainerBase):
-    """Our PPO with a critic; defaults follow the InstructGPT/TRL-0.x recipe. Shares the trainers' base
-    and TRL's words (``max_steps``, ``num_generations``, ``max_completion_length``, ``logging_steps``)."""
+class PPOOptions(TrainerBase):
+    """What a user sets for our PPO (a run's ``final.options``); :class:`PPOConfig` adds the inputs.
+    Defaults follow the InstructGPT/TRL-0.x recipe; the trainers' base and TRL's words (``max_steps``,
+    ``num_generations``, ``max_completion_length``, ``logging_steps``)."""
 
     renamed_keys: ClassVar[dict[str, str]] = {
         "steps": "max_steps",
@@ -24,10 +25,6 @@ class PPOConfig(TrainerBase):
     output_dir: Path = Field(
         description="Directory for the actor adapter/model, critic, metrics.jsonl, result.json."
     )
-    policy: PolicySpec = Field(
-        description="Starting policy; an adapter is merged in (that is the reference)."
-    )
-    prompts: list[Path] = Field(default_factory=list, description="PromptRecord JSONL files to roll out on.")
     reward: RewardSpec | None = Field(
         None, description="Reward source; the Python API may pass a callable instead."
     )
@@ -114,7 +111,7 @@ class PPOConfig(TrainerBase):
     save_total_limit: int = Field(2, ge=1, description="With save_steps: keep only the newest K checkpoints.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> PPOConfig:
+    def _consistent(self) -> PPOOptions:
         if self.ptx_coef > 0 and self.ptx_data is None:
             raise ValueError("ptx_coef > 0 needs ptx_data")
         if self.rollout == "engine" and self.lora is None:
@@ -124,13 +121,19 @@ class PPOConfig(TrainerBase):
         return self
 
 
-class _GroupRLConfig(TrainerSettings):
+class PPOConfig(PPOOptions):
+    """Our PPO with a critic. In a run, the run decides ``policy`` (the last round's output) and
+    ``prompts`` (the run's prompts, written beside the stage)."""
+
+    policy: PolicySpec = Field(
+        description="Starting policy; an adapter is merged in (that is the reference)."
+    )
+    prompts: list[Path] = Field(default_factory=list, description="PromptRecord JSONL files to roll out on.")
+
+
+class _GroupRLOptions(TrainerSettings):
     """Shared by GRPO and RLOO: group sampling with rewards from our reward functions."""
 
-    policy: PolicySpec = Field(description="Starting policy; an adapter is merged in before training.")
-    prompts: list[Path] = Field(
-        min_length=1, description="PromptRecord JSONL files (metadata -> reward kwargs)."
-    )
     rewards: list[RewardSpec] = Field(
         default_factory=list, description="Reward sources; the Python API may add more."
     )
@@ -155,7 +158,7 @@ class _GroupRLConfig(TrainerSettings):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> _GroupRLConfig:
+    def _consistent(self) -> _GroupRLOptions:
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ValueError(
                 f"reward_weights has {len(self.reward_weights)} entries for {len(self.rewards)} rewards"
@@ -163,8 +166,8 @@ class _GroupRLConfig(TrainerSettings):
         return self
 
 
-class GRPOConfig(_GroupRLConfig):
-    """GRPO (TRL GRPOTrainer): group-normalised advantages, no critic."""
+class GRPOOptions(_GroupRLOptions):
+    """What a user sets for GRPO (TRL GRPOTrainer): group-normalised advantages, no critic."""
 
     loss_type: str = Field("dapo", description="TRL GRPO loss: grpo, dapo, dr_grpo, bnpo, ...")
     scale_rewards: Literal["group", "batch", "none"] = Field(
@@ -172,7 +175,27 @@ class GRPOConfig(_GroupRLConfig):
     )
 
 
-class RLOOConfig(_GroupRLConfig):
-    """RLOO (TRL RLOOTrainer): leave-one-out baseline over the group."""
+class RLOOOptions(_GroupRLOptions):
+    """What a user sets for RLOO (TRL RLOOTrainer): leave-one-out baseline over the group."""
 
     normalize_advantages: bool = Field(False, description="Normalise advantages over the generation batch.")
+
+
+_POLICY = "Starting policy; an adapter is merged in before training."
+_PROMPTS = "PromptRecord JSONL files (metadata -> reward kwargs)."
+
+
+class GRPOConfig(GRPOOptions):
+    """GRPO (TRL GRPOTrainer): group-normalised advantages, no critic. In a run, the run decides
+    ``policy`` and ``prompts``."""
+
+    policy: PolicySpec = Field(description=_POLICY)
+    prompts: list[Path] = Field(min_length=1, description=_PROMPTS)
+
+
+class RLOOConfig(RLOOOptions):
+    """RLOO (TRL RLOOTrainer): leave-one-out baseline over the group. In a run, the run decides
+    ``policy`` and ``prompts``."""
+
+    policy: PolicySpec = Field(description=_POLICY)
+    prompts: list[Path] = Field(min_length=1, description=_PROMPTS)
