@@ -70,11 +70,12 @@ class Sampler(threading.Thread):
             self.stopped.wait(self.interval)
 
 
-def stage_windows(events_path: Path) -> list[tuple[str, float, float]]:
-    """(stage, start, end) from the run's event log; a stage without an end runs to the last event."""
+def stage_windows(events_path: Path, until: float = 0.0) -> list[tuple[str, float, float]]:
+    """(stage, start, end) from the run's event log; a stage without an end (the run was killed in it)
+    runs to ``until`` (the last sample) or the last event, whichever is later."""
     starts: dict[str, float] = {}
     windows = []
-    last = 0.0
+    last = until
     for line in events_path.read_text().splitlines():
         event = json.loads(line)
         last = max(last, event["time"])
@@ -165,7 +166,8 @@ def sample_until_exit(pid: int, interval: float, wait) -> list[tuple[float, int]
 
 def summarise(mode: str, samples, run_dir: Path, wall_s: float, reused: list[str]) -> dict:
     """Per-stage peaks of the stages this run executed (a reused stage that was skipped has no window)."""
-    stages = per_stage_peaks(samples, stage_windows(run_dir / "metrics.jsonl"))
+    last_sample = samples[-1][0] if samples else 0.0
+    stages = per_stage_peaks(samples, stage_windows(run_dir / "metrics.jsonl", until=last_sample))
     peak = max(rss for _, rss in samples)
     return {"mode": mode, "wall_s": wall_s, "peak": peak, "stages": stages, "reused": reused}
 

@@ -57,6 +57,7 @@ from rlaif.pipeline.manifest import (
 )
 from rlaif.pipeline.stage_kinds import KINDS, PlannedStage, StageBody, StageCall, StageKind, plan_stages
 from rlaif.pipeline.summary import StageSummary, next_policy, summary_from_json
+from rlaif.train.memory import release_freed_memory
 
 
 class StageFailed(RlaifError):
@@ -116,6 +117,8 @@ class Runner:
             if kind.trains:
                 ctx.release_for_training()
             summary = self._execute(ctx, stage_dir, name, config_hash, input_hashes, body)
+            if kind.trains:  # the trainer's freed heap would otherwise sit beside the next engine
+                release_freed_memory()
             self.executed.append(name)
         self.summaries[name] = summary
         self._track()
