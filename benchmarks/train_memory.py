@@ -58,7 +58,7 @@ class PhaseSampler(threading.Thread):
 
 def dpo_config(args):
     """The pipeline's DPO block with this benchmark's model, pairs and output folder."""
-    from rlaif.config import load_run_config
+    from rlaif.config.loading import load_run_config
     from rlaif.pipeline.compile import resolve
     from rlaif.train.configs import PolicySpec
 
