@@ -74,9 +74,9 @@ def _reward_functions(
     return funcs
 
 
-def _with_metadata(fn: RewardFn, records: list[PromptRecord]) -> RewardFn:
-    """``fn`` called with each prompt's metadata as columns, looked up by the dataset's row index."""
-    rows = prompt_rows(records)
+def _with_metadata(fn: RewardFn, rows: list[dict[str, Any]]) -> RewardFn:
+    """``fn`` called with each prompt's metadata as columns (``rows`` from ``prompt_rows``), looked up
+    by the dataset's row index."""
     keys = list(dict.fromkeys(k for row in rows for k in row if k != "prompt"))
 
     def reward_with_metadata(prompts, completions, **columns):
@@ -140,7 +140,7 @@ def _run_group_rl(
     def build(callbacks: list):
         return trainer_cls(
             model=model,
-            reward_funcs=[_with_metadata(f, records) for f in funcs],
+            reward_funcs=[_with_metadata(f, rows) for f in funcs],
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,

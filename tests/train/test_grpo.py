@@ -41,14 +41,9 @@ def _prompts(toy_prompts):
     return [p.model_copy(update={"metadata": {"task_id": PARITY.task_id}}) for p in toy_prompts(4)]
 
 
-def _lora_b_norm(adapter_dir) -> float:
-    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    return sum(float(v.abs().sum()) for k, v in weights.items() if "lora_B" in k)
-
-
-def test_grpo_step_with_sandbox_reward(tiny_model_dir, toy_prompts, tmp_path, sandbox_reward):
-    prompts = _prompts(toy_prompts)
-    cfg = GRPOConfig(
+def _grpo_config(tmp_path, tiny_model_dir, **overrides) -> GRPOConfig:
+    """One GRPO step on the tiny model: 2 prompts x 4 generations per step."""
+    settings = dict(
         output_dir=tmp_path / "grpo",
         policy=PolicySpec(path=tiny_model_dir),
         prompts=[tmp_path / "unused.jsonl"],
@@ -58,6 +53,17 @@ def test_grpo_step_with_sandbox_reward(tiny_model_dir, toy_prompts, tmp_path, sa
         max_steps=1,
         learning_rate=5e-3,
     )
+    return GRPOConfig(**{**settings, **overrides})
+
+
+def _lora_b_norm(adapter_dir) -> float:
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    return sum(float(v.abs().sum()) for k, v in weights.items() if "lora_B" in k)
+
+
+def test_grpo_step_with_sandbox_reward(tiny_model_dir, toy_prompts, tmp_path, sandbox_reward):
+    prompts = _prompts(toy_prompts)
+    cfg = _grpo_config(tmp_path, tiny_model_dir)
     result = run_grpo(cfg, prompts=prompts, reward_funcs=[sandbox_reward])
     assert result.counts["steps"] == 1
     (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "reward" in m]
@@ -115,16 +121,7 @@ def test_grpo_passes_mixed_type_metadata_unchanged(tiny_model_dir, toy_prompts, 
             seen.append((pid, inst, src))
         return [float(len(completion_text(c)) % 3) for c in completions]
 
-    cfg = GRPOConfig(
-        output_dir=tmp_path / "grpo",
-        policy=PolicySpec(path=tiny_model_dir),
-        prompts=[tmp_path / "unused.jsonl"],
-        num_generations=4,
-        per_device_train_batch_size=8,
-        max_completion_length=8,
-        max_steps=1,
-        learning_rate=5e-3,
-    )
+    cfg = _grpo_config(tmp_path, tiny_model_dir, max_completion_length=8)
     result = run_grpo(cfg, prompts=prompts, reward_funcs=[length_reward])
     assert result.counts["steps"] == 1
     assert len(seen) == 8  # one step: 2 prompts x 4 generations
