@@ -28,8 +28,8 @@ class HealthConfig(Strict):
         0.6,
         ge=0.0,
         le=1.0,
-        description="Warn when the win-rate judge's position consistency is below this (a judge that "
-        "ignores the answers scores 0.5 or less; null: never).",
+        description="Warn when the position consistency of the win-rate judge or of a round's feedback "
+        "judge is below this (a judge that ignores the answers scores 0.5 or less; null: never).",
     )
     drop_p_value: float | None = Field(
         0.05,

@@ -4,9 +4,10 @@ Why: the health checks (:mod:`rlaif.pipeline.health`) see counts, so a run whose
 "A" (a 50% win rate at 0% position consistency) or whose pass rate falls between rounds used to end
 "ok". Three checks, each with a ``health`` threshold (null turns it off):
 
-- ``judge_consistency``: the win-rate judge's position consistency (the share of comparisons whose
-  verdict survives swapping the answers) is below ``health.min_judge_consistency``; a judge that
-  ignores the answers sits at 0.5 or below, so its win rate says nothing;
+- ``judge_consistency``: the position consistency (the share of comparisons whose verdict survives
+  swapping the answers) of the win-rate judge, or of a DPO round's feedback judge (pairwise labellers
+  such as rl_cai's), is below ``health.min_judge_consistency``; a judge that ignores the answers sits
+  at 0.5 or below, so its win rate or its labels say nothing;
 - ``drop``: a round's held-out outcomes fall vs the previous evaluation, paired sample by sample, with
   an exact sign test p below ``health.drop_p_value`` (code: each problem's sample k against the
   previous round's sample k, whose seed is the same; pass@k: each problem solved or not; instructions:
@@ -92,6 +93,19 @@ def _eval_warnings(stage: str, metrics: dict, health: HealthConfig) -> list[dict
     return out
 
 
+def _labeller_consistency(stage: str, counts: dict, health: HealthConfig) -> dict | None:
+    floor, rate = health.min_judge_consistency, counts.get("position_consistency")
+    if floor is None or not isinstance(rate, (int, float)) or rate >= floor:
+        return None
+    return _warning(
+        "judge_consistency",
+        stage,
+        f"feedback judge position consistency {100 * rate:.1f}% (n={counts.get('judgments')} judgments) "
+        f"< health.min_judge_consistency {floor:g}; chance is 50%, so its labels follow the answers' "
+        "order, not their content",
+    )
+
+
 def _rise(check_stage: str, what: str, rate: float, earlier: list[float], limit: float) -> dict | None:
     if not earlier or rate - min(earlier) <= limit:
         return None
@@ -128,6 +142,7 @@ def find_warnings(run_dir: Path, plan: list, health: HealthConfig) -> list[dict]
         elif step.kind == "feedback":  # the DPO rounds only: SFT feedback is judged for another purpose
             counts = summary.get("counts") or {}
             n = counts.get("judgments") or 0
+            out += filter(None, [_labeller_consistency(step.name, counts, health)])
             rate, series = (counts.get("judgments_invalid", 0) / n if n else None), "feedback"
         else:
             continue

@@ -158,3 +158,26 @@ def test_rlaif_report_shows_the_warning_block_and_prints_it_last(tmp_path):
     )
     assert res.returncode == 0 and "warning:" not in res.stderr
     assert "warnings" not in Report((run_dir / "report.html").read_text()).by_id
+
+
+def test_a_feedback_labeller_ignoring_the_answers_is_warned_about(tmp_path):
+    """rl_cai's labeller at 4% position consistency (Qwen2.5-Coder-0.5B as a P(A)/P(B) labeller did
+    this): its debiased labels sit near 0.5, the pairs stage drops nearly all, and the run said nothing."""
+
+    def feedback(consistency: float) -> list[PlannedStage]:
+        counts = {"judgments": 200, "judgments_invalid": 0, "position_consistency": consistency}
+        return [stage(tmp_path, "round_1/feedback", {"counts": counts})]
+
+    (w,) = find_warnings(tmp_path, feedback(0.04), HealthConfig())
+    assert w["check"] == "judge_consistency" and w["stage"] == "round_1/feedback"
+    assert w["message"] == (
+        "round_1/feedback: feedback judge position consistency 4.0% (n=200 judgments) < "
+        "health.min_judge_consistency 0.6; chance is 50%, so its labels follow the answers' order, not "
+        "their content"
+    )
+    assert find_warnings(tmp_path, feedback(0.8), HealthConfig()) == []
+    assert find_warnings(tmp_path, feedback(0.04), HealthConfig(min_judge_consistency=None)) == []
+    with pytest.raises(HealthCheckFailed, match="feedback judge position consistency 4.0%"):
+        raise_on_warnings(
+            find_warnings(tmp_path, feedback(0.04), HealthConfig()), HealthConfig(warnings_as_errors=True)
+        )
