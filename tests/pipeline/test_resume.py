@@ -3,7 +3,10 @@
 The feedback stage (self-rewarding: one engine call generates a chunk's candidates, the next ones
 judge them) is killed twice at exact points with the tests' fault hook (fault_run.py), which SIGKILLs the process
 at the start of the N-th engine call of chunk C: first while chunk 1 is generating (1:1), then, in
-the resumed run, while chunk 2 is being judged (2:2).
+the resumed run, while chunk 2 (the last) is being judged (2:2). Both killed runs are real ``rlaif run``
+processes with their own vLLM engine; the second one resumes from what the first left on disk. The
+run is finished in this process on the session engine: starting a third engine process would prove
+nothing the second killed run (a resumed CLI run) does not.
 """
 
 from __future__ import annotations
@@ -22,24 +25,25 @@ from rlaif.pipeline.runner import Runner
 FAULT_RUN = Path(__file__).resolve().parent / "fault_run.py"
 REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("pairs.jsonl", "judgments.jsonl", "dropped.jsonl")
+PROMPTS = 6
 
 
 def config(run_config, out: str, model: Path, shared: Path) -> Path:
-    """A one-round self-rewarding run on 10 MT-Bench prompts, in chunks of 2, into ``out``."""
+    """A one-round self-rewarding run on 6 MT-Bench prompts, in 3 chunks of 2, into ``out``."""
     data = run_config.tiny(
         model,
         name="resume",
         seed=11,
         output_dir=str(run_config.tmp_path / out),
-        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": 10},
+        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": PROMPTS},
         feedback={
             "source": "self_rewarding",
             "chunk_size": 2,
-            "options": {"num_generations": 3, "sampling": {"max_tokens": 24}},
+            "options": {"num_generations": 3, "sampling": {"max_tokens": 12}},
         },
         judge={
             "template": "self_rewarding_rubric",
-            "options": {"samples": 2, "sampling": {"max_tokens": 24}},
+            "options": {"samples": 2, "sampling": {"max_tokens": 12}},
         },
     )
     return run_config.write(data, f"{out}.yaml")
@@ -81,15 +85,17 @@ def test_sigkill_mid_feedback_resumes_to_identical_records(
     run_killed_at(path, "2:2", tmp_path / "kill2.log")  # resumed: chunk 1 redone, chunk 2 judging
     assert sorted(p.name for p in chunks.glob("chunk_*.json")) == ["chunk_00000.json", "chunk_00001.json"]
     assert not (fb_dir / "manifest.json").exists()
+    kept = {p.name: p.stat().st_mtime_ns for p in chunks.glob("chunk_*.json")}
 
-    final = subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "run", str(path)], capture_output=True, text=True, timeout=600
-    )
-    assert final.returncode == 0, final.stderr[-3000:]
+    finished = Runner(load_run_config(path), engine=vllm_engine)
+    finished.run()
+    assert "round_1/feedback" in finished.executed  # it resumed the stage, it did not skip it
+    assert {name: (chunks / name).stat().st_mtime_ns for name in kept} == kept  # read back, not redone
     for name in OUTPUTS:
         ours = (fb_dir / name).read_text().splitlines()
         theirs = (ref_dir / name).read_text().splitlines()
         assert len(ours) == len(set(ours)), f"duplicates in {name}"
         assert ours == theirs, f"{name} differs from the uninterrupted run"
     stats = yaml.safe_load((fb_dir / "stats.json").read_text())
-    assert stats["prompts_in"] == 10 and stats["pairs_out"] + sum(stats["drops"].values()) == 10
+    assert stats["prompts_in"] == PROMPTS
+    assert stats["pairs_out"] + sum(stats["drops"].values()) == PROMPTS

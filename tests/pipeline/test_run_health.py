@@ -7,6 +7,9 @@ the malformed harmless-base_test line 668, with Python judges plugged in through
 2. the same run with a stricter ``health.max_judge_invalid_rate`` fails (exit 2) on the finished
    stages without starting an engine, naming the round, stage and commonest invalid reason, and the
    report's banner says failed.
+
+The first run is a real process; the re-checks start no engine, so they run the same CLI entry point
+in this process (``cli_inprocess``), which saves a Python start per re-check.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ REPO = HERE.parents[1]
 HH = HERE / "assets" / "hh_with_malformed.jsonl"  # 12 HH harmless-base test records + line 668 (4th here)
 
 sys.path.insert(0, str(HERE))
+from cli_inprocess import rlaif as rlaif_here  # noqa: E402
 from pipeline_judges import DECLINED  # noqa: E402
 from report_html import Report  # noqa: E402
 
@@ -39,6 +43,9 @@ def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(
     data = run_config.tiny(
         tiny_model_dir,
         name="health",
+        # one engine for the whole run: closing it for training and starting it again on the trained
+        # model is test_engine_lifetime's property, and costs an engine start here
+        engine={"during_training": "keep"},
         seed=5,
         judge={"template": "pipeline_judges:length_score"},
         prompts={"kind": "hh", "path": str(HH), "limit": 8},
@@ -82,7 +89,7 @@ def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(
     assert json.loads((run_dir / "status.json").read_text())["status"] == "ok"
 
     # stricter health check: the finished stages are re-checked (no engine starts) and the run fails
-    res = rlaif("run", str(path), "health.max_judge_invalid_rate=0.1", timeout=120)
+    res = rlaif_here("run", str(path), "health.max_judge_invalid_rate=0.1")
     assert res.returncode == 2, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     error = [line for line in res.stderr.splitlines() if line.startswith("error:")]
@@ -97,6 +104,6 @@ def test_run_skips_malformed_uses_the_judge_setting_and_fails_health_checks(
     assert "FAILED at round_1/feedback" in page.text_of("status") and DECLINED in page.text_of("status")
 
     # a round that makes no pairs fails min_pairs, naming the stage and the commonest drop reason
-    res = rlaif("run", str(path), "health.min_pairs=1000", timeout=120)
+    res = rlaif_here("run", str(path), "health.min_pairs=1000")
     assert res.returncode == 2
     assert "round_1/feedback: health check failed" in res.stderr and "health.min_pairs 1000" in res.stderr

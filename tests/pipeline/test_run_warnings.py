@@ -6,6 +6,9 @@ a Python judge that always answers "A" (``pipeline_judges:always_a``, a logic do
 2. the same run with ``health.warnings_as_errors=true`` fails (exit 2) on the finished stages without
    starting an engine, with one error line naming the round, the stage and the figure, and the report's
    banner says failed.
+
+The first run is a real process; the re-check starts no engine, so it runs the same CLI entry point in
+this process (``cli_inprocess``), which saves a Python start.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ REPO = HERE.parents[1]
 HH = HERE / "assets" / "hh_with_malformed.jsonl"
 
 sys.path.insert(0, str(HERE))
+from cli_inprocess import rlaif as rlaif_here  # noqa: E402
 from report_html import Report  # noqa: E402
 
 WARNING = "round_1/eval: win-rate judge position consistency 0.0% (n=3)"
@@ -39,6 +43,9 @@ def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(
     data = run_config.tiny(
         tiny_model_dir,
         name="warned",
+        # one engine for the whole run: closing it for training and starting it again on the trained
+        # model is test_engine_lifetime's property, and costs an engine start here
+        engine={"during_training": "keep"},
         seed=3,
         judge={"template": "pipeline_judges:length_score"},
         prompts={"kind": "hh", "path": str(HH), "limit": 6},
@@ -71,7 +78,7 @@ def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(
     assert "1 warning(s) below" in page.text_of("status")
     assert WARNING in page.text_of("warnings")
 
-    res = rlaif("run", str(path), "health.warnings_as_errors=true", timeout=180)
+    res = rlaif_here("run", str(path), "health.warnings_as_errors=true")
     assert res.returncode == 2, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     error = [line for line in res.stderr.splitlines() if line.startswith("error:")]

@@ -1,6 +1,10 @@
 """Mid-stage training resume inside ``rlaif run`` (real CLI, real tiny model): the run is SIGKILLed during
 round 1's DPO (fault hook after step 3, checkpoints every step), and the re-run resumes that DPO from
-its newest checkpoint instead of step 0; no engine process outlives the kill."""
+its newest checkpoint instead of step 0; no engine process outlives the kill.
+
+The killed run is a real ``rlaif run`` process (its own vLLM engine, then the trainer); the re-run is
+the same :class:`Runner` in this process on the session engine, which saves starting a second engine
+process: what is resumed (the DPO stage from the killed process's checkpoints) is on disk either way."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from pathlib import Path
 import yaml
 from cli_process import CliProcess
 
+from rlaif.config.loading import load_run_config
+from rlaif.pipeline.runner import Runner
 from rlaif.train.common import FAULT_ENV, read_metrics
 
 
@@ -51,7 +57,9 @@ def _config(tmp_path: Path, model: Path, shared: Path) -> Path:
     return path
 
 
-def test_run_killed_during_dpo_resumes_the_stage_from_its_checkpoint(tmp_path, tiny_model_dir, shared_data):
+def test_run_killed_during_dpo_resumes_the_stage_from_its_checkpoint(
+    tmp_path, tiny_model_dir, shared_data, vllm_engine, capfd
+):
     config = _config(tmp_path, tiny_model_dir, shared_data)
     train = tmp_path / "runs" / "resume" / "round_1" / "train"
     killed = CliProcess(["run", str(config)], tmp_path, "killed", env={FAULT_ENV: "3"})
@@ -64,14 +72,12 @@ def test_run_killed_during_dpo_resumes_the_stage_from_its_checkpoint(tmp_path, t
         "checkpoint-1",
         "checkpoint-2",
     ]
-    resumed = CliProcess(["run", str(config)], tmp_path, "resumed")
-    try:
-        assert resumed.finish(timeout=900) == 0, resumed.stderr()[-3000:]
-    finally:
-        resumed.cleanup()
-    result = json.loads(resumed.stdout())
-    assert "round_1/train" in result["executed"] and "round_1/feedback" in result["skipped"]
-    assert "(cached)" in resumed.stderr() or "2 cached" in resumed.stderr(), resumed.stderr()[-2000:]
+    capfd.readouterr()
+    resumed = Runner(load_run_config(config), engine=vllm_engine)
+    resumed.run()
+    stderr = capfd.readouterr().err
+    assert "round_1/train" in resumed.executed and "round_1/feedback" in resumed.skipped
+    assert "(cached)" in stderr or "2 cached" in stderr, stderr[-2000:]
     steps = [line["step"] for line in read_metrics(train / "metrics.jsonl") if "loss" in line]
     assert steps == [1, 2, 3, 4]  # 1-2 kept from the killed run, 3 redone, 4 new: none twice
     assert json.loads((train / "result.json").read_text())["counts"]["steps"] == 4
