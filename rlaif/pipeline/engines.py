@@ -39,6 +39,23 @@ def api_key(cfg: EngineConfig, key: str = "engine") -> str | None:
     return value
 
 
+def describe_start(cfg: EngineConfig, model_path: Path | str, lora_rank: int | None) -> str:
+    """What a run says when it starts an engine: the model, where its KV cache comes from, its LoRA
+    limit; a run otherwise prints nothing while vLLM loads (tens of seconds, minutes on a big model)."""
+    if cfg.kind == "openai":
+        return f"OpenAI-compatible server(s) {', '.join(cfg.servers)} (model {cfg.model or 'served'})"
+    if cfg.kind == "ray":
+        return f"{cfg.replicas} Ray vLLM replica(s) of {model_path}"
+    if cfg.kv_cache_gb:
+        memory = f"kv cache {cfg.kv_cache_gb:g} GiB"
+    elif cfg.gpu_memory_utilization:
+        memory = f"gpu_memory_utilization {cfg.gpu_memory_utilization:g}"
+    else:
+        memory = "kv cache: the default (1 GiB on CPU)"
+    lora = f"LoRA up to rank {max_lora_rank(lora_rank)}" if lora_rank is not None else "no LoRA"
+    return f"vLLM on {model_path}, {memory}, max_model_len {cfg.max_model_len}, {lora}"
+
+
 def build_engine(
     cfg: EngineConfig,
     model_path: Path | str,
