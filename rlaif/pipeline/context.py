@@ -140,10 +140,11 @@ class RunContext:
 
     def _start(self, role: str, engine_cfg: Any, model: Any, **kwargs: Any) -> Any:
         """:func:`build_engine` between two lines of run output (what starts; when it is ready), since
-        a run's engine starts inside a stage and vLLM itself is quiet in a run."""
-        self.say(f"  starting the {role} engine: {describe_start(engine_cfg, model, kwargs['lora_rank'])}")
+        a run's engine starts inside a stage and vLLM itself is quiet in a run. Said only once the
+        engine's checks passed: a refused engine was never started."""
+        line = f"  starting the {role} engine: {describe_start(engine_cfg, model, kwargs['lora_rank'])}"
         began = time.monotonic()
-        engine = build_engine(engine_cfg, model, **kwargs)
+        engine = build_engine(engine_cfg, model, on_start=lambda: self.say(line), **kwargs)
         seconds = time.monotonic() - began
         self.log_event("engine_ready", role=role, model=str(model), seconds=round(seconds, 1))
         self.say(f"  {role} engine ready in {seconds:.0f} s")

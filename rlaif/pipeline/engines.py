@@ -13,6 +13,7 @@ Non-guarantee: an OpenAI-compatible server is only connected to; its LoRA limits
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,26 +66,30 @@ def build_engine(
     key: str = "engine",
     where: str = "config",
     log_dir: Path | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> Any:
     """Start the engine ``cfg`` describes on ``model_path``; ``lora_rank``: the largest adapter rank it
     must serve (None: no LoRA). ``key`` names the config block in errors (``engine``, ``judge.engine``).
     ``log_dir``: where Ray replicas write their server logs (a run passes its own folder; default
-    ``./ray_replicas``)."""
+    ``./ray_replicas``). ``on_start`` is called once the checks passed, just before the engine starts."""
+    starting = on_start or (lambda: None)
     if cfg.kind == "openai":
         from rlaif.engines.openai import OpenAIEngine
 
-        return OpenAIEngine(
-            cfg.servers, model=cfg.model, concurrency=cfg.concurrency, api_key=api_key(cfg, key)
-        )
+        secret = api_key(cfg, key)
+        starting()
+        return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency, api_key=secret)
     if cfg.kind == "ray":
         from rlaif.engines.ray_engine import ray_engine_from_config
 
+        starting()
         return ray_engine_from_config(
             cfg, model_path, lora_rank is not None, (log_dir or Path("ray_replicas")) / key
         )
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
+    starting()
     from rlaif.engines.vllm import VLLMEngine
 
     kv = int(cfg.kv_cache_gb * (1 << 30)) if cfg.kv_cache_gb else None
