@@ -14,6 +14,9 @@ baseline on the same pairs.
         --models models/smollm2-135m-instruct runs/self_rewarding_smollm2/round_1/train/model ... \\
         [--prompts prompts/instructions/heldout.jsonl --candidates 4 --limit 200]
 
+Progress goes to stderr (each model's start, the candidate and pair counts, its engine's requests and
+the seconds it took); stdout holds one JSON line per model, then the summary.
+
 Caveat: pairs from one prompt share that prompt, so the pair-level interval is somewhat too narrow.
 """
 
@@ -22,10 +25,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def say(message: str) -> None:
+    """Progress on stderr (stdout holds the JSON results): a run over several models takes an hour."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def sample_candidates(
@@ -100,25 +110,40 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=80)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--save", default=None, help="also write candidates, checks and scores as JSON")
+    ap.add_argument("--kv-cache-mb", type=int, default=512, help="each engine's KV cache")
     args = ap.parse_args()
+    # vLLM's INFO and WARNING lines (each engine start) would bury the progress; VLLM_LOGGING_LEVEL=INFO
+    # brings them back
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
     from rlaif.engines.vllm import VLLMEngine
     from rlaif.feedback import load_prompts
     from rlaif.instructions import wilson_interval
+    from rlaif.progress import generation_label
     from rlaif.tasks.metric import paired_change
 
     prompts = load_prompts(args.prompts, format="jsonl")[: args.limit]
     texts: list[list[str]] = []
     per_model, rights, start = [], [], time.perf_counter()
     for k, model in enumerate(args.models):
-        with VLLMEngine(model, max_model_len=1024, kv_cache_memory_bytes=1 << 29, progress=False) as engine:
+        began = time.perf_counter()
+        say(f"model {k + 1}/{len(args.models)}: {model}: starting its engine")
+        kv = args.kv_cache_mb << 20
+        with VLLMEngine(model, max_model_len=1024, kv_cache_memory_bytes=kv, progress=True) as engine:
             if k == 0:
-                texts = sample_candidates(
-                    engine, prompts, args.candidates, args.temperature, args.max_tokens, args.seed
-                )
+                say(f"sampling {args.candidates} candidates for each of {len(prompts)} prompts")
+                with generation_label("candidates"):
+                    texts = sample_candidates(
+                        engine, prompts, args.candidates, args.temperature, args.max_tokens, args.seed
+                    )
                 pairs = labelled(prompts, texts)
-            scores = score_all(engine, prompts, texts)
+                say(f"{len(pairs)} labelled pairs (candidates of one prompt the checker splits)")
+            say(f"scoring {sum(map(len, texts))} candidates with model {k + 1}'s self-judge")
+            with generation_label("scores"):
+                scores = score_all(engine, prompts, texts)
         figures, right = judge_figures(prompts, texts, scores, pairs)
+        figures["seconds"] = round(time.perf_counter() - began, 1)
+        say(f"model {k + 1}/{len(args.models)} done in {figures['seconds']:.0f} s")
         if rights:
             figures["change_vs_first"] = paired_change(rights[0], right)
             figures["change_vs_previous"] = paired_change(rights[-1], right)

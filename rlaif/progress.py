@@ -3,7 +3,9 @@
 Why one helper: every long stage should look the same to a user. On a terminal it is a rich bar
 (description, bar, ``done/total``, elapsed, remaining time); when stderr is a file or a pipe (logs, CI)
 it is plain lines, ``feedback: 3/20 chunks, 0:00:12 elapsed, ETA 0:00:58``, at most one per
-:data:`PLAIN_INTERVAL_S` seconds plus the last one, so a log stays readable. Steps that were not done
+:data:`PLAIN_INTERVAL_S` seconds plus the last one, so a log stays readable. A display that is not
+resumed in chunks (an engine call's requests) also writes a ``0/N`` line when it starts, since its
+first request may take minutes to finish. Steps that were not done
 now but read back from an earlier run are counted as ``(cached)`` and left out of the ETA.
 
 Guarantees: writes only to stderr; never raises from a display problem into the caller's loop.
@@ -46,10 +48,14 @@ def _clock(seconds: float) -> str:
 
 
 class StepProgress:
-    """``with StepProgress("feedback", total=20, unit="chunks") as p: ... p.advance(cached=False)``."""
+    """``with StepProgress("feedback", total=20, unit="chunks") as p: ... p.advance(cached=False)``.
 
-    def __init__(self, description: str, total: int, unit: str = "steps", stream=None):
+    ``announce``: a plain display writes ``0/N`` on entering, for work whose first step is slow; off by
+    default because the chunked stages enter the display only once their first chunk is done."""
+
+    def __init__(self, description: str, total: int, unit: str = "steps", stream=None, announce=False):
         self.description = description
+        self.announce = announce
         self.total = max(0, int(total))
         self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
@@ -89,6 +95,8 @@ class StepProgress:
                 self._task = self._bar.add_task(self.description, total=self.total or None)
             except Exception:  # a display problem must never stop the work
                 self._bar = None
+        if self._bar is None and self.announce:  # a log shows the work began before its first step ends
+            self._plain(force=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -170,7 +178,8 @@ class TqdmLike:
         self._progress = None
         if iterable is None:
             label = _generation_label.get()
-            self._progress = StepProgress(label, total=total or 0, unit="requests").__enter__()
+            bar = StepProgress(label, total=total or 0, unit="requests", announce=True)
+            self._progress = bar.__enter__()
 
     def __iter__(self):
         return iter(self._iterable if self._iterable is not None else ())

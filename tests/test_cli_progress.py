@@ -63,5 +63,16 @@ def test_tqdm_interface_passes_vllms_prompt_list_through_and_names_the_generatio
     bar.postfix = "est. speed input: 10.00 toks/s, output: 41.70 toks/s"
     bar.update(2)
     bar.close()
-    (line,) = stream.getvalue().splitlines()  # nothing drawn for the prompt list
+    start, line = stream.getvalue().splitlines()  # nothing drawn for the prompt list
+    assert start == "eval/code: 0/2 requests, 0:00:00 elapsed"  # before the first request finishes
     assert line.startswith("eval/code: 2/2 requests, ") and line.endswith(", 42 tok/s"), line
+
+
+def test_only_an_announced_display_writes_a_line_before_its_first_step():
+    """A chunked stage enters its display after chunk 1 (a ``0/N`` line then would be wrong); an
+    engine call's requests announce themselves, since the first one can take minutes."""
+    quiet, loud = io.StringIO(), io.StringIO()
+    with StepProgress("feedback", total=3, unit="chunks", stream=quiet):
+        assert quiet.getvalue() == ""
+    with StepProgress("eval", total=3, unit="requests", stream=loud, announce=True):
+        assert loud.getvalue() == "eval: 0/3 requests, 0:00:00 elapsed\n"

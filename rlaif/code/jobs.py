@@ -31,10 +31,19 @@ _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTA
 # explanation and usage examples chat models write after it. Why a blank line too: an unlabelled
 # *opening* fence ("```" + newline) is followed by code, not by an empty line, so the stop cannot cut
 # an answer before its code; a closing fence followed by prose on the next line, or by the end of the
-# answer, is simply not stopped at. vLLM leaves the stop string out of the text, so a stopped answer
-# ends inside its block; extract_code takes an unclosed block to the end of the text. Non-guarantee:
-# an answer that opens with another language's block (```bash ... ```) stops before its Python block.
+# answer, is simply not stopped at. Candidates that become preference pairs are sampled with the stop
+# string kept (``include_stop``) and its blank line dropped (:func:`close_code_block`), so a pair's
+# answers end with a closed block; without it they would end inside the block and DPO would teach the
+# policy to stop before the closing fence. extract_code also takes an unclosed block to the end of the
+# text (evaluation samples stop without the fence). Non-guarantee: an answer that opens with another
+# language's block (```bash ... ```) stops before its Python block.
 CODE_STOP = ("\n```\n\n",)
+
+
+def close_code_block(text: str) -> str:
+    """A candidate stopped at :data:`CODE_STOP` with the stop kept, without the trailing blank line:
+    the answer ends with its closed code block. Any other text is returned as it is."""
+    return text[:-1] if text.endswith(CODE_STOP[0]) else text
 
 
 def extract_code(text: str) -> str:

@@ -148,18 +148,18 @@ def _trainer_sections(finals: tuple[str, ...] = FINAL_KINDS) -> list[Section]:
 
     run = (("output_dir", "(the stage's folder in the run)"), ("seed", "(from the run's seed)"))
     trainers = [
-        ("`dpo`: each DPO round", "dpo.", DPOOptions, DPOConfig),
-        ("`sft.options`: SFT before round 1", "sft.options.", SFTOptions, SFTConfig),
+        ("`dpo`: each DPO round", "dpo.", DPOOptions, DPOConfig, ()),
+        ("`sft.options`: SFT before round 1", "sft.options.", SFTOptions, SFTConfig, ()),
     ]
-    trainers += [
-        (f"`final.options` for `final.kind: {kind}`", "final.options.", t.options, t.config)
+    trainers += [  # a run's final.reward decides the trainer's reward keys
+        (f"`final.options` for `final.kind: {kind}`", "final.options.", t.options, t.config, t.reward_keys)
         for kind, t in ((kind, FINAL_TRAINERS[kind]) for kind in finals)
     ]
     return [
         Section("`pairs.options`: the pair filters", "pairs.options.", PairFilterConfig),
         *(
-            Section(title, prefix, options, run_sets=_run_inputs(options, config), run_defaults=run)
-            for title, prefix, options, config in trainers
+            Section(title, prefix, options, run_sets=_run_inputs(options, config) + also, run_defaults=run)
+            for title, prefix, options, config, also in trainers
         ),
     ]
 

@@ -27,7 +27,12 @@ class Sampling(BaseModel):
     temperature: float = Field(1.0, ge=0.0, description="0 means greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(128, ge=1, description="Maximum new tokens per sample.")
-    stop: list[str] = Field(default_factory=list, description="Stop strings (not included in the text).")
+    stop: list[str] = Field(
+        default_factory=list, description="Stop strings (not included in the text unless include_stop)."
+    )
+    include_stop: bool = Field(
+        False, description="Keep the stop string that ended a sample at the end of its text."
+    )
     seed: int | None = Field(None, description="Per-request seed; same seed, same prompt, same text.")
     logprobs: int | None = Field(
         None, ge=0, le=20, description="Return the sampled token's logprob plus this many top-k alternatives."

@@ -148,6 +148,8 @@ class OpenAIEngine:
         }
         if s.stop:
             body["stop"] = list(s.stop)
+            if s.include_stop and self.vllm_extensions:  # a vLLM server's own sampling parameter
+                body["include_stop_str_in_output"] = True
         if s.seed is not None:
             body["seed"] = s.seed
         if self.vllm_extensions:

@@ -231,6 +231,7 @@ class VLLMEngine:
             top_p=s.top_p,
             max_tokens=s.max_tokens,
             stop=list(s.stop) or None,
+            include_stop_str_in_output=s.include_stop,
             seed=s.seed,
             logprobs=s.logprobs,
         )

@@ -66,7 +66,9 @@ def build_code_pairs(
     (default: ``problem.prompt`` as the user turn; e.g. ``lambda p: tpl.render(problem=p.prompt)``).
     """
     config = config or CodePairConfig()
-    sampling = sampling or Sampling(temperature=0.8, top_p=0.95, max_tokens=512, stop=list(CODE_STOP))
+    sampling = sampling or Sampling(
+        temperature=0.8, top_p=0.95, max_tokens=512, stop=list(CODE_STOP), include_stop=True
+    )
     render = render or (lambda p: p.prompt)
     context = SourceContext(seed=sampling.seed or 0, round=round, adapter=adapter, chunk=0)
     run = verified_pairs(
@@ -111,7 +113,8 @@ def rlcf(
     ctx = context or DEFAULT_CONTEXT
     task = CodeTask(problems, pool=sandbox)  # starts (and closes) its own pool without one
     try:
-        sampling = cfg.sampling.to_sampling(stop=list(CODE_STOP))  # only the first block is run
+        # only the first block is run; its closing fence stays in the pair texts (close_code_block)
+        sampling = cfg.sampling.to_sampling(stop=list(CODE_STOP), include_stop=True)
         run = verified_pairs(task, problems, engine, cfg, ctx, sampling, source="rlcf")
     finally:
         task.close()

@@ -224,13 +224,14 @@ def _candidates(
         kept = []
         for comp in samples or []:
             stats.candidates += 1
-            key = task.canonical(record, comp.text)
+            text = task.answer(comp.text)
+            key = task.canonical(record, text)
             if config.dedup and key in seen:
                 stats.duplicates_removed += 1
                 continue
             seen.add(key)
-            kept.append((comp.index, comp.text, len(items)))
-            items.append((record, comp.text))
+            kept.append((comp.index, text, len(items)))
+            items.append((record, text))
             indices.append(comp.index)
         per_record.append(kept)
     return items, indices, per_record

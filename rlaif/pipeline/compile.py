@@ -8,7 +8,8 @@ all call it, so none of them can start a run the others would refuse.
 
 Guarantees: every option block is validated once (:func:`resolve`); the data
 files are read as the stages will read them; each refusal is a :class:`~rlaif.errors.ConfigError`
-naming the file and the key; no model is loaded and nothing is generated. The plan records the LoRA
+naming the file and the key; the final round's reward keys (``final.options.reward``, ``rewards``,
+``reward_weights``) are refused, since ``final.reward`` decides them; no model is loaded and nothing is generated. The plan records the LoRA
 rank the policy engine must serve, so the engine is started able to load every adapter the run trains.
 Non-guarantees: a model built during the run (``policy.build_tiny``) is checked when it exists; a
 plug-in source's own run-time checks are its own.
@@ -22,6 +23,7 @@ from typing import Any
 
 from rlaif.config import RunConfig
 from rlaif.errors import ConfigError
+from rlaif.pipeline.final_round import FINAL_TRAINERS
 from rlaif.pipeline.inputs import is_code_run, load_prompt_source
 from rlaif.pipeline.judging import check_judges
 from rlaif.pipeline.preflight import check_context_lengths, read_inputs
@@ -54,6 +56,7 @@ class RunPlan:
 def resolve(cfg: RunConfig) -> ResolvedRun:
     """Every option block of ``cfg`` validated against its stage's model, once: each stage kind of the
     registry (:mod:`rlaif.pipeline.stage_kinds`) names its blocks."""
+    _final_reward_is_the_runs(cfg)
     run = resolve_run(cfg, run_blocks(cfg))
     check_text_scoring(run)
     return run
@@ -70,6 +73,22 @@ def compile_run(cfg: RunConfig) -> RunPlan:
     for rule in RULES:
         rule(run, where)
     return RunPlan(run=run, lora_rank=lora_rank(run), inputs=inputs)
+
+
+def _final_reward_is_the_runs(cfg: RunConfig) -> None:
+    """``final.reward`` decides what rewards the final round: a reward model the run trains replaces
+    the trainer's reward keys, the sandbox, verifier or judge is passed as a function that PPO takes
+    instead of its ``reward`` and GRPO/RLOO add to their ``rewards``. Refused before validation, so a
+    user is not asked to fix a key that has to go."""
+    if cfg.final.kind == "none":
+        return
+    taken = [k for k in FINAL_TRAINERS[cfg.final.kind].reward_keys if k in cfg.final.options]
+    if taken:
+        raise ConfigError(
+            f"{cfg.source_file or 'config'}: 'final.options.{taken[0]}' is decided by the run (the final "
+            f"round is rewarded by final.reward={cfg.final.reward}); remove it and choose the reward with "
+            "final.reward (sandbox, verifier, reward_model or judge)"
+        )
 
 
 def _check_policy_path(cfg: RunConfig, where: str) -> None:

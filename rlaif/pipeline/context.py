@@ -19,7 +19,7 @@ from typing import Any
 
 from rlaif.config import RunConfig
 from rlaif.errors import ConfigError
-from rlaif.pipeline.engines import build_engine
+from rlaif.pipeline.engines import build_engine, describe_start
 from rlaif.pipeline.resolve import ResolvedRun, lora_rank, serves_adapters
 from rlaif.sandbox import SandboxPool
 from rlaif.sandbox.policy import allow_unisolated
@@ -91,7 +91,7 @@ class RunContext:
         """The policy as an engine (current adapter bound)."""
         if self.cfg.engine.kind == "openai":
             if self._engine is None:
-                self._engine = build_engine(self.cfg.engine, self.policy.path, lora_rank=None)
+                self._engine = self._start("policy", self.cfg.engine, self.policy.path, lora_rank=None)
             if self.policy.adapter is not None:
                 raise ConfigError(
                     "engine.kind=openai cannot serve a freshly trained adapter; use engine.kind=vllm for "
@@ -103,8 +103,8 @@ class RunContext:
                 self._engine.close()
             self._engine = None
             self.log_event("engine_start", model=str(self.policy.path))
-            self._engine = build_engine(
-                self.cfg.engine, self.policy.path, lora_rank=self.engine_lora_rank(),
+            self._engine = self._start(
+                "policy", self.cfg.engine, self.policy.path, lora_rank=self.engine_lora_rank(),
                 where=self.cfg.source_file or "config", log_dir=self.run_dir / "ray_replicas",
             )  # fmt: skip
             self._engine_model = self.policy.path
@@ -132,11 +132,23 @@ class RunContext:
         if self._judge_engine is None:
             engine_cfg = judge.engine or self.cfg.engine
             key = "judge.engine" if judge.engine else "engine"
-            self._judge_engine = build_engine(
-                engine_cfg, judge.model, lora_rank=None, key=key, where=self.cfg.source_file or "config",
-                log_dir=self.run_dir / "ray_replicas",
+            self._judge_engine = self._start(
+                "judge", engine_cfg, judge.model, lora_rank=None, key=key,
+                where=self.cfg.source_file or "config", log_dir=self.run_dir / "ray_replicas",
             )  # fmt: skip
         return self._judge_engine
+
+    def _start(self, role: str, engine_cfg: Any, model: Any, **kwargs: Any) -> Any:
+        """:func:`build_engine` between two lines of run output (what starts; when it is ready), since
+        a run's engine starts inside a stage and vLLM itself is quiet in a run. Said only once the
+        engine's checks passed: a refused engine was never started."""
+        line = f"  starting the {role} engine: {describe_start(engine_cfg, model, kwargs['lora_rank'])}"
+        began = time.monotonic()
+        engine = build_engine(engine_cfg, model, on_start=lambda: self.say(line), **kwargs)
+        seconds = time.monotonic() - began
+        self.log_event("engine_ready", role=role, model=str(model), seconds=round(seconds, 1))
+        self.say(f"  {role} engine ready in {seconds:.0f} s")
+        return engine
 
     def sandbox(self) -> Any:
         """One pre-forked sandbox pool for the whole run (code feedback, rewards, pass@k)."""

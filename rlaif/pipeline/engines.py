@@ -13,6 +13,7 @@ Non-guarantee: an OpenAI-compatible server is only connected to; its LoRA limits
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,23 @@ def api_key(cfg: EngineConfig, key: str = "engine") -> str | None:
     return value
 
 
+def describe_start(cfg: EngineConfig, model_path: Path | str, lora_rank: int | None) -> str:
+    """What a run says when it starts an engine: the model, where its KV cache comes from, its LoRA
+    limit; a run otherwise prints nothing while vLLM loads (tens of seconds, minutes on a big model)."""
+    if cfg.kind == "openai":
+        return f"OpenAI-compatible server(s) {', '.join(cfg.servers)} (model {cfg.model or 'served'})"
+    if cfg.kind == "ray":
+        return f"{cfg.replicas} Ray vLLM replica(s) of {model_path}"
+    if cfg.kv_cache_gb:
+        memory = f"kv cache {cfg.kv_cache_gb:g} GiB"
+    elif cfg.gpu_memory_utilization:
+        memory = f"gpu_memory_utilization {cfg.gpu_memory_utilization:g}"
+    else:
+        memory = "kv cache: the default (1 GiB on CPU)"
+    lora = f"LoRA up to rank {max_lora_rank(lora_rank)}" if lora_rank is not None else "no LoRA"
+    return f"vLLM on {model_path}, {memory}, max_model_len {cfg.max_model_len}, {lora}"
+
+
 def build_engine(
     cfg: EngineConfig,
     model_path: Path | str,
@@ -48,26 +66,30 @@ def build_engine(
     key: str = "engine",
     where: str = "config",
     log_dir: Path | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> Any:
     """Start the engine ``cfg`` describes on ``model_path``; ``lora_rank``: the largest adapter rank it
     must serve (None: no LoRA). ``key`` names the config block in errors (``engine``, ``judge.engine``).
     ``log_dir``: where Ray replicas write their server logs (a run passes its own folder; default
-    ``./ray_replicas``)."""
+    ``./ray_replicas``). ``on_start`` is called once the checks passed, just before the engine starts."""
+    starting = on_start or (lambda: None)
     if cfg.kind == "openai":
         from rlaif.engines.openai import OpenAIEngine
 
-        return OpenAIEngine(
-            cfg.servers, model=cfg.model, concurrency=cfg.concurrency, api_key=api_key(cfg, key)
-        )
+        secret = api_key(cfg, key)
+        starting()
+        return OpenAIEngine(cfg.servers, model=cfg.model, concurrency=cfg.concurrency, api_key=secret)
     if cfg.kind == "ray":
         from rlaif.engines.ray_engine import ray_engine_from_config
 
+        starting()
         return ray_engine_from_config(
             cfg, model_path, lora_rank is not None, (log_dir or Path("ray_replicas")) / key
         )
 
     # models built during the run (build_tiny) could not be checked by rlaif validate
     check_context_length(cfg.max_model_len, model_path, f"{key}.max_model_len", where)
+    starting()
     from rlaif.engines.vllm import VLLMEngine
 
     kv = int(cfg.kv_cache_gb * (1 << 30)) if cfg.kv_cache_gb else None

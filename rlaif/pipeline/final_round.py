@@ -147,12 +147,18 @@ class FinalTrainer:
     """One final-round kind: its options model (what ``final.options`` may set), its config model (the
     options plus the policy and prompt files the stage gives it), its trainer in this process (config,
     in-memory prompts, reward function or None), and whether its config names a reward model in a list
-    (TRL's ``rewards``) or alone (our PPO's ``reward``)."""
+    (TRL's ``rewards``) or alone (our PPO's ``reward``). In a run, ``final.reward`` decides the reward,
+    so :attr:`reward_keys` of ``final.options`` are the run's: the stage would replace or ignore them."""
 
     options: type
     config: type
     train: Callable[[Any, list[PromptRecord], Any], Any]
     many_rewards: bool
+
+    @property
+    def reward_keys(self) -> tuple[str, ...]:
+        """The options naming the reward (and weighting several), which a run sets itself."""
+        return ("rewards", "reward_weights") if self.many_rewards else ("reward",)
 
     def reward_model_options(self, spec: RewardSpec) -> dict:
         return {"rewards": [spec]} if self.many_rewards else {"reward": spec}

@@ -67,6 +67,10 @@ class Task:
     def verify(self, record: Any, completion: Any) -> Verdict:
         raise NotImplementedError
 
+    def answer(self, text: str) -> str:
+        """A sampled candidate as it is verified and paired (the code task closes its code block)."""
+        return text
+
     def canonical(self, record: Any, text: str) -> str:
         """The text two candidates must share to count as the same (de-duplication)."""
         return "\n".join(line.rstrip() for line in text.strip().splitlines())

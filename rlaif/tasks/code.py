@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rlaif.code.jobs import build_job, prepare_expected, program_for
+from rlaif.code.jobs import build_job, close_code_block, prepare_expected, program_for
 from rlaif.code.problems import code_prompt
 from rlaif.records import CodeProblem, ExecutionResult, Message
 
@@ -43,6 +43,9 @@ class CodeTask(Task):
 
     def prompt(self, record: CodeProblem) -> list[Message]:
         return code_prompt(record)
+
+    def answer(self, text: str) -> str:
+        return close_code_block(text)
 
     def canonical(self, record: CodeProblem, text: str) -> str:
         """The program that would run (prompt + code for HumanEval), trailing whitespace trimmed."""

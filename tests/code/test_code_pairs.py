@@ -137,3 +137,24 @@ def test_builder_without_dedup_runs_every_candidate(code_pool, problems):
     run = build_code_pairs(problems[2:3], engine, code_pool, config=CodePairConfig(k=3, dedup=False))
     assert (run.stats.executions, run.stats.duplicates_removed) == (3, 0)
     assert run.stats.no_pair == {"no_pass_below_margin": 1}
+
+
+def test_rlcf_pairs_end_with_a_closed_code_block(code_pool, problems):
+    """The source samples with the closing fence kept (vLLM drops a stop string otherwise) and drops
+    only the blank line after it, so DPO sees answers that close their block, not ones that end in it."""
+    from rlaif.code.jobs import CODE_STOP, close_code_block, extract_code
+    from rlaif.feedback.rlcf import RLCFConfig, rlcf
+
+    ref = problems[0].reference_solution
+    wrong = "def remove_Occ(s, ch):\n    return s"
+    engine = ScriptedEngine(lambda conv, i, s: f"Here:\n```python\n{ref if i == 0 else wrong}\n```\n\n")
+    result = rlcf(problems[:1], engine, RLCFConfig(k=2), sandbox=code_pool)
+    (_, sampling, _), *_ = engine.calls
+    sampling = sampling if isinstance(sampling, Sampling) else sampling[0]  # one prompt: one setting
+    assert sampling.stop == list(CODE_STOP) and sampling.include_stop
+    (pair,) = result.pairs
+    assert pair.chosen == f"Here:\n```python\n{ref}\n```\n"  # closed; the blank line after it dropped
+    assert pair.rejected == f"Here:\n```python\n{wrong}\n```\n"
+    assert extract_code(pair.rejected) == wrong + "\n"  # the program run is the same as before
+    assert close_code_block("x\n```\n\n") == "x\n```\n" and close_code_block("x\n```") == "x\n```"
+    assert close_code_block("ends inside\n") == "ends inside\n"  # stopped by length or EOS: unchanged

@@ -146,3 +146,10 @@ def test_real_vllm_serve_chat_and_completions(vllm_server):
     assert [c.text for c in again[0]] == [c.text for c in out[0]]
     plain = engine.generate(["hello", "world"], Sampling(max_tokens=5, temperature=0, logprobs=2))
     assert len(plain) == 2 and all(p[0].logprobs for p in plain)
+    # include_stop reaches the server: the stop string that ended the greedy text stays in it
+    greedy = Sampling(max_tokens=24, temperature=0)
+    (full,) = engine.generate(["hello"], greedy)[0]
+    stop = full.text[6:9]
+    assert len(stop) == 3 and stop.strip(), full.text
+    (kept,) = engine.generate(["hello"], greedy.model_copy(update={"stop": [stop], "include_stop": True}))[0]
+    assert kept.text == full.text[: full.text.index(stop)] + stop

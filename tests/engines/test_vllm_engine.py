@@ -87,6 +87,22 @@ def test_per_prompt_sampling_and_stop(vllm_engine):
         vllm_engine.generate(["a"], [Sampling(), Sampling()])
 
 
+def test_a_kept_stop_string_ends_the_text(vllm_engine):
+    """``include_stop``: the stop string that ended a sample stays in its text (vLLM drops it by
+    default). The stop is taken from the greedy text itself, so the tiny model surely reaches it."""
+    greedy = Sampling(temperature=0.0, max_tokens=24)
+    (full,) = vllm_engine.generate(["Hello"], greedy)[0]
+    stop = full.text[6:9]
+    assert len(stop) == 3 and stop.strip(), full.text
+    cut = full.text[: full.text.index(stop)]
+    (dropped,) = vllm_engine.generate(["Hello"], greedy.model_copy(update={"stop": [stop]}))[0]
+    (kept,) = vllm_engine.generate(
+        ["Hello"], greedy.model_copy(update={"stop": [stop], "include_stop": True})
+    )[0]
+    assert dropped.text == cut and dropped.finish_reason == "stop"
+    assert kept.text == cut + stop and kept.finish_reason == "stop"
+
+
 def test_guided_json_output_parses(vllm_engine):
     schema = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]}
     comp = vllm_engine.generate([CONV], Sampling(max_tokens=40, temperature=0.0, json_schema=schema))[0][0]

@@ -8,6 +8,7 @@ released before round 1's training, and started again (on the trained model) for
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_an_engine_someone_else_started_is_never_closed(tmp_path, run_config):
     assert not shared.closed and ctx._engine is shared and not ctx.events_path.exists()
 
 
-def test_the_run_closes_its_engine_for_training_and_starts_it_again(tmp_path, tiny_model_dir):
+def test_the_run_closes_its_engine_for_training_and_starts_it_again(tmp_path, tiny_model_dir, capsys):
     overrides = [
         f"output_dir={tmp_path / 'runs'}",
         f"policy.path={tiny_model_dir}",
@@ -89,3 +90,16 @@ def test_the_run_closes_its_engine_for_training_and_starts_it_again(tmp_path, ti
         ("stage_start", "round_1/eval"),
         ("engine_start", trained),
     ], seq
+    # each start is said on the run's output (vLLM itself is quiet in a run): model, KV cache, then
+    # the seconds it took, before the evaluation's first progress line
+    err = capsys.readouterr().err.splitlines()
+    starts = [i for i, x in enumerate(err) if x.startswith("  starting the policy engine: vLLM on ")]
+    ready = [i for i, x in enumerate(err) if re.fullmatch(r"  policy engine ready in \d+ s", x)]
+    assert len(starts) == 2 and len(ready) == 2, err
+    assert str(tiny_model_dir) in err[starts[0]] and trained in err[starts[1]]
+    assert "kv cache 0.25 GiB" in err[starts[0]] and "no LoRA" in err[starts[0]]  # full fine-tuning
+    first_eval = next(i for i, x in enumerate(err) if x.startswith("  round_0/eval instructions: 0/4 "))
+    assert starts[0] < ready[0] < first_eval, err
+    ready_events = [e for e in events if e["event"] == "engine_ready"]
+    assert [e["model"] for e in ready_events] == [str(tiny_model_dir), trained]
+    assert all(e["seconds"] > 0 for e in ready_events)

@@ -1,5 +1,6 @@
 """Evaluation generation shows progress: one real evaluation (the instruction loop's round 0 on the
-tiny model and the session's vLLM engine) prints requests done, output tok/s and an ETA on stderr."""
+tiny model and the session's vLLM engine) prints a 0/N line when its requests are queued, then requests
+done, output tok/s and an ETA on stderr."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ def test_round_0_eval_prints_requests_throughput_and_eta(tmp_path, tiny_model_di
     Runner(load_run_config(PIPELINE, overrides), engine=vllm_engine).run()
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("  round_0/eval instructions:")]
     assert lines, "no evaluation progress line"
-    assert lines[0].startswith("  round_0/eval instructions: 1/6 requests, ") and "ETA " in lines[0], lines
+    # the first line is written when the requests are queued, before any has finished
+    assert lines[0].startswith("  round_0/eval instructions: 0/6 requests, "), lines
+    assert lines[1].startswith("  round_0/eval instructions: 1/6 requests, ") and "ETA " in lines[1], lines
     assert lines[-1].startswith("  round_0/eval instructions: 6/6 requests, "), lines
-    assert all(float(re.search(r"(\d+) tok/s", x).group(1)) > 0 for x in lines), lines
+    assert all(float(re.search(r"(\d+) tok/s", x).group(1)) > 0 for x in lines[1:]), lines
     assert vllm_engine.progress is False  # switched back off after the evaluation
 
 

@@ -75,6 +75,32 @@ def test_a_trainer_input_the_run_decides_is_refused_not_overwritten(config, chan
         resolve(config(**changes))
 
 
+@pytest.mark.parametrize(
+    ("kind", "reward", "options"),
+    [
+        ("ppo", "reward_model", {"reward": {"function": "my_rewards:length_reward"}}),
+        ("ppo", "judge", {"reward": {"function": "my_rewards:length_reward"}}),
+        ("grpo", "reward_model", {"rewards": [{"function": "my_rewards:length_reward"}]}),
+        ("rloo", "sandbox", {"rewards": [{"function": "my_rewards:length_reward"}]}),
+        ("grpo", "verifier", {"reward_weights": []}),
+    ],
+)
+def test_the_final_rounds_reward_keys_are_the_runs_whatever_final_reward_is(config, kind, reward, options):
+    """A reward model the run trains replaced the user's ``reward``/``rewards``, and PPO ignored its
+    ``reward`` for the run's sandbox/verifier/judge function: both silently. Refused up front, as
+    ``Runner(cfg)`` and ``rlaif validate`` compile the run, with one line naming the key."""
+    from rlaif.pipeline.runner import Runner
+
+    key = next(iter(options))
+    cfg = config(final={"kind": kind, "reward": reward, "options": options})
+    with pytest.raises(ConfigError) as err:
+        Runner(cfg)
+    message = str(err.value)
+    assert f"'final.options.{key}' is decided by the run" in message and "\n" not in message
+    assert f"final.reward={reward}" in message and "remove it" in message
+    resolve(config(final={"kind": kind, "reward": reward}))  # without the key the block resolves
+
+
 def test_a_training_stage_that_cannot_start_from_the_runs_policy_is_refused_up_front(run_config, tmp_path):
     """Full fine-tuning of a starting adapter is refused before any stage, for a DPO round the run
     executes; without rounds there is nothing to refuse."""
