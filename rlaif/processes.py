@@ -14,10 +14,11 @@ the death at once, and rescans the tree every :data:`SCAN_S` seconds while engin
 :data:`SCAN_SLOW_S` seconds, a few milliseconds of CPU each).
 
 Guarantees: every process passed to :func:`terminate_then_kill` that is still running (not a zombie)
-gets SIGTERM (multiprocessing's resource tracker, which ignores SIGTERM, gets SIGKILL at once); any still alive after ``timeout`` seconds gets SIGKILL. Processes that vanish meanwhile
-are ignored. A watchdog kills, after its owner's death, every descendant of the owner that it saw
-(checked by start time, so a recycled pid is never hit), and their descendants, except processes that
-existed before it started, other watchdogs and multiprocessing's resource tracker (it must outlive us
+gets SIGTERM (multiprocessing's resource tracker, which ignores SIGTERM, gets SIGKILL at once); any
+still alive after ``timeout`` seconds gets SIGKILL. Processes that vanish meanwhile are ignored. A
+watchdog kills, after its owner's death, every descendant of the owner that it saw (checked by start
+time, so a recycled pid is never hit), and their descendants, except processes that existed before it
+started, other watchdogs and multiprocessing's resource tracker (it must outlive us
 to free shared memory). Non-guarantees: a child that started and double-forked away within one scan
 interval is not seen; a SIGKILL of the watchdog itself disarms it.
 """
