@@ -14,10 +14,11 @@ the death at once, and rescans the tree every :data:`SCAN_S` seconds while engin
 :data:`SCAN_SLOW_S` seconds, a few milliseconds of CPU each).
 
 Guarantees: every process passed to :func:`terminate_then_kill` that is still running (not a zombie)
-gets SIGTERM; any still alive after ``timeout`` seconds gets SIGKILL. Processes that vanish meanwhile
-are ignored. A watchdog kills, after its owner's death, every descendant of the owner that it saw
-(checked by start time, so a recycled pid is never hit), and their descendants, except processes that
-existed before it started, other watchdogs and multiprocessing's resource tracker (it must outlive us
+gets SIGTERM (multiprocessing's resource tracker, which ignores SIGTERM, gets SIGKILL at once); any
+still alive after ``timeout`` seconds gets SIGKILL. Processes that vanish meanwhile are ignored. A
+watchdog kills, after its owner's death, every descendant of the owner that it saw (checked by start
+time, so a recycled pid is never hit), and their descendants, except processes that existed before it
+started, other watchdogs and multiprocessing's resource tracker (it must outlive us
 to free shared memory). Non-guarantees: a child that started and double-forked away within one scan
 interval is not seen; a SIGKILL of the watchdog itself disarms it.
 """
@@ -41,7 +42,10 @@ def terminate_then_kill(procs: list, timeout: float) -> None:
     for p in procs:
         try:
             if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                p.terminate()
+                if _ignores_sigterm(p):
+                    p.kill()
+                else:
+                    p.terminate()
                 alive.append(p)
         except psutil.Error:
             pass
@@ -52,6 +56,15 @@ def terminate_then_kill(procs: list, timeout: float) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(still, timeout=timeout)
+
+
+def _ignores_sigterm(proc) -> bool:
+    """multiprocessing's resource tracker sets SIGTERM to SIG_IGN: terminating it only waited out
+    the whole timeout (5 s of every engine close) before the SIGKILL it ends up with anyway."""
+    try:
+        return "resource_tracker" in " ".join(proc.cmdline())
+    except Exception:
+        return False
 
 
 def start_watchdog():
