@@ -5,8 +5,8 @@ Why one helper: every long stage should look the same to a user. On a terminal i
 it is plain lines, ``feedback: 3/20 chunks, 0:00:12 elapsed, ETA 0:00:58``, at most one per
 :data:`PLAIN_INTERVAL_S` seconds plus the last one, so a log stays readable. A display that is not
 resumed in chunks (an engine call's requests) also writes a ``0/N`` line when it starts, since its
-first request may take minutes to finish. Steps that were not done
-now but read back from an earlier run are counted as ``(cached)`` and left out of the ETA.
+first request may take minutes to finish. Steps that were not done now but read back from an earlier
+run are counted as ``(cached)`` and left out of the ETA.
 
 Guarantees: writes only to stderr; never raises from a display problem into the caller's loop.
 Non-guarantees: the ETA assumes the remaining steps take as long as the ones done so far in this run.

@@ -9,8 +9,9 @@ all call it, so none of them can start a run the others would refuse.
 Guarantees: every option block is validated once (:func:`resolve`); the data
 files are read as the stages will read them; each refusal is a :class:`~rlaif.errors.ConfigError`
 naming the file and the key; the final round's reward keys (``final.options.reward``, ``rewards``,
-``reward_weights``) are refused, since ``final.reward`` decides them; no model is loaded and nothing is generated. The plan records the LoRA
-rank the policy engine must serve, so the engine is started able to load every adapter the run trains.
+``reward_weights``) are refused, since ``final.reward`` decides them; no model is loaded and nothing
+is generated. The plan records the LoRA rank the policy engine must serve, so the engine is started
+able to load every adapter the run trains.
 Non-guarantees: a model built during the run (``policy.build_tiny``) is checked when it exists; a
 plug-in source's own run-time checks are its own.
 """

@@ -72,10 +72,15 @@ def _drop(stage: str, what: str, change: dict, p_max: float) -> dict | None:
     )
 
 
+def _below_floor(rate: object, floor: float | None) -> bool:
+    """A measured position consistency under ``health.min_judge_consistency`` (null: never)."""
+    return floor is not None and isinstance(rate, (int, float)) and rate < floor
+
+
 def _eval_warnings(stage: str, metrics: dict, health: HealthConfig) -> list[dict]:
     out = []
     floor, rate = health.min_judge_consistency, metrics.get("judge_position_consistency")
-    if floor is not None and isinstance(rate, (int, float)) and rate < floor:
+    if _below_floor(rate, floor):
         win = metrics.get("win_rate_vs_previous")
         win_text = f"{100 * win:.1f}%" if isinstance(win, (int, float)) else "n/a"
         out.append(
@@ -95,7 +100,7 @@ def _eval_warnings(stage: str, metrics: dict, health: HealthConfig) -> list[dict
 
 def _labeller_consistency(stage: str, counts: dict, health: HealthConfig) -> dict | None:
     floor, rate = health.min_judge_consistency, counts.get("position_consistency")
-    if floor is None or not isinstance(rate, (int, float)) or rate >= floor:
+    if not _below_floor(rate, floor):
         return None
     return _warning(
         "judge_consistency",
