@@ -87,10 +87,11 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
         report_to=ctx.cfg.report_to,
         logging_dir=ctx.cfg.tracking_dir(rm_dir),
     )
+    from rlaif.train.progress import TrainingProgress
+
     label = "final/reward_model"
-    result = launched_or_local(
-        ctx, "reward-model", rm_cfg, stage_dir, label, lambda: train_reward_model(rm_cfg)
-    )
+    local = lambda: train_reward_model(rm_cfg, callbacks=[TrainingProgress(f"  {label}")])  # noqa: E731
+    result = launched_or_local(ctx, "reward-model", rm_cfg, stage_dir, label, local)
     info = {
         "heldout_accuracy": result.extra.get("heldout_accuracy"),
         "heldout_pairs": result.counts.get("heldout_pairs"),
