@@ -54,8 +54,9 @@ def test_second_run_into_a_busy_folder_refuses_then_a_killed_run_reads_interrupt
         f"note: the previous run in {run_dir} (pid {first.proc.pid}) was killed; resuming" in third.stderr()
     )
     status = json.loads((run_dir / "status.json").read_text())
-    assert (status["status"], status["stage"]) == ("interrupted", "round_0/eval"), status
-    assert "Status: INTERRUPTED during round_0/eval" in (run_dir / "report.html").read_text()
+    # the engine starts in round 1's feedback: round 0's evaluation measures nothing and starts none
+    assert (status["status"], status["stage"]) == ("interrupted", "round_1/feedback"), status
+    assert "Status: INTERRUPTED during round_1/feedback" in (run_dir / "report.html").read_text()
     assert run_lock.holder(run_dir) is None and not run_lock.run_was_killed(run_dir)  # released cleanly
 
 

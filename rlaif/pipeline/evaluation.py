@@ -12,6 +12,10 @@ What is measured (each only where the config asks for it):
 - ``instruction_pass_rate``: held-out verifiable instructions checked by code (instruction_eval);
 - ``mean_response_tokens``: reward hacking by length must be visible round over round.
 
+An eval block that names no set measures nothing: the stage still runs (an empty samples.jsonl,
+metrics with the round and label only, so the report, warnings and resume read it as before) but it
+starts no policy engine.
+
 Sampling seeds derive from the run seed and the record id only, so a re-run gives the same samples.
 Each generation shows its progress on stderr (requests done, ETA, output tok/s) where the engine can.
 """
@@ -132,6 +136,11 @@ def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) 
     return out
 
 
+def measures_something(ev) -> bool:
+    """Whether the eval block names any held-out set; only then is the policy engine needed."""
+    return any(s is not None for s in (ev.code_problems, ev.win_rate_prompts, ev.instructions))
+
+
 def evaluate_policy(
     ctx: RunContext, stage_dir: Path, round_index: int, previous: Path | None, label: str,
     start: Path | None = None,
@@ -139,10 +148,13 @@ def evaluate_policy(
     """The round's metrics; ``previous`` is the previous evaluation's stage directory (win rate, paired
     instruction change), ``start`` the starting policy's when that is not ``previous``."""
     ev = ctx.cfg.eval
-    engine = ctx.policy_engine()
     rows: list[dict] = []
     metrics: dict = {"round": round_index, "label": label}
     where = f"  {stage_dir.parent.name}/{stage_dir.name}"
+    # an engine start costs tens of seconds (minutes on a big model) per round: none for nothing
+    engine = ctx.policy_engine() if measures_something(ev) else None
+    if engine is None:
+        ctx.say(f"{where}: eval measures nothing (no code_problems, win_rate_prompts or instructions)")
     compare = {"start": start or previous} | ({"previous": previous} if start is not None else {})
     compare = {k: v / "samples.jsonl" for k, v in compare.items() if v is not None}
     if ev.code_problems is not None:

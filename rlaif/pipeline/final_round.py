@@ -87,10 +87,11 @@ def _reward_model(ctx: RunContext, stage_dir: Path) -> tuple[Path, dict]:
         report_to=ctx.cfg.report_to,
         logging_dir=ctx.cfg.tracking_dir(rm_dir),
     )
+    from rlaif.train.progress import TrainingProgress
+
     label = "final/reward_model"
-    result = launched_or_local(
-        ctx, "reward-model", rm_cfg, stage_dir, label, lambda: train_reward_model(rm_cfg)
-    )
+    local = lambda: train_reward_model(rm_cfg, callbacks=[TrainingProgress(f"  {label}")])  # noqa: E731
+    result = launched_or_local(ctx, "reward-model", rm_cfg, stage_dir, label, local)
     info = {
         "heldout_accuracy": result.extra.get("heldout_accuracy"),
         "heldout_pairs": result.counts.get("heldout_pairs"),
@@ -124,22 +125,28 @@ def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:
     return (None, *_reward_model(ctx, stage_dir))
 
 
+PROGRESS_LABEL = "  final/train"
+"""The final round's progress line is named after its stage, as the DPO and SFT stages' are."""
+
+
 def _ppo(options, records: list[PromptRecord], reward_fn):
     from rlaif.train.ppo import run_ppo
 
-    return run_ppo(options, prompts=records, reward_fn=reward_fn)
+    return run_ppo(options, prompts=records, reward_fn=reward_fn, label=PROGRESS_LABEL)
 
 
 def _grpo(options, records: list[PromptRecord], reward_fn):
     from rlaif.train.grpo import run_grpo
 
-    return run_grpo(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+    funcs = [reward_fn] if reward_fn else None
+    return run_grpo(options, prompts=records, reward_funcs=funcs, label=PROGRESS_LABEL)
 
 
 def _rloo(options, records: list[PromptRecord], reward_fn):
     from rlaif.train.grpo import run_rloo
 
-    return run_rloo(options, prompts=records, reward_funcs=[reward_fn] if reward_fn else None)
+    funcs = [reward_fn] if reward_fn else None
+    return run_rloo(options, prompts=records, reward_funcs=funcs, label=PROGRESS_LABEL)
 
 
 @dataclass(frozen=True)

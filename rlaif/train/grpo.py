@@ -119,6 +119,7 @@ def _run_group_rl(
     prompts: list[PromptRecord] | None,
     reward_funcs: list[RewardFn] | None,
     callbacks: list | None,
+    label: str | None,
 ) -> StageResult:
     from datasets import Dataset
 
@@ -149,7 +150,7 @@ def _run_group_rl(
         )
 
     key = resume_key(cfg, [rows, [reward_name(f) for f in funcs]])
-    progress = [TrainingProgress(stage)] if callbacks is None else callbacks
+    progress = [TrainingProgress(label or stage)] if callbacks is None else callbacks
     trainer, _ = run_logged_trainer(
         build, args, stage, out, key=key, callbacks=progress, logging_dir=tensorboard_dir(cfg)
     )
@@ -170,10 +171,12 @@ def run_grpo(
     prompts: list[PromptRecord] | None = None,
     reward_funcs: list[RewardFn] | None = None,
     callbacks: list | None = None,
+    label: str | None = None,
 ) -> StageResult:
     """GRPO round; ``reward_funcs`` are added after the config's ``rewards``; ``callbacks`` replace
-    the default progress display (steps, loss, tok/s, ETA on stderr)."""
-    return _run_group_rl(cfg, "grpo", prompts, reward_funcs, callbacks)
+    the default progress display (steps, loss, tok/s, ETA on stderr), which ``label`` names (default
+    ``grpo``; a run passes its stage's name, e.g. ``final/train``, as its other stages show)."""
+    return _run_group_rl(cfg, "grpo", prompts, reward_funcs, callbacks, label)
 
 
 def run_rloo(
@@ -182,6 +185,7 @@ def run_rloo(
     prompts: list[PromptRecord] | None = None,
     reward_funcs: list[RewardFn] | None = None,
     callbacks: list | None = None,
+    label: str | None = None,
 ) -> StageResult:
     """RLOO round; as :func:`run_grpo`."""
-    return _run_group_rl(cfg, "rloo", prompts, reward_funcs, callbacks)
+    return _run_group_rl(cfg, "rloo", prompts, reward_funcs, callbacks, label)

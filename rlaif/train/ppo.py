@@ -253,7 +253,8 @@ class PPOTrainer:
         return old, torch.cat(ref_logp), torch.cat(old_values)
 
     # -- the run -----------------------------------------------------------------------------------
-    def train(self) -> StageResult:
+    def train(self, label: str = "ppo") -> StageResult:
+        """``label`` names the progress line (a run passes its stage's name, e.g. ``final/train``)."""
         cfg, acc = self.cfg, self.accelerator
         key = checkpoint_key(self)
         done, history = ppo_checkpoint.resume(self, key) if cfg.save_steps else (0, [])
@@ -268,7 +269,7 @@ class PPOTrainer:
             resume_step=done,
             tensorboard_dir=tensorboard_dir(cfg),
         )
-        progress = ppo_batch.ppo_progress(cfg.max_steps, done, acc.is_main_process)
+        progress = ppo_batch.ppo_progress(label, cfg.max_steps, done, acc.is_main_process)
         try:
             for it in range(done + 1, cfg.max_steps + 1):
                 metrics = {"stage": "ppo", "step": it, **self.step()}
@@ -298,9 +299,11 @@ def run_ppo(
     reward_fn: RewardFn | None = None,
     engine: Engine | None = None,
     engine_factory: Callable[[Path], Engine] | None = None,
+    label: str = "ppo",
 ) -> StageResult:
-    """Train with PPO and save the actor (adapter or model), the critic, metrics.jsonl and result.json."""
+    """Train with PPO and save the actor (adapter or model), the critic, metrics.jsonl and result.json;
+    ``label`` names the progress line on stderr."""
     trainer = PPOTrainer(
         cfg, prompts=prompts, reward_fn=reward_fn, engine=engine, engine_factory=engine_factory
     )
-    return trainer.train()
+    return trainer.train(label)

@@ -110,12 +110,12 @@ def iteration_metrics(
     }
 
 
-def ppo_progress(max_steps: int, done: int, main: bool):
-    """The PPO iterations' progress display on stderr (main process only; a silent one elsewhere);
-    iterations read back from a checkpoint count as cached, outside the ETA."""
+def ppo_progress(label: str, max_steps: int, done: int, main: bool):
+    """The PPO iterations' progress display on stderr, named ``label`` (main process only; a silent one
+    elsewhere); iterations read back from a checkpoint count as cached, outside the ETA."""
     from rlaif.progress import StepProgress
 
-    progress = StepProgress("ppo", total=max_steps, unit="iterations", stream=None if main else _Silent())
+    progress = StepProgress(label, total=max_steps, unit="iterations", stream=None if main else _Silent())
     progress.__enter__()
     if done:
         progress.advance(done, cached=True)

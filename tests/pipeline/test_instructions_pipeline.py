@@ -144,10 +144,11 @@ FINAL_ROUNDS = {
 
 @pytest.mark.parametrize("kind", sorted(FINAL_ROUNDS))
 def test_a_final_rl_round_is_rewarded_by_the_instruction_checker(
-    run_config, tiny_model_dir, vllm_engine, kind
+    run_config, tiny_model_dir, vllm_engine, kind, capsys
 ):
     """``final.reward: verifier`` on instruction prompts: each rollout is checked against its prompt's
-    instructions by code, and that verdict is the reward (no judge, no reward model)."""
+    instructions by code, and that verdict is the reward (no judge, no reward model). Its progress
+    line is named after the stage (``final/train``), as the DPO and SFT stages' are, not the trainer."""
     from rlaif.train.common import read_metrics
 
     options, reward_key = FINAL_ROUNDS[kind]
@@ -171,6 +172,11 @@ def test_a_final_rl_round_is_rewarded_by_the_instruction_checker(
     assert len(steps) == 2  # two steps, each rewarded by the checker
     assert all(0.0 <= m[reward_key] <= 1.0 for m in steps)
     assert all(m.get("reward_none", 0) == 0 for m in steps)  # every rollout had instructions to check
+    err = capsys.readouterr().err.splitlines()
+    unit = "iterations" if kind == "ppo" else "steps"
+    progress = [x for x in err if x.startswith("  final/train: ")]
+    assert progress and progress[-1].startswith(f"  final/train: 2/2 {unit}, "), err
+    assert not [x for x in err if x.startswith(f"{kind}: ")], err
 
 
 @pytest.mark.parametrize(

@@ -208,7 +208,8 @@ def test_max_model_len_of_a_model_built_during_the_run_is_checked_before_the_eng
     path.write_text(yaml.safe_dump(cfg))
     assert rlaif("validate", str(path)).returncode == 0  # the model does not exist yet
     res = rlaif("run", str(path))
-    fails(res, "round_0/eval", "'engine.max_model_len' is 4096", "context length 1024", str(path))
+    # the first stage to start the engine: round 0's evaluation measures nothing and starts none
+    fails(res, "round_1/feedback", "'engine.max_model_len' is 4096", "context length 1024", str(path))
     assert "vllm" not in res.stderr.lower()  # refused before vLLM was imported, let alone started
     assert '"stage_failed"' in (tmp_path / "runs" / "built" / "metrics.jsonl").read_text()
 
