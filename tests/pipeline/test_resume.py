@@ -1,16 +1,25 @@
 """Resume after SIGKILL: the final records equal an uninterrupted run's, with no loss or duplicate.
 
-The feedback stage (self-rewarding: one engine call generates a chunk's candidates, the next ones
-judge them) is killed twice at exact points with the tests' fault hook (fault_run.py), which SIGKILLs the process
+The feedback stage (self-rewarding: one engine call generates a chunk's candidates, the next one
+judges them) is killed twice at exact points with the tests' fault hook (fault_run.py), which SIGKILLs the process
 at the start of the N-th engine call of chunk C: first while chunk 1 is generating (1:1), then, in
 the resumed run, while chunk 2 (the last) is being judged (2:2). Both killed runs are real ``rlaif run``
 processes with their own vLLM engine; the second one resumes from what the first left on disk. The
 run is finished in this process on the session engine: starting a third engine process would prove
 nothing the second killed run (a resumed CLI run) does not.
+
+The judge is the label-probability judge (``harm_yesno``: P(No) read from the answer token's
+log-probabilities, the answer constrained to Yes or No, one ``generate`` call per chunk), because
+the random tiny model never writes a rubric verdict that parses: with a rubric judge every judgment
+was invalid and both runs' pairs files were empty, so comparing them proved nothing. The test now
+requires pairs and mostly valid judgments before it compares, and one prompt longer than the
+context gives a drop in the first chunk (the one kept on disk and read back), so every output file
+it compares holds records.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,25 +35,33 @@ FAULT_RUN = Path(__file__).resolve().parent / "fault_run.py"
 REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("pairs.jsonl", "judgments.jsonl", "dropped.jsonl")
 PROMPTS = 6
+TOO_LONG = "p1"  # in chunk 0: its drop is written by the first killed run and read back
 
 
-def config(run_config, out: str, model: Path, shared: Path) -> Path:
-    """A one-round self-rewarding run on 6 MT-Bench prompts, in 3 chunks of 2, into ``out``."""
+def write_prompts(path: Path) -> Path:
+    """Six short questions, one of them (``p1``) far longer than the 1024-token context."""
+    rows = [
+        {"id": f"p{i}", "prompt": f"Question {i}: what is a good name for a cat?"} for i in range(PROMPTS)
+    ]
+    rows[1]["prompt"] = " ".join(f"w{i}" for i in range(1500))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config(run_config, out: str, model: Path, prompts: Path) -> Path:
+    """A one-round self-rewarding run on 6 prompts, in 3 chunks of 2, into ``out``."""
     data = run_config.tiny(
         model,
         name="resume",
         seed=11,
         output_dir=str(run_config.tmp_path / out),
-        prompts={"kind": "mtbench", "path": str(shared / "mt-bench" / "question.jsonl"), "limit": PROMPTS},
+        prompts={"kind": "jsonl", "path": str(prompts)},
         feedback={
             "source": "self_rewarding",
             "chunk_size": 2,
             "options": {"num_generations": 3, "sampling": {"max_tokens": 12}},
         },
-        judge={
-            "template": "self_rewarding_rubric",
-            "options": {"samples": 2, "sampling": {"max_tokens": 12}},
-        },
+        judge={"template": "harm_yesno"},  # always a valid verdict, even from a random model
     )
     return run_config.write(data, f"{out}.yaml")
 
@@ -70,14 +87,31 @@ def run_killed_at(path: Path, point: str, log: Path) -> None:
     assert code == -signal.SIGKILL, log.read_text()[-2000:]
 
 
-def test_sigkill_mid_feedback_resumes_to_identical_records(
-    tmp_path, run_config, tiny_model_dir, vllm_engine, shared_data
-):
-    reference = load_run_config(config(run_config, "uninterrupted", tiny_model_dir, shared_data))
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_not_degenerate(ref_dir: Path) -> None:
+    """The uninterrupted run made pairs from mostly valid judgments and dropped the long prompt, so
+    the comparison below compares records, not empty files."""
+    judgments = records(ref_dir / "judgments.jsonl")
+    valid = sum(j["status"] == "ok" for j in judgments)
+    assert judgments and valid >= 0.9 * len(judgments), f"{valid} of {len(judgments)} judgments valid"
+    pairs = records(ref_dir / "pairs.jsonl")
+    assert len(pairs) >= 3, f"only {len(pairs)} pairs"
+    assert [
+        d["prompt_id"] for d in records(ref_dir / "dropped.jsonl") if d["reason"] == "prompt_too_long"
+    ] == [TOO_LONG]
+
+
+def test_sigkill_mid_feedback_resumes_to_identical_records(tmp_path, run_config, tiny_model_dir, vllm_engine):
+    prompts = write_prompts(tmp_path / "resume_prompts.jsonl")  # not the builder's prompts.jsonl
+    reference = load_run_config(config(run_config, "uninterrupted", tiny_model_dir, prompts))
     Runner(reference, engine=vllm_engine).run()
     ref_dir = reference.run_dir() / "round_1" / "feedback"
+    assert_not_degenerate(ref_dir)
 
-    path = config(run_config, "killed", tiny_model_dir, shared_data)
+    path = config(run_config, "killed", tiny_model_dir, prompts)
     fb_dir = load_run_config(path).run_dir() / "round_1" / "feedback"
     chunks = fb_dir / "chunks"
     run_killed_at(path, "1:1", tmp_path / "kill1.log")  # chunk 1 generating
