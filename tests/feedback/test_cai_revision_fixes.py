@@ -3,20 +3,14 @@ the shipped instruction constitution files load; a bad input file is one line an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_scripts import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "cai_revision_fixes", REPO / "benchmarks" / "cai_revision_fixes.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("cai_revision_fixes")
 
 
 def _write(path: Path, rows: list[dict]) -> None:

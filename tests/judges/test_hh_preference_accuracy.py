@@ -5,22 +5,15 @@ whose chosen reply is more likely; bad input is one line and exit 2."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_scripts import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "hh_preference_accuracy", REPO / "benchmarks" / "hh_preference_accuracy.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("hh_preference_accuracy")
 
 
 def _pairs(shared_data: Path, n: int = 4):
