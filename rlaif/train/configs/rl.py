@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -131,6 +131,11 @@ class PPOConfig(PPOOptions):
     prompts: list[Path] = Field(default_factory=list, description="PromptRecord JSONL files to roll out on.")
 
 
+STOP_STRINGS_REFUSE = ("use_vllm", "use_transformers_continuous_batching", "mask_truncated_completions")
+"""TRL settings stop strings do not cover: other generation paths, and masking completions without an
+EOS (which would mask every completion that ended at a stop string)."""
+
+
 class _GroupRLOptions(TrainerSettings):
     """Shared by GRPO and RLOO: group sampling with rewards from our reward functions."""
 
@@ -143,6 +148,13 @@ class _GroupRLOptions(TrainerSettings):
     num_generations: int = Field(4, ge=2, description="Completions per prompt (the group).")
     max_completion_length: int = Field(64, ge=1, description="Maximum completion tokens.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    stop_strings: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        description="End a completion at the first of these strings, kept in it (as the run's code "
+        "sampling does); nothing after it is sampled, trained on or counted. null or []: only EOS and "
+        "max_completion_length end a completion. In a run whose final reward runs code (sandbox, or "
+        "verifier on code problems) the default is the end of the first code block.",
+    )
     beta: float = Field(
         0.0, ge=0, description="KL coefficient to the reference; 0 skips the reference model."
     )
@@ -162,6 +174,12 @@ class _GroupRLOptions(TrainerSettings):
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ValueError(
                 f"reward_weights has {len(self.reward_weights)} entries for {len(self.rewards)} rewards"
+            )
+        refused = [k for k in STOP_STRINGS_REFUSE if self.stop_strings and self.trainer_args.get(k)]
+        if refused:
+            raise ValueError(
+                f"stop_strings works with TRL's transformers generation only, not with trainer_args."
+                f"{refused[0]}: set stop_strings: [] to use it"
             )
         return self
 

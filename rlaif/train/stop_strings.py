@@ -1,0 +1,151 @@
+"""Stop strings for TRL's GRPO / RLOO sampling: a completion ends at the first stop string, as our
+vLLM sampling does with ``include_stop`` (the code candidates stop at the end of their code block).
+
+Why a subclass of TRL's trainers: TRL 1.16 puts ``stop_strings`` into its GenerationConfig but calls
+``generate(**inputs, generation_config=...)`` without ``tokenizer=``, which transformers needs to
+build its stop-string criterion; and TRL ends a completion only at its first EOS, so a row that
+stopped at a stop string would keep the pad tokens ``generate`` appends after it - trained on and
+counted, since a pad is not an EOS for most chat models (Qwen pads with ``<|endoftext|>``, ends turns
+with ``<|im_end|>``) - and would count as clipped in TRL's metrics. The mixin overrides the two
+smallest methods (sampling one batch, logging its lengths) and leaves the rest to TRL.
+
+Guarantees (TRL's transformers ``generate`` path):
+- a row stops sampling at the token that completes a stop string (transformers' StopStringCriteria);
+- its completion ids end with that token: nothing after it is trained on, masked in, counted in the
+  lengths or passed to the rewards;
+- the stop string stays in the completion text the rewards get (like ``include_stop=True``);
+- ``completions/stopped_ratio`` is the fraction that ended at a stop string; ``clipped_ratio`` and
+  the ``*_terminated_length`` metrics count those as terminated, not clipped.
+
+Non-guarantees: the text is not cut inside a token, so the completion may carry the rest of the
+token that completed the stop string (vLLM cuts the text exactly); a stop string spanning the end of
+the prompt and the first sampled token also stops (transformers looks at the whole sequence). TRL's
+vLLM and continuous-batching modes and ``mask_truncated_completions`` are refused with stop strings
+(by the config: :data:`rlaif.train.configs.rl.STOP_STRINGS_REFUSE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache, partial
+
+
+def stop_length(
+    ids: Sequence[int], decode: Callable[[Sequence[int]], str], stops: Sequence[str]
+) -> int | None:
+    """Length of the shortest prefix of ``ids`` whose text holds a stop string (None: none does).
+
+    Binary search: a longer prefix's text extends a shorter one's, so once a stop string is in, it
+    stays in; the shortest such prefix ends with the token that completed the stop string, which is
+    where generation stopped."""
+
+    def holds(n: int) -> bool:
+        text = decode(ids[:n])
+        return any(s in text for s in stops)
+
+    if not ids or not holds(len(ids)):
+        return None
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def cut_at_stop(
+    rows: Sequence[Sequence[int]], decode: Callable[[Sequence[int]], str], stops: Sequence[str]
+) -> list[list[int]]:
+    """Each row cut after the token that completes its first stop string (rows without one unchanged)."""
+    out = []
+    for row in rows:
+        n = stop_length(row, decode, stops)
+        out.append(list(row if n is None else row[:n]))
+    return out
+
+
+def ends_at_stop(ids: Sequence[int], decode: Callable[[Sequence[int]], str], stops: Sequence[str]) -> bool:
+    """Whether the row's last token completed its first stop string (a row cut by :func:`cut_at_stop`)."""
+
+    def holds(n: int) -> bool:
+        text = decode(ids[:n])
+        return any(s in text for s in stops)
+
+    return bool(ids) and holds(len(ids)) and not holds(len(ids) - 1)
+
+
+@contextmanager
+def generate_with_tokenizer(model, tokenizer) -> Iterator[None]:
+    """``model.generate`` called with ``tokenizer=`` while inside (what TRL does not pass, and what
+    transformers needs to stop at strings); the model's own ``generate`` is back afterwards."""
+    own = model.__dict__.get("generate")
+    model.generate = partial(model.generate, tokenizer=tokenizer)
+    try:
+        yield
+    finally:
+        if own is None:
+            del model.generate
+        else:
+            model.generate = own
+
+
+class StopStringsMixin:
+    """Put before a TRL GRPOTrainer / RLOOTrainer; ``stop_strings=`` is the one new argument."""
+
+    def __init__(self, *args, stop_strings: Sequence[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stop_strings = tuple(stop_strings or ())
+        if self.stop_strings:
+            self.generation_config.stop_strings = list(self.stop_strings)
+
+    def _raw_text(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(
+            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+
+    def _generate_single_turn(self, *args, **kwargs):
+        if not self.stop_strings:
+            return super()._generate_single_turn(*args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model_wrapped)  # what TRL calls generate on
+        with generate_with_tokenizer(model, self._tokenizer):
+            out = super()._generate_single_turn(*args, **kwargs)
+        # GRPO returns (ids, logprobs) - logprobs None on this path -, RLOO the ids alone
+        ids = out[0] if isinstance(out, tuple) else out
+        cut = cut_at_stop(ids, self._raw_text, self.stop_strings)
+        return (cut, *out[1:]) if isinstance(out, tuple) else cut
+
+    def _generate(self, prompts):
+        out = super()._generate(prompts)
+        if self.stop_strings:
+            self._log_stops(out[1])
+        return out
+
+    def _log_stops(self, completion_ids: list[list[int]]) -> None:
+        """Add ``completions/stopped_ratio``; redo TRL's clipped and terminated figures, which know
+        only EOS, so that a completion ended by a stop string counts as terminated."""
+        import torch
+
+        device, mode = self.accelerator.device, "train" if self.model.training else "eval"
+        ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+        stopped = [ends_at_stop(ids, self._raw_text, self.stop_strings) for ids in completion_ids]
+        ended = [s or ids[-1] in ends for s, ids in zip(stopped, completion_ids, strict=True)]
+        gather = self.accelerator.gather
+        stopped_t = gather(torch.tensor(stopped, device=device))
+        ended_t = gather(torch.tensor(ended, device=device))
+        lengths = gather(torch.tensor([len(ids) for ids in completion_ids], device=device)).float()
+        metrics = self._metrics[mode]
+        metrics["completions/stopped_ratio"].append(stopped_t.float().mean().item())
+        metrics["completions/clipped_ratio"][-1] = (~ended_t).float().mean().item()
+        done = lengths[ended_t] if bool(ended_t.any()) else torch.zeros(1, device=device)
+        metrics["completions/mean_terminated_length"][-1] = done.mean().item()
+        metrics["completions/min_terminated_length"][-1] = done.min().item()
+        metrics["completions/max_terminated_length"][-1] = done.max().item()
+
+
+@cache
+def stopping_trainer(base: type) -> type:
+    """``base`` (a TRL trainer class) with :class:`StopStringsMixin`; one class per base."""
+    return type(base.__name__, (StopStringsMixin, base), {"__doc__": base.__doc__})
