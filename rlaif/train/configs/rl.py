@@ -9,6 +9,18 @@ from pydantic import Field, model_validator
 
 from rlaif.train.configs.base import LoraSettings, PolicySpec, RewardSpec, TrainerBase, TrainerSettings
 
+StopStrings = list[Annotated[str, Field(min_length=1)]] | None
+
+
+def _stop_strings_field():
+    return Field(
+        None,
+        description="End a completion at the first of these strings, kept in it (as the run's code "
+        "sampling does); nothing after it is sampled, trained on or counted. null or []: only EOS and "
+        "max_completion_length end a completion. In a run whose final reward runs code (sandbox, or "
+        "verifier on code problems) the default is the end of the first code block.",
+    )
+
 
 class PPOOptions(TrainerBase):
     """What a user sets for our PPO (a run's ``final.options``); :class:`PPOConfig` adds the inputs.
@@ -48,6 +60,7 @@ class PPOOptions(TrainerBase):
     ppo_epochs: int = Field(4, ge=1, description="Optimisation passes over each rollout batch.")
     minibatch_size: int = Field(4, ge=1, description="Responses per gradient step within a PPO epoch.")
     max_completion_length: int = Field(32, ge=1, description="Maximum response tokens per rollout.")
+    stop_strings: StopStrings = _stop_strings_field()
     max_prompt_tokens: int = Field(
         256, ge=1, description="Prompts longer than this are cut from the left (counted)."
     )
@@ -77,7 +90,8 @@ class PPOOptions(TrainerBase):
     missing_eos_penalty: float | None = Field(
         1.0,
         ge=0,
-        description="Subtracted from the score of responses with no EOS (cut at max_completion_length).",
+        description="Subtracted from the score of responses with no EOS and no stop string (cut at "
+        "max_completion_length).",
     )
     normalize_rewards: bool = Field(
         False, description="Normalise scores by running mean/std before the KL term."
@@ -148,13 +162,7 @@ class _GroupRLOptions(TrainerSettings):
     num_generations: int = Field(4, ge=2, description="Completions per prompt (the group).")
     max_completion_length: int = Field(64, ge=1, description="Maximum completion tokens.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    stop_strings: list[Annotated[str, Field(min_length=1)]] | None = Field(
-        None,
-        description="End a completion at the first of these strings, kept in it (as the run's code "
-        "sampling does); nothing after it is sampled, trained on or counted. null or []: only EOS and "
-        "max_completion_length end a completion. In a run whose final reward runs code (sandbox, or "
-        "verifier on code problems) the default is the end of the first code block.",
-    )
+    stop_strings: StopStrings = _stop_strings_field()
     beta: float = Field(
         0.0, ge=0, description="KL coefficient to the reference; 0 skips the reference model."
     )

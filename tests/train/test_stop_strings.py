@@ -167,8 +167,8 @@ def test_grpo_completions_end_at_the_stop_string_and_nothing_after_it_is_trained
     stopped = [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
     assert sum(stopped) >= 2
     for row, was_stopped, free_row, sampled in zip(rows, stopped, free, scored["grpo/sampled"], strict=True):
-        assert tok.pad_token_id not in row  # no padding trained on, whether or not pad is an EOS
-        # generation itself stopped there: transformers only padded the row after it
+        # generation itself stopped there: transformers only padded the row after it, and none of
+        # that padding is trained on (the tiny model's pad is no EOS, as Qwen's is not)
         assert set(sampled[len(row) :]) <= {tok.pad_token_id}
         # the same seed samples the same tokens: each row is the free row, cut at its first stop
         assert row == free_row[: len(row)]
@@ -203,8 +203,140 @@ def test_rloo_completions_end_at_the_stop_string(tiny_model_dir, toy_prompts, tm
     assert len(rows) == 8
     stopped = [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
     assert sum(stopped) >= 2
-    for row, was_stopped in zip(rows, stopped, strict=True):
-        assert tok.pad_token_id not in row
-        assert was_stopped or STOP_CHAR not in raw(row)
+    for row, was_stopped, sampled in zip(rows, stopped, scored["rloo/sampled"], strict=True):
+        assert row == sampled[: len(row)] and set(sampled[len(row) :]) <= {tok.pad_token_id}
+        if not was_stopped:
+            assert STOP_CHAR not in raw(row) and (len(row) == 16 or row[-1] == tok.eos_token_id)
     (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "reward" in m]
     assert line["completions/stopped_ratio"] == pytest.approx(sum(stopped) / 8)
+
+
+# -- our PPO -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ppo_seen(monkeypatch):
+    """What our PPO sampled (raw rows), cut (the rollout) and scored, per iteration."""
+    from rlaif.train.ppo import PPOTrainer
+
+    seen: dict[str, list] = {"sampled": [], "rollout": [], "scores": []}
+    real_generate, real_rollout, real_score = PPOTrainer._generate, PPOTrainer._rollout, PPOTrainer._score
+
+    def generate(self, rows):
+        out = real_generate(self, rows)
+        seen["sampled"].append(out[1])
+        return out
+
+    def rollout(self, rows):
+        seen["rollout"].append(real_rollout(self, rows))
+        return seen["rollout"][-1]
+
+    def score(self, rows, rollout):
+        seen["scores"].append(real_score(self, rows, rollout))
+        return seen["scores"][-1]
+
+    monkeypatch.setattr(PPOTrainer, "_generate", generate)
+    monkeypatch.setattr(PPOTrainer, "_rollout", rollout)
+    monkeypatch.setattr(PPOTrainer, "_score", score)
+    return seen
+
+
+def _ppo_config(tmp_path, tiny_model_dir, name, **overrides):
+    from rlaif.train.configs import PPOConfig
+
+    settings = dict(
+        output_dir=tmp_path / name,
+        policy=PolicySpec(path=tiny_model_dir),
+        max_steps=1,
+        batch_size=4,
+        num_generations=2,
+        minibatch_size=8,
+        ppo_epochs=1,
+        max_completion_length=16,
+        missing_eos_penalty=1.0,
+        save_critic=False,
+    )
+    return PPOConfig(**{**settings, **overrides})
+
+
+def _ppo_rows(rollout) -> list[list[int]]:
+    rows = []
+    for ids, mask in zip(rollout.response_ids.tolist(), rollout.response_mask.tolist(), strict=True):
+        n = sum(mask)
+        assert mask == [1] * n + [0] * (len(mask) - n)
+        rows.append(ids[:n])
+    return rows
+
+
+def test_ppo_responses_end_at_the_stop_string_and_pay_no_missing_eos_penalty(
+    tiny_model_dir, toy_prompts, tmp_path, ppo_seen
+):
+    from transformers import AutoTokenizer
+
+    from rlaif.train.ppo import run_ppo
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    raw = lambda ids: tok.decode(ids, skip_special_tokens=False)  # noqa: E731
+    texts: list[str] = []
+    one = lambda prompts, completions, **kw: [1.0] * len(completions)  # noqa: E731
+
+    run_ppo(_ppo_config(tmp_path, tiny_model_dir, "free"), prompts=toy_prompts(4), reward_fn=one)
+    (free_rollout,) = ppo_seen["rollout"]
+    free = _ppo_rows(free_rollout)
+    assert sum(stop_length(r, raw, [STOP_CHAR]) not in (None, len(r)) for r in free) >= 2  # runs on
+    for key in ppo_seen:
+        ppo_seen[key].clear()
+
+    cfg = _ppo_config(tmp_path, tiny_model_dir, "stop", stop_strings=[STOP_CHAR])
+    run_ppo(cfg, prompts=toy_prompts(4), reward_fn=_texts_reward(texts))
+    (rollout,), (scores,), (sampled,) = ppo_seen["rollout"], ppo_seen["scores"], ppo_seen["sampled"]
+    rows = _ppo_rows(rollout)
+    stopped = rollout.stopped.tolist()
+    assert len(rows) == 8 and sum(stopped) >= 2
+    assert stopped == [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
+    for row, was_stopped, free_row, sampled_row in zip(rows, stopped, free, sampled, strict=True):
+        assert row == free_row[: len(row)]
+        assert set(sampled_row[len(row) :]) <= {tok.pad_token_id}  # sampling stopped there
+        if not was_stopped:
+            assert STOP_CHAR not in raw(row) and (len(row) == 16 or row[-1] == tok.eos_token_id)
+    for text, row, was_stopped in zip(texts, rows, stopped, strict=True):
+        assert text == tok.decode(row, skip_special_tokens=True)
+        if was_stopped:
+            assert len(text) - text.index(STOP_CHAR) <= len(raw(row[-1:]))
+    # the missing-EOS penalty falls on the responses cut by the length cap only
+    ended = rollout.has_eos | rollout.stopped
+    expected = scores.raw - 1.0 * (~ended).float()
+    assert torch_equal(scores.shaped, expected)
+    (line,) = read_metrics(cfg.output_dir / "metrics.jsonl")
+    assert line["stop_rate"] == pytest.approx(sum(stopped) / 8)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.allclose(a.float(), b.float())
+
+
+def test_ppo_engine_rollouts_stop_at_the_stop_string_too(
+    vllm_engine, tiny_model_dir, toy_prompts, tmp_path, ppo_seen
+):
+    from transformers import AutoTokenizer
+
+    from rlaif.train.ppo import run_ppo
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    raw = lambda ids: tok.decode(ids, skip_special_tokens=False)  # noqa: E731
+    texts: list[str] = []
+    cfg = _ppo_config(tmp_path, tiny_model_dir, "engine", rollout="engine", stop_strings=[STOP_CHAR])
+    run_ppo(cfg, prompts=toy_prompts(4), reward_fn=_texts_reward(texts), engine=vllm_engine)
+    (rollout,), (sampled,) = ppo_seen["rollout"], ppo_seen["sampled"]
+    rows = _ppo_rows(rollout)
+    stopped = rollout.stopped.tolist()
+    assert len(rows) == 8 and sum(stopped) >= 2
+    assert stopped == [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
+    for row, was_stopped, sampled_row in zip(rows, stopped, sampled, strict=True):
+        assert row == sampled_row  # vLLM itself ended the sample there: nothing was cut
+        if not was_stopped:
+            assert STOP_CHAR not in raw(row) and (len(row) == 16 or row[-1] == tok.eos_token_id)
+    for text, was_stopped in zip(texts, stopped, strict=True):
+        assert not was_stopped or STOP_CHAR in text
