@@ -27,7 +27,7 @@ from rlaif.train import ppo_math as pm
 from rlaif.train.configs import PPOConfig
 from rlaif.train.ppo_batch import Rollout, Scores
 from rlaif.train.rewards import RewardFn, call_reward
-from rlaif.train.stop_strings import stop_length
+from rlaif.train.stop_strings import stop_criteria, stop_length
 
 
 def left_pad(queries: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +64,6 @@ def hf_generate(
         max_new_tokens=cfg.max_completion_length,
         eos_token_id=eos_ids,
         pad_token_id=tokenizer.pad_token_id,
-        stop_strings=stops or None,
     )
     recorder = pm.SampledLogprobs(cfg.temperature)
     ids, attn = left_pad(queries, tokenizer.pad_token_id, accelerator.device)
@@ -74,7 +73,7 @@ def hf_generate(
             attention_mask=attn,
             generation_config=gen_cfg,
             logits_processor=LogitsProcessorList([recorder]),
-            **({"tokenizer": tokenizer} if stops else {}),  # transformers needs it to match strings
+            stopping_criteria=stop_criteria(tokenizer, tuple(stops)) if stops else None,
         )
     responses = seqs[:, ids.shape[1] :]
     return [row.tolist() for row in responses.cpu()], recorder.finish(responses)

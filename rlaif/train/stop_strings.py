@@ -1,13 +1,16 @@
-"""Stop strings for TRL's GRPO / RLOO sampling: a completion ends at the first stop string, as our
+"""Stop strings for the final round's HF sampling: a completion ends at the first stop string, as our
 vLLM sampling does with ``include_stop`` (the code candidates stop at the end of their code block).
+TRL's GRPO / RLOO get :class:`StopStringsMixin`; our PPO uses :func:`stop_criteria` and
+:func:`stop_length` directly (:mod:`rlaif.train.ppo_rollout`).
 
-Why a subclass of TRL's trainers: TRL 1.16 puts ``stop_strings`` into its GenerationConfig but calls
-``generate(**inputs, generation_config=...)`` without ``tokenizer=``, which transformers needs to
-build its stop-string criterion; and TRL ends a completion only at its first EOS, so a row that
-stopped at a stop string would keep the pad tokens ``generate`` appends after it - trained on and
-counted, since a pad is not an EOS for most chat models (Qwen pads with ``<|endoftext|>``, ends turns
-with ``<|im_end|>``) - and would count as clipped in TRL's metrics. The mixin overrides the two
-smallest methods (sampling one batch, logging its lengths) and leaves the rest to TRL.
+Why a subclass of TRL's trainers: TRL 1.16 calls ``generate(**inputs, generation_config=...)`` with
+neither ``tokenizer=`` (which transformers needs to turn ``stop_strings`` into its stop-string
+criterion) nor ``stopping_criteria=``, so the mixin adds the criterion, built once, to that call. And
+TRL ends a completion only at its first EOS, so a row that stopped at a stop string would keep the
+pad tokens ``generate`` appends after it - trained on and counted, since a pad is not an EOS for most
+chat models (Qwen pads with ``<|endoftext|>``, ends turns with ``<|im_end|>``) - and would count as
+clipped in TRL's metrics. The mixin overrides the two smallest methods (sampling one batch, logging
+its lengths) and leaves the rest to TRL.
 
 Guarantees (TRL's transformers ``generate`` path):
 - a row stops sampling at the token that completes a stop string (transformers' StopStringCriteria);
@@ -28,37 +31,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache, partial
+from functools import cache, lru_cache, partial
+
+Decode = Callable[[Sequence[int]], str]
 
 
-def stop_length(
-    ids: Sequence[int], decode: Callable[[Sequence[int]], str], stops: Sequence[str]
-) -> int | None:
+def _holds(ids: Sequence[int], n: int, decode: Decode, stops: Sequence[str]) -> bool:
+    text = decode(ids[:n])
+    return any(s in text for s in stops)
+
+
+def stop_length(ids: Sequence[int], decode: Decode, stops: Sequence[str]) -> int | None:
     """Length of the shortest prefix of ``ids`` whose text holds a stop string (None: none does).
 
     Binary search: a longer prefix's text extends a shorter one's, so once a stop string is in, it
     stays in; the shortest such prefix ends with the token that completed the stop string, which is
     where generation stopped."""
-
-    def holds(n: int) -> bool:
-        text = decode(ids[:n])
-        return any(s in text for s in stops)
-
-    if not ids or not holds(len(ids)):
+    if not ids or not _holds(ids, len(ids), decode, stops):
         return None
     lo, hi = 1, len(ids)
     while lo < hi:
         mid = (lo + hi) // 2
-        if holds(mid):
+        if _holds(ids, mid, decode, stops):
             hi = mid
         else:
             lo = mid + 1
     return lo
 
 
-def cut_at_stop(
-    rows: Sequence[Sequence[int]], decode: Callable[[Sequence[int]], str], stops: Sequence[str]
-) -> list[list[int]]:
+def cut_at_stop(rows: Sequence[Sequence[int]], decode: Decode, stops: Sequence[str]) -> list[list[int]]:
     """Each row cut after the token that completes its first stop string (rows without one unchanged)."""
     out = []
     for row in rows:
@@ -67,22 +68,28 @@ def cut_at_stop(
     return out
 
 
-def ends_at_stop(ids: Sequence[int], decode: Callable[[Sequence[int]], str], stops: Sequence[str]) -> bool:
+def ends_at_stop(ids: Sequence[int], decode: Decode, stops: Sequence[str]) -> bool:
     """Whether the row's last token completed its first stop string (a row cut by :func:`cut_at_stop`)."""
+    n = len(ids)
+    return n > 0 and _holds(ids, n, decode, stops) and not _holds(ids, n - 1, decode, stops)
 
-    def holds(n: int) -> bool:
-        text = decode(ids[:n])
-        return any(s in text for s in stops)
 
-    return bool(ids) and holds(len(ids)) and not holds(len(ids) - 1)
+@lru_cache(maxsize=4)
+def stop_criteria(tokenizer, stops: tuple[str, ...]):
+    """transformers' stop-string criterion for ``tokenizer``, built once: building it walks the whole
+    vocabulary (about 1.5 s for Qwen's 152k tokens on a loaded 2-core machine), which ``generate``
+    would redo on every call given ``stop_strings`` and ``tokenizer=``."""
+    from transformers import StoppingCriteriaList, StopStringCriteria
+
+    return StoppingCriteriaList([StopStringCriteria(tokenizer=tokenizer, stop_strings=list(stops))])
 
 
 @contextmanager
-def generate_with_tokenizer(model, tokenizer) -> Iterator[None]:
-    """``model.generate`` called with ``tokenizer=`` while inside (what TRL does not pass, and what
-    transformers needs to stop at strings); the model's own ``generate`` is back afterwards."""
+def generate_with(model, **kwargs) -> Iterator[None]:
+    """``model.generate`` called with ``kwargs`` too while inside (what TRL's call does not pass); the
+    model's own ``generate`` is back afterwards."""
     own = model.__dict__.get("generate")
-    model.generate = partial(model.generate, tokenizer=tokenizer)
+    model.generate = partial(model.generate, **kwargs)
     try:
         yield
     finally:
@@ -98,8 +105,6 @@ class StopStringsMixin:
     def __init__(self, *args, stop_strings: Sequence[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.stop_strings = tuple(stop_strings or ())
-        if self.stop_strings:
-            self.generation_config.stop_strings = list(self.stop_strings)
 
     def _raw_text(self, ids: Sequence[int]) -> str:
         return self._tokenizer.decode(
@@ -110,7 +115,7 @@ class StopStringsMixin:
         if not self.stop_strings:
             return super()._generate_single_turn(*args, **kwargs)
         model = self.accelerator.unwrap_model(self.model_wrapped)  # what TRL calls generate on
-        with generate_with_tokenizer(model, self._tokenizer):
+        with generate_with(model, stopping_criteria=stop_criteria(self._tokenizer, self.stop_strings)):
             out = super()._generate_single_turn(*args, **kwargs)
         # GRPO returns (ids, logprobs) - logprobs None on this path -, RLOO the ids alone
         ids = out[0] if isinstance(out, tuple) else out

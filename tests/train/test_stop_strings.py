@@ -12,7 +12,7 @@ import pytest
 
 from rlaif.train.common import read_metrics
 from rlaif.train.configs import GRPOConfig, PolicySpec, RLOOConfig
-from rlaif.train.stop_strings import cut_at_stop, ends_at_stop, generate_with_tokenizer, stop_length
+from rlaif.train.stop_strings import cut_at_stop, ends_at_stop, generate_with, stop_length
 
 # -- logic: cutting hand-made ids --------------------------------------------------------------------
 
@@ -48,14 +48,14 @@ def test_the_first_of_several_stop_strings_wins():
     assert stop_length([1, 5, 4, 2, 3, 4], _decode, ["print", "\n```\n\n"]) == 2
 
 
-def test_generate_gets_the_tokenizer_inside_and_its_own_generate_back_after():
+def test_generate_gets_the_criteria_inside_and_its_own_generate_back_after():
     class Model:
         def generate(self, **kwargs):
             return kwargs
 
     model = Model()
-    with generate_with_tokenizer(model, "tok"):
-        assert model.generate(input_ids=1) == {"input_ids": 1, "tokenizer": "tok"}
+    with generate_with(model, stopping_criteria="crit"):
+        assert model.generate(input_ids=1) == {"input_ids": 1, "stopping_criteria": "crit"}
     assert model.generate(input_ids=1) == {"input_ids": 1} and "generate" not in vars(model)
 
 
