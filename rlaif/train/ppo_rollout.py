@@ -55,7 +55,7 @@ def hf_generate(
     """(raw response ids, log-probs of the sampled tokens) from HF ``generate`` under the autocast."""
     from transformers import GenerationConfig, LogitsProcessorList
 
-    stops = list(cfg.stop_strings or [])
+    stops = tuple(cfg.stop_strings or ())
     gen_cfg = GenerationConfig(
         do_sample=True,
         temperature=1.0,  # the temperature is applied by pm.SampledLogprobs
@@ -73,7 +73,7 @@ def hf_generate(
             attention_mask=attn,
             generation_config=gen_cfg,
             logits_processor=LogitsProcessorList([recorder]),
-            stopping_criteria=stop_criteria(tokenizer, tuple(stops)) if stops else None,
+            stopping_criteria=stop_criteria(tokenizer, stops) if stops else None,
         )
     responses = seqs[:, ids.shape[1] :]
     return [row.tolist() for row in responses.cpu()], recorder.finish(responses)
