@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlaif.code.jobs import prepare_expected
+from rlaif.code.jobs import CODE_STOP, prepare_expected
 from rlaif.code.problems import code_prompt
 from rlaif.code.rewards import CodeReward
+from rlaif.config import RunConfig
 from rlaif.errors import ConfigError
 from rlaif.judges import load_judge
 from rlaif.pipeline.context import RunContext
@@ -180,6 +181,18 @@ FINAL_TRAINERS = {
     "rloo": FinalTrainer(RLOOOptions, RLOOConfig, _rloo, many_rewards=True),
 }
 """Final kind -> trainer; the stage registry reads the options and config models from here."""
+
+
+def final_option_defaults(cfg: RunConfig) -> dict[str, Any]:
+    """The ``final.options`` defaults that follow from the reward: a reward that runs the code (sandbox,
+    or verifier on code problems) stops each rollout at the end of its first code block, kept, as the
+    feedback stage samples code candidates, so no step samples or trains on the prose after the code
+    that the reward never looks at. A user's ``stop_strings`` (``[]``: none) wins."""
+    fin = cfg.final
+    runs_code = fin.reward == "sandbox" or (fin.reward == "verifier" and is_code_run(cfg))
+    if runs_code and "stop_strings" in FINAL_TRAINERS[fin.kind].options.model_fields:
+        return {"stop_strings": list(CODE_STOP)}
+    return {}
 
 
 def run_final_round(ctx: RunContext, stage_dir: Path) -> TrainSummary:

@@ -26,7 +26,7 @@ from rlaif.pipeline import health, report_sections, stages
 from rlaif.pipeline.context import RunContext
 from rlaif.pipeline.evaluation import evaluate_policy
 from rlaif.pipeline.feedback_stage import feedback
-from rlaif.pipeline.final_round import FINAL_TRAINERS, run_final_round
+from rlaif.pipeline.final_round import FINAL_TRAINERS, final_option_defaults, run_final_round
 from rlaif.pipeline.manifest import fingerprint_dir
 from rlaif.pipeline.resolve import Block, source_block, stage_policy
 from rlaif.pipeline.summary import (
@@ -185,7 +185,7 @@ def _final_blocks(cfg: RunConfig) -> dict[str, Block]:
     block = Block(
         trainer.options,
         cfg.final.options,
-        defaults={"output_dir": str(stage_dir), "seed": cfg.seed},
+        defaults={"output_dir": str(stage_dir), "seed": cfg.seed, **final_option_defaults(cfg)},
         config=trainer.config,
         trains=True,
     )

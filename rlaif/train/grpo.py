@@ -11,11 +11,14 @@ instruction's ``value`` is a number for a word limit and a phrase for a closing 
 Like PPO, a starting adapter is merged into the base first (``<output_dir>/base``): TRL's reference
 for LoRA is the base with the adapter disabled, which must be the starting policy. Generation uses
 TRL's HF path by default; TRL's own vLLM modes can be switched on through ``trainer_args`` on GPUs.
+``stop_strings`` end completions where our vLLM sampling ends them (:mod:`rlaif.train.stop_strings`:
+the stop string is kept, nothing after it is trained on; HF path only).
 
 Progress (steps, loss, tok/s, ETA) goes to stderr through :class:`rlaif.train.progress.TrainingProgress`.
 
 Outputs: ``adapter/`` (LoRA) or ``model/``, ``metrics.jsonl`` (TRL's reward, reward_std,
-per-function rewards, KL, clip ratios, completion lengths), ``result.json``.
+per-function rewards, KL, clip ratios, completion lengths, ``completions/stopped_ratio`` with
+stop strings), ``result.json``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from rlaif.train.models import (
 )
 from rlaif.train.precision import trainable_dtype
 from rlaif.train.rewards import RewardFn, load_reward, reward_name
+from rlaif.train.stop_strings import stopping_trainer
 
 
 def _named(fn: RewardFn) -> RewardFn:
@@ -110,7 +114,7 @@ def _trl_trainer_and_args(cfg: GRPOConfig | RLOOConfig, stage: str):
 
         kw.update(normalize_advantages=cfg.normalize_advantages)
     kw.update(cfg.trainer_args)
-    return Trainer, make_trl_config(TRLConfig, kw, stage)
+    return stopping_trainer(Trainer), make_trl_config(TRLConfig, kw, stage)
 
 
 def _run_group_rl(
@@ -147,6 +151,7 @@ def _run_group_rl(
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=callbacks,
+            stop_strings=cfg.stop_strings,
         )
 
     key = resume_key(cfg, [rows, [reward_name(f) for f in funcs]])

@@ -60,6 +60,7 @@ from rlaif.train.models import check_model_dir, load_tokenizer, merged_starting_
 from rlaif.train.ppo_batch import Estimates, Rollout, Scores, iteration_metrics, process_mean
 from rlaif.train.ppo_rollout import (
     cut_at_eos,
+    cut_at_stops,
     engine_generate,
     forward_inputs,
     hf_generate,
@@ -209,10 +210,11 @@ class PPOTrainer:
         )
 
     def _rollout(self, rows: list[dict[str, Any]]) -> Rollout:
-        """Sample ``num_generations`` responses per row and cut each at its first EOS."""
+        """Sample ``num_generations`` responses per row and cut each at its first EOS or stop string."""
         queries, raw, sampled_logp = self._generate(rows)
+        raw, stopped = cut_at_stops(raw, self.tokenizer, self.cfg.stop_strings)
         pad, dev = self.tokenizer.pad_token_id, self.accelerator.device
-        return cut_at_eos(queries, raw, sampled_logp, self.eos_ids, pad, dev)
+        return cut_at_eos(queries, raw, sampled_logp, self.eos_ids, pad, dev, stopped)
 
     def _score(self, rows: list[dict[str, Any]], rollout: Rollout) -> Scores:
         gather = self.accelerator.gather if self.accelerator.num_processes > 1 else None

@@ -18,14 +18,16 @@ from rlaif.train import ppo_math as pm
 
 @dataclass
 class Rollout:
-    """One iteration's samples: query ids, responses cut at the first EOS (padding after it), and the
-    log-probs recorded while sampling (None for engine rollouts)."""
+    """One iteration's samples: query ids, responses cut at the first EOS or stop string (padding after
+    it), and the log-probs recorded while sampling (None for engine rollouts)."""
 
     queries: list[list[int]]
     response_ids: torch.Tensor
     response_mask: torch.Tensor
     has_eos: torch.Tensor
     sampled_logp: torch.Tensor | None
+    stopped: torch.Tensor
+    """Ended at a stop string (``stop_strings``): ended like an EOS, with no EOS token."""
 
 
 @dataclass
@@ -100,6 +102,7 @@ def iteration_metrics(
         "explained_variance": pm.explained_variance(est.old_values, est.returns, scores.mask),
         "response_length": process_mean(acc, lengths),
         "eos_rate": process_mean(acc, rollout.has_eos.float()),
+        "stop_rate": process_mean(acc, rollout.stopped.float()),
         "reward_none": int(acc.gather((~valid).sum().reshape(1)).sum()),
         "prompts_truncated": prompts_truncated,
         "time_rollout_s": t_rollout - t0,

@@ -4,8 +4,11 @@ Why these steps are what they are: prompts are tokenised exactly as the vLLM eng
 template text, no extra special tokens), so HF and engine rollouts condition on the same ids; HF
 sampling is plain ``softmax(logits / temperature)`` (no top-k/top-p) with the log-probs of the
 sampled tokens recorded while sampling; an engine serves the actor's current LoRA adapter, saved
-before every rollout; responses are cut at the first EOS; the reward sees the decoded response
-without its EOS and, as ``completion_ids``, the token ids up to the cut.
+before every rollout; responses are cut at the first EOS, or with ``stop_strings`` after the token
+that completes the first stop string (kept, as our vLLM code sampling keeps it; HF and the engine
+both stop sampling there); the reward sees the decoded response without its EOS and, as
+``completion_ids``, the token ids up to the cut. A response that ended at a stop string has ended:
+it pays no missing-EOS penalty.
 
 Guarantees: a reward of ``None`` makes a sample invalid (its tokens carry no reward and no gradient);
 a missing EOS is penalised before any normalisation. Non-guarantee: engine rollouts carry no
@@ -24,6 +27,7 @@ from rlaif.train import ppo_math as pm
 from rlaif.train.configs import PPOConfig
 from rlaif.train.ppo_batch import Rollout, Scores
 from rlaif.train.rewards import RewardFn, call_reward
+from rlaif.train.stop_strings import stop_criteria, stop_length
 
 
 def left_pad(queries: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,6 +55,7 @@ def hf_generate(
     """(raw response ids, log-probs of the sampled tokens) from HF ``generate`` under the autocast."""
     from transformers import GenerationConfig, LogitsProcessorList
 
+    stops = tuple(cfg.stop_strings or ())
     gen_cfg = GenerationConfig(
         do_sample=True,
         temperature=1.0,  # the temperature is applied by pm.SampledLogprobs
@@ -68,6 +73,7 @@ def hf_generate(
             attention_mask=attn,
             generation_config=gen_cfg,
             logits_processor=LogitsProcessorList([recorder]),
+            stopping_criteria=stop_criteria(tokenizer, stops) if stops else None,
         )
     responses = seqs[:, ids.shape[1] :]
     return [row.tolist() for row in responses.cpu()], recorder.finish(responses)
@@ -85,21 +91,56 @@ def engine_generate(
         top_p=1.0,
         max_tokens=cfg.max_completion_length,
         seed=seed,
+        stop=list(cfg.stop_strings or []),
+        include_stop=bool(cfg.stop_strings),
     )
     outs = engine.generate(prompts, sampling, adapter=str(adapter_dir))
     return [list(c.token_ids or []) for per_prompt in outs for c in per_prompt]
 
 
+def cut_at_stops(
+    raw: list[list[int]], tokenizer, stops: list[str] | None
+) -> tuple[list[list[int]], list[bool]]:
+    """Each raw response cut after the token that completes its first stop string, and whether it was
+    (HF generate pads a row that stopped; the engine ends it there: both cut the same)."""
+    if not stops:
+        return raw, [False] * len(raw)
+
+    def text(ids) -> str:
+        return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    lengths = [stop_length(r, text, stops) for r in raw]
+    return [r if n is None else r[:n] for r, n in zip(raw, lengths, strict=True)], [
+        n is not None for n in lengths
+    ]
+
+
 def cut_at_eos(
-    queries: list[list[int]], raw: list[list[int]], sampled_logp, eos_ids: list[int], pad_id: int, device
+    queries: list[list[int]],
+    raw: list[list[int]],
+    sampled_logp,
+    eos_ids: list[int],
+    pad_id: int,
+    device,
+    stopped: list[bool] | None = None,
 ) -> Rollout:
-    """Pad the raw responses into one tensor and cut each at its first EOS (padding after it)."""
+    """Pad the raw responses into one tensor and cut each at its first EOS (padding after it);
+    ``stopped`` marks the responses :func:`cut_at_stops` ended. The padding of a row shorter than the
+    longest (cut at a stop string, or an engine's row) is masked out whether or not pad is an EOS."""
     width = max(1, max(len(r) for r in raw))
     padded = torch.full((len(raw), width), pad_id, dtype=torch.long)
     for i, r in enumerate(raw):
         padded[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     r_ids, r_mask, has_eos = pm.truncate_at_eos(padded, eos_ids, pad_id)
-    return Rollout(queries, r_ids.to(device), r_mask.to(device), has_eos.to(device), sampled_logp)
+    within = torch.arange(width).unsqueeze(0) < torch.tensor([len(r) for r in raw]).unsqueeze(1)
+    r_mask = r_mask * within
+    r_ids = torch.where(within, r_ids, torch.full_like(r_ids, pad_id))
+    if sampled_logp is not None:  # stop cuts may have shortened every row
+        sampled_logp = sampled_logp[:, :width]
+    stop = torch.tensor(stopped if stopped is not None else [False] * len(raw), dtype=torch.bool)
+    return Rollout(
+        queries, r_ids.to(device), r_mask.to(device), has_eos.to(device), sampled_logp, stop.to(device)
+    )
 
 
 def score_rollout(
@@ -129,7 +170,7 @@ def score_rollout(
     )
     valid = torch.tensor([s is not None for s in raw_scores], device=dev)
     raw = torch.tensor([0.0 if s is None else s for s in raw_scores], device=dev, dtype=torch.float32)
-    shaped = pm.apply_missing_eos_penalty(raw, rollout.has_eos, cfg.missing_eos_penalty)
+    shaped = pm.apply_missing_eos_penalty(raw, rollout.has_eos | rollout.stopped, cfg.missing_eos_penalty)
     if moments is not None or cfg.reward_clip is not None:
         shaped = torch.where(valid, shaped, torch.zeros_like(shaped))
         shaped = pm.normalise_scores(shaped, moments, cfg.reward_clip, gather)

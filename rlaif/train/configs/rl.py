@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from rlaif.train.configs.base import LoraSettings, PolicySpec, RewardSpec, TrainerBase, TrainerSettings
+
+StopStrings = list[Annotated[str, Field(min_length=1)]] | None
+
+
+def _stop_strings_field():
+    return Field(
+        None,
+        description="End a completion at the first of these strings, kept in it (as the run's code "
+        "sampling does); nothing after it is sampled, trained on or counted. null or []: only EOS and "
+        "max_completion_length end a completion. In a run whose final reward runs code (sandbox, or "
+        "verifier on code problems) the default is the end of the first code block.",
+    )
 
 
 class PPOOptions(TrainerBase):
@@ -48,6 +60,7 @@ class PPOOptions(TrainerBase):
     ppo_epochs: int = Field(4, ge=1, description="Optimisation passes over each rollout batch.")
     minibatch_size: int = Field(4, ge=1, description="Responses per gradient step within a PPO epoch.")
     max_completion_length: int = Field(32, ge=1, description="Maximum response tokens per rollout.")
+    stop_strings: StopStrings = _stop_strings_field()
     max_prompt_tokens: int = Field(
         256, ge=1, description="Prompts longer than this are cut from the left (counted)."
     )
@@ -77,7 +90,8 @@ class PPOOptions(TrainerBase):
     missing_eos_penalty: float | None = Field(
         1.0,
         ge=0,
-        description="Subtracted from the score of responses with no EOS (cut at max_completion_length).",
+        description="Subtracted from the score of responses with no EOS and no stop string (cut at "
+        "max_completion_length).",
     )
     normalize_rewards: bool = Field(
         False, description="Normalise scores by running mean/std before the KL term."
@@ -131,6 +145,11 @@ class PPOConfig(PPOOptions):
     prompts: list[Path] = Field(default_factory=list, description="PromptRecord JSONL files to roll out on.")
 
 
+STOP_STRINGS_REFUSE = ("use_vllm", "use_transformers_continuous_batching", "mask_truncated_completions")
+"""TRL settings stop strings do not cover: other generation paths, and masking completions without an
+EOS (which would mask every completion that ended at a stop string)."""
+
+
 class _GroupRLOptions(TrainerSettings):
     """Shared by GRPO and RLOO: group sampling with rewards from our reward functions."""
 
@@ -143,6 +162,7 @@ class _GroupRLOptions(TrainerSettings):
     num_generations: int = Field(4, ge=2, description="Completions per prompt (the group).")
     max_completion_length: int = Field(64, ge=1, description="Maximum completion tokens.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    stop_strings: StopStrings = _stop_strings_field()
     beta: float = Field(
         0.0, ge=0, description="KL coefficient to the reference; 0 skips the reference model."
     )
@@ -162,6 +182,12 @@ class _GroupRLOptions(TrainerSettings):
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ValueError(
                 f"reward_weights has {len(self.reward_weights)} entries for {len(self.rewards)} rewards"
+            )
+        refused = [k for k in STOP_STRINGS_REFUSE if self.stop_strings and self.trainer_args.get(k)]
+        if refused:
+            raise ValueError(
+                f"stop_strings works with TRL's transformers generation only, not with trainer_args."
+                f"{refused[0]}: set stop_strings: [] to use it"
             )
         return self
 
