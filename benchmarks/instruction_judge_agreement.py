@@ -407,6 +407,8 @@ def run_judge(spec, args, pairs) -> dict:
 def measure(args) -> dict:
     spec = parse_judge(args.judge) if args.judge else None  # a bad spec fails before any engine starts
     if args.candidates_from:
+        if args.save:
+            raise InputError("--save: nothing is sampled with --candidates-from (the file is already saved)")
         pairs = load_candidates(args.candidates_from, need_contrast=spec is None)[: args.limit]
         head = {"candidates_from": args.candidates_from, "seed": args.seed, "pairs": len(pairs)}
     else:

@@ -164,12 +164,16 @@ def test_a_bad_candidates_file_is_one_line_and_exit_2(script, tmp_path, capsys, 
 
 @pytest.mark.parametrize(
     "judge, message",
-    [("{kind: length", "--judge: not a valid JSON mapping"), ("no_such_template", "--judge: ")],
+    [
+        (["--judge", "{kind: length"], "--judge: not a valid JSON mapping"),
+        (["--judge", "no_such_template"], "--judge: "),
+        (["--save", "again.jsonl"], "--save: nothing is sampled"),
+    ],
 )
-def test_a_bad_judge_spec_is_one_line_and_exit_2(script, tmp_path, capsys, judge, message):
+def test_a_bad_judge_spec_or_option_is_one_line_and_exit_2(script, tmp_path, capsys, judge, message):
     path = tmp_path / "cands.jsonl"
     write_jsonl(path, make_pairs())
-    assert script.main(["--candidates-from", str(path), "--judge", judge]) == 2
+    assert script.main(["--candidates-from", str(path), *judge]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err
 
