@@ -94,3 +94,6 @@ def test_qwen_coder_rlcf_loop(tmp_path):
         pairs = (cfg.run_dir() / f"round_{k}" / "feedback" / "pairs.jsonl").read_text().splitlines()
         for meta in (json.loads(line)["metadata"] for line in pairs):
             assert meta["chosen"]["status"] == "passed" and meta["rejected"]["status"] != "passed"
+    steps = [json.loads(line) for line in (cfg.run_dir() / "final" / "train" / "metrics.jsonl").open()]
+    stopped = [s["completions/stopped_ratio"] for s in steps if "completions/stopped_ratio" in s]
+    assert stopped and sum(stopped) / len(stopped) > 0.5  # the GRPO rollouts end at the code block's end
