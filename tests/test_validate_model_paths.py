@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_results import fails
 
 from rlaif.pipeline.model_paths import looks_local
 
@@ -31,15 +32,6 @@ def rlaif(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
         env=full,
         cwd=cwd,
     )
-
-
-def fails(res: subprocess.CompletedProcess, *needles: str) -> None:
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
-    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, res.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 @pytest.fixture

@@ -13,6 +13,21 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """What every stub's request handler shares: no access log on stderr, and JSON answers."""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class StubServer:
     """``latency_s`` per completion; :meth:`kill` refuses new connections and drops in-flight ones
     without an answer (like a SIGKILLed ``vllm serve``); ``kill_after`` does so after that many answers."""
@@ -26,18 +41,7 @@ class StubServer:
         self.dead = False
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 if self.path == "/health":
                     return self._send(200, {})

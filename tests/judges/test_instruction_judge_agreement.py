@@ -1,7 +1,8 @@
-"""benchmarks/instruction_judge_agreement.py with any judge: the agreement arithmetic on hand-made scores
-and verdicts; a score judge (label probability) and a compare judge (principle) run through the
-script's functions on the tiny vLLM engine; candidates sampled there, saved and read back; bad input is
-one line and exit 2; the shipped instruction templates and principles load as the judges they name."""
+"""benchmarks/instruction_judge_agreement.py with any judge: the agreement arithmetic
+(rlaif.judges.checker_pairs / checker_eval) on hand-made scores and verdicts; a score judge (label
+probability) and a compare judge (principle) run through it on the tiny vLLM engine; candidates sampled
+there, saved and read back (benchmarks/instruction_candidates.py); bad input is one line and exit 2;
+the shipped instruction templates and principles load as the judges they name."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 import pytest
 from benchmark_scripts import load_benchmark
 
+from rlaif.judges.checker_eval import compare_plan, measure_judge, score_candidates, score_outcomes
+from rlaif.judges.checker_pairs import contrast_agreement, follows, judge_summary, picks
 from rlaif.judges.pairwise import PairwiseResult
 from rlaif.records import Message, PreferencePair, PromptRecord, write_jsonl
 
@@ -29,6 +32,11 @@ LABELLED = 6
 @pytest.fixture(scope="module")
 def script():
     return load_benchmark("instruction_judge_agreement")
+
+
+@pytest.fixture(scope="module")
+def candidates():
+    return load_benchmark("instruction_candidates")
 
 
 def make_pairs() -> list[PreferencePair]:
@@ -57,7 +65,7 @@ def assert_counts_add_up(report: dict, labelled: int = LABELLED) -> None:
 
 
 # -- the arithmetic --------------------------------------------------------------------------------
-def test_score_outcomes_count_ties_and_invalid_and_baseline_uses_the_decided_pairs(script):
+def test_score_outcomes_count_ties_and_invalid_and_baseline_uses_the_decided_pairs():
     pairs = make_pairs()
     scores = [
         [0.9, 0.1, 0.5],  # right (0 > 1), right (0 > 2)
@@ -65,18 +73,18 @@ def test_score_outcomes_count_ties_and_invalid_and_baseline_uses_the_decided_pai
         [0.1, 0.8, 0.3],  # wrong, wrong
         [0.5, 0.5],
     ]
-    outcome, shorter = script.score_outcomes(pairs, scores)
-    report = script.judge_summary(outcome, shorter)
+    outcome, shorter = score_outcomes(pairs, scores)
+    report = judge_summary(outcome, shorter)
     assert_counts_add_up(report)
     assert report["judged"] == {"right": 2, "wrong": 2, "tied": 1, "invalid": 1}
     assert report["judge_agreement"]["agreement"] == 0.5 and report["right_of_labelled"] == round(2 / 6, 4)
     # prefer-shorter on the 4 decided pairs only: the following reply is the shorter in all four
     assert report["baseline_prefer_shorter"]["agreement"] == 1.0
     assert report["judge_vs_shorter"] == {"only_judge_right": 0, "only_shorter_right": 2, "sign_test_p": 0.5}
-    picks = script.picks(pairs, scores)  # q1: both valid scores tie -> the first (follows)
-    assert picks["prompts_with_a_pick"] == 4
-    assert picks["picked_candidate_follows"] == 0.75  # q0, q1, q3 follow; q2 picks the long reply
-    assert picks["random_candidate_follows"] == round((1 / 3 + 2 / 3 + 1 / 3 + 1) / 4, 4)
+    picked = picks(pairs, scores)  # q1: both valid scores tie -> the first (follows)
+    assert picked["prompts_with_a_pick"] == 4
+    assert picked["picked_candidate_follows"] == 0.75  # q0, q1, q3 follow; q2 picks the long reply
+    assert picked["random_candidate_follows"] == round((1 / 3 + 2 / 3 + 1 / 3 + 1) / 4, 4)
 
 
 class FirstShown:
@@ -93,15 +101,15 @@ class FirstShown:
         return [PairwiseResult(prob_a=0.9, consistent=False, valid=True) for _ in items]
 
 
-def test_compare_order_is_seeded_and_a_position_biased_judge_is_not_flattered(script):
+def test_compare_order_is_seeded_and_a_position_biased_judge_is_not_flattered():
     pairs = make_pairs()
-    plan = script.compare_plan(pairs, seed=0)
-    assert len(plan) == LABELLED and plan == script.compare_plan(pairs, seed=0)
-    oks = [script.follows(p) for p in pairs]
+    plan = compare_plan(pairs, seed=0)
+    assert len(plan) == LABELLED and plan == compare_plan(pairs, seed=0)
+    oks = [follows(p) for p in pairs]
     firsts = [oks[r][a] for r, a, _ in plan]  # is the following reply shown first?
     assert any(firsts) and not all(firsts)
     judge = FirstShown()
-    report = script.measure_judge(judge, pairs, seed=0)
+    report = measure_judge(judge, pairs, seed=0)
     assert_counts_add_up(report)
     assert report["judged"]["right"] == sum(firsts)
     assert report["position_consistency"] == {"consistent": 0, "both_orders_read": LABELLED, "rate": 0.0}
@@ -111,7 +119,7 @@ def test_compare_order_is_seeded_and_a_position_biased_judge_is_not_flattered(sc
     ]
 
 
-def test_compare_ties_and_unreadable_verdicts_are_counted(script):
+def test_compare_ties_and_unreadable_verdicts_are_counted():
     class Undecided(FirstShown):
         def compare(self, items, ids=None):
             return [
@@ -119,7 +127,7 @@ def test_compare_ties_and_unreadable_verdicts_are_counted(script):
                 for i, _ in enumerate(items)
             ]
 
-    report = script.measure_judge(Undecided(), make_pairs(), seed=1)
+    report = measure_judge(Undecided(), make_pairs(), seed=1)
     assert report["judged"] == {"right": 0, "wrong": 0, "tied": 3, "invalid": 3}
     assert report["judge_agreement"]["agreement"] is None
     assert report["position_consistency"]["both_orders_read"] == 0
@@ -202,19 +210,19 @@ def prompt_record(i: int, task: str, spec: dict, wording: str) -> PromptRecord:
 
 
 @pytest.mark.vllm
-def test_sampled_candidates_are_saved_and_read_back_as_the_same_pairs(script, scoring_engine, tmp_path):
+def test_sampled_candidates_are_saved_and_read_back_as_the_same_pairs(candidates, scoring_engine, tmp_path):
     prompts = [
         prompt_record(0, "Describe the moon.", NO_COMMAS, "Do not use any commas."),
         prompt_record(1, "Tell me about dogs.", MAX3, "Answer in at most 3 words."),
     ]
-    result = script.sample_candidates(scoring_engine, prompts, 3, 1.0, 8, seed=3)
+    result = candidates.sample_candidates(scoring_engine, prompts, 3, 1.0, 8, seed=3)
     assert result.pairs, "the tiny model gave no pair at all"
     path = tmp_path / "cands.jsonl"
     write_jsonl(path, result.pairs)
-    loaded = script.load_candidates(str(path), need_contrast=True)
+    loaded = candidates.load_candidates(str(path), need_contrast=True)
     assert [p.model_dump() for p in loaded] == [p.model_dump() for p in result.pairs]
     assert all(len(p.metadata["candidates"]["texts"]) == 3 for p in loaded)
-    assert script.agreement(loaded) == script.agreement(result.pairs)
+    assert contrast_agreement(loaded) == contrast_agreement(result.pairs)
 
 
 @pytest.mark.vllm
@@ -223,12 +231,12 @@ def test_a_label_probability_judge_on_the_tiny_engine(script, scoring_engine):
 
     pairs = make_pairs()
     judge = build_judge(script.parse_judge("instruction_yesno"), scoring_engine, seed=0)
-    report = script.measure_judge(judge, pairs, seed=0)
+    report = measure_judge(judge, pairs, seed=0)
     assert_counts_add_up(report)
     assert report["candidates_scored"] == "11/11"  # guided Yes/No: every reply gets a valid score
     # the baseline and the sign test are over exactly the decided pairs
-    scores = script.score_candidates(judge, pairs)
-    outcome, shorter = script.score_outcomes(pairs, scores)
+    scores = score_candidates(judge, pairs)
+    outcome, shorter = score_outcomes(pairs, scores)
     decided = [k for k, v in outcome.items() if v in ("right", "wrong")]
     assert report["decided_pairs"] == len(decided)
     expected = sum(shorter[k] for k in decided) / len(decided) if decided else None
@@ -246,7 +254,7 @@ def test_a_principle_judge_on_the_tiny_engine(script, scoring_engine):
         ' "calibrate": true, "guided": true}'
     )
     judge = build_judge(spec, scoring_engine, seed=0)
-    report = script.measure_judge(judge, make_pairs(), seed=0)
+    report = measure_judge(judge, make_pairs(), seed=0)
     assert_counts_add_up(report)
     consistency = report["position_consistency"]
     assert 0 <= consistency["consistent"] <= consistency["both_orders_read"] <= LABELLED

@@ -226,6 +226,11 @@ def test_cli_responses_validity_and_split(tmp_path, monkeypatch, capsys):
 
     from rlaif.cli import main
 
+    def judge_eval(*args: str) -> dict:
+        """``rlaif judge-eval`` in-process: exit 0, and its summary from stdout."""
+        assert main(["judge-eval", *args]) == 0
+        return json.loads(capsys.readouterr().out)
+
     (tmp_path / "small_scorers.py").write_text(SCORERS)
     monkeypatch.syspath_prepend(str(tmp_path))
     rows = [
@@ -239,21 +244,9 @@ def test_cli_responses_validity_and_split(tmp_path, monkeypatch, capsys):
     responses = tmp_path / "answers.jsonl"
     responses.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "v.jsonl"
-    assert (
-        main(
-            [
-                "judge-eval",
-                "--responses",
-                str(responses),
-                "--judge",
-                "small_scorers:length_score",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
+    summary = judge_eval(
+        "--responses", str(responses), "--judge", "small_scorers:length_score", "--out", str(out)
     )
-    summary = json.loads(capsys.readouterr().out)
     assert (summary["responses"], summary["judgments_valid"], summary["valid_rate"]) == (
         3,
         2,
@@ -269,40 +262,9 @@ def test_cli_responses_validity_and_split(tmp_path, monkeypatch, capsys):
             for k in range(30)
         )
     )
-    assert (
-        main(
-            [
-                "judge-eval",
-                "--pairs",
-                str(pairs),
-                "--judge",
-                "small_scorers:longer",
-                "--split",
-                "eval",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    held = json.loads(capsys.readouterr().out)
-    assert (
-        main(
-            [
-                "judge-eval",
-                "--pairs",
-                str(pairs),
-                "--judge",
-                "small_scorers:longer",
-                "--split",
-                "tune",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    tune = json.loads(capsys.readouterr().out)
+    longer = ("--pairs", str(pairs), "--judge", "small_scorers:longer")
+    held = judge_eval(*longer, "--split", "eval", "--out", str(out))
+    tune = judge_eval(*longer, "--split", "tune", "--out", str(out))
     assert held["n"] + tune["n"] == 30 and held["split"] == {"half": "eval", "seed": 13}
     assert held["agreement"] == 1.0 and held["agreement_ci95"][1] == 1.0
     assert main(["judge-eval", "--pairs", str(pairs), "--responses", str(responses), "--judge", "x:y"]) == 2

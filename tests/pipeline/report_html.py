@@ -1,8 +1,12 @@
-"""A small reader for report.html in tests: elements by id, tables as lists of rows of cell text."""
+"""A small reader for report.html in tests: elements by id, tables as lists of rows of cell text; and
+:func:`rlaif_report`, the real ``rlaif report`` that writes it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 
@@ -78,3 +82,13 @@ class Report(HTMLParser):
         rows = self.tables[table]
         index = rows[0].index(header)
         return [r[index] for r in rows[1:]]
+
+
+def rlaif_report(run_dir: Path) -> subprocess.CompletedProcess:
+    """``rlaif report RUN_DIR`` in its own process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "report", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -12,13 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
+from instruction_round import PIPELINE, engine_events, one_round, run_events
 
 from rlaif.config.loading import load_run_config
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.resolve import ResolvedRun
 from rlaif.pipeline.runner import Runner
-
-PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "rlcd_instructions.yaml"
 
 
 class StandIn:
@@ -59,26 +58,11 @@ def test_an_engine_someone_else_started_is_never_closed(tmp_path, run_config):
 
 
 def test_the_run_closes_its_engine_for_training_and_starts_it_again(tmp_path, tiny_model_dir, capsys):
-    overrides = [
-        f"output_dir={tmp_path / 'runs'}",
-        f"policy.path={tiny_model_dir}",
-        "prompts.limit=4",
-        "feedback.chunk_size=4",
-        "feedback.options.sampling.max_tokens=8",
-        "feedback.options.num_generations=1",
-        "eval.instructions.prompts.limit=4",
-        "eval.max_tokens=8",
-        "engine.kv_cache_gb=0.25",
-        "rounds=1",
-        "dpo.max_steps=1",
-        "dpo.per_device_train_batch_size=2",
-        "health.min_pairs=0",
-    ]
+    overrides = one_round(tmp_path, tiny_model_dir, "eval.instructions.prompts.limit=4", "eval.max_tokens=8")
     cfg = load_run_config(PIPELINE, overrides)
     Runner(cfg).run()
-    events = [json.loads(x) for x in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
-    seq = [(e["event"], e.get("stage") or e.get("model") or e.get("engines")) for e in events]
-    seq = [s for s in seq if s[0] in ("engine_start", "engines_released", "stage_start")]
+    events = run_events(cfg.run_dir())
+    seq = engine_events(cfg.run_dir(), "engine_start", "engines_released", "stage_start")
     trained = str(cfg.run_dir() / "round_1" / "train" / "model")
     assert seq == [
         ("stage_start", "round_0/eval"),

@@ -10,41 +10,21 @@ the empty evaluations."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_inprocess import rlaif  # noqa: E402
+from cli_inprocess import rlaif
+from instruction_round import PIPELINE, engine_events, one_round
 
-PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "rlcd_instructions.yaml"
-
-
-def _events(run_dir: Path) -> list[tuple[str, object]]:
-    events = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    seq = [(e["event"], e.get("stage") or e.get("model") or e.get("engines")) for e in events]
-    return [s for s in seq if s[0] in ("engine_start", "engines_released", "stage_start", "stage_skipped")]
+ENGINE_AND_STAGE_EVENTS = ("engine_start", "engines_released", "stage_start", "stage_skipped")
 
 
 def test_an_eval_that_measures_nothing_starts_no_engine(tmp_path, tiny_model_dir):
-    overrides = [
-        f"output_dir={tmp_path / 'runs'}",
-        f"policy.path={tiny_model_dir}",
-        "prompts.limit=4",
-        "feedback.chunk_size=4",
-        "feedback.options.sampling.max_tokens=8",
-        "feedback.options.num_generations=1",
-        "eval.instructions=null",
-        "engine.kv_cache_gb=0.25",
-        "rounds=1",
-        "dpo.max_steps=1",
-        "dpo.per_device_train_batch_size=2",
-        "health.min_pairs=0",
-    ]
+    overrides = one_round(tmp_path, tiny_model_dir, "eval.instructions=null")
     res = rlaif("run", str(PIPELINE), *overrides)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout)
     run_dir = Path(out["run_dir"])
-    assert _events(run_dir) == [
+    assert engine_events(run_dir, *ENGINE_AND_STAGE_EVENTS) == [
         ("stage_start", "round_0/eval"),
         ("stage_start", "round_1/feedback"),
         ("engine_start", str(tiny_model_dir)),

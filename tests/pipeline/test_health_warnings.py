@@ -6,7 +6,6 @@ previous round (code samples, pass@k problems, instructions), a judge invalid ra
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from rlaif.pipeline.result_warnings import find_warnings, raise_on_warnings
 from rlaif.pipeline.stage_kinds import PlannedStage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report_html import Report  # noqa: E402
+from report_html import Report, rlaif_report  # noqa: E402
 
 
 def stage(run_dir: Path, name: str, summary: dict, samples: list[dict] | None = None) -> PlannedStage:
@@ -131,12 +130,7 @@ def test_rlaif_report_shows_the_warning_block_and_prints_it_last(tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     write_status(run_dir, "ok")
     consistency_run(run_dir, 0.0)
-    res = subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "report", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = rlaif_report(run_dir)
     assert res.returncode == 0, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("warning: round_1/eval: win-rate judge position consistency 0.0%"), res.stderr
@@ -150,12 +144,7 @@ def test_rlaif_report_shows_the_warning_block_and_prints_it_last(tmp_path):
     (run_dir / "config.yaml").write_text(
         yaml.safe_dump({**config, "health": {"min_judge_consistency": None}})
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "report", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = rlaif_report(run_dir)
     assert res.returncode == 0 and "warning:" not in res.stderr
     assert "warnings" not in Report((run_dir / "report.html").read_text()).by_id
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from rlaif.pipeline.manifest import write_manifest
 from rlaif.pipeline.report_view import fmt
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report_html import Report  # noqa: E402
+from report_html import Report, rlaif_report  # noqa: E402
 
 CONFIG = {
     "name": "reported",
@@ -89,12 +88,7 @@ def make_run(tmp_path: Path, status: str, reason: str | None = None) -> Path:
 
 
 def render(run_dir: Path) -> Report:
-    res = subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "report", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = rlaif_report(run_dir)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith("report.html")
     return Report((run_dir / "report.html").read_text())

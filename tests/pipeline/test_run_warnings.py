@@ -14,52 +14,19 @@ this process (``cli_inprocess``), which saves a Python start.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-HH = HERE / "assets" / "hh_with_malformed.jsonl"
-
-sys.path.insert(0, str(HERE))
-from cli_inprocess import rlaif as rlaif_here  # noqa: E402
-from report_html import Report  # noqa: E402
+from cli_inprocess import rlaif as rlaif_here
+from hh_round import hh_round, refused_on_recheck, rlaif
+from report_html import Report
 
 WARNING = "round_1/eval: win-rate judge position consistency 0.0% (n=3)"
-
-
-def rlaif(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(
     tmp_path, run_config, tiny_model_dir
 ):
-    data = run_config.tiny(
-        tiny_model_dir,
-        name="warned",
-        # one engine for the whole run: closing it for training and starting it again on the trained
-        # model is test_engine_lifetime's property, and costs an engine start here
-        engine={"during_training": "keep"},
-        seed=3,
-        judge={"template": "pipeline_judges:length_score"},
-        prompts={"kind": "hh", "path": str(HH), "limit": 6},
-        feedback={
-            "source": "self_rewarding",
-            "options": {"num_generations": 3, "sampling": {"max_tokens": 12}},
-        },
-        eval={
-            "win_rate_prompts": {"kind": "hh", "path": str(HH), "limit": 3},
-            "win_rate_limit": 3,
-            "max_tokens": 8,
-            "win_rate_judge": "pipeline_judges:always_a",
-        },
-        health={"max_judge_invalid_rate": 0.5, "min_pairs": 1},  # the checks on, as a user's run has them
+    data = hh_round(
+        run_config, tiny_model_dir, name="warned", seed=3, limit=6, win_rate_judge="pipeline_judges:always_a"
     )
     path = run_config.write(data)
     run_dir = tmp_path / "runs" / "warned"
@@ -79,15 +46,11 @@ def test_a_judge_that_always_answers_a_is_a_warning_then_an_error_on_request(
     assert WARNING in page.text_of("warnings")
 
     res = rlaif_here("run", str(path), "health.warnings_as_errors=true")
-    assert res.returncode == 2, res.stderr[-3000:]
-    assert "Traceback" not in res.stderr
-    error = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1, res.stderr
-    assert f"round_1/eval: health check failed: {WARNING.partition(': ')[2]}" in error[0]
-    assert "health.warnings_as_errors" in error[0]
-    assert "engine_start" not in (run_dir / "metrics.jsonl").read_text().split('"stage_skipped"')[-1]
-    status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "failed" and status["stage"] == "round_1/eval"
-    page = Report((run_dir / "report.html").read_text())
-    assert page.by_id["status"]["attrs"]["data-status"] == "failed"
-    assert "FAILED at round_1/eval" in page.text_of("status") and WARNING in page.text_of("warnings")
+    page = refused_on_recheck(
+        res,
+        run_dir,
+        "round_1/eval",
+        f"round_1/eval: health check failed: {WARNING.partition(': ')[2]}",
+        "health.warnings_as_errors",
+    )
+    assert WARNING in page.text_of("warnings")

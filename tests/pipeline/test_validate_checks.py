@@ -14,6 +14,7 @@ from pathlib import Path
 import cli_inprocess  # next to this test
 import pytest
 import yaml
+from cli_results import fails
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -54,15 +55,6 @@ def config(tmp_path, model_dir) -> Path:
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def fails(res: subprocess.CompletedProcess, *needles: str) -> None:
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
-    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, res.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_malformed_records_are_skipped_counted_and_named(config):

@@ -32,6 +32,13 @@ def round_one(tiny_model_dir, dpo_pairs_file, tmp_path_factory):
     return cfg, run_dpo(cfg)
 
 
+def round_two(first, pairs_file, tmp_path, **changes) -> DPOConfig:
+    """A second round from round one's result, on the same pairs; ``changes`` are what it tests."""
+    return DPOConfig(
+        output_dir=tmp_path / "r2", policy=first.policy, pairs=[pairs_file], learning_rate=5e-3, **changes
+    )
+
+
 def test_lora_round_raises_margin_and_logs(round_one, tiny_model_dir, dpo_pairs_file):
     cfg, result = round_one
     pairs = load_pairs(dpo_pairs_file)
@@ -86,15 +93,7 @@ def test_continue_adapter_with_ipo_and_nll_term(
     round_one, tiny_model_dir, dpo_pairs_file, tmp_path, vllm_engine
 ):
     _, first = round_one
-    cfg = DPOConfig(
-        output_dir=tmp_path / "r2",
-        policy=first.policy,
-        pairs=[dpo_pairs_file],
-        learning_rate=5e-3,
-        loss_type="ipo",
-        nll_weight=0.2,
-        adapter_mode="continue",
-    )
+    cfg = round_two(first, dpo_pairs_file, tmp_path, loss_type="ipo", nll_weight=0.2, adapter_mode="continue")
     result = run_dpo(cfg)
     assert result.extra["loss_type"] == ["ipo", "sft"]
     assert result.base_model == tiny_model_dir  # same base: the same engine serves every round
@@ -112,15 +111,8 @@ def test_new_adapter_on_merged_start_with_sft_reference_and_merged_save(
     import torch
 
     _, first = round_one
-    cfg = DPOConfig(
-        output_dir=tmp_path / "r2",
-        policy=first.policy,
-        pairs=[dpo_pairs_file],
-        learning_rate=5e-3,
-        reference="sft",
-        sft_model=tiny_model_dir,
-        save="merged",
-        max_steps=2,
+    cfg = round_two(
+        first, dpo_pairs_file, tmp_path, reference="sft", sft_model=tiny_model_dir, save="merged", max_steps=2
     )
     result = run_dpo(cfg)
     assert result.base_model == cfg.output_dir / "base" and (result.base_model / "config.json").is_file()

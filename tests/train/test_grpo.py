@@ -41,8 +41,8 @@ def _prompts(toy_prompts):
     return [p.model_copy(update={"metadata": {"task_id": PARITY.task_id}}) for p in toy_prompts(4)]
 
 
-def _grpo_config(tmp_path, tiny_model_dir, **overrides) -> GRPOConfig:
-    """One GRPO step on the tiny model: 2 prompts x 4 generations per step."""
+def _one_step(config_cls, tmp_path, tiny_model_dir, **overrides):
+    """One GRPO or RLOO step on the tiny model: 2 prompts x 4 generations per step."""
     settings = dict(
         output_dir=tmp_path / "grpo",
         policy=PolicySpec(path=tiny_model_dir),
@@ -53,7 +53,7 @@ def _grpo_config(tmp_path, tiny_model_dir, **overrides) -> GRPOConfig:
         max_steps=1,
         learning_rate=5e-3,
     )
-    return GRPOConfig(**{**settings, **overrides})
+    return config_cls(**{**settings, **overrides})
 
 
 def _lora_b_norm(adapter_dir) -> float:
@@ -63,7 +63,7 @@ def _lora_b_norm(adapter_dir) -> float:
 
 def test_grpo_step_with_sandbox_reward(tiny_model_dir, toy_prompts, tmp_path, sandbox_reward):
     prompts = _prompts(toy_prompts)
-    cfg = _grpo_config(tmp_path, tiny_model_dir)
+    cfg = _one_step(GRPOConfig, tmp_path, tiny_model_dir)
     result = run_grpo(cfg, prompts=prompts, reward_funcs=[sandbox_reward])
     assert result.counts["steps"] == 1
     (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "reward" in m]
@@ -80,17 +80,7 @@ def test_rloo_step_with_sandbox_reward(
     tiny_model_dir, toy_prompts, tmp_path, sandbox_reward, assert_changed_in_fp32
 ):
     prompts = _prompts(toy_prompts)
-    cfg = RLOOConfig(
-        output_dir=tmp_path / "rloo",
-        policy=PolicySpec(path=tiny_model_dir),
-        prompts=[tmp_path / "unused.jsonl"],
-        num_generations=4,
-        per_device_train_batch_size=8,
-        max_completion_length=12,
-        max_steps=1,
-        learning_rate=5e-3,
-        lora=None,
-    )
+    cfg = _one_step(RLOOConfig, tmp_path, tiny_model_dir, output_dir=tmp_path / "rloo", lora=None)
     result = run_rloo(cfg, prompts=prompts, reward_funcs=[sandbox_reward])
     (line,) = [m for m in read_metrics(cfg.output_dir / "metrics.jsonl") if "reward" in m]
     assert line["grad_norm"] > 0
@@ -121,7 +111,7 @@ def test_grpo_passes_mixed_type_metadata_unchanged(tiny_model_dir, toy_prompts, 
             seen.append((pid, inst, src))
         return [float(len(completion_text(c)) % 3) for c in completions]
 
-    cfg = _grpo_config(tmp_path, tiny_model_dir, max_completion_length=8)
+    cfg = _one_step(GRPOConfig, tmp_path, tiny_model_dir, max_completion_length=8)
     result = run_grpo(cfg, prompts=prompts, reward_funcs=[length_reward])
     assert result.counts["steps"] == 1
     assert len(seen) == 8  # one step: 2 prompts x 4 generations

@@ -53,22 +53,32 @@ def eos_id(model_dir) -> int:
     return load_tokenizer(model_dir).eos_token_id
 
 
-def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tiny_model_dir, tmp_path, toy_prompts):
-    cfg = PPOConfig(
-        output_dir=tmp_path / "ppo",
-        policy=PolicySpec(path=tiny_model_dir),
-        lora=None,  # full fine-tuning: the reference is a frozen copy
-        max_steps=16,
+def learning_run(output_dir, model_dir, **changes) -> PPOConfig:
+    """The toy reward's learning runs: 16 rollouts a step, 2 PPO epochs on one minibatch, 12 tokens,
+    normalised rewards held near the reference by a fixed KL penalty; ``changes`` set the actor."""
+    return PPOConfig(
+        output_dir=output_dir,
+        policy=PolicySpec(path=model_dir),
         batch_size=16,
         minibatch_size=16,
         ppo_epochs=2,
         max_completion_length=12,
-        learning_rate=5e-3,
         critic_learning_rate=1e-3,
         kl_coef=0.2,
         normalize_rewards=True,
         missing_eos_penalty=None,
         save_critic=False,
+        **changes,
+    )
+
+
+def test_ppo_learns_a_verifiable_reward_with_bounded_kl(tiny_model_dir, tmp_path, toy_prompts):
+    cfg = learning_run(
+        tmp_path / "ppo",
+        tiny_model_dir,
+        lora=None,  # full fine-tuning: the reference is a frozen copy
+        max_steps=16,
+        learning_rate=5e-3,
     )
     result = run_ppo(cfg, prompts=toy_prompts(), reward_fn=target_token_reward(eos_id(tiny_model_dir)))
     lines = read_metrics(cfg.output_dir / "metrics.jsonl")
@@ -279,21 +289,8 @@ def test_lora_ppo_learning_curve(tmp_path, toy_prompts):
     from rlaif.tiny_model import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path / "pretrained", seed=0, steps=300)
-    cfg = PPOConfig(
-        output_dir=tmp_path / "ppo_lora_long",
-        policy=PolicySpec(path=model_dir),
-        lora={"r": 16, "alpha": 32},
-        max_steps=30,
-        batch_size=16,
-        minibatch_size=16,
-        ppo_epochs=2,
-        max_completion_length=12,
-        learning_rate=3e-3,
-        critic_learning_rate=1e-3,
-        kl_coef=0.2,
-        normalize_rewards=True,
-        missing_eos_penalty=None,
-        save_critic=False,
+    cfg = learning_run(
+        tmp_path / "ppo_lora_long", model_dir, lora={"r": 16, "alpha": 32}, max_steps=30, learning_rate=3e-3
     )
     run_ppo(cfg, prompts=toy_prompts(), reward_fn=target_token_reward(eos_id(model_dir)))
     lines = read_metrics(cfg.output_dir / "metrics.jsonl")
