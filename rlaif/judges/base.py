@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from rlaif.errors import TemplateError
 from rlaif.prompts import Template, load_template
 from rlaif.records import Judgment, Message, as_conversation, stable_hash
 
@@ -20,6 +21,18 @@ TRANSCRIPT_TEMPLATE = "conversation_transcript"
 
 def resolve_template(template: str | os.PathLike | Template) -> Template:
     return template if isinstance(template, Template) else load_template(template)
+
+
+def require_variables(template: Template, names: Sequence[str], what: str) -> None:
+    """A TemplateError naming the file unless ``template`` declares every one of ``names``: a judge
+    renders its template with those variables, and a template that ignores one (the response, say)
+    would judge without seeing it."""
+    missing = set(names) - set(template.variables)
+    if missing:
+        raise TemplateError(
+            f"template '{template.name}' ({template.path}): a {what} template must declare the variables "
+            f"{', '.join(names)} (missing: {', '.join(sorted(missing))})"
+        )
 
 
 @lru_cache(maxsize=4)

@@ -120,12 +120,7 @@ class ContrastiveLikelihoodJudge(ScoreJudge):
         results = []
         for i, contrast in enumerate(contrasts):
             judgment = self._judgment(i, keys[i], hashes[i], contrast)
-            ok = judgment.status == "ok"
-            results.append(
-                PointwiseResult(
-                    mean_score=judgment.score if ok else None, judgments=[judgment], n_valid=int(ok)
-                )
-            )
+            results.append(PointwiseResult.of([judgment]))
         return results
 
     def _judgment(self, index: int, key: str, content_hash: str, contrast: Contrast) -> Judgment:

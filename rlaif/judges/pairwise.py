@@ -45,6 +45,7 @@ from rlaif.judges.base import (
     judge_items,
     make_judgment,
     render_request,
+    require_variables,
     resolve_template,
 )
 from rlaif.judges.calibration import (
@@ -184,12 +185,7 @@ class PairwiseJudge(CompareJudge):
         self.template = tpl
         spec = tpl.parser
         labels = self._labels(spec)
-        missing = set(self.required_variables) - set(tpl.variables)
-        if missing:
-            raise TemplateError(
-                f"template '{tpl.name}' ({tpl.path}): a {self.kind} template must declare the variables "
-                f"{', '.join(self.required_variables)} (missing: {', '.join(sorted(missing))})"
-            )
+        require_variables(tpl, self.required_variables, self.kind)
         if clamp is not None and not (0.0 <= clamp[0] <= clamp[1] <= 1.0):
             raise ValueError(f"clamp must satisfy 0 <= low <= high <= 1, got {clamp}")
         self.spec = spec

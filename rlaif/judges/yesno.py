@@ -39,6 +39,7 @@ from rlaif.judges.base import (
     judge_items,
     make_judgment,
     render_response_requests,
+    require_variables,
     resolve_template,
 )
 from rlaif.judges.parsers import Parsed
@@ -55,11 +56,7 @@ def check_label_template(template: Template) -> ChoiceParserSpec:
         raise TemplateError(
             f"{where}: a label-probability judge needs parser {{type: choice, source: logprobs}}"
         )
-    missing = {"prompt", "response"} - set(template.variables)
-    if missing:
-        raise TemplateError(
-            f"{where}: must declare the variables prompt and response (missing: {', '.join(sorted(missing))})"
-        )
+    require_variables(template, ("prompt", "response"), "label-probability")
     return spec
 
 
@@ -154,12 +151,7 @@ class LabelProbabilityJudge(ScoreJudge):
                 judgment = self._judgment(i, requests[i], keys[i], "", None, out)
             else:
                 judgment = self._judgment(i, requests[i], keys[i], out[0].text, self._parse(out[0]))
-            ok = judgment.status == "ok"
-            results.append(
-                PointwiseResult(
-                    mean_score=judgment.score if ok else None, judgments=[judgment], n_valid=int(ok)
-                )
-            )
+            results.append(PointwiseResult.of([judgment]))
         return results
 
     def _parse(self, completion: Completion) -> Parsed:
