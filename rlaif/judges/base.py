@@ -131,6 +131,20 @@ def make_judgment(
     )
 
 
+def judgment_by(judge: Any, *, template: Template | None = None, **fields: Any) -> Judgment:
+    """:func:`make_judgment` stamped with ``judge``'s own provenance, as every engine-backed judge
+    records it: its ``record_kind``, ``engine``, ``adapter`` and ``template`` (``template`` given: a
+    judge whose prompt is not its ``.template``), and the judged item's id (``key[0]``) as subject."""
+    return make_judgment(
+        kind=judge.record_kind,
+        engine=judge.engine,
+        adapter=judge.adapter,
+        template=template or judge.template,
+        subject_ids=[fields["key"][0]],
+        **fields,
+    )
+
+
 def item_ids(ids: Sequence[str] | None, n: int, prefix: str, content_keys: Sequence[str]) -> list[str]:
     """Caller's ids, or ids from the item's content and position (unique within one call)."""
     if ids is None:

@@ -43,7 +43,7 @@ from rlaif.judges.base import (
     conversation_text,
     item_ids,
     judge_items,
-    make_judgment,
+    judgment_by,
     render_request,
     require_variables,
     resolve_template,
@@ -357,11 +357,8 @@ class PairwiseJudge(CompareJudge):
         p_a = None if p_shown_first is None else (p_shown_first if order == ORDER_AB else 1.0 - p_shown_first)
         if parsed is not None and parsed.ok and p_a is None:
             reason = "the judgment names no preference between the two labels"
-        judgment = make_judgment(
-            kind=self.record_kind,
-            engine=self.engine,
-            adapter=self.adapter,
-            template=self.template,
+        judgment = judgment_by(
+            self,
             request=request,
             key=(key, order),
             raw_output=raw,
@@ -369,7 +366,6 @@ class PairwiseJudge(CompareJudge):
             invalid_reason=reason,
             orders=[order],
             principle=self._principle_of(extra),
-            subject_ids=[key],
             metadata={
                 "item_index": index,
                 "p_response_a": p_a,

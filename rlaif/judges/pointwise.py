@@ -42,7 +42,7 @@ from rlaif.judges.base import (
     ScoreJudge,
     item_ids,
     judge_items,
-    make_judgment,
+    judgment_by,
     render_response_requests,
     require_variables,
     resolve_template,
@@ -206,17 +206,12 @@ class PointwiseJudge(ScoreJudge):
         parsed: Parsed | None,
         invalid_reason: str | None = None,
     ) -> Judgment:
-        return make_judgment(
-            kind=self.record_kind,
-            engine=self.engine,
-            adapter=self.adapter,
-            template=self.template,
+        return judgment_by(
+            self,
             request=request,
             key=(key, str(sample), str(attempt)),
             raw_output=raw,
             parsed=parsed,
             invalid_reason=invalid_reason,
-            orders=[],
-            subject_ids=[key],
             metadata={"sample": sample, "attempt": attempt, "item_index": index},
         )

@@ -37,7 +37,7 @@ from rlaif.judges.base import (
     ScoreJudge,
     item_ids,
     judge_items,
-    make_judgment,
+    judgment_by,
     render_response_requests,
     require_variables,
     resolve_template,
@@ -169,16 +169,12 @@ class LabelProbabilityJudge(ScoreJudge):
         parsed: Parsed | None,
         invalid_reason: str | None = None,
     ) -> Judgment:
-        return make_judgment(
-            kind=self.record_kind,
-            engine=self.engine,
-            adapter=self.adapter,
-            template=self.template,
+        return judgment_by(
+            self,
             request=request,
             key=(key, "label-probability"),
             raw_output=raw,
             parsed=parsed,
             invalid_reason=invalid_reason,
-            subject_ids=[key],
             metadata={"item_index": index, "good_label": self.good_label},
         )
