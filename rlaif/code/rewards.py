@@ -31,13 +31,9 @@ def _on_execution(kind: str) -> Callable[[ExecutionResult], float | None]:
     return reward
 
 
-binary, fraction, coderl, rltf = (_on_execution(k) for k in ("binary", "fraction", "coderl", "rltf"))
-REWARDS: dict[str, Callable[[ExecutionResult], float | None]] = {
-    "binary": binary,
-    "fraction": fraction,
-    "coderl": coderl,
-    "rltf": rltf,
-}
+# every verifier reward, on executions: a reward added to rlaif.tasks.rewards is here too
+REWARDS: dict[str, Callable[[ExecutionResult], float | None]] = {k: _on_execution(k) for k in VERDICT_REWARDS}
+binary, fraction, coderl, rltf = (REWARDS[k] for k in ("binary", "fraction", "coderl", "rltf"))
 
 
 def reward_fn(kind: str) -> Callable[[ExecutionResult], float | None]:

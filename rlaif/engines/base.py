@@ -104,6 +104,15 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def per_prompt(sampling: Sampling | Sequence[Sampling], count: int) -> list[Sampling]:
+    """The batch's sampling as one setting per prompt, the form :class:`Engine` allows either way;
+    an EngineError when a list does not match the prompts one to one (zipping would drop prompts)."""
+    settings = [sampling] * count if isinstance(sampling, Sampling) else list(sampling)
+    if len(settings) != count:
+        raise EngineError(f"got {len(settings)} sampling settings for {count} prompts")
+    return settings
+
+
 # -- scoring a given text (optional capability) ----------------------------------------------------
 @runtime_checkable
 class ScoringEngine(Protocol):

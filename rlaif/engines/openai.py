@@ -37,7 +37,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from rlaif.engines.base import PromptInput, Sampling
+from rlaif.engines.base import PromptInput, Sampling, per_prompt
 from rlaif.engines.replicas import Replica, ReplicaSet
 from rlaif.engines.router import Retryable, Router
 from rlaif.errors import EngineError
@@ -244,9 +244,7 @@ class OpenAIEngine:
     ) -> list[list[Completion]]:
         import httpx
 
-        settings = [sampling] * len(prompts) if isinstance(sampling, Sampling) else list(sampling)
-        if len(settings) != len(prompts):
-            raise EngineError(f"got {len(settings)} sampling settings for {len(prompts)} prompts")
+        settings = per_prompt(sampling, len(prompts))
         requests = [self._body(p, s) for p, s in zip(prompts, settings, strict=True)]
         # one client per replica: httpcore's pool scans every connection per request, so one shared
         # pool costs O(replicas * concurrency) per request (it was the bottleneck at 4 replicas)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rlaif.engines.base import PromptInput, Sampling, cannot_score_error
+from rlaif.engines.base import PromptInput, Sampling, cannot_score_error, per_prompt
 from rlaif.records import Completion, Message, as_conversation
 
 Responder = Callable[[list[Message], int, Sampling], "str | Completion"]
@@ -50,9 +50,7 @@ class ScriptedEngine:
         sampling: Sampling | Sequence[Sampling],
         adapter: str | None = None,
     ) -> list[list[Completion]]:
-        settings = [sampling] * len(prompts) if isinstance(sampling, Sampling) else list(sampling)
-        if len(settings) != len(prompts):
-            raise ValueError(f"got {len(settings)} sampling settings for {len(prompts)} prompts")
+        settings = per_prompt(sampling, len(prompts))
         self.calls.append((len(prompts), sampling, adapter))
         out = []
         for prompt, sampling in zip(prompts, settings, strict=True):

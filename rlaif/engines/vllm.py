@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.engines import vllm_processes
-from rlaif.engines.base import PromptInput, Sampling
+from rlaif.engines.base import PromptInput, Sampling, per_prompt
 from rlaif.errors import EngineError
 from rlaif.progress import TqdmLike
 from rlaif.records import Completion, TokenLogprob, TopLogprob, as_conversation
@@ -270,14 +270,14 @@ class VLLMEngine:
         """Sample completions for the batch; ``sampling`` may be one setting or one per prompt."""
         if not prompts:
             return []
-        if isinstance(sampling, Sampling):
-            params: Any = self._to_sampling_params(sampling)
-            ks = [sampling.logprobs] * len(prompts)
-        else:
-            if len(sampling) != len(prompts):
-                raise EngineError(f"got {len(sampling)} sampling settings for {len(prompts)} prompts")
-            params = [self._to_sampling_params(s) for s in sampling]
-            ks = [s.logprobs for s in sampling]
+        settings = per_prompt(sampling, len(prompts))
+        # one setting for the whole batch is converted once and handed to vLLM as one
+        params: Any = (
+            self._to_sampling_params(sampling)
+            if isinstance(sampling, Sampling)
+            else [self._to_sampling_params(s) for s in settings]
+        )
+        ks = [s.logprobs for s in settings]
         outputs = self._llm_generate(
             [self._to_vllm_prompt(p) for p in prompts],
             params,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from rlaif.errors import TemplateError
 from rlaif.prompts import Template, load_template
 from rlaif.records import Judgment, Message, as_conversation, stable_hash
 
@@ -20,6 +21,18 @@ TRANSCRIPT_TEMPLATE = "conversation_transcript"
 
 def resolve_template(template: str | os.PathLike | Template) -> Template:
     return template if isinstance(template, Template) else load_template(template)
+
+
+def require_variables(template: Template, names: Sequence[str], what: str) -> None:
+    """A TemplateError naming the file unless ``template`` declares every one of ``names``: a judge
+    renders its template with those variables, and a template that ignores one (the response, say)
+    would judge without seeing it."""
+    missing = set(names) - set(template.variables)
+    if missing:
+        raise TemplateError(
+            f"template '{template.name}' ({template.path}): a {what} template must declare the variables "
+            f"{', '.join(names)} (missing: {', '.join(sorted(missing))})"
+        )
 
 
 @lru_cache(maxsize=4)
@@ -115,6 +128,20 @@ def make_judgment(
         principle=principle,
         subject_ids=subject_ids or [],
         metadata=meta,
+    )
+
+
+def judgment_by(judge: Any, *, template: Template | None = None, **fields: Any) -> Judgment:
+    """:func:`make_judgment` stamped with ``judge``'s own provenance, as every engine-backed judge
+    records it: its ``record_kind``, ``engine``, ``adapter`` and ``template`` (``template`` given: a
+    judge whose prompt is not its ``.template``), and the judged item's id (``key[0]``) as subject."""
+    return make_judgment(
+        kind=judge.record_kind,
+        engine=judge.engine,
+        adapter=judge.adapter,
+        template=template or judge.template,
+        subject_ids=[fields["key"][0]],
+        **fields,
     )
 
 

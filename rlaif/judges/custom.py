@@ -199,10 +199,7 @@ class CallableJudge:
         for i, v in enumerate(values):
             score, raw, reason = self._unpack(v, i)
             j = self._judgment(keys[i], None, score, raw, reason, contents[i], {"item_index": i})
-            ok = j.status == "ok"
-            results.append(
-                PointwiseResult(mean_score=j.score if ok else None, judgments=[j], n_valid=int(ok))
-            )
+            results.append(PointwiseResult.of([j]))
         return results
 
 

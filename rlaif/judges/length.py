@@ -46,5 +46,5 @@ class LengthJudge(ScoreJudge):
                 prompt_hash=stable_hash(content), raw_output=str(len(reply)), status="ok",
                 score=sign * len(reply), subject_ids=[key],
             )  # fmt: skip
-            out.append(PointwiseResult(mean_score=judgment.score, judgments=[judgment], n_valid=1))
+            out.append(PointwiseResult.of([judgment]))
         return out

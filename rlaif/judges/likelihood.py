@@ -35,7 +35,7 @@ from rlaif.judges.base import (
     ScoreJudge,
     item_ids,
     judge_items,
-    make_judgment,
+    judgment_by,
     resolve_template,
 )
 from rlaif.judges.parsers import Parsed
@@ -120,12 +120,7 @@ class ContrastiveLikelihoodJudge(ScoreJudge):
         results = []
         for i, contrast in enumerate(contrasts):
             judgment = self._judgment(i, keys[i], hashes[i], contrast)
-            ok = judgment.status == "ok"
-            results.append(
-                PointwiseResult(
-                    mean_score=judgment.score if ok else None, judgments=[judgment], n_valid=int(ok)
-                )
-            )
+            results.append(PointwiseResult.of([judgment]))
         return results
 
     def _judgment(self, index: int, key: str, content_hash: str, contrast: Contrast) -> Judgment:
@@ -138,16 +133,13 @@ class ContrastiveLikelihoodJudge(ScoreJudge):
                 "reply_tokens": contrast.tokens,
             }
         request = Request(text=self.positive_system, prompt_hash=content_hash, payload=self.positive_system)
-        return make_judgment(
-            kind=self.record_kind,
-            engine=self.engine,
-            adapter=self.adapter,
+        return judgment_by(
+            self,
             template=self.contrast_template,
             request=request,
             key=(key, "contrast"),
             raw_output="" if parsed is None else f"{parsed.score:.6f}",
             parsed=parsed,
             invalid_reason=reason,
-            subject_ids=[key],
             metadata=meta,
         )

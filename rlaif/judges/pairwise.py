@@ -43,8 +43,9 @@ from rlaif.judges.base import (
     conversation_text,
     item_ids,
     judge_items,
-    make_judgment,
+    judgment_by,
     render_request,
+    require_variables,
     resolve_template,
 )
 from rlaif.judges.calibration import (
@@ -184,12 +185,7 @@ class PairwiseJudge(CompareJudge):
         self.template = tpl
         spec = tpl.parser
         labels = self._labels(spec)
-        missing = set(self.required_variables) - set(tpl.variables)
-        if missing:
-            raise TemplateError(
-                f"template '{tpl.name}' ({tpl.path}): a {self.kind} template must declare the variables "
-                f"{', '.join(self.required_variables)} (missing: {', '.join(sorted(missing))})"
-            )
+        require_variables(tpl, self.required_variables, self.kind)
         if clamp is not None and not (0.0 <= clamp[0] <= clamp[1] <= 1.0):
             raise ValueError(f"clamp must satisfy 0 <= low <= high <= 1, got {clamp}")
         self.spec = spec
@@ -361,11 +357,8 @@ class PairwiseJudge(CompareJudge):
         p_a = None if p_shown_first is None else (p_shown_first if order == ORDER_AB else 1.0 - p_shown_first)
         if parsed is not None and parsed.ok and p_a is None:
             reason = "the judgment names no preference between the two labels"
-        judgment = make_judgment(
-            kind=self.record_kind,
-            engine=self.engine,
-            adapter=self.adapter,
-            template=self.template,
+        judgment = judgment_by(
+            self,
             request=request,
             key=(key, order),
             raw_output=raw,
@@ -373,7 +366,6 @@ class PairwiseJudge(CompareJudge):
             invalid_reason=reason,
             orders=[order],
             principle=self._principle_of(extra),
-            subject_ids=[key],
             metadata={
                 "item_index": index,
                 "p_response_a": p_a,

@@ -42,8 +42,9 @@ from rlaif.judges.base import (
     ScoreJudge,
     item_ids,
     judge_items,
-    make_judgment,
+    judgment_by,
     render_response_requests,
+    require_variables,
     resolve_template,
 )
 from rlaif.judges.label_scores import label_distributions, needs_continuations, scale_labels, score_prefix
@@ -70,6 +71,16 @@ class PointwiseResult:
     @property
     def scores(self) -> list[float]:
         return [j.score for j in self.judgments if j.status == "ok" and j.score is not None]
+
+    @classmethod
+    def of(cls, judgments: list[Judgment]) -> PointwiseResult:
+        """One response's result from all its judgments: every score judge reports the same way,
+        the mean over the valid scores, never a default for invalid ones."""
+        result = cls(mean_score=None, judgments=judgments)
+        scores = result.scores
+        result.mean_score = sum(scores) / len(scores) if scores else None
+        result.n_valid = len(scores)
+        return result
 
 
 class PointwiseJudge(ScoreJudge):
@@ -102,12 +113,7 @@ class PointwiseJudge(ScoreJudge):
                 f"template '{self.template.name}' ({self.template.path}): a pointwise judge needs a "
                 "'score' parser or a 'json' parser with score_field"
             )
-        missing = {"prompt", "response"} - set(self.template.variables)
-        if missing:
-            raise TemplateError(
-                f"template '{self.template.name}' ({self.template.path}): a pointwise template must "
-                f"declare the variables prompt and response (missing: {', '.join(sorted(missing))})"
-            )
+        require_variables(self.template, ("prompt", "response"), "pointwise")
         self.guided_regex = guided_regex
         self.expected_score = bool(expected_score)
         if self.expected_score and not isinstance(spec, ScoreParserSpec):
@@ -171,7 +177,7 @@ class PointwiseJudge(ScoreJudge):
             judgments[i].append(
                 self._judgment(i, requests[i], keys[i], 0, -1, "", None, f"{detail} (request not sent)")
             )
-        return [_result(js) for js in judgments]
+        return [PointwiseResult.of(js) for js in judgments]
 
     def _grade(self, graded: list, requests: list, judgments: list[list[Judgment]]) -> None:
         """Replace each graded judgment's read score by its expectation over the scale's labels."""
@@ -200,24 +206,12 @@ class PointwiseJudge(ScoreJudge):
         parsed: Parsed | None,
         invalid_reason: str | None = None,
     ) -> Judgment:
-        return make_judgment(
-            kind=self.record_kind,
-            engine=self.engine,
-            adapter=self.adapter,
-            template=self.template,
+        return judgment_by(
+            self,
             request=request,
             key=(key, str(sample), str(attempt)),
             raw_output=raw,
             parsed=parsed,
             invalid_reason=invalid_reason,
-            orders=[],
-            subject_ids=[key],
             metadata={"sample": sample, "attempt": attempt, "item_index": index},
         )
-
-
-def _result(judgments: list[Judgment]) -> PointwiseResult:
-    scores = [j.score for j in judgments if j.status == "ok" and j.score is not None]
-    return PointwiseResult(
-        mean_score=sum(scores) / len(scores) if scores else None, judgments=judgments, n_valid=len(scores)
-    )

@@ -37,8 +37,9 @@ from rlaif.judges.base import (
     ScoreJudge,
     item_ids,
     judge_items,
-    make_judgment,
+    judgment_by,
     render_response_requests,
+    require_variables,
     resolve_template,
 )
 from rlaif.judges.parsers import Parsed
@@ -55,11 +56,7 @@ def check_label_template(template: Template) -> ChoiceParserSpec:
         raise TemplateError(
             f"{where}: a label-probability judge needs parser {{type: choice, source: logprobs}}"
         )
-    missing = {"prompt", "response"} - set(template.variables)
-    if missing:
-        raise TemplateError(
-            f"{where}: must declare the variables prompt and response (missing: {', '.join(sorted(missing))})"
-        )
+    require_variables(template, ("prompt", "response"), "label-probability")
     return spec
 
 
@@ -154,12 +151,7 @@ class LabelProbabilityJudge(ScoreJudge):
                 judgment = self._judgment(i, requests[i], keys[i], "", None, out)
             else:
                 judgment = self._judgment(i, requests[i], keys[i], out[0].text, self._parse(out[0]))
-            ok = judgment.status == "ok"
-            results.append(
-                PointwiseResult(
-                    mean_score=judgment.score if ok else None, judgments=[judgment], n_valid=int(ok)
-                )
-            )
+            results.append(PointwiseResult.of([judgment]))
         return results
 
     def _parse(self, completion: Completion) -> Parsed:
@@ -177,16 +169,12 @@ class LabelProbabilityJudge(ScoreJudge):
         parsed: Parsed | None,
         invalid_reason: str | None = None,
     ) -> Judgment:
-        return make_judgment(
-            kind=self.record_kind,
-            engine=self.engine,
-            adapter=self.adapter,
-            template=self.template,
+        return judgment_by(
+            self,
             request=request,
             key=(key, "label-probability"),
             raw_output=raw,
             parsed=parsed,
             invalid_reason=invalid_reason,
-            subject_ids=[key],
             metadata={"item_index": index, "good_label": self.good_label},
         )

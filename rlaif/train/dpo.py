@@ -30,8 +30,8 @@ from rlaif.train.common import (
 )
 from rlaif.train.configs import DPOConfig
 from rlaif.train.models import (
-    check_adapter_dir,
     check_model_dir,
+    check_policy,
     load_causal_lm,
     load_policy,
     load_tokenizer,
@@ -65,9 +65,7 @@ def trl_dpo_args(cfg: DPOConfig):
 
 
 def _check_inputs(cfg: DPOConfig) -> None:
-    check_model_dir(cfg.policy.path, "policy.path")
-    if cfg.policy.adapter is not None:
-        check_adapter_dir(cfg.policy.adapter, "policy.adapter")
+    check_policy(cfg.policy)
     if cfg.reference == "sft" and cfg.sft_model is not None:
         check_model_dir(cfg.sft_model, "sft_model")
 

@@ -37,6 +37,14 @@ def check_adapter_dir(path: str | Path, what: str = "adapter") -> Path:
     return path
 
 
+def check_policy(policy: PolicySpec) -> None:
+    """Fail early, naming the field, when the starting policy's model or adapter directory is not one
+    (a stage that loads both checks both before any training starts)."""
+    check_model_dir(policy.path, "policy.path")
+    if policy.adapter is not None:
+        check_adapter_dir(policy.adapter, "policy.adapter")
+
+
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 

@@ -60,7 +60,6 @@ from rlaif.train.models import check_model_dir, load_tokenizer, merged_starting_
 from rlaif.train.ppo_batch import Estimates, Rollout, Scores, iteration_metrics, process_mean
 from rlaif.train.ppo_rollout import (
     cut_at_eos,
-    cut_at_stops,
     engine_generate,
     forward_inputs,
     hf_generate,
@@ -80,6 +79,7 @@ from rlaif.train.ppo_setup import (
 from rlaif.train.ppo_update import all_reduce, optimise
 from rlaif.train.precision import fresh_accelerator
 from rlaif.train.rewards import RewardFn
+from rlaif.train.stop_strings import cut_at_stop, raw_decoder
 
 
 class PPOTrainer:
@@ -212,7 +212,8 @@ class PPOTrainer:
     def _rollout(self, rows: list[dict[str, Any]]) -> Rollout:
         """Sample ``num_generations`` responses per row and cut each at its first EOS or stop string."""
         queries, raw, sampled_logp = self._generate(rows)
-        raw, stopped = cut_at_stops(raw, self.tokenizer, self.cfg.stop_strings)
+        # HF generate pads a row that stopped, the engine ends it there: both cut the same
+        raw, stopped = cut_at_stop(raw, raw_decoder(self.tokenizer), self.cfg.stop_strings or ())
         pad, dev = self.tokenizer.pad_token_id, self.accelerator.device
         return cut_at_eos(queries, raw, sampled_logp, self.eos_ids, pad, dev, stopped)
 

@@ -27,7 +27,7 @@ from rlaif.train import ppo_math as pm
 from rlaif.train.configs import PPOConfig
 from rlaif.train.ppo_batch import Rollout, Scores
 from rlaif.train.rewards import RewardFn, call_reward
-from rlaif.train.stop_strings import stop_criteria, stop_length
+from rlaif.train.stop_strings import stop_criteria
 
 
 def left_pad(queries: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,23 +98,6 @@ def engine_generate(
     return [list(c.token_ids or []) for per_prompt in outs for c in per_prompt]
 
 
-def cut_at_stops(
-    raw: list[list[int]], tokenizer, stops: list[str] | None
-) -> tuple[list[list[int]], list[bool]]:
-    """Each raw response cut after the token that completes its first stop string, and whether it was
-    (HF generate pads a row that stopped; the engine ends it there: both cut the same)."""
-    if not stops:
-        return raw, [False] * len(raw)
-
-    def text(ids) -> str:
-        return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-    lengths = [stop_length(r, text, stops) for r in raw]
-    return [r if n is None else r[:n] for r, n in zip(raw, lengths, strict=True)], [
-        n is not None for n in lengths
-    ]
-
-
 def cut_at_eos(
     queries: list[list[int]],
     raw: list[list[int]],
@@ -125,7 +108,8 @@ def cut_at_eos(
     stopped: list[bool] | None = None,
 ) -> Rollout:
     """Pad the raw responses into one tensor and cut each at its first EOS (padding after it);
-    ``stopped`` marks the responses :func:`cut_at_stops` ended. The padding of a row shorter than the
+    ``stopped`` marks the responses a stop string ended
+    (:func:`rlaif.train.stop_strings.cut_at_stop`). The padding of a row shorter than the
     longest (cut at a stop string, or an engine's row) is masked out whether or not pad is an EOS."""
     width = max(1, max(len(r) for r in raw))
     padded = torch.full((len(raw), width), pad_id, dtype=torch.long)

@@ -32,8 +32,7 @@ from rlaif.train.common import (
 from rlaif.train.configs import LoraSettings, PolicySpec, TrainerSettings
 from rlaif.train.configs.base import refuse_full_finetuning_of_an_adapter
 from rlaif.train.models import (
-    check_adapter_dir,
-    check_model_dir,
+    check_policy,
     load_causal_lm,
     load_tokenizer,
     merged_starting_base,
@@ -98,19 +97,13 @@ def run_sft(cfg: SFTConfig, *, records: list | None = None, callbacks: list | No
 
     from rlaif.feedback.result import SFTRecord
 
-    check_model_dir(cfg.policy.path, "policy.path")
-    if cfg.policy.adapter is not None:
-        check_adapter_dir(cfg.policy.adapter, "policy.adapter")
+    check_policy(cfg.policy)
     rows = records if records is not None else [r for p in cfg.records for r in read_jsonl(p, SFTRecord)]
     if not rows:
         raise ConfigError(f"sft: no records in {[str(p) for p in cfg.records]}")
     args = trl_sft_args(cfg)
     tokenizer = load_tokenizer(cfg.policy.path)
-    base = (
-        Path(cfg.policy.path)
-        if cfg.policy.adapter is None
-        else merged_starting_base(cfg.policy, cfg.output_dir)
-    )
+    base = merged_starting_base(cfg.policy, cfg.output_dir)
     model = load_causal_lm(base, trainable_dtype(cfg.precision))
     peft_config = peft_lora_config(cfg.lora) if cfg.lora is not None else None
     dataset = Dataset.from_list(sft_rows(rows))

@@ -1,7 +1,7 @@
 """Stop strings for the final round's HF sampling: a completion ends at the first stop string, as our
 vLLM sampling does with ``include_stop`` (the code candidates stop at the end of their code block).
-TRL's GRPO / RLOO get :class:`StopStringsMixin`; our PPO uses :func:`stop_criteria` and
-:func:`stop_length` directly (:mod:`rlaif.train.ppo_rollout`).
+TRL's GRPO / RLOO get :class:`StopStringsMixin`; our PPO uses :func:`stop_criteria`,
+:func:`cut_at_stop` and :func:`raw_decoder` directly (:mod:`rlaif.train.ppo`).
 
 Why a subclass of TRL's trainers: TRL 1.16 calls ``generate(**inputs, generation_config=...)`` with
 neither ``tokenizer=`` (which transformers needs to turn ``stop_strings`` into its stop-string
@@ -59,19 +59,27 @@ def stop_length(ids: Sequence[int], decode: Decode, stops: Sequence[str]) -> int
     return lo
 
 
-def cut_at_stop(rows: Sequence[Sequence[int]], decode: Decode, stops: Sequence[str]) -> list[list[int]]:
-    """Each row cut after the token that completes its first stop string (rows without one unchanged)."""
-    out = []
-    for row in rows:
-        n = stop_length(row, decode, stops)
-        out.append(list(row if n is None else row[:n]))
-    return out
+def cut_at_stop(
+    rows: Sequence[Sequence[int]], decode: Decode, stops: Sequence[str]
+) -> tuple[list[list[int]], list[bool]]:
+    """Each row cut after the token that completes its first stop string, and whether it was; rows
+    without one come back whole. The flags are what the callers log and reward with, so nobody
+    decodes a cut row again to learn whether it stopped. With no ``stops`` nothing is decoded."""
+    if not stops:
+        return [list(row) for row in rows], [False] * len(rows)
+    lengths = [stop_length(row, decode, stops) for row in rows]
+    cut = [list(row if n is None else row[:n]) for row, n in zip(rows, lengths, strict=True)]
+    return cut, [n is not None for n in lengths]
 
 
-def ends_at_stop(ids: Sequence[int], decode: Decode, stops: Sequence[str]) -> bool:
-    """Whether the row's last token completed its first stop string (a row cut by :func:`cut_at_stop`)."""
-    n = len(ids)
-    return n > 0 and _holds(ids, n, decode, stops) and not _holds(ids, n - 1, decode, stops)
+def raw_decoder(tokenizer) -> Decode:
+    """``tokenizer``'s decode as the stop check must see the text: special tokens kept and no
+    clean-up of spaces, so the text is what was sampled, as vLLM matches stop strings on it."""
+
+    def decode(ids: Sequence[int]) -> str:
+        return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    return decode
 
 
 @lru_cache(maxsize=4)
@@ -106,11 +114,6 @@ class StopStringsMixin:
         super().__init__(*args, **kwargs)
         self.stop_strings = tuple(stop_strings or ())
 
-    def _raw_text(self, ids: Sequence[int]) -> str:
-        return self._tokenizer.decode(
-            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
-
     def _generate_single_turn(self, *args, **kwargs):
         if not self.stop_strings:
             return super()._generate_single_turn(*args, **kwargs)
@@ -119,23 +122,23 @@ class StopStringsMixin:
             out = super()._generate_single_turn(*args, **kwargs)
         # GRPO returns (ids, logprobs) - logprobs None on this path -, RLOO the ids alone
         ids = out[0] if isinstance(out, tuple) else out
-        cut = cut_at_stop(ids, self._raw_text, self.stop_strings)
+        cut, self._stopped = cut_at_stop(ids, raw_decoder(self._tokenizer), self.stop_strings)
         return (cut, *out[1:]) if isinstance(out, tuple) else cut
 
     def _generate(self, prompts):
         out = super()._generate(prompts)
         if self.stop_strings:
-            self._log_stops(out[1])
+            self._log_stops(out[1], self._stopped)
         return out
 
-    def _log_stops(self, completion_ids: list[list[int]]) -> None:
+    def _log_stops(self, completion_ids: list[list[int]], stopped: list[bool]) -> None:
         """Add ``completions/stopped_ratio``; redo TRL's clipped and terminated figures, which know
-        only EOS, so that a completion ended by a stop string counts as terminated."""
+        only EOS, so that a completion ended by a stop string counts as terminated. ``stopped`` are
+        the flags of the batch's one cut (rlaif gives TRL no tools, whose loop would sample again)."""
         import torch
 
         device, mode = self.accelerator.device, "train" if self.model.training else "eval"
         ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
-        stopped = [ends_at_stop(ids, self._raw_text, self.stop_strings) for ids in completion_ids]
         ended = [s or ids[-1] in ends for s, ids in zip(stopped, completion_ids, strict=True)]
         gather = self.accelerator.gather
         stopped_t = gather(torch.tensor(stopped, device=device))

@@ -93,6 +93,21 @@ def test_gives_up_with_clear_error_after_retries():
         server.close()
 
 
+def test_sampling_settings_must_match_the_prompts_one_to_one():
+    server = FlakyServer()
+    try:
+        engine = OpenAIEngine(server.url, timeout_s=0.5, backoff_s=0.01)
+        with pytest.raises(EngineError, match="2 sampling settings for 1 prompts"):
+            engine.generate([[{"role": "user", "content": "prompt 1"}]], [Sampling(), Sampling()])
+        assert not server.attempts  # refused before any request was sent
+        out = engine.generate(
+            [[{"role": "user", "content": f"prompt {i}"}] for i in (1, 2)], [Sampling(n=1), Sampling(n=2)]
+        )
+        assert [len(o) for o in out] == [1, 2]
+    finally:
+        server.close()
+
+
 def test_unreachable_server_and_unknown_model():
     with pytest.raises(EngineError, match="cannot reach"):
         OpenAIEngine(f"http://127.0.0.1:{free_port()}/v1", timeout_s=2)

@@ -277,10 +277,17 @@ def test_conversation_text_for_multi_turn_prompts():
     assert conversation_text("just text") == "just text"
 
 
-def test_bad_judge_configuration_is_reported():
+def test_bad_judge_configuration_is_reported(tmp_path):
     engine = logprob_engine()
     with pytest.raises(TemplateError, match="a pointwise judge needs a 'score' parser"):
         PointwiseJudge(engine, template="pairwise")
+    blind = tmp_path / "blind.j2"
+    blind.write_text(
+        "---\nname: blind\nvariables: [prompt]\njudge: pointwise\n"
+        "parser: {type: score, pattern: 'Score: (\\d)', min: 0, max: 5}\n---\n{{ prompt }}\n"
+    )
+    with pytest.raises(TemplateError, match=r"a pointwise template must .* \(missing: response\)"):
+        PointwiseJudge(engine, template=blind)
     with pytest.raises(TemplateError, match="a pairwise judge needs a 'choice' parser"):
         PairwiseJudge(engine, template="self_rewarding_rubric")
     with pytest.raises(

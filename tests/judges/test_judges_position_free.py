@@ -90,6 +90,14 @@ def test_yes_no_templates_are_checked(tmp_path):
         load_judge(str(bad), yes_no_engine({}))
     with pytest.raises(TemplateError, match="good_label 'Maybe' is not one of the labels"):
         load_judge("harm_yesno", yes_no_engine({}), good_label="Maybe")
+    bad.write_text(
+        "---\nname: bad\nvariables: [prompt]\njudge: pointwise\n"
+        "parser: {type: choice, labels: ['Yes', 'No'], source: logprobs}\n---\n{{ prompt }}\n"
+    )
+    with pytest.raises(
+        TemplateError, match=r"bad.j2\): a label-probability template must .* \(missing: response\)"
+    ):
+        load_judge(str(bad), yes_no_engine({}))
 
 
 def test_judge_eval_compares_position_free_scores_and_reports_the_length_baseline():

@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from rlaif.engines.base import Sampling
-from rlaif.errors import RecordError
+from rlaif.errors import ConfigError, RecordError
 from rlaif.records import load_pairs
 from rlaif.train.common import read_metrics
 from rlaif.train.configs import DPOConfig, PolicySpec
@@ -156,4 +156,11 @@ def test_bad_pair_file_is_a_clear_error(tiny_model_dir, tmp_path):
     bad.write_text('{"id": "x", "prompt": [], "chosen": "a", "rejectd": "b", "source": "s"}\n')
     cfg = DPOConfig(output_dir=tmp_path / "o", policy=PolicySpec(path=tiny_model_dir), pairs=[bad])
     with pytest.raises(RecordError, match=r"pairs.jsonl:1"):
+        run_dpo(cfg)
+
+
+def test_a_starting_adapter_dir_without_an_adapter_is_a_clear_error(tiny_model_dir, tmp_path):
+    policy = PolicySpec(path=tiny_model_dir, adapter=tmp_path)
+    cfg = DPOConfig(output_dir=tmp_path / "o", policy=policy, pairs=[tmp_path / "pairs.jsonl"])
+    with pytest.raises(ConfigError, match=r"policy.adapter: .* is not a LoRA adapter directory"):
         run_dpo(cfg)

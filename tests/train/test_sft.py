@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import statistics
 
+import pytest
+
+from rlaif.errors import ConfigError
 from rlaif.feedback.result import SFTRecord
 from rlaif.records import Message, PreferencePair, write_jsonl
 from rlaif.train.common import read_metrics
@@ -65,3 +68,10 @@ def test_records_are_conversational_prompt_completion_rows():
     (row,) = sft_rows(records(1))
     assert row["prompt"] == [{"role": "user", "content": "Please revise answer number 0."}]
     assert row["completion"] == [{"role": "assistant", "content": records(1)[0].completion}]
+
+
+def test_a_starting_adapter_dir_without_an_adapter_is_a_clear_error(tiny_model_dir, tmp_path):
+    policy = PolicySpec(path=tiny_model_dir, adapter=tmp_path)
+    cfg = SFTConfig(output_dir=tmp_path / "o", policy=policy, records=[tmp_path / "r.jsonl"])
+    with pytest.raises(ConfigError, match=r"policy.adapter: .* is not a LoRA adapter directory"):
+        run_sft(cfg)

@@ -12,7 +12,7 @@ import pytest
 
 from rlaif.train.common import read_metrics
 from rlaif.train.configs import GRPOConfig, PolicySpec, RLOOConfig
-from rlaif.train.stop_strings import cut_at_stop, ends_at_stop, generate_with, stop_length
+from rlaif.train.stop_strings import cut_at_stop, generate_with, raw_decoder, stop_length
 
 # -- logic: cutting hand-made ids --------------------------------------------------------------------
 
@@ -24,24 +24,45 @@ def _decode(ids) -> str:
     return "".join(PIECES[i] for i in ids)
 
 
+def _ends_at_stop(ids, decode, stops) -> bool:
+    """Whether the row's last token completed its first stop string: the tests' own check of a cut."""
+    return stop_length(ids, decode, stops) == len(ids)
+
+
 def test_a_stop_split_over_tokens_ends_the_row_at_its_last_token():
     row = [1, 2, 3, 4, 5, 6, 6, 6]  # "x = 1" "\n``" "`\n" "\n" -> stop complete; then prose and pads
     assert stop_length(row, _decode, STOP) == 4
-    assert cut_at_stop([row], _decode, STOP) == [[1, 2, 3, 4]]
-    assert ends_at_stop([1, 2, 3, 4], _decode, STOP)
-    assert not ends_at_stop(row, _decode, STOP)  # the stop is inside, not at the end
+    assert cut_at_stop([row], _decode, STOP) == ([[1, 2, 3, 4]], [True])
+    assert _ends_at_stop([1, 2, 3, 4], _decode, STOP)
+    assert not _ends_at_stop(row, _decode, STOP)  # the stop is inside, not at the end
 
 
 def test_a_token_overhanging_the_stop_is_kept_whole():
     row = [1, 2, 7, 5, 6]  # "`\n\nfoo" completes the stop and runs on inside the same token
-    assert cut_at_stop([row], _decode, STOP) == [[1, 2, 7]]
+    assert cut_at_stop([row], _decode, STOP) == ([[1, 2, 7]], [True])
 
 
 def test_rows_without_a_stop_are_unchanged():
     rows = [[1, 5, 4, 8], [1, 2, 3, 5], []]
-    assert cut_at_stop(rows, _decode, STOP) == rows
+    assert cut_at_stop(rows, _decode, STOP) == (rows, [False, False, False])
     assert [stop_length(r, _decode, STOP) for r in rows] == [None, None, None]
-    assert not any(ends_at_stop(r, _decode, STOP) for r in rows)
+    assert not any(_ends_at_stop(r, _decode, STOP) for r in rows)
+
+
+def test_no_stop_strings_cut_nothing_and_decode_nothing():
+    def no_decode(ids):
+        raise AssertionError("decoded without stop strings")
+
+    rows = [[1, 2, 3, 4], [5]]
+    assert cut_at_stop(rows, no_decode, ()) == (rows, [False, False])
+
+
+def test_the_raw_decoder_keeps_special_tokens_and_spaces(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tok.encode("a , b", add_special_tokens=False) + [tok.eos_token_id]
+    assert raw_decoder(tok)(ids) == "a , b" + tok.eos_token
 
 
 def test_the_first_of_several_stop_strings_wins():
@@ -164,7 +185,7 @@ def test_grpo_completions_end_at_the_stop_string_and_nothing_after_it_is_trained
     run_grpo(cfg, prompts=prompts, reward_funcs=[_texts_reward(texts)])
     rows = _trained_rows(scored["grpo"])
     assert len(rows) == len(free) == 8
-    stopped = [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
+    stopped = [_ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
     assert sum(stopped) >= 2
     for row, was_stopped, free_row, sampled in zip(rows, stopped, free, scored["grpo/sampled"], strict=True):
         # generation itself stopped there: transformers only padded the row after it, and none of
@@ -201,7 +222,7 @@ def test_rloo_completions_end_at_the_stop_string(tiny_model_dir, toy_prompts, tm
     run_rloo(cfg, prompts=toy_prompts(4), reward_funcs=[_texts_reward([])])
     rows = _trained_rows(scored["rloo"])
     assert len(rows) == 8
-    stopped = [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
+    stopped = [_ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
     assert sum(stopped) >= 2
     for row, was_stopped, sampled in zip(rows, stopped, scored["rloo/sampled"], strict=True):
         assert row == sampled[: len(row)] and set(sampled[len(row) :]) <= {tok.pad_token_id}
@@ -293,7 +314,7 @@ def test_ppo_responses_end_at_the_stop_string_and_pay_no_missing_eos_penalty(
     rows = _ppo_rows(rollout)
     stopped = rollout.stopped.tolist()
     assert len(rows) == 8 and sum(stopped) >= 2
-    assert stopped == [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
+    assert stopped == [_ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
     for row, was_stopped, free_row, sampled_row in zip(rows, stopped, free, sampled, strict=True):
         assert row == free_row[: len(row)]
         assert set(sampled_row[len(row) :]) <= {tok.pad_token_id}  # sampling stopped there
@@ -333,7 +354,7 @@ def test_ppo_engine_rollouts_stop_at_the_stop_string_too(
     rows = _ppo_rows(rollout)
     stopped = rollout.stopped.tolist()
     assert len(rows) == 8 and sum(stopped) >= 2
-    assert stopped == [ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
+    assert stopped == [_ends_at_stop(r, raw, [STOP_CHAR]) for r in rows]
     for row, was_stopped, sampled_row in zip(rows, stopped, sampled, strict=True):
         assert row == sampled_row  # vLLM itself ended the sample there: nothing was cut
         if not was_stopped:
