@@ -113,6 +113,7 @@ class StopStringsMixin:
     def __init__(self, *args, stop_strings: Sequence[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.stop_strings = tuple(stop_strings or ())
+        self._stopped: list[bool] = []  # the last cut's flags, for _log_stops
 
     def _generate_single_turn(self, *args, **kwargs):
         if not self.stop_strings:

@@ -4,8 +4,9 @@ tests that check when the run starts and releases its own vLLM engine."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from rlaif.train.common import read_metrics
 
 PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "rlcd_instructions.yaml"
 
@@ -29,7 +30,7 @@ def one_round(tmp_path: Path, model: Path, *eval_overrides: str) -> list[str]:
 
 
 def run_events(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(run_dir / "metrics.jsonl")
 
 
 def engine_events(run_dir: Path, *kinds: str) -> list[tuple[str, object]]:
