@@ -1,0 +1,217 @@
+"""A run notices when rlaif's code changes under it (rlaif.pipeline.code_version).
+
+Logic tests fingerprint a small package tree copied to a temporary folder. The end-to-end test runs a
+real ``rlaif run`` (tiny model, one vLLM engine, two prompts) in a subprocess whose ``rlaif`` is a COPY
+of this checkout's package, first on ``PYTHONPATH``; the run's feedback source is a plug-in that edits
+that copy while the feedback stage runs (as a ``git pull`` into an editable install would). The run
+must stop before the next stage with one error line and exit 2, keep the finished stages, and the same
+command must then resume on the new code and say which stages the old code made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlaif.pipeline import code_version
+from rlaif.pipeline.code_version import CodeChanged, check_unchanged, fingerprint, other_code
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def small_package(root: Path) -> Path:
+    """``root/pkg``: five source and asset files, plus compiled and hidden files that must not count."""
+    pkg = root / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "assets").mkdir()
+    (pkg / "__init__.py").write_text('__version__ = "1.0"\n')
+    (pkg / "a.py").write_text("A = 1\n")
+    (pkg / "b.py").write_text("B = 2\n")
+    (pkg / "sub" / "c.py").write_text("C = 3\n")
+    (pkg / "assets" / "page.html.j2").write_text("<p>{{ x }}</p>\n")
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\x00compiled")
+    (pkg / ".a.py.swp").write_bytes(b"editor")
+    return pkg
+
+
+def test_fingerprint_follows_sources_and_assets_not_caches(tmp_path):
+    pkg = small_package(tmp_path)
+    first = fingerprint(pkg, "1.0")
+    assert sorted(first.files) == [
+        "pkg/__init__.py", "pkg/a.py", "pkg/assets/page.html.j2", "pkg/b.py", "pkg/sub/c.py",
+    ]  # fmt: skip
+    (pkg / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"\x00more")  # an import
+    (pkg / "sub" / "__pycache__").mkdir()
+    (pkg / "sub" / "__pycache__" / "c.cpython-311.pyc").write_bytes(b"\x00")
+    (pkg / "a.py~").write_text("backup")
+    assert fingerprint(pkg, "1.0") == first
+    (pkg / "assets" / "page.html.j2").write_text("<p>{{ y }}</p>\n")
+    assert fingerprint(pkg, "1.0").digest != first.digest
+    (pkg / "assets" / "page.html.j2").write_text("<p>{{ x }}</p>\n")  # changed back: the same again
+    assert fingerprint(pkg, "1.0") == first
+    assert fingerprint(pkg, "1.1").digest != first.digest  # the version counts too
+
+
+def test_a_renamed_file_changes_the_fingerprint(tmp_path):
+    pkg = small_package(tmp_path)
+    first = fingerprint(pkg, "1.0")
+    (pkg / "b.py").rename(pkg / "b2.py")  # same contents, another module name
+    assert fingerprint(pkg, "1.0").digest != first.digest
+
+
+def test_the_stop_message_names_a_few_files_and_counts_the_rest(tmp_path):
+    pkg = small_package(tmp_path)
+    started = fingerprint(pkg, "1.0")
+    assert check_unchanged(started, "round_1/pairs", pkg) == started
+    (pkg / "a.py").write_text("A = 10\n")
+    (pkg / "sub" / "c.py").unlink()
+    (pkg / "new.py").write_text("N = 1\n")
+    (pkg / "b.py").write_text("B = 20\n")
+    with pytest.raises(CodeChanged) as caught:
+        check_unchanged(started, "round_1/pairs", pkg)
+    err = caught.value
+    assert err.stage == "round_1/pairs"
+    assert err.files == ["pkg/a.py", "pkg/b.py", "+pkg/new.py", "-pkg/sub/c.py"]
+    assert str(err).startswith(
+        "rlaif's code changed since this run started (pkg/a.py, pkg/b.py, +pkg/new.py and 1 more): "
+        "stopped before round_1/pairs"
+    )
+    assert "the finished stages are kept" in str(err) and "resumes on the new code" in str(err)
+    assert "\n" not in str(err)
+
+
+def test_other_code_names_only_stages_with_another_recorded_digest(tmp_path):
+    now = fingerprint(small_package(tmp_path), "1.0")
+    same = {"code_version": now.record()}
+    assert other_code(same, now) is None
+    assert other_code({"stage": "x"}, now) is None  # finished before fingerprints were kept: unknown
+    assert other_code(None, now) is None
+    old = {"version": "0.9", "digest": "0123456789abcdef", "files": 4}
+    assert other_code({"code_version": old}, now) == old
+
+
+def test_the_running_package_is_fingerprinted(tmp_path):
+    """The default root is the imported rlaif, whose ``__init__.py`` and template are tracked."""
+    import rlaif
+
+    fp = fingerprint()
+    assert code_version.package_dir() == Path(rlaif.__file__).resolve().parent
+    assert fp.version == rlaif.__version__
+    assert {"rlaif/__init__.py", "rlaif/assets/report.html.j2", "rlaif/pipeline/code_version.py"} <= set(
+        fp.files
+    )
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in fp.files)
+    copy = tmp_path / "rlaif"
+    shutil.copytree(code_version.package_dir(), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert fingerprint(copy, fp.version) == fp  # the digest depends on contents, not on the location
+
+
+# -- end to end: a real run whose package changes between two stages ---------------------------------
+
+PLUGIN = '''
+"""A feedback source that edits the rlaif package this process runs (once), then makes real pairs."""
+from pathlib import Path
+
+import rlaif
+from rlaif.feedback.result import finish, new_result, pair_id
+from rlaif.records import PreferencePair
+
+MARK = "# edited while a run was going\\n"
+
+
+def editing_source(prompts, engine, options, context, *, judge_engine=None):
+    pkg = Path(rlaif.__file__).resolve().parent
+    pairs_py = pkg / "pairs.py"
+    if MARK not in pairs_py.read_text():
+        pairs_py.write_text(pairs_py.read_text() + MARK)
+        (pkg / "added_by_pull.py").write_text("X = 1\\n")
+    result = new_result("editing", prompts)
+    pairs = []
+    for p in prompts:
+        chosen, rejected = f"A clear, short answer to {p.id}.", f"no ({p.id})"
+        pairs.append(PreferencePair(
+            id=pair_id("editing", context.round, p.id, chosen, rejected), prompt=p.messages,
+            chosen=chosen, rejected=rejected, source="editing", round=context.round,
+        ))
+    return finish(result, pairs)
+'''
+
+
+def rlaif_run(config: Path, code: Path, log: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}  # the copy, not this checkout
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "run", str(config)],
+        capture_output=True, text=True, env=env, cwd=code, timeout=900,
+    )  # fmt: skip
+    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    return proc
+
+
+def events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def test_a_run_stops_before_the_next_stage_when_its_code_changes_then_resumes(
+    tmp_path, tiny_model_dir, run_config
+):
+    code = tmp_path / "code"
+    shutil.copytree(REPO / "rlaif", code / "rlaif", ignore=shutil.ignore_patterns("__pycache__"))
+    (code / "editing_plugin.py").write_text(PLUGIN)
+    data = run_config.tiny(
+        tiny_model_dir, name="code", seed=2, output_dir=str(tmp_path / "runs"),
+        feedback={"source": "editing_plugin:editing_source"},
+    )  # fmt: skip
+    config = run_config.write(data, "code.yaml")
+    run_dir = tmp_path / "runs" / "code"
+
+    first = rlaif_run(config, code, tmp_path / "first.log")
+    assert first.returncode == 2, first.stderr[-3000:]
+    assert "Traceback" not in first.stderr
+    errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: rlaif's code changed since this run started (+rlaif/added_by_pull.py, rlaif/pairs.py): "
+        "stopped before round_1/pairs so that one process does not mix two code versions; the finished "
+        "stages are kept, and running the same command again resumes on the new code"
+    ]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["status"], status["stage"]) == ("failed", "round_1/pairs")
+    old = status["code_version"]
+    feedback = json.loads((run_dir / "round_1" / "feedback" / "manifest.json").read_text())
+    assert feedback["code_version"] == old and feedback["summary"]["counts"]["pairs_out"] == 2
+    assert not (run_dir / "round_1" / "pairs").exists()  # the stop came before the stage began
+    log = events(run_dir)
+    assert log[0]["event"] == "run_start" and log[0]["code_version"] == old
+    assert log[0]["package"] == str((code / "rlaif").resolve())
+    stop = [e for e in log if e["event"] == "code_changed"]
+    assert [(e["stage"], e["files"]) for e in stop] == [
+        ("round_1/pairs", ["+rlaif/added_by_pull.py", "rlaif/pairs.py"])
+    ]
+
+    second = rlaif_run(config, code, tmp_path / "second.log")
+    assert second.returncode == 0, second.stderr[-3000:]
+    new = json.loads((run_dir / "status.json").read_text())["code_version"]
+    assert new["digest"] != old["digest"] and new["files"] == old["files"] + 1
+    made_by = f"(made by other code: rlaif {old['version']}, code {old['digest']})"
+    for stage in ("round_0/eval", "round_1/feedback"):
+        assert f"[{stage}] up to date, skipped {made_by}" in second.stderr
+    for stage in ("round_1/pairs", "round_1/train", "round_1/eval"):
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest["code_version"] == new, stage
+    train = json.loads((run_dir / "round_1" / "train" / "manifest.json").read_text())["summary"]
+    assert not train.get("skipped") and Path(train["outputs"]["adapter"]).is_dir()  # trained on the pairs
+    skipped = [e for e in events(run_dir) if e["event"] == "stage_skipped" and e["time"] > status["time"]]
+    assert [(e["stage"], e.get("other_code")) for e in skipped] == [
+        ("round_0/eval", old),
+        ("round_1/feedback", old),
+    ]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["code"]["other"] == ["round_0/eval", "round_1/feedback"]
+    page = (run_dir / "report.html").read_text()
+    assert f"round_1/feedback (rlaif {old['version']}, code {old['digest']})" in page
