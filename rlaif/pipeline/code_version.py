@@ -52,6 +52,11 @@ class Fingerprint:
         return f"rlaif {self.version} (code {self.digest[:12]})"
 
 
+def record_label(record: dict) -> str:
+    """A recorded fingerprint (:meth:`Fingerprint.record`) as output and the report show it."""
+    return f"rlaif {record.get('version')}, code {record.get('digest')}"
+
+
 def package_dir() -> Path:
     """The folder of the rlaif package this process imported."""
     import rlaif

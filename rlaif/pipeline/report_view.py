@@ -10,6 +10,8 @@ import datetime as _dt
 import itertools
 from typing import Any
 
+from rlaif.pipeline.code_version import record_label
+
 DASH = "\u2013"
 PERCENT_KEYS = (
     "pass@",
@@ -120,8 +122,7 @@ def _code_lines(code: dict) -> dict:
     """The header's code line and, when stages were made by other code, the line naming them."""
     run, stages = code.get("run") or {}, code.get("stages") or {}
     label = f"rlaif {run['version']} (code {run['digest']})" if run.get("digest") else None
-    others = [f"{name} (rlaif {stages[name].get('version')}, code {stages[name].get('digest')})"
-              for name in code.get("other") or []]  # fmt: skip
+    others = [f"{name} ({record_label(stages[name])})" for name in code.get("other") or []]
     return {"code": label, "other_code": "; ".join(others) or None}
 
 

@@ -117,8 +117,8 @@ class Runner:
         summary = self._finished(stage_dir, kind, config_hash, input_hashes)
         if summary is not None:
             other = code_version.other_code(read_manifest(stage_dir), self.code)
-            made_by = f" (made by other code: rlaif {other.get('version')}, code {other.get('digest')})"
-            ctx.say(f"[{name}] up to date, skipped{made_by if other else ''}")
+            made_by = f" (made by other code: {code_version.record_label(other)})" if other else ""
+            ctx.say(f"[{name}] up to date, skipped{made_by}")
             ctx.log_event("stage_skipped", stage=name, **({"other_code": other} if other else {}))
             self.skipped.append(name)
         else:

@@ -215,3 +215,10 @@ def test_a_run_stops_before_the_next_stage_when_its_code_changes_then_resumes(
     assert metrics["code"]["other"] == ["round_0/eval", "round_1/feedback"]
     page = (run_dir / "report.html").read_text()
     assert f"round_1/feedback (rlaif {old['version']}, code {old['digest']})" in page
+
+    third = rlaif_run(config, code, tmp_path / "third.log")  # nothing to do: every stage skipped
+    assert third.returncode == 0, third.stderr[-3000:]
+    skipped = [line for line in third.stderr.splitlines() if "up to date, skipped" in line]
+    assert skipped == [
+        f"[{s}] up to date, skipped {made_by}" for s in ("round_0/eval", "round_1/feedback")
+    ] + [f"[{s}] up to date, skipped" for s in ("round_1/pairs", "round_1/train", "round_1/eval")]
