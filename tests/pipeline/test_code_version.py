@@ -1,11 +1,13 @@
 """A run notices when rlaif's code changes under it (rlaif.pipeline.code_version).
 
-Logic tests fingerprint a small package tree copied to a temporary folder. The end-to-end test runs a
-real ``rlaif run`` (tiny model, one vLLM engine, two prompts) in a subprocess whose ``rlaif`` is a COPY
-of this checkout's package, first on ``PYTHONPATH``; the run's feedback source is a plug-in that edits
-that copy while the feedback stage runs (as a ``git pull`` into an editable install would). The run
+Logic tests fingerprint a small package tree in a temporary folder. The end-to-end tests run a real
+``rlaif run`` in a subprocess whose ``rlaif`` is a COPY of this checkout's package, first on
+``PYTHONPATH``, and edit that copy mid-run (as a ``git pull`` into an editable install would): the run
 must stop before the next stage with one error line and exit 2, keep the finished stages, and the same
-command must then resume on the new code and say which stages the old code made.
+command must then resume on the new code and say which stages the old code made. The cheap one (no
+vLLM engine) builds its tiny model in a first stage, wrapped by a test hook (code_change_run.py) that
+edits the copy after it; the other one runs a one-round pipeline on the tiny model (one vLLM engine,
+two prompts, one DPO step) whose plug-in feedback source edits the copy, with no hook in the process.
 """
 
 from __future__ import annotations
@@ -102,18 +104,115 @@ def test_the_running_package_is_fingerprinted(tmp_path):
     import rlaif
 
     fp = fingerprint()
-    assert code_version.package_dir() == Path(rlaif.__file__).resolve().parent
+    assert code_version.code_dirs() == [Path(rlaif.__file__).resolve().parent, REPO / "prompts"]
     assert fp.version == rlaif.__version__
-    assert {"rlaif/__init__.py", "rlaif/assets/report.html.j2", "rlaif/pipeline/code_version.py"} <= set(
-        fp.files
-    )
+    tracked = {"rlaif/__init__.py", "rlaif/assets/report.html.j2", "prompts/self_rewarding_rubric.j2"}
+    assert tracked <= set(fp.files)
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in fp.files)
     copy = tmp_path / "rlaif"
-    shutil.copytree(code_version.package_dir(), copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert fingerprint(copy, fp.version) == fp  # the digest depends on contents, not on the location
+    shutil.copytree(REPO / "rlaif", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    package = fingerprint(copy, fp.version)  # the digest depends on contents, not on the location:
+    assert package.files == {k: v for k, v in fp.files.items() if k.startswith("rlaif/")}
+    assert package.digest == fingerprint(REPO / "rlaif", fp.version).digest
 
 
 # -- end to end: a real run whose package changes between two stages ---------------------------------
+
+HOOK = Path(__file__).resolve().parent / "code_change_run.py"
+ERROR = (
+    "error: rlaif's code changed since this run started (+rlaif/added_by_pull.py, rlaif/pairs.py): "
+    "stopped before {stage} so that one process does not mix two code versions; the finished stages "
+    "are kept, and running the same command again resumes on the new code"
+)
+
+
+def copy_package(tmp_path: Path) -> Path:
+    """A folder holding a copy of this checkout's rlaif package (no caches) and of the templates beside
+    it (``prompts/``, found next to the package as in a checkout), for ``PYTHONPATH``."""
+    code = tmp_path / "code"
+    shutil.copytree(REPO / "rlaif", code / "rlaif", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "prompts", code / "prompts")
+    return code
+
+
+def run_python(args: list[str], code: Path, log: Path) -> subprocess.CompletedProcess:
+    """``python ARGS`` with the copy in ``code`` (only) on ``PYTHONPATH``; its output kept in ``log``."""
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, cwd=code, timeout=1800
+    )
+    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    return proc
+
+
+def events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def manifest(run_dir: Path, stage: str) -> dict:
+    return json.loads((run_dir / stage / "manifest.json").read_text())
+
+
+def check_stopped(proc: subprocess.CompletedProcess, run_dir: Path, stage: str, code: Path) -> dict:
+    """The run stopped before ``stage`` with one error line, exit 2, and recorded why; returns the code
+    record it started with."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        ERROR.format(stage=stage)
+    ]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["status"], status["stage"]) == ("failed", stage)
+    assert not (run_dir / stage).exists()  # the stop came before the stage began
+    log = events(run_dir)
+    assert log[0]["event"] == "run_start" and log[0]["code_version"] == status["code_version"]
+    assert log[0]["package"] == str((code / "rlaif").resolve())
+    stops = [(e["stage"], e["files"]) for e in log if e["event"] == "code_changed"]
+    assert stops == [(stage, ["+rlaif/added_by_pull.py", "rlaif/pairs.py"])]
+    return status["code_version"]
+
+
+def check_resumed(proc, run_dir: Path, old: dict, kept: list[str], redone: list[str]) -> dict:
+    """The resumed run finished on the new code, naming the ``kept`` stages as made by the old one."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = json.loads((run_dir / "status.json").read_text())["code_version"]
+    assert new["digest"] != old["digest"] and new["files"] == old["files"] + 1
+    made_by = f"(made by other code: rlaif {old['version']}, code {old['digest']})"
+    for stage in kept:
+        assert f"[{stage}] up to date, skipped {made_by}" in proc.stderr
+        assert manifest(run_dir, stage)["code_version"] == old
+    for stage in redone:
+        assert manifest(run_dir, stage)["code_version"] == new, stage
+    skipped = [(e["stage"], e.get("other_code")) for e in events(run_dir) if e["event"] == "stage_skipped"]
+    assert [s for s in skipped if s[0] in kept] == [(stage, old) for stage in kept]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["code"]["other"] == kept
+    page = (run_dir / "report.html").read_text()
+    assert f"{kept[-1]} (rlaif {old['version']}, code {old['digest']})" in page
+    return new
+
+
+def test_a_run_stops_when_its_code_changes_after_building_its_model_then_resumes(tmp_path, run_config):
+    """No vLLM engine: ``prepare/policy`` builds a tiny model, the hook edits the copy, and the run stops
+    before ``round_0/eval``; the same command then evaluates on the new code."""
+    code = copy_package(tmp_path)
+    data = run_config.base() | {"name": "built", "rounds": 0}
+    data["policy"] = {"path": str(tmp_path / "built_model"), "build_tiny": {"vocab_size": 300}}
+    config = run_config.write(data, "built.yaml")
+    run_dir = tmp_path / "runs" / "built"
+
+    first = run_python([str(HOOK), str(config)], code, tmp_path / "first.log")
+    old = check_stopped(first, run_dir, "round_0/eval", code)
+    assert manifest(run_dir, "prepare/policy")["code_version"] == old
+    second = run_python(["-m", "rlaif.cli", "run", str(config)], code, tmp_path / "second.log")
+    check_resumed(second, run_dir, old, ["prepare/policy"], ["round_0/eval"])
+    third = run_python(["-m", "rlaif.cli", "run", str(config)], code, tmp_path / "third.log")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert [line for line in third.stderr.splitlines() if "up to date" in line] == [
+        f"[prepare/policy] up to date, skipped (made by other code: rlaif {old['version']}, code {old['digest']})",
+        "[round_0/eval] up to date, skipped",  # made by the code running now: nothing more said
+    ]
+
 
 PLUGIN = '''
 """A feedback source that edits the rlaif package this process runs (once), then makes real pairs."""
@@ -144,25 +243,13 @@ def editing_source(prompts, engine, options, context, *, judge_engine=None):
 '''
 
 
-def rlaif_run(config: Path, code: Path, log: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}  # the copy, not this checkout
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "run", str(config)],
-        capture_output=True, text=True, env=env, cwd=code, timeout=900,
-    )  # fmt: skip
-    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    return proc
-
-
-def events(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-
-
-def test_a_run_stops_before_the_next_stage_when_its_code_changes_then_resumes(
+def test_a_round_stops_when_a_plugin_changes_the_code_then_resumes_and_trains(
     tmp_path, tiny_model_dir, run_config
 ):
-    code = tmp_path / "code"
-    shutil.copytree(REPO / "rlaif", code / "rlaif", ignore=shutil.ignore_patterns("__pycache__"))
+    """A real round: the feedback stage (vLLM engine up) edits the copy through its plug-in source; the
+    run stops before ``round_1/pairs``, and the same command then filters the kept pairs and trains on
+    the new code."""
+    code = copy_package(tmp_path)
     (code / "editing_plugin.py").write_text(PLUGIN)
     data = run_config.tiny(
         tiny_model_dir, name="code", seed=2, output_dir=str(tmp_path / "runs"),
@@ -170,55 +257,12 @@ def test_a_run_stops_before_the_next_stage_when_its_code_changes_then_resumes(
     )  # fmt: skip
     config = run_config.write(data, "code.yaml")
     run_dir = tmp_path / "runs" / "code"
+    command = ["-m", "rlaif.cli", "run", str(config)]
 
-    first = rlaif_run(config, code, tmp_path / "first.log")
-    assert first.returncode == 2, first.stderr[-3000:]
-    assert "Traceback" not in first.stderr
-    errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
-        "error: rlaif's code changed since this run started (+rlaif/added_by_pull.py, rlaif/pairs.py): "
-        "stopped before round_1/pairs so that one process does not mix two code versions; the finished "
-        "stages are kept, and running the same command again resumes on the new code"
-    ]
-    status = json.loads((run_dir / "status.json").read_text())
-    assert (status["status"], status["stage"]) == ("failed", "round_1/pairs")
-    old = status["code_version"]
-    feedback = json.loads((run_dir / "round_1" / "feedback" / "manifest.json").read_text())
-    assert feedback["code_version"] == old and feedback["summary"]["counts"]["pairs_out"] == 2
-    assert not (run_dir / "round_1" / "pairs").exists()  # the stop came before the stage began
-    log = events(run_dir)
-    assert log[0]["event"] == "run_start" and log[0]["code_version"] == old
-    assert log[0]["package"] == str((code / "rlaif").resolve())
-    stop = [e for e in log if e["event"] == "code_changed"]
-    assert [(e["stage"], e["files"]) for e in stop] == [
-        ("round_1/pairs", ["+rlaif/added_by_pull.py", "rlaif/pairs.py"])
-    ]
-
-    second = rlaif_run(config, code, tmp_path / "second.log")
-    assert second.returncode == 0, second.stderr[-3000:]
-    new = json.loads((run_dir / "status.json").read_text())["code_version"]
-    assert new["digest"] != old["digest"] and new["files"] == old["files"] + 1
-    made_by = f"(made by other code: rlaif {old['version']}, code {old['digest']})"
-    for stage in ("round_0/eval", "round_1/feedback"):
-        assert f"[{stage}] up to date, skipped {made_by}" in second.stderr
-    for stage in ("round_1/pairs", "round_1/train", "round_1/eval"):
-        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
-        assert manifest["code_version"] == new, stage
-    train = json.loads((run_dir / "round_1" / "train" / "manifest.json").read_text())["summary"]
+    old = check_stopped(run_python(command, code, tmp_path / "first.log"), run_dir, "round_1/pairs", code)
+    assert manifest(run_dir, "round_1/feedback")["summary"]["counts"]["pairs_out"] == 2
+    second = run_python(command, code, tmp_path / "second.log")
+    kept, redone = ["round_0/eval", "round_1/feedback"], ["round_1/pairs", "round_1/train", "round_1/eval"]
+    check_resumed(second, run_dir, old, kept, redone)
+    train = manifest(run_dir, "round_1/train")["summary"]
     assert not train.get("skipped") and Path(train["outputs"]["adapter"]).is_dir()  # trained on the pairs
-    skipped = [e for e in events(run_dir) if e["event"] == "stage_skipped" and e["time"] > status["time"]]
-    assert [(e["stage"], e.get("other_code")) for e in skipped] == [
-        ("round_0/eval", old),
-        ("round_1/feedback", old),
-    ]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["code"]["other"] == ["round_0/eval", "round_1/feedback"]
-    page = (run_dir / "report.html").read_text()
-    assert f"round_1/feedback (rlaif {old['version']}, code {old['digest']})" in page
-
-    third = rlaif_run(config, code, tmp_path / "third.log")  # nothing to do: every stage skipped
-    assert third.returncode == 0, third.stderr[-3000:]
-    skipped = [line for line in third.stderr.splitlines() if "up to date, skipped" in line]
-    assert skipped == [
-        f"[{s}] up to date, skipped {made_by}" for s in ("round_0/eval", "round_1/feedback")
-    ] + [f"[{s}] up to date, skipped" for s in ("round_1/pairs", "round_1/train", "round_1/eval")]
