@@ -121,7 +121,7 @@ def _header(metrics: dict) -> dict:
 def _code_lines(code: dict) -> dict:
     """The header's code line and, when stages were made by other code, the line naming them."""
     run, stages = code.get("run") or {}, code.get("stages") or {}
-    label = f"rlaif {run['version']} (code {run['digest']})" if run.get("digest") else None
+    label = f"rlaif {run.get('version')} (code {run['digest']})" if run.get("digest") else None
     others = [f"{name} ({record_label(stages[name])})" for name in code.get("other") or []]
     return {"code": label, "other_code": "; ".join(others) or None}
 

@@ -99,6 +99,21 @@ def test_other_code_names_only_stages_with_another_recorded_digest(tmp_path):
     assert other_code({"code_version": old}, now) == old
 
 
+def test_the_report_names_the_stages_made_by_other_code():
+    from rlaif.pipeline.report import _code
+    from rlaif.pipeline.report_view import _code_lines
+
+    now, old = {"version": "0.2", "digest": "b" * 16, "files": 3}, {"version": "0.1", "digest": "a" * 16}
+    code = _code(now, {"round_0/eval": old, "round_1/feedback": now})
+    assert code["other"] == ["round_0/eval"]
+    assert _code_lines(code) == {
+        "code": f"rlaif 0.2 (code {'b' * 16})",
+        "other_code": f"round_0/eval (rlaif 0.1, code {'a' * 16})",
+    }
+    assert _code(None, {"round_0/eval": old})["other"] == []  # a status written before fingerprints
+    assert _code_lines({}) == {"code": None, "other_code": None}  # an older metrics.json: no lines
+
+
 def test_the_running_package_is_fingerprinted(tmp_path):
     """The default root is the imported rlaif, whose ``__init__.py`` and template are tracked."""
     import rlaif
