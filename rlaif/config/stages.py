@@ -112,6 +112,7 @@ class SampledCodeEvalConfig(Strict):
     ks: list[int] = Field(
         default_factory=lambda: [1, 5, 10],
         min_length=1,
+        validate_default=True,  # the default ks need samples >= 10: checked against samples too
         description="Report sampled_pass@k for each k (every k between 1 and samples).",
     )
 
