@@ -3,10 +3,10 @@
 Logic tests: the config and ``rlaif validate`` refusals (one line, naming the key), the merged engine
 view refusing any adapter but its own. Real tests: the merge keeps the base's dtype; the merged copy
 served by vLLM without LoRA gives the log-probabilities of base + adapter in PEFT (and not the base's);
-a resumed merge reuses its copy and a newer one deletes it; a two-round LoRA DPO run on the tiny model
-starts its engine on each round's merged copy without LoRA, scores text on it (instruction_contrast
-candidates, refused with LoRA serving), restarts only when the served adapter changes, and a resumed
-evaluation reuses the merged copy.
+a resumed merge reuses its copy and a newer one deletes it; a LoRA DPO run on the tiny model that
+starts from an adapter serves the start and the trained round each merged, on an engine without LoRA
+(scoring text for instruction_contrast candidates, refused with LoRA serving), restarts only when the
+served adapter changes, deletes the older copy, and a resumed evaluation reuses the merged copy.
 """
 
 from __future__ import annotations
@@ -177,15 +177,15 @@ def test_merged_serving_is_the_base_plus_adapter_and_a_resume_reuses_it(tiny_mod
 
 
 def _merged_run(tmp_path: Path, model: Path) -> list[str]:
-    """Two rounds of the instruction loop with a LoRA adapter continued across rounds, served merged;
-    two candidates per prompt, so round 2's feedback scores text on the merged round-1 policy."""
+    """One round of the instruction loop that starts from a LoRA adapter and continues it, served
+    merged; two candidates per prompt, so the round's feedback scores text on the merged policy."""
+    adapter = _random_adapter(model, tmp_path / "start_adapter", 3)
     overrides = one_round(tmp_path, model, "eval.instructions.prompts.limit=4", "eval.max_tokens=8")
     return [
         *overrides,
-        "rounds=2",
+        f"policy.adapter={adapter}",
         "dpo.lora={r: 8, alpha: 16}",
         "dpo.adapter_mode=continue",
-        "dpo.learning_rate=0.005",
         "feedback.options.num_generations=2",
         "engine.adapter_serving=merged",
     ]
@@ -199,45 +199,40 @@ def test_a_lora_run_serves_each_round_merged_and_resumes_on_the_merged_copy(tmp_
     run_dir = cfg.run_dir()
     Runner(cfg).run()
     merges = [e for e in run_events(run_dir) if e["event"] == "policy_merged"]
-    adapters = [str(run_dir / f"round_{r}" / "train" / "adapter") for r in (1, 2)]
+    adapters = [cfg.policy.adapter, str(run_dir / "round_1" / "train" / "adapter")]
     assert [e["adapter"] for e in merges] == adapters
-    seq = engine_events(run_dir, "engine_start", "stage_start")
     first, second = (Path(e["model"]) for e in merges)
-    assert seq == [
+    assert engine_events(run_dir, "engine_start", "stage_start") == [
         ("stage_start", "round_0/eval"),
-        ("engine_start", str(tiny_model_dir)),
-        ("stage_start", "round_1/feedback"),
+        ("engine_start", str(first)),
+        ("stage_start", "round_1/feedback"),  # the same policy: no restart
         ("stage_start", "round_1/pairs"),
         ("stage_start", "round_1/train"),
         ("stage_start", "round_1/eval"),
-        ("engine_start", str(first)),
-        ("stage_start", "round_2/feedback"),  # the same policy: no restart
-        ("stage_start", "round_2/pairs"),
-        ("stage_start", "round_2/train"),
-        ("stage_start", "round_2/eval"),
         ("engine_start", str(second)),
-    ], seq
+    ]
     err = capsys.readouterr().err
     starts = [x for x in err.splitlines() if x.startswith("  starting the policy engine: ")]
-    assert len(starts) == 3 and all(x.endswith(", no LoRA") for x in starts), starts
+    assert len(starts) == 2 and all(x.endswith(", no LoRA") for x in starts), starts
     assert f"  merged {adapters[1]} into {second} in " in err
-    # round 2's candidates were chosen by scoring text on the merged round-1 policy
+    # the round's candidates were chosen by scoring text on the merged starting policy
     pairs = [
-        json.loads(x) for x in (run_dir / "round_2" / "feedback" / "pairs.jsonl").read_text().splitlines()
+        json.loads(x) for x in (run_dir / "round_1" / "feedback" / "pairs.jsonl").read_text().splitlines()
     ]
     scored = [v for p in pairs for v in p["metadata"]["candidates"]["contrast"] if v is not None]
     assert pairs and scored, pairs[:1]
     assert {(p["metadata"]["model"], p["metadata"]["adapter"]) for p in pairs} == {
-        (f"{tiny_model_dir}+adapter", adapters[0])  # provenance as with LoRA serving
+        (f"{tiny_model_dir}+start_adapter", adapters[0])  # provenance as with LoRA serving
     }
-    # one model copy on disk: round 1's merged copy went when round 2's replaced it
+    # one model copy on disk: the first merged copy went when the round's replaced it
     assert not first.exists() and [p.name for p in (run_dir / SERVED_DIR).iterdir()] == [second.name]
-    assert (run_dir / "round_2" / "train" / "adapter" / "adapter_config.json").is_file()  # training: LoRA
+    assert (run_dir / "round_1" / "train" / "adapter" / "adapter_config.json").is_file()  # training: LoRA
+    assert Path(cfg.policy.adapter).is_dir()  # the user's adapter is never touched
 
     before = len(run_events(run_dir))
-    shutil.rmtree(run_dir / "round_2" / "eval")  # as if killed during round 2's evaluation
+    shutil.rmtree(run_dir / "round_1" / "eval")  # as if killed during the round's evaluation
     Runner(cfg).run()
     later = run_events(run_dir)[before:]
     assert [e["event"] for e in later if e["event"].startswith("policy_merge")] == ["policy_merge_reused"]
     assert [e["model"] for e in later if e["event"] == "engine_start"] == [str(second)]
-    assert [e["stage"] for e in later if e["event"] == "stage_start"] == ["round_2/eval"]
+    assert [e["stage"] for e in later if e["event"] == "stage_start"] == ["round_1/eval"]
