@@ -114,6 +114,12 @@ class PairFilterConfig(BaseModel):
         description="Drop pairs whose chosen text is more than this many times longer (characters) than "
         "the rejected one; counters a judge's preference for long answers.",
     )
+    require_consistent_order: bool = Field(
+        False,
+        description="Drop pairs whose pairwise AI label flips when the two answers swap places (the "
+        "source recorded consistent: false, e.g. RL-CAI, RLCD rescoring); such labels follow the "
+        "position, not the answers. Pairs judged in one order, or not by a pairwise judge, are kept.",
+    )
 
 
 def length_ratio(chosen: str, rejected: str) -> float:
@@ -148,8 +154,8 @@ def pair_key(pair: PreferencePair) -> str:
 def filter_pairs(
     pairs: Iterable[PreferencePair], config: PairFilterConfig
 ) -> tuple[list[PreferencePair], list[tuple[PreferencePair, str]]]:
-    """Apply the filters in a fixed order (identical, margin, length ratio, duplicate); returns the kept
-    pairs and each dropped pair with its reason."""
+    """Apply the filters in a fixed order (identical, position-inconsistent label, margin, length ratio,
+    duplicate); returns the kept pairs and each dropped pair with its reason."""
     kept: list[PreferencePair] = []
     dropped: list[tuple[PreferencePair, str]] = []
     seen: set[str] = set()
@@ -157,6 +163,8 @@ def filter_pairs(
         reason = None
         if config.drop_identical and pair.chosen.strip() == pair.rejected.strip():
             reason = "identical"
+        elif config.require_consistent_order and pair.metadata.get("consistent") is False:
+            reason = "position_inconsistent"
         elif config.min_margin is not None and pair.margin is not None and pair.margin < config.min_margin:
             reason = "below_min_margin"
         elif (

@@ -99,6 +99,30 @@ def test_filter_pairs_reasons_in_order():
     assert [r for _, r in dropped] == ["identical", "below_min_margin", "length_ratio", "duplicate"]
 
 
+def test_position_inconsistent_labels_are_dropped_only_when_asked():
+    def labelled(chosen: str, consistent) -> PreferencePair:
+        pair = make_pair(chosen, "other", margin=0.4)
+        pair.metadata["consistent"] = consistent
+        return pair
+
+    pairs = [
+        labelled("flips", False),
+        labelled("agrees", True),
+        labelled("one order", None),
+        make_pair("x", "y"),
+    ]
+    kept, dropped = filter_pairs(pairs, PairFilterConfig())
+    assert len(kept) == 4 and not dropped  # off by default
+    kept, dropped = filter_pairs(pairs, PairFilterConfig(require_consistent_order=True, min_margin=0.5))
+    # checked before the margin: a flipping label is counted as such, not as a small margin
+    assert [(p.chosen, r) for p, r in dropped] == [
+        ("flips", "position_inconsistent"),
+        ("agrees", "below_min_margin"),
+        ("one order", "below_min_margin"),
+    ]
+    assert [p.chosen for p in kept] == ["x"]  # no margin, no verdict: untouched
+
+
 def test_filter_pairs_defaults_keep_distinct_pairs():
     pairs = [make_pair("a", "b"), make_pair("c", "d")]
     kept, dropped = filter_pairs(pairs, PairFilterConfig())

@@ -46,6 +46,16 @@ class EngineConfig(Strict):
         description="This vLLM engine while a training stage runs: close (frees its memory; it is "
         "started again when a later stage needs it) or keep (no restart; engine and trainer share memory).",
     )
+    adapter_serving: Literal["lora", "merged"] = Field(
+        "lora",
+        description="How a vLLM policy engine serves a round's LoRA adapter: lora (one engine on the base "
+        "with LoRA enabled, the adapter applied per request; no restart between rounds) or merged (the "
+        "adapter folded into a copy of the base inside the run directory, in the base's dtype, and the "
+        "engine restarted on it without LoRA). On CPU, vLLM generated 2.2-2.7x slower through an adapter "
+        "than on plain weights (Qwen2.5-Coder-0.5B: 287 s vs 643-782 s for 224 problems) while a merge "
+        "took 16 s; an engine without LoRA can also score text. Costs one full model copy on disk (the "
+        "previous merged copy is deleted when a newer one replaces it) and an engine restart per round.",
+    )
     replicas: int = Field(1, ge=1, description="kind=ray: how many vLLM replicas (one `vllm serve` each).")
     address: str | None = Field(
         None,
@@ -79,6 +89,11 @@ class EngineConfig(Strict):
             )
         if self.api_key_env is not None and self.kind != "openai":
             raise ValueError(f"engine.api_key_env is for kind=openai, not kind={self.kind}")
+        if self.adapter_serving == "merged" and self.kind != "vllm":
+            raise ValueError(
+                f"engine.adapter_serving=merged is for kind=vllm, not kind={self.kind} (the run restarts "
+                "its own in-process engine on the merged weights)"
+            )
         ray_only = [k for k in ("address",) if getattr(self, k) is not None]
         if self.kind != "ray" and (ray_only or self.replicas != 1):
             raise ValueError(f"engine.{(ray_only or ['replicas'])[0]} is for kind=ray, not kind={self.kind}")

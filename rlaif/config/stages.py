@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rlaif.config.base import Strict
 
@@ -99,6 +99,33 @@ class InstructionEvalConfig(Strict):
     )
 
 
+class SampledCodeEvalConfig(Strict):
+    """A second, sampled code evaluation on ``eval.code_problems`` beside the greedy one: greedy pass@1
+    says what the policy answers; sampled pass@k says what it can reach in k tries, which the RLCF
+    papers report too and which a round can move while greedy pass@1 stands still."""
+
+    samples: int = Field(10, ge=1, description="Samples per held-out problem (n of the unbiased estimator).")
+    temperature: float = Field(
+        0.8, gt=0.0, description="Sampling temperature (> 0: greedy is the main eval)."
+    )
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off.")
+    ks: list[int] = Field(
+        default_factory=lambda: [1, 5, 10],
+        min_length=1,
+        validate_default=True,  # the default ks need samples >= 10: checked against samples too
+        description="Report sampled_pass@k for each k (every k between 1 and samples).",
+    )
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_within_samples(cls, ks: list[int], info: ValidationInfo) -> list[int]:
+        n = info.data.get("samples")
+        bad = [k for k in ks if k < 1 or (n is not None and k > n)]
+        if bad:
+            raise ValueError(f"every k must be between 1 and samples={n}; got {bad}")
+        return sorted(set(ks))
+
+
 class EvalConfig(Strict):
     """Evaluation after every round: code pass@k, win rate against the previous round, instructions."""
 
@@ -116,3 +143,14 @@ class EvalConfig(Strict):
     instructions: InstructionEvalConfig | None = Field(
         None, description="Held-out verifiable-instruction prompts: pass rate per round."
     )
+    code_sampled: SampledCodeEvalConfig | None = Field(
+        None,
+        description="A second code evaluation on code_problems, sampled: sampled_pass@k per k, with a "
+        "paired per-problem change (e.g. {samples: 10, temperature: 0.8, top_p: 0.95, ks: [1, 5, 10]}).",
+    )
+
+    @model_validator(mode="after")
+    def _sampled_needs_problems(self) -> EvalConfig:
+        if self.code_sampled is not None and self.code_problems is None:
+            raise ValueError("eval.code_sampled needs eval.code_problems (the problems it samples)")
+        return self

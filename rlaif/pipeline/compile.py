@@ -73,7 +73,8 @@ def compile_run(cfg: RunConfig) -> RunPlan:
     inputs = read_inputs(cfg)
     for rule in RULES:
         rule(run, where)
-    return RunPlan(run=run, lora_rank=lora_rank(run), inputs=inputs)
+    merged = cfg.engine.adapter_serving == "merged"  # the engine then serves no adapter itself
+    return RunPlan(run=run, lora_rank=None if merged else lora_rank(run), inputs=inputs)
 
 
 def _final_reward_is_the_runs(cfg: RunConfig) -> None:
@@ -156,6 +157,29 @@ def _openai_serves_no_trained_policy(run: ResolvedRun, where: str) -> None:
         )
 
 
+def _merged_serving_serves_one_adapter(run: ResolvedRun, where: str) -> None:
+    """``engine.adapter_serving: merged`` starts the policy engine without LoRA on the round's adapter
+    merged into its base, so an option naming another adapter to serve per request (RL-CAI's
+    ``judge_adapter``) cannot work; and a separate judge serves one fixed model, never a round's
+    adapter, so the key means nothing in ``judge.engine``."""
+    cfg = run.config
+    if cfg.judge.engine is not None and cfg.judge.engine.adapter_serving != "lora":
+        raise ConfigError(
+            f"{where}: 'judge.engine.adapter_serving': a separate judge serves one fixed model, not the "
+            "round's adapter; set adapter_serving in the policy's 'engine' block"
+        )
+    if cfg.engine.adapter_serving != "merged":
+        return
+    for key, block in run.blocks.items():
+        named = [k for k, v in dict(block).items() if k.endswith("_adapter") and v is not None]
+        if named:
+            raise ConfigError(
+                f"{where}: '{key}.{named[0]}' serves its own adapter per request, which needs an engine "
+                "with LoRA; with engine.adapter_serving: merged the policy engine serves the round's "
+                f"adapter merged, without LoRA; use engine.adapter_serving: lora or remove {named[0]}"
+            )
+
+
 def _source_self_checks(run: ResolvedRun, where: str) -> None:
     """A source config's own consistency checks that it otherwise makes when the first chunk runs."""
     for key, block in run.blocks.items():
@@ -204,6 +228,7 @@ RULES: list[Any] = [
     _verifier_reward_needs_a_verifier,
     _run_rollouts_on_hf,
     _openai_serves_no_trained_policy,
+    _merged_serving_serves_one_adapter,
     _source_self_checks,
     _trainers_can_start_from_the_policy,
     _train_launch,

@@ -2,7 +2,11 @@
 
 Why one place: starting vLLM costs ~20 s on CPU and minutes on big GPUs; the policy engine is started
 once on the base model with LoRA enabled and every round's adapter is served per request. Only when a
-stage produces a new base model (full fine-tuning or a merged adapter) is the engine restarted. By
+stage produces a new base model (full fine-tuning or a merged adapter) is the engine restarted. With
+``engine.adapter_serving: merged`` the engine never enables LoRA: each round's adapter is merged into a
+copy of the base inside the run directory (:mod:`rlaif.pipeline.served_model`) and the engine is
+restarted on that copy when the served adapter changes (plain weights generate 2.2-2.7x faster on CPU
+and can score text); training still continues from the adapter. By
 default the run's own vLLM engines are closed while a training stage runs and started again when a
 later stage asks for them (``engine.during_training``): on a small model, an engine kept alive beside
 the trainer added its 2-3 GB to the run's peak.
@@ -18,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.config import RunConfig
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, EngineError
 from rlaif.pipeline.engines import build_engine, describe_start
 from rlaif.pipeline.resolve import ResolvedRun, lora_rank, serves_adapters
+from rlaif.pipeline.served_model import SERVED_DIR, merged_key, served_model
 from rlaif.sandbox import SandboxPool
 from rlaif.sandbox.policy import allow_unisolated
 
@@ -58,6 +63,34 @@ class AdapterBoundEngine:
 
     def close(self) -> None:  # the underlying engine is owned by the run
         pass
+
+
+class MergedAdapterEngine(AdapterBoundEngine):
+    """An engine started on ``adapter`` merged into its base (no LoRA): sources still name the round's
+    adapter per request (pair provenance), which is served as a plain request; any other adapter is
+    refused, since this engine has no LoRA to apply it with. Named like the LoRA view (base+adapter),
+    so provenance reads the same whichever way the policy is served."""
+
+    def __init__(self, engine: Any, base: Path, adapter: Path):
+        super().__init__(engine, None)
+        self.adapter = str(adapter)
+        self.model_name = f"{base}+{adapter.name}"
+
+    def _check(self, adapter: str | None) -> None:
+        if adapter is not None and Path(adapter) != Path(self.adapter):
+            raise EngineError(
+                f"adapter {adapter} was requested from the policy engine, which serves {self.adapter} "
+                "merged into its base without LoRA (engine.adapter_serving: merged); use "
+                "engine.adapter_serving: lora to serve several adapters"
+            )
+
+    def generate(self, prompts, sampling, adapter=None):
+        self._check(adapter)
+        return self.engine.generate(prompts, sampling)
+
+    def score_continuations(self, prompts, continuations, adapter=None):
+        self._check(adapter)
+        return self.engine.score_continuations(prompts, continuations)
 
 
 def _closes(engine_cfg: Any) -> bool:
@@ -98,24 +131,42 @@ class RunContext:
                     "multi-round runs (or serve each round's adapter yourself)"
                 )
             return self._engine
-        if self._engine is None or self._engine_model != self.policy.path:
+        model = self.served_path()
+        if self._engine is None or self._engine_model != model:
             if self._engine is not None and self._engine is not self._external_engine:
-                self._engine.close()
+                self._engine.close()  # before a merge: the old engine's memory is freed first
             self._engine = None
-            self.log_event("engine_start", model=str(self.policy.path))
+            if model != self.policy.path:
+                served_model(self.run_dir, self.policy.path, self.policy.adapter, self.say, self.log_event)
+            self.log_event("engine_start", model=str(model))
             self._engine = self._start(
-                "policy", self.cfg.engine, self.policy.path, lora_rank=self.engine_lora_rank(),
+                "policy", self.cfg.engine, model, lora_rank=self.engine_lora_rank(),
                 where=self.cfg.source_file or "config", log_dir=self.run_dir / "ray_replicas",
             )  # fmt: skip
-            self._engine_model = self.policy.path
+            self._engine_model = model
+        if self.policy.adapter is not None and self.merges_adapters():
+            return MergedAdapterEngine(self._engine, self.policy.path, self.policy.adapter)
         return AdapterBoundEngine(self._engine, str(self.policy.adapter) if self.policy.adapter else None)
+
+    def merges_adapters(self) -> bool:
+        """Whether the policy's adapter is served merged into its base (``engine.adapter_serving``)."""
+        return self.cfg.engine.kind == "vllm" and self.cfg.engine.adapter_serving == "merged"
+
+    def served_path(self) -> Path:
+        """The model directory the policy engine runs on: the policy's base, or with merged serving of
+        an adapter, the merged copy in the run directory (computed without merging)."""
+        if self.policy.adapter is None or not self.merges_adapters():
+            return self.policy.path
+        return self.run_dir / SERVED_DIR / merged_key(self.policy.path, self.policy.adapter)
 
     def serves_adapters(self) -> bool:
         """Whether the policy engine may ever serve a LoRA adapter in this run.
 
         Why not always: vLLM's LoRA layers refuse prompt log-probabilities (text scoring, used by the
         contrastive-likelihood judge and by ``instruction_contrast`` candidates), so a run that only
-        fine-tunes full weights starts its engine without LoRA."""
+        fine-tunes full weights, or serves its adapters merged, starts its engine without LoRA."""
+        if self.merges_adapters():
+            return False
         return self.policy.adapter is not None or serves_adapters(self.run)
 
     def engine_lora_rank(self) -> int | None:

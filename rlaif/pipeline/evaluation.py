@@ -6,11 +6,17 @@ What is measured (each only where the config asks for it):
   the one verified metric (:mod:`rlaif.tasks.metric`); after training, each sample is paired with
   the same sample of the starting policy's (and the previous round's) evaluation: newly passing,
   newly failing, and an exact sign test (``code_change_vs_start`` / ``code_change_vs_previous``);
+- ``sampled_pass@k`` for each of ``code_sampled.ks``: a second, sampled evaluation of the same code
+  problems (``code_sampled.samples`` per problem at its temperature and top_p, own per-record seeds),
+  beside the greedy one; its rows are ``kind: code_sampled``. Its change (``code_sampled_change_vs_start``
+  / ``..._vs_previous``) is paired per PROBLEM: the number of passing samples before vs after, with a
+  sign test on the problems that rose vs fell (the samples of one problem are not independent);
 - ``win_rate_vs_previous``: the judge compares this round's answer with the previous round's on the
   same prompts, in both orders; the soft label P(this round better) is averaged over valid judgments;
 - judge health for that comparison: invalid rate and position consistency;
 - ``instruction_pass_rate``: held-out verifiable instructions checked by code (instruction_eval);
-- ``mean_response_tokens``: reward hacking by length must be visible round over round.
+- ``mean_response_tokens``: reward hacking by length must be visible round over round (over every row
+  but the sampled code rows, so the figure does not change meaning when ``code_sampled`` is set).
 
 An eval block that names no set measures nothing: the stage still runs (an empty samples.jsonl,
 metrics with the round and label only, so the report, warnings and resume read it as before) but it
@@ -36,7 +42,7 @@ from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.pipeline.summary import EvalOutputs, EvalSummary
 from rlaif.records import iter_json_lines, write_jsonl
 from rlaif.tasks.code import CodeTask
-from rlaif.tasks.metric import paired_change, pass_at_k_metric
+from rlaif.tasks.metric import paired_change, paired_problem_change, pass_at_k_metric, passing_counts
 
 
 def _code_outcomes(rows) -> dict[str, bool]:
@@ -60,20 +66,8 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict], compare: dict[str, Pat
     )  # fmt: skip
     metric = pass_at_k_metric(CodeTask(problems, pool=ctx.sandbox()), sorted({1, ev.code_samples}))
     checked, summary = metric.measure(engine, problems, sampling)
-    for c in checked:
-        rows.append(
-            {
-                "kind": "code",
-                "id": c.key,
-                "sample": c.completion.index,
-                "text": c.completion.text,
-                "tokens": len(c.completion.token_ids or []),
-                "status": c.verdict.status,
-                "passed": c.verdict.passed,
-            }
-        )
-    scores = {f"pass@{k}": summary.get(f"pass@{k}") for k in sorted({1, ev.code_samples})}
-    out: dict = {k: None if v is None else round(v, 4) for k, v in scores.items()}
+    rows += [_code_row("code", c) for c in checked]
+    out: dict = {f"pass@{k}": _rounded(summary.get(f"pass@{k}")) for k in sorted({1, ev.code_samples})}
     out.update(code_problems=summary["problems"], code_status=summary["status_counts"])
     mine = _code_outcomes(rows)
     for label, path in (compare or {}).items():
@@ -85,6 +79,66 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict], compare: dict[str, Pat
                 f"of {change['paired']} paired samples (sign test p={change['sign_test_p']})"
             )
     return out
+
+
+def _sampled_counts(rows) -> dict[str, tuple[int, int]]:
+    """``{task id: (samples, passing)}`` for the sampled code rows of an evaluation (bad problems left out)."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        if r.get("kind") == "code_sampled" and r.get("status") != "bad_problem":
+            n, c = out.get(r["id"], (0, 0))
+            out[r["id"]] = (n + 1, c + int(bool(r.get("passed"))))
+    return out
+
+
+def _code_sampled_eval(
+    ctx: RunContext, engine, rows: list[dict], compare: dict[str, Path] | None = None
+) -> dict:
+    """sampled_pass@k on the greedy evaluation's problems; ``compare`` adds the per-problem paired change
+    (:func:`paired_problem_change`), since k samples of one problem are one observation, not k."""
+    ev, sc = ctx.cfg.eval, ctx.cfg.eval.code_sampled
+    problems = load_prompt_source(ev.code_problems, "eval.code_problems")
+    sampling = per_record_sampling(
+        ctx.cfg.seed, "eval_code_sampled", [p.task_id for p in problems], n=sc.samples,
+        temperature=sc.temperature, top_p=sc.top_p, max_tokens=ev.max_tokens, stop=list(CODE_STOP),
+    )  # fmt: skip
+    metric = pass_at_k_metric(CodeTask(problems, pool=ctx.sandbox()), sc.ks)
+    checked, summary = metric.measure(engine, problems, sampling)
+    rows += [_code_row("code_sampled", c) for c in checked]
+    out: dict = {f"sampled_pass@{k}": _rounded(summary.get(f"pass@{k}")) for k in sc.ks}
+    out.update(code_sampled_problems=summary["problems"], code_sampled_status=summary["status_counts"])
+    if summary.get("skipped_k"):
+        out["code_sampled_skipped_k"] = summary["skipped_k"]
+    mine = passing_counts(checked)
+    for label, path in (compare or {}).items():
+        if path.is_file():
+            change = paired_problem_change(_sampled_counts(r for _, r in iter_json_lines(path)), mine)
+            out[f"code_sampled_change_vs_{label}"] = change
+            odd = "".join(
+                f", {change[k]} {k.replace('_', ' ')}" for k in ("unequal_samples", "unmatched") if change[k]
+            )
+            ctx.say(
+                f"  held-out code, sampled (n={sc.samples}) vs {label}: {change['gained']} problems pass more "
+                f"samples, {change['lost']} fewer, {change['ties']} as many, of {change['paired']} paired "
+                f"problems{odd} (sign test p={change['sign_test_p']})"
+            )
+    return out
+
+
+def _code_row(kind: str, c) -> dict:
+    return {
+        "kind": kind,
+        "id": c.key,
+        "sample": c.completion.index,
+        "text": c.completion.text,
+        "tokens": len(c.completion.token_ids or []),
+        "status": c.verdict.status,
+        "passed": c.verdict.passed,
+    }
+
+
+def _rounded(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
 
 
 def _win_rate(ctx: RunContext, engine, rows: list[dict], previous: Path | None) -> dict:
@@ -160,6 +214,9 @@ def evaluate_policy(
     if ev.code_problems is not None:
         with engine_progress(engine, f"{where} code"):
             metrics.update(_code_eval(ctx, engine, rows, compare))
+        if ev.code_sampled is not None:
+            with engine_progress(engine, f"{where} code sampled"):
+                metrics.update(_code_sampled_eval(ctx, engine, rows, compare))
     if ev.win_rate_prompts is not None:
         prev_samples = previous / "samples.jsonl" if previous is not None else None
         with engine_progress(engine, f"{where} answers"):
@@ -167,7 +224,7 @@ def evaluate_policy(
     if ev.instructions is not None:
         with engine_progress(engine, f"{where} instructions"):
             metrics.update(instruction_eval(ctx, engine, rows, compare))
-    tokens = [r["tokens"] for r in rows]
+    tokens = [r["tokens"] for r in rows if r["kind"] != "code_sampled"]
     metrics["mean_response_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else None
     write_jsonl(stage_dir / "samples.jsonl", rows)
     ctx.say("  " + ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict)))

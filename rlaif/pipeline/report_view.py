@@ -130,6 +130,9 @@ def _rounds(rounds: list[dict]) -> dict:
     present = {k for r in rounds for k, v in r.items() if not isinstance(v, dict) and k not in ROUND_HIDDEN}
     keys = [k for k in ROUND_COLUMNS if k in present]
     passk = sorted(k for k in present if k.startswith("pass@") and k != "pass@1")
+    passk += sorted(
+        (k for k in present if k.startswith("sampled_pass@")), key=lambda k: int(k.rpartition("@")[2])
+    )
     keys = keys[:1] + passk + keys[1:] if "pass@1" in keys else passk + keys
     keys += sorted(present - set(keys))
     rows = [
@@ -161,6 +164,14 @@ def _rounds(rounds: list[dict]) -> dict:
                     f"{r.get('label')}, held-out instructions{named} vs the {against} policy: "
                     f"{change.get('gained')} samples newly pass, {change.get('lost')} newly fail of "
                     f"{change.get('paired')} (exact sign test p={change.get('sign_test_p')})."
+                )
+        for against in ("start", "previous"):
+            change = r.get(f"code_sampled_change_vs_{against}")
+            if isinstance(change, dict):
+                notes.append(
+                    f"{r.get('label')}, held-out code sampled vs the {against} policy, per problem: "
+                    f"{change.get('gained')} pass more samples, {change.get('lost')} fewer, {change.get('ties')} "
+                    f"as many of {change.get('paired')} (exact sign test p={change.get('sign_test_p')})."
                 )
     return {"head": ["round"] + [ROUND_COLUMNS.get(k, k) for k in keys], "rows": rows, "notes": notes}
 

@@ -171,11 +171,12 @@ def check_text_scoring(run: ResolvedRun) -> None:
             f"{where}: 'feedback.options' make the policy score text, which needs engine.kind=vllm "
             f"(engine.kind={cfg.engine.kind} returns no prompt log-probabilities)"
         )
-    if serves_adapters(run):
+    if serves_adapters(run) and cfg.engine.adapter_serving == "lora":
         raise ConfigError(
             f"{where}: 'feedback.options' make the policy score text, which vLLM cannot do on an engine "
-            "serving LoRA adapters; use full fine-tuning (dpo.lora: null, no policy.adapter, final.kind: "
-            "none) or turn the scoring off (e.g. candidates: 1)"
+            "serving LoRA adapters; serve them merged (engine.adapter_serving: merged), use full "
+            "fine-tuning (dpo.lora: null, no policy.adapter, final.kind: none) or turn the scoring off "
+            "(e.g. candidates: 1)"
         )
 
 

@@ -10,8 +10,9 @@ Why: the health checks (:mod:`rlaif.pipeline.health`) see counts, so a run whose
   at 0.5 or below, so its win rate or its labels say nothing;
 - ``drop``: a round's held-out outcomes fall vs the previous evaluation, paired sample by sample, with
   an exact sign test p below ``health.drop_p_value`` (code: each problem's sample k against the
-  previous round's sample k, whose seed is the same; pass@k: each problem solved or not; instructions:
-  the evaluation's own paired change);
+  previous round's sample k, whose seed is the same; pass@k: each problem solved or not; sampled
+  pass@k: the evaluation's own per-problem change, fewer vs more passing samples; instructions: the
+  evaluation's own paired change);
 - ``invalid_rise``: a stage's judge invalid rate (the DPO rounds' feedback, and the win-rate judge
   separately) exceeds the lowest rate of the earlier rounds by more than ``health.max_invalid_rate_rise``.
 
@@ -60,14 +61,16 @@ def _code_outcomes(stage_dir: Path) -> tuple[dict[str, bool], dict[str, bool]]:
     return samples, solved
 
 
-def _drop(stage: str, what: str, change: dict, p_max: float) -> dict | None:
+def _drop(
+    stage: str, what: str, change: dict, p_max: float, words: tuple[str, str] = ("newly fail", "newly pass")
+) -> dict | None:
     lost, gained, p = change.get("lost", 0), change.get("gained", 0), change.get("sign_test_p", 1.0)
     if lost <= gained or not isinstance(p, (int, float)) or p >= p_max:
         return None
     return _warning(
         "drop",
         stage,
-        f"{what} fell vs the previous round: {lost} newly fail, {gained} newly pass of "
+        f"{what} fell vs the previous round: {lost} {words[0]}, {gained} {words[1]} of "
         f"{change.get('paired')} paired (sign test p={p:.3g} < health.drop_p_value {p_max:g})",
     )
 
@@ -95,6 +98,10 @@ def _eval_warnings(stage: str, metrics: dict, health: HealthConfig) -> list[dict
     change = metrics.get("instruction_change_vs_previous") or metrics.get("instruction_change_vs_start")
     if health.drop_p_value is not None and isinstance(change, dict):
         out += filter(None, [_drop(stage, "held-out instruction pass rate", change, health.drop_p_value)])
+    sampled = metrics.get("code_sampled_change_vs_previous") or metrics.get("code_sampled_change_vs_start")
+    if health.drop_p_value is not None and isinstance(sampled, dict):
+        what, words = "held-out code sampled pass@k (per problem)", ("pass fewer samples", "more")
+        out += filter(None, [_drop(stage, what, sampled, health.drop_p_value, words)])
     return out
 
 

