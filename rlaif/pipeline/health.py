@@ -107,14 +107,17 @@ def write_status(
     stage: str | None = None,
     reason: str | None = None,
     config_file: str | None = None,
+    code_version: dict | None = None,
 ) -> None:
-    """Record the run's state; ``config_file`` (the YAML the run was started from) is kept across calls."""
-    config_file = config_file or read_status(run_dir).get("config_file")
+    """Record the run's state; ``config_file`` (the YAML the run was started from) and ``code_version``
+    (the rlaif code running it, :mod:`rlaif.pipeline.code_version`) are kept across calls."""
+    before = read_status(run_dir)
     record = {
         "status": status,
         "stage": stage,
         "reason": reason,
-        "config_file": config_file,
+        "config_file": config_file or before.get("config_file"),
+        "code_version": code_version or before.get("code_version"),
         "time": round(time.time(), 3),
     }
     atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(record, indent=2) + "\n")

@@ -33,16 +33,28 @@ def collect_metrics(run_dir: Path, plan: list) -> dict:
     run_dir = Path(run_dir)
     metrics: dict = {"run": run_dir.name, "status": read_status(run_dir), "config": _run_config(run_dir)}
     metrics.update(rounds=[], feedback={}, pairs={}, training={}, timings_s={}, examples=[])
+    stage_code: dict[str, dict] = {}
     for step in plan:
         m = read_manifest(run_dir / step.name)
         if not m:
             continue
         metrics["timings_s"][step.name] = m.get("wall_s")
+        if isinstance(m.get("code_version"), dict):
+            stage_code[step.name] = m["code_version"]
         KINDS[step.kind].report(metrics, step.group, m.get("summary", {}), run_dir / step.name)
+    metrics["code"] = _code(metrics["status"].get("code_version"), stage_code)
     metrics["warnings"] = find_warnings(run_dir, plan, _health(metrics["config"]))
     metrics["judge_uses"] = _judge_uses(metrics["config"])
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     return metrics
+
+
+def _code(run: dict | None, stages: dict[str, dict]) -> dict:
+    """The code of the last run on this folder and of each finished stage; ``other``: the stages made by
+    other code than the last run's (a resumed run on changed code keeps them)."""
+    digest = (run or {}).get("digest")
+    other = [name for name, code in stages.items() if digest and code.get("digest") != digest]
+    return {"run": run, "stages": stages, "other": other}
 
 
 def _plots(run_dir: Path, metrics: dict) -> list[str]:

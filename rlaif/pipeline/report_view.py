@@ -10,6 +10,8 @@ import datetime as _dt
 import itertools
 from typing import Any
 
+from rlaif.pipeline.code_version import record_label
+
 DASH = "\u2013"
 PERCENT_KEYS = (
     "pass@",
@@ -111,8 +113,17 @@ def _header(metrics: dict) -> dict:
         "judge": judge_text,  # None: the run uses no judge, no line
         "rounds": cfg.get("rounds", DASH),
         "final": final_text,
+        **_code_lines(metrics.get("code") or {}),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _code_lines(code: dict) -> dict:
+    """The header's code line and, when stages were made by other code, the line naming them."""
+    run, stages = code.get("run") or {}, code.get("stages") or {}
+    label = f"rlaif {run.get('version')} (code {run['digest']})" if run.get("digest") else None
+    others = [f"{name} ({record_label(stages[name])})" for name in code.get("other") or []]
+    return {"code": label, "other_code": "; ".join(others) or None}
 
 
 def _rounds(rounds: list[dict]) -> dict:

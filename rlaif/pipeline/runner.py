@@ -30,6 +30,12 @@ chunks (see :mod:`rlaif.pipeline.manifest`). Errors are re-raised as :class:`Rla
 round and stage. After every stage, run or skipped, the health checks (:mod:`rlaif.pipeline.health`)
 look at its summary; a failed check stops the run like a stage error. Either way the report is written,
 with a failed banner, before the error reaches the CLI.
+
+Code versions (:mod:`rlaif.pipeline.code_version`): the runner fingerprints the rlaif package when it is
+made, records it in the events, ``status.json`` and each stage's manifest, and checks it again before
+every stage: when the files changed under the run, it stops there (status failed, one line, the finished
+stages kept) rather than let one process import two versions. A resumed run on other code continues
+and names, in its output, events and report, the skipped stages that were made by other code.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import yaml
 
 from rlaif.config import RunConfig
 from rlaif.errors import RlaifError
-from rlaif.pipeline import report, result_warnings, run_lock, tracking
+from rlaif.pipeline import code_version, report, result_warnings, run_lock, tracking
 from rlaif.pipeline.compile import RunPlan, compile_run
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.health import write_status
@@ -72,6 +78,7 @@ class Runner:
         """``cfg``: a run config (compiled here: every check of ``rlaif validate`` runs before any stage)
         or one compiled already (``rlaif run`` compiles it while checking). ``engine``: an already
         running engine on the policy to reuse (tests, notebooks)."""
+        self.code = code_version.fingerprint()  # first: the code this process imported, as near as can be
         self.compiled = cfg if isinstance(cfg, RunPlan) else compile_run(cfg)
         self.run_config = self.compiled.run
         self.cfg = self.run_config.config
@@ -109,14 +116,17 @@ class Runner:
         }
         summary = self._finished(stage_dir, kind, config_hash, input_hashes)
         if summary is not None:
-            ctx.say(f"[{name}] up to date, skipped")
-            ctx.log_event("stage_skipped", stage=name)
+            other = code_version.other_code(read_manifest(stage_dir), self.code)
+            made_by = f" (made by other code: {code_version.record_label(other)})" if other else ""
+            ctx.say(f"[{name}] up to date, skipped{made_by}")
+            ctx.log_event("stage_skipped", stage=name, **({"other_code": other} if other else {}))
             self.skipped.append(name)
         else:
             self.executing = name
             if kind.trains:
                 ctx.release_for_training()
-            summary = self._execute(ctx, stage_dir, name, config_hash, input_hashes, body)
+            key = {"config_hash": config_hash, "input_hashes": input_hashes}
+            summary = self._execute(ctx, stage_dir, name, key, body, self.code.record())
             if kind.trains:  # the trainer's freed heap would otherwise sit beside the next engine
                 release_freed_memory()
             self.executed.append(name)
@@ -144,18 +154,19 @@ class Runner:
 
     @staticmethod
     def _execute(
-        ctx: RunContext, stage_dir: Path, name: str, config_hash: str, inputs: dict[str, str], body: StageBody
+        ctx: RunContext, stage_dir: Path, name: str, key: dict, body: StageBody, code: dict
     ) -> StageSummary:
+        """Run the stage's body; ``key``: its config and input hashes; ``code``: the code running it."""
         ctx.say(f"[{name}] running")
         ctx.log_event("stage_start", stage=name)
         timer = StageTimer()
-        claim_stage_dir(stage_dir, config_hash, inputs)
+        claim_stage_dir(stage_dir, key["config_hash"], key["input_hashes"])
         try:
             summary = body(stage_dir)
         except RlaifError as exc:
             ctx.log_event("stage_failed", stage=name, error=str(exc))
             raise StageFailed(name, str(exc)) from None
-        manifest = {"stage": name, "config_hash": config_hash, "input_hashes": inputs}
+        manifest = {"stage": name, **key, "code_version": code}
         write_manifest(stage_dir, {**manifest, "wall_s": timer.elapsed(), "summary": summary.to_json()})
         ctx.log_event("stage_done", stage=name, wall_s=timer.elapsed(), **summary.counts)
         ctx.say(f"[{name}] done in {timer.elapsed():.1f}s")
@@ -173,7 +184,9 @@ class Runner:
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(self.cfg.model_dump(mode="json", exclude={"source_file"}), sort_keys=False)
         )
-        write_status(self.run_dir, "running", config_file=self.cfg.source_file)
+        write_status(
+            self.run_dir, "running", config_file=self.cfg.source_file, code_version=self.code.record()
+        )
         try:
             self._run_stages()
         except RlaifError as exc:  # StageFailed, HealthCheckFailed, or a setup error
@@ -203,6 +216,14 @@ class Runner:
             metrics = report.collect_metrics(self.run_dir, self.stages)
             tracking.log_round_metrics(self.run_dir, metrics, self.cfg.report_to)
 
+    def _check_code(self, ctx: RunContext, stage: str) -> None:
+        """Stop before ``stage`` when rlaif's files changed since the run started (the event names them)."""
+        try:
+            code_version.check_unchanged(self.code, stage)
+        except code_version.CodeChanged as exc:
+            ctx.log_event("code_changed", stage=stage, files=exc.files, reason=exc.reason)
+            raise
+
     def _run_stages(self) -> None:
         """Every planned stage in order; a training stage hands the next stages its policy."""
         cfg = self.cfg
@@ -210,10 +231,12 @@ class Runner:
         ctx = RunContext(
             run=self.run_config, run_dir=self.run_dir, policy=Policy(Path(cfg.policy.path), adapter)
         )
+        ctx.log_event("run_start", code_version=self.code.record(), package=str(code_version.package_dir()))
         if self.shared_engine is not None:
             ctx.adopt_engine(self.shared_engine, Path(cfg.policy.path))
         try:
             for planned in self.stages:
+                self._check_code(ctx, planned.name)
                 kind = KINDS[planned.kind]
                 summary = self.stage(ctx, planned, *kind.spec(StageCall(ctx, planned, self.summaries)))
                 if kind.trains:
