@@ -1,9 +1,9 @@
 """The policy as plain weights for serving: a round's LoRA adapter merged into a copy of its base
 (``engine.adapter_serving: merged``).
 
-Why: on CPU, vLLM generates 2.2-2.7x slower through a LoRA adapter than on plain weights (the RLCF
-evaluation of Qwen2.5-Coder-0.5B on 224 problems: 287 s on the base, 643-782 s with the round's
-adapter), and a LoRA-enabled engine cannot score text; a merge costs ~16 s and ~1.8 GB for that model.
+Why: on CPU, vLLM generated 3.5x slower through a LoRA adapter than on the adapter merged into its base
+(``benchmarks/adapter_serving.py``, Qwen2.5-Coder-0.5B, 224 problems: 701 s vs 198 s, the merge's 8 s
+included), and a LoRA-enabled engine cannot score text; a merge costs ~1.8 GB for that model.
 Training is not affected: the next round still continues from the adapter.
 
 Guarantees: the merged model is written to ``<run>/served_policy/<key>`` through a temporary
