@@ -52,9 +52,6 @@ class Fingerprint:
         """What manifests, events and the status keep (not the per-file digests)."""
         return {"version": self.version, "digest": self.digest, "files": len(self.files)}
 
-    def label(self) -> str:
-        return f"rlaif {self.version} (code {self.digest[:12]})"
-
 
 def record_label(record: dict) -> str:
     """A recorded fingerprint (:meth:`Fingerprint.record`) as output and the report show it."""
