@@ -83,21 +83,29 @@ def run(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan (stages, skipped or to run) and exit."
     ),
+    allow_code_change: bool = typer.Option(
+        False,
+        "--allow-code-change",
+        help="When rlaif's own files change under the run (an edit, a git pull), warn and go on instead "
+        "of stopping before the next stage; the change is still recorded (events, status.json, the "
+        "manifests of the stages made after it).",
+    ),
 ) -> None:
     """Run (or resume) a self-improvement pipeline."""
     file = resolve_pipeline(file)
     resolved = check_config(file, overrides or [])
-    _execute(resolved, dry_run, ["rlaif", "run", str(file), *(overrides or [])])
+    flags = ["--allow-code-change"] if allow_code_change else []
+    _execute(resolved, dry_run, ["rlaif", "run", str(file), *(overrides or []), *flags], allow_code_change)
 
 
-def _execute(resolved, dry_run: bool, command: list[str]) -> None:
+def _execute(resolved, dry_run: bool, command: list[str], allow_code_change: bool = False) -> None:
     import shlex
 
     from rlaif.commands import interrupts
     from rlaif.pipeline.manifest import read_manifest
     from rlaif.pipeline.runner import Runner
 
-    runner = Runner(resolved)
+    runner = Runner(resolved, allow_code_change=allow_code_change)
     interrupts.set_resume_hint(
         f"finished stages and chunks are kept in {runner.run_dir}; resume with: {shlex.join(command)}"
     )

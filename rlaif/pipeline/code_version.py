@@ -6,7 +6,12 @@ disk then. If the installed rlaif changes under a run (an editable install and a
 later with ``ImportError: cannot import name ...``, and nothing said that its stages were made by two
 different versions. The runner takes a fingerprint when it starts, records it (events, status, each
 stage's manifest), compares it with the files on disk before every stage and stops the run cleanly
-when they differ (:func:`check_unchanged`); a fresh process on the new code then resumes.
+when they differ (:func:`check_unchanged`); a fresh process on the new code then resumes. A run told to
+go on (``rlaif run --allow-code-change``: a docstring edited mid-run) warns instead, and records each
+change (:func:`change_record`: the stage it came before, the new digest, the files) under ``changes`` in
+``status.json`` and in the ``code_version`` of every stage made after it, whose ``digest`` stays the
+code the process started with: those stages may mix the two versions, and a resumed run names them as
+made by other code.
 
 The fingerprint: the package version plus a SHA-256 over every file under the package directory
 (found from ``rlaif.__file__``) and, in a checkout or an editable install, under its top-level
@@ -120,13 +125,15 @@ def describe_change(before: Fingerprint, after: Fingerprint) -> str:
 
 
 class CodeChanged(RlaifError):
-    """rlaif's files changed since the run started; raised before a stage, never inside one."""
+    """rlaif's files changed since the run started; raised before a stage, never inside one. ``now``:
+    the fingerprint of the files on disk (a run told to go on compares the next stage with it)."""
 
-    def __init__(self, stage: str, reason: str, files: list[str]):
+    def __init__(self, stage: str, reason: str, files: list[str], now: Fingerprint | None = None):
         super().__init__(reason)
         self.stage = stage
         self.reason = reason
         self.files = files
+        self.now = now
 
 
 def check_unchanged(started: Fingerprint, stage: str, root: Path | None = None) -> Fingerprint:
@@ -141,7 +148,24 @@ def check_unchanged(started: Fingerprint, stage: str, root: Path | None = None) 
         f"{stage} so that one process does not mix two code versions; the finished stages are kept, "
         "and running the same command again resumes on the new code",
         changed_files(started, now),
+        now,
     )
+
+
+def going_on(before: Fingerprint, now: Fingerprint, stage: str) -> str:
+    """The one-line warning of a run told to go on (``rlaif run --allow-code-change``) when the files
+    changed before ``stage``."""
+    return (
+        f"rlaif's code changed under this run ({describe_change(before, now)}): going on with {stage} "
+        "(--allow-code-change), so this process may mix two code versions; the change is recorded in "
+        "the events, status.json and the manifests of the stages made from here on"
+    )
+
+
+def change_record(stage: str, now: Fingerprint, files: list[str]) -> dict[str, Any]:
+    """One change a run went on through, as status.json and the later stages' manifests keep it
+    (under ``changes`` beside the started code's :meth:`Fingerprint.record`)."""
+    return {"before_stage": stage, "digest": now.digest, "version": now.version, "files": files}
 
 
 def other_code(manifest: dict | None, now: Fingerprint) -> dict | None:

@@ -5,7 +5,9 @@ What is measured (each only where the config asks for it):
   problem at ``code_temperature``, each executed in the sandbox; both are the unbiased estimator of
   the one verified metric (:mod:`rlaif.tasks.metric`); after training, each sample is paired with
   the same sample of the starting policy's (and the previous round's) evaluation: newly passing,
-  newly failing, and an exact sign test (``code_change_vs_start`` / ``code_change_vs_previous``);
+  newly failing, and an exact sign test (``code_change_vs_start`` / ``code_change_vs_previous``); the
+  samples of a broken problem (status ``bad_problem``, in either evaluation) are not paired but counted
+  (``bad_problem_samples``), as pass@k leaves them out;
 - ``sampled_pass@k`` for each of ``code_sampled.ks``: a second, sampled evaluation of the same code
   problems (``code_sampled.samples`` per problem at its temperature and top_p, own per-record seeds),
   beside the greedy one; its rows are ``kind: code_sampled``. Its change (``code_sampled_change_vs_start``
@@ -45,13 +47,34 @@ from rlaif.tasks.code import CodeTask
 from rlaif.tasks.metric import paired_change, paired_problem_change, pass_at_k_metric, passing_counts
 
 
-def _code_outcomes(rows) -> dict[str, bool]:
-    """``{"<task id>#<sample>": passed}`` for the code rows of an evaluation (bad problems left out)."""
-    return {
-        f"{r['id']}#{r['sample']}": bool(r["passed"])
-        for r in rows
-        if r.get("kind") == "code" and r.get("passed") is not None
-    }
+def _code_outcomes(rows) -> tuple[dict[str, bool], set[str]]:
+    """``{"<task id>#<sample>": passed}`` for the code rows of an evaluation, and the keys of the
+    samples of bad problems, left out of it: a broken problem's samples carry ``passed: false`` but say
+    nothing about the policy (pass@k leaves them out by status too)."""
+    outcomes: dict[str, bool] = {}
+    bad: set[str] = set()
+    for r in rows:
+        if r.get("kind") != "code":
+            continue
+        key = f"{r['id']}#{r['sample']}"
+        if r.get("status") == "bad_problem":
+            bad.add(key)
+        elif r.get("passed") is not None:
+            outcomes[key] = bool(r["passed"])
+    return outcomes, bad
+
+
+def _code_change(before_rows, after_rows) -> dict:
+    """The paired per-sample change (:func:`paired_change`) over the samples whose problem is sound in
+    both evaluations; ``bad_problem_samples`` counts the samples left out because their problem is
+    broken in either one (neither paired nor unmatched)."""
+    before, bad_before = _code_outcomes(before_rows)
+    after, bad_after = _code_outcomes(after_rows)
+    bad = bad_before | bad_after
+    change = paired_change(
+        {k: v for k, v in before.items() if k not in bad}, {k: v for k, v in after.items() if k not in bad}
+    )
+    return change | {"bad_problem_samples": len(bad)}
 
 
 def _code_eval(ctx: RunContext, engine, rows: list[dict], compare: dict[str, Path] | None = None) -> dict:
@@ -69,14 +92,18 @@ def _code_eval(ctx: RunContext, engine, rows: list[dict], compare: dict[str, Pat
     rows += [_code_row("code", c) for c in checked]
     out: dict = {f"pass@{k}": _rounded(summary.get(f"pass@{k}")) for k in sorted({1, ev.code_samples})}
     out.update(code_problems=summary["problems"], code_status=summary["status_counts"])
-    mine = _code_outcomes(rows)
     for label, path in (compare or {}).items():
         if path.is_file():
-            change = paired_change(_code_outcomes(r for _, r in iter_json_lines(path)), mine)
+            change = _code_change([r for _, r in iter_json_lines(path)], rows)
             out[f"code_change_vs_{label}"] = change
+            odd = "".join(
+                f", {change[k]} {k.replace('_', ' ')}"
+                for k in ("unmatched", "bad_problem_samples")
+                if change[k]
+            )
             ctx.say(
                 f"  held-out code vs {label}: {change['gained']} newly pass, {change['lost']} newly fail "
-                f"of {change['paired']} paired samples (sign test p={change['sign_test_p']})"
+                f"of {change['paired']} paired samples{odd} (sign test p={change['sign_test_p']})"
             )
     return out
 

@@ -3,10 +3,12 @@
 The plots and the page are drawn from ``metrics.json`` alone (never from in-memory state), so the report
 can be re-rendered for any finished, failed or partial run with ``rlaif report RUN_DIR``. The page is
 self-contained: the plots are embedded in it as base64 PNG (``data:`` URIs), so ``report.html`` can be
-mailed or attached alone; the PNG files are also written beside it for other uses. The page is
-the Jinja2 template ``rlaif/assets/report.html.j2`` (autoescaped: model output in example pairs cannot
-inject markup); :mod:`rlaif.pipeline.report_view` turns the metrics into its header, status banner and
-formatted tables. ``metrics["warnings"]`` holds the results that mean nothing
+mailed or attached alone; the PNG files are also written beside it for other uses. ``per_round.png``
+has a panel per round figure (greedy pass@1, sampled pass@k with a line per k, the instruction pass
+rate, the win rate, the response length, the judge invalid rate) that any round has, named in the
+PNG's ``Description`` text. The page is the Jinja2 template ``rlaif/assets/report.html.j2``
+(autoescaped: model output in example pairs cannot inject markup); :mod:`rlaif.pipeline.report_view`
+turns the metrics into its header, status banner and formatted tables. ``metrics["warnings"]`` holds the results that mean nothing
 (:mod:`rlaif.pipeline.result_warnings`), shown as a warning block under the status banner.
 """
 
@@ -57,6 +59,45 @@ def _code(run: dict | None, stages: dict[str, dict]) -> dict:
     return {"run": run, "stages": stages, "other": other}
 
 
+ROUND_KEYS = (
+    "pass@1",
+    "instruction_pass_rate",
+    "win_rate_vs_previous",
+    "mean_response_tokens",
+    "judge_invalid_rate",
+)
+SAMPLED = "sampled_pass@"
+
+
+def _number(value: object) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def round_panels(rounds: list[dict]) -> list[tuple[str, dict[str, list[float]]]]:
+    """The per-round plot's panels: ``(title, {line name: one value per round})`` (NaN where a round
+    lacks the figure), for the figures at least one round has. ``sampled_pass@k`` (``eval.code_sampled``)
+    is one panel beside greedy pass@1 with a line per k, ascending, so a run with several k stays one
+    row of readable panels."""
+    panels: list[tuple[str, dict[str, list[float]]]] = []
+    ks = sorted(
+        {
+            int(k[len(SAMPLED) :])
+            for r in rounds
+            for k in r
+            if k.startswith(SAMPLED) and k[len(SAMPLED) :].isdigit()
+        }
+    )
+    for key in ROUND_KEYS:
+        if any(_number(r.get(key)) == _number(r.get(key)) for r in rounds):
+            panels.append((key, {key: [_number(r.get(key)) for r in rounds]}))
+        if key == "pass@1":
+            lines = {f"k={k}": [_number(r.get(f"{SAMPLED}{k}")) for r in rounds] for k in ks}
+            lines = {name: ys for name, ys in lines.items() if any(y == y for y in ys)}
+            if lines:
+                panels.append((f"{SAMPLED}k", lines))
+    return panels
+
+
 def _plots(run_dir: Path, metrics: dict) -> list[str]:
     import matplotlib
 
@@ -66,28 +107,16 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
 
     made = []
     rounds = metrics["rounds"]
-    if rounds:
-        keys = [
-            k
-            for k in (
-                "pass@1",
-                "instruction_pass_rate",
-                "win_rate_vs_previous",
-                "mean_response_tokens",
-                "judge_invalid_rate",
-            )
-            if any(isinstance(r.get(k), (int, float)) for r in rounds)
-        ]
-        if keys:
-            fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
-            labels = [r.get("label", str(r.get("round"))) for r in rounds]
-            for ax, key in zip(axes[0], keys, strict=True):
-                ys = [r.get(key) if isinstance(r.get(key), (int, float)) else float("nan") for r in rounds]
-                ax.plot(range(len(ys)), ys, marker="o")
-                ax.set_xticks(range(len(ys)), labels, rotation=30, fontsize=8)
-                ax.set_title(key)
-                ax.grid(alpha=0.3)
-                for x, y in enumerate(ys):
+    panels = round_panels(rounds)
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+        labels = [r.get("label", str(r.get("round"))) for r in rounds]
+        for ax, (title, lines) in zip(axes[0], panels, strict=True):
+            for name, ys in lines.items():
+                ax.plot(range(len(ys)), ys, marker="o", label=name if len(lines) > 1 else None)
+                # one line: every point's value; several: the last point's of each, so they stay legible
+                points = list(enumerate(ys)) if len(lines) == 1 else list(enumerate(ys))[-1:]
+                for x, y in points:
                     if y == y:
                         ax.annotate(
                             f"{y:.3g}",
@@ -97,10 +126,17 @@ def _plots(run_dir: Path, metrics: dict) -> list[str]:
                             ha="center",
                             fontsize=8,
                         )
-            fig.tight_layout()
-            fig.savefig(run_dir / "per_round.png", dpi=110)
-            plt.close(fig)
-            made.append("per_round.png")
+            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            if len(lines) > 1:
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        # the panels in the PNG's own text (its Description), for readers and tests that read no pixels
+        described = "; ".join(title if len(ls) == 1 else f"{title} ({', '.join(ls)})" for title, ls in panels)
+        fig.savefig(run_dir / "per_round.png", dpi=110, metadata={"Description": described})
+        plt.close(fig)
+        made.append("per_round.png")
     fb = metrics["feedback"]
     if fb:
         groups = list(fb)

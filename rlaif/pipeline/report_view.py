@@ -10,7 +10,7 @@ import datetime as _dt
 import itertools
 from typing import Any
 
-from rlaif.pipeline.code_version import record_label
+from rlaif.pipeline.code_version import SHOWN_FILES, record_label
 
 DASH = "\u2013"
 PERCENT_KEYS = (
@@ -114,6 +114,7 @@ def _header(metrics: dict) -> dict:
         "rounds": cfg.get("rounds", DASH),
         "final": final_text,
         **_code_lines(metrics.get("code") or {}),
+        "code_changed": _code_changed((metrics.get("code") or {}).get("run") or {}),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -124,6 +125,21 @@ def _code_lines(code: dict) -> dict:
     label = f"rlaif {run.get('version')} (code {run['digest']})" if run.get("digest") else None
     others = [f"{name} ({record_label(stages[name])})" for name in code.get("other") or []]
     return {"code": label, "other_code": "; ".join(others) or None}
+
+
+def _code_changed(run: dict) -> str | None:
+    """The changes of rlaif's files the last run went on through (``--allow-code-change``), one per
+    stage it came before, with a few of the files; None when there were none."""
+    parts = []
+    for change in run.get("changes") or []:
+        files = change.get("files") or []
+        shown = ", ".join(files[:SHOWN_FILES]) + (
+            f" and {len(files) - SHOWN_FILES} more" if len(files) > SHOWN_FILES else ""
+        )
+        parts.append(
+            f"before {change.get('before_stage')}: {shown or 'the version'} (now code {change.get('digest')})"
+        )
+    return "; ".join(parts) + " (went on: --allow-code-change)" if parts else None
 
 
 def _rounds(rounds: list[dict]) -> dict:

@@ -10,7 +10,8 @@ Why: the health checks (:mod:`rlaif.pipeline.health`) see counts, so a run whose
   at 0.5 or below, so its win rate or its labels say nothing;
 - ``drop``: a round's held-out outcomes fall vs the previous evaluation, paired sample by sample, with
   an exact sign test p below ``health.drop_p_value`` (code: each problem's sample k against the
-  previous round's sample k, whose seed is the same; pass@k: each problem solved or not; sampled
+  previous round's sample k, whose seed is the same, the samples of broken problems, status
+  ``bad_problem``, left out as pass@k leaves them out; pass@k: each problem solved or not; sampled
   pass@k: the evaluation's own per-problem change, fewer vs more passing samples; instructions: the
   evaluation's own paired change);
 - ``invalid_rise``: a stage's judge invalid rate (the DPO rounds' feedback, and the win-rate judge
@@ -52,7 +53,12 @@ def _code_outcomes(stage_dir: Path) -> tuple[dict[str, bool], dict[str, bool]]:
     samples: dict[str, bool] = {}
     if path.is_file():
         for _, row in iter_json_lines(path):
-            if row.get("kind") == "code" and row.get("passed") is not None:  # bad problems: left out
+            # a broken problem's samples (status bad_problem, passed false) say nothing of the policy
+            if (
+                row.get("kind") == "code"
+                and row.get("status") != "bad_problem"
+                and row.get("passed") is not None
+            ):
                 samples[f"{row['id']}#{row['sample']}"] = bool(row.get("passed"))
     solved: dict[str, bool] = {}
     for key, ok in samples.items():

@@ -35,7 +35,9 @@ Code versions (:mod:`rlaif.pipeline.code_version`): the runner fingerprints the 
 made, records it in the events, ``status.json`` and each stage's manifest, and checks it again before
 every stage: when the files changed under the run, it stops there (status failed, one line, the finished
 stages kept) rather than let one process import two versions. A resumed run on other code continues
-and names, in its output, events and report, the skipped stages that were made by other code.
+and names, in its output, events and report, the skipped stages that were made by other code. Told to
+go on (``allow_code_change``), it warns instead and records the change in the events, ``status.json``
+and the manifests of the stages it makes afterwards.
 """
 
 from __future__ import annotations
@@ -74,11 +76,15 @@ class StageFailed(RlaifError):
 
 
 class Runner:
-    def __init__(self, cfg: RunConfig | RunPlan, engine: Any = None):
+    def __init__(self, cfg: RunConfig | RunPlan, engine: Any = None, allow_code_change: bool = False):
         """``cfg``: a run config (compiled here: every check of ``rlaif validate`` runs before any stage)
         or one compiled already (``rlaif run`` compiles it while checking). ``engine``: an already
-        running engine on the policy to reuse (tests, notebooks)."""
+        running engine on the policy to reuse (tests, notebooks). ``allow_code_change``: go on, with a
+        warning and a record, when rlaif's files change under the run (``--allow-code-change``)."""
         self.code = code_version.fingerprint()  # first: the code this process imported, as near as can be
+        self.allow_code_change = allow_code_change
+        self.on_disk = self.code  # what the next stage's check compares with (moves on an allowed change)
+        self.code_changes: list[dict] = []  # the changes the run went on through
         self.compiled = cfg if isinstance(cfg, RunPlan) else compile_run(cfg)
         self.run_config = self.compiled.run
         self.cfg = self.run_config.config
@@ -126,7 +132,7 @@ class Runner:
             if kind.trains:
                 ctx.release_for_training()
             key = {"config_hash": config_hash, "input_hashes": input_hashes}
-            summary = self._execute(ctx, stage_dir, name, key, body, self.code.record())
+            summary = self._execute(ctx, stage_dir, name, key, body, self._code_record())
             if kind.trains:  # the trainer's freed heap would otherwise sit beside the next engine
                 release_freed_memory()
             self.executed.append(name)
@@ -216,13 +222,25 @@ class Runner:
             metrics = report.collect_metrics(self.run_dir, self.stages)
             tracking.log_round_metrics(self.run_dir, metrics, self.cfg.report_to)
 
+    def _code_record(self) -> dict:
+        """The code making this run's stages: the started fingerprint, plus the changes gone on through."""
+        return self.code.record() | ({"changes": list(self.code_changes)} if self.code_changes else {})
+
     def _check_code(self, ctx: RunContext, stage: str) -> None:
-        """Stop before ``stage`` when rlaif's files changed since the run started (the event names them)."""
+        """Stop before ``stage`` when rlaif's files changed since the run started (the event names them);
+        with ``allow_code_change``, warn, record the change (events, status, the next manifests) and go on."""
         try:
-            code_version.check_unchanged(self.code, stage)
+            self.on_disk = code_version.check_unchanged(self.on_disk, stage)
         except code_version.CodeChanged as exc:
-            ctx.log_event("code_changed", stage=stage, files=exc.files, reason=exc.reason)
-            raise
+            if not self.allow_code_change or exc.now is None:
+                ctx.log_event("code_changed", stage=stage, files=exc.files, reason=exc.reason)
+                raise
+            warning = code_version.going_on(self.on_disk, exc.now, stage)
+            ctx.log_event("code_changed", stage=stage, files=exc.files, reason=warning, allowed=True)
+            self.code_changes.append(code_version.change_record(stage, exc.now, exc.files))
+            self.on_disk = exc.now  # a further change warns again; this one, once
+            write_status(self.run_dir, "running", code_version=self._code_record())
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def _run_stages(self) -> None:
         """Every planned stage in order; a training stage hands the next stages its policy."""

@@ -9,12 +9,16 @@ Training is not affected: the next round still continues from the adapter.
 Guarantees: the merged model is written to ``<run>/served_policy/<key>`` through a temporary
 directory renamed into place, so a directory under that name is complete; ``<key>`` is derived from
 the base and the adapter's content, so a resumed run reuses the copy it made and an adapter rewritten
-in place gets a new one; the merge keeps the base's dtype (a bf16 base is served as bf16, as it would be
-with LoRA); once a new copy is in place, every other copy under ``served_policy/`` (the run's own
-folder, never the user's files) is deleted, so a run holds one full model copy on disk.
-Non-guarantees: the bf16 merge rounds base + delta once, so its log-probabilities differ from the
-adapter served on the base by bf16 rounding; a base vLLM can serve but transformers cannot load (a
-GGUF file, custom code) cannot be merged.
+in place gets a new one (the adapter's content is read again when one of its files' name, size or
+modification time changed, not on every call); the merge keeps the base's dtype (a bf16 base is served
+as bf16, as it would be with LoRA); once a new copy is in place, every other copy under
+``served_policy/`` (the run's own folder, never the user's files) is deleted, so a run holds one full
+model copy on disk.
+Non-guarantees: an adapter file rewritten in place with the same size and the same modification time
+(a file system whose clock ticks coarser than the rewrites) keeps its key until the process ends; the
+bf16 merge rounds base + delta once, so its log-probabilities differ from the adapter served on the
+base by bf16 rounding; a base vLLM can serve but transformers cannot load (a GGUF file, custom code)
+cannot be merged.
 """
 
 from __future__ import annotations
@@ -33,10 +37,42 @@ MARKER = "rlaif_merged.json"
 _CARRIED = (".json", ".jinja", ".txt", ".model", ".tiktoken")
 
 
+_ADAPTER_HASHES: dict[tuple, str] = {}  # (adapter path, its files' names, sizes, mtimes) -> content hash
+_ADAPTER_HASHES_KEPT = 16  # a run serves one adapter a round; a few rounds' worth is plenty
+
+
+def _adapter_files(adapter: Path) -> tuple | None:
+    """The files :func:`hash_path` reads for ``adapter`` (hidden files left out, as it does) with their
+    sizes and modification times; None when it is neither a file nor a folder."""
+    if adapter.is_file():
+        files = [adapter]
+    elif adapter.is_dir():
+        files = sorted(f for f in adapter.rglob("*") if f.is_file() and not f.name.startswith("."))
+    else:
+        return None
+    return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
+
+
+def adapter_hash(adapter: Path) -> str:
+    """The adapter's content hash (:func:`hash_path`), read again only when one of its files' names,
+    sizes or modification times changed since the last call (why: ``served_path`` is asked on every
+    ``policy_engine()`` call, several times a stage, and an adapter is tens of MB)."""
+    listing = _adapter_files(Path(adapter))
+    if listing is None:
+        return hash_path(adapter)  # "missing": nothing to remember
+    key = (str(Path(adapter).resolve()), listing)
+    if key not in _ADAPTER_HASHES:
+        while len(_ADAPTER_HASHES) >= _ADAPTER_HASHES_KEPT:
+            del _ADAPTER_HASHES[next(iter(_ADAPTER_HASHES))]  # the oldest first
+        _ADAPTER_HASHES[key] = hash_path(adapter)
+    return _ADAPTER_HASHES[key]
+
+
 def merged_key(base: Path, adapter: Path) -> str:
     """Which merged copy serves ``base + adapter``: the base by fingerprint (hashing GBs of weights
-    would cost minutes), the adapter by content (small, and rewritten in place between attempts)."""
-    return "merged-" + hash_json([str(base), fingerprint_dir(base), str(adapter), hash_path(adapter)])[:12]
+    would cost minutes), the adapter by content (small, and rewritten in place between attempts; its
+    hash is remembered while its files' sizes and times stay the same, :func:`adapter_hash`)."""
+    return "merged-" + hash_json([str(base), fingerprint_dir(base), str(adapter), adapter_hash(adapter)])[:12]
 
 
 def served_model(
