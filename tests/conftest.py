@@ -30,6 +30,7 @@ LAST_SERVER_USER = pytest.StashKey[str]()
 _SERVERS: list = []  # the session's vllm_server replica, once started
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: the last user is one that runs
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
