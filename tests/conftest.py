@@ -1,7 +1,9 @@
-"""Session-wide fixtures: one tiny model and ONE vLLM engine shared by every test that needs them,
-and the tests' one run-config builder (:func:`run_config`).
+"""Session-wide fixtures: one tiny model and ONE vLLM engine shared by every test that needs them
+(plus one without LoRA for text scoring, and one real ``vllm serve`` for the OpenAI-client tests), and
+the tests' one run-config builder (:func:`run_config`).
 
-Starting vLLM takes ~20 s, so the engine is built lazily on first use and reused for the session.
+Starting vLLM takes ~20 s (a ``vllm serve`` process, with its Python start and HTTP server, longer),
+so each is built lazily on first use and reused; the server is stopped after its last user's test.
 """
 
 from __future__ import annotations
@@ -24,10 +26,27 @@ SLOW_TEST_TIMEOUT_S = 4 * 3600
 bound: a hung run ends). A test's own ``@pytest.mark.timeout`` wins."""
 
 
+LAST_SERVER_USER = pytest.StashKey[str]()
+_SERVERS: list = []  # the session's vllm_server replica, once started
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: the last user is one that runs
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
+    users = [item.nodeid for item in items if "vllm_server" in getattr(item, "fixturenames", ())]
+    if users:
+        config.stash[LAST_SERVER_USER] = users[-1]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the shared ``vllm serve`` once its last user has run: it holds a model, an HTTP server and
+    an engine process that the rest of the session does not need (the fixture's own teardown, at the
+    session's end, then finds it stopped)."""
+    if _SERVERS and item.nodeid == item.config.stash.get(LAST_SERVER_USER, None):
+        _SERVERS.pop().stop()
 
 
 def _shared_data_dir() -> Path:
@@ -86,6 +105,27 @@ def scoring_engine(tiny_model_dir):
     )
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir, tmp_path_factory):
+    """A real ``vllm serve`` of the tiny model on loopback (served as ``tiny``), for the tests of the
+    OpenAI-compatible client and of the CLI commands that take ``--server``; its log is ``.log``.
+    Tests that read the log read only what their own requests added (other tests share the server)."""
+    from rlaif.engines.serve import start_replica
+
+    log = tmp_path_factory.mktemp("vllm_serve") / "server.log"
+    replica = start_replica(
+        tiny_model_dir,
+        log,
+        served_name="tiny",
+        max_model_len=512,
+        kv_cache_bytes=256 << 20,
+        extra=["--enforce-eager"],
+    )
+    _SERVERS.append(replica)
+    yield replica
+    replica.stop()
 
 
 # -- the one run-config builder ---------------------------------------------------------------------

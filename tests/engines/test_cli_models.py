@@ -63,7 +63,7 @@ def test_tiny_model_pretraining_lowers_loss(tmp_path):
 
     text = Path(BUNDLED_CORPUS).read_text()
     losses = []
-    for steps in (0, 30):
+    for steps in (0, 10):  # 10 steps take the loss from 6.28 to 5.18 (seed 0): twice the margin below
         path = build_tiny_model(tmp_path / f"m{steps}", seed=0, steps=steps)
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)

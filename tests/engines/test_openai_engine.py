@@ -119,25 +119,8 @@ def test_unreachable_server_and_unknown_model():
         server.close()
 
 
-@pytest.fixture(scope="module")
-def vllm_server(tiny_model_dir, tmp_path_factory):
-    from rlaif.engines.serve import start_replica
-
-    log = tmp_path_factory.mktemp("vllm_serve") / "server.log"
-    replica = start_replica(
-        tiny_model_dir,
-        log,
-        served_name="tiny",
-        max_model_len=512,
-        kv_cache_bytes=256 << 20,
-        extra=["--enforce-eager"],
-    )
-    yield replica.url
-    replica.stop()
-
-
 def test_real_vllm_serve_chat_and_completions(vllm_server):
-    engine = OpenAIEngine(vllm_server, concurrency=3)
+    engine = OpenAIEngine(vllm_server.url, concurrency=3)  # the session's (conftest.py)
     assert engine.model_name == "tiny"
     convs = [[{"role": "user", "content": f"Tell me about number {i}."}] for i in range(5)]
     out = engine.generate(convs, Sampling(n=2, max_tokens=8, seed=7, logprobs=3))

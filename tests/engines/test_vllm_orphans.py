@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_KV_CACHE_BYTES = 256 << 20
@@ -38,6 +39,9 @@ def _alive(procs: list[psutil.Process]) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # its own engine process (~30 s loaded); the default suite SIGKILLs real owners of the
+# same VLLMEngine (and its watchdog) and checks no engine process survives: test_run_lock.py's first
+# run (EngineCore up, then SIGKILL) and tests/train/test_pipeline_train_resume.py's killed run
 def test_engine_processes_die_with_a_sigkilled_owner(tiny_model_dir: Path, tmp_path: Path):
     script = tmp_path / "owner.py"
     script.write_text(OWNER)

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from rlaif.cli import main
 from rlaif.records import Judgment, read_jsonl, write_jsonl
 
@@ -26,22 +24,11 @@ def pairs_file(tmp_path: Path) -> Path:
     return tmp_path / "pairs.jsonl"
 
 
-@pytest.fixture(scope="module")
-def served_judge(tiny_model_dir, tmp_path_factory):
-    from rlaif.engines.serve import start_replica
-
-    log = tmp_path_factory.mktemp("judge_serve") / "server.log"
-    replica = start_replica(
-        tiny_model_dir, log, served_name="tiny-judge", max_model_len=512, kv_cache_bytes=256 << 20,
-        extra=["--enforce-eager"],
-    )  # fmt: skip
-    yield replica
-    replica.stop()
-
-
-def test_judge_eval_on_a_real_vllm_serve(served_judge, tmp_path):
+def test_judge_eval_on_a_real_vllm_serve(vllm_server, tmp_path):
+    """On the session's ``vllm serve`` (conftest.py), served as ``tiny``."""
     out = tmp_path / "judgments.jsonl"
-    args = ["judge-eval", "--server", served_judge.url, "--served-model", "tiny-judge", "--judge", "pairwise"]
+    logged = len(vllm_server.log.read_text(errors="replace"))  # other tests' requests: not this run's
+    args = ["judge-eval", "--server", vllm_server.url, "--served-model", "tiny", "--judge", "pairwise"]
     args += [
         "--pairs",
         str(pairs_file(tmp_path)),
@@ -58,8 +45,8 @@ def test_judge_eval_on_a_real_vllm_serve(served_judge, tmp_path):
     summary = json.loads(done.stdout)
     assert summary["n"] == 3 and summary["judgments"] == 6  # both orders
     judgments = read_jsonl(out, Judgment)
-    assert len(judgments) == 6 and {j.judge_model for j in judgments} == {"tiny-judge"}
-    served = served_judge.log.read_text(errors="replace")
+    assert len(judgments) == 6 and {j.judge_model for j in judgments} == {"tiny"}
+    served = vllm_server.log.read_text(errors="replace")[logged:]
     assert re.search(r"POST /v1/(chat/)?completions", served)  # asked the server, not an in-process engine
 
 

@@ -258,6 +258,8 @@ def editing_source(prompts, engine, options, context, *, judge_engine=None):
 '''
 
 
+@pytest.mark.slow  # two real runs with a vLLM engine each (~45 s quiet); the default suite runs the
+# same stop-and-resume for real in test_a_run_stops_when_its_code_changes_after_building_its_model_then_resumes
 def test_a_round_stops_when_a_plugin_changes_the_code_then_resumes_and_trains(
     tmp_path, tiny_model_dir, run_config
 ):

@@ -2,8 +2,11 @@
 kept (``keep``), and started again when a later stage needs them.
 
 The logic test uses stand-in engines; the real test runs the instruction loop on the tiny model with
-the run's own vLLM engine and reads the event log: the engine is started for round 0's evaluation,
-released before round 1's training, and started again (on the trained model) for round 1's evaluation."""
+the run's own vLLM engine and the shipped settings (full fine-tuning, candidates scored by the policy)
+and reads the event log: the engine is started for round 0's evaluation, released before round 1's
+training, and started again (on the trained model) for round 1's evaluation. The same run shows that
+the engines a full-fine-tuning run starts for itself serve no LoRA, so the policy can score its
+candidates (vLLM refuses text scoring on an engine serving LoRA)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from rlaif.config.loading import load_run_config
 from rlaif.pipeline.context import Policy, RunContext
 from rlaif.pipeline.resolve import ResolvedRun
 from rlaif.pipeline.runner import Runner
+from rlaif.records import PreferencePair, read_jsonl
 
 
 class StandIn:
@@ -59,9 +63,17 @@ def test_an_engine_someone_else_started_is_never_closed(tmp_path, run_config):
 
 def test_the_run_closes_its_engine_for_training_and_starts_it_again(tmp_path, tiny_model_dir, capsys):
     overrides = one_round(tmp_path, tiny_model_dir, "eval.instructions.prompts.limit=4", "eval.max_tokens=8")
-    cfg = load_run_config(PIPELINE, overrides)
-    Runner(cfg).run()
+    # two candidates per prompt (the later override wins), scored by the policy's own likelihoods
+    cfg = load_run_config(PIPELINE, [*overrides, "feedback.options.num_generations=2"])
+    assert cfg.dpo["lora"] is None  # the shipped full fine-tuning
+    metrics = Runner(cfg).run()
     events = run_events(cfg.run_dir())
+    pairs = read_jsonl(cfg.run_dir() / "round_1" / "feedback" / "pairs.jsonl", PreferencePair)
+    assert pairs and all(p.metadata["candidates"]["asked"] == 2 for p in pairs)
+    assert all(
+        p.chosen == p.metadata["candidates"]["texts"][p.metadata["candidates"]["chosen"]] for p in pairs
+    )
+    assert metrics["rounds"][1]["instruction_samples"] == 4
     seq = engine_events(cfg.run_dir(), "engine_start", "engines_released", "stage_start")
     trained = str(cfg.run_dir() / "round_1" / "train" / "model")
     assert seq == [

@@ -91,31 +91,13 @@ def test_instruction_loop_runs_on_the_tiny_model(run_config, tiny_model_dir, vll
     assert again.executed == []
 
 
-def test_candidates_with_full_fine_tuning_run_on_an_engine_without_lora(
-    tmp_path, run_config, tiny_model_dir, scoring_engine
-):
-    """The shipped settings (candidates scored by the policy, full fine-tuning): the run's own engine
-    for the trained policy starts without LoRA, so it can score text."""
+def test_only_a_run_that_serves_adapters_starts_its_engine_with_lora(tmp_path, run_config, tiny_model_dir):
+    """The shipped settings (candidates scored by the policy, full fine-tuning) start the run's engines
+    without LoRA, so the policy can score text; a LoRA round or a starting adapter needs LoRA serving.
+    The real run with those settings (its own engines, before and after training, scoring candidates)
+    is test_engine_lifetime.py's."""
     from rlaif.pipeline.compile import resolve
     from rlaif.pipeline.context import Policy, RunContext
-
-    overrides = small_overrides(run_config, tiny_model_dir) + [
-        "feedback.options.num_generations=2",
-        "dpo.lora=null",
-        "prompts.limit=4",
-        "eval.instructions.prompts.limit=4",
-    ]
-    cfg = load_run_config(PIPELINE, overrides)
-    runner = Runner(cfg, engine=scoring_engine)
-    metrics = runner.run()
-    pairs = read_jsonl(cfg.run_dir() / "round_1" / "feedback" / "pairs.jsonl", PreferencePair)
-    assert pairs and all(p.metadata["candidates"]["asked"] == 2 for p in pairs)
-    assert all(
-        p.chosen == p.metadata["candidates"]["texts"][p.metadata["candidates"]["chosen"]] for p in pairs
-    )
-    assert metrics["rounds"][1]["instruction_samples"] == 4
-    events = [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
-    assert any(e.get("event") == "engine_start" for e in events)  # the trained model got its own engine
 
     def serves(extra: list[str], adapter: Path | None = None) -> bool:
         c = load_run_config(PIPELINE, small_overrides(run_config, tiny_model_dir) + extra)

@@ -1,12 +1,17 @@
 """Mid-stage resume through the real CLI: a training stage SIGKILLed mid-way (a real subprocess, killed
 by the fault hook right after an optimiser step) resumes from its newest checkpoint and ends with the
 same weights as an uninterrupted run (CPU, fixed seed), for DPO and the reward model (TRL) and for our
-PPO."""
+PPO.
+
+The killed run and the resumed one are real processes (the resume must find on disk what a killed
+process left); the uninterrupted reference is the same command in this process (``rlaif.cli.main``, one
+torch thread as in those processes), which saves a Python start and a torch/TRL import per test."""
 
 from __future__ import annotations
 
 import json
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,11 +36,34 @@ def _train(tmp_path: Path, stage: str, cfg: dict, out: Path, name: str, kill_at:
     return code, cli
 
 
-def _whole_then_killed(tmp_path: Path, stage: str, cfg: dict, kill_at: int) -> Path:
-    """Train ``cfg`` uninterrupted into ``whole/``, then again into ``resumed/`` (returned), SIGKILLed
-    by the fault hook right after optimiser step ``kill_at``."""
-    code, _ = _train(tmp_path, stage, cfg, tmp_path / "whole", "whole")
-    assert code == 0
+def _train_here(tmp_path: Path, stage: str, cfg: dict, out: Path, monkeypatch) -> int:
+    """``rlaif train STAGE --config`` in this process, run from ``tmp_path`` as the processes are (so a
+    reward module written there imports); the train tests' autouse fixture holds torch to one thread,
+    as ``OMP_NUM_THREADS=1`` does in the processes."""
+    import torch
+
+    from rlaif.cli import main
+
+    assert torch.get_num_threads() == 1
+    config = tmp_path / "whole.yaml"
+    config.write_text(yaml.safe_dump({**cfg, "output_dir": str(out)}))
+    loaded = set(sys.modules)
+    with monkeypatch.context() as m:
+        m.chdir(tmp_path)
+        m.syspath_prepend(str(tmp_path))
+        m.delenv(FAULT_ENV, raising=False)
+        try:
+            return main(["train", stage, "--config", str(config)])
+        finally:  # the reward module is this test's: another test's file of the same name is another
+            for name in set(sys.modules) - loaded:
+                if str(getattr(sys.modules[name], "__file__", "") or "").startswith(str(tmp_path)):
+                    del sys.modules[name]
+
+
+def _whole_then_killed(tmp_path: Path, stage: str, cfg: dict, kill_at: int, monkeypatch) -> Path:
+    """Train ``cfg`` uninterrupted into ``whole/`` (in this process), then again into ``resumed/``
+    (returned) in a real process, SIGKILLed by the fault hook right after optimiser step ``kill_at``."""
+    assert _train_here(tmp_path, stage, cfg, tmp_path / "whole", monkeypatch) == 0
     out = tmp_path / "resumed"
     code, killed = _train(tmp_path, stage, cfg, out, "killed", kill_at=kill_at)
     assert code == -signal.SIGKILL, killed.stderr()[-2000:]
@@ -71,7 +99,9 @@ def _check_resumed_metrics(path: Path, steps: int) -> None:
     )  # the steps before the checkpoint kept, the lost ones redone once, none twice
 
 
-def test_dpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, dpo_pairs_file):
+def test_dpo_killed_mid_stage_resumes_to_the_same_weights(
+    tmp_path, tiny_model_dir, dpo_pairs_file, monkeypatch
+):
     cfg = {
         "policy": {"path": str(tiny_model_dir)},
         "pairs": [str(dpo_pairs_file)],
@@ -82,7 +112,7 @@ def test_dpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
         "save_steps": 2,
         "save_total_limit": 2,
     }
-    out = _whole_then_killed(tmp_path, "dpo", cfg, kill_at=5)
+    out = _whole_then_killed(tmp_path, "dpo", cfg, 5, monkeypatch)
     assert sorted(p.name for p in (out / "trainer").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert not (out / "adapter").exists()
     resumed = _resume(tmp_path, "dpo", cfg, out)
@@ -93,7 +123,9 @@ def test_dpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
     _assert_same_weights(tmp_path, out, "adapter/adapter_model.safetensors")
 
 
-def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, rm_pairs_file):
+def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(
+    tmp_path, tiny_model_dir, rm_pairs_file, monkeypatch
+):
     cfg = {
         "model": str(tiny_model_dir),
         "pairs": [str(rm_pairs_file)],
@@ -102,7 +134,7 @@ def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tin
         "learning_rate": 1e-3,
         "save_steps": 2,
     }
-    out = _whole_then_killed(tmp_path, "reward-model", cfg, kill_at=5)
+    out = _whole_then_killed(tmp_path, "reward-model", cfg, 5, monkeypatch)
     resumed = _resume(tmp_path, "reward-model", cfg, out)
     assert f"reward_model: resuming from {out / 'trainer' / 'checkpoint-4'} (step 4)" in resumed.stderr()
     assert "(cached)" in resumed.stderr() or "4 cached" in resumed.stderr(), resumed.stderr()[-2000:]
@@ -111,7 +143,9 @@ def test_reward_model_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tin
 
 
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
-def test_ppo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, prompts_file, lora):
+def test_ppo_killed_mid_stage_resumes_to_the_same_weights(
+    tmp_path, tiny_model_dir, prompts_file, lora, monkeypatch
+):
     (tmp_path / "my_rewards.py").write_text(REWARD_MODULE)  # importable: the CLI runs in tmp_path
     cfg = {
         "policy": {"path": str(tiny_model_dir)},
@@ -131,7 +165,7 @@ def test_ppo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_d
     }
     if not lora:
         cfg["lora"] = None
-    out = _whole_then_killed(tmp_path, "ppo", cfg, kill_at=3)
+    out = _whole_then_killed(tmp_path, "ppo", cfg, 3, monkeypatch)
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000002"]
     resumed = _resume(tmp_path, "ppo", cfg, out)
     assert "ppo: resumed from the checkpoint after step 2 of 5" in resumed.stderr()
@@ -162,7 +196,9 @@ def test_only_complete_checkpoints_made_under_the_same_key_are_resumed(tmp_path)
     assert resume_checkpoint(SimpleNamespace(save_strategy="no"), "k2") is None
 
 
-def test_grpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_dir, prompts_file):
+def test_grpo_killed_mid_stage_resumes_to_the_same_weights(
+    tmp_path, tiny_model_dir, prompts_file, monkeypatch
+):
     (tmp_path / "my_rewards.py").write_text(REWARD_MODULE)
     cfg = {
         "policy": {"path": str(tiny_model_dir)},
@@ -176,7 +212,7 @@ def test_grpo_killed_mid_stage_resumes_to_the_same_weights(tmp_path, tiny_model_
         "lora": {"r": 4, "alpha": 8},
         "save_steps": 2,
     }
-    out = _whole_then_killed(tmp_path, "grpo", cfg, kill_at=3)
+    out = _whole_then_killed(tmp_path, "grpo", cfg, 3, monkeypatch)
     resumed = _resume(tmp_path, "grpo", cfg, out)
     assert f"grpo: resuming from {out / 'trainer' / 'checkpoint-2'} (step 2)" in resumed.stderr()
     _check_resumed_metrics(out / "metrics.jsonl", 4)
