@@ -11,11 +11,9 @@ COPY of this checkout's package, first on ``PYTHONPATH``, edited after the build
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from package_copy import copy_package, run_python
 
 from rlaif.pipeline.report_view import _code_changed
 
@@ -27,24 +25,6 @@ WARNING = (
     "with round_0/eval (--allow-code-change), so this process may mix two code versions; the change is "
     "recorded in the events, status.json and the manifests of the stages made from here on"
 )
-
-
-def copy_package(tmp_path: Path) -> Path:
-    """A folder holding a copy of this checkout's rlaif package and the templates beside it."""
-    code = tmp_path / "code"
-    shutil.copytree(REPO / "rlaif", code / "rlaif", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "prompts", code / "prompts")
-    return code
-
-
-def run_python(args: list[str], code: Path, log: Path) -> subprocess.CompletedProcess:
-    """``python ARGS`` with the copy in ``code`` (only) on ``PYTHONPATH``; its output kept in ``log``."""
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env=env, cwd=code, timeout=1800
-    )
-    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    return proc
 
 
 def manifest(run_dir: Path, stage: str) -> dict:

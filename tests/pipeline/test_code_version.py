@@ -13,13 +13,12 @@ two prompts, one DPO step) whose plug-in feedback source edits the copy, with no
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from package_copy import copy_package, run_python
 
 from rlaif.pipeline import code_version
 from rlaif.pipeline.code_version import CodeChanged, check_unchanged, fingerprint, other_code
@@ -139,25 +138,6 @@ ERROR = (
     "stopped before {stage} so that one process does not mix two code versions; the finished stages "
     "are kept, and running the same command again resumes on the new code"
 )
-
-
-def copy_package(tmp_path: Path) -> Path:
-    """A folder holding a copy of this checkout's rlaif package (no caches) and of the templates beside
-    it (``prompts/``, found next to the package as in a checkout), for ``PYTHONPATH``."""
-    code = tmp_path / "code"
-    shutil.copytree(REPO / "rlaif", code / "rlaif", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "prompts", code / "prompts")
-    return code
-
-
-def run_python(args: list[str], code: Path, log: Path) -> subprocess.CompletedProcess:
-    """``python ARGS`` with the copy in ``code`` (only) on ``PYTHONPATH``; its output kept in ``log``."""
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env=env, cwd=code, timeout=1800
-    )
-    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    return proc
 
 
 def events(run_dir: Path) -> list[dict]:
