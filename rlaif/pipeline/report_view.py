@@ -21,6 +21,7 @@ PERCENT_KEYS = (
     "accuracy",
     "accuracies",
     "instruction_pass_rate",
+    "answered_rate",
 )
 ROUND_COLUMNS = {
     "pass@1": "pass@1",
@@ -180,6 +181,13 @@ def _rounds(rounds: list[dict]) -> dict:
                     f"{r.get('label')}, held-out instructions{named} vs the {against} policy: "
                     f"{change.get('gained')} samples newly pass, {change.get('lost')} newly fail of "
                     f"{change.get('paired')} (exact sign test p={change.get('sign_test_p')})."
+                )
+            strict = r.get(f"{prefix}instruction_answered_change_vs_{against}")
+            if isinstance(strict, dict):
+                notes.append(
+                    f"{r.get('label')}, held-out instructions{named} vs the {against} policy, passed AND "
+                    f"answered the request: {strict.get('gained')} samples newly, {strict.get('lost')} no "
+                    f"longer of {strict.get('paired')} (exact sign test p={strict.get('sign_test_p')})."
                 )
         for against in ("start", "previous"):
             change = r.get(f"code_sampled_change_vs_{against}")
