@@ -204,16 +204,17 @@ def check_all(text: str, specs: Iterable[dict], where: str = "instruction") -> b
 # that starts like it: "sleep" -> "sleeping").
 MIN_ANSWER_WORDS = 5
 _STOP = frozenset(
-    "about after also answer because before being could describe does explain give have into just like "
-    "make many more most much some tell than that their them then there these they this what when where "
-    "which while with would your".split()
+    "about after all also and answer any are because before being but can could describe does explain "
+    "for from give has have how into its just like make many may more most much not one our out some "
+    "tell than that the their them then there these they this use was what when where which while who "
+    "why with would you your".split()
 )
 
 
 def request_words(request: str) -> list[str]:
-    """The request's content words (4+ letters, not a stop word), lowercased, in order, unique."""
+    """The request's content words (3+ letters, not a stop word), lowercased, in order, unique."""
     words = [w.lower().strip("'") for w in _words(request)]
-    return list(dict.fromkeys(w for w in words if len(w) >= 4 and w not in _STOP and not w.isdigit()))
+    return list(dict.fromkeys(w for w in words if len(w) >= 3 and w not in _STOP and not w.isdigit()))
 
 
 def answer_body(text: str, specs: Iterable[dict]) -> str:
