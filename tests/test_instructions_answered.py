@@ -35,8 +35,14 @@ def test_replies_that_follow_the_instruction_without_answering_are_not_answers(r
 @pytest.mark.parametrize(
     "reply, specs",
     [
-        ("<<The Moon>>\nThe moon is a bright rock that circles the Earth.", [{"kind": "title", "value": None}]),
-        ("Moonlight is sunlight bounced off grey dust. Thank you.", [{"kind": "ends_with", "value": "Thank you."}]),
+        (
+            "<<The Moon>>\nThe moon is a bright rock that circles the Earth.",
+            [{"kind": "title", "value": None}],
+        ),
+        (
+            "Moonlight is sunlight bounced off grey dust. Thank you.",
+            [{"kind": "ends_with", "value": "Thank you."}],
+        ),
         ("- it glows at night\n- the moon has craters", [{"kind": "bullets", "value": 2}]),
         ('"The moons of Jupiter are larger than ours."', [{"kind": "quoted", "value": None}]),
     ],
@@ -47,7 +53,12 @@ def test_real_answers_are_answers(reply, specs):
 
 def test_the_instructions_text_does_not_count_toward_the_answer():
     specs = [{"kind": "starts_with", "value": "Sure"}, {"kind": "ends_with", "value": "Have a nice day."}]
-    assert answer_body("Sure the moon is bright. Have a nice day.", specs).split() == ["the", "moon", "is", "bright."]
+    assert answer_body("Sure the moon is bright. Have a nice day.", specs).split() == [
+        "the",
+        "moon",
+        "is",
+        "bright.",
+    ]
     # four words of its own are one too few, whatever the instruction added
     assert MIN_ANSWER_WORDS == 5
     assert not answers_request("Sure the moon is bright. Have a nice day.", MOON, specs)

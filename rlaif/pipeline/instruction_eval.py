@@ -111,7 +111,9 @@ def _one_set(ctx, engine, rows: list[dict], name: str | None, source, compare: d
                 f"pass, {change['lost']} newly fail of {change['paired']} paired samples "
                 f"(sign test p={change['sign_test_p']})"
             )
-            strict = paired_change(_outcomes(earlier, name, answered=True), _outcomes(rows, name, answered=True))
+            strict = paired_change(
+                _outcomes(earlier, name, answered=True), _outcomes(rows, name, answered=True)
+            )
             metrics[f"instruction_answered_change_vs_{label}"] = strict
             ctx.say(
                 f"  held-out instructions{named} vs {label}, passed AND answered: {strict['gained']} newly, "
