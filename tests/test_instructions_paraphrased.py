@@ -99,9 +99,11 @@ class _FakeScorer:
             if text == "too long":
                 out.append(None)
                 continue
-            has = split_instruction(msgs[-1].content) is not None
-            out.append([-1.0 if has else -3.0] * len(text.split()))
+            out.append([self.per_token(msgs[-1].content)] * len(text.split()))
         return out
+
+    def per_token(self, last_user_turn: str) -> float:
+        return -1.0 if split_instruction(last_user_turn) is not None else -3.0
 
 
 def _conv(text: str) -> list[Message]:
@@ -143,23 +145,14 @@ def test_instruction_likelihood_runs_as_a_self_rewarding_judge_on_a_real_engine(
     assert len({round(v.mean_score, 6) for v in verdicts[:3]}) > 1  # depends on the instruction
 
 
-class _ThreeContextScorer:
+class _ThreeContextScorer(_FakeScorer):
     """Per-token log-probs: -1 given request + instruction, -2 given the request alone, -4 given the
     instruction alone (the cut to the instruction sentence)."""
 
-    model_name = "fake"
-
-    def __init__(self):
-        self.calls = []
-
-    def score_continuations(self, prompts, continuations, adapter=None):
-        self.calls.append(list(prompts))
-        out = []
-        for msgs, text in zip(prompts, continuations, strict=True):
-            last = msgs[-1].content
-            full = split_instruction(last) is not None
-            out.append([-1.0 if full else -2.0 if last.startswith("Describe") else -4.0] * len(text.split()))
-        return out
+    def per_token(self, last_user_turn: str) -> float:
+        if split_instruction(last_user_turn) is not None:
+            return -1.0
+        return -2.0 if last_user_turn.startswith("Describe") else -4.0
 
 
 def test_instruction_and_request_likelihood_is_the_smaller_of_the_two_contrasts():
