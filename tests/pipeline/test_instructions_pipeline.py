@@ -81,31 +81,21 @@ def test_instruction_loop_runs_on_the_tiny_model(run_config, tiny_model_dir, vll
         assert strict == pytest.approx(r["instruction_pass_answered_rate"])
 
     # round 1 is compared with round 0 prompt by prompt; the counts are what the two sample files say
-    before, after = (
-        {
-            x["id"]: x["passed"]
-            for x in map(json.loads, (run_dir / f"round_{k}" / "eval" / "samples.jsonl").open())
-        }
-        for k in (0, 1)
-    )
-    change = rounds[1]["instruction_change_vs_start"]
-    assert change["paired"] == 10 and change["unmatched"] == 0
-    assert change["gained"] == sum(after[i] and not before[i] for i in before)
-    assert change["lost"] == sum(before[i] and not after[i] for i in before)
-    assert 0 < change["sign_test_p"] <= 1
-    assert "instruction_change_vs_start" not in rounds[0]
-    # the same pairing on "passed AND answered"
-    before, after = (
-        {
-            x["id"]: x["passed"] and x["answered"]
-            for x in map(json.loads, (run_dir / f"round_{k}" / "eval" / "samples.jsonl").open())
-        }
-        for k in (0, 1)
-    )
-    strict = rounds[1]["instruction_answered_change_vs_start"]
-    assert strict["paired"] == 10 and strict["unmatched"] == 0
-    assert strict["gained"] == sum(after[i] and not before[i] for i in before)
-    assert strict["lost"] == sum(before[i] and not after[i] for i in before)
+    rows = [
+        [json.loads(x) for x in (run_dir / f"round_{k}" / "eval" / "samples.jsonl").open()] for k in (0, 1)
+    ]
+    # ... passed alone, and passed AND answered the request
+    for key, outcome in (
+        ("instruction_change_vs_start", lambda x: x["passed"]),
+        ("instruction_answered_change_vs_start", lambda x: x["passed"] and x["answered"]),
+    ):
+        before, after = ({x["id"]: outcome(x) for x in rows[k]} for k in (0, 1))
+        change = rounds[1][key]
+        assert change["paired"] == 10 and change["unmatched"] == 0
+        assert change["gained"] == sum(after[i] and not before[i] for i in before)
+        assert change["lost"] == sum(before[i] and not after[i] for i in before)
+        assert 0 < change["sign_test_p"] <= 1
+        assert key not in rounds[0]
 
     # a re-run skips every stage
     again = Runner(load_run_config(PIPELINE, small_overrides(run_config, tiny_model_dir)), engine=vllm_engine)
