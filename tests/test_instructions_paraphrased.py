@@ -128,13 +128,13 @@ def test_instruction_likelihood_is_the_per_token_contrast_and_names_invalid_item
     assert bare[0].content == "Be brief." and bare[-1].content == "Describe tea."
 
 
-def test_instruction_likelihood_runs_as_a_self_rewarding_judge_on_a_real_engine(scoring_engine):
+@pytest.mark.parametrize("name", ["instruction_likelihood", "instruction_and_request_likelihood"])
+def test_instruction_likelihood_runs_as_a_self_rewarding_judge_on_a_real_engine(scoring_engine, name):
     """Through the judge spec the runs use, on the tiny vLLM model: real scores, one per reply."""
     from rlaif.judges.spec import build_judge
 
     judge = build_judge(
-        {"kind": "python", "template": "rlaif.judges.instruction_likelihood:instruction_likelihood"},
-        scoring_engine,
+        {"kind": "python", "template": f"rlaif.judges.instruction_likelihood:{name}"}, scoring_engine
     )
     rows = _rows("train.jsonl")[:3]
     items = [([Message(role="user", content=r["prompt"])], "hello there friend") for r in rows]
