@@ -194,6 +194,52 @@ def check_all(text: str, specs: Iterable[dict], where: str = "instruction") -> b
     return all(check(text, s, where) for s in specs)
 
 
+# -- does the reply answer the request at all? -----------------------------------------------------
+
+# A reply can follow its instruction and still not answer: "<<my title>>", "Thank you." or a bare
+# "SmolLM" pass `title`, `ends_with` and `max_words`. A policy trained on a signal that likes
+# instruction words drifts to such replies (seen in Self-Rewarding), so the held-out metric also
+# reports the replies that answer. Literal, like the checks above: at least MIN_ANSWER_WORDS words
+# besides the text the instruction itself asks for, and one of the request's content words (or a word
+# that starts like it: "sleep" -> "sleeping").
+MIN_ANSWER_WORDS = 5
+_STOP = frozenset(
+    "about after all also and answer any are because before being but can could describe does explain "
+    "for from give has have how into its just like make many may more most much not one our out some "
+    "tell than that the their them then there these they this use was what when where which while who "
+    "why with would you your".split()
+)
+
+
+def request_words(request: str) -> list[str]:
+    """The request's content words (3+ letters, not a stop word), lowercased, in order, unique."""
+    words = [w.lower().strip("'") for w in _words(request)]
+    return list(dict.fromkeys(w for w in words if len(w) >= 3 and w not in _STOP and not w.isdigit()))
+
+
+def answer_body(text: str, specs: Iterable[dict]) -> str:
+    """``text`` without what its instructions supply: a ``<<title>>``, the required first word, the
+    required closing phrase, the enclosing quotation marks and the bullet markers."""
+    body = re.sub(r"<<[^<>\n]*>>", " ", text)
+    for spec in specs:
+        value = spec.get("value")
+        if spec.get("kind") == "ends_with" and isinstance(value, str) and body.rstrip().endswith(value):
+            body = body.rstrip()[: -len(value)]
+        elif spec.get("kind") == "starts_with" and isinstance(value, str):
+            body = re.sub(rf"^\s*{re.escape(value)}\b", " ", body)
+    return body
+
+
+def answers_request(text: str, request: str, specs: Iterable[dict] = ()) -> bool:
+    """Does ``text`` answer ``request`` at all (see :data:`MIN_ANSWER_WORDS`)? Not a quality check."""
+    body = [w.lower() for w in _words(answer_body(text, specs))]
+    if len(body) < MIN_ANSWER_WORDS:
+        return False
+    wanted = request_words(request)
+    stems = {w[: max(3, min(5, len(w) - 1))] for w in wanted}
+    return not wanted or any(w.startswith(stem) for w in body for stem in stems)
+
+
 # -- the prompt sets --------------------------------------------------------------------------------
 
 

@@ -99,9 +99,11 @@ class _FakeScorer:
             if text == "too long":
                 out.append(None)
                 continue
-            has = split_instruction(msgs[-1].content) is not None
-            out.append([-1.0 if has else -3.0] * len(text.split()))
+            out.append([self.per_token(msgs[-1].content)] * len(text.split()))
         return out
+
+    def per_token(self, last_user_turn: str) -> float:
+        return -1.0 if split_instruction(last_user_turn) is not None else -3.0
 
 
 def _conv(text: str) -> list[Message]:
@@ -126,13 +128,13 @@ def test_instruction_likelihood_is_the_per_token_contrast_and_names_invalid_item
     assert bare[0].content == "Be brief." and bare[-1].content == "Describe tea."
 
 
-def test_instruction_likelihood_runs_as_a_self_rewarding_judge_on_a_real_engine(scoring_engine):
+@pytest.mark.parametrize("name", ["instruction_likelihood", "instruction_and_request_likelihood"])
+def test_instruction_likelihood_runs_as_a_self_rewarding_judge_on_a_real_engine(scoring_engine, name):
     """Through the judge spec the runs use, on the tiny vLLM model: real scores, one per reply."""
     from rlaif.judges.spec import build_judge
 
     judge = build_judge(
-        {"kind": "python", "template": "rlaif.judges.instruction_likelihood:instruction_likelihood"},
-        scoring_engine,
+        {"kind": "python", "template": f"rlaif.judges.instruction_likelihood:{name}"}, scoring_engine
     )
     rows = _rows("train.jsonl")[:3]
     items = [([Message(role="user", content=r["prompt"])], "hello there friend") for r in rows]
@@ -141,3 +143,69 @@ def test_instruction_likelihood_runs_as_a_self_rewarding_judge_on_a_real_engine(
     assert [v.mean_score is not None for v in verdicts] == [True, True, True, False]
     assert all(isinstance(v.mean_score, float) for v in verdicts[:3])
     assert len({round(v.mean_score, 6) for v in verdicts[:3]}) > 1  # depends on the instruction
+
+
+class _ThreeContextScorer(_FakeScorer):
+    """Per-token log-probs: -1 given request + instruction, -2 given the request alone, -4 given the
+    instruction alone (the cut to the instruction sentence)."""
+
+    def per_token(self, last_user_turn: str) -> float:
+        if split_instruction(last_user_turn) is not None:
+            return -1.0
+        return -2.0 if last_user_turn.startswith("Describe") else -4.0
+
+
+def test_instruction_and_request_likelihood_is_the_smaller_of_the_two_contrasts():
+    from rlaif.judges.instruction_likelihood import instruction_and_request_likelihood
+
+    engine = _ThreeContextScorer()
+    prompts = [_conv("Describe tea. Answer in at most 10 words."), _conv("Describe tea.")]
+    out = instruction_and_request_likelihood(prompts, ["hot leaf water", "x"], engine=engine)
+    # instruction contrast -1 - (-2) = 1, request contrast -1 - (-4) = 3: the judge takes 1
+    assert out[0] == pytest.approx(1.0)
+    assert "no known instruction" in out[1]["invalid_reason"]
+    assert len(engine.calls) == 1  # one batched call: the full prompt once, then each cut
+    contexts = engine.calls[0]
+    assert [c[-1].content for c in contexts] == [
+        "Describe tea. Answer in at most 10 words.",
+        "Describe tea.",
+        "Answer in at most 10 words.",
+    ]
+    assert all(c[0].content == "Be brief." for c in contexts)  # earlier turns are kept
+
+
+def test_a_reply_the_request_does_not_explain_scores_low_even_when_the_instruction_does():
+    """The non-answer the instruction contrast alone prefers ('Thank you.' for an ends-with
+    instruction) loses to an answer under the second judge when the request explains the answer."""
+    from rlaif.judges.instruction_likelihood import instruction_and_request_likelihood
+
+    class Scorer:
+        model_name = "fake"
+
+        def score_continuations(self, prompts, continuations, adapter=None):
+            out = []
+            for msgs, text in zip(prompts, continuations, strict=True):
+                last = msgs[-1].content
+                ctx = (
+                    "full"
+                    if split_instruction(last)
+                    else "request"
+                    if last.startswith("Describe")
+                    else "instr"
+                )
+                per_token = {  # the non-answer: explained by the instruction only
+                    ("Thank you.", "full"): -1.0, ("Thank you.", "request"): -3.0, ("Thank you.", "instr"): -1.1,
+                    ("Tea is hot. Thank you.", "full"): -1.0, ("Tea is hot. Thank you.", "request"): -1.2,
+                    ("Tea is hot. Thank you.", "instr"): -2.5,
+                }[(text, ctx)]  # fmt: skip
+                out.append([per_token] * len(text.split()))
+            return out
+
+    prompts = [
+        _conv('Describe tea. End your answer with the exact words "Thank you." and write nothing after them.')
+    ] * 2
+    replies = ["Thank you.", "Tea is hot. Thank you."]
+    old = instruction_likelihood(prompts, replies, engine=Scorer())
+    new = instruction_and_request_likelihood(prompts, replies, engine=Scorer())
+    assert old[0] > old[1]  # 2.0 vs 0.2: the instruction contrast alone prefers the non-answer
+    assert new[0] < new[1]  # 0.1 vs 0.2

@@ -77,19 +77,22 @@ def _explain_any(key: str) -> None:
         emit(text)
 
 
+ALLOW_CODE_CHANGE = typer.Option(
+    False,
+    "--allow-code-change",
+    help="When rlaif's own files change under the run (an edit, a git pull), warn and go on instead "
+    "of stopping before the next stage; the change is still recorded (events, status.json, the "
+    "manifests of the stages made after it).",
+)
+
+
 def run(
     file: Path = typer.Argument(..., help="Run config YAML."),
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. rounds=2 dpo.beta=0.2"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan (stages, skipped or to run) and exit."
     ),
-    allow_code_change: bool = typer.Option(
-        False,
-        "--allow-code-change",
-        help="When rlaif's own files change under the run (an edit, a git pull), warn and go on instead "
-        "of stopping before the next stage; the change is still recorded (events, status.json, the "
-        "manifests of the stages made after it).",
-    ),
+    allow_code_change: bool = ALLOW_CODE_CHANGE,
 ) -> None:
     """Run (or resume) a self-improvement pipeline."""
     file = resolve_pipeline(file)
@@ -158,6 +161,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
 def demo(
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides of pipelines/demo.yaml."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit."),
+    allow_code_change: bool = ALLOW_CODE_CHANGE,
 ) -> None:
     """The CPU demo: a from-scratch code model improved by RLCF rounds (DPO) and a final PPO round."""
     file = shipped_dir("pipelines") / "demo.yaml"
@@ -165,7 +169,8 @@ def demo(
         raise ConfigError(f"demo pipeline not found at {file}")
     resolved = check_config(file, overrides or [])
     print(f"demo: {file} -> {resolved.config.run_dir()}", file=sys.stderr)
-    _execute(resolved, dry_run, ["rlaif", "demo", *(overrides or [])])
+    flags = ["--allow-code-change"] if allow_code_change else []
+    _execute(resolved, dry_run, ["rlaif", "demo", *(overrides or []), *flags], allow_code_change)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,8 +13,16 @@ malformed instruction is an error naming the prompt. After training, the round i
 sample with the starting policy's evaluation (and with the previous round's, from round 2 on): how many
 held-out samples newly pass, how many newly fail, and an exact sign test on those changes
 (:func:`rlaif.tasks.metric.paired_change`), because overlapping per-round intervals can hide a
-consistent paired gain. Non-guarantee: the p-value is per comparison, not corrected for the number of
-rounds looked at.
+consistent paired gain.
+
+A reply can pass its instruction without answering the request ("<<my title>>" passes a title
+instruction), so every row also says whether the reply answers at all
+(:func:`rlaif.instructions.answers_request`: enough words besides what the instruction supplies, and
+one of the request's content words), and the metrics add ``instruction_answered_rate``,
+``instruction_pass_answered_rate`` (passed AND answered) and its paired change
+``instruction_answered_change_vs_<label>``. Non-guarantees: the p-value is per comparison, not
+corrected for the number of rounds looked at; the answer check is literal (an answer that never uses
+the request's words counts as not answering; a topical non-answer with five words counts as one).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 from pathlib import Path
 
 from rlaif.errors import ConfigError
+from rlaif.instructions import answers_request, split_instruction
 from rlaif.pipeline.inputs import load_prompt_source
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.records import iter_json_lines, stable_hash
@@ -62,8 +71,10 @@ def _one_set(ctx, engine, rows: list[dict], name: str | None, source, compare: d
     )  # fmt: skip
     metric = instruction_pass_rate_metric(InstructionTask(prompts))
     checked, metrics = metric.measure(engine, prompts, sampling)
+    start = len(rows)
     for c in checked:
         p = c.record
+        specs = p.metadata.get("instructions") or []
         rows.append(
             {
                 "kind": "instructions",
@@ -75,33 +86,67 @@ def _one_set(ctx, engine, rows: list[dict], name: str | None, source, compare: d
                 "instructions": p.metadata.get("instructions") or [],
                 "prompt_hash": _prompt_hash(p),
                 "passed": c.verdict.passed,
+                "answered": answers_request(c.completion.text, _request(p), specs) if specs else None,
             }
         )
-    mine = _outcomes(rows, name)
+    scored = [r for r in rows[start:] if r["answered"] is not None]
+    if scored:
+        metrics["instruction_answered_rate"] = round(sum(r["answered"] for r in scored) / len(scored), 4)
+        metrics["instruction_pass_answered_rate"] = round(
+            sum(r["answered"] and r["passed"] for r in scored) / len(scored), 4
+        )
+    named = f" ({name})" if name else ""
+    if scored:
+        ctx.say(
+            f"  held-out instructions{named}: {sum(not r['answered'] for r in scored)} of {len(scored)} "
+            "replies do not answer the request (too few words of their own, or none of its words)"
+        )
     for label, path in compare.items():
         if path is not None and Path(path).is_file():
-            change = paired_change(_outcomes((r for _, r in iter_json_lines(path)), name), mine)
+            earlier = list(r for _, r in iter_json_lines(path))
+            change = paired_change(_outcomes(earlier, name), _outcomes(rows, name))
             metrics[f"instruction_change_vs_{label}"] = change
             ctx.say(
-                f"  held-out instructions{f' ({name})' if name else ''} vs {label}: {change['gained']} newly "
+                f"  held-out instructions{named} vs {label}: {change['gained']} newly "
                 f"pass, {change['lost']} newly fail of {change['paired']} paired samples "
                 f"(sign test p={change['sign_test_p']})"
             )
+            strict = paired_change(
+                _outcomes(earlier, name, answered=True), _outcomes(rows, name, answered=True)
+            )
+            metrics[f"instruction_answered_change_vs_{label}"] = strict
+            ctx.say(
+                f"  held-out instructions{named} vs {label}, passed AND answered: {strict['gained']} newly, "
+                f"{strict['lost']} no longer of {strict['paired']} (sign test p={strict['sign_test_p']})"
+            )
     return metrics
+
+
+def _request(p) -> str:
+    """The bare request of a held-out prompt: its ``task`` field where the set has one, else the last
+    user turn without its instruction sentence (or the whole turn)."""
+    if isinstance(p.metadata.get("task"), str):
+        return p.metadata["task"]
+    last = next((m.content for m in reversed(p.messages) if m.role == "user"), "")
+    split = split_instruction(last)
+    return split[0] if split else last
 
 
 def _prompt_hash(p) -> str:
     return stable_hash(json.dumps([m.model_dump(mode="json") for m in p.messages], sort_keys=True))
 
 
-def _outcomes(rows, name: str | None = None) -> dict[str, bool]:
+def _outcomes(rows, name: str | None = None, answered: bool = False) -> dict[str, bool]:
     """``{"<prompt id>#<sample>#<prompt hash>": passed}`` for the instruction rows of an evaluation.
 
     The prompt's hash is in the key so that a held-out file rebuilt between two evaluations (same ids,
     other prompts) counts as unmatched instead of being paired by id. ``name``: which set (None: the
-    main one)."""
+    main one). ``answered``: the outcome is passed AND answered; rows written before rows said whether
+    they answer are left out (so they count as unmatched, never as failures)."""
     return {
-        f"{r['id']}#{r['sample']}#{r.get('prompt_hash')}": bool(r["passed"])
+        f"{r['id']}#{r['sample']}#{r.get('prompt_hash')}": bool(r["passed"]) and bool(r.get("answered"))
+        if answered
+        else bool(r["passed"])
         for r in rows
-        if r.get("kind") == "instructions" and r.get("set") == name
+        if r.get("kind") == "instructions" and r.get("set") == name and (not answered or "answered" in r)
     }

@@ -62,6 +62,7 @@ def _code(run: dict | None, stages: dict[str, dict]) -> dict:
 ROUND_KEYS = (
     "pass@1",
     "instruction_pass_rate",
+    "instruction_pass_answered_rate",
     "win_rate_vs_previous",
     "mean_response_tokens",
     "judge_invalid_rate",

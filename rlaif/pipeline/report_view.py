@@ -21,6 +21,7 @@ PERCENT_KEYS = (
     "accuracy",
     "accuracies",
     "instruction_pass_rate",
+    "answered_rate",
 )
 ROUND_COLUMNS = {
     "pass@1": "pass@1",
@@ -173,14 +174,18 @@ def _rounds(rounds: list[dict]) -> dict:
             k[: -len("instruction_change_vs_start")] for k in r if k.endswith("_instruction_change_vs_start")
         )
         for prefix, against in itertools.product(sets, ("start", "previous")):
-            change = r.get(f"{prefix}instruction_change_vs_{against}")
-            if isinstance(change, dict):
-                named = f" ({prefix[:-1]})" if prefix else ""
-                notes.append(
-                    f"{r.get('label')}, held-out instructions{named} vs the {against} policy: "
-                    f"{change.get('gained')} samples newly pass, {change.get('lost')} newly fail of "
-                    f"{change.get('paired')} (exact sign test p={change.get('sign_test_p')})."
-                )
+            named = f" ({prefix[:-1]})" if prefix else ""
+            for key, outcome, gained, lost in (
+                ("instruction_change_vs_", "", "samples newly pass", "newly fail"),
+                ("instruction_answered_change_vs_", ", passed AND answered the request", "samples newly", "no longer"),
+            ):  # fmt: skip
+                change = r.get(f"{prefix}{key}{against}")
+                if isinstance(change, dict):
+                    notes.append(
+                        f"{r.get('label')}, held-out instructions{named} vs the {against} policy{outcome}: "
+                        f"{change.get('gained')} {gained}, {change.get('lost')} {lost} of "
+                        f"{change.get('paired')} (exact sign test p={change.get('sign_test_p')})."
+                    )
         for against in ("start", "previous"):
             change = r.get(f"code_sampled_change_vs_{against}")
             if isinstance(change, dict):

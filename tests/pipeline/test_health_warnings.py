@@ -76,10 +76,11 @@ def test_a_significant_code_drop_is_warned_per_sample_and_per_problem(tmp_path):
     assert find_warnings(tmp_path, [before, small], HealthConfig()) == []
     assert find_warnings(tmp_path, [after, before], HealthConfig()) == []
     assert find_warnings(tmp_path, [before, after], HealthConfig(drop_p_value=None)) == []
-    # a bad problem's samples (passed: null, left out of pass@k) are left out of the pairing too
+    # a bad problem's samples (left out of pass@k) are left out of the pairing too: by their status,
+    # since the evaluation writes them as passed: false, like real failures
     bad = code_rows([[False, False]] * 8)
     for row in bad:
-        row.update(passed=None, status="bad_problem")
+        row.update(passed=False, status="bad_problem")
     broken = stage(tmp_path, "round_1/eval", {"metrics": {}}, bad)
     assert find_warnings(tmp_path, [before, broken], HealthConfig()) == []
 

@@ -12,7 +12,7 @@ import pytest
 
 from rlaif.config.loading import load_run_config
 from rlaif.feedback.prompts_io import load_prompts
-from rlaif.instructions import check_all
+from rlaif.instructions import answers_request, check_all
 from rlaif.pipeline.runner import Runner, StageFailed
 from rlaif.records import PreferencePair, read_jsonl
 
@@ -55,6 +55,9 @@ def test_instruction_loop_runs_on_the_tiny_model(run_config, tiny_model_dir, vll
     assert all(p.prompt == train[p.metadata["prompt_id"]].messages for p in pairs)
 
     # held-out pass rate in every round's metrics, and it is what the checker says about the samples
+    heldout = {
+        r.id: r.metadata["task"] for r in load_prompts(cfg.eval.instructions.prompts.path, format="jsonl")
+    }
     rounds = metrics["rounds"]
     assert [r["round"] for r in rounds] == [0, 1]
     for k, r in enumerate(rounds):
@@ -69,21 +72,30 @@ def test_instruction_loop_runs_on_the_tiny_model(run_config, tiny_model_dir, vll
         assert len(rows) == 10
         assert all(x["passed"] == check_all(x["text"], x["instructions"]) for x in rows)
         assert sum(x["passed"] for x in rows) / 10 == pytest.approx(r["instruction_pass_rate"])
+        # ... and whether each reply answers its request at all, by the literal guard on the request
+        assert all(
+            x["answered"] == answers_request(x["text"], heldout[x["id"]], x["instructions"]) for x in rows
+        )
+        assert sum(x["answered"] for x in rows) / 10 == pytest.approx(r["instruction_answered_rate"])
+        strict = sum(x["answered"] and x["passed"] for x in rows) / 10
+        assert strict == pytest.approx(r["instruction_pass_answered_rate"])
 
     # round 1 is compared with round 0 prompt by prompt; the counts are what the two sample files say
-    before, after = (
-        {
-            x["id"]: x["passed"]
-            for x in map(json.loads, (run_dir / f"round_{k}" / "eval" / "samples.jsonl").open())
-        }
-        for k in (0, 1)
-    )
-    change = rounds[1]["instruction_change_vs_start"]
-    assert change["paired"] == 10 and change["unmatched"] == 0
-    assert change["gained"] == sum(after[i] and not before[i] for i in before)
-    assert change["lost"] == sum(before[i] and not after[i] for i in before)
-    assert 0 < change["sign_test_p"] <= 1
-    assert "instruction_change_vs_start" not in rounds[0]
+    rows = [
+        [json.loads(x) for x in (run_dir / f"round_{k}" / "eval" / "samples.jsonl").open()] for k in (0, 1)
+    ]
+    # ... passed alone, and passed AND answered the request
+    for key, outcome in (
+        ("instruction_change_vs_start", lambda x: x["passed"]),
+        ("instruction_answered_change_vs_start", lambda x: x["passed"] and x["answered"]),
+    ):
+        before, after = ({x["id"]: outcome(x) for x in rows[k]} for k in (0, 1))
+        change = rounds[1][key]
+        assert change["paired"] == 10 and change["unmatched"] == 0
+        assert change["gained"] == sum(after[i] and not before[i] for i in before)
+        assert change["lost"] == sum(before[i] and not after[i] for i in before)
+        assert 0 < change["sign_test_p"] <= 1
+        assert key not in rounds[0]
 
     # a re-run skips every stage
     again = Runner(load_run_config(PIPELINE, small_overrides(run_config, tiny_model_dir)), engine=vllm_engine)
