@@ -90,13 +90,12 @@ def _one_set(ctx, engine, rows: list[dict], name: str | None, source, compare: d
             }
         )
     scored = [r for r in rows[start:] if r["answered"] is not None]
+    named = f" ({name})" if name else ""
     if scored:
         metrics["instruction_answered_rate"] = round(sum(r["answered"] for r in scored) / len(scored), 4)
         metrics["instruction_pass_answered_rate"] = round(
             sum(r["answered"] and r["passed"] for r in scored) / len(scored), 4
         )
-    named = f" ({name})" if name else ""
-    if scored:
         ctx.say(
             f"  held-out instructions{named}: {sum(not r['answered'] for r in scored)} of {len(scored)} "
             "replies do not answer the request (too few words of their own, or none of its words)"
