@@ -203,6 +203,48 @@ def test_the_instruction_checker_rewards_a_real_grpo_step(tiny_model_dir, tmp_pa
     assert {v.score for v in reward.last_verdicts} <= {0.0, 0.5, 1.0} and 0.0 <= line["reward"] <= 1.0
 
 
+def test_require_answer_reads_each_rollouts_request_in_a_real_grpo_step(tiny_model_dir, tmp_path):
+    """``final.require_answer``'s reward in one real TRL GRPO step: the prompts' ``task`` column reaches
+    the checker, and every rollout that does not answer its request is failed as ``not_answered``."""
+    from rlaif.instructions import answers_request
+    from rlaif.records import Message, PromptRecord
+    from rlaif.tasks.base import completion_text
+    from rlaif.tasks.instruction import InstructionTask
+    from rlaif.train.configs import GRPOConfig, PolicySpec
+    from rlaif.train.grpo import run_grpo
+    from rlaif.train.rewards import verifier_reward
+
+    specs = [{"kind": "lowercase"}]
+    prompts = [
+        PromptRecord(
+            id=f"q{i}",
+            messages=[
+                Message(role="user", content=f"Describe the number {i}. Write only lowercase letters.")
+            ],
+            metadata={"instructions": specs, "task": f"Describe the number {i}."},
+        )  # fmt: skip
+        for i in range(4)
+    ]
+    guarded = verifier_reward(InstructionTask(require_answer=True), "fraction")
+    seen: list[tuple[str, str]] = []
+
+    def recording(prompts, completions, **columns):
+        seen.extend(zip([completion_text(c) for c in completions], columns["task"], strict=True))
+        return guarded(prompts=prompts, completions=completions, **columns)
+
+    recording.__name__ = guarded.__name__
+    cfg = GRPOConfig(
+        output_dir=tmp_path / "grpo", policy=PolicySpec(path=tiny_model_dir), prompts=[tmp_path / "unused.jsonl"],
+        num_generations=4, per_device_train_batch_size=8, max_completion_length=12, max_steps=1, learning_rate=5e-3,
+    )  # fmt: skip
+    assert run_grpo(cfg, prompts=prompts, reward_funcs=[recording]).counts["steps"] == 1
+    assert len(seen) == len(guarded.last_verdicts) > 0
+    assert {task for _, task in seen} <= {p.metadata["task"] for p in prompts}
+    for (text, task), verdict in zip(seen, guarded.last_verdicts, strict=True):
+        assert (verdict.status == "not_answered") == (not answers_request(text, task, specs)), text
+        assert verdict.status != "not_answered" or verdict.score == 0.0
+
+
 def test_instruction_pairs_is_a_verifier_gated_source_through_the_plugin_path():
     """The instruction instance of rlaif.feedback.verified: a reply that follows every instruction beats
     one that does not; a prompt whose replies all pass (or all fail alike) is dropped with its reason."""

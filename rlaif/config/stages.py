@@ -83,6 +83,12 @@ class FinalRoundConfig(Strict):
     reward_kind: str = Field(
         "fraction", description="Verifier reward map (sandbox, verifier): binary, fraction, coderl, rltf."
     )
+    require_answer: bool = Field(
+        False,
+        description="Verifier reward on instruction prompts: a rollout that does not answer its request "
+        "(fewer than 5 words of its own, or none of the request's words) fails and scores 0, so the "
+        "checker cannot be won by replies like '<<Title>> Sure.'.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="The trainer's own config.")
 
 

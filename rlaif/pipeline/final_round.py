@@ -5,7 +5,8 @@ Rewards:
   run's sandbox pool and mapped by ``final.reward_kind`` (binary, fraction, coderl, rltf);
 - ``verifier``: the prompts' own verifier (:mod:`rlaif.tasks`), mapped the same way: the sandbox on
   code problems, the instruction checker on prompts that list their ``instructions`` (each rollout is
-  checked against its prompt's instructions, passed to the reward as a column);
+  checked against its prompt's instructions, passed to the reward as a column; with
+  ``final.require_answer`` a rollout that does not answer its request scores 0);
 - ``reward_model``: a Bradley-Terry reward model is first trained on every pair the run collected
   (``final/reward_model``), then scores rollouts;
 - ``judge``: the run's pointwise judge scores each rollout (mean of its valid judgments; a rollout
@@ -113,7 +114,7 @@ def _task_reward(ctx: RunContext, problems: dict):
         raise ConfigError("final.reward=sandbox needs code problems as the run's prompts")
     from rlaif.tasks.instruction import InstructionTask
 
-    return verifier_reward(InstructionTask(), fin.reward_kind)
+    return verifier_reward(InstructionTask(require_answer=fin.require_answer), fin.reward_kind)
 
 
 def _reward(ctx: RunContext, stage_dir: Path, problems: dict) -> tuple:

@@ -31,7 +31,7 @@ import json
 from pathlib import Path
 
 from rlaif.errors import ConfigError
-from rlaif.instructions import answers_request, split_instruction
+from rlaif.instructions import answers_request, request_of
 from rlaif.pipeline.inputs import load_prompt_source
 from rlaif.pipeline.sampling import per_record_sampling
 from rlaif.records import iter_json_lines, stable_hash
@@ -86,7 +86,9 @@ def _one_set(ctx, engine, rows: list[dict], name: str | None, source, compare: d
                 "instructions": p.metadata.get("instructions") or [],
                 "prompt_hash": _prompt_hash(p),
                 "passed": c.verdict.passed,
-                "answered": answers_request(c.completion.text, _request(p), specs) if specs else None,
+                "answered": answers_request(c.completion.text, request_of(p.metadata, p.messages), specs)
+                if specs
+                else None,
             }
         )
     scored = [r for r in rows[start:] if r["answered"] is not None]
@@ -119,16 +121,6 @@ def _one_set(ctx, engine, rows: list[dict], name: str | None, source, compare: d
                 f"{strict['lost']} no longer of {strict['paired']} (sign test p={strict['sign_test_p']})"
             )
     return metrics
-
-
-def _request(p) -> str:
-    """The bare request of a held-out prompt: its ``task`` field where the set has one, else the last
-    user turn without its instruction sentence (or the whole turn)."""
-    if isinstance(p.metadata.get("task"), str):
-        return p.metadata["task"]
-    last = next((m.content for m in reversed(p.messages) if m.role == "user"), "")
-    split = split_instruction(last)
-    return split[0] if split else last
 
 
 def _prompt_hash(p) -> str:

@@ -173,7 +173,9 @@ def _round_blocks(cfg: RunConfig) -> dict[str, Block]:
 
 def _final_spec(call: StageCall) -> StageSpec:
     cfg = call.cfg
-    config = {"final": cfg.final.model_dump(mode="json"), "seed": cfg.seed}
+    # require_answer is left out while off, so runs finished before it existed still resume past this stage
+    unset = set() if cfg.final.require_answer else {"require_answer"}
+    config = {"final": cfg.final.model_dump(mode="json", exclude=unset), "seed": cfg.seed}
     return config, call.policy_inputs(), lambda d: run_final_round(call.ctx, d)
 
 

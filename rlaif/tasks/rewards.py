@@ -77,6 +77,8 @@ class TaskReward:
         self.last_verdicts: list[Verdict] = []
 
     def __call__(self, completions: Sequence[Any], prompts: Sequence[Any] | None = None, **columns: Any):
+        if prompts is not None:
+            columns.setdefault("prompts", prompts)  # the instruction task reads each rollout's request
         records = [self.task.reward_record(i, columns) for i in range(len(completions))]
         self.last_verdicts = self.task.verify_many(list(zip(records, completions, strict=True)))
         return [self.score(v) for v in self.last_verdicts]

@@ -107,6 +107,36 @@ def test_the_instruction_checker_is_a_trl_style_reward():
         reward_function(InstructionTask(), "bleu")
 
 
+def test_require_answer_fails_replies_that_follow_the_instruction_but_answer_nothing():
+    """The checker alone passes "<<Moon>> Sure." for a title instruction; ``require_answer`` fails it
+    (status ``not_answered``, score 0) and still passes a real answer. The request comes from the
+    prompt's ``task`` column, else from the prompt itself without its instruction sentence."""
+    specs = [[{"kind": "title", "value": None}]] * 3
+    completions = [
+        "<<Moon>> Sure.",
+        "<<Moon>> The moon circles the earth every month and lights the night.",
+        "<<Moon>> Cats sleep most of the day and purr when they are happy.",
+    ]
+    prompt = [{"role": "user", "content": "Describe the moon. Give your answer a title in double "
+               "angle brackets, like <<my title>>."}]  # fmt: skip
+    plain = verifier_reward(InstructionTask(), "fraction")
+    assert plain(prompts=[prompt] * 3, completions=completions, instructions=specs) == [1.0, 1.0, 1.0]
+    guarded = verifier_reward(InstructionTask(require_answer=True), "fraction")
+    assert guarded(prompts=[prompt] * 3, completions=completions, instructions=specs) == [0.0, 1.0, 0.0]
+    assert [v.status for v in guarded.last_verdicts] == ["not_answered", "passed", "not_answered"]
+    assert "'Describe the moon.'" in guarded.last_verdicts[0].detail
+    # the prompt file's task field wins over the prompt text
+    tasks = ["Describe a cat."] * 3
+    assert guarded(prompts=[prompt] * 3, completions=completions, instructions=specs, task=tasks) == [
+        0.0, 0.0, 1.0,
+    ]  # fmt: skip
+    # a broken instruction is still an error naming the prompt, not a non-answer
+    with pytest.raises(RlaifError, match="rollout 0"):
+        guarded(prompts=[prompt], completions=["x"], instructions=[[{"kind": "no_such_kind"}]])
+    with pytest.raises(RlaifError, match="require_answer needs the request"):
+        guarded(completions=["<<A>> a b c d e f"], instructions=specs[:1])
+
+
 def test_completion_text_reads_strings_conversations_and_engine_completions():
     from rlaif.records import Completion
 

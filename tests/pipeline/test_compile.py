@@ -38,6 +38,12 @@ def test_a_verifier_reward_needs_prompts_a_verifier_can_check(run_config, tmp_pa
     assert plan.config.final.reward == "verifier"
     bad_map = run_config(final={**verifier, "reward_kind": "pass"}, prompts={"path": str(listed)})
     refused(bad_map, "'final.reward_kind'", "unknown verifier reward 'pass'")
+    guarded = compile_run(
+        run_config(final={**verifier, "require_answer": True}, prompts={"path": str(listed)})
+    )
+    assert guarded.config.final.require_answer is True
+    judged = run_config(final={"kind": "grpo", "reward": "judge", "require_answer": True})
+    refused(judged, "'final.require_answer'", "final.reward=verifier on instruction prompts", "is judge")
 
 
 def test_engine_rollouts_in_a_run_are_refused(run_config):
