@@ -358,26 +358,17 @@ def split_instruction(text: str) -> tuple[str, str] | None:
 
 
 def request_of(metadata: dict, messages: Iterable[Any]) -> str:
-    """The bare request of an instruction prompt: its ``task`` field where the set has one, else the
-    last user turn without its instruction sentence (or the whole turn).
+    """The bare request of an instruction prompt (``messages``: :class:`~rlaif.records.Message`): its
+    ``task`` field where the set has one, else the last user turn without its instruction sentence (or
+    the whole turn).
 
     Why: :func:`answers_request` needs the request without the instruction, and prompt files built
     elsewhere may not carry ``task``."""
     if isinstance(metadata.get("task"), str):
         return metadata["task"]
-    turns = [m for m in messages if _role(m) == "user"]
-    last = _content(turns[-1]) if turns else ""
+    last = next((m.content for m in reversed(list(messages)) if m.role == "user"), "")
     split = split_instruction(last)
     return split[0] if split else last
-
-
-def _role(message: Any) -> str:
-    return message.get("role", "") if isinstance(message, dict) else getattr(message, "role", "")
-
-
-def _content(message: Any) -> str:
-    content = message.get("content", "") if isinstance(message, dict) else getattr(message, "content", "")
-    return content if isinstance(content, str) else ""
 
 
 def write_prompt_sets(out_dir: str | Path, train: list[dict], heldout: list[dict]) -> tuple[Path, Path]:

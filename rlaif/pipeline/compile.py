@@ -117,13 +117,15 @@ def _verifier_reward_needs_a_verifier(run: ResolvedRun, where: str) -> None:
     code problems, the instruction checker for prompts that list their instructions. A prompt with
     neither would get a reward that says nothing, so the run is refused."""
     fin = run.config.final
-    if fin.kind != "none" and fin.require_answer and (fin.reward != "verifier" or is_code_run(run.config)):
+    if fin.kind == "none":
+        return
+    if fin.require_answer and (fin.reward != "verifier" or is_code_run(run.config)):
         raise ConfigError(
             f"{where}: 'final.require_answer' applies to final.reward=verifier on instruction prompts; "
             f"this run's final reward is {fin.reward}"
-            + (" on code problems" if is_code_run(run.config) else "")
+            + (" on code problems" if fin.reward == "verifier" else "")
         )
-    if fin.kind == "none" or fin.reward not in ("sandbox", "verifier"):
+    if fin.reward not in ("sandbox", "verifier"):
         return
     try:
         verdict_reward(fin.reward_kind)

@@ -52,7 +52,7 @@ class InstructionTask(Task):
         if isinstance(prompt, str):
             messages = [Message(role="user", content=prompt)]
         elif isinstance(prompt, list | tuple) and prompt:
-            messages = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+            messages = [Message.model_validate(m) for m in prompt]
         else:
             messages = [Message(role="user", content="")]
         return PromptRecord(id=f"rollout {index}", messages=messages, metadata=metadata)
