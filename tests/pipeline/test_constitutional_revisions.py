@@ -6,10 +6,7 @@ Qwen2.5-Coder as critic is the slow test at the bottom."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-
-import pytest
 
 from rlaif.config.loading import load_run_config
 from rlaif.pipeline.runner import Runner
