@@ -6,7 +6,11 @@ Qwen2.5-Coder as critic is the slow test at the bottom."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
+from benchmark_scripts import load_benchmark
 
 from rlaif.config.loading import load_run_config
 from rlaif.pipeline.runner import Runner
@@ -60,3 +64,56 @@ def test_revision_preference_loop_on_the_tiny_model(tmp_path, tiny_model_dir, sc
     assert [r["instruction_samples"] for r in rounds] == [3, 3]
     assert [r["paraphrased_instruction_samples"] for r in rounds] == [2, 2]
     assert rounds[1]["instruction_change_vs_start"]["paired"] == 3
+
+
+SMOLLM2 = Path(os.environ.get("RLAIF_SMOLLM2", REPO / "models" / "smollm2-135m-instruct"))
+QWEN = Path(os.environ.get("RLAIF_QWEN_CODER", REPO / "models" / "qwen2.5-coder-0.5b-instruct"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SMOLLM2 / "config.json").is_file() or not (QWEN / "config.json").is_file(),
+    reason="SmolLM2 or Qwen2.5-Coder not converted (make real-model; rlaif models qwen-coder)",
+)
+def test_smollm2_learns_from_qwens_revisions_on_both_held_out_sets(tmp_path):
+    """The shipped run on the real models (SmolLM2 answers, Qwen2.5-Coder-0.5B critiques and revises;
+    about 36 min on 2 cores). It asserts what the critic contributes, checked by code after the fact
+    (its revisions fix many more failed instructions than they break), every prompt as a pair or a
+    counted drop, both held-out sets measured every round, and the gain the measured run showed after
+    round 2 (README, "Constitutional AI on SmolLM2"): passes 108 gained vs 12 lost on the training
+    wordings and 68 vs 4 on unseen wordings, asserted at gained > 3 x lost and p < 0.001; passes AND
+    answers the request 66 vs 33 (p = 0.0012) and 32 vs 15 (p = 0.019), asserted at p < 0.05. The
+    critic's revisions fixed 47 and 37 failed instructions and broke 1 and 6."""
+    fixes_script = load_benchmark("cai_revision_fixes")
+
+    cfg = load_run_config(
+        PIPELINE, [f"output_dir={tmp_path / 'runs'}", f"policy.path={SMOLLM2}", f"judge.model={QWEN}"]
+    )
+    metrics = Runner(cfg).run()
+    run_dir = cfg.run_dir()
+    specs = fixes_script.instructions_by_id(
+        fixes_script.read_jsonl(REPO / "prompts" / "instructions" / "train.jsonl")
+    )
+    for k in (1, 2):
+        fb = json.loads((run_dir / f"round_{k}" / "feedback" / "manifest.json").read_text())["summary"]
+        assert fb["counts"]["pairs_out"] + fb["counts"]["dropped"] == fb["counts"]["prompts_in"] == 270
+        sft = run_dir / f"round_{k}" / "feedback" / "sft.jsonl"
+        fixes = fixes_script.revision_fixes(fixes_script.read_jsonl(sft), specs, sft)
+        assert fixes["fixed"] > 4 * fixes["broken"] and fixes["sign_test_p"] < 1e-3, (k, fixes)
+    rounds = metrics["rounds"]
+    assert len(rounds) == 3  # start, 2 DPO rounds
+    for r in rounds[1:]:
+        for prefix in ("", "paraphrased_"):
+            assert r[f"{prefix}instruction_change_vs_start"]["paired"] == 400
+    print(
+        {
+            r["label"]: (r["instruction_pass_answered_rate"], r["paraphrased_instruction_pass_answered_rate"])
+            for r in rounds
+        }
+    )
+    last = rounds[2]
+    for prefix in ("", "paraphrased_"):
+        change = last[f"{prefix}instruction_change_vs_start"]
+        assert change["gained"] > 3 * change["lost"] and change["sign_test_p"] < 1e-3, (prefix, change)
+        strict = last[f"{prefix}instruction_answered_change_vs_start"]
+        assert strict["gained"] > strict["lost"] and strict["sign_test_p"] < 0.05, (prefix, strict)
