@@ -15,7 +15,10 @@ coin).
     .venv/bin/python benchmarks/cai_revision_fixes.py runs/constitutional_smollm2 \\
         [--prompts prompts/instructions/train.jsonl]
 
-Reads only the run's files (sft/feedback/sft.jsonl, round_*/feedback/pairs.jsonl); starts no engine.
+Reads only the run's files: SL-CAI records from sft/feedback/sft.jsonl and, where a round's feedback
+source is sl_cai (revision preferences), round_*/feedback/sft.jsonl; the pairs of every round as
+labelled (round_*/feedback/pairs.jsonl) and as trained on (round_*/pairs/pairs.jsonl). Starts no
+engine.
 Records whose prompt id is not in the prompts file, or whose prompt has no instructions, are counted
 as unscored, never silently skipped. Prompts the source dropped have no record; the run's own stats
 count them.
@@ -125,6 +128,19 @@ def label_agreement(pairs: list[dict], specs: dict[str, list[dict]], path: Path)
     }
 
 
+def _revision_files(run_dir: Path) -> list[tuple[str, Path]]:
+    """SL-CAI records: the SFT stage's (``sl_cai_revisions``) and those of rounds whose feedback
+    source is ``sl_cai`` (``round_<k>_revisions``: revision-preference DPO). None at all is an error."""
+    found = [("sl_cai_revisions", run_dir / "sft" / "feedback" / "sft.jsonl")]
+    found += [(f"{p.parts[-3]}_revisions", p) for p in sorted(run_dir.glob("round_*/feedback/sft.jsonl"))]
+    found = [(name, path) for name, path in found if path.is_file()]
+    if not found:
+        raise InputError(
+            f"{run_dir}: no SL-CAI records (sft/feedback/sft.jsonl or round_*/feedback/sft.jsonl)"
+        )
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -132,10 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         specs = instructions_by_id(read_jsonl(args.prompts))
-        sft_path = args.run_dir / "sft" / "feedback" / "sft.jsonl"
-        report = {"sl_cai_revisions": revision_fixes(read_jsonl(sft_path), specs, sft_path)}
+        report = {}
+        for name, sft_path in _revision_files(args.run_dir):
+            report[name] = revision_fixes(read_jsonl(sft_path), specs, sft_path)
         for pairs_path in sorted(args.run_dir.glob("round_*/feedback/pairs.jsonl")):
             name = f"{pairs_path.parts[-3]}_label_agreement"
+            report[name] = label_agreement(read_jsonl(pairs_path), specs, pairs_path)
+        for pairs_path in sorted(args.run_dir.glob("round_*/pairs/pairs.jsonl")):
+            name = f"{pairs_path.parts[-3]}_trained_pairs_label_agreement"
             report[name] = label_agreement(read_jsonl(pairs_path), specs, pairs_path)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

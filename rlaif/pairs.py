@@ -4,7 +4,8 @@ Why length control matters: a judge that likes long answers teaches the policy t
 answers grew ~2x longer over three rounds). So every run reports the chosen/rejected length ratio, and
 offers two remedies: a ``max_length_ratio`` filter (drop pairs whose chosen answer is more than that many
 times longer than the rejected one), and ``length_matched`` pairing (pick the best/worst pair whose
-lengths are closest, instead of plain max vs min).
+lengths are closest, instead of plain max vs min). The opposite failure, a chosen stub ("Sure.", a bare
+title) preferred to an answer, has ``min_length_ratio``.
 
 Guarantees:
 - nothing is dropped without a reason: :func:`filter_pairs` returns the kept pairs and the dropped ones
@@ -114,6 +115,13 @@ class PairFilterConfig(BaseModel):
         description="Drop pairs whose chosen text is more than this many times longer (characters) than "
         "the rejected one; counters a judge's preference for long answers.",
     )
+    min_length_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Drop pairs whose chosen text is shorter than this fraction (characters) of the "
+        "rejected one; counters a reviser or judge that prefers a stub ('Sure.', a bare title) to an answer.",
+    )
     require_consistent_order: bool = Field(
         False,
         description="Drop pairs whose pairwise AI label flips when the two answers swap places (the "
@@ -154,8 +162,8 @@ def pair_key(pair: PreferencePair) -> str:
 def filter_pairs(
     pairs: Iterable[PreferencePair], config: PairFilterConfig
 ) -> tuple[list[PreferencePair], list[tuple[PreferencePair, str]]]:
-    """Apply the filters in a fixed order (identical, position-inconsistent label, margin, length ratio,
-    duplicate); returns the kept pairs and each dropped pair with its reason."""
+    """Apply the filters in a fixed order (identical, position-inconsistent label, margin, length ratio
+    above, then below, duplicate); returns the kept pairs and each dropped pair with its reason."""
     kept: list[PreferencePair] = []
     dropped: list[tuple[PreferencePair, str]] = []
     seen: set[str] = set()
@@ -172,6 +180,11 @@ def filter_pairs(
             and length_ratio(pair.chosen, pair.rejected) > config.max_length_ratio
         ):
             reason = "length_ratio"
+        elif (
+            config.min_length_ratio is not None
+            and length_ratio(pair.chosen, pair.rejected) < config.min_length_ratio
+        ):
+            reason = "chosen_too_short"
         elif config.dedup:
             key = pair_key(pair)
             if key in seen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from rlaif.pairs import (
     PairFilterConfig,
@@ -97,6 +98,22 @@ def test_filter_pairs_reasons_in_order():
     kept, dropped = filter_pairs(pairs, PairFilterConfig(min_margin=1.0, max_length_ratio=3.0))
     assert [p.chosen for p in kept] == ["good", "fine"]
     assert [r for _, r in dropped] == ["identical", "below_min_margin", "length_ratio", "duplicate"]
+
+
+def test_a_chosen_stub_much_shorter_than_the_rejected_answer_is_dropped_only_when_asked():
+    answer = "A river is a stream of water that flows to the sea."  # 52 characters
+    pairs = [
+        make_pair("Sure.", answer),  # 5/52 = 0.096
+        make_pair("A river flows to the sea.", answer, prompt="q2"),  # 25/52 = 0.48
+        make_pair("x" * 13, answer, prompt="q3"),  # 13/52 = 0.25: kept at the bound
+    ]
+    kept, dropped = filter_pairs(pairs, PairFilterConfig(min_length_ratio=0.25))
+    assert [p.chosen for p in kept] == ["A river flows to the sea.", "x" * 13]
+    assert [(p.chosen, r) for p, r in dropped] == [("Sure.", "chosen_too_short")]
+    assert len(filter_pairs(pairs, PairFilterConfig())[0]) == 3
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValidationError, match="min_length_ratio"):
+            PairFilterConfig(min_length_ratio=bad)
 
 
 def test_position_inconsistent_labels_are_dropped_only_when_asked():

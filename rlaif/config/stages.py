@@ -56,7 +56,8 @@ class PairsStageConfig(Strict):
 
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Pair filters (min_margin, dedup, drop_identical, max_length_ratio).",
+        description="Pair filters (min_margin, dedup, drop_identical, max_length_ratio, min_length_ratio, "
+        "require_consistent_order).",
     )
 
 

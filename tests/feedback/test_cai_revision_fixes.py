@@ -89,3 +89,29 @@ def test_shipped_instruction_constitution_loads():
     pairs = load_critique_revision_pairs("cai_critique_revision_instructions")
     assert len(pairs.examples) == 2 and any(p.id == "follow_instructions" for p in pairs.principles)
     assert any(p.id == "follows_instructions" for p in load_principles("cai_principles_instructions"))
+
+
+def test_revision_preference_rounds_are_counted_per_round_with_their_trained_pairs(tmp_path, capsys):
+    """A run whose rounds use the sl_cai source (no SFT stage): each round's revisions are counted, and
+    the pairs DPO trained on (after the pairs stage dropped identical ones) are checked on their own."""
+    base = _run(tmp_path)
+    run = base / "run"
+    (run / "sft" / "feedback" / "sft.jsonl").rename(run / "round_1" / "feedback" / "sft.jsonl")
+    _write(
+        run / "round_1" / "pairs" / "pairs.jsonl",
+        [{"id": "q", "chosen": "a b", "rejected": "a, b", "metadata": {"prompt_id": "p1"}}],
+    )
+    assert _script().main([str(run), "--prompts", str(base / "prompts.jsonl")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "sl_cai_revisions" not in report
+    assert (report["round_1_revisions"]["fixed"], report["round_1_revisions"]["broken"]) == (1, 1)
+    trained = report["round_1_trained_pairs_label_agreement"]
+    assert (trained["pairs"], trained["label_agrees"], trained["agreement"]) == (1, 1, 1.0)
+
+
+def test_a_run_without_sl_cai_records_is_one_line_and_exit_2(tmp_path, capsys):
+    base = _run(tmp_path)
+    (base / "run" / "sft" / "feedback" / "sft.jsonl").unlink()
+    assert _script().main([str(base / "run"), "--prompts", str(base / "prompts.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no SL-CAI records" in err
