@@ -128,3 +128,25 @@ def test_repair_options_are_checked():
         RLCFConfig.model_validate({"repair": {"problems": "some"}})
     with pytest.raises(ValidationError, match="extra"):
         RLCFConfig.model_validate({"repair": {"tries": 2}})
+
+
+def test_the_feedback_stage_reports_the_repair_counts(tmp_path, code_pool, assets: Path):
+    """The stage summary a run prints and records names how many programs were repaired and paired."""
+    from rlaif.pipeline.feedback_stage import _chunk_record, _code_summary
+    from rlaif.records import PreferencePair
+
+    problems = load_problems(assets / "mbpp_mini.jsonl")[:3]
+    context = SourceContext(seed=5, round=1, adapter=None, chunk=0)
+    options = {"k": 2, "partial_margin": None, "repair": {"attempts": 2}}
+    chunks = [
+        _chunk_record(
+            run_source("rlcf", problems[:i], _fixture(problems), options, context, sandbox=code_pool)
+        )
+        for i in (1, 3)
+    ]
+    pairs = [PreferencePair.model_validate(p) for c in chunks for p in c["pairs"]]
+    summary = _code_summary(tmp_path, chunks, pairs)
+    assert summary.counts["repair_programs"] == 4 and summary.counts["repair_repairs"] == 8
+    assert summary.counts["repair_passed"] == summary.counts["repair_pairs"] == 4
+    assert summary.counts["pairs_out"] == len(pairs) == 6  # 2 sampled + 4 repair pairs
+    assert summary.stats["repair"]["unchanged"] == 4
