@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rlaif.code.jobs import CODE_STOP, close_code_block, extract_code, replace_code
 from rlaif.engines.base import Engine, PromptInput, SamplingSettings
@@ -89,6 +89,22 @@ class CodeRepairConfig(BaseModel):
         default_factory=lambda: SamplingSettings(temperature=0.8, top_p=0.95, max_tokens=256),
         description="Sampling of the repairs (temperature, top_p, max_tokens).",
     )
+
+    @field_validator("template")
+    @classmethod
+    def _template_takes_the_report(cls, name: str) -> str:
+        """Checked when the run is validated, not after its first chunk's programs have run."""
+        from rlaif.prompts import TemplateError
+
+        try:
+            variables = load_template(name).variables
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        if variables != ["feedback"]:
+            raise ValueError(
+                f"template '{name}' must declare exactly the variable 'feedback' (it declares {variables})"
+            )
+        return name
 
 
 class RepairStats(BaseModel):

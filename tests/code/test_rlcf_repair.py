@@ -128,6 +128,11 @@ def test_repair_options_are_checked():
         RLCFConfig.model_validate({"repair": {"problems": "some"}})
     with pytest.raises(ValidationError, match="extra"):
         RLCFConfig.model_validate({"repair": {"tries": 2}})
+    # the template is checked when the run is validated, before any program is sampled
+    with pytest.raises(ValidationError, match="no template named 'nope'"):
+        RLCFConfig.model_validate({"repair": {"template": "nope"}})
+    with pytest.raises(ValidationError, match="exactly the variable 'feedback'"):
+        RLCFConfig.model_validate({"repair": {"template": "cai_revision"}})
 
 
 def test_the_feedback_stage_reports_the_repair_counts(tmp_path, code_pool, assets: Path):
