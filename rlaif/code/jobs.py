@@ -52,6 +52,17 @@ def extract_code(text: str) -> str:
     return m.group(1) if m else text
 
 
+def replace_code(answer: str, code: str) -> str:
+    """``answer`` with the content of its first code block replaced by ``code``, the block closed; an
+    answer without a block becomes ``code`` in one. Why: a fixed program keeps its answer's words."""
+    code = code if code.endswith("\n") else code + "\n"
+    m = _FENCE.search(answer)
+    if m is None:
+        return f"```python\n{code}```"
+    rest = answer[m.end(1) :]
+    return answer[: m.start(1)] + code + (rest if rest.startswith("```") else "```")
+
+
 def program_for(problem: CodeProblem, completion: str) -> str:
     code = extract_code(completion)
     if problem.source_format == "humaneval":

@@ -21,10 +21,12 @@ from pydantic import Field
 
 from rlaif.code.jobs import CODE_STOP
 from rlaif.engines.base import Engine, PromptInput, Sampling, SamplingSettings
+from rlaif.feedback.code_repair import CodeRepairConfig, RepairRun, repair_pairs
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.feedback.registry import feedback_source
 from rlaif.feedback.result import FeedbackResult
 from rlaif.feedback.verified import VerifiedPairConfig, VerifiedPairStats, as_feedback_result, verified_pairs
+from rlaif.pairs import length_summary
 from rlaif.records import CodeProblem, ExecutionResult, PreferencePair
 from rlaif.tasks.code import CodeTask
 
@@ -39,6 +41,7 @@ class CodePairStats(VerifiedPairStats):
     """Counts for one RLCF run (``executions``: sandbox jobs run; ``sandbox_errors``: never paired)."""
 
     source: str = SOURCE
+    repair: dict[str, int] = Field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +89,11 @@ class RLCFConfig(CodePairConfig):
         default_factory=lambda: SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=256),
         description="Sampling of the candidate programs (temperature, top_p, max_tokens).",
     )
+    repair: CodeRepairConfig | None = Field(
+        None,
+        description="Repair pairs: the policy fixes its failing programs after seeing what the sandbox "
+        "reported, and a fix that passes every test beats the program it fixes (None: off).",
+    )
 
 
 @dataclass
@@ -116,11 +124,45 @@ def rlcf(
         # only the first block is run; its closing fence stays in the pair texts (close_code_block)
         sampling = cfg.sampling.to_sampling(stop=list(CODE_STOP), include_stop=True)
         run = verified_pairs(task, problems, engine, cfg, ctx, sampling, source="rlcf")
+        repaired = None
+        if cfg.repair is not None:
+            prompts = [task.prompt(p) for p in problems]
+            repaired = repair_pairs(task, problems, prompts, run.candidates, engine, cfg.repair, ctx)
+            _merge_repairs(run, repaired, problems, keep_sampled=cfg.repair.keep_sampled_pairs)
     finally:
         task.close()
     res = as_feedback_result(run, engine, ctx)
     executions = [v.evidence for v in run.verdicts if v.evidence is not None]
     code_stats = CodePairStats.model_validate(run.stats.model_dump())
+    if repaired is not None:
+        executions += repaired.executions
+        code_stats.repair = {k: v for k, v in repaired.stats.model_dump().items() if isinstance(v, int)}
+        code_stats.repair.update({f"status_{k}": v for k, v in repaired.stats.status_counts.items()})
     return CodeFeedbackResult(
         pairs=res.pairs, stats=res.stats, dropped=res.dropped, executions=executions, code_stats=code_stats
     )
+
+
+def _merge_repairs(run, repaired: RepairRun, problems: Sequence[CodeProblem], *, keep_sampled: bool) -> None:
+    """The run's pairs and accounting with the repair pairs added (or, without ``keep_sampled``,
+    replacing the sampled ones): every problem is still one with a pair or one counted drop, and a
+    problem that loses its sampled pairs and gains no repair pair is dropped as ``no_passing_repair``."""
+    from collections import Counter
+
+    from rlaif.feedback.result import DroppedPrompt
+
+    sampled = run.pairs if keep_sampled else []
+    run.pairs = sampled + repaired.pairs
+    with_pair = {p.metadata["task_id"] for p in run.pairs}
+    reasons = {d.prompt_id: d for d in run.dropped}
+    run.dropped = []
+    for problem in problems:
+        key = problem.task_id
+        if key in with_pair:
+            continue
+        run.dropped.append(reasons.get(key) or DroppedPrompt(prompt_id=key, reason="no_passing_repair"))
+    stats = run.stats
+    stats.problems_with_pair = len(with_pair)
+    stats.no_pair = dict(Counter(d.reason for d in run.dropped))
+    stats.pairs = len(run.pairs)
+    stats.length = length_summary(run.pairs)

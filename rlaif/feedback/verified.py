@@ -100,6 +100,7 @@ class VerifiedRun:
     stats: VerifiedPairStats
     dropped: list[DroppedPrompt] = field(default_factory=list)
     seeds: dict[str, int] = field(default_factory=dict)
+    candidates: dict[str, list[Candidate]] = field(default_factory=dict)  # per record key, verified
 
 
 def select_pairs(cands: Sequence[Candidate], config: VerifiedPairConfig) -> tuple[list[tuple], str]:
@@ -194,6 +195,7 @@ def _pair_records(
             run.dropped.append(DroppedPrompt(prompt_id=key, reason="prompt_too_long", detail=too_long[r]))
             continue
         cands = [Candidate(idx, text, run.verdicts[j]) for idx, text, j in kept]
+        run.candidates[key] = cands
         stats.problems_with_pass += any(c.verdict.passed for c in cands)
         chosen_pairs, reason = select_pairs(cands, config)
         if not chosen_pairs:

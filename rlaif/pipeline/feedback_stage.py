@@ -148,6 +148,10 @@ def _code_summary(stage_dir: Path, chunks: list[dict], pairs: list) -> FeedbackS
         "executions": stats.executions,
         "sandbox_errors": stats.sandbox_errors,
     }
+    if stats.repair:  # the repair turn (rlcf options.repair): programs repaired, fixes that pass, pairs
+        counts.update(
+            {f"repair_{k}": stats.repair.get(k, 0) for k in ("programs", "repairs", "passed", "pairs")}
+        )
     return FeedbackSummary(
         outputs=FeedbackOutputs(**outputs),
         counts=counts,

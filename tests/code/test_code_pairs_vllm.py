@@ -41,3 +41,34 @@ def test_pairs_from_the_tiny_model_are_fully_accounted_for(vllm_engine, code_poo
     for pair in run.pairs:
         assert len(pair.execution_ids) == 2 and pair.margin > 0
         assert "Your code should pass these tests" in pair.prompt[-1].content
+
+
+def test_repairs_from_the_tiny_model_are_fully_accounted_for(vllm_engine, code_pool, shared_data):
+    """The repair turn on the real engine: every failing program chosen gets ``attempts`` repairs in
+    one generate call, each executed or counted (unchanged, duplicate), every problem accounted for."""
+    from rlaif.feedback import run_source
+    from rlaif.feedback.context import SourceContext
+
+    problems = load_problems(shared_data / "mbpp" / "mbpp.jsonl")[10:14]
+    options = {
+        "k": 2,
+        "partial_margin": None,
+        "sampling": {"temperature": 1.0, "max_tokens": 32},
+        "repair": {"attempts": 3, "keep_sampled_pairs": False, "sampling": {"max_tokens": 32}},
+    }
+    context = SourceContext(seed=3, round=1, adapter=None, chunk=0)
+    res = run_source("rlcf", problems, vllm_engine, options, context, sandbox=code_pool)
+
+    rep, s = res.code_stats.repair, res.code_stats
+    failing = {e.task_id for e in res.executions if "repair_of" not in e.metadata and not e.passed}
+    assert rep["programs"] == len(failing) > 0  # one failing program per problem that has one
+    assert rep["prompt_too_long"] == 0 and rep["repairs"] == 3 * rep["programs"]
+    assert rep["executions"] + rep["unchanged"] + rep["duplicates_removed"] == rep["repairs"]
+    repaired = [e for e in res.executions if "repair_of" in e.metadata]
+    assert len(repaired) == rep["executions"] and {e.task_id for e in repaired} <= failing
+    assert sum(v for k, v in rep.items() if k.startswith("status_")) == rep["executions"]
+    assert len(res.executions) == s.executions + rep["executions"]
+    assert res.stats.balanced
+    assert len(res.pairs) == rep["pairs"] <= min(rep["passed"], rep["programs"])  # one pair per program
+    assert all(p.metadata["pairing"] == "repair_vs_fail" for p in res.pairs)
+    assert sum(res.stats.drops.values()) + res.stats.pairs_out == len(problems)
