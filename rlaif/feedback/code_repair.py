@@ -35,11 +35,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rlaif.code.jobs import CODE_STOP, close_code_block, extract_code, replace_code
+from rlaif.code.jobs import CODE_STOP, extract_code, replace_code
 from rlaif.engines.base import Engine, PromptInput, SamplingSettings
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.verified import Candidate, sample_candidates
-from rlaif.prompts import load_template
+from rlaif.prompts import TemplateError, load_template
 from rlaif.records import (
     CodeProblem,
     ExecutionResult,
@@ -94,8 +94,6 @@ class CodeRepairConfig(BaseModel):
     @classmethod
     def _template_takes_the_report(cls, name: str) -> str:
         """Checked when the run is validated, not after its first chunk's programs have run."""
-        from rlaif.prompts import TemplateError
-
         try:
             variables = load_template(name).variables
         except TemplateError as exc:
@@ -187,22 +185,21 @@ def repair_pairs(
         seed=context.seed, stage=STAGE, adapter=context.adapter,
     )  # fmt: skip
     stats.prompt_too_long = len(too_long)
-    items, owners = [], []  # what is verified, and (job index, repair index, chosen text)
+    items, owners = [], []  # (problem, chosen text) to verify, and (job index, repair index) of each
     for j, ((r, cand, _), samples) in enumerate(zip(jobs, outputs, strict=True)):
-        seen = {task.canonical(problems[r], cand.text)}
+        original = task.canonical(problems[r], cand.text)
+        seen = {original}
         for comp in samples or []:
             stats.repairs += 1
-            chosen = replace_code(cand.text, extract_code(close_code_block(comp.text)))
+            chosen = replace_code(cand.text, extract_code(comp.text))
             key = task.canonical(problems[r], chosen)
-            if key == task.canonical(problems[r], cand.text):
-                stats.unchanged += 1
-                continue
             if key in seen:
-                stats.duplicates_removed += 1
+                stats.unchanged += key == original
+                stats.duplicates_removed += key != original
                 continue
             seen.add(key)
             items.append((problems[r], chosen))
-            owners.append((j, comp.index, chosen))
+            owners.append((j, comp.index))
     verdicts = task.verify_many(items, sample_indices=[o[1] for o in owners]) if items else []
     stats.executions = len(verdicts)
     stats.status_counts = dict(Counter(v.status for v in verdicts))
@@ -210,7 +207,7 @@ def repair_pairs(
     executions = []
     paired: set[int] = set()
     pairs: list[PreferencePair] = []
-    for (j, index, chosen), verdict in zip(owners, verdicts, strict=True):
+    for (_, chosen), (j, index), verdict in zip(items, owners, verdicts, strict=True):
         r, cand, request = jobs[j]
         if verdict.evidence is not None:
             verdict.evidence.metadata.update(repair_of=cand.index, repair_index=index)
@@ -218,8 +215,9 @@ def repair_pairs(
         if not verdict.passed or j in paired:
             continue
         paired.add(j)
+        report = request[-1].content
         pairs.append(
-            _pair(problems[r], prompts[r], cand, chosen, verdict, index, request, seeds[keys[j]], context)
+            _pair(problems[r], prompts[r], cand, chosen, verdict, index, report, seeds[keys[j]], context)
         )
     stats.pairs = len(pairs)
     stats.problems_with_pair = len({p.metadata["task_id"] for p in pairs})
@@ -228,7 +226,7 @@ def repair_pairs(
 
 def _pair(
     problem: CodeProblem, prompt: PromptInput, failing: Candidate, chosen: str, verdict, index: int,
-    request: list[Message], seed: int, context: SourceContext,
+    report: str, seed: int, context: SourceContext,
 ) -> PreferencePair:  # fmt: skip
     evidence = verdict.evidence
     return PreferencePair(
@@ -247,7 +245,7 @@ def _pair(
             "prompt_id": problem.task_id,
             "pairing": "repair_vs_fail",
             "seed": seed,
-            "repair_request": request[-1].content,
+            "repair_request": report,
             "chosen": {"repair_index": index, "status": verdict.status, "score": verdict.score},
             "rejected": {
                 "sample_index": failing.index,

@@ -14,6 +14,7 @@ at least one pair (the pairs themselves may be more with ``pairs_per_problem > 1
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,8 +25,14 @@ from rlaif.engines.base import Engine, PromptInput, Sampling, SamplingSettings
 from rlaif.feedback.code_repair import CodeRepairConfig, RepairRun, repair_pairs
 from rlaif.feedback.context import DEFAULT_CONTEXT, SourceContext
 from rlaif.feedback.registry import feedback_source
-from rlaif.feedback.result import FeedbackResult
-from rlaif.feedback.verified import VerifiedPairConfig, VerifiedPairStats, as_feedback_result, verified_pairs
+from rlaif.feedback.result import DroppedPrompt, FeedbackResult
+from rlaif.feedback.verified import (
+    VerifiedPairConfig,
+    VerifiedPairStats,
+    VerifiedRun,
+    as_feedback_result,
+    verified_pairs,
+)
 from rlaif.pairs import length_summary
 from rlaif.records import CodeProblem, ExecutionResult, PreferencePair
 from rlaif.tasks.code import CodeTask
@@ -143,14 +150,12 @@ def rlcf(
     )
 
 
-def _merge_repairs(run, repaired: RepairRun, problems: Sequence[CodeProblem], *, keep_sampled: bool) -> None:
+def _merge_repairs(
+    run: VerifiedRun, repaired: RepairRun, problems: Sequence[CodeProblem], *, keep_sampled: bool
+) -> None:
     """The run's pairs and accounting with the repair pairs added (or, without ``keep_sampled``,
     replacing the sampled ones): every problem is still one with a pair or one counted drop, and a
     problem that loses its sampled pairs and gains no repair pair is dropped as ``no_passing_repair``."""
-    from collections import Counter
-
-    from rlaif.feedback.result import DroppedPrompt
-
     sampled = run.pairs if keep_sampled else []
     run.pairs = sampled + repaired.pairs
     with_pair = {p.metadata["task_id"] for p in run.pairs}
