@@ -39,7 +39,7 @@ from rlaif.code.jobs import CODE_STOP, extract_code, replace_code
 from rlaif.engines.base import Engine, PromptInput, SamplingSettings
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.verified import Candidate, sample_candidates
-from rlaif.prompts import TemplateError, load_template
+from rlaif.prompts import check_template_variables, load_template
 from rlaif.records import (
     CodeProblem,
     ExecutionResult,
@@ -93,16 +93,7 @@ class CodeRepairConfig(BaseModel):
     @field_validator("template")
     @classmethod
     def _template_takes_the_report(cls, name: str) -> str:
-        """Checked when the run is validated, not after its first chunk's programs have run."""
-        try:
-            variables = load_template(name).variables
-        except TemplateError as exc:
-            raise ValueError(str(exc)) from None
-        if variables != ["feedback"]:
-            raise ValueError(
-                f"template '{name}' must declare exactly the variable 'feedback' (it declares {variables})"
-            )
-        return name
+        return check_template_variables(name, supplied=["feedback"], required=["feedback"])
 
 
 class RepairStats(BaseModel):

@@ -131,7 +131,7 @@ def test_repair_options_are_checked():
     # the template is checked when the run is validated, before any program is sampled
     with pytest.raises(ValidationError, match="no template named 'nope'"):
         RLCFConfig.model_validate({"repair": {"template": "nope"}})
-    with pytest.raises(ValidationError, match="exactly the variable 'feedback'"):
+    with pytest.raises(ValidationError, match="which this step does not supply .it supplies feedback."):
         RLCFConfig.model_validate({"repair": {"template": "cai_revision"}})
 
 
