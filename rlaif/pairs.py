@@ -72,9 +72,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def merge_counts(parts: Sequence[M]) -> M:
-    """Sum count models field by field: integers add, ``dict[str, int]`` fields add key-wise; any other
-    field (a name, float summaries such as ``length``) is taken from the first part, except ``length``,
-    which is reset (recompute it over the merged pairs). Used for chunk stats of every source."""
+    """Sum count models field by field: integers add, ``dict[str, int]`` fields and ``seconds`` (time
+    spent per step) add key-wise; any other field (a name, float summaries such as ``length``) is taken
+    from the first part, except ``length``, which is reset (recompute it over the merged pairs). Used
+    for chunk stats of every source."""
     if not parts:
         raise ValueError("merge_counts needs at least one part")
     first = parts[0]
@@ -85,9 +86,11 @@ def merge_counts(parts: Sequence[M]) -> M:
         elif isinstance(value, int) and not isinstance(value, bool):
             merged[name] = sum(getattr(p, name) for p in parts)
         elif isinstance(value, dict) and all(
-            isinstance(v, int) for p in parts for v in getattr(p, name).values()
+            isinstance(v, int) or (name == "seconds" and isinstance(v, float))
+            for p in parts
+            for v in getattr(p, name).values()
         ):
-            total: dict[str, int] = {}
+            total: dict[str, int | float] = {}
             for p in parts:
                 for key, n in getattr(p, name).items():
                     total[key] = total.get(key, 0) + n

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -228,6 +229,12 @@ class Template:
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template '{self.name}' ({self.path}): {exc.message}") from None
 
+    def used_variables(self) -> list[str]:
+        """The names the body reads from its caller (loop and ``set`` variables excluded)."""
+        from jinja2 import meta
+
+        return sorted(meta.find_undeclared_variables(self._compiled.environment.parse(self.body)))
+
     def check(self) -> None:
         """Compile the body now (a syntax error raises :class:`TemplateError` naming file and line),
         instead of at the first render."""
@@ -235,6 +242,39 @@ class Template:
 
     def __repr__(self) -> str:
         return f"Template({self.name!r}, {str(self.path)!r})"
+
+
+def check_template_variables(name: str, supplied: Collection[str], required: Collection[str] = ()) -> str:
+    """``name`` if the template it names renders with what its step supplies: a config field's check,
+    so that a wrong name or a variable the step never gives fails when the run is validated, not when
+    the step first renders it, perhaps an hour in. Raises ``ValueError`` (pydantic names the field).
+
+    ``supplied``: every variable the step passes; ``required``: those a template must declare to be of
+    use (a repair request that never shows the report)."""
+    try:
+        template = load_template(name)
+        template.check()
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    where = f"template '{template.name}' ({template.path})"
+    offered = ", ".join(sorted(supplied)) or "nothing"
+    unknown = [v for v in template.variables if v not in supplied]
+    if unknown:
+        raise ValueError(
+            f"{where} declares {', '.join(unknown)}, which this step does not supply (it supplies {offered})"
+        )
+    undeclared = [v for v in template.used_variables() if v not in template.variables]
+    if undeclared:
+        raise ValueError(
+            f"{where}: the body uses {', '.join(undeclared)} without declaring it under 'variables'"
+        )
+    missing = [v for v in required if v not in template.variables]
+    if missing:
+        them = "it" if len(missing) == 1 else "them"
+        raise ValueError(
+            f"{where} does not declare {', '.join(missing)}, so the model would never see {them}"
+        )
+    return name
 
 
 def search_path() -> list[Path]:

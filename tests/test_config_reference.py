@@ -72,6 +72,7 @@ class _Outer(BaseModel):
     limit: int | None = Field(None, description="A limit.")
     inner: _Inner | None = None
     must: str = Field(..., description="Required.")
+    deeper: _Inner = Field(default_factory=lambda: _Inner(depth=5), description="Built by the parent.")
 
 
 def test_rows_read_types_defaults_and_nested_blocks_from_the_model():
@@ -81,8 +82,16 @@ def test_rows_read_types_defaults_and_nested_blocks_from_the_model():
     assert rows["x.inner"].meaning == "Inner block."
     assert rows["x.inner.depth"].default == "3" and rows["x.inner.depth"].meaning == "How deep."
     assert rows["x.must"].default == "required"
+    # a block the parent builds with its own values shows those, not the block class's
+    assert rows["x.deeper"].default == "(block defaults)" and rows["x.deeper.depth"].default == "5"
     table = render_markdown([Section("outer", "x.", _Outer)])
     assert "Which \\| mode." in table  # a pipe in a meaning does not break the table
+
+
+def test_the_shipped_reference_shows_the_defaults_a_source_really_uses():
+    rows = {r.key: r.default for s in all_sections() if "rlcf" in s.title for r in section_rows(s)}
+    assert rows["feedback.options.repair.sampling.temperature"] == "0.8"
+    assert rows["feedback.options.repair.sampling.max_tokens"] == "256"
 
 
 def test_explain_names_the_key_or_the_nearest_one():

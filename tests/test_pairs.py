@@ -198,9 +198,21 @@ def test_merge_counts_sums_any_count_model_field_by_field():
     from rlaif.pairs import merge_counts
 
     parts = [
-        CodePairStats(problems=2, pairs=3, status_counts={"passed": 2}, no_pair={"all_passed": 1}),
-        CodePairStats(problems=1, pairs=0, status_counts={"passed": 1, "failed": 4}),
+        CodePairStats(
+            problems=2,
+            pairs=3,
+            status_counts={"passed": 2},
+            no_pair={"all_passed": 1},
+            seconds={"generate": 1.5},
+        ),
+        CodePairStats(
+            problems=1,
+            pairs=0,
+            status_counts={"passed": 1, "failed": 4},
+            seconds={"generate": 2.0, "verify": 0.25},
+        ),
     ]
     merged = merge_counts(parts)
     assert (merged.problems, merged.pairs, merged.source) == (3, 3, "rlcf")
     assert merged.status_counts == {"passed": 3, "failed": 4} and merged.no_pair == {"all_passed": 1}
+    assert merged.seconds == {"generate": 3.5, "verify": 0.25}  # time per step adds up over chunks

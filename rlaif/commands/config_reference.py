@@ -109,8 +109,18 @@ def model_rows(
         default = defaults.get(name) or _default(field)
         rows.append(Row(prefix + name, type_name(field.annotation), default, _meaning(field, nested)))
         if nested is not None:
-            rows += model_rows(nested, f"{prefix}{name}.")
+            rows += model_rows(nested, f"{prefix}{name}.", defaults=_block_defaults(field))
     return rows
+
+
+def _block_defaults(field: Any) -> dict[str, str]:
+    """What a nested block's keys default to when the block itself is left out: a parent may build
+    its block with other values than the block's class (repair sampling at temperature 0.8, not 1.0)."""
+    block = None if field.is_required() else field.get_default(call_default_factory=True)
+    if not isinstance(block, BaseModel):
+        return {}
+    values = {name: getattr(block, name) for name in type(block).model_fields}
+    return {k: json.dumps(v, default=str) for k, v in values.items() if not isinstance(v, BaseModel)}
 
 
 # -- the sections ---------------------------------------------------------------------------------------

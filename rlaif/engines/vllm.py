@@ -13,13 +13,16 @@ Guarantees:
 - start-up failures become :class:`EngineError` with the cause and what to change (missing model
   directory, out of memory, anything else);
 - the engine's processes (vLLM's EngineCore and workers, found as the new descendants of this process
-  while the engine starts) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
+  while the engine starts; multiprocessing's resource tracker, shared by every engine of the process,
+  is started before and is not one of them) are terminated, then killed, by :meth:`close`, at interpreter exit, and when
   start-up fails, so none outlives the process that made the engine, and a watchdog process
   (:func:`rlaif.processes.start_watchdog`) SIGKILLs them if that process dies without closing the
   engine (SIGKILL, a crash, the OOM killer); they start with SIGINT blocked,
   so a terminal's Ctrl-C reaches only the process that owns the engine; after a generate call that
   was interrupted, :meth:`close` kills the EngineCore first instead of vLLM's shutdown handshake
   (either would end its step early, and it logs a traceback for that). See :mod:`rlaif.engines.vllm_processes`.
+- :meth:`close` removes the shared-memory files (/dev/shm) that the engine's processes mapped and left
+  behind once they are stopped, except those this process still maps (their owner removes them).
 
 - vLLM's log goes to stderr, not stdout, unless the user set ``VLLM_LOGGING_STREAM`` or their own
   logging config (``VLLM_LOGGING_LEVEL`` still sets how much it says).
@@ -179,6 +182,7 @@ class VLLMEngine:
                 "vllm is not installed: pip install -e '.[cpu]' (CPU) or '.[gpu]' (CUDA)"
             ) from exc
         self._watchdog = vllm_processes.start_watchdog()  # kills them if this process is SIGKILLed
+        vllm_processes.start_resource_tracker()  # shared by every engine: not one of this one's processes
         before = vllm_processes.descendants()
         try:
             try:
@@ -376,14 +380,17 @@ class VLLMEngine:
         llm = getattr(self, "llm", None)
         if llm is None:
             return
+        processes = getattr(self, "_processes", [])
+        segments = vllm_processes.shared_memory_of(processes)
         if getattr(self, "_mid_step", False):
-            vllm_processes.kill_engine_cores(getattr(self, "_processes", []))
+            vllm_processes.kill_engine_cores(processes)
         else:
             try:
                 llm.llm_engine.engine_core.shutdown()
             except Exception:
                 pass
-        vllm_processes.stop(getattr(self, "_processes", []))
+        vllm_processes.stop(processes)
+        vllm_processes.remove_left_segments(segments)
         watchdog = getattr(self, "_watchdog", None)
         if watchdog is not None:  # after the engine's processes: it guards them until then
             vllm_processes.stop([watchdog])

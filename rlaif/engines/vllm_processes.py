@@ -76,6 +76,59 @@ def _stop_all() -> None:
     stop(list(_LIVE))
 
 
+def start_resource_tracker() -> None:
+    """Start this process's multiprocessing resource tracker now, before an engine starts.
+
+    Why: the engine's processes are found as the descendants that appear while it starts, and stopped
+    with it. The tracker is a child too, started by the first shared-memory segment or semaphore this
+    process makes, which is usually inside the first engine's start. Stopped with that engine, it
+    took its records along: the next engine's segments were then unregistered from a fresh tracker
+    that never knew them, which printed a ``KeyError`` traceback for each one when two engines (a
+    policy and a judge) closed, and segments an engine's killed processes left in /dev/shm were never
+    removed. Kept running, the tracker removes them when this process exits; it is started without
+    its "leaked shared_memory objects to clean up" warning, which would otherwise end every run."""
+    import sys
+    from multiprocessing import resource_tracker
+
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # read when the tracker is spawned
+    sys.warnoptions.append(quiet)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(quiet)
+
+
+def shared_memory_of(procs: list) -> set[str]:
+    """The /dev/shm files these processes map; read before they are stopped."""
+    import psutil
+
+    paths: set[str] = set()
+    for proc in procs:
+        try:
+            paths.update(m.path for m in proc.memory_maps() if m.path.startswith("/dev/shm/"))
+        except psutil.Error:
+            pass
+    return paths
+
+
+def remove_left_segments(paths: set[str]) -> None:
+    """Unlink the shared-memory files a stopped engine's processes mapped and left behind.
+
+    Why: vLLM's processes create some segments without telling the resource tracker, and a process
+    that is killed cannot unlink them: each closed engine left a file of 160 MiB (sparse) in /dev/shm
+    for good. Files this process maps itself are left to their owner here (it unlinks them when
+    closed, and would fail if the name were gone)."""
+    import os
+
+    import psutil
+
+    for path in sorted(paths - shared_memory_of([psutil.Process()])):
+        try:
+            os.unlink(path)
+        except OSError:  # already removed by its creator: the normal case
+            pass
+
+
 def track(procs: list) -> None:
     """Stop these processes at interpreter exit unless :func:`stop` got to them first."""
     _LIVE.extend(procs)

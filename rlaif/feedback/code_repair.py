@@ -28,6 +28,7 @@ that only as far as they cover); "only what is needed" is asked for, not checked
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from rlaif.code.jobs import CODE_STOP, extract_code, replace_code
 from rlaif.engines.base import Engine, PromptInput, SamplingSettings
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.verified import Candidate, sample_candidates
-from rlaif.prompts import TemplateError, load_template
+from rlaif.prompts import check_template_variables, load_template
 from rlaif.records import (
     CodeProblem,
     ExecutionResult,
@@ -93,16 +94,7 @@ class CodeRepairConfig(BaseModel):
     @field_validator("template")
     @classmethod
     def _template_takes_the_report(cls, name: str) -> str:
-        """Checked when the run is validated, not after its first chunk's programs have run."""
-        try:
-            variables = load_template(name).variables
-        except TemplateError as exc:
-            raise ValueError(str(exc)) from None
-        if variables != ["feedback"]:
-            raise ValueError(
-                f"template '{name}' must declare exactly the variable 'feedback' (it declares {variables})"
-            )
-        return name
+        return check_template_variables(name, supplied=["feedback"], required=["feedback"])
 
 
 class RepairStats(BaseModel):
@@ -120,6 +112,7 @@ class RepairStats(BaseModel):
     pairs: int = 0
     problems_with_pair: int = 0
     status_counts: dict[str, int] = Field(default_factory=dict)
+    seconds: dict[str, float] = Field(default_factory=dict)
 
 
 @dataclass
@@ -180,10 +173,12 @@ def repair_pairs(
         return RepairRun([], [], stats)
     keys = [f"{problems[r].task_id}#{c.index}" for r, c, _ in jobs]
     sampling = config.sampling.to_sampling(stop=list(CODE_STOP), include_stop=True)
+    started = time.perf_counter()
     outputs, too_long, seeds = sample_candidates(
         engine, [req for _, _, req in jobs], keys, sampling, config.attempts,
         seed=context.seed, stage=STAGE, adapter=context.adapter,
     )  # fmt: skip
+    stats.seconds["generate"] = round(time.perf_counter() - started, 3)
     stats.prompt_too_long = len(too_long)
     items, owners = [], []  # (problem, chosen text) to verify, and (job index, repair index) of each
     for j, ((r, cand, _), samples) in enumerate(zip(jobs, outputs, strict=True)):
@@ -200,7 +195,9 @@ def repair_pairs(
             seen.add(key)
             items.append((problems[r], chosen))
             owners.append((j, comp.index))
+    started = time.perf_counter()
     verdicts = task.verify_many(items, sample_indices=[o[1] for o in owners]) if items else []
+    stats.seconds["verify"] = round(time.perf_counter() - started, 3)
     stats.executions = len(verdicts)
     stats.status_counts = dict(Counter(v.status for v in verdicts))
     stats.passed = sum(v.passed for v in verdicts)

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rlaif.engines.base import Engine, PromptInput, SamplingSettings
 from rlaif.errors import ConfigError
@@ -34,7 +34,7 @@ from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.files import load_yaml_mapping
 from rlaif.generation.retry import PerRequestSeeds
 from rlaif.generation.texts import Sampled, sample_with_retries
-from rlaif.prompts import load_template
+from rlaif.prompts import check_template_variables, load_template
 from rlaif.records import Message, PreferencePair, PromptRecord, derive_seed
 
 
@@ -166,6 +166,20 @@ class RLCDConfig(SourceConfig):
     rescore: RescoreConfig | None = Field(
         None, description="Optional judge pass that keeps, flips or drops pairs."
     )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _chat_template_renders(cls, name: str) -> str:
+        return check_template_variables(name, supplied=["descriptor"], required=["descriptor"])
+
+    @field_validator("transcript_template")
+    @classmethod
+    def _transcript_template_renders(cls, name: str) -> str:
+        return check_template_variables(
+            name,
+            supplied=["messages", "descriptor", "tag_earlier_turns"],
+            required=["messages", "descriptor"],
+        )
 
     @property
     def uses_judge(self) -> bool:

@@ -145,6 +145,7 @@ def rlcf(
         executions += repaired.executions
         code_stats.repair = {k: v for k, v in repaired.stats.model_dump().items() if isinstance(v, int)}
         code_stats.repair.update({f"status_{k}": v for k, v in repaired.stats.status_counts.items()})
+        code_stats.seconds.update({f"repair_{k}": v for k, v in repaired.stats.seconds.items()})
     return CodeFeedbackResult(
         pairs=res.pairs, stats=res.stats, dropped=res.dropped, executions=executions, code_stats=code_stats
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
@@ -23,7 +23,7 @@ from rlaif.feedback.resources import template_ref
 from rlaif.feedback.source import PartialSamplingBlocks
 from rlaif.generation.output_rules import OutputRules, clean_output, with_template_stops
 from rlaif.generation.retry import generate_each
-from rlaif.prompts import load_template
+from rlaif.prompts import check_template_variables, load_template
 from rlaif.records import Message, PromptRecord, derive_seed, stable_hash
 
 _WORD = re.compile(r"\w+")
@@ -75,6 +75,11 @@ class SelfInstructConfig(PartialSamplingBlocks):
         False,
         description="Also use the seed prompts themselves for pairs (the paper used only the new ones).",
     )
+
+    @field_validator("template")
+    @classmethod
+    def _template_renders(cls, name: str) -> str:
+        return check_template_variables(name, supplied=["examples"], required=["examples"])
 
 
 def generate_prompts(

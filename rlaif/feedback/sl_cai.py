@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from rlaif.engines.base import Engine, SamplingSettings
 from rlaif.errors import ConfigError
@@ -31,7 +31,7 @@ from rlaif.feedback.result import FeedbackResult, SFTRecord, finish, new_result,
 from rlaif.feedback.source import SourceConfig, require_prompts
 from rlaif.generation.output_rules import with_template_stops
 from rlaif.generation.texts import Sampled, failure, sample_with_retries
-from rlaif.prompts import load_template
+from rlaif.prompts import check_template_variables, load_template
 from rlaif.records import Message, PreferencePair, PromptRecord, derive_seed, stable_hash
 
 
@@ -63,6 +63,22 @@ class SLCAIConfig(SourceConfig):
     max_retries: int = Field(
         2, ge=0, description="Re-sample invalid outputs up to this many times, then drop the prompt."
     )
+
+    @field_validator("critique_template", "revision_template", "conversation_template")
+    @classmethod
+    def _template_renders(cls, name: str, info: ValidationInfo) -> str:
+        return check_template_variables(name, *_TEMPLATE_VARIABLES[info.field_name])
+
+
+_CRITIQUE_VARIABLES = ["conversation", "response", "critique_request", "examples"]
+_TEMPLATE_VARIABLES = {  # field: (what the step supplies, what a template must show)
+    "critique_template": (_CRITIQUE_VARIABLES, ["response", "critique_request"]),
+    "revision_template": (
+        [*_CRITIQUE_VARIABLES, "critique", "revision_request"],
+        ["response", "critique", "revision_request"],
+    ),
+    "conversation_template": (["conversation"], ["conversation"]),
+}
 
 
 @dataclass

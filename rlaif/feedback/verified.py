@@ -26,6 +26,7 @@ semantic.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,11 @@ class VerifiedPairStats(BaseModel):
     status_counts: dict[str, int] = Field(default_factory=dict)
     no_pair: dict[str, int] = Field(default_factory=dict)
     length: dict[str, float | None] = Field(default_factory=dict)
+    seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Wall time per step (generate: sampling; verify: running the verifier), so that a "
+        "slow run says whether the engine or the sandbox took the time.",
+    )
 
     @property
     def balanced(self) -> bool:
@@ -168,12 +174,16 @@ def verified_pairs(
     """Sample, verify and pair; ``prompts`` overrides ``task.prompt(record)`` (a prompt template)."""
     prompts = list(prompts) if prompts is not None else [task.prompt(r) for r in records]
     keys = [task.key(r) for r in records]
+    started = time.perf_counter()
     outputs, too_long, seeds = sample_candidates(
         engine, prompts, keys, sampling, config.k, seed=context.seed, stage=source, adapter=context.adapter
     )
     stats = VerifiedPairStats(source=source, problems=len(records))
+    stats.seconds["generate"] = round(time.perf_counter() - started, 3)
     items, indices, per_record = _candidates(task, records, outputs, config, stats)
+    started = time.perf_counter()
     verdicts = task.verify_many(items, sample_indices=indices)
+    stats.seconds["verify"] = round(time.perf_counter() - started, 3)
     stats.executions = len(verdicts)
     stats.status_counts = dict(Counter(v.status for v in verdicts))
     stats.sandbox_errors = stats.status_counts.get("sandbox_error", 0)

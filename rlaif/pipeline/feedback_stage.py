@@ -74,7 +74,14 @@ def feedback(
     for p in pairs:
         p.round = round_index
     if code:
-        return _code_summary(stage_dir, chunks, pairs)
+        summary = _code_summary(stage_dir, chunks, pairs)
+        seconds = summary.stats.get("seconds") or {}
+        if seconds:  # where a slow code round spent its time: the engine or the sandbox
+            ctx.say(
+                "  time in chunks: "
+                + ", ".join(f"{k.replace('_', ' ')} {v:.0f}s" for k, v in seconds.items())
+            )
+        return summary
     return _text_summary(stage_dir, chunks, pairs, data, spec)
 
 

@@ -131,7 +131,7 @@ def test_repair_options_are_checked():
     # the template is checked when the run is validated, before any program is sampled
     with pytest.raises(ValidationError, match="no template named 'nope'"):
         RLCFConfig.model_validate({"repair": {"template": "nope"}})
-    with pytest.raises(ValidationError, match="exactly the variable 'feedback'"):
+    with pytest.raises(ValidationError, match="which this step does not supply .it supplies feedback."):
         RLCFConfig.model_validate({"repair": {"template": "cai_revision"}})
 
 
@@ -155,3 +155,9 @@ def test_the_feedback_stage_reports_the_repair_counts(tmp_path, code_pool, asset
     assert summary.counts["repair_passed"] == summary.counts["repair_pairs"] == 4
     assert summary.counts["pairs_out"] == len(pairs) == 6  # 2 sampled + 4 repair pairs
     assert summary.stats["repair"]["unchanged"] == 4
+    # where the time went, summed over the chunks: the engine's and the sandbox's share, each turn
+    seconds = summary.stats["seconds"]
+    assert set(seconds) == {"generate", "verify", "repair_generate", "repair_verify"}
+    for step, total in seconds.items():
+        assert total == pytest.approx(sum(c["code_stats"]["seconds"][step] for c in chunks))
+    assert seconds["verify"] > 0 and seconds["repair_verify"] > 0  # the real sandbox ran, each time

@@ -138,3 +138,62 @@ def test_templates_render_with_their_declared_variables():
     for name in ("cai_critique", "cai_revision", "self_instruct"):
         stops = load_template(name).metadata["stop"]
         assert stops and all(isinstance(s, str) for s in stops)
+
+
+SOURCE_TEMPLATE_FIELDS = [  # (config class path, field, a shipped template that fits, what a template must show)
+    ("rlaif.feedback.sl_cai:SLCAIConfig", "critique_template", "cai_critique", "response, critique_request"),
+    (
+        "rlaif.feedback.sl_cai:SLCAIConfig",
+        "revision_template",
+        "cai_revision",
+        "response, critique, revision_request",
+    ),
+    ("rlaif.feedback.sl_cai:SLCAIConfig", "conversation_template", "conversation_transcript", "conversation"),
+    ("rlaif.feedback.rlcd:RLCDConfig", "chat_template", "rlcd_chat_affix", "descriptor"),
+    ("rlaif.feedback.rlcd:RLCDConfig", "transcript_template", "rlcd_transcript", "messages"),
+    ("rlaif.feedback.self_instruct:SelfInstructConfig", "template", "self_instruct", "examples"),
+    ("rlaif.feedback.code_repair:CodeRepairConfig", "template", "code_repair", "feedback"),
+]
+
+
+@pytest.mark.parametrize(("config_path", "field", "shipped", "required"), SOURCE_TEMPLATE_FIELDS)
+def test_a_sources_template_option_is_checked_when_the_config_is_built(
+    tmp_path, config_path, field, shipped, required
+):
+    """A template a step cannot render fails when the run is validated, naming the field, not when
+    the step first renders it after the engine has started."""
+    import importlib
+
+    from pydantic import ValidationError
+
+    module, name = config_path.split(":")
+    config = getattr(importlib.import_module(module), name)
+    assert getattr(config.model_validate({field: shipped}), field) == shipped
+    original = load_template(shipped)
+    declared = f"variables: [{', '.join(original.variables)}]"
+    assert declared in original.text
+
+    def variant(stem: str, text: str) -> str:
+        path = tmp_path / f"{stem}.j2"
+        path.write_text(text)
+        return str(path)
+
+    copy = variant("copy", original.text)
+    assert getattr(config.model_validate({field: copy}), field) == copy  # a user's copy, by path
+    extra = original.text.replace(declared, declared[:-1] + ", house_style]")
+    cases = [
+        ("nope_not_a_template", "no template named 'nope_not_a_template'"),
+        (variant("extra", extra), "declares house_style, which this step does not supply"),
+        (
+            variant("undeclared", original.text.rstrip() + "\n{{ house_style }}\n"),
+            "the body uses house_style",
+        ),
+        (
+            variant("blind", "---\nname: blind\nvariables: []\n---\nPlain text.\n"),
+            f"does not declare {required}",
+        ),
+    ]
+    for value, message in cases:
+        with pytest.raises(ValidationError, match=re.escape(message)) as err:
+            config.model_validate({field: value})
+        assert field in str(err.value)

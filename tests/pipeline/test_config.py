@@ -103,6 +103,8 @@ def test_validate_cli_bad_inputs_are_one_line_errors(tmp_path, shared_data):
         (["policy.path=/nonexistent/model"], "model directory not found"),
         (["feedback.source=nope"], "unknown feedback source 'nope'"),
         (["dpo.loss_type=nope"], "dpo.loss_type"),
+        # a source's template that cannot render its step: found before any engine starts
+        (["feedback.options.chat_template=cai_critique"], "'feedback.options.chat_template'"),
         (["judge.template=missing_template", *win_rate], "'judge.template': no template named"),
         (["final.kind=ppo", "final.options.max_steps=0"], "final.options.max_steps"),
         # PPO speaks TRL's words: an old key names its new spelling
