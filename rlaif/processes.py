@@ -59,8 +59,9 @@ def terminate_then_kill(procs: list, timeout: float) -> None:
 
 
 def _ignores_sigterm(proc) -> bool:
-    """multiprocessing's resource tracker sets SIGTERM to SIG_IGN: terminating it only waited out
-    the whole timeout (5 s of every engine close) before the SIGKILL it ends up with anyway."""
+    """multiprocessing's resource tracker sets SIGTERM to SIG_IGN: terminating it only waits out the
+    whole timeout before the SIGKILL it ends up with anyway (met when the CLI stops every descendant
+    after Ctrl-C; engines no longer stop it, see ``vllm_processes.start_resource_tracker``)."""
     try:
         return "resource_tracker" in " ".join(proc.cmdline())
     except Exception:
