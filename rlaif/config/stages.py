@@ -90,6 +90,14 @@ class FinalRoundConfig(Strict):
         "(fewer than 5 words of its own, or none of the request's words) fails and scores 0, so the "
         "checker cannot be won by replies like '<<Title>> Sure.'.",
     )
+    prompts: Literal["all", "varied"] = Field(
+        "all",
+        description="Which of the run's prompts the round trains on: all, or varied (code runs whose last "
+        "round's feedback ran programs in the sandbox, e.g. rlcf): only the problems whose programs in that "
+        "feedback did not all earn the same final.reward_kind reward. A group of rollouts that all score "
+        "alike gives GRPO and RLOO no gradient. The programs were sampled by the policy before the last "
+        "DPO round.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="The trainer's own config.")
 
 

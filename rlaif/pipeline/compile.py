@@ -143,6 +143,29 @@ def _verifier_reward_needs_a_verifier(run: ResolvedRun, where: str) -> None:
         )
 
 
+def _varied_prompts_need_recorded_executions(run: ResolvedRun, where: str) -> None:
+    """``final.prompts: varied`` keeps the problems whose programs in the last round's feedback earned
+    different rewards, read from that feedback's sandbox executions: it needs a DPO round whose source
+    records them, and a final reward computed the same way (the sandbox)."""
+    from rlaif.feedback.registry import describe
+
+    cfg = run.config
+    if cfg.final.kind == "none" or cfg.final.prompts != "varied":
+        return
+    problem = None
+    if cfg.rounds < 1:
+        problem = "this run has no DPO round (rounds: 0) whose feedback could tell"
+    elif "executions" not in describe(cfg.feedback.source).writes:
+        problem = f"feedback source {cfg.feedback.source!r} runs no programs in the sandbox (rlcf does)"
+    elif cfg.final.reward not in ("sandbox", "verifier") or not is_code_run(cfg):
+        problem = f"final.reward={cfg.final.reward} is not the sandbox reward the feedback's executions give"
+    if problem:
+        raise ConfigError(
+            f"{where}: 'final.prompts': varied keeps the problems whose programs in the last round's "
+            f"feedback earned different sandbox rewards, but {problem}; use final.prompts: all"
+        )
+
+
 def _run_rollouts_on_hf(run: ResolvedRun, where: str) -> None:
     options = run.blocks.get("final.options")
     if getattr(options, "rollout", None) == "engine":
@@ -234,6 +257,7 @@ SELF_CHECKS = ("effective_clamp",)  # rl_cai's soft-label clamp bounds
 RULES: list[Any] = [
     _sandbox_reward_needs_code,
     _verifier_reward_needs_a_verifier,
+    _varied_prompts_need_recorded_executions,
     _run_rollouts_on_hf,
     _openai_serves_no_trained_policy,
     _merged_serving_serves_one_adapter,

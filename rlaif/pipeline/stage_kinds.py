@@ -173,10 +173,17 @@ def _round_blocks(cfg: RunConfig) -> dict[str, Block]:
 
 def _final_spec(call: StageCall) -> StageSpec:
     cfg = call.cfg
-    # require_answer is left out while off, so runs finished before it existed still resume past this stage
-    unset = set() if cfg.final.require_answer else {"require_answer"}
+    # options added later are left out at their defaults, so runs finished before they existed still
+    # resume past this stage
+    unset = {"require_answer"} if not cfg.final.require_answer else set()
+    inputs, executions = call.policy_inputs(), None
+    if cfg.final.prompts == "varied":
+        executions = call.output(f"round_{cfg.rounds}/feedback", "executions")
+        inputs["executions"] = executions
+    else:
+        unset.add("prompts")
     config = {"final": cfg.final.model_dump(mode="json", exclude=unset), "seed": cfg.seed}
-    return config, call.policy_inputs(), lambda d: run_final_round(call.ctx, d)
+    return config, inputs, lambda d: run_final_round(call.ctx, d, executions)
 
 
 def _final_blocks(cfg: RunConfig) -> dict[str, Block]:
