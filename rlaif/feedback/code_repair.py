@@ -10,10 +10,11 @@ where none of the sampled programs passed, which test-gated pairs cannot use.
 
 What the repairer is shown, as a second user turn after the problem and its own answer (template
 ``code_repair``): what the sandbox reported about loading the program (a syntax error, an exception at
-import, a copied assert that fails) or about the example the problem itself shows (MBPP: its first
-assert; expected vs got, or the exception). A failure on a test the problem does not show is reported
-by count and kind only ("passes the example shown but fails 2 of 2 other tests: wrong answer"), never
-with its inputs or expected values, so a fix cannot copy hidden answers into the program.
+import, a copied assert that fails; the program's line it names is quoted) or about the example the
+problem itself shows (MBPP: its first assert; expected vs got, or the exception). A failure on a test
+the problem does not show is reported by count and kind only ("passes the example shown but fails 2
+of 2 other tests: wrong answer"), never with its inputs or expected values, so a fix cannot copy hidden
+answers into the program.
 
 Guarantees: all repairs are sampled in one ``generate`` call (``n = attempts`` per failing program),
 each failing program with its own seed derived from the context's seed, ``"rlcf_repair"``, the task
@@ -28,6 +29,7 @@ that only as far as they cover); "only what is needed" is asked for, not checked
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -36,7 +38,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rlaif.code.jobs import CODE_STOP, extract_code, replace_code
+from rlaif.code.jobs import CODE_STOP, extract_code, program_for, replace_code
 from rlaif.engines.base import Engine, PromptInput, SamplingSettings
 from rlaif.feedback.context import SourceContext
 from rlaif.feedback.verified import Candidate, sample_candidates
@@ -60,6 +62,7 @@ _STATUS_WORDS = {
     "memory_exceeded": "memory limit exceeded",
     "syntax_error": "syntax error",
 }
+_LOAD_LINE = re.compile(r"line (\d+): ")  # how the sandbox names the program's line in a load failure
 
 
 class CodeRepairConfig(BaseModel):
@@ -122,13 +125,26 @@ class RepairRun:
     stats: RepairStats = field(default_factory=RepairStats)
 
 
-def visible_test_feedback(problem: CodeProblem, result: ExecutionResult) -> str:
-    """What the repairer may be told about a failing run: load failures and the example the problem
-    shows in full, other tests by count and kind only (see the module docstring)."""
+def _failing_line(diagnostics: str, program: str | None) -> str:
+    """The program's own line a load failure names ("line 11: AssertionError: " says nothing about
+    which assert), quoted from the program as it ran; empty when there is none to quote."""
+    found = _LOAD_LINE.match(diagnostics)
+    lines = (program or "").splitlines()
+    if not found or not 1 <= int(found.group(1)) <= len(lines) or not lines[int(found.group(1)) - 1].strip():
+        return ""
+    return f"; line {found.group(1)} is `{lines[int(found.group(1)) - 1].strip()}`"
+
+
+def visible_test_feedback(problem: CodeProblem, result: ExecutionResult, program: str | None = None) -> str:
+    """What the repairer may be told about a failing run: load failures (with the line of ``program``,
+    the code as it ran, that they name) and the example the problem shows in full, other tests by count
+    and kind only (see the module docstring)."""
     n = result.tests_total
     failures = {f["test"]: f for f in result.metadata.get("failures", [])}
     if not result.diagnostics.startswith("test "):  # the program failed before any test ran
-        return f"it fails while loading ({_STATUS_WORDS.get(result.status, result.status)}): {result.diagnostics}"
+        status = _STATUS_WORDS.get(result.status, result.status)
+        detail = result.diagnostics.rstrip().rstrip(":")
+        return f"it fails while loading ({status}): {detail}{_failing_line(result.diagnostics, program)}"
     shown = problem.tests[0] if problem.source_format == "mbpp" and problem.tests else None
     if shown is not None and result.per_test and result.per_test[0] != "passed":
         detail = failures.get(0, {}).get("detail", "")
@@ -161,7 +177,7 @@ def repair_pairs(
             continue
         failing = sorted((c for c in cands if not c.verdict.passed), key=lambda c: (-c.fraction, c.index))
         for cand in failing[: config.programs_per_problem]:
-            feedback = visible_test_feedback(problem, cand.verdict.evidence)
+            feedback = visible_test_feedback(problem, cand.verdict.evidence, program_for(problem, cand.text))
             request = [
                 *as_conversation(prompts[r]),
                 Message(role="assistant", content=cand.text),

@@ -100,19 +100,29 @@ def test_the_repairer_sees_the_shown_example_in_full_and_hidden_tests_by_count_o
     wrong_everywhere = "def find_Volume(l, b, h):\n    return l * b * h\n"
     wrong_hidden = "def find_Volume(l, b, h):\n    return 240 if l == 10 else -1\n"
     broken = "def find_Volume(l, b, h)\n    return 0\n"
-    from rlaif.code.jobs import build_job
+    copied_assert = wrong_everywhere + "\nassert find_Volume(10,8,6) == 240\n"  # fails while loading
+    from rlaif.code.jobs import build_job, program_for
 
-    results = code_pool.run(
-        [
-            build_job(problem, c, sample_index=i)
-            for i, c in enumerate((wrong_everywhere, wrong_hidden, broken))
-        ]
+    programs = (wrong_everywhere, wrong_hidden, broken, copied_assert)
+    results = code_pool.run([build_job(problem, c, sample_index=i) for i, c in enumerate(programs)])
+    shown, hidden, load, copied = (
+        visible_test_feedback(problem, r, program_for(problem, c))
+        for r, c in zip(results, programs, strict=True)
     )
-    shown, hidden, load = (visible_test_feedback(problem, r) for r in results)
     assert "`assert find_Volume(10,8,6) == 240`" in shown and "got 480" in shown
     assert hidden == "it passes the example in the problem but fails 2 of 2 other tests (wrong answer x2)"
     assert "6" not in hidden.replace("x2", "")  # no hidden input or expected value
     assert load.startswith("it fails while loading (syntax error)")
+    assert load.endswith("; line 1 is `def find_Volume(l, b, h)`")
+    # a load failure names the program's line; the repairer is shown which of its lines that is
+    assert copied == (
+        "it fails while loading (wrong answer): line 4: AssertionError; "
+        "line 4 is `assert find_Volume(10,8,6) == 240`"
+    )
+    assert (
+        visible_test_feedback(problem, results[3])
+        == "it fails while loading (wrong answer): line 4: AssertionError"
+    )
 
 
 def test_replace_code_keeps_the_answer_around_the_block():
