@@ -84,6 +84,8 @@ def vllm_engine(tiny_model_dir):
         enable_lora=True,
         max_lora_rank=16,
         progress=False,
+        # lets tests switch rlaif's CPU top-p in the worker (tests/engines/test_cpu_top_p.py)
+        extra_engine_args={"worker_extension_cls": "rlaif.engines.cpu_top_p.TopPControl"},
     )
     yield engine
     engine.close()

@@ -74,6 +74,16 @@ def _use_every_core_on_small_machines() -> None:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
+def _top_p_without_full_sort() -> None:
+    """vLLM's CPU sampler sorts every sequence's whole vocabulary at each step to apply ``top_p``;
+    rlaif's vLLM plugin (:mod:`rlaif.engines.cpu_top_p`) finds the same nucleus among the most likely
+    tokens instead, in the engine processes, which inherit this variable. ``RLAIF_VLLM_TOP_P=sort``
+    keeps vLLM's own sampler."""
+    from rlaif.engines.cpu_top_p import ENV
+
+    os.environ.setdefault(ENV, "topk")
+
+
 def _vllm_logs_to_stderr() -> None:
     """vLLM logs to stdout by default (about 55 lines per engine start), which mixes its log into the
     output of a program that uses rlaif as a library. Unless the user chose a stream
@@ -165,6 +175,7 @@ class VLLMEngine:
             # prefill is split across scheduler steps; whole-prompt prefill avoids that code path.
             args["enable_chunked_prefill"] = False
             _use_every_core_on_small_machines()
+            _top_p_without_full_sort()
         if gpu_memory_utilization is not None:
             args["gpu_memory_utilization"] = gpu_memory_utilization
         if kv_cache_memory_bytes is not None:

@@ -15,7 +15,6 @@ Rewards:
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,12 +93,10 @@ def _prompt_records(ctx: RunContext, executions: Path | None) -> tuple[list[Prom
             )
         total = len(items)
         items, counts = varied_problems(items, executions, ctx.cfg.final.reward_kind)
-        print(
+        ctx.say(
             f"{PROGRESS_LABEL}: {len(items)} of {total} problems kept, their programs earned different "
             f"rewards in {executions.parent.parent.name}'s feedback ({counts['prompts_same_reward']} "
-            f"earned one reward, {counts['prompts_not_run']} ran no program)",
-            file=sys.stderr,
-            flush=True,
+            f"earned one reward, {counts['prompts_not_run']} ran no program)"
         )
     if is_code_run(ctx.cfg):
         problems = {p.task_id: p for p in items}

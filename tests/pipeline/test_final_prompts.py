@@ -67,7 +67,7 @@ def test_a_problem_is_kept_when_its_programs_earned_different_rewards(tmp_path):
 
 
 def test_a_runs_final_round_trains_on_the_problems_its_last_feedback_found_varied(
-    tmp_path, tiny_model_dir, vllm_engine
+    tmp_path, tiny_model_dir, vllm_engine, capsys
 ):
     """For real: round 1's feedback runs programs in the run's sandbox pool (a plug-in source: the
     tiny model never passes a test), and the final GRPO round trains on the problems they split."""
@@ -96,6 +96,7 @@ def test_a_runs_final_round_trains_on_the_problems_its_last_feedback_found_varie
     counts = runner.summaries["final/train"].counts
     assert (counts["prompts"], counts["prompts_same_reward"], counts["prompts_not_run"]) == (2, 1, 0)
     assert counts["steps"] == 1
+    assert "2 of 3 problems kept" in capsys.readouterr().err  # told on the run's own channel
 
     again = Runner(cfg, engine=vllm_engine)
     again.run()
