@@ -18,11 +18,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_process import run_child
 
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = REPO / "models" / "smollm2-135m-instruct"
@@ -79,11 +80,7 @@ def main() -> None:
             for name, env in settings.items():
                 cmd = [sys.executable, __file__, "--child", "--model", model, "--prompts", str(args.prompts),
                        "--n", str(args.n), "--tokens", str(args.tokens)]  # fmt: skip
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-                lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-                if out.returncode != 0 or not lines:
-                    raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-                results[name].append(json.loads(lines[-1]))
+                results[name].append(run_child(cmd, name, env=env))
     med = {
         name: {
             "gen_tokens_per_s": round(statistics.median(r["gen_tok_s"] for r in runs), 1),

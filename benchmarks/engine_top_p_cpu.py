@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_process import run_child
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = "RLAIF_VLLM_TOP_P"  # rlaif.engines.cpu_top_p.ENV, without importing rlaif here
@@ -82,13 +83,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", "--pipeline", args.pipeline, "--problems"]
             cmd += [str(args.problems), "--n", str(args.n), "--tokens", str(args.tokens)]
             cmd += ["--top-p", top_p, "--texts", path]
-            env = {**os.environ, ENV: sampler}
-            out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-            if out.returncode != 0 or not lines:
-                sys.stderr.write(out.stderr[-3000:])
-                raise SystemExit(f"the measurement {setting} failed (exit {out.returncode})")
-            rows.append(json.loads(lines[-1]))
+            rows.append(run_child(cmd, setting, env={**os.environ, ENV: sampler}, cwd=REPO))
             texts[setting] = json.loads(Path(path).read_text())
             print(json.dumps(rows[-1]), flush=True)
     base, first = rows[0], args.settings[0]

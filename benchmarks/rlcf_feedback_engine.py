@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from child_process import run_child
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = "RLAIF_VLLM_TOP_P"  # rlaif.engines.cpu_top_p.ENV, without importing rlaif here
@@ -87,12 +88,7 @@ def main() -> None:
             raise SystemExit(f"--settings {setting}: expected KV_GIB:sort or KV_GIB:topk")
         cmd = [sys.executable, __file__, "--child", "--pipeline", args.pipeline]
         cmd += ["--problems", str(args.problems), "--kv-gb", kv]
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, ENV: sampler})
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-        if out.returncode != 0 or not lines:
-            sys.stderr.write(out.stderr[-3000:])
-            raise SystemExit(f"the measurement {setting} failed (exit {out.returncode})")
-        rows.append(json.loads(lines[-1]))
+        rows.append(run_child(cmd, setting, env={**os.environ, ENV: sampler}, cwd=REPO))
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["seconds"]
     for setting, row in zip(args.settings, rows, strict=True):
