@@ -130,9 +130,9 @@ def _failing_line(diagnostics: str, program: str | None) -> str:
     which assert), quoted from the program as it ran; empty when there is none to quote."""
     found = _LOAD_LINE.match(diagnostics)
     lines = (program or "").splitlines()
-    if not found or not 1 <= int(found.group(1)) <= len(lines) or not lines[int(found.group(1)) - 1].strip():
-        return ""
-    return f"; line {found.group(1)} is `{lines[int(found.group(1)) - 1].strip()}`"
+    number = int(found.group(1)) if found else 0
+    quoted = lines[number - 1].strip() if 1 <= number <= len(lines) else ""
+    return f"; line {number} is `{quoted}`" if quoted else ""
 
 
 def visible_test_feedback(problem: CodeProblem, result: ExecutionResult, program: str | None = None) -> str:
