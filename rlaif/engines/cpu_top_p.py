@@ -26,11 +26,24 @@ import logging
 import os
 
 ENV = "RLAIF_VLLM_TOP_P"
+CHOICES = {"topk": "rlaif's top-p from the most likely tokens", "sort": "vLLM's own sampler"}
 TOP_TOKENS = 256  # K: enough for the nucleus of nearly every step of code or chat at temperature <= 1
 _logger = logging.getLogger("rlaif.engines.cpu_top_p")
 _original = None  # vLLM's function, kept to fall back on
 enabled = True  # switched off through ``set_enabled`` (tests compare the two samplers in one engine)
 rows = {"top_tokens": 0, "sorted": 0}  # sampled rows settled by the top tokens, and sent to vLLM's sort
+
+
+def requested_sampler(environ=os.environ) -> str:
+    """The sampler ``RLAIF_VLLM_TOP_P`` asks for (``topk`` when unset); an unknown value is an error
+    rather than a silent fall back to one of them."""
+    from rlaif.errors import EngineError
+
+    value = environ.get(ENV, "topk")
+    if value not in CHOICES:
+        options = "; ".join(f"{k}: {v}" for k, v in CHOICES.items())
+        raise EngineError(f"{ENV}={value!r} is not a top-p sampler ({options})")
+    return value
 
 
 def nucleus_from_top_tokens(logits, p, top_tokens: int = TOP_TOKENS):

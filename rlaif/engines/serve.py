@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.engines.cpu_top_p import ENV as TOP_P_ENV
+from rlaif.engines.cpu_top_p import requested_sampler
 from rlaif.errors import EngineError
 
 
@@ -93,7 +94,7 @@ def launch_replica(
         env["RLAIF_REAPER_PARENT"] = str(os.getpid())
     if (os.cpu_count() or 1) <= 4:  # same small-machine rule as VLLMEngine
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    env.setdefault(TOP_P_ENV, "topk")  # top_p without vLLM's full sort on CPU (rlaif.engines.cpu_top_p)
+    env[TOP_P_ENV] = requested_sampler(env)  # top_p without vLLM's full sort on CPU (cpu_top_p)
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     return ServedReplica(proc, f"http://{host}:{port}/v1", log)

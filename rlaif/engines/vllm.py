@@ -79,9 +79,9 @@ def _top_p_without_full_sort() -> None:
     rlaif's vLLM plugin (:mod:`rlaif.engines.cpu_top_p`) finds the same nucleus among the most likely
     tokens instead, in the engine processes, which inherit this variable. ``RLAIF_VLLM_TOP_P=sort``
     keeps vLLM's own sampler."""
-    from rlaif.engines.cpu_top_p import ENV
+    from rlaif.engines.cpu_top_p import ENV, requested_sampler
 
-    os.environ.setdefault(ENV, "topk")
+    os.environ[ENV] = requested_sampler()
 
 
 def _vllm_logs_to_stderr() -> None:
