@@ -223,14 +223,17 @@ def select_pair(
     *,
     min_margin: float = 0.0,
     max_length_ratio: float | None = None,
+    min_length_ratio: float | None = None,
     pairing: Pairing = "max_min",
 ) -> Selection:
     """Pick chosen/rejected among candidates scored by a judge (None = no valid score: excluded).
 
     ``max_min``: the highest against the lowest score (lowest index among equal scores); a tie or a
-    margin below ``min_margin`` drops the prompt; so does a length ratio above ``max_length_ratio``.
-    ``length_matched``: among all pairs with a positive margin >= ``min_margin`` (and within
-    ``max_length_ratio``), the one whose lengths are closest (|log ratio|), then the larger margin.
+    margin below ``min_margin`` drops the prompt; so does a length ratio (chosen / rejected characters)
+    above ``max_length_ratio`` or below ``min_length_ratio``.
+    ``length_matched``: among all pairs with a positive margin >= ``min_margin`` (and a length ratio
+    within the bounds), the one whose lengths are closest (|log ratio|), then the larger margin; so a
+    bound skips to the next pair rather than dropping the prompt, as the pairs stage's filter would.
     Drop reasons: ``too_few_scored``, ``tie``, ``below_min_margin``, ``length_ratio``.
     """
     valid = [i for i, s in enumerate(scores) if s is not None]
@@ -245,7 +248,9 @@ def select_pair(
         return Selection(None, None, top_margin, "below_min_margin")
 
     def ratio_ok(i: int, j: int) -> bool:
-        return max_length_ratio is None or length_ratio(texts[i], texts[j]) <= max_length_ratio
+        ratio = length_ratio(texts[i], texts[j])
+        too_long = max_length_ratio is not None and ratio > max_length_ratio
+        return not too_long and (min_length_ratio is None or ratio >= min_length_ratio)
 
     if pairing == "max_min":
         if not ratio_ok(best, worst):

@@ -86,6 +86,23 @@ def test_length_matched_with_no_admissible_pair():
     assert sel.reason == "length_ratio"
 
 
+def test_a_minimum_length_ratio_drops_a_stub_in_max_min_and_skips_to_the_next_pair_when_length_matched():
+    # lengths 4, 40, 30, 44; scores 5, 4, 1, 2. max_min takes (0, 2): 4/30 = 0.13 < 0.5 drops the prompt.
+    texts = ["Sure", "b" * 40, "c" * 30, "d" * 44]
+    scores = [5.0, 4.0, 1.0, 2.0]
+    assert select_pair(texts, scores, min_length_ratio=0.5).reason == "length_ratio"
+    assert select_pair(texts, scores, min_length_ratio=0.1).ok  # 0.13 >= 0.1
+    # length_matched without a bound: (1, 3) 40 vs 44 is the closest of the positive-margin pairs; so it is
+    # with the bound too, and the stub pairs (0, j) (4/30, 4/44, 4/40) are all out of it
+    sel = select_pair(texts, scores, pairing="length_matched", min_length_ratio=0.5)
+    assert (sel.chosen, sel.rejected) == (1, 3)
+    # a margin of 3 admits (0, 2) 4/30, (0, 3) 4/44 and (1, 2) 40/30: the stubs are skipped for (1, 2)
+    sel = select_pair(texts, scores, pairing="length_matched", min_margin=3.0, min_length_ratio=0.5)
+    assert (sel.chosen, sel.rejected, sel.margin) == (1, 2, 3.0)
+    sel = select_pair(texts, scores, pairing="length_matched", min_margin=4.0, min_length_ratio=0.5)
+    assert sel.reason == "length_ratio"  # only (0, 2) has a margin of 4
+
+
 def test_filter_pairs_reasons_in_order():
     pairs = [
         make_pair("same", "same"),

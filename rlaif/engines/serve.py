@@ -23,8 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlaif.engines.cpu_top_p import ENV as TOP_P_ENV
-from rlaif.engines.cpu_top_p import requested_sampler
+from rlaif.engines.vllm_env import vllm_process_environment
 from rlaif.errors import EngineError
 
 
@@ -92,9 +91,7 @@ def launch_replica(
     if die_with_parent:
         cmd = [sys.executable, "-m", "rlaif.engines.reaper", *cmd]
         env["RLAIF_REAPER_PARENT"] = str(os.getpid())
-    if (os.cpu_count() or 1) <= 4:  # same small-machine rule as VLLMEngine
-        env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    env[TOP_P_ENV] = requested_sampler(env)  # top_p without vLLM's full sort on CPU (cpu_top_p)
+    env.update(vllm_process_environment(env))  # the same settings as VLLMEngine's (vllm_env)
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     return ServedReplica(proc, f"http://{host}:{port}/v1", log)

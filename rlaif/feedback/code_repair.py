@@ -123,6 +123,7 @@ class RepairRun:
     pairs: list[PreferencePair]
     executions: list[ExecutionResult]
     stats: RepairStats = field(default_factory=RepairStats)
+    repaired: set[str] = field(default_factory=set)  # task ids of the problems a repair was asked for
 
 
 def _failing_line(diagnostics: str, program: str | None) -> str:
@@ -185,6 +186,7 @@ def repair_pairs(
             ]
             jobs.append((r, cand, request))
     stats.programs = len(jobs)
+    repaired = {problems[r].task_id for r, _, _ in jobs}
     if not jobs:
         return RepairRun([], [], stats)
     keys = [f"{problems[r].task_id}#{c.index}" for r, c, _ in jobs]
@@ -234,7 +236,7 @@ def repair_pairs(
         )
     stats.pairs = len(pairs)
     stats.problems_with_pair = len({p.metadata["task_id"] for p in pairs})
-    return RepairRun(pairs, executions, stats)
+    return RepairRun(pairs, executions, stats, repaired)
 
 
 def _pair(

@@ -155,8 +155,10 @@ def _merge_repairs(
     run: VerifiedRun, repaired: RepairRun, problems: Sequence[CodeProblem], *, keep_sampled: bool
 ) -> None:
     """The run's pairs and accounting with the repair pairs added (or, without ``keep_sampled``,
-    replacing the sampled ones): every problem is still one with a pair or one counted drop, and a
-    problem that loses its sampled pairs and gains no repair pair is dropped as ``no_passing_repair``."""
+    replacing the sampled ones): every problem is still one with a pair or one counted drop. A problem
+    that was repaired and gained no repair pair is dropped as ``no_passing_repair`` (what sampling
+    alone made of it in the detail); one that lost its sampled pairs without being repaired (``problems:
+    unsolved``) as ``sampled_pairs_not_kept``; any other keeps the reason sampling gave it."""
     sampled = run.pairs if keep_sampled else []
     run.pairs = sampled + repaired.pairs
     with_pair = {p.metadata["task_id"] for p in run.pairs}
@@ -166,7 +168,15 @@ def _merge_repairs(
         key = problem.task_id
         if key in with_pair:
             continue
-        run.dropped.append(reasons.get(key) or DroppedPrompt(prompt_id=key, reason="no_passing_repair"))
+        before = reasons.get(key)
+        if key in repaired.repaired:
+            sampled_outcome = before.reason if before else "a sampled pair, not kept"
+            drop = DroppedPrompt(
+                prompt_id=key, reason="no_passing_repair", detail=f"sampled: {sampled_outcome}"
+            )
+        else:
+            drop = before or DroppedPrompt(prompt_id=key, reason="sampled_pairs_not_kept")
+        run.dropped.append(drop)
     stats = run.stats
     stats.problems_with_pair = len(with_pair)
     stats.no_pair = dict(Counter(d.reason for d in run.dropped))

@@ -14,7 +14,8 @@ Guarantees: candidates are one ``generate`` call (``n=N``); judging is one call 
 candidates with empty/invalid text and candidates whose judgments are all invalid are excluded and
 counted (``counters``); each prompt ends as one pair or one counted drop (``too_few_scored``, ``tie``,
 ``below_min_margin``, ``length_ratio``; the shared filters run in the pairs stage). Length bias is in
-``stats.length`` and can be controlled with ``max_length_ratio`` or ``pairing: length_matched``.
+``stats.length`` and can be controlled with ``max_length_ratio``, ``min_length_ratio`` or
+``pairing: length_matched``.
 Non-guarantee: among candidates with equal best (or worst) score the lowest index is taken, not a
 random one.
 """
@@ -58,6 +59,13 @@ class SelfRewardingConfig(SourceConfig):
         None,
         gt=1.0,
         description="Reject pairs whose chosen text is more than this many times longer than the rejected one.",
+    )
+    min_length_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Reject pairs whose chosen text is shorter than this fraction (characters) of the "
+        "rejected one (a judge that rewards stubs); with pairing length_matched the next pair is tried.",
     )
     self_instruct: SelfInstructConfig | None = Field(
         None, description="Make new prompts from the given ones (as seeds) by few-shot self-instruct first."
@@ -198,7 +206,7 @@ def _best_vs_worst(
     row, scores = cands.texts[pi], cands.scores[pi]
     sel = select_pair(
         [t or "" for t in row], scores, min_margin=cfg.min_margin,
-        max_length_ratio=cfg.max_length_ratio, pairing=cfg.pairing,
+        max_length_ratio=cfg.max_length_ratio, min_length_ratio=cfg.min_length_ratio, pairing=cfg.pairing,
     )  # fmt: skip
     if not sel.ok:
         return sel.reason, f"candidate scores {scores}"

@@ -199,7 +199,7 @@ def source_block(cfg: RunConfig, feedback: FeedbackConfig, key: str) -> Block:
         if "filter" in feedback.options:
             raise ConfigError(
                 f"{where}: '{key}.filter': a run filters pairs in one place, 'pairs.options' "
-                "(min_margin, dedup, drop_identical, max_length_ratio); move it there"
+                "(min_margin, dedup, drop_identical, max_length_ratio, min_length_ratio); move it there"
             )
     options = feedback_options(cfg) if feedback is cfg.feedback else dict(feedback.options)
     return Block(declared.config_model, options)

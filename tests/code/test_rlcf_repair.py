@@ -90,9 +90,34 @@ def test_repair_pairs_alone_and_only_for_unsolved_problems(code_pool, assets: Pa
     assert {p.metadata["pairing"] for p in res.pairs} == {"repair_vs_fail"}
     assert sorted(p.metadata["task_id"] for p in res.pairs) == sorted(p.task_id for p in problems[1:])
     # the solved problem lost its sampled pair and was not repaired: a counted, named drop
-    assert res.stats.balanced and res.stats.drops == {"no_passing_repair": 1}
+    assert res.stats.balanced and res.stats.drops == {"sampled_pairs_not_kept": 1}
     assert [d.prompt_id for d in res.dropped] == [problems[0].task_id]
     assert res.code_stats.repair["programs"] == 2
+
+
+def test_a_problem_whose_repairs_all_fail_is_dropped_as_such_with_what_sampling_made_of_it(code_pool, assets):
+    problems = load_problems(assets / "mbpp_mini.jsonl")[:3]
+    names = {p.task_id: p.tests[0].split("(")[0].replace("assert", "").strip() for p in problems}
+    sampler = _fixture(problems).responder
+
+    def no_fix(conversation, index, sampling):
+        task = next(p for p in problems if p.prompt in conversation[0].content)
+        if len(conversation) == 3:  # every repair is another wrong program
+            return f"```python\ndef {names[task.task_id]}(*args):\n    return {index + 1}\n```\n"
+        return sampler(conversation, index, sampling)
+
+    context = SourceContext(seed=5, round=1, adapter=None, chunk=0)
+    options = {"k": 2, "partial_margin": None, "repair": {"attempts": 2}}
+    res = run_source("rlcf", problems, ScriptedEngine(no_fix), options, context, sandbox=code_pool)
+
+    assert res.code_stats.repair["programs"] == 3 and res.code_stats.repair["passed"] == 0
+    # the first problem keeps its sampled pair; the other two (both samples the same wrong program) were
+    # repaired in vain
+    assert [p.metadata["task_id"] for p in res.pairs] == [problems[0].task_id]
+    assert res.stats.balanced and res.stats.drops == {"no_passing_repair": 2}
+    assert {(d.prompt_id, d.detail) for d in res.dropped} == {
+        (p.task_id, "sampled: single_distinct_candidate") for p in problems[1:]
+    }
 
 
 def test_the_repairer_sees_the_shown_example_in_full_and_hidden_tests_by_count_only(code_pool, assets):

@@ -115,6 +115,15 @@ def test_length_control_options():
     )
     # positive-margin pairs, closest lengths first: (19 vs 26 scores 4 vs 1) |log| 0.31 beats (12 vs 5) 0.88
     assert (len(matched.pairs[0].chosen), len(matched.pairs[0].rejected)) == (19, 26)
+    no_shorter = call_source(
+        self_rewarding,
+        prompts("q"),
+        PerRequestScriptedEngine(longer),
+        {"pairing": "length_matched", "min_length_ratio": 0.9},
+        judge=one,
+    )
+    # 19/26 = 0.73 < 0.9 is skipped; the next closest is 19 vs 12 (scores 4 vs 2), |log| 0.46
+    assert (len(no_shorter.pairs[0].chosen), len(no_shorter.pairs[0].rejected)) == (19, 12)
     assert plain.stats.length["mean_ratio"] == pytest.approx(19 / 5)
 
 
